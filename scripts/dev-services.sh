@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Makes this machine ready to run Rapport locally and in CI: Redis and a MongoDB-protocol server.
+#
+# - Redis: if nothing answers on REDIS_URL (default redis://127.0.0.1:6379), installs Debian's
+#   redis-server when absent and starts it with AOF on and `maxmemory-policy noeviction`.
+# - MongoDB: MongoDB itself cannot be installed here, so FerretDB v1 (a MongoDB wire-protocol server
+#   on SQLite) is built from the Go module proxy when absent and started on loopback, its data under
+#   .data/ferretdb (gitignored). Users with a real MongoDB just set MONGODB_URI.
+#
+# Idempotent: it starts only what is not already answering, and prints what it did.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DATA="$ROOT/.data"
+mkdir -p "$DATA"
+
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+MONGODB_URI=${MONGODB_URI:-mongodb://127.0.0.1:27017/rapport}
+# FerretDB v1.24.1 is not served by the Go module proxy here ("This module version is not available");
+# v1.24.0 is the newest v1 release that is. Override with FERRETDB_VERSION.
+FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.0}
+
+log() { printf '[dev-services] %s\n' "$*"; }
+
+hostport() { # scheme://[user@]host:port/... -> host port
+  local rest=${1#*://}
+  rest=${rest#*@}
+  rest=${rest%%/*}
+  rest=${rest%%\?*}
+  local host=${rest%%:*} port=${rest##*:}
+  [ "$port" = "$rest" ] && port=$2
+  echo "$host" "$port"
+}
+
+answers() { # host port
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+wait_for() { # host port name seconds
+  local i
+  for ((i = 0; i < $4 * 10; i++)); do
+    answers "$1" "$2" && return 0
+    sleep 0.1
+  done
+  log "$3 did not start on $1:$2 within $4 s"
+  return 1
+}
+
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then
+    apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- Redis ---------------------------------------------------------------------------------------
+read -r RHOST RPORT < <(hostport "$REDIS_URL" 6379)
+if answers "$RHOST" "$RPORT"; then
+  log "Redis already answers on $RHOST:$RPORT"
+else
+  case "$RHOST" in 127.*|localhost) ;; *) log "Redis at $RHOST:$RPORT is not local and does not answer"; exit 1 ;; esac
+  if ! command -v redis-server >/dev/null; then
+    log "installing redis-server (Debian)"
+    apt_install redis-server
+  fi
+  mkdir -p "$DATA/redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$RPORT" --dir "$DATA/redis" \
+    --appendonly yes --maxmemory-policy noeviction --save '' --logfile "$DATA/redis/redis.log"
+  wait_for "$RHOST" "$RPORT" Redis 10
+  log "started Redis on $RHOST:$RPORT (AOF on, noeviction; data in .data/redis)"
+fi
+
+# --- FerretDB (MongoDB wire protocol) ------------------------------------------------------------
+read -r MHOST MPORT < <(hostport "$MONGODB_URI" 27017)
+if answers "$MHOST" "$MPORT"; then
+  log "MongoDB-protocol server already answers on $MHOST:$MPORT"
+else
+  case "$MHOST" in 127.*|localhost) ;; *) log "MongoDB at $MHOST:$MPORT is not local and does not answer"; exit 1 ;; esac
+  GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+  GOBIN_DIR=$("$GO" env GOPATH)/bin
+  FERRETDB=${FERRETDB:-$GOBIN_DIR/ferretdb}
+  if [ ! -x "$FERRETDB" ]; then
+    log "building FerretDB $FERRETDB_VERSION (about 1-2 minutes)"
+    start=$(date +%s)
+    # `go install pkg@version` needs the module's version list, which the proxy refuses for FerretDB;
+    # downloading the exact version and building it from its own go.mod works and is equivalent.
+    dir=$("$GO" mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    src=$(mktemp -d)
+    cp -r "$dir/." "$src"
+    chmod -R u+w "$src"
+    # A release build normally gets its version from `git describe`; the module zip has no .git.
+    echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
+    mkdir -p "$GOBIN_DIR"
+    (cd "$src" && "$GO" build -o "$FERRETDB" ./cmd/ferretdb)
+    rm -rf "$src"
+    log "built $FERRETDB in $(($(date +%s) - start)) s"
+  fi
+  mkdir -p "$DATA/ferretdb"
+  nohup "$FERRETDB" --handler=sqlite --sqlite-url="file:$DATA/ferretdb/" \
+    --listen-addr="$MHOST:$MPORT" --state-dir="$DATA/ferretdb" --debug-addr=- --telemetry=disable --log-level=warn \
+    >"$DATA/ferretdb.log" 2>&1 &
+  wait_for "$MHOST" "$MPORT" FerretDB 20
+  log "started FerretDB $FERRETDB_VERSION on $MHOST:$MPORT (SQLite data in .data/ferretdb, log .data/ferretdb.log)"
+fi

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Quick start: installs what is missing, starts Redis and FerretDB if needed, builds, and runs
+# Rapport with every role in one process. Extra arguments go to `rapport` (e.g. `api`, `worker`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ -d node_modules ] || npm ci
+# Local settings live in .env (gitignored). The first run writes one with a fresh admin token.
+if [ ! -f .env ]; then
+  token=$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')
+  printf 'ADMIN_TOKEN=%s\n' "$token" >.env
+  echo "[start] wrote .env with a new ADMIN_TOKEN (see .env.example for every setting)"
+fi
+set -a
+# shellcheck disable=SC1091
+. ./.env
+set +a
+bash scripts/dev-services.sh
+npm run --silent build
+exec node dist/main.js "${@:-all}"

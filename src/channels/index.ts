@@ -1,0 +1,27 @@
+/** Builds the webhook adapters of every enabled channel, each with the route it answers on. */
+import type { Config } from '../config';
+import type { WebhookAdapter } from './adapter';
+import { createTwilioWebhook } from './twilio/adapter';
+
+export interface MountedWebhook {
+  path: string;
+  adapter: WebhookAdapter;
+}
+
+export function buildWebhookAdapters(config: Readonly<Config>): MountedWebhook[] {
+  const mounted: MountedWebhook[] = [];
+  if (config.twilio) {
+    const { authToken } = config.twilio;
+    mounted.push(
+      {
+        path: '/webhooks/twilio',
+        adapter: createTwilioWebhook({ authToken, publicUrl: config.publicUrl, kind: 'inbound' }),
+      },
+      {
+        path: '/webhooks/twilio/status',
+        adapter: createTwilioWebhook({ authToken, publicUrl: config.publicUrl, kind: 'status' }),
+      },
+    );
+  }
+  return mounted;
+}

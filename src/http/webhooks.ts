@@ -1,0 +1,107 @@
+/**
+ * The generic webhook route: one implementation for every provider, parameterised by its adapter.
+ * Order: size limit (413) → content type (415) → signature (401/403) → parse (400) → normalize →
+ * enqueue (503 if Redis is down) → the provider's success answer. The provider is answered 2xx only
+ * after every event of the request is durably queued. Unknown objects/events are answered 200 so the
+ * provider does not retry forever, and are logged and counted.
+ */
+import express, { Router, type Request } from 'express';
+import type { WebhookAdapter, WebhookRequest } from '../channels/adapter';
+import { sourceOf } from '../canonical';
+import { AppError, UnsupportedMediaTypeError } from '../errors';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import type { Intake } from '../queue/intake';
+
+export interface WebhookRouteOptions {
+  path: string;
+  adapter: WebhookAdapter;
+  intake: Intake;
+  metrics: Metrics;
+  log: Logger;
+  maxBytes: number;
+}
+
+export function toWebhookRequest(req: Request): WebhookRequest {
+  return {
+    method: req.method,
+    originalUrl: req.originalUrl,
+    query: req.query as Record<string, unknown>,
+    headers: req.headers,
+    rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
+  };
+}
+
+function mediaType(header: string | undefined): string | undefined {
+  return header?.split(';')[0]?.trim().toLowerCase();
+}
+
+export function webhookRoute({ path, adapter, intake, metrics, log, maxBytes }: WebhookRouteOptions): Router {
+  const router = Router();
+  const rejectionReason: Record<number, string> = {
+    400: 'payload',
+    401: 'signature',
+    403: 'signature',
+    413: 'too_large',
+    415: 'content_type',
+    503: 'unavailable',
+  };
+
+  if (adapter.handshake) {
+    const handshake = adapter.handshake.bind(adapter);
+    router.get(path, (req, res) => {
+      const result = handshake(toWebhookRequest(req));
+      if (result.status !== 200) metrics.webhookRejections.inc({ route: path, reason: 'handshake' });
+      res.status(result.status).type('text/plain').send(result.body);
+    });
+  }
+
+  router.post(path, express.raw({ type: () => true, limit: maxBytes }), async (req, res) => {
+    const started = process.hrtime.bigint();
+    try {
+      const type = mediaType(req.headers['content-type']);
+      if (!type || !adapter.contentTypes.includes(type)) throw new UnsupportedMediaTypeError(type);
+      const wreq = toWebhookRequest(req);
+      adapter.verify(wreq);
+      const payload = adapter.parse(wreq);
+      const batch = adapter.normalize(payload, new Date());
+      const { queued, duplicates } = await intake.accept(batch.events);
+
+      for (const [events, outcome] of [
+        [queued, 'queued'],
+        [duplicates, 'duplicate'],
+      ] as const) {
+        for (const event of events) {
+          const { channel, provider } = event.type === 'message' ? event.message : event.status;
+          metrics.inboundEvents.inc({ channel: sourceOf(channel, provider), kind: event.type, outcome });
+          if (outcome === 'queued' && event.type === 'message') {
+            metrics.lastInbound.set({ channel: sourceOf(channel, provider) }, Date.now() / 1000);
+          }
+        }
+      }
+      for (const ignored of batch.ignored) {
+        metrics.inboundEvents.inc({ channel: adapter.name, kind: 'ignored', outcome: 'ignored' });
+        log.info({ adapter: adapter.name, reason: ignored.reason }, 'webhook event ignored');
+      }
+      log.debug(
+        {
+          adapter: adapter.name,
+          queued: queued.length,
+          duplicates: duplicates.length,
+          ignored: batch.ignored.length,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+        },
+        'webhook accepted',
+      );
+      const success = adapter.successResponse();
+      res.status(200).type(success.contentType).send(success.body);
+    } catch (err) {
+      if (err instanceof AppError) {
+        metrics.webhookRejections.inc({ route: path, reason: rejectionReason[err.status] ?? err.code });
+      }
+      throw err;
+    }
+  });
+
+  return router;
+}

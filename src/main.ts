@@ -1,0 +1,66 @@
+/**
+ * Entry point: `rapport [api|worker|all]` (default `all`). Reads config (exiting with every problem
+ * listed if it is wrong), builds the app, and shuts down gracefully on SIGTERM/SIGINT.
+ */
+import { buildApp, type Role } from './app';
+import { ConfigError, channelStates, loadConfig } from './config';
+
+const ROLES: Role[] = ['api', 'worker', 'all'];
+
+export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  const role = (argv[0] ?? 'all') as Role;
+  if (!ROLES.includes(role)) {
+    process.stderr.write(`Unknown role "${argv[0]}". Usage: rapport [${ROLES.join('|')}]\n`);
+    process.exit(2);
+  }
+
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Rapport cannot start.\n${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  const app = buildApp(config, { role });
+  const log = app.log.child({ component: 'main' });
+  for (const [channel, state] of Object.entries(channelStates(config))) {
+    log.info(
+      { channel, enabled: state.enabled, reason: state.reason },
+      `channel ${channel} ${state.enabled ? 'enabled' : 'disabled'}`,
+    );
+  }
+  if (role !== 'worker') {
+    const port = await app.listen(config.port);
+    log.info({ port, role }, 'rapport listening');
+  } else {
+    log.info({ role }, 'rapport worker started');
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    app
+      .close()
+      .then(() => {
+        log.info('stopped');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+}
+
+if (require.main === module) {
+  void main();
+}

@@ -1,0 +1,53 @@
+/**
+ * Prometheus metrics, in a registry per app (no global registry, so two apps can live side by side
+ * in one test process).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+  inboundEvents: Counter<'channel' | 'kind' | 'outcome'>;
+  webhookRejections: Counter<'route' | 'reason'>;
+  lastInbound: Gauge<'channel'>;
+  jobs: Counter<'queue' | 'outcome'>;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'rapport_' });
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'rapport_http_request_duration_seconds',
+      help: 'HTTP request duration by route and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    inboundEvents: new Counter({
+      name: 'rapport_inbound_events_total',
+      help: 'Inbound webhook events by channel, kind (message/status/ignored) and outcome (queued/duplicate/ignored)',
+      labelNames: ['channel', 'kind', 'outcome'],
+      registers: [registry],
+    }),
+    webhookRejections: new Counter({
+      name: 'rapport_webhook_rejections_total',
+      help: 'Webhook requests refused, by route and reason (signature, payload, too_large, content_type, unavailable)',
+      labelNames: ['route', 'reason'],
+      registers: [registry],
+    }),
+    lastInbound: new Gauge({
+      name: 'rapport_last_inbound_timestamp_seconds',
+      help: 'Unix time of the last inbound customer message accepted, per channel (alert on time() - this)',
+      labelNames: ['channel'],
+      registers: [registry],
+    }),
+    jobs: new Counter({
+      name: 'rapport_jobs_total',
+      help: 'Queue jobs processed by queue and outcome (completed/failed/retried)',
+      labelNames: ['queue', 'outcome'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * Builds a real Rapport app for a test file: real Redis (own key prefix), real MongoDB-protocol
+ * server (own database), real HTTP on a free port. `stop()` closes it and removes what it wrote.
+ */
+import { once } from 'node:events';
+import { Writable } from 'node:stream';
+import { buildApp, type RapportApp, type Role } from '../../src/app';
+import { loadConfig } from '../../src/config';
+
+import { testEnv } from './env';
+
+export * from './env';
+
+export interface TestApp {
+  app: RapportApp;
+  baseUrl: string;
+  /** Every log line the app wrote, for checks that nothing sensitive is logged. */
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+export async function startTestApp(
+  overrides: Record<string, string | undefined> = {},
+  options: { role?: Role; waitForMongo?: boolean } = {},
+): Promise<TestApp> {
+  const config = loadConfig(testEnv(overrides));
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const app = buildApp(config, { role: options.role ?? 'all', logDestination: destination });
+  if (app.redis.status !== 'ready') await once(app.redis, 'ready');
+  const port = await app.listen(0);
+  if (options.waitForMongo !== false) await app.mongo.ready;
+  return {
+    app,
+    baseUrl: `http://127.0.0.1:${port}`,
+    logs,
+    async stop() {
+      await app.mongo.connection.dropDatabase().catch(() => undefined);
+      await deleteKeys(app, `${config.queuePrefix}*`);
+      await app.close();
+    },
+  };
+}
+
+async function deleteKeys(app: RapportApp, pattern: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await app.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    if (keys.length > 0) await app.redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}

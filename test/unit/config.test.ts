@@ -1,0 +1,79 @@
+import { ConfigError, channelStates, loadConfig } from '../../src/config';
+import { testEnv } from '../helpers/env';
+
+function problemsOf(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('configuration', () => {
+  it('accepts a complete environment and freezes the result', () => {
+    const config = loadConfig(testEnv());
+    expect(config.twilio?.accountSid).toMatch(/^AC/);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.twilio)).toBe(true);
+  });
+
+  it('reports every problem at once', () => {
+    const problems = problemsOf(
+      testEnv({ PORT: 'abc', MONGODB_URI: 'nope', ADMIN_TOKEN: undefined, DEFAULT_REGION: 'XX' }),
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^PORT /),
+        expect.stringMatching(/^MONGODB_URI /),
+        expect.stringMatching(/^ADMIN_TOKEN is required/),
+        expect.stringMatching(/^DEFAULT_REGION /),
+      ]),
+    );
+    expect(problems).toHaveLength(4);
+  });
+
+  it('disables a channel whose credentials are all absent', () => {
+    const config = loadConfig(
+      testEnv({
+        TWILIO_ACCOUNT_SID: undefined,
+        TWILIO_AUTH_TOKEN: '',
+        TWILIO_SMS_FROM: undefined,
+        TWILIO_WHATSAPP_FROM: undefined,
+      }),
+    );
+    expect(config.twilio).toBeUndefined();
+    expect(channelStates(config).sms).toEqual({ enabled: false, reason: 'Twilio credentials not set' });
+    expect(channelStates(config)['whatsapp-cloud']).toEqual({ enabled: true });
+  });
+
+  it('treats a partial set of channel credentials as a mistake and names what is missing', () => {
+    const problems = problemsOf(testEnv({ TWILIO_AUTH_TOKEN: undefined, SLACK_BOT_TOKEN: 'xoxb-1' }));
+    expect(problems).toEqual([
+      expect.stringContaining('TWILIO_AUTH_TOKEN is required for Twilio'),
+      expect.stringContaining('SLACK_SIGNING_SECRET is required for Slack'),
+    ]);
+  });
+
+  it('rejects a malformed Twilio account SID and a bad URL', () => {
+    const problems = problemsOf(testEnv({ TWILIO_ACCOUNT_SID: 'XX123', SLACK_API_URL: 'ftp://x' }));
+    expect(problems).toEqual([
+      expect.stringMatching(/^TWILIO_ACCOUNT_SID must be AC/),
+      expect.stringMatching(/^SLACK_API_URL must be a URL/),
+    ]);
+  });
+
+  it('applies defaults for optional settings', () => {
+    const config = loadConfig({ ADMIN_TOKEN: 'x'.repeat(20) });
+    expect(config).toMatchObject({
+      port: 3000,
+      publicUrl: 'http://localhost:3000',
+      redisUrl: 'redis://127.0.0.1:6379',
+      defaultRegion: 'US',
+      logLevel: 'info',
+      webhookMaxBytes: 3 * 1024 * 1024,
+    });
+    expect(Object.values(channelStates(config)).every((c) => !c.enabled)).toBe(true);
+  });
+});
