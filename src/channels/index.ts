@@ -1,6 +1,7 @@
 /** Builds the webhook adapters of every enabled channel, each with the route it answers on. */
 import type { Config } from '../config';
 import type { WebhookAdapter } from './adapter';
+import { createMetaWebhook } from './meta/adapter';
 import { createTwilioWebhook } from './twilio/adapter';
 
 export interface MountedWebhook {
@@ -22,6 +23,17 @@ export function buildWebhookAdapters(config: Readonly<Config>): MountedWebhook[]
         adapter: createTwilioWebhook({ authToken, publicUrl: config.publicUrl, kind: 'status' }),
       },
     );
+  }
+  if (config.meta) {
+    mounted.push({
+      path: '/webhooks/meta',
+      adapter: createMetaWebhook({
+        appSecret: config.meta.appSecret,
+        verifyToken: config.meta.verifyToken,
+        messengerEnabled: config.messenger !== undefined,
+        whatsappCloudEnabled: config.whatsappCloud !== undefined,
+      }),
+    });
   }
   return mounted;
 }
