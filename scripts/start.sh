@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ -d node_modules ] || npm ci
+[ -d node_modules ] || bash scripts/install-deps.sh
 # Local settings live in .env (gitignored). The first run writes one with a fresh admin token.
 if [ ! -f .env ]; then
   token=$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ -d node_modules ] || npm ci
+[ -d node_modules ] || bash scripts/install-deps.sh
 bash scripts/dev-services.sh
 npx tsc -p tsconfig.json --noEmit
 mkdir -p test-artifacts
