@@ -1,0 +1,57 @@
+/**
+ * The inbound event handler: what the router worker calls for each job. Free of BullMQ so it can be
+ * called (and tested) directly. Errors keep their type: PayloadError (a sender address we cannot
+ * resolve) is non-retryable; anything else (database down, lost race beyond retries) is retryable.
+ * Every step is idempotent, so a retried job converges (see resolve.ts).
+ */
+import type { InboundEvent } from '../canonical';
+import type { Logger } from '../logger';
+import type { IdentityStore } from './resolve';
+
+export interface InboundResult {
+  /** The live customer the message was filed under (message events only). */
+  customerId?: string;
+  /** Message: newly stored (false for a redelivery). Status: the report changed the message. */
+  stored: boolean;
+}
+
+export interface InboundProcessor {
+  process(event: InboundEvent): Promise<InboundResult>;
+}
+
+export function createInboundProcessor({
+  store,
+  log,
+}: {
+  store: IdentityStore;
+  log: Logger;
+}): InboundProcessor {
+  return {
+    async process(event) {
+      if (event.type === 'status') {
+        const { updated } = await store.applyStatus(event.status);
+        log.debug(
+          { key: event.status.key, provider: event.status.provider, state: event.status.state, updated },
+          updated ? 'delivery status applied' : 'delivery status ignored (unknown message or repeat)',
+        );
+        return { stored: updated };
+      }
+      const { message } = event;
+      const { customer, identity, created } = await store.resolveCustomer(message);
+      const customerId = String(customer._id);
+      const { stored } = await store.storeInbound(message, customer._id, identity.key);
+      log.info(
+        {
+          key: message.key,
+          channel: message.channel,
+          provider: message.provider,
+          customerId,
+          created,
+          stored,
+        },
+        stored ? 'inbound message stored' : 'inbound message already stored',
+      );
+      return { customerId, stored };
+    },
+  };
+}
