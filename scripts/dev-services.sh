@@ -56,15 +56,16 @@ apt_install() {
 }
 
 # --- Redis ---------------------------------------------------------------------------------------
+# The test suite also starts private, throwaway Redis servers, so the binary must be here either way.
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server (Debian)"
+  apt_install redis-server
+fi
 read -r RHOST RPORT < <(hostport "$REDIS_URL" 6379)
 if answers "$RHOST" "$RPORT"; then
   log "Redis already answers on $RHOST:$RPORT"
 else
   case "$RHOST" in 127.*|localhost) ;; *) log "Redis at $RHOST:$RPORT is not local and does not answer"; exit 1 ;; esac
-  if ! command -v redis-server >/dev/null; then
-    log "installing redis-server (Debian)"
-    apt_install redis-server
-  fi
   mkdir -p "$DATA/redis"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$RPORT" --dir "$DATA/redis" \
     --appendonly yes --maxmemory-policy noeviction --save '' --logfile "$DATA/redis/redis.log"

@@ -24,6 +24,10 @@ import { errorHandler, notFound } from './http/errors';
 import { requestMetrics } from './http/metrics-middleware';
 import { webhookRoute } from './http/webhooks';
 import { buildWebhookAdapters } from './channels';
+import { registerIdentityModels, type IdentityModels } from './identity/models';
+import { createIdentityStore } from './identity/resolve';
+import { createInboundProcessor, type InboundProcessor } from './identity/inbound-processor';
+import { createInboundWorker } from './queue/inbound-worker';
 import type pino from 'pino';
 
 export type Role = 'api' | 'worker' | 'all';
@@ -45,6 +49,8 @@ export interface RapportApp {
   intake: Intake;
   redis: Redis;
   mongo: MongoHandle;
+  models: IdentityModels;
+  inbound: InboundProcessor;
   /** Starts listening (port 0 picks a free one); resolves with the bound port. */
   listen(port?: number): Promise<number>;
   /** Stops taking requests, finishes in-flight jobs, closes connections; bounded by SHUTDOWN_TIMEOUT_MS. */
@@ -60,6 +66,10 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const queues = createQueues(redis, { prefix: config.queuePrefix }, log.child({ component: 'queue' }));
   const intake = createIntake({ queue: queues[QueueName.inbound], redis, prefix: config.queuePrefix });
   const mongo = connectMongo(config.mongodbUri, log.child({ component: 'mongo' }));
+  // Registered before the connection opens, so their (correctness-carrying) unique indexes are built.
+  const models = registerIdentityModels(mongo.connection);
+  const identityStore = createIdentityStore(models, { defaultRegion: config.defaultRegion });
+  const inbound = createInboundProcessor({ store: identityStore, log: log.child({ component: 'inbound' }) });
 
   const http = express();
   http.disable('x-powered-by');
@@ -87,6 +97,17 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   http.use(errorHandler(log.child({ component: 'http' })));
 
   const workers: Worker[] = [];
+  if (role !== 'api') {
+    workers.push(
+      createInboundWorker({
+        redisUrl: config.redisUrl,
+        prefix: config.queuePrefix,
+        processor: inbound,
+        log: log.child({ component: 'inbound-worker' }),
+        metrics,
+      }),
+    );
+  }
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -102,6 +123,8 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     intake,
     redis,
     mongo,
+    models,
+    inbound,
     async listen(port = config.port) {
       server = http.listen(port, '0.0.0.0');
       await once(server, 'listening');

@@ -81,7 +81,7 @@ describe.each(CASES)('webhook contract: $name', (c) => {
   let t: TestApp;
   const publicUrl = 'https://rapport.example.test';
   beforeAll(async () => {
-    t = await startTestApp({ PUBLIC_URL: publicUrl }, { waitForMongo: false });
+    t = await startTestApp({ PUBLIC_URL: publicUrl }, { role: 'api', waitForMongo: false });
   });
   afterAll(() => t.stop());
 

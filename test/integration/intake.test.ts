@@ -17,7 +17,7 @@ const SMS_KEY = 'twilio:SM1f0e3c2b1a09f8e7d6c5b4a3f2e1d0c9';
 describe('Twilio intake', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ PUBLIC_URL, WEBHOOK_MAX_BYTES: '4096' }, { waitForMongo: false });
+    t = await startTestApp({ PUBLIC_URL, WEBHOOK_MAX_BYTES: '4096' }, { role: 'api', waitForMongo: false });
   });
   afterAll(() => t.stop());
   afterEach(async () => {
@@ -150,7 +150,7 @@ describe('Twilio intake while Redis is down', () => {
   it('answers 503 so Twilio retries, and accepts the retry once Redis is back', async () => {
     const redis = privateRedis();
     await redis.start();
-    const t = await startTestApp({ PUBLIC_URL, REDIS_URL: redis.url }, { waitForMongo: false });
+    const t = await startTestApp({ PUBLIC_URL, REDIS_URL: redis.url }, { role: 'api', waitForMongo: false });
     try {
       await redis.stop();
       const { raw, form } = twilioFixture('sms');

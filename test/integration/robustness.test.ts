@@ -45,7 +45,7 @@ function mutate(input: Buffer, random: () => number): Buffer {
 describe('robustness of the inbound routes', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ PUBLIC_URL }, { waitForMongo: false });
+    t = await startTestApp({ PUBLIC_URL }, { role: 'api', waitForMongo: false });
   });
   afterAll(() => t.stop());
   beforeEach(async () => {

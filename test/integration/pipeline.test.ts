@@ -1,0 +1,159 @@
+/**
+ * Webhook to stored history through the real pipeline: signed webhooks over HTTP, the real inbound
+ * queue and worker, identity resolution and storage in the real MongoDB-protocol server.
+ */
+import { signMetaPayload } from '../../src/channels/meta/signature';
+import { startTestApp, type TestApp } from '../helpers/app';
+import { TEST_META } from '../helpers/env';
+import { twilioFixture } from '../helpers/fixtures';
+import { formBody, twilioHeaders } from '../helpers/signing';
+
+const PUBLIC_URL = 'https://rapport.example.test';
+
+async function eventually<T>(
+  fn: () => Promise<T>,
+  accept: (v: T) => boolean,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await fn();
+  while (!accept(last) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    last = await fn();
+  }
+  return last;
+}
+
+describe('inbound pipeline', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ PUBLIC_URL });
+  });
+  afterAll(() => t.stop());
+
+  const postTwilio = (form: Record<string, string | string[]>) =>
+    fetch(`${t.baseUrl}/webhooks/twilio`, {
+      method: 'POST',
+      body: formBody(form),
+      headers: twilioHeaders(`${PUBLIC_URL}/webhooks/twilio`, form),
+    });
+
+  it('files SMS and WhatsApp from one number, and a WhatsApp Cloud message, under one customer', async () => {
+    const sms = {
+      ...twilioFixture('sms').form,
+      From: '+14155550199',
+      MessageSid: 'SM' + '1'.repeat(32),
+      SmsSid: 'SM' + '1'.repeat(32),
+    };
+    const whatsapp = {
+      ...twilioFixture('whatsapp-media').form,
+      From: 'whatsapp:+14155550199',
+      WaId: '14155550199',
+      MessageSid: 'MM' + '2'.repeat(32),
+      SmsSid: 'MM' + '2'.repeat(32),
+    };
+    expect((await postTwilio(sms)).status).toBe(200);
+    expect((await postTwilio(whatsapp)).status).toBe(200);
+    const cloud = Buffer.from(
+      JSON.stringify({
+        object: 'whatsapp_business_account',
+        entry: [
+          {
+            id: '118273645509182',
+            changes: [
+              {
+                field: 'messages',
+                value: {
+                  messaging_product: 'whatsapp',
+                  metadata: { display_phone_number: '15550002222', phone_number_id: '106540352242922' },
+                  contacts: [{ profile: { name: 'Dana' }, wa_id: '14155550199' }],
+                  messages: [
+                    {
+                      from: '14155550199',
+                      id: 'wamid.PIPELINE1',
+                      timestamp: '1795440000',
+                      type: 'text',
+                      text: { body: 'me again' },
+                    },
+                  ],
+                },
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    const res = await fetch(`${t.baseUrl}/webhooks/meta`, {
+      method: 'POST',
+      body: cloud,
+      headers: {
+        'content-type': 'application/json',
+        'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, cloud),
+      },
+    });
+    expect(res.status).toBe(200);
+
+    const { Message, Customer, Identity } = t.app.models;
+    const messages = await eventually(
+      () => Message.find({}).sort({ receivedAt: 1 }).lean(),
+      (m) => m.length === 3,
+    );
+    expect(messages.map((m) => m.key)).toEqual([
+      `twilio:SM${'1'.repeat(32)}`,
+      `twilio:MM${'2'.repeat(32)}`,
+      'whatsapp-cloud:wamid.PIPELINE1',
+    ]);
+    expect(new Set(messages.map((m) => String(m.customerId))).size).toBe(1);
+    expect(await Customer.countDocuments({})).toBe(1);
+    expect(await Identity.find({}).lean()).toEqual([expect.objectContaining({ key: 'phone:+14155550199' })]);
+  });
+
+  it('stores a redelivered message once', async () => {
+    const form = {
+      ...twilioFixture('sms').form,
+      From: '+14155550177',
+      MessageSid: 'SM' + '3'.repeat(32),
+      SmsSid: 'SM' + '3'.repeat(32),
+    };
+    expect((await postTwilio(form)).status).toBe(200);
+    expect((await postTwilio(form)).status).toBe(200);
+    const { Message } = t.app.models;
+    await eventually(
+      () => Message.countDocuments({ key: `twilio:SM${'3'.repeat(32)}` }),
+      (n) => n === 1,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await Message.countDocuments({ key: `twilio:SM${'3'.repeat(32)}` })).toBe(1);
+  });
+
+  it('keeps a message from an impossible number as a failed job, not a crash or a retry loop', async () => {
+    const form = {
+      ...twilioFixture('sms').form,
+      From: '+999',
+      MessageSid: 'SM' + '4'.repeat(32),
+      SmsSid: 'SM' + '4'.repeat(32),
+    };
+    expect((await postTwilio(form)).status).toBe(200);
+    const failed = await eventually(
+      () => t.app.queues.inbound.getFailed(),
+      (jobs) => jobs.length === 1,
+    );
+    expect(failed[0]?.attemptsMade).toBe(1);
+    expect(failed[0]?.failedReason).toMatch(/invalid_payload/);
+  });
+
+  it('logged no phone number, name or message text along the way', () => {
+    const logs = t.logs.join('\n');
+    expect(logs).toContain('inbound message stored');
+    for (const secret of [
+      '4155550199',
+      '4155550177',
+      'me again',
+      'Dana',
+      'has not arrived',
+      TEST_META.appSecret,
+    ]) {
+      expect(logs).not.toContain(secret);
+    }
+  });
+});
