@@ -3,26 +3,13 @@
  * queue and worker, identity resolution and storage in the real MongoDB-protocol server.
  */
 import { signMetaPayload } from '../../src/channels/meta/signature';
+import { eventually } from '../helpers/eventually';
 import { startTestApp, type TestApp } from '../helpers/app';
 import { TEST_META } from '../helpers/env';
 import { twilioFixture } from '../helpers/fixtures';
 import { formBody, twilioHeaders } from '../helpers/signing';
 
 const PUBLIC_URL = 'https://rapport.example.test';
-
-async function eventually<T>(
-  fn: () => Promise<T>,
-  accept: (v: T) => boolean,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await fn();
-  while (!accept(last) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100));
-    last = await fn();
-  }
-  return last;
-}
 
 describe('inbound pipeline', () => {
   let t: TestApp;

@@ -3,25 +3,12 @@
  * the process stays up, /readyz names what is down, and recovers by itself.
  */
 import { privateFerretDB, privateRedis, type PrivateServer } from '../helpers/services';
+import { eventually } from '../helpers/eventually';
 import { startTestApp, type TestApp } from '../helpers/app';
 
 async function readyz(t: TestApp) {
   const res = await fetch(`${t.baseUrl}/readyz`);
   return { status: res.status, body: (await res.json()) as Record<string, unknown> & { down?: string[] } };
-}
-
-async function eventually<T>(
-  fn: () => Promise<T>,
-  accept: (v: T) => boolean,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await fn();
-  while (!accept(last) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    last = await fn();
-  }
-  return last;
 }
 
 describe('health endpoints with the shared Redis and FerretDB', () => {
