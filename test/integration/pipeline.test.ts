@@ -11,6 +11,11 @@ import { formBody, twilioHeaders } from '../helpers/signing';
 
 const PUBLIC_URL = 'https://rapport.example.test';
 
+/** The SMS fixture as sent from `from`, with a MessageSid of its own. */
+function smsFrom(from: string, sid: string) {
+  return { ...twilioFixture('sms').form, From: from, MessageSid: sid, SmsSid: sid };
+}
+
 describe('inbound pipeline', () => {
   let t: TestApp;
   beforeAll(async () => {
@@ -26,12 +31,7 @@ describe('inbound pipeline', () => {
     });
 
   it('files SMS and WhatsApp from one number, and a WhatsApp Cloud message, under one customer', async () => {
-    const sms = {
-      ...twilioFixture('sms').form,
-      From: '+14155550199',
-      MessageSid: 'SM' + '1'.repeat(32),
-      SmsSid: 'SM' + '1'.repeat(32),
-    };
+    const sms = smsFrom('+14155550199', 'SM' + '1'.repeat(32));
     const whatsapp = {
       ...twilioFixture('whatsapp-media').form,
       From: 'whatsapp:+14155550199',
@@ -96,12 +96,7 @@ describe('inbound pipeline', () => {
   });
 
   it('stores a redelivered message once', async () => {
-    const form = {
-      ...twilioFixture('sms').form,
-      From: '+14155550177',
-      MessageSid: 'SM' + '3'.repeat(32),
-      SmsSid: 'SM' + '3'.repeat(32),
-    };
+    const form = smsFrom('+14155550177', 'SM' + '3'.repeat(32));
     expect((await postTwilio(form)).status).toBe(200);
     expect((await postTwilio(form)).status).toBe(200);
     const { Message } = t.app.models;
@@ -114,12 +109,7 @@ describe('inbound pipeline', () => {
   });
 
   it('keeps a message from an impossible number as a failed job, not a crash or a retry loop', async () => {
-    const form = {
-      ...twilioFixture('sms').form,
-      From: '+999',
-      MessageSid: 'SM' + '4'.repeat(32),
-      SmsSid: 'SM' + '4'.repeat(32),
-    };
+    const form = smsFrom('+999', 'SM' + '4'.repeat(32));
     expect((await postTwilio(form)).status).toBe(200);
     const failed = await eventually(
       () => t.app.queues.inbound.getFailed(),
