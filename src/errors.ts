@@ -67,19 +67,6 @@ export class UnavailableError extends AppError {
   }
 }
 
-/** A provider refused or failed a send; retryable on 429, 5xx and network errors. */
-export class ChannelSendError extends AppError {
-  constructor(
-    message: string,
-    readonly provider: string,
-    readonly providerCode: string | undefined,
-    retryable: boolean,
-    options?: { cause?: unknown },
-  ) {
-    super(message, 'channel_send_failed', 502, retryable, options);
-  }
-}
-
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }
