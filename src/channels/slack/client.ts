@@ -1,0 +1,349 @@
+/**
+ * The Slack Web API as the router needs it, over the official `@slack/web-api` WebClient. Transport
+ * only: channels, threads, messages and files, never customers or agents.
+ *
+ * Retrying is the caller's job (its queue waits per channel), so the WebClient is built to fail fast:
+ * no retries, and a 429 rejects at once (`rejectRateLimitedCalls`) instead of pausing every call of
+ * the client for `Retry-After`. Every failure surfaces as a SlackApiError whose `retryable` flag says
+ * whether trying again can help and, for 429, `retryAfterMs` says when.
+ */
+import {
+  ErrorCode,
+  LogLevel,
+  WebClient,
+  type ChatPostMessageArguments,
+  type FilesUploadV2Arguments,
+} from '@slack/web-api';
+import { AppError } from '../../errors';
+
+export interface SlackClientOptions {
+  /** SLACK_BOT_TOKEN (`xoxb-…`). Sent only as `Authorization: Bearer`; never logged. */
+  token: string;
+  /**
+   * SLACK_API_URL: the Web API base, e.g. `http://127.0.0.1:1234/api/` for an emulator.
+   * @defaultValue `https://slack.com/api/`
+   */
+  apiUrl?: string;
+  /**
+   * Per-request timeout; a timed-out call fails as a retryable `slack_timeout`.
+   * @defaultValue 10000
+   */
+  timeoutMs?: number;
+}
+
+/** `ok: false` errors that are Slack's trouble, not ours: trying again later can succeed. */
+const TRANSIENT_PLATFORM_ERRORS = new Set([
+  'ratelimited',
+  'internal_error',
+  'fatal_error',
+  'service_unavailable',
+  'request_timeout',
+]);
+
+/**
+ * A failed Web API call. `code` is `slack_<error>` (`slack_not_in_channel`, `slack_ratelimited`,
+ * `slack_http_503`, `slack_timeout`, …), `slackError` the bare error. Retryable for rate limits, 5xx,
+ * network failures and timeouts; not for `ok: false` answers such as `not_in_channel`,
+ * `channel_not_found` or `invalid_auth`, which fail the same way every time.
+ */
+export class SlackApiError extends AppError {
+  constructor(
+    /** The Web API method, e.g. `chat.postMessage`. */
+    readonly method: string,
+    readonly slackError: string,
+    retryable: boolean,
+    /** From `Retry-After` on a 429. */
+    readonly retryAfterMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`slack ${method} failed: ${slackError}`, `slack_${slackError}`, 502, retryable, options);
+  }
+}
+
+export interface SlackClient {
+  authTest(): Promise<{ userId: string; botId?: string; teamId: string; team?: string; url?: string }>;
+  /** `username`/`iconEmoji` need the `chat:write.customize` scope. */
+  postMessage(args: {
+    channel: string;
+    threadTs?: string;
+    text: string;
+    blocks?: unknown[];
+    username?: string;
+    iconEmoji?: string;
+    replyBroadcast?: boolean;
+    metadata?: { eventType: string; payload: Record<string, string> };
+  }): Promise<{ ts: string; channel: string }>;
+  /**
+   * The ts of the first message in the thread (parent included) whose `metadata.event_type` is
+   * `eventType` and `metadata.event_payload[field]` is `value`; undefined if none (or no such thread).
+   * Pages through `conversations.replies` with `include_all_metadata=true`.
+   */
+  findInThread(
+    channel: string,
+    threadTs: string,
+    eventType: string,
+    field: string,
+    value: string,
+  ): Promise<string | undefined>;
+  updateMessage(channel: string, ts: string, args: { text: string; blocks?: unknown[] }): Promise<void>;
+  /** A message already gone (`message_not_found`) counts as deleted. */
+  deleteMessage(channel: string, ts: string): Promise<void>;
+  /** `already_reacted` counts as success. */
+  addReaction(channel: string, ts: string, name: string): Promise<void>;
+  /** `no_reaction` counts as success. */
+  removeReaction(channel: string, ts: string, name: string): Promise<void>;
+  postEphemeral(channel: string, user: string, text: string, threadTs?: string): Promise<void>;
+  /** files.uploadV2: getUploadURLExternal → POST the bytes → completeUploadExternal (shares it). */
+  uploadFile(args: {
+    channel: string;
+    threadTs?: string;
+    filename: string;
+    data: Buffer;
+    title?: string;
+    initialComment?: string;
+  }): Promise<void>;
+  userInfo(userId: string): Promise<{ id: string; name?: string; realName?: string; tz?: string }>;
+}
+
+/** The block type WebClient's argument types expect; blocks are validated by Slack, not here. */
+type SlackBlocks = NonNullable<Extract<ChatPostMessageArguments, { blocks?: unknown }>['blocks']>;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function stringField(value: unknown, key: string): string | undefined {
+  if (!isRecord(value)) return undefined;
+  const field = value[key];
+  return typeof field === 'string' && field.length > 0 ? field : undefined;
+}
+
+/**
+ * Read by shape, not `instanceof`: fetch's DOMException (timeouts) comes from Node's own realm, which
+ * is not this module's under Jest's sandbox.
+ */
+function fieldOf(err: unknown, key: string): unknown {
+  return isRecord(err) ? err[key] : undefined;
+}
+
+/** WebClient's coded errors → SlackApiError. Anything else is our bug and is rethrown as is. */
+export function toSlackApiError(method: string, err: unknown): unknown {
+  if (err instanceof SlackApiError) return err;
+  const code = fieldOf(err, 'code');
+  const cause = { cause: err };
+  switch (code) {
+    case ErrorCode.RateLimitedError: {
+      const retryAfter = fieldOf(err, 'retryAfter');
+      const retryAfterMs = typeof retryAfter === 'number' ? retryAfter * 1000 : undefined;
+      return new SlackApiError(method, 'ratelimited', true, retryAfterMs, cause);
+    }
+    case ErrorCode.PlatformError: {
+      const slackError = stringField(fieldOf(err, 'data'), 'error') ?? 'unknown_error';
+      return new SlackApiError(
+        method,
+        slackError,
+        TRANSIENT_PLATFORM_ERRORS.has(slackError),
+        undefined,
+        cause,
+      );
+    }
+    case ErrorCode.HTTPError: {
+      const status = fieldOf(err, 'statusCode');
+      const retryable = typeof status === 'number' && (status >= 500 || status === 408);
+      return new SlackApiError(method, `http_${String(status)}`, retryable, undefined, cause);
+    }
+    case ErrorCode.RequestError: {
+      const original = fieldOf(err, 'original');
+      const name = fieldOf(original, 'name');
+      const message = fieldOf(original, 'message');
+      // Where fetch's DOMException is not `instanceof Error` (another realm), the SDK wraps it as
+      // `new Error(String(e))`, so the name survives only at the start of the message.
+      const timedOut =
+        name === 'TimeoutError' ||
+        name === 'AbortError' ||
+        (typeof message === 'string' && /^(TimeoutError|AbortError)\b/.test(message));
+      return new SlackApiError(method, timedOut ? 'timeout' : 'request_failed', true, undefined, cause);
+    }
+    case ErrorCode.FileUploadInvalidArgumentsError:
+    case ErrorCode.FileUploadReadFileDataError:
+      return new SlackApiError(method, 'file_upload_invalid', false, undefined, cause);
+    default: {
+      // A 429 without a usable Retry-After comes out of the SDK as a plain Error.
+      const message = fieldOf(err, 'message');
+      if (typeof message === 'string' && /rate limit|Retry header/i.test(message)) {
+        return new SlackApiError(method, 'ratelimited', true, undefined, cause);
+      }
+      return err;
+    }
+  }
+}
+
+async function call<T>(method: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toSlackApiError(method, err);
+  }
+}
+
+/** Runs `fn`, treating the listed `ok: false` errors as success (idempotent operations). */
+async function callTolerating(
+  method: string,
+  tolerated: string[],
+  fn: () => Promise<unknown>,
+): Promise<void> {
+  try {
+    await call(method, fn);
+  } catch (err) {
+    if (err instanceof SlackApiError && tolerated.includes(err.slackError)) return;
+    throw err;
+  }
+}
+
+function required(method: string, value: unknown, key: string): string {
+  const field = stringField(value, key);
+  if (field === undefined) throw new SlackApiError(method, `invalid_response_missing_${key}`, false);
+  return field;
+}
+
+export function createSlackClient(options: SlackClientOptions): SlackClient {
+  if (options.token.length === 0) throw new Error('createSlackClient: token is empty');
+  const web = new WebClient(options.token, {
+    ...(options.apiUrl ? { slackApiUrl: options.apiUrl } : {}),
+    retryConfig: { retries: 0 },
+    rejectRateLimitedCalls: true,
+    timeout: options.timeoutMs ?? 10_000,
+    // Only method names are called, so the token is never sent to an absolute URL by mistake.
+    allowAbsoluteUrls: false,
+    // Failures are thrown to the caller, who logs them with context; the SDK's own INFO/WARN lines
+    // (e.g. "http request failed") would only duplicate them.
+    logLevel: LogLevel.ERROR,
+  });
+
+  return {
+    async authTest() {
+      const res = await call('auth.test', () => web.auth.test());
+      const out: Awaited<ReturnType<SlackClient['authTest']>> = {
+        userId: required('auth.test', res, 'user_id'),
+        teamId: required('auth.test', res, 'team_id'),
+      };
+      if (res.bot_id) out.botId = res.bot_id;
+      if (res.team) out.team = res.team;
+      if (res.url) out.url = res.url;
+      return out;
+    },
+
+    async postMessage(args) {
+      const thread =
+        args.threadTs === undefined
+          ? {}
+          : args.replyBroadcast
+            ? { thread_ts: args.threadTs, reply_broadcast: true }
+            : { thread_ts: args.threadTs };
+      const request: ChatPostMessageArguments = {
+        channel: args.channel,
+        text: args.text,
+        ...thread,
+        ...(args.blocks ? { blocks: args.blocks as SlackBlocks } : {}),
+        ...(args.username ? { username: args.username } : {}),
+        ...(args.iconEmoji ? { icon_emoji: args.iconEmoji } : {}),
+        ...(args.metadata
+          ? { metadata: { event_type: args.metadata.eventType, event_payload: args.metadata.payload } }
+          : {}),
+      };
+      const res = await call('chat.postMessage', () => web.chat.postMessage(request));
+      return {
+        ts: required('chat.postMessage', res, 'ts'),
+        channel: stringField(res, 'channel') ?? args.channel,
+      };
+    },
+
+    async findInThread(channel, threadTs, eventType, field, value) {
+      const method = 'conversations.replies';
+      try {
+        const pages = web.paginate(method, { channel, ts: threadTs, include_all_metadata: true, limit: 200 });
+        for await (const page of pages) {
+          const messages: unknown = isRecord(page) ? page.messages : undefined;
+          const list: unknown[] = Array.isArray(messages) ? messages : [];
+          for (const message of list) {
+            if (!isRecord(message)) continue;
+            const metadata = message.metadata;
+            if (!isRecord(metadata) || metadata.event_type !== eventType) continue;
+            const payload = metadata.event_payload;
+            if (isRecord(payload) && payload[field] === value) return stringField(message, 'ts');
+          }
+        }
+        return undefined;
+      } catch (err) {
+        const mapped = toSlackApiError(method, err);
+        if (mapped instanceof SlackApiError && mapped.slackError === 'thread_not_found') return undefined;
+        throw mapped;
+      }
+    },
+
+    async updateMessage(channel, ts, args) {
+      await call('chat.update', () =>
+        web.chat.update({
+          channel,
+          ts,
+          text: args.text,
+          ...(args.blocks ? { blocks: args.blocks as SlackBlocks } : {}),
+        }),
+      );
+    },
+
+    async deleteMessage(channel, ts) {
+      await callTolerating('chat.delete', ['message_not_found'], () => web.chat.delete({ channel, ts }));
+    },
+
+    async addReaction(channel, ts, name) {
+      await callTolerating('reactions.add', ['already_reacted'], () =>
+        web.reactions.add({ channel, timestamp: ts, name }),
+      );
+    },
+
+    async removeReaction(channel, ts, name) {
+      await callTolerating('reactions.remove', ['no_reaction'], () =>
+        web.reactions.remove({ channel, timestamp: ts, name }),
+      );
+    },
+
+    async postEphemeral(channel, user, text, threadTs) {
+      await call('chat.postEphemeral', () =>
+        web.chat.postEphemeral({ channel, user, text, ...(threadTs ? { thread_ts: threadTs } : {}) }),
+      );
+    },
+
+    async uploadFile(args) {
+      const common = {
+        file: args.data,
+        filename: args.filename,
+        ...(args.title ? { title: args.title } : {}),
+        ...(args.initialComment ? { initial_comment: args.initialComment } : {}),
+      };
+      const request: FilesUploadV2Arguments = args.threadTs
+        ? { ...common, channel_id: args.channel, thread_ts: args.threadTs }
+        : { ...common, channel_id: args.channel };
+      try {
+        await call('files.uploadV2', () => web.files.uploadV2(request));
+      } catch (err) {
+        // The bytes-upload step rejects with a plain Error when the upload URL answers oddly.
+        if (!(err instanceof SlackApiError) && typeof fieldOf(err, 'message') === 'string') {
+          throw new SlackApiError('files.uploadV2', 'upload_failed', true, undefined, { cause: err });
+        }
+        throw err;
+      }
+    },
+
+    async userInfo(userId) {
+      const res = await call('users.info', () => web.users.info({ user: userId }));
+      const user = res.user;
+      const out: Awaited<ReturnType<SlackClient['userInfo']>> = { id: required('users.info', user, 'id') };
+      const realName = user?.real_name || user?.profile?.real_name;
+      if (user?.name) out.name = user.name;
+      if (realName) out.realName = realName;
+      if (user?.tz) out.tz = user.tz;
+      return out;
+    },
+  };
+}
