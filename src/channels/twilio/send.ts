@@ -1,0 +1,190 @@
+/**
+ * Sends agent replies to customers over Twilio (SMS and WhatsApp) with the real `twilio` SDK.
+ *
+ * The SDK has no base-URL option, so a `RequestClient` subclass rewrites every request's origin to
+ * `apiBaseUrl` (a local emulator in tests, a proxy in odd deployments). The same subclass notes the
+ * answer's headers per send (through AsyncLocalStorage, because one client serves concurrent sends)
+ * so a 429's `Retry-After` survives — twilio's RestException drops headers.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import twilio from 'twilio';
+import type RequestClient from 'twilio/lib/base/RequestClient';
+import type { Channel } from '../../canonical';
+import type { ChannelSender, OutboundMessage, SendResult } from '../sender';
+import { OutboundError } from '../sender';
+import {
+  classifyTwilioFailure,
+  contentError,
+  headerValue,
+  isRecord,
+  outboundErrorFrom,
+  transportKind,
+  type ProviderFailure,
+} from '../send-errors';
+
+export interface TwilioSenderOptions {
+  accountSid: string;
+  authToken: string;
+  /** The SMS number replies come from when the message names none (`TWILIO_SMS_FROM`). */
+  smsFrom?: string;
+  /** The WhatsApp sender, `whatsapp:+1…` (`TWILIO_WHATSAPP_FROM`); the prefix is added if missing. */
+  whatsappFrom?: string;
+  /** Every request's origin is rewritten to this (`TWILIO_API_BASE_URL`). @defaultValue Twilio's own hosts */
+  apiBaseUrl?: string;
+  /** `StatusCallback` of every send, e.g. `${PUBLIC_URL}/webhooks/twilio/status`. */
+  statusCallbackUrl?: string;
+  /** Per-request timeout. @defaultValue `10_000` */
+  timeoutMs?: number;
+}
+
+type CreateParams = Parameters<ReturnType<typeof twilio>['messages']['create']>[0];
+
+interface ResponseProbe {
+  headers?: unknown;
+}
+
+/** Rewrites `https://api.twilio.com/2010-04-01/…` to `<apiBaseUrl>/2010-04-01/…`. */
+export function rebaseUri(uri: string, apiBaseUrl: string): string {
+  const original = new URL(uri);
+  const base = apiBaseUrl.replace(/\/+$/, '');
+  return `${base}${original.pathname}${original.search}`;
+}
+
+class RebasingRequestClient extends twilio.RequestClient {
+  constructor(
+    private readonly apiBaseUrl: string | undefined,
+    private readonly probes: AsyncLocalStorage<ResponseProbe>,
+    timeoutMs: number,
+  ) {
+    super({ timeout: timeoutMs, autoRetry: false });
+  }
+
+  override async request<TData>(opts: RequestClient.RequestOptions<TData>) {
+    const uri = this.apiBaseUrl ? rebaseUri(opts.uri, this.apiBaseUrl) : opts.uri;
+    const response = await super.request<TData>({ ...opts, uri });
+    const probe = this.probes.getStore();
+    if (probe) probe.headers = response.headers;
+    return response;
+  }
+}
+
+function withPrefix(address: string): string {
+  return address.startsWith('whatsapp:') ? address : `whatsapp:${address}`;
+}
+
+/**
+ * The Messages API calls one outbound message becomes, in order (pure).
+ * - template: one call with `ContentSid` (+ `ContentVariables`), no Body, no media;
+ * - SMS/MMS: one call, Body and up to 10 `MediaUrl`s;
+ * - WhatsApp: Twilio carries one media item per message, so the first call has the text (as the
+ *   caption) and the first media, and each further media item goes in its own call.
+ */
+export function twilioMessageParams(message: OutboundMessage, o: TwilioSenderOptions): CreateParams[] {
+  const channel = message.channel;
+  if (channel !== 'sms' && channel !== 'whatsapp') {
+    throw contentError('twilio', 'unsupported', `channel ${channel} is not carried by Twilio`);
+  }
+  const configuredFrom = channel === 'sms' ? o.smsFrom : o.whatsappFrom;
+  const rawFrom = message.from ?? configuredFrom;
+  if (rawFrom === undefined) {
+    throw contentError('twilio', 'rejected', `no ${channel} sender number configured`);
+  }
+  const to = channel === 'whatsapp' ? withPrefix(message.to) : message.to;
+  const from = channel === 'whatsapp' ? withPrefix(rawFrom) : rawFrom;
+  const common = {
+    to,
+    from,
+    ...(o.statusCallbackUrl !== undefined ? { statusCallback: o.statusCallbackUrl } : {}),
+  };
+
+  if (message.template) {
+    const variables = message.template.variables;
+    return [
+      {
+        ...common,
+        contentSid: message.template.id,
+        ...(variables && Object.keys(variables).length > 0
+          ? { contentVariables: JSON.stringify(variables) }
+          : {}),
+      },
+    ];
+  }
+
+  const text = message.text !== undefined && message.text.length > 0 ? message.text : undefined;
+  const mediaUrls = (message.media ?? []).map((m) => m.url);
+  if (text === undefined && mediaUrls.length === 0) {
+    throw contentError('twilio', 'unsupported', 'nothing to send: no text, media or template');
+  }
+  if (channel === 'sms' || mediaUrls.length <= 1) {
+    return [
+      {
+        ...common,
+        ...(text !== undefined ? { body: text } : {}),
+        ...(mediaUrls.length > 0 ? { mediaUrl: mediaUrls } : {}),
+      },
+    ];
+  }
+  const [first, ...rest] = mediaUrls;
+  return [
+    { ...common, ...(text !== undefined ? { body: text } : {}), mediaUrl: [first as string] },
+    ...rest.map((url) => ({ ...common, mediaUrl: [url] })),
+  ];
+}
+
+/** Narrows whatever the SDK threw into plain data; nothing of the request (auth header) is kept. */
+function twilioFailureOf(err: unknown, headers: unknown): ProviderFailure {
+  const retryAfter = headerValue(headers, 'retry-after');
+  const extra = retryAfter !== undefined ? { retryAfter } : {};
+  if (isRecord(err) && err.isAxiosError === true) return { transport: transportKind(err) };
+  // RestException (legacy `{code, message, more_info, status}`) or TwilioServiceException (RFC 9457).
+  if (isRecord(err) && typeof err.status === 'number') {
+    const code = typeof err.code === 'number' ? err.code : undefined;
+    const text =
+      typeof err.message === 'string' ? err.message : typeof err.detail === 'string' ? err.detail : undefined;
+    return {
+      status: err.status,
+      ...(code !== undefined ? { code } : {}),
+      ...(text !== undefined ? { message: text } : {}),
+      ...extra,
+    };
+  }
+  return { transport: 'network', ...(err instanceof Error ? { message: err.message } : {}) };
+}
+
+/** A `ChannelSender` for SMS and WhatsApp through Twilio's Messages API. */
+export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
+  const probes = new AsyncLocalStorage<ResponseProbe>();
+  const httpClient = new RebasingRequestClient(o.apiBaseUrl, probes, o.timeoutMs ?? 10_000);
+  const client = twilio(o.accountSid, o.authToken, { httpClient, autoRetry: false });
+  const secrets = [o.authToken, Buffer.from(`${o.accountSid}:${o.authToken}`).toString('base64')];
+  const channels: readonly Channel[] = ['sms', 'whatsapp'];
+
+  async function createOne(params: CreateParams): Promise<string> {
+    const probe: ResponseProbe = {};
+    try {
+      const created = await probes.run(probe, () => client.messages.create(params));
+      if (typeof created.sid !== 'string' || created.sid.length === 0) {
+        throw contentError('twilio', 'rejected', 'Twilio answered without a message sid');
+      }
+      return created.sid;
+    } catch (err) {
+      if (err instanceof OutboundError) throw err;
+      const failure = twilioFailureOf(err, probe.headers);
+      throw outboundErrorFrom('twilio', failure, classifyTwilioFailure(failure), secrets);
+    }
+  }
+
+  return {
+    provider: 'twilio',
+    channels,
+    async send(message: OutboundMessage): Promise<SendResult> {
+      const calls = twilioMessageParams(message, o);
+      let first: string | undefined;
+      for (const params of calls) {
+        const sid = await createOne(params);
+        first ??= sid;
+      }
+      return { provider: 'twilio', providerMessageId: first as string };
+    },
+  };
+}

@@ -1,0 +1,290 @@
+/**
+ * The Twilio sender, through the real `twilio` SDK, against the local Twilio emulator: the exact
+ * Messages API request each kind of reply becomes, and how Twilio's failures reach the agent.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { inspect } from 'node:util';
+import { createTwilioSender, type TwilioSenderOptions } from '../../src/channels/twilio/send';
+import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
+import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
+
+const ACCOUNT_SID = 'AC' + 'b2'.repeat(16);
+const AUTH_TOKEN = 'twilio-secret-auth-token-42';
+const STATUS_URL = 'https://rapport.example.test/webhooks/twilio/status';
+const CUSTOMER = '+14155550100';
+
+let emulator: TwilioEmulator;
+
+beforeAll(async () => {
+  emulator = await startTwilioEmulator({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN });
+});
+afterEach(() => emulator.reset());
+afterAll(() => emulator.close());
+
+function sender(overrides: Partial<TwilioSenderOptions> = {}) {
+  return createTwilioSender({
+    accountSid: ACCOUNT_SID,
+    authToken: AUTH_TOKEN,
+    smsFrom: '+15550001111',
+    whatsappFrom: 'whatsapp:+15550002222',
+    apiBaseUrl: emulator.url,
+    statusCallbackUrl: STATUS_URL,
+    ...overrides,
+  });
+}
+
+function sms(overrides: Partial<OutboundMessage> = {}): OutboundMessage {
+  return {
+    key: 'out-1',
+    channel: 'sms',
+    provider: 'twilio',
+    to: CUSTOMER,
+    text: 'Hello from Ana',
+    ...overrides,
+  };
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<OutboundError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(OutboundError);
+    return err as OutboundError;
+  }
+  throw new Error('expected the send to fail');
+}
+
+function expectNoSecret(err: OutboundError) {
+  const basic = Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString('base64');
+  for (const text of [err.message, JSON.stringify(err), inspect(err, { depth: 10 })]) {
+    expect(text).not.toContain(AUTH_TOKEN);
+    expect(text).not.toContain(basic);
+  }
+}
+
+describe('Twilio sender: requests', () => {
+  it('sends an SMS from the configured number with the status callback and returns the SM sid', async () => {
+    const result = await sender().send(sms());
+
+    expect(emulator.requests).toHaveLength(1);
+    const [request] = emulator.requests;
+    expect(request).toMatchObject({
+      method: 'POST',
+      path: `/2010-04-01/Accounts/${ACCOUNT_SID}/Messages.json`,
+      authUser: ACCOUNT_SID,
+    });
+    expect(request?.params).toEqual({
+      To: CUSTOMER,
+      From: '+15550001111',
+      Body: 'Hello from Ana',
+      StatusCallback: STATUS_URL,
+    });
+    expect(result.provider).toBe('twilio');
+    expect(result.providerMessageId).toMatch(/^SM[0-9a-f]{32}$/);
+    expect(emulator.messages()[0]?.sid).toBe(result.providerMessageId);
+  });
+
+  it('replies from the business number the customer wrote to when the message names it', async () => {
+    await sender().send(sms({ from: '+15559998888' }));
+    expect(emulator.requests[0]?.params.From).toBe('+15559998888');
+  });
+
+  it('adds whatsapp: to both addresses of a WhatsApp reply', async () => {
+    await sender({ whatsappFrom: '+15550002222' }).send(sms({ channel: 'whatsapp' }));
+    expect(emulator.requests[0]?.params).toMatchObject({
+      To: `whatsapp:${CUSTOMER}`,
+      From: 'whatsapp:+15550002222',
+    });
+  });
+
+  it('does not double the whatsapp: prefix', async () => {
+    await sender().send(
+      sms({ channel: 'whatsapp', to: `whatsapp:${CUSTOMER}`, from: 'whatsapp:+15550003333' }),
+    );
+    expect(emulator.requests[0]?.params).toMatchObject({
+      To: `whatsapp:${CUSTOMER}`,
+      From: 'whatsapp:+15550003333',
+    });
+  });
+
+  it('sends a template as ContentSid and ContentVariables, without a Body', async () => {
+    await sender().send(
+      sms({
+        channel: 'whatsapp',
+        text: 'ignored',
+        template: { id: 'HX' + 'c3'.repeat(16), variables: { '1': 'Ana', '2': 'Tuesday' } },
+      }),
+    );
+    const params = emulator.requests[0]?.params;
+    expect(params).toMatchObject({
+      ContentSid: 'HX' + 'c3'.repeat(16),
+      ContentVariables: '{"1":"Ana","2":"Tuesday"}',
+    });
+    expect(params).not.toHaveProperty('Body');
+  });
+
+  it('sends MMS media as repeated MediaUrl fields with the text as Body', async () => {
+    await sender().send(
+      sms({ media: [{ url: 'https://cdn.example.test/a.jpg' }, { url: 'https://cdn.example.test/b.png' }] }),
+    );
+    expect(emulator.requests).toHaveLength(1);
+    expect(emulator.requests[0]?.params).toMatchObject({
+      Body: 'Hello from Ana',
+      MediaUrl: ['https://cdn.example.test/a.jpg', 'https://cdn.example.test/b.png'],
+    });
+  });
+
+  it('sends WhatsApp media one item per message, the text with the first, and returns the first sid', async () => {
+    const result = await sender().send(
+      sms({
+        channel: 'whatsapp',
+        media: [{ url: 'https://cdn.example.test/a.jpg' }, { url: 'https://cdn.example.test/b.pdf' }],
+      }),
+    );
+    expect(emulator.requests.map((r) => r.params)).toEqual([
+      expect.objectContaining({ Body: 'Hello from Ana', MediaUrl: 'https://cdn.example.test/a.jpg' }),
+      expect.not.objectContaining({ Body: expect.anything() }),
+    ]);
+    expect(emulator.requests[1]?.params.MediaUrl).toBe('https://cdn.example.test/b.pdf');
+    expect(result.providerMessageId).toBe(emulator.messages()[0]?.sid);
+  });
+
+  it('refuses a message with no text, media or template without calling Twilio', async () => {
+    const err = await failureOf(sender().send(sms({ text: undefined })));
+    expect(err).toMatchObject({ reason: 'unsupported', retryable: false });
+    expect(emulator.requests).toHaveLength(0);
+  });
+
+  it('refuses a Messenger message', async () => {
+    const err = await failureOf(sender().send(sms({ channel: 'messenger' })));
+    expect(err.reason).toBe('unsupported');
+  });
+});
+
+describe('Twilio sender: failures', () => {
+  it('a 503 is unavailable and retryable', async () => {
+    emulator.failNext({ status: 503 });
+    const err = await failureOf(sender().send(sms()));
+    expect(err).toMatchObject({
+      reason: 'unavailable',
+      retryable: true,
+      providerCode: '20500',
+      provider: 'twilio',
+    });
+  });
+
+  it('a 429 with Retry-After is rate_limited with retryAfterMs', async () => {
+    emulator.failNext({ status: 429, code: 20429, message: 'Too Many Requests', retryAfterSec: 2 });
+    const err = await failureOf(sender().send(sms()));
+    expect(err).toMatchObject({
+      reason: 'rate_limited',
+      retryable: true,
+      retryAfterMs: 2_000,
+      providerCode: '20429',
+    });
+  });
+
+  it('63016 is window_closed and not retried', async () => {
+    emulator.failNext({
+      status: 400,
+      code: 63016,
+      message: 'Failed to send freeform message because you are outside the allowed window.',
+    });
+    const err = await failureOf(sender().send(sms({ channel: 'whatsapp' })));
+    expect(err).toMatchObject({ reason: 'window_closed', retryable: false, providerCode: '63016' });
+  });
+
+  it('a customer who sent STOP is opted_out (21610)', async () => {
+    emulator.optOut(CUSTOMER);
+    const err = await failureOf(sender().send(sms()));
+    expect(err).toMatchObject({ reason: 'opted_out', providerCode: '21610' });
+    expect(err.message).not.toContain(CUSTOMER);
+  });
+
+  it('an invalid number is invalid_recipient (21211)', async () => {
+    const err = await failureOf(sender().send(sms({ to: '12' })));
+    expect(err).toMatchObject({ reason: 'invalid_recipient', providerCode: '21211' });
+  });
+
+  it('a wrong auth token is auth (20003) and the token appears nowhere in the error', async () => {
+    const err = await failureOf(sender({ authToken: 'wrong-token-value' }).send(sms()));
+    expect(err).toMatchObject({ reason: 'auth', retryable: false, providerCode: '20003' });
+    expect(inspect(err, { depth: 10 })).not.toContain('wrong-token-value');
+  });
+
+  it('only the failing recipient fails when a failure is aimed at one number', async () => {
+    emulator.failNext({ status: 400, code: 21610 }, { to: '+14155550199' });
+    await expect(sender().send(sms())).resolves.toMatchObject({ provider: 'twilio' });
+    await expect(sender().send(sms({ to: '+14155550199' }))).rejects.toMatchObject({ reason: 'opted_out' });
+  });
+
+  it('concurrent sends on one sender each get their own Retry-After', async () => {
+    emulator.failNext({ status: 429, retryAfterSec: 5 }, { to: '+14155550101' });
+    emulator.failNext({ status: 503 }, { to: '+14155550102' });
+    const s = sender();
+    const [limited, down, ok] = await Promise.allSettled([
+      s.send(sms({ to: '+14155550101' })),
+      s.send(sms({ to: '+14155550102' })),
+      s.send(sms({ to: '+14155550103' })),
+    ]);
+    expect(limited).toMatchObject({
+      status: 'rejected',
+      reason: { reason: 'rate_limited', retryAfterMs: 5_000 },
+    });
+    expect(down).toMatchObject({
+      status: 'rejected',
+      reason: { reason: 'unavailable', retryAfterMs: undefined },
+    });
+    expect(ok).toMatchObject({ status: 'fulfilled' });
+  });
+
+  it('no error of any kind carries the auth token', async () => {
+    const errors: OutboundError[] = [];
+    for (const failure of [
+      { status: 503 },
+      { status: 429, retryAfterSec: 1 },
+      { status: 400, code: 63016 },
+    ]) {
+      emulator.failNext(failure);
+      errors.push(await failureOf(sender().send(sms())));
+    }
+    emulator.optOut(CUSTOMER);
+    errors.push(await failureOf(sender().send(sms())));
+    errors.forEach(expectNoSecret);
+  });
+});
+
+describe('Twilio sender: no answer', () => {
+  let hanging: Server;
+  beforeAll(async () => {
+    hanging = createServer(() => undefined); // accepts, never answers
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(
+    () =>
+      new Promise<void>((resolve) => {
+        hanging.closeAllConnections();
+        hanging.close(() => resolve());
+      }),
+  );
+
+  it('a timeout is unavailable and retryable, without the token', async () => {
+    const { port } = hanging.address() as AddressInfo;
+    const err = await failureOf(
+      sender({ apiBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200 }).send(sms()),
+    );
+    expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'timeout' });
+    expectNoSecret(err);
+  });
+
+  it('a refused connection is unavailable and retryable', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const err = await failureOf(sender({ apiBaseUrl: `http://127.0.0.1:${port}` }).send(sms()));
+    expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'network' });
+    expectNoSecret(err);
+  });
+});
