@@ -27,10 +27,27 @@ import { buildWebhookAdapters } from './channels';
 import { registerIdentityModels, type IdentityModels } from './identity/models';
 import { createIdentityStore } from './identity/resolve';
 import { createInboundProcessor, type InboundProcessor } from './identity/inbound-processor';
-import { createInboundWorker } from './queue/inbound-worker';
+import { createInboundWorkers } from './queue/inbound-worker';
+import { createQueueWorker } from './queue/workers';
+import { registerRouterModels, type RouterModels } from './router/models';
+import { createRouter, type Router as RapportRouter } from './router';
+import type { Senders } from './router/delivery';
+import { createInboundPipeline } from './router/pipeline';
+import { createSlackClient, type SlackClient } from './channels/slack/client';
+import { createTwilioSender } from './channels/twilio/send';
+import { createWhatsAppCloudSender } from './channels/whatsapp-cloud/send';
+import { createMessengerSender } from './channels/messenger/send';
+import { slackRoutes } from './http/slack';
+import { adminAuth } from './http/admin-auth';
+import { agentAdminRoutes } from './http/admin-agents';
+import { customerAdminRoutes } from './http/admin-customers';
+import { createMergeService } from './identity/merge';
+import { createClaimService } from './identity/claims';
+import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
+import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
 import type pino from 'pino';
 
-export type Role = 'api' | 'worker' | 'all';
+export type Role = 'api' | 'worker' | 'whatsapp-web' | 'all';
 
 export interface AppOptions {
   role?: Role;
@@ -49,8 +66,12 @@ export interface RapportApp {
   intake: Intake;
   redis: Redis;
   mongo: MongoHandle;
-  models: IdentityModels;
+  models: IdentityModels & RouterModels;
   inbound: InboundProcessor;
+  router: RapportRouter;
+  slack?: SlackClient;
+  /** The WhatsApp Web session channel, when WHATSAPP_WEB_ENABLED (the session runs in roles whatsapp-web/all). */
+  whatsappWeb?: WhatsAppWebChannel;
   /** Starts listening (port 0 picks a free one); resolves with the bound port. */
   listen(port?: number): Promise<number>;
   /** Stops taking requests, finishes in-flight jobs, closes connections; bounded by SHUTDOWN_TIMEOUT_MS. */
@@ -63,13 +84,54 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const metrics = createMetrics();
 
   const redis = createRedisConnection(config.redisUrl, 'producer');
-  const queues = createQueues(redis, { prefix: config.queuePrefix }, log.child({ component: 'queue' }));
+  const queues = createQueues(
+    redis,
+    { prefix: config.queuePrefix, inboundPartitions: config.inboundPartitions },
+    log.child({ component: 'queue' }),
+  );
   const intake = createIntake({ queue: queues[QueueName.inbound], redis, prefix: config.queuePrefix });
   const mongo = connectMongo(config.mongodbUri, log.child({ component: 'mongo' }));
   // Registered before the connection opens, so their (correctness-carrying) unique indexes are built.
-  const models = registerIdentityModels(mongo.connection);
+  const models = { ...registerIdentityModels(mongo.connection), ...registerRouterModels(mongo.connection) };
   const identityStore = createIdentityStore(models, { defaultRegion: config.defaultRegion });
-  const inbound = createInboundProcessor({ store: identityStore, log: log.child({ component: 'inbound' }) });
+  const identity = createInboundProcessor({ store: identityStore, log: log.child({ component: 'inbound' }) });
+
+  const slack = config.slack ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl }) : undefined;
+  const merges = createMergeService(models);
+  const claims = createClaimService({ models, merges });
+  const claimsBridge = createClaimsBridge(claims, models, config.defaultRegion);
+  const senders = buildSenders(config);
+  const whatsappWeb = config.whatsappWeb.enabled
+    ? createWhatsAppWebChannel({
+        chromiumPath: config.whatsappWeb.chromiumPath,
+        redis,
+        redisUrl: config.redisUrl,
+        queuePrefix: config.queuePrefix,
+        intake,
+        mongoConnection: mongo.connection,
+        log: log.child({ component: 'whatsapp-web' }),
+        registry: metrics.registry,
+        notify: slack && config.slack?.escalationChannel ? notifier(slack, config.slack.escalationChannel) : undefined,
+      })
+    : undefined;
+  // Any process can send through the session: the sender queues the job for the session holder.
+  if (whatsappWeb) senders['whatsapp-web'] = whatsappWeb.sender();
+  const runsSession = whatsappWeb !== undefined && (role === 'whatsapp-web' || role === 'all');
+  const router = createRouter({
+    config: config.router,
+    models,
+    queues,
+    redis,
+    prefix: config.queuePrefix,
+    slack,
+    escalationChannel: config.slack?.escalationChannel,
+    senders,
+    claims: claimsBridge,
+    link: claimsBridge,
+    log,
+    metrics,
+  });
+  const inbound = createInboundPipeline(identity, router, models, config.defaultRegion);
 
   const http = express();
   http.disable('x-powered-by');
@@ -84,6 +146,18 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       dependencies: [
         { name: 'redis', check: async () => void (await redis.ping()) },
         { name: 'mongodb', check: () => mongo.ping(800) },
+        ...(runsSession && whatsappWeb
+          ? [
+              {
+                name: 'whatsapp-web',
+                check: async () => {
+                  const r = whatsappWeb.readiness();
+                  if (!r.ok) throw new Error(`${r.state}${r.detail ? `: ${r.detail}` : ''}`);
+                  return { state: r.state };
+                },
+              },
+            ]
+          : []),
       ],
     }),
   );
@@ -93,20 +167,95 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       webhookRoute({ path, adapter, intake, metrics, log: webhookLog, maxBytes: config.webhookMaxBytes }),
     );
   }
+  if (config.slack) {
+    http.use(
+      slackRoutes({
+        signingSecret: config.slack.signingSecret,
+        agentEvents: queues[QueueName.agentEvents],
+        redis,
+        prefix: config.queuePrefix,
+        commands: router.commands,
+        log: log.child({ component: 'slack' }),
+        metrics,
+        maxBytes: config.webhookMaxBytes,
+      }),
+    );
+  }
+  const api = express.Router();
+  api.use(adminAuth(config.adminToken));
+  api.use(express.json({ limit: '1mb' }));
+  api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
+  api.use(
+    customerAdminRoutes({
+      models,
+      merges,
+      claims,
+      defaultRegion: config.defaultRegion,
+      onMerged: (result) => router.onMerged(mergeOutcome(result)),
+    }),
+  );
+  http.use('/api', api);
   http.use(notFound());
   http.use(errorHandler(log.child({ component: 'http' })));
 
   const workers: Worker[] = [];
-  if (role !== 'api') {
+  if (runsSession && whatsappWeb) {
+    // The session needs the database (its auth store); start it once MongoDB is there.
+    void mongo.ready.then(() => whatsappWeb.start()).catch((err: unknown) => log.error({ err }, 'whatsapp-web failed to start'));
+  }
+  let resumeTimer: NodeJS.Timeout | undefined;
+  if (role !== 'api' && role !== 'whatsapp-web') {
+    // Merges left half-done by a crash are finished by whichever worker finds them.
+    resumeTimer = setInterval(() => {
+      merges.resumeMerges().catch((err: unknown) => log.warn({ err }, 'resuming merges failed'));
+    }, 60_000);
+    resumeTimer.unref();
+    const common = { prefix: config.queuePrefix, redisUrl: config.redisUrl, metrics };
     workers.push(
-      createInboundWorker({
-        redisUrl: config.redisUrl,
-        prefix: config.queuePrefix,
+      ...createInboundWorkers({
+        ...common,
+        queue: queues[QueueName.inbound],
         processor: inbound,
         log: log.child({ component: 'inbound-worker' }),
-        metrics,
+      }),
+      createQueueWorker({
+        ...common,
+        queueName: QueueName.toCustomer,
+        label: QueueName.toCustomer,
+        concurrency: 8,
+        handler: (job) => router.delivery.handle(job),
+        log: log.child({ component: 'to-customer-worker' }),
+      }),
+      createQueueWorker({
+        ...common,
+        queueName: QueueName.timers,
+        label: QueueName.timers,
+        concurrency: 4,
+        handler: (job) => router.sla.handle(job),
+        log: log.child({ component: 'timers-worker' }),
+      }),
+      createQueueWorker({
+        ...common,
+        queueName: QueueName.agentEvents,
+        label: QueueName.agentEvents,
+        concurrency: 4,
+        handler: (job) => router.agentEvents.handle(job),
+        log: log.child({ component: 'agent-events-worker' }),
       }),
     );
+    const slackDelivery = router.slackDelivery;
+    if (slackDelivery) {
+      workers.push(
+        createQueueWorker({
+          ...common,
+          queueName: QueueName.toAgent,
+          label: QueueName.toAgent,
+          concurrency: 8,
+          handler: (job) => slackDelivery.handle(job),
+          log: log.child({ component: 'to-agent-worker' }),
+        }),
+      );
+    }
   }
 
   let server: Server | undefined;
@@ -125,6 +274,9 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     mongo,
     models,
     inbound,
+    router,
+    slack,
+    whatsappWeb,
     async listen(port = config.port) {
       server = http.listen(port, '0.0.0.0');
       await once(server, 'listening');
@@ -141,7 +293,9 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
             server.closeIdleConnections();
             await closed;
           }
+          clearInterval(resumeTimer);
           await Promise.all(workers.map((w) => w.close()));
+          await whatsappWeb?.stop();
           await closeQueues(queues);
           await mongo.close();
           redis.disconnect();
@@ -151,5 +305,45 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       })();
       return closing;
     },
+  };
+}
+
+/** The outbound sender of every enabled channel. */
+function buildSenders(config: Readonly<Config>): Senders {
+  const senders: Senders = {};
+  if (config.twilio) {
+    senders.twilio = createTwilioSender({
+      accountSid: config.twilio.accountSid,
+      authToken: config.twilio.authToken,
+      smsFrom: config.twilio.smsFrom,
+      whatsappFrom: config.twilio.whatsappFrom,
+      apiBaseUrl: config.twilio.apiBaseUrl,
+      statusCallbackUrl: `${config.publicUrl}/webhooks/twilio/status`,
+    });
+  }
+  if (config.whatsappCloud) {
+    senders['whatsapp-cloud'] = createWhatsAppCloudSender({
+      accessToken: config.whatsappCloud.accessToken,
+      phoneNumberId: config.whatsappCloud.phoneNumberId,
+      graphBaseUrl: config.graph.baseUrl,
+      graphVersion: config.graph.version,
+    });
+  }
+  if (config.messenger) {
+    senders.messenger = createMessengerSender({
+      pageAccessToken: config.messenger.pageAccessToken,
+      graphBaseUrl: config.graph.baseUrl,
+      graphVersion: config.graph.version,
+      appSecret: config.meta?.appSecret,
+    });
+  }
+  return senders;
+}
+
+/** Posts operator alerts (WhatsApp Web QR codes, repeated failures) to the escalation channel. */
+function notifier(slack: SlackClient, channel: string) {
+  return async (text: string, image?: { filename: string; data: Buffer }) => {
+    if (image) await slack.uploadFile({ channel, filename: image.filename, data: image.data, initialComment: text });
+    else await slack.postMessage({ channel, text });
   };
 }

@@ -6,6 +6,7 @@
  */
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import { z } from 'zod';
+import { parseBusinessHours, type BusinessHours } from './router/business-hours';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -54,6 +55,17 @@ const boolFromEnv = z
   .toLowerCase()
   .refine((v) => ['true', 'false', '1', '0', 'yes', 'no', ''].includes(v), 'must be true or false')
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** A duration like `90s`, `15m`, `2h`, `500ms` (or plain milliseconds), in milliseconds. */
+const duration = z
+  .string()
+  .trim()
+  .regex(/^\d+(ms|s|m|h|d)?$/, 'must be a duration like 90s, 15m, 2h or 500ms')
+  .transform((v) => {
+    const [, n, unit] = /^(\d+)(ms|s|m|h|d)?$/.exec(v)!;
+    const factor = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit ?? 'ms'] ?? 1;
+    return Number(n) * factor;
+  });
 
 const envSchema = z.object({
   PORT: intFromEnv(0, 65535).default(3000),
@@ -104,6 +116,25 @@ const envSchema = z.object({
   SLACK_API_URL: optionalUrl(['http:', 'https:']),
   SLACK_ESCALATION_CHANNEL: optionalString,
 
+  INBOUND_PARTITIONS: intFromEnv(1, 256).default(8),
+  SLA_FIRST_RESPONSE: duration.default(15 * 60_000),
+  SLA_ESCALATE: duration.default(60 * 60_000),
+  BUSINESS_HOURS: optionalString,
+  BUSINESS_TIMEZONE: z.string().trim().default('UTC'),
+  ACK_QUIET_PERIOD: duration.default(12 * 3600_000),
+  ACK_TEXT: z.string().default('Thanks for your message! {agent} will reply here.'),
+  ACK_AWAY_TEXT: z
+    .string()
+    .default('Thanks for your message! {agent} is away until {back}; {cover} can help you in the meantime.'),
+  ACK_CLOSED_TEXT: z
+    .string()
+    .default("Thanks for your message! We're closed right now; {agent} will reply {opening}."),
+  HANDOFF_TEXT: z.string().default('{agent} will take care of you from now on and will reply here.'),
+  REPLY_UNDO_SECONDS: intFromEnv(0, 300).default(10),
+  WHATSAPP_TEMPLATE_CONTENT_SID: optionalString,
+  WHATSAPP_CLOUD_TEMPLATE: optionalString,
+  WHATSAPP_CLOUD_TEMPLATE_LANGUAGE: z.string().trim().default('en'),
+  MESSENGER_HUMAN_AGENT: boolFromEnv.default(false),
   WHATSAPP_WEB_ENABLED: boolFromEnv.default(false),
   CHROMIUM_PATH: z.string().trim().default('/usr/bin/chromium'),
 });
@@ -155,6 +186,19 @@ export interface Config {
   whatsappCloud?: WhatsAppCloudConfig;
   slack?: SlackConfig;
   whatsappWeb: { enabled: boolean; chromiumPath: string };
+  inboundPartitions: number;
+  router: RouterConfig;
+}
+
+export interface RouterConfig {
+  slaFirstResponseMs: number;
+  slaEscalateMs: number;
+  businessHours: BusinessHours;
+  ackQuietPeriodMs: number;
+  texts: { ack: string; ackAway: string; ackClosed: string; handoff: string };
+  replyUndoMs: number;
+  whatsappTemplate: { twilioContentSid?: string; cloudName?: string; cloudLanguage: string };
+  messengerHumanAgent: boolean;
 }
 
 /** Names the channel, its present and its missing variables; reports a partial set as a problem. */
@@ -247,6 +291,16 @@ function crossCheck(env: Env, problems: string[]): Config {
     }),
   );
 
+  let businessHours: BusinessHours = parseBusinessHours(undefined, undefined);
+  try {
+    businessHours = parseBusinessHours(env.BUSINESS_HOURS, env.BUSINESS_TIMEZONE);
+  } catch (err) {
+    problems.push(`BUSINESS_HOURS/BUSINESS_TIMEZONE: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (env.SLA_ESCALATE <= env.SLA_FIRST_RESPONSE) {
+    problems.push('SLA_ESCALATE must be longer than SLA_FIRST_RESPONSE');
+  }
+
   return {
     port: env.PORT,
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
@@ -265,6 +319,26 @@ function crossCheck(env: Env, problems: string[]): Config {
     whatsappCloud,
     slack,
     whatsappWeb: { enabled: env.WHATSAPP_WEB_ENABLED, chromiumPath: env.CHROMIUM_PATH },
+    inboundPartitions: env.INBOUND_PARTITIONS,
+    router: {
+      slaFirstResponseMs: env.SLA_FIRST_RESPONSE,
+      slaEscalateMs: env.SLA_ESCALATE,
+      businessHours,
+      ackQuietPeriodMs: env.ACK_QUIET_PERIOD,
+      texts: {
+        ack: env.ACK_TEXT,
+        ackAway: env.ACK_AWAY_TEXT,
+        ackClosed: env.ACK_CLOSED_TEXT,
+        handoff: env.HANDOFF_TEXT,
+      },
+      replyUndoMs: env.REPLY_UNDO_SECONDS * 1000,
+      whatsappTemplate: {
+        twilioContentSid: env.WHATSAPP_TEMPLATE_CONTENT_SID,
+        cloudName: env.WHATSAPP_CLOUD_TEMPLATE,
+        cloudLanguage: env.WHATSAPP_CLOUD_TEMPLATE_LANGUAGE,
+      },
+      messengerHumanAgent: env.MESSENGER_HUMAN_AGENT,
+    },
   };
 }
 

@@ -4,10 +4,24 @@
  */
 import { buildApp, type Role } from './app';
 import { ConfigError, channelStates, loadConfig } from './config';
+import { isCliCommand, runCli } from './cli';
 
-const ROLES: Role[] = ['api', 'worker', 'all'];
+const ROLES: Role[] = ['api', 'worker', 'whatsapp-web', 'all'];
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  if (isCliCommand(argv[0])) {
+    try {
+      process.exitCode = await runCli(argv);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`Rapport cannot start.\n${err.message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      throw err;
+    }
+    return;
+  }
   const role = (argv[0] ?? 'all') as Role;
   if (!ROLES.includes(role)) {
     process.stderr.write(`Unknown role "${argv[0]}". Usage: rapport [${ROLES.join('|')}]\n`);

@@ -11,6 +11,9 @@ export interface Metrics {
   webhookRejections: Counter<'route' | 'reason'>;
   lastInbound: Gauge<'channel'>;
   jobs: Counter<'queue' | 'outcome'>;
+  sends: Counter<'channel' | 'provider' | 'outcome'>;
+  slaBreaches: Counter<'kind'>;
+  slackRateLimited: Counter;
 }
 
 export function createMetrics(): Metrics {
@@ -47,6 +50,23 @@ export function createMetrics(): Metrics {
       name: 'rapport_jobs_total',
       help: 'Queue jobs processed by queue and outcome (completed/failed/retried)',
       labelNames: ['queue', 'outcome'],
+      registers: [registry],
+    }),
+    sends: new Counter({
+      name: 'rapport_customer_sends_total',
+      help: 'Messages to customers by channel, provider and outcome (sent, or the failure reason)',
+      labelNames: ['channel', 'provider', 'outcome'],
+      registers: [registry],
+    }),
+    slaBreaches: new Counter({
+      name: 'rapport_sla_breaches_total',
+      help: 'SLA timers that fired without a reply: remind (first response) and escalate',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    slackRateLimited: new Counter({
+      name: 'rapport_slack_rate_limited_total',
+      help: 'Slack calls answered 429 (the channel is paused for Retry-After)',
       registers: [registry],
     }),
   };

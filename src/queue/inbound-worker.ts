@@ -1,66 +1,39 @@
 /**
- * The `inbound` queue consumer: hands each canonical event to the identity processor (resolve the
- * customer, store the message idempotently, apply statuses).
+ * The `inbound` queue consumers: one ordered worker per partition (see partitions.ts), so each
+ * sender's events are handled one at a time in the order they were queued, with any number of
+ * worker processes. Each event goes to the identity processor (resolve the customer, store the
+ * message once, apply statuses) and then to the router (owner, acknowledgement, Slack post, SLA).
  *
- * Errors: AppErrors that are not retryable (e.g. a sender address that cannot be a phone number)
- * become BullMQ's UnrecoverableError, so a poison job fails once and stays in the failed set as a
- * dead letter; everything else (database down) retries with the queue's bounded backoff.
- *
- * Ordering: this worker runs with concurrency 1, so one worker process handles events in the order
- * they were queued. Order across several worker processes (per-sender partitions) is not done yet.
+ * The router step runs for every delivery of a message, not only the first: a job that failed after
+ * storing the message is retried, finds it stored, and still routes it. Every router step is
+ * idempotent, so nothing is posted or sent twice.
  */
-import { UnrecoverableError, Worker } from 'bullmq';
+import type { Worker } from 'bullmq';
 import type { InboundEvent } from '../canonical';
-import { isAppError } from '../errors';
 import type { InboundProcessor } from '../identity/inbound-processor';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
-import { createRedisConnection } from './connection';
 import { QueueName } from './names';
-import { prefixFor, type QueueOptions } from './queues';
+import type { PartitionedQueue } from './partitions';
+import { createOrderedWorkers } from './workers';
 
-export interface InboundWorkerOptions extends QueueOptions {
+export interface InboundWorkerOptions {
+  queue: PartitionedQueue;
   redisUrl: string;
+  prefix: string;
   processor: InboundProcessor;
   log: Logger;
   metrics: Metrics;
 }
 
-export function createInboundWorker({
-  redisUrl,
-  processor,
-  log,
-  metrics,
-  ...queueOptions
-}: InboundWorkerOptions): Worker {
-  const connection = createRedisConnection(redisUrl, 'worker');
-  const worker = new Worker<InboundEvent>(
-    QueueName.inbound,
-    async (job) => {
-      try {
-        return await processor.process(job.data);
-      } catch (err) {
-        if (isAppError(err) && !err.retryable) throw new UnrecoverableError(`${err.code}: ${err.message}`);
-        throw err;
-      }
-    },
-    { connection, prefix: prefixFor(QueueName.inbound, queueOptions), concurrency: 1 },
-  );
-  worker.on('completed', () => metrics.jobs.inc({ queue: QueueName.inbound, outcome: 'completed' }));
-  worker.on('failed', (job, err) => {
-    const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-    metrics.jobs.inc({ queue: QueueName.inbound, outcome: final ? 'failed' : 'retried' });
-    log.warn(
-      {
-        jobId: job?.id,
-        attemptsMade: job?.attemptsMade,
-        final,
-        err: { message: err.message, name: err.name },
-      },
-      'inbound job failed',
-    );
+export function createInboundWorkers({ queue, redisUrl, prefix, processor, log, metrics }: InboundWorkerOptions): Worker<InboundEvent>[] {
+  return createOrderedWorkers<InboundEvent>({
+    queue,
+    label: QueueName.inbound,
+    prefix,
+    redisUrl,
+    log,
+    metrics,
+    handler: (job) => processor.process(job.data),
   });
-  worker.on('error', (err) => log.debug({ err }, 'inbound worker connection error'));
-  worker.on('closed', () => connection.disconnect());
-  return worker;
 }

@@ -8,6 +8,8 @@
  * The marker is written only *after* the job is queued: a crash in between can at worst queue the
  * event twice (the downstream unique message key absorbs that), never acknowledge a lost one.
  */
+import type { PartitionedQueue } from './partitions';
+import { senderOrderKey } from './partitions';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { eventKey, sourceOf, type InboundEvent } from '../canonical';
@@ -15,7 +17,8 @@ import { UnavailableError } from '../errors';
 import { jobIdFor } from './names';
 
 export interface IntakeOptions {
-  queue: Queue;
+  /** The partitioned `inbound` queue; each sender's events go to one partition, in order. */
+  queue: PartitionedQueue;
   redis: Redis;
   /** Key prefix for the seen markers. */
   prefix: string;
@@ -32,6 +35,12 @@ export interface Intake {
   accept(events: InboundEvent[]): Promise<IntakeResult>;
   /** Unix ms of the last accepted customer message, per source (shared by every api replica). */
   lastInboundByChannel(): Promise<Record<string, number>>;
+}
+
+/** Events of one sender share an order key; statuses are ordered per message. */
+export function orderKeyOf(event: InboundEvent): string {
+  if (event.type === 'message') return senderOrderKey(event.message.from);
+  return `status:${event.status.providerMessageId ?? event.status.key}`;
 }
 
 export function createIntake({
@@ -62,14 +71,23 @@ export function createIntake({
         // Keys repeated inside one batch count once.
         const unique = [...new Map(fresh.map((e) => [eventKey(e), e])).values()];
         if (unique.length > 0) {
-          const jobs = unique.map((event) => ({
-            name: event.type,
-            data: event,
-            opts: { jobId: jobIdFor(eventKey(event)) },
-          }));
-          // addBulk wraps its adds in MULTI; a single add (the common case) skips that.
-          if (jobs.length === 1) await queue.add(jobs[0]!.name, jobs[0]!.data, jobs[0]!.opts);
-          else await queue.addBulk(jobs);
+          // One partition per sender keeps a customer's messages in order (see partitions.ts). The
+          // common case is one event; a batch is added per partition, each with addBulk (MULTI).
+          const byPartition = new Map<Queue, InboundEvent[]>();
+          for (const event of unique) {
+            const partition = queue.queueFor(orderKeyOf(event));
+            byPartition.set(partition, [...(byPartition.get(partition) ?? []), event]);
+          }
+          await Promise.all(
+            [...byPartition].map(([q, events]) => {
+              const jobs = events.map((event) => ({
+                name: event.type,
+                data: event,
+                opts: { jobId: jobIdFor(eventKey(event)) },
+              }));
+              return jobs.length === 1 ? q.add(jobs[0]!.name, jobs[0]!.data, jobs[0]!.opts) : q.addBulk(jobs);
+            }),
+          );
           const now = Date.now();
           await Promise.all(
             unique.map((event) => redis.set(seenKey(eventKey(event)), now, 'EX', dedupeTtlSeconds)),

@@ -1,11 +1,15 @@
 /** Queue names, each named for what it carries. */
 export const QueueName = {
-  /** Canonical inbound events (messages and delivery statuses) from every channel. */
+  /** Canonical inbound events (messages and delivery statuses) from every channel; partitioned by sender. */
   inbound: 'inbound',
-  /** Customer messages and notes to post into the owner's Slack thread. */
+  /** Per-customer "flush the Slack outbox" jobs: customer messages and notes into the owner's thread. */
   toAgent: 'to-agent',
-  /** Agent replies to deliver to the customer on their app. */
+  /** Per-customer "flush the send outbox" jobs: agent replies and automatic messages to the customer. */
   toCustomer: 'to-customer',
+  /** Slack events from the agents' side (thread replies, edits, deletions), deduplicated by event id. */
+  agentEvents: 'agent-events',
+  /** Delayed timers: SLA reminders and escalations. */
+  timers: 'timers',
 } as const;
 
 export type QueueName = (typeof QueueName)[keyof typeof QueueName];

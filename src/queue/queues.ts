@@ -7,34 +7,22 @@
  * `QUEUE_PREFIX=rapport` and set `clusterHashTags` to get `{rapport-inbound}`-style prefixes, one tag
  * per queue, which spreads queues across slots.
  */
-import { Queue, type DefaultJobOptions } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger';
-import { ALL_QUEUES, type QueueName } from './names';
+import { ALL_QUEUES, QueueName } from './names';
+import { DEFAULT_JOB_OPTIONS, prefixFor, type QueueOptions } from './options';
+import { createPartitionedQueue, type PartitionedQueue } from './partitions';
 
-export interface QueueOptions {
-  /** Key prefix for every queue. @defaultValue `'rapport'` */
-  prefix: string;
-  /** Give each queue its own `{prefix-queue}` hash tag (Redis Cluster). @defaultValue `false` */
-  clusterHashTags?: boolean;
-}
+export { DEFAULT_JOB_OPTIONS, prefixFor, type QueueOptions } from './options';
 
-export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
-  attempts: 8,
-  backoff: { type: 'exponential', delay: 1_000, jitter: 0.5 },
-  removeOnComplete: { age: 24 * 3600, count: 10_000 },
-  removeOnFail: { age: 30 * 24 * 3600, count: 50_000 },
-};
+type PlainQueueName = Exclude<QueueName, 'inbound'>;
 
-/** The BullMQ prefix for one queue, with a per-queue hash tag when asked. */
-export function prefixFor(name: QueueName, options: QueueOptions): string {
-  return options.clusterHashTags ? `{${options.prefix}-${name}}` : options.prefix;
-}
-
-export type Queues = Record<QueueName, Queue>;
+/** Every queue; `inbound` is partitioned (per-sender order), the others are plain queues. */
+export type Queues = Record<PlainQueueName, Queue> & { inbound: PartitionedQueue };
 
 export function createQueues(connection: Redis, options: QueueOptions, log?: Logger): Queues {
-  const entries = ALL_QUEUES.map((name) => {
+  const plain = ALL_QUEUES.filter((name): name is PlainQueueName => name !== QueueName.inbound).map((name) => {
     const queue = new Queue(name, {
       connection,
       prefix: prefixFor(name, options),
@@ -42,11 +30,18 @@ export function createQueues(connection: Redis, options: QueueOptions, log?: Log
     });
     // Connection errors surface here while Redis is down; /readyz reports them, so keep the log quiet.
     queue.on('error', (err) => log?.debug({ err, queue: name }, 'queue connection error'));
-    return [name, queue];
+    return [name, queue] as const;
   });
-  return Object.fromEntries(entries) as Queues;
+  const inbound = createPartitionedQueue(
+    QueueName.inbound,
+    options.inboundPartitions ?? 8,
+    connection,
+    options,
+    log,
+  );
+  return { ...(Object.fromEntries(plain) as Record<PlainQueueName, Queue>), inbound };
 }
 
 export async function closeQueues(queues: Queues): Promise<void> {
-  await Promise.all(Object.values(queues).map((q) => q.close()));
+  await Promise.all(Object.values(queues).map((q: { close(): Promise<void> }) => q.close()));
 }

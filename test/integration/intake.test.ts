@@ -63,8 +63,10 @@ describe('Twilio intake', () => {
 
     const connection = createRedisConnection(t.app.config.redisUrl, 'worker');
     const processed: string[] = [];
+    // The inbound queue is partitioned by sender; consume the partition this sender's events go to.
+    const partition = (await t.app.queues.inbound.getJob(jobIdFor(SMS_KEY)))!.queueName;
     const worker = new Worker(
-      'inbound',
+      partition,
       async (job) => {
         processed.push(job.id!);
       },

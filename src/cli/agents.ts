@@ -1,0 +1,80 @@
+/**
+ * `rapport agents add|list|update`: the same operations as `/api/agents`.
+ *   rapport agents add --slack U123 --name Alex --channel C123 [--capacity 50] [--backup <agentId>]
+ *   rapport agents list [--json]
+ *   rapport agents update <agentId> [--name …] [--channel …] [--capacity N] [--status available|away|offline] [--active false]
+ */
+import type { CliCommand } from './types';
+
+function flags(args: string[]): { positional: string[]; values: Record<string, string> } {
+  const positional: string[] = [];
+  const values: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a.startsWith('--')) values[a.slice(2)] = args[++i] ?? '';
+    else positional.push(a);
+  }
+  return { positional, values };
+}
+
+async function call(ctx: Parameters<CliCommand['run']>[1], method: string, path: string, body?: unknown) {
+  const app = await ctx.app();
+  // The admin API in-process: same validation, same side effects (handoffs on deactivation).
+  const server = app.http.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address() as { port: number };
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/api${path}`, {
+      method,
+      headers: { authorization: `Bearer ${ctx.config.adminToken}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  } finally {
+    server.close();
+  }
+}
+
+export const agentsCommand: CliCommand = {
+  summary: 'add, list and update agents (same as /api/agents)',
+  usage: 'rapport agents add --slack U… --name … --channel C… [--capacity N] [--backup id] | list | update <id> [--status …] [--active false]',
+  async run(args, ctx) {
+    const [sub, ...rest] = args;
+    const { positional, values } = flags(rest);
+    let res;
+    if (sub === 'list') res = await call(ctx, 'GET', '/agents');
+    else if (sub === 'add') {
+      res = await call(ctx, 'POST', '/agents', {
+        slackUserId: values.slack,
+        name: values.name,
+        inboxChannelId: values.channel,
+        ...(values.capacity ? { capacity: Number(values.capacity) } : {}),
+        ...(values.backup ? { backupAgentId: values.backup } : {}),
+      });
+    } else if (sub === 'update' && positional[0]) {
+      const patch: Record<string, unknown> = {};
+      if (values.name) patch.name = values.name;
+      if (values.channel) patch.inboxChannelId = values.channel;
+      if (values.capacity) patch.capacity = Number(values.capacity);
+      if (values.status) patch.status = values.status;
+      if (values.backup) patch.backupAgentId = values.backup === 'none' ? null : values.backup;
+      if (values.active) patch.active = values.active === 'true';
+      res = await call(ctx, 'PATCH', `/agents/${positional[0]}`, patch);
+    } else {
+      ctx.err(`Usage: ${agentsCommand.usage}`);
+      return 2;
+    }
+    if (res.status >= 400) {
+      const error = res.body.error as { message?: string } | undefined;
+      ctx.err(`Failed (${res.status}): ${error?.message ?? JSON.stringify(res.body)}`);
+      return 1;
+    }
+    if (ctx.json) ctx.out(JSON.stringify(res.body, null, 2));
+    else if (sub === 'list') {
+      const agents = (res.body.agents ?? []) as { id: string; name: string; slackUserId: string; inboxChannelId: string; status: string; active: boolean; openCustomers: number; capacity: number }[];
+      for (const a of agents) ctx.out(`${a.id}  ${a.name.padEnd(16)} ${a.slackUserId.padEnd(12)} ${a.inboxChannelId.padEnd(12)} ${a.active ? a.status : 'inactive'}  ${a.openCustomers}/${a.capacity} open`);
+      if (agents.length === 0) ctx.out('No agents yet. Add one: rapport agents add --slack U… --name … --channel C…');
+    } else ctx.out(`${sub === 'add' ? 'Added' : 'Updated'} agent ${String(res.body.id)} (${String(res.body.name)}).`);
+    return 0;
+  },
+};

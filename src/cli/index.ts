@@ -1,0 +1,55 @@
+/**
+ * Operator commands: `rapport <command> …`. Each command builds the same app (role `api`, not
+ * listening) and calls the same functions as the admin API, so the CLI and the API cannot drift.
+ * Output is for people; `--json` prints machine-readable JSON where a command supports it.
+ */
+import { buildApp, type RapportApp } from '../app';
+import { loadConfig, type Config } from '../config';
+import { agentsCommand } from './agents';
+import type { CliCommand, CliContext } from './types';
+
+export type { CliCommand, CliContext } from './types';
+
+/** Every command, by name. Add new ones here. */
+const commands = new Map<string, CliCommand>([['agents', agentsCommand]]);
+
+export function isCliCommand(name: string | undefined): boolean {
+  return name !== undefined && (commands.has(name) || name === 'help' || name === '--help');
+}
+
+export async function runCli(argv: string[], io = { out: (l: string) => process.stdout.write(`${l}\n`), err: (l: string) => process.stderr.write(`${l}\n`) }): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === 'help' || name === '--help') {
+    io.out('Usage: rapport [api|worker|whatsapp-web|all]   run Rapport (default: all)');
+    io.out('       rapport <command> [options]            operator commands:');
+    for (const [n, c] of commands) io.out(`  ${n.padEnd(10)} ${c.summary}`);
+    return 0;
+  }
+  const command = commands.get(name);
+  if (!command) {
+    io.err(`Unknown command "${name}". Run \`rapport help\`.`);
+    return 2;
+  }
+  const json = rest.includes('--json');
+  const args = rest.filter((a) => a !== '--json');
+  const config = loadConfig();
+  let app: RapportApp | undefined;
+  const ctx: CliContext = {
+    config,
+    json,
+    out: io.out,
+    err: io.err,
+    async app() {
+      if (!app) {
+        app = buildApp({ ...config, logLevel: 'silent' } as Config, { role: 'api' });
+        await app.mongo.ready;
+      }
+      return app;
+    },
+  };
+  try {
+    return await command.run(args, ctx);
+  } finally {
+    await app?.close();
+  }
+}

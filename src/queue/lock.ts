@@ -1,0 +1,44 @@
+/**
+ * A short per-key mutex in Redis (SET NX PX, released only by its holder), for work on one customer
+ * that must not interleave: flushing an outbox, and updating the customer's conversation document.
+ * Single-key commands only (Redis Cluster safe).
+ *
+ * Why the conversation needs it: MongoDB applies each single-document update atomically, but
+ * FerretDB v1 (SQLite and PostgreSQL handlers alike) rewrites the whole document and loses
+ * concurrent updates to one document (measured: 50 concurrent `$inc` on one document → 6). Rapport
+ * therefore gives every document one writer at a time; on MongoDB the lock is merely redundant.
+ *
+ * `waitMs`: how long to wait for a holder to finish before giving up with a DeferError (the job is
+ * retried later without spending an attempt).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { DeferError } from './workers';
+
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
+export async function withLock<T>(
+  redis: Redis,
+  key: string,
+  ttlMs: number,
+  fn: () => Promise<T>,
+  options: { waitMs?: number; retryInMs?: number } = {},
+): Promise<T> {
+  const token = randomBytes(12).toString('hex');
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  for (;;) {
+    if ((await redis.set(key, token, 'PX', ttlMs, 'NX')) === 'OK') break;
+    if (Date.now() >= deadline) throw new DeferError(options.retryInMs ?? 250, `lock ${key} is held`);
+    await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
+  }
+  try {
+    return await fn();
+  } finally {
+    await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
+  }
+}
+
+/** The lock under which a customer's conversation document is changed. */
+export function conversationLockKey(prefix: string, customerId: string): string {
+  return `${prefix}:lock:conversation:${customerId}`;
+}

@@ -1,0 +1,130 @@
+/**
+ * Queue consumers with Rapport's error policy, for every queue:
+ * - a non-retryable AppError (bad input, a permanent provider refusal) becomes BullMQ's
+ *   UnrecoverableError: the job fails once and stays in the failed set as a dead letter;
+ * - anything else retries with the queue's bounded backoff;
+ * - `DeferError` postpones the job without spending an attempt (a Slack channel that asked us to
+ *   wait, a per-customer lock held by another worker).
+ *
+ * `createOrderedWorkers` consumes a partitioned queue (partitions.ts) strictly in order: one job per
+ * partition at a time across all processes, and a retryable failure keeps the job at the head of its
+ * partition (the partition is rate-limited for the backoff) instead of letting later jobs pass it.
+ */
+import { DelayedError, UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
+import { isAppError } from '../errors';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import { createRedisConnection } from './connection';
+import type { PartitionedQueue } from './partitions';
+
+/** Thrown by a handler to run the job again after `delayMs`, without counting an attempt. */
+export class DeferError extends Error {
+  constructor(
+    readonly delayMs: number,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'DeferError';
+  }
+}
+
+export interface QueueWorkerOptions<T> {
+  /** BullMQ queue name (a partition's name for partitioned queues). */
+  queueName: string;
+  /** Name used in logs and metrics. */
+  label: string;
+  prefix: string;
+  redisUrl: string;
+  concurrency?: number;
+  handler: (job: Job<T>) => Promise<unknown>;
+  log: Logger;
+  metrics: Metrics;
+}
+
+function backoffMs(attempt: number): number {
+  const base = Math.min(1_000 * 2 ** Math.max(0, attempt - 1), 60_000);
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+function observe<T>(worker: Worker<T>, label: string, log: Logger, metrics: Metrics): Worker<T> {
+  worker.on('completed', () => metrics.jobs.inc({ queue: label, outcome: 'completed' }));
+  worker.on('failed', (job, err) => {
+    const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    metrics.jobs.inc({ queue: label, outcome: final ? 'failed' : 'retried' });
+    log[final ? 'warn' : 'info'](
+      { queue: label, jobId: job?.id, attemptsMade: job?.attemptsMade, final, err: { message: err.message, name: err.name } },
+      final ? 'job failed (dead letter)' : 'job failed; will retry',
+    );
+  });
+  worker.on('error', (err) => log.debug({ err, queue: label }, 'worker connection error'));
+  return worker;
+}
+
+/** A worker for an unordered queue (or one whose handler orders its own work). */
+export function createQueueWorker<T>(o: QueueWorkerOptions<T>): Worker<T> {
+  const connection = createRedisConnection(o.redisUrl, 'worker');
+  const processor: Processor<T> = async (job, token) => {
+    try {
+      return await o.handler(job);
+    } catch (err) {
+      if (err instanceof DeferError) {
+        await job.moveToDelayed(Date.now() + err.delayMs, token);
+        throw new DelayedError(err.message);
+      }
+      if (isAppError(err) && !err.retryable) throw new UnrecoverableError(`${err.code}: ${err.message}`);
+      throw err;
+    }
+  };
+  const worker = new Worker<T>(o.queueName, processor, {
+    connection,
+    prefix: o.prefix,
+    concurrency: o.concurrency ?? 1,
+  });
+  worker.on('closed', () => connection.disconnect());
+  return observe(worker, o.label, o.log, o.metrics);
+}
+
+export interface OrderedWorkersOptions<T> extends Omit<QueueWorkerOptions<T>, 'queueName' | 'concurrency'> {
+  queue: PartitionedQueue;
+  /** Attempts before a job is given up as a dead letter. @defaultValue 8 */
+  maxAttempts?: number;
+}
+
+/** One worker per partition; each partition runs one job at a time across every process, in order. */
+export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[] {
+  const maxAttempts = o.maxAttempts ?? 8;
+  return o.queue.partitions.map((queue) => {
+    // Idempotent; every process sets the same value.
+    queue.setGlobalConcurrency(1).catch((err: unknown) => o.log.warn({ err, queue: queue.name }, 'setGlobalConcurrency failed'));
+    const connection = createRedisConnection(o.redisUrl, 'worker');
+    const processor: Processor<T> = async (job) => {
+      try {
+        return await o.handler(job);
+      } catch (err) {
+        if (isAppError(err) && !err.retryable) throw new UnrecoverableError(`${err.code}: ${err.message}`);
+        if (err instanceof UnrecoverableError) throw err;
+        if (job.attemptsStarted >= maxAttempts) {
+          throw new UnrecoverableError(`gave up after ${job.attemptsStarted} attempts: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        const delay = err instanceof DeferError ? err.delayMs : backoffMs(job.attemptsStarted);
+        o.log.info(
+          { queue: queue.name, jobId: job.id, attempt: job.attemptsStarted, retryInMs: delay, err: { message: err instanceof Error ? err.message : String(err) } },
+          'ordered job will retry at the head of its partition',
+        );
+        o.metrics.jobs.inc({ queue: o.label, outcome: 'retried' });
+        // Pause this partition only, and put the job back at its head.
+        await queue.rateLimit(delay);
+        throw Worker.RateLimitError();
+      }
+    };
+    const worker = new Worker<T>(queue.name, processor, {
+      connection,
+      prefix: o.prefix,
+      concurrency: 1,
+      // The manual rate limit above needs a limiter to be configured; this one never binds.
+      limiter: { max: 1_000_000, duration: 1_000 },
+    });
+    worker.on('closed', () => connection.disconnect());
+    return observe(worker, o.label, o.log, o.metrics);
+  });
+}

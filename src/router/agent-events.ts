@@ -1,0 +1,127 @@
+/**
+ * The `agent-events` worker: what agents do in Slack becomes work for the customer side.
+ *
+ * The rule for what reaches a customer (chosen to fail safe — peers that send everything unless a
+ * note prefix is typed leak internal notes when someone forgets it):
+ * - Only a human's reply inside a customer thread can be sent; top-level channel messages and bot
+ *   posts never are.
+ * - A reply that starts with `note:`, `//` or `(note)`, or that mentions anyone (`@user`, `@here`,
+ *   a channel or a group), is an internal note. Mentions mean the text is talking to colleagues, and
+ *   a customer could not read them anyway.
+ * - Everything else is sent after REPLY_UNDO_SECONDS (default 10 s). Until then the reply shows ⏳
+ *   and deleting it in Slack cancels it (editing it changes what is sent). After: 📤 sent, ✅
+ *   delivered, 👀 read, ❌ failed with the reason in the thread. Notes get 📝. Every send is visible.
+ * - `sms:`, `whatsapp:` or `messenger:` at the start picks the channel for that reply.
+ */
+import type { Job } from 'bullmq';
+import type { Channel } from '../canonical';
+import { mentionsSomeone, type AgentEvent } from '../channels/slack/normalize';
+import type { IdentityModels } from '../identity/models';
+import type { Logger } from '../logger';
+import type { Redis } from 'ioredis';
+import { conversationLockKey, withLock } from '../queue/lock';
+import type { RouterModels, SlackThread } from './models';
+import type { Outbox } from './outbox';
+
+export type AgentEventJob = Exclude<AgentEvent, { type: 'url_verification' } | { type: 'ignored' }>;
+
+const NOTE_PREFIX = /^\s*(note:|\/\/|\(note\))/i;
+const CHANNEL_PREFIX = /^\s*(sms|whatsapp|messenger):\s*/i;
+
+export type ReplyKind = { kind: 'note' } | { kind: 'send'; text: string; via?: Channel };
+
+/** Classifies an agent's thread reply (pure; see the module comment for the rule). */
+export function classifyReply(rawText: string, text: string): ReplyKind {
+  if (NOTE_PREFIX.test(text) || mentionsSomeone(rawText)) return { kind: 'note' };
+  const prefix = CHANNEL_PREFIX.exec(text);
+  if (prefix) return { kind: 'send', text: text.slice(prefix[0].length), via: prefix[1]!.toLowerCase() as Channel };
+  return { kind: 'send', text };
+}
+
+export interface AgentEventsOptions {
+  models: RouterModels & IdentityModels;
+  outbox: Outbox;
+  replyUndoMs: number;
+  react(ref: { channel: string; ts: string }, name: string, remove?: string[]): Promise<void>;
+  redis: Redis;
+  prefix: string;
+  log: Logger;
+}
+
+export function createAgentEvents(o: AgentEventsOptions) {
+  const { models, outbox, log, redis, prefix } = o;
+  const { SlackThread, CustomerSend, Conversation, Customer } = models;
+
+  async function threadCustomer(channel: string, threadTs: string | undefined) {
+    if (!threadTs) return undefined;
+    const thread = await SlackThread.findOne({ channel, ts: threadTs }).lean<SlackThread>();
+    if (!thread) return undefined;
+    // Follow a merge: replies in the merged-away customer's old thread reach the survivor.
+    const customer = await Customer.findById(thread.customerId).lean();
+    return customer?.mergedInto ?? thread.customerId;
+  }
+
+  return {
+    async handle(job: Job<AgentEventJob>): Promise<void> {
+      const event = job.data;
+      if (event.type === 'thread_reply') {
+        const customerId = await threadCustomer(event.channel, event.threadTs);
+        if (!customerId) {
+          log.debug({ channel: event.channel }, 'reply outside a customer thread ignored');
+          return;
+        }
+        const ref = { channel: event.channel, ts: event.ts };
+        const reply = classifyReply(event.rawText, event.text);
+        if (reply.kind === 'note') {
+          await o.react(ref, 'memo');
+          return;
+        }
+        if (event.files.length > 0) {
+          await outbox.postToAgent(customerId, {
+            key: `files-note:${event.channel}:${event.ts}`,
+            kind: 'note',
+            username: 'Rapport',
+            text: ':paperclip: Files attached in Slack are not sent to customers yet (Slack files are private to this workspace); paste a public link instead. The text of your reply is sent.',
+          });
+          if (!reply.text.trim()) return;
+        }
+        await outbox.sendToCustomer(customerId, {
+          key: `slack:${event.channel}:${event.ts}`,
+          origin: 'agent',
+          text: reply.text,
+          via: reply.via,
+          slack: ref,
+          agentSlackUserId: event.user,
+          sendAfter: new Date(Date.now() + o.replyUndoMs),
+        });
+        await withLock(redis, conversationLockKey(prefix, String(customerId)), 10_000, () =>
+          Conversation.updateOne(
+            { _id: customerId },
+            { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
+          ),
+          { waitMs: 5_000 },
+        );
+        if (o.replyUndoMs > 0) await o.react(ref, 'hourglass_flowing_sand');
+        log.info({ customerId: String(customerId), via: reply.via }, 'agent reply scheduled');
+        return;
+      }
+      const key = `slack:${event.channel}:${event.ts}`;
+      if (event.type === 'message_deleted') {
+        const cancelled = await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
+        if (cancelled.modifiedCount === 1) log.info({ key }, 'agent reply cancelled by deleting it');
+        return;
+      }
+      if (event.type === 'message_changed') {
+        const send = await CustomerSend.findOne({ key }).lean();
+        if (!send) return;
+        const reply = classifyReply(event.rawText, event.text);
+        if (reply.kind === 'note') {
+          // Turned into a note before it went out: do not send it.
+          await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
+          return;
+        }
+        await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { text: reply.text, ...(reply.via ? { via: reply.via } : {}) } });
+      }
+    },
+  };
+}

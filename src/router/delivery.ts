@@ -1,0 +1,266 @@
+/**
+ * The `to-customer` worker: flushes a customer's send outbox (agent replies, acknowledgements,
+ * templates, claim codes) on the right channel, in order, exactly once.
+ *
+ * Route: the channel the agent picked, else the app of the customer's latest message; the address
+ * is the identity's. Before sending: opt-outs (STOP) and messaging windows are checked — outside
+ * WhatsApp's 24 h window (Messenger: 24 h, or 7 days with the HUMAN_AGENT tag when enabled) no free
+ * text is sent and the agent is told what they can do instead. Never silent.
+ *
+ * Exactly once: the send is marked `sending` (attempts + 1) before the provider call and `sent` with
+ * the provider's message id after. A definite refusal (an HTTP error answer) goes back to
+ * `scheduled` for a retry with backoff; a send found still `sending` on a later run means the process
+ * died during the call — it may or may not have gone out, so it is NOT resent automatically: the
+ * agent is told it is uncertain. Permanent errors fail at once and are explained in the thread.
+ */
+import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Types } from 'mongoose';
+import type { Channel, Provider } from '../canonical';
+import { OutboundError, type ChannelSender, type OutboundMessage } from '../channels/sender';
+import type { Customer, Identity, IdentityModels } from '../identity/models';
+import type { Logger } from '../logger';
+import { withLock } from '../queue/lock';
+import { DeferError } from '../queue/workers';
+import type { CustomerSend, RouterModels } from './models';
+import { toObjectId, type Outbox } from './outbox';
+import { ago, channelLabel, explainFailure } from './texts';
+
+export type Senders = Partial<Record<Provider, ChannelSender>>;
+
+export interface DeliveryOptions {
+  models: RouterModels & IdentityModels;
+  senders: Senders;
+  redis: Redis;
+  prefix: string;
+  outbox: Outbox;
+  log: Logger;
+  messengerHumanAgent: boolean;
+  /** Attempts on retryable provider errors before the agent is told it failed. @defaultValue 5 */
+  maxAttempts?: number;
+  /** Approved templates for closed WhatsApp windows. */
+  templates?: { twilioContentSid?: string; cloudName?: string };
+  /** Reactions on the agent's Slack message. */
+  react(ref: { channel: string; ts: string }, name: string, remove?: string[]): Promise<void>;
+  onSent?: (channel: Channel, provider: Provider) => void;
+  onFailed?: (reason: string) => void;
+}
+
+const DAY = 24 * 3600_000;
+
+interface Route {
+  channel: Channel;
+  provider: Provider;
+  sender: ChannelSender;
+  identity: Identity;
+  to: string;
+}
+
+type RouteResult = { route: Route } | { failure: { reason: 'no_route' | 'window_closed' | 'opted_out'; message: string } };
+
+export function createDelivery(o: DeliveryOptions) {
+  const { models, senders, redis, prefix, outbox, log } = o;
+  const { CustomerSend, Customer, Identity, Message, OptOut } = models;
+  const maxAttempts = o.maxAttempts ?? 5;
+
+  /** Which provider carries `channel` for this identity: the one the customer last used on it. */
+  function providerFor(channel: Channel, identity: Identity): Provider | undefined {
+    const candidates: Provider[] =
+      channel === 'sms' ? ['twilio'] : channel === 'messenger' ? ['messenger'] : ['whatsapp-cloud', 'twilio', 'whatsapp-web'];
+    const usable = candidates.filter((p) => senders[p]?.channels.includes(channel));
+    const used = usable
+      .map((p) => ({ p, at: identity.lastAddress?.[p]?.at?.getTime() ?? 0, raw: identity.lastAddress?.[p]?.raw ?? '' }))
+      // Twilio's last address tells SMS from WhatsApp.
+      .filter((c) => c.p !== 'twilio' || channel === 'sms' || c.at === 0 || c.raw.startsWith('whatsapp:'))
+      .sort((a, b) => b.at - a.at);
+    return used[0]?.p ?? usable[0];
+  }
+
+  async function chooseRoute(send: CustomerSend, customer: Customer): Promise<RouteResult> {
+    let identities = send.toIdentityKey
+      ? await Identity.find({ key: send.toIdentityKey }).lean<Identity[]>()
+      : await Identity.find({ customerId: customer._id }).lean<Identity[]>();
+    if (send.toIdentityKey?.startsWith('phone:') && identities.length === 0) {
+      // A claim code goes to a number nobody has written from yet: address it directly.
+      const value = send.toIdentityKey.slice('phone:'.length);
+      identities = [{ key: send.toIdentityKey, kind: 'phone', value, lastInboundAt: {}, lastAddress: {} } as unknown as Identity];
+    }
+    const channel: Channel | undefined =
+      send.via ?? (send.toIdentityKey ? (identities[0]?.kind === 'psid' ? 'messenger' : 'sms') : customer.lastChannel);
+    if (!channel) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
+    const fitting = identities
+      .filter((i) => (channel === 'messenger' ? i.kind === 'psid' : i.kind === 'phone'))
+      .sort((a, b) => (b.lastInboundAt?.[channel]?.getTime() ?? 0) - (a.lastInboundAt?.[channel]?.getTime() ?? 0));
+    const identity = fitting[0];
+    if (!identity) {
+      return {
+        failure: {
+          reason: 'no_route',
+          message: `This customer has no ${channelLabel(channel)} address on file, so it cannot be sent there.`,
+        },
+      };
+    }
+    const provider = providerFor(channel, identity);
+    const sender = provider ? senders[provider] : undefined;
+    if (!provider || !sender) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
+    const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
+    if (optOut?.optedOut && send.origin !== 'claim_code') {
+      return { failure: { reason: 'opted_out', message: explainFailure('opted_out') } };
+    }
+    const to = identity.kind === 'psid' ? (identity.value.split(':')[1] ?? '') : identity.value;
+    return { route: { channel, provider, sender, identity, to } };
+  }
+
+  /** Window check; returns the Messenger tag to use, or a failure explanation. */
+  function checkWindow(send: CustomerSend, route: Route, now: number): { tag?: 'HUMAN_AGENT' } | { closed: string } {
+    if (send.template || route.channel === 'sms' || route.provider === 'whatsapp-web') return {};
+    const last = route.identity.lastInboundAt?.[route.channel]?.getTime();
+    const since = last === undefined ? Infinity : now - last;
+    if (since <= DAY) return {};
+    if (route.channel === 'messenger' && o.messengerHumanAgent && since <= 7 * DAY) return { tag: 'HUMAN_AGENT' };
+    const when = last === undefined ? 'has never written on it' : `last wrote ${ago(since)} ago`;
+    return {
+      closed:
+        `:no_entry: Not sent: the ${channelLabel(route.channel)} window is closed (the customer ${when}). ` +
+        (route.channel === 'whatsapp'
+          ? 'Only an approved template can be sent: use `/rapport template` or the *Send template* button, or reply starting with `sms:` to text them.'
+          : 'Messenger allows replies only within 24 hours' +
+            (o.messengerHumanAgent ? ' (7 days with the human-agent tag).' : ' (enable MESSENGER_HUMAN_AGENT for 7 days).')),
+    };
+  }
+
+  async function tellAgent(send: CustomerSend, text: string): Promise<void> {
+    await outbox.postToAgent(send.customerId, { key: `send-note:${send.key}:${send.attempts}`, kind: 'note', text, username: 'Rapport' });
+    if (send.slack) await o.react(send.slack, 'x', ['hourglass_flowing_sand', 'outbox_tray']);
+  }
+
+  async function fail(send: CustomerSend, reason: string, text: string, code?: string): Promise<void> {
+    await CustomerSend.updateOne(
+      { _id: send._id },
+      { $set: { state: 'failed', failure: { reason, code, message: text } } },
+    );
+    o.onFailed?.(reason);
+    log.info({ sendKey: send.key, reason, code }, 'send failed; agent told');
+    if (send.origin === 'agent' || send.origin === 'template') await tellAgent(send, text);
+  }
+
+  async function sendOne(send: CustomerSend, customer: Customer): Promise<void> {
+    if (send.state === 'sending') {
+      await fail(send, 'uncertain', explainFailure('uncertain'));
+      return;
+    }
+    const routed = await chooseRoute(send, customer);
+    if ('failure' in routed) return fail(send, routed.failure.reason, routed.failure.message);
+    const { route } = routed;
+    const window = checkWindow(send, route, Date.now());
+    if ('closed' in window) return fail(send, 'window_closed', window.closed);
+
+    let template: OutboundMessage['template'];
+    if (send.template) {
+      const configured =
+        route.provider === 'twilio' ? o.templates?.twilioContentSid : route.provider === 'whatsapp-cloud' ? o.templates?.cloudName : undefined;
+      const id = send.template.id || configured;
+      if (!id) return fail(send, 'unsupported', `:x: No approved template is configured for ${route.provider}, so nothing was sent.`);
+      template = { ...send.template, id };
+    }
+    const message: OutboundMessage = {
+      key: send.key,
+      channel: route.channel,
+      provider: route.provider,
+      to: route.to,
+      text: send.text,
+      media: send.media ?? [],
+      template,
+      messengerTag: window.tag,
+    };
+    const marked = await CustomerSend.updateOne(
+      { _id: send._id, state: 'scheduled' },
+      { $set: { state: 'sending', channel: route.channel, provider: route.provider }, $inc: { attempts: 1 } },
+    );
+    if (marked.modifiedCount !== 1) return; // cancelled or handled meanwhile
+    const attempts = send.attempts + 1;
+    try {
+      const result = await route.sender.send(message);
+      await CustomerSend.updateOne(
+        { _id: send._id },
+        { $set: { state: 'sent', providerMessageId: result.providerMessageId, provider: result.provider } },
+      );
+      await Message.updateOne(
+        { key: `${result.provider}:${result.providerMessageId}` },
+        {
+          $setOnInsert: {
+            key: `${result.provider}:${result.providerMessageId}`,
+            customerId: customer._id,
+            direction: 'out',
+            channel: route.channel,
+            provider: result.provider,
+            providerMessageId: result.providerMessageId,
+            identityKey: route.identity.key,
+            parts: [
+              ...(send.text ? [{ kind: 'text', text: send.text }] : []),
+              ...(send.media ?? []).map((m) => ({ kind: 'media', url: m.url, contentType: m.contentType })),
+            ],
+            text: send.text ?? (send.template ? `[template ${send.template.id}]` : undefined),
+            statusHistory: [],
+            sentAt: new Date(),
+          },
+        },
+        { upsert: true },
+      );
+      o.onSent?.(route.channel, route.provider);
+      if (send.slack) await o.react(send.slack, 'outbox_tray', ['hourglass_flowing_sand']);
+      log.info({ sendKey: send.key, channel: route.channel, provider: route.provider, customerId: String(customer._id) }, 'sent to customer');
+    } catch (err) {
+      if (!(err instanceof OutboundError)) {
+        // Not a provider answer (our bug, the database): leave it `sending` → uncertain on the next run.
+        throw err;
+      }
+      if (err.retryable && attempts < maxAttempts) {
+        await CustomerSend.updateOne({ _id: send._id }, { $set: { state: 'scheduled' } });
+        const delay = err.retryAfterMs ?? Math.min(1_000 * 2 ** (attempts - 1), 30_000);
+        throw new DeferError(delay, `provider ${route.provider}: ${err.reason}; retry in ${delay} ms`);
+      }
+      if (err.reason === 'opted_out') {
+        await OptOut.updateOne(
+          { key: `${route.identity.key}|${route.channel}` },
+          { $set: { identityKey: route.identity.key, channel: route.channel, optedOut: true, at: new Date() } },
+          { upsert: true },
+        );
+      }
+      await fail({ ...send, attempts }, err.reason, `:x: Not delivered on ${channelLabel(route.channel)}. ${explainFailure(err.reason, err.providerCode)}`, err.providerCode);
+    }
+  }
+
+  async function flush(customerId: Types.ObjectId): Promise<void> {
+    await withLock(redis, `${prefix}:lock:to-customer:${String(customerId)}`, 120_000, async () => {
+      const customer = await Customer.findById(customerId).lean<Customer>();
+      if (!customer) return;
+      if (customer.mergedInto) {
+        // Sends of a merged-away customer move with it: re-point them to the survivor.
+        await CustomerSend.updateMany({ customerId, state: 'scheduled' }, { $set: { customerId: customer.mergedInto } });
+        await outbox.flushCustomer(customer.mergedInto);
+        return;
+      }
+      const sends = await CustomerSend.find({ customerId, state: { $in: ['scheduled', 'sending'] } })
+        .sort({ seq: 1, _id: 1 })
+        .limit(20)
+        .lean<CustomerSend[]>();
+      for (const send of sends) {
+        const wait = send.sendAfter.getTime() - Date.now();
+        // Later sends wait behind an earlier one still in its undo window: order is kept.
+        if (wait > 0) throw new DeferError(wait, 'next send is still in its undo window');
+        await sendOne(send, customer);
+      }
+      if (sends.length === 20) await outbox.flushCustomer(customerId);
+    });
+  }
+
+  return {
+    flush,
+    async handle(job: Job<{ customerId: string }>): Promise<void> {
+      await flush(toObjectId(job.data.customerId));
+    },
+  };
+}
+
+export type Delivery = ReturnType<typeof createDelivery>;

@@ -1,0 +1,191 @@
+/**
+ * The router: everything between "a customer message is stored" and "the agent's reply reached the
+ * customer". Built from plain factories; `createRouter` wires them and exposes one handler per queue.
+ */
+import type { Redis } from 'ioredis';
+import { Types } from 'mongoose';
+import type { DeliveryStatus } from '../canonical';
+import type { SlackClient } from '../channels/slack/client';
+import type { RouterConfig } from '../config';
+import type { IdentityModels } from '../identity/models';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import type { Queues } from '../queue/queues';
+import { createAgentEvents } from './agent-events';
+import { createCommands, type LinkPort } from './commands';
+import { createDelivery, type Senders } from './delivery';
+import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
+import type { CustomerSend, RouterModels } from './models';
+import { createOutbox } from './outbox';
+import { createOwnership } from './ownership';
+import { createSla } from './sla';
+import { createSlackDelivery } from './slack-delivery';
+import { explainFailure } from './texts';
+
+export interface RouterOptions {
+  config: RouterConfig;
+  models: RouterModels & IdentityModels;
+  queues: Queues;
+  redis: Redis;
+  prefix: string;
+  slack?: SlackClient;
+  escalationChannel?: string;
+  senders: Senders;
+  claims?: ClaimsPort;
+  link?: LinkPort;
+  log: Logger;
+  metrics: Metrics;
+}
+
+const STATUS_REACTION: Record<string, string | undefined> = {
+  sent: undefined,
+  delivered: 'white_check_mark',
+  read: 'eyes',
+  played: 'eyes',
+  failed: 'x',
+  undelivered: 'x',
+};
+
+export function createRouter(o: RouterOptions) {
+  const { models, queues, redis, prefix, log, metrics } = o;
+  const outbox = createOutbox(models, { toAgent: queues['to-agent'], toCustomer: queues['to-customer'] }, redis, prefix);
+  const ownership = createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
+
+  const react = async (ref: { channel: string; ts: string }, name: string, remove: string[] = []) => {
+    if (!o.slack) return;
+    await queues['to-agent'].add(
+      'react',
+      { react: { ...ref, name, remove } },
+      { jobId: `r~${ref.channel}~${ref.ts}~${name}` },
+    );
+  };
+
+  /** The other owner of a merge is told in their thread; the survivor's thread gets the history note. */
+  const onMerged = async (m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string }) => {
+    if (!m.mergedId || !m.survivorId) return;
+    const merged = new Types.ObjectId(m.mergedId);
+    const survivor = await models.Customer.findById(m.survivorId).lean();
+    const owner = await ownership.agentById(survivor?.ownerAgentId);
+    await outbox.postToAgent(merged, {
+      key: `merged-away:${m.mergedId}:${m.survivorId}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${survivor?.displayName ?? 'another customer'} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; replies here still reach them.`,
+    });
+    await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
+      key: `merged-into:${m.mergedId}:${m.survivorId}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
+    });
+  };
+
+  const slackDelivery = o.slack
+    ? createSlackDelivery({
+        models,
+        slack: o.slack,
+        redis,
+        prefix,
+        ownership,
+        outbox,
+        escalationChannel: o.escalationChannel,
+        log: log.child({ component: 'to-agent' }),
+        onRateLimited: () => metrics.slackRateLimited.inc(),
+      })
+    : undefined;
+
+  const delivery = createDelivery({
+    models,
+    senders: o.senders,
+    redis,
+    prefix,
+    outbox,
+    log: log.child({ component: 'to-customer' }),
+    messengerHumanAgent: o.config.messengerHumanAgent,
+    templates: o.config.whatsappTemplate,
+    react,
+    onSent: (channel, provider) => metrics.sends.inc({ channel, provider, outcome: 'sent' }),
+    onFailed: (reason) => metrics.sends.inc({ channel: '', provider: '', outcome: reason }),
+  });
+
+  const inbound = createInboundRouter({
+    models,
+    outbox,
+    ownership,
+    timers: queues.timers,
+    config: o.config,
+    claims: o.claims,
+    redis,
+    prefix,
+    log: log.child({ component: 'router' }),
+    onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
+  });
+
+  const agentEvents = createAgentEvents({
+    models,
+    outbox,
+    replyUndoMs: o.config.replyUndoMs,
+    react,
+    redis,
+    prefix,
+    log: log.child({ component: 'agent-events' }),
+  });
+
+  const commands = createCommands({
+    models,
+    ownership,
+    outbox,
+    config: o.config,
+    link: o.link,
+    redis,
+    prefix,
+    log: log.child({ component: 'commands' }),
+  });
+
+  const sla = createSla({
+    models,
+    outbox,
+    ownership,
+    slack: o.slack,
+    redis,
+    prefix,
+    escalationChannel: o.escalationChannel,
+    log: log.child({ component: 'sla' }),
+    onBreach: (kind) => metrics.slaBreaches.inc({ kind }),
+  });
+
+  return {
+    outbox,
+    ownership,
+    inbound,
+    slackDelivery,
+    delivery,
+    agentEvents,
+    commands,
+    sla,
+    onMerged,
+    /** A provider's delivery report about one of our sends: show it on the agent's Slack message. */
+    async onStatus(status: DeliveryStatus): Promise<void> {
+      if (!status.providerMessageId) return;
+      const send = await models.CustomerSend.findOne({
+        provider: status.provider,
+        providerMessageId: status.providerMessageId,
+      }).lean<CustomerSend>();
+      if (!send) return;
+      const reaction = STATUS_REACTION[status.state];
+      if (send.slack && reaction) await react(send.slack, reaction, reaction === 'eyes' ? ['white_check_mark'] : []);
+      if ((status.state === 'failed' || status.state === 'undelivered') && (send.origin === 'agent' || send.origin === 'template')) {
+        const code = status.errors[0]?.code;
+        const reason = code === '63016' || code === '131047' ? 'window_closed' : code === '21610' ? 'opted_out' : 'rejected';
+        await outbox.postToAgent(send.customerId, {
+          key: `status-note:${status.key}`,
+          kind: 'note',
+          username: 'Rapport',
+          text: `:x: The provider reports your reply was ${status.state}. ${explainFailure(reason, code)}`,
+        });
+      }
+    },
+  };
+}
+
+export type Router = ReturnType<typeof createRouter>;

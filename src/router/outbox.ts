@@ -1,0 +1,134 @@
+/**
+ * The two per-customer outboxes and their flush jobs.
+ *
+ * Every item (a customer message or note to post in Slack; a reply or automatic message to send to
+ * the customer) is stored under a unique key with a per-customer sequence number, then a "flush this
+ * customer" job is queued. The flush job (slack-delivery.ts, delivery.ts) takes a per-customer lock
+ * and works through the pending items in sequence order. So:
+ * - order: items go out in the order they were appended, with any number of workers;
+ * - exactly once: a retried append finds its item (unique key); a retried flush skips done items;
+ * - isolation: a flush that must wait (a Slack channel's 429, a provider's backoff) delays that
+ *   customer only.
+ */
+import { Types } from 'mongoose';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Channel } from '../canonical';
+import { isDuplicateKeyError } from '../identity/resolve';
+import type { AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
+
+export interface NewAgentPost {
+  key: string;
+  kind: AgentPostKind;
+  text: string;
+  channel?: Channel;
+  username?: string;
+}
+
+export interface NewCustomerSend {
+  key: string;
+  origin: SendOrigin;
+  text?: string;
+  media?: SendMedia[];
+  template?: CustomerSend['template'];
+  via?: Channel;
+  toIdentityKey?: string;
+  slack?: { channel: string; ts: string };
+  agentSlackUserId?: string;
+  /** Hold the send until then (the agent's undo window). */
+  sendAfter?: Date;
+}
+
+export interface Outbox {
+  /** Next sequence number of a customer's outboxes. */
+  nextSeq(customerId: Types.ObjectId): Promise<number>;
+  postToAgent(customerId: Types.ObjectId, post: NewAgentPost): Promise<void>;
+  sendToCustomer(customerId: Types.ObjectId, send: NewCustomerSend): Promise<void>;
+  /** Queues a flush of the customer's Slack outbox (e.g. after an owner change). */
+  flushAgent(customerId: Types.ObjectId, delayMs?: number): Promise<void>;
+  flushCustomer(customerId: Types.ObjectId, delayMs?: number): Promise<void>;
+}
+
+async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!isDuplicateKeyError(err) || attempt >= 5) throw err;
+    }
+  }
+}
+
+export function createOutbox(
+  models: RouterModels,
+  queues: { toAgent: Queue; toCustomer: Queue },
+  redis: Redis,
+  prefix: string,
+): Outbox {
+  const { AgentPost, CustomerSend } = models;
+  let counter = 0;
+  const flushJobId = (kind: string, customerId: Types.ObjectId) =>
+    // Unique per call: a flush queued while another runs must still run after it.
+    `${kind}~${String(customerId)}~${Date.now().toString(36)}~${(counter++).toString(36)}~${process.pid}`;
+
+  const outbox: Outbox = {
+    async nextSeq(customerId) {
+      // Redis INCR, not a `$inc` on a document: atomic on every MongoDB-protocol server (FerretDB v1
+      // loses concurrent updates to one document). Equal numbers after a Redis wipe are ordered by
+      // creation time as well.
+      return redis.incr(`${prefix}:seq:${String(customerId)}`);
+    },
+    async postToAgent(customerId, post) {
+      if (!(await AgentPost.exists({ key: post.key }))) {
+        const seq = await outbox.nextSeq(customerId);
+        await retryOnDuplicate(() =>
+          AgentPost.updateOne(
+            { key: post.key },
+            { $setOnInsert: { ...post, customerId, seq, state: 'pending' } },
+            { upsert: true },
+          ),
+        );
+      }
+      await outbox.flushAgent(customerId);
+    },
+    async sendToCustomer(customerId, send) {
+      const sendAfter = send.sendAfter ?? new Date();
+      if (!(await CustomerSend.exists({ key: send.key }))) {
+        const seq = await outbox.nextSeq(customerId);
+        await retryOnDuplicate(() =>
+          CustomerSend.updateOne(
+            { key: send.key },
+            {
+              $setOnInsert: {
+                ...send,
+                media: send.media ?? [],
+                customerId,
+                seq,
+                state: 'scheduled',
+                sendAfter,
+                attempts: 0,
+              },
+            },
+            { upsert: true },
+          ),
+        );
+      }
+      await outbox.flushCustomer(customerId, Math.max(0, sendAfter.getTime() - Date.now()));
+    },
+    async flushAgent(customerId, delayMs = 0) {
+      await queues.toAgent.add('flush', { customerId: String(customerId) }, { jobId: flushJobId('a', customerId), delay: delayMs });
+    },
+    async flushCustomer(customerId, delayMs = 0) {
+      await queues.toCustomer.add(
+        'flush',
+        { customerId: String(customerId) },
+        { jobId: flushJobId('c', customerId), delay: delayMs },
+      );
+    },
+  };
+  return outbox;
+}
+
+export function toObjectId(id: string | Types.ObjectId): Types.ObjectId {
+  return typeof id === 'string' ? new Types.ObjectId(id) : id;
+}

@@ -1,0 +1,114 @@
+/**
+ * Ownership: "one person, not a queue". A customer gets an owner on first contact and keeps them;
+ * the owner changes only by an explicit handoff or when the owner is deactivated, every change is
+ * recorded, and the customer is told the new name.
+ *
+ * Assignment policy: among active agents that are available and below capacity, the one with the
+ * fewest open customers (ties: the longest-standing agent, then id). If nobody is available, the
+ * least-loaded active agent — the customer is told when they will be answered. The write is a
+ * conditional update (`ownerAgentId: null`), so two concurrent first messages agree on one owner.
+ */
+import type { Types } from 'mongoose';
+import type { Customer, IdentityModels } from '../identity/models';
+import type { Logger } from '../logger';
+import type { Agent, Conversation, RouterModels } from './models';
+import type { Redis } from 'ioredis';
+import { conversationLockKey, withLock } from '../queue/lock';
+import { isDuplicateKeyError } from '../identity/resolve';
+
+export interface Ownership {
+  /** The customer's owner, assigning one if they have none (or theirs was deactivated). */
+  ensureOwner(customerId: Types.ObjectId, actor: string): Promise<{ agent?: Agent; changed: boolean }>;
+  /** Moves the customer to `toAgent`; returns the previous owner. */
+  transfer(
+    customerId: Types.ObjectId,
+    toAgent: Agent,
+    reason: 'handoff' | 'deactivated' | 'merge',
+    actor: string,
+  ): Promise<{ from?: Agent }>;
+  pickAgent(exclude?: string[]): Promise<Agent | undefined>;
+  openCount(agentId: string): Promise<number>;
+  agentById(id: string | undefined): Promise<Agent | undefined>;
+}
+
+export function createOwnership(models: RouterModels & IdentityModels, redis: Redis, prefix: string, log: Logger): Ownership {
+  const { Agent, Conversation, Customer, OwnershipChange } = models;
+
+  const agentById = async (id: string | undefined) => {
+    if (!id || !/^[0-9a-f]{24}$/i.test(id)) return undefined;
+    return (await Agent.findById(id).lean<Agent>()) ?? undefined;
+  };
+
+  const openCount = (agentId: string) => Conversation.countDocuments({ ownerAgentId: agentId, open: true });
+
+  async function pickAgent(exclude: string[] = []): Promise<Agent | undefined> {
+    const agents = (await Agent.find({ active: true }).lean<Agent[]>()).filter(
+      (a) => !exclude.includes(String(a._id)),
+    );
+    if (agents.length === 0) return undefined;
+    const loads = await Promise.all(agents.map(async (a) => ({ agent: a, open: await openCount(String(a._id)) })));
+    const byLoad = (x: { agent: Agent; open: number }, y: { agent: Agent; open: number }) =>
+      x.open - y.open ||
+      x.agent.createdAt.getTime() - y.agent.createdAt.getTime() ||
+      String(x.agent._id).localeCompare(String(y.agent._id));
+    const available = loads.filter((l) => l.agent.status === 'available' && l.open < l.agent.capacity).sort(byLoad);
+    return (available[0] ?? loads.sort(byLoad)[0])?.agent;
+  }
+
+  async function record(customerId: Types.ObjectId, from: string | undefined, to: string, reason: 'assigned' | 'handoff' | 'deactivated' | 'merge', actor: string) {
+    await OwnershipChange.create({ customerId, fromAgentId: from, toAgentId: to, reason, actor, at: new Date() });
+  }
+
+  async function syncConversation(customerId: Types.ObjectId, ownerAgentId: string) {
+    const current = await Conversation.findById(customerId, { ownerAgentId: 1 }).lean<Conversation>();
+    if (current?.ownerAgentId === ownerAgentId) return;
+    await withLock(redis, conversationLockKey(prefix, String(customerId)), 10_000, () =>
+      Conversation.updateOne({ _id: customerId }, { $set: { ownerAgentId }, $setOnInsert: { open: true } }, { upsert: true }),
+      { waitMs: 5_000 },
+    ).catch((err: unknown) => {
+      if (!isDuplicateKeyError(err)) throw err; // a concurrent upsert created it; the next call syncs
+    });
+  }
+
+  return {
+    pickAgent,
+    openCount,
+    agentById,
+    async ensureOwner(customerId, actor) {
+      const customer = await Customer.findById(customerId).lean<Customer>();
+      if (!customer) throw new Error(`customer ${String(customerId)} not found`);
+      const current = await agentById(customer.ownerAgentId);
+      if (current?.active) {
+        await syncConversation(customerId, String(current._id));
+        return { agent: current, changed: false };
+      }
+      const agent = await pickAgent();
+      if (!agent) return { agent: undefined, changed: false };
+      const won = await Customer.updateOne(
+        { _id: customerId, ownerAgentId: customer.ownerAgentId ?? null },
+        { $set: { ownerAgentId: String(agent._id) } },
+      );
+      if (won.modifiedCount === 1) {
+        await record(customerId, customer.ownerAgentId, String(agent._id), customer.ownerAgentId ? 'deactivated' : 'assigned', actor);
+        log.info({ customerId: String(customerId), agentId: String(agent._id) }, 'owner assigned');
+        await syncConversation(customerId, String(agent._id));
+        return { agent, changed: true };
+      }
+      // Someone else assigned concurrently: theirs stands.
+      const again = await Customer.findById(customerId).lean<Customer>();
+      const owner = await agentById(again?.ownerAgentId);
+      if (owner) await syncConversation(customerId, String(owner._id));
+      return { agent: owner, changed: false };
+    },
+    async transfer(customerId, toAgent, reason, actor) {
+      const customer = await Customer.findById(customerId).lean<Customer>();
+      if (!customer) throw new Error(`customer ${String(customerId)} not found`);
+      const from = await agentById(customer.ownerAgentId);
+      await Customer.updateOne({ _id: customerId }, { $set: { ownerAgentId: String(toAgent._id) } });
+      await syncConversation(customerId, String(toAgent._id));
+      await record(customerId, customer.ownerAgentId, String(toAgent._id), reason, actor);
+      log.info({ customerId: String(customerId), from: customer.ownerAgentId, to: String(toAgent._id), reason }, 'owner changed');
+      return { from };
+    },
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * One inbound event end to end inside the worker: identity first (resolve, store once, apply
+ * statuses), then the router (owner, acknowledgement, Slack post, SLA; status reactions).
+ */
+import type { CountryCode } from 'libphonenumber-js';
+import type { InboundProcessor } from '../identity/inbound-processor';
+import type { Customer, IdentityModels } from '../identity/models';
+import { identityKeyOf } from '../identity/resolve';
+import type { Router } from './index';
+
+export function createInboundPipeline(
+  identity: InboundProcessor,
+  router: Router,
+  models: IdentityModels,
+  defaultRegion: CountryCode,
+): InboundProcessor {
+  return {
+    async process(event) {
+      const result = await identity.process(event);
+      if (event.type === 'status') {
+        await router.onStatus(event.status);
+        return result;
+      }
+      const ref = identityKeyOf(event.message.from, defaultRegion);
+      if (!result.customerId || !ref) return result;
+      const customer = await models.Customer.findById(result.customerId).lean<Customer>();
+      if (!customer) throw new Error(`customer ${result.customerId} vanished after storing a message`);
+      await router.inbound.route(event.message, customer, ref.key);
+      return result;
+    },
+  };
+}

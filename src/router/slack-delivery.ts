@@ -1,0 +1,236 @@
+/**
+ * The `to-agent` worker: flushes a customer's Slack outbox into their owner's thread.
+ *
+ * - The thread is opened by a customer card (who they are, their identities and channels, owner,
+ *   first seen, last channel, messaging-window state, recent history) in the owner's inbox channel.
+ * - Posts go out strictly in outbox order, each labelled with its channel; a channel switch shows.
+ * - Never two posts for one item: each post carries its outbox key as Slack message metadata, the
+ *   attempt is recorded before the call, and a retry after an unrecorded attempt looks the key up in
+ *   the thread (`conversations.replies`) before posting again.
+ * - Slack's rate limit is per channel: a 429 records "wait until" for that channel in Redis (shared
+ *   by every worker process) and defers only the customers whose thread is in that channel.
+ */
+import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Types } from 'mongoose';
+import { SlackApiError, type SlackClient } from '../channels/slack/client';
+import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
+import type { Logger } from '../logger';
+import { withLock } from '../queue/lock';
+import { DeferError } from '../queue/workers';
+import type { AgentPost, CurrentThread, RouterModels } from './models';
+import { toObjectId, type Outbox } from './outbox';
+import type { Ownership } from './ownership';
+import { ago, channelLabel } from './texts';
+
+export const POST_EVENT_TYPE = 'rapport_post';
+export const CARD_EVENT_TYPE = 'rapport_card';
+
+export type ToAgentJob =
+  | { customerId: string }
+  | { react: { channel: string; ts: string; name: string; remove?: string[] } };
+
+export interface SlackDeliveryOptions {
+  models: RouterModels & IdentityModels;
+  slack: SlackClient;
+  redis: Redis;
+  prefix: string;
+  ownership: Ownership;
+  outbox: Outbox;
+  escalationChannel?: string;
+  log: Logger;
+  /** Called when a channel is rate limited (metrics). */
+  onRateLimited?: (channel: string) => void;
+}
+
+const WINDOW_MS = 24 * 3600_000;
+
+/** Per-channel "do not call before" marker, shared by every process. */
+export function channelWaitKey(prefix: string, channel: string): string {
+  return `${prefix}:slack-wait:${channel}`;
+}
+
+export async function respectChannelLimit(redis: Redis, prefix: string, channel: string): Promise<void> {
+  const ttl = await redis.pttl(channelWaitKey(prefix, channel));
+  if (ttl > 0) throw new DeferError(ttl + Math.round(Math.random() * 250), `slack channel ${channel} rate limited`);
+}
+
+export async function noteRateLimit(redis: Redis, prefix: string, channel: string, err: unknown): Promise<void> {
+  if (err instanceof SlackApiError && err.slackError === 'ratelimited') {
+    const wait = err.retryAfterMs ?? 1_000;
+    await redis.set(channelWaitKey(prefix, channel), '1', 'PX', wait);
+    throw new DeferError(wait, `slack channel ${channel} rate limited for ${wait} ms`);
+  }
+}
+
+export function windowState(identities: Identity[], now = Date.now()): string {
+  const parts: string[] = [];
+  for (const channel of ['whatsapp', 'messenger'] as const) {
+    const last = identities
+      .map((i) => i.lastInboundAt?.[channel]?.getTime())
+      .filter((t): t is number => t !== undefined)
+      .sort((a, b) => b - a)[0];
+    if (last === undefined) continue;
+    const left = last + WINDOW_MS - now;
+    parts.push(
+      left > 0
+        ? `${channelLabel(channel)} window open (${ago(left)} left)`
+        : `${channelLabel(channel)} window closed (last message ${ago(now - last)} ago)`,
+    );
+  }
+  return parts.length > 0 ? parts.join('; ') : 'no messaging window applies (SMS)';
+}
+
+function describeIdentity(identity: Identity): string {
+  const channels = Object.keys(identity.lastInboundAt ?? {}).map(channelLabel);
+  const value = identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
+  return `${value}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
+}
+
+export function createSlackDelivery(o: SlackDeliveryOptions) {
+  const { models, slack, redis, prefix, ownership, log } = o;
+  const { AgentPost, CurrentThread, SlackThread, Customer, Identity, Message } = models;
+
+  async function cardText(customer: Customer, ownerName: string | undefined): Promise<string> {
+    const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
+    const recent = await Message.find({ customerId: customer._id }).sort({ sentAt: -1 }).limit(5).lean<Message[]>();
+    const history = recent
+      .reverse()
+      .map((m) => `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${(m.text ?? '[attachment]').slice(0, 120)}`)
+      .join('\n');
+    return [
+      `:bust_in_silhouette: *${customer.displayName ?? 'New customer'}*  ·  id \`${String(customer._id)}\``,
+      `*Owner:* ${ownerName ?? 'unassigned'}   *First seen:* ${customer.firstSeenAt.toISOString().slice(0, 16).replace('T', ' ')} UTC   *Last channel:* ${channelLabel(customer.lastChannel)}`,
+      `*Identities:* ${identities.map(describeIdentity).join('; ') || 'none'}`,
+      `*Window:* ${windowState(identities)}`,
+      history ? `*Recent:*\n${history}` : '',
+      '_Reply in this thread to answer (it is sent after a short undo delay — delete your message to cancel). Start with `note:` or mention someone for an internal note._',
+    ]
+      .filter(Boolean)
+      .join('\n');
+  }
+
+  function cardBlocks(text: string, customerId: string): unknown[] {
+    return [
+      { type: 'section', text: { type: 'mrkdwn', text } },
+      {
+        type: 'actions',
+        block_id: `rapport_card_${customerId}`,
+        elements: [
+          { type: 'users_select', action_id: 'rapport_handoff', placeholder: { type: 'plain_text', text: 'Hand off to…' } },
+          { type: 'button', action_id: 'rapport_template', text: { type: 'plain_text', text: 'Send template' }, value: customerId },
+          { type: 'button', action_id: 'rapport_close', text: { type: 'plain_text', text: 'Close' }, value: customerId },
+        ],
+      },
+    ];
+  }
+
+  /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
+  async function ensureThread(customerId: Types.ObjectId): Promise<{ channel: string; ts: string }> {
+    const { agent } = await ownership.ensureOwner(customerId, 'rapport');
+    const current = await CurrentThread.findById(customerId).lean<CurrentThread>();
+    const agentId = agent ? String(agent._id) : 'unassigned';
+    if (current && current.agentId === agentId) return current;
+    const channel = agent?.inboxChannelId ?? o.escalationChannel;
+    if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
+    await respectChannelLimit(redis, prefix, channel);
+    const customer = await Customer.findById(customerId).lean<Customer>();
+    if (!customer) throw new Error(`customer ${String(customerId)} not found`);
+    const text = await cardText(customer, agent?.name);
+    let ts: string;
+    try {
+      ({ ts } = await slack.postMessage({
+        channel,
+        text: agent ? text : `:warning: No agent is available to own this customer.\n${text}`,
+        blocks: cardBlocks(text, String(customerId)),
+        metadata: { eventType: CARD_EVENT_TYPE, payload: { customerId: String(customerId) } },
+      }));
+    } catch (err) {
+      await noteRateLimit(redis, prefix, channel, err);
+      throw err;
+    }
+    await SlackThread.updateOne(
+      { channel, ts },
+      { $setOnInsert: { channel, ts, customerId, agentId } },
+      { upsert: true },
+    );
+    await CurrentThread.updateOne(
+      { _id: customerId },
+      { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
+      { upsert: true },
+    );
+    log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
+    return { channel, ts };
+  }
+
+  function render(post: AgentPost, previousChannel: string | undefined): string {
+    if (post.kind === 'note') return post.text;
+    const switched =
+      previousChannel && post.channel && previousChannel !== post.channel
+        ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
+        : '';
+    return `${switched}*[${channelLabel(post.channel)}]* ${post.text}`;
+  }
+
+  async function flush(customerId: Types.ObjectId): Promise<void> {
+    await withLock(redis, `${prefix}:lock:to-agent:${String(customerId)}`, 120_000, async () => {
+      const pending = await AgentPost.find({ customerId, state: 'pending' }).sort({ seq: 1, _id: 1 }).limit(50).lean<AgentPost[]>();
+      if (pending.length === 0) return;
+      const thread = await ensureThread(customerId);
+      for (const post of pending) {
+        await respectChannelLimit(redis, prefix, thread.channel);
+        if (post.attemptedAt) {
+          const ts = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
+          if (ts) {
+            await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted', slack: { channel: thread.channel, ts } } });
+            continue;
+          }
+        }
+        const current = await CurrentThread.findById(customerId).lean<CurrentThread>();
+        await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
+        let ts: string;
+        try {
+          ({ ts } = await slack.postMessage({
+            channel: thread.channel,
+            threadTs: thread.ts,
+            text: render(post, current?.lastPostedChannel),
+            username: post.username,
+            iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
+            metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
+          }));
+        } catch (err) {
+          await noteRateLimit(redis, prefix, thread.channel, err);
+          throw err;
+        }
+        await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted', slack: { channel: thread.channel, ts } } });
+        if (post.kind === 'message' && post.channel) {
+          await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
+        }
+      }
+      if (pending.length === 50) await o.outbox.flushAgent(customerId);
+    });
+  }
+
+  async function react(r: { channel: string; ts: string; name: string; remove?: string[] }): Promise<void> {
+    await respectChannelLimit(redis, prefix, r.channel);
+    try {
+      for (const name of r.remove ?? []) await slack.removeReaction(r.channel, r.ts, name);
+      await slack.addReaction(r.channel, r.ts, r.name);
+    } catch (err) {
+      await noteRateLimit(redis, prefix, r.channel, err);
+      if (err instanceof SlackApiError && (err.slackError === 'message_not_found' || err.slackError === 'too_many_reactions')) return;
+      throw err;
+    }
+  }
+
+  return {
+    flush,
+    ensureThread,
+    async handle(job: Job<ToAgentJob>): Promise<void> {
+      if ('react' in job.data) return react(job.data.react);
+      await flush(toObjectId(job.data.customerId));
+    },
+  };
+}
+
+export type SlackDelivery = ReturnType<typeof createSlackDelivery>;

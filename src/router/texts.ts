@@ -1,0 +1,55 @@
+/**
+ * What customers and agents are told, in one place: the configurable acknowledgement texts and the
+ * explanations of delivery failures (the agent must always know what happened to what they sent).
+ */
+import type { SendFailureReason } from '../channels/sender';
+
+/** Fills `{name}` placeholders; unknown placeholders are left out. */
+export function fill(template: string, values: Record<string, string | undefined>): string {
+  return template.replace(/\{(\w+)\}/g, (_, name: string) => values[name] ?? '');
+}
+
+const CHANNEL_LABEL: Record<string, string> = { sms: 'SMS', whatsapp: 'WhatsApp', messenger: 'Messenger' };
+
+export function channelLabel(channel: string | undefined): string {
+  return channel ? (CHANNEL_LABEL[channel] ?? channel) : 'unknown channel';
+}
+
+/** How long ago, for people: "3 minutes", "26 hours", "4 days". */
+export function ago(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 90) return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+  const hours = Math.round(ms / 3_600_000);
+  if (hours < 48) return `${hours} hours`;
+  return `${Math.round(ms / 86_400_000)} days`;
+}
+
+/** The agent-facing explanation of a failed send, with what they can do about it. */
+export function explainFailure(reason: SendFailureReason | 'uncertain' | 'no_route', code?: string): string {
+  const withCode = (text: string) => (code ? `${text} (provider code ${code})` : text);
+  switch (reason) {
+    case 'window_closed':
+      return withCode(
+        'The messaging window is closed: the customer has not written in the last 24 hours, so the app only accepts an approved template. ' +
+          'Use `/rapport template` (or the *Send template* button) or reply starting with `sms:` to text them instead.',
+      );
+    case 'opted_out':
+      return withCode('The customer has opted out (STOP) on this channel; nothing is sent until they write START.');
+    case 'invalid_recipient':
+      return withCode('The provider says this address cannot receive messages (wrong number, blocked or not on this app).');
+    case 'auth':
+      return withCode('Our credentials for this channel were refused: an admin must check the configuration (`rapport doctor`).');
+    case 'unsupported':
+      return withCode('This channel cannot carry that content.');
+    case 'rate_limited':
+    case 'unavailable':
+      return withCode('The provider kept failing or throttling us and we gave up after several tries.');
+    case 'uncertain':
+      return 'Delivery is uncertain: Rapport stopped while the provider was handling this message. Check with the customer before resending.';
+    case 'no_route':
+      return 'There is no enabled channel that can reach this customer (the app they used is not configured any more).';
+    case 'rejected':
+    default:
+      return withCode('The provider refused the message.');
+  }
+}
