@@ -230,3 +230,62 @@ describe('verified claims across apps', () => {
     expect(res.body.customers[0].identities.map((i: { kind: string }) => i.kind).sort()).toEqual(['phone', 'psid']);
   });
 });
+
+describe('away owners and deactivation', () => {
+  let w: World;
+  let alexId: string;
+  beforeAll(async () => {
+    w = await startWorld();
+    const sam = await w.addAgent(SAM);
+    alexId = (await w.addAgent({ ...ALEX, backupAgentId: sam.id })).id;
+  });
+  afterAll(() => w.stop());
+
+  it('keeps the owner while away: the customer hears when they are back and who covers, the backup is mentioned, and back gives a summary', async () => {
+    // Sam is busy with nobody; make Alex the owner by giving Sam a full load first.
+    await w.admin('PATCH', `/agents/${(await w.admin('GET', '/agents')).body.agents.find((a: { name: string }) => a.name === 'Sam').id}`, { capacity: 1 });
+    await w.sms('+14155550401', 'to sam');
+    await eventually(async () => w.slack.messages(SAM.inboxChannelId).length, (n) => n >= 1);
+    await w.sms('+14155550402', 'hello alex');
+    const card = (await eventually(async () => w.slack.messages(ALEX.inboxChannelId)[0], Boolean))!;
+    expect((await w.command(ALEX.slackUserId, ALEX.inboxChannelId, 'away 23:59')).text).toContain('You are away');
+    // Quiet period passed: the next message is acknowledged again, now with the away text.
+    await w.t.app.models.Conversation.updateMany({}, { $set: { lastCustomerMessageAt: new Date(Date.now() - 13 * 3600_000) } });
+    await w.sms('+14155550402', 'are you there?');
+    const away = await eventually(
+      async () => w.twilio.messages().filter((m) => m.to === '+14155550402' && (m.body ?? '').includes('is away until')),
+      (m) => m.length === 1,
+    );
+    expect(away[0]?.body).toContain('Sam can help you');
+    await eventually(
+      async () => w.slack.thread(ALEX.inboxChannelId, card.ts).some((m) => m.text.includes(`<@${SAM.slackUserId}>`) && m.text.includes('covering')),
+      Boolean,
+    );
+    // Ownership stayed with Alex.
+    const owner = await w.t.app.models.Customer.findOne({ ownerAgentId: alexId }).lean();
+    expect(owner).not.toBeNull();
+    const back = await w.command(ALEX.slackUserId, ALEX.inboxChannelId, 'back');
+    expect(back.text).toMatch(/Welcome back, Alex\. While you were away: \d+ customer messages?/);
+  });
+
+  it('hands every customer of a deactivated agent to another agent and tells each customer', async () => {
+    const res = await w.admin('PATCH', `/agents/${alexId}`, { active: false });
+    expect(res.status).toBe(200);
+    expect(res.body.reassignedCustomers).toBeGreaterThanOrEqual(1);
+    const told = await eventually(
+      async () => w.twilio.messages().filter((m) => m.to === '+14155550402' && (m.body ?? '').includes('Sam will take care of you')),
+      (m) => m.length === 1,
+    );
+    expect(told).toHaveLength(1);
+    expect(await w.t.app.models.Customer.countDocuments({ ownerAgentId: alexId })).toBe(0);
+  });
+
+  it('refuses admin requests without the bearer token and explains bad bodies', async () => {
+    const unauth = await fetch(`${w.t.baseUrl}/api/agents`);
+    expect(unauth.status).toBe(401);
+    const bad = await w.admin('POST', '/agents', { slackUserId: 'nope', name: '' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/slackUserId/);
+    expect((await w.admin('PATCH', '/agents/000000000000000000000000', { capacity: 3 })).status).toBe(404);
+  });
+});
