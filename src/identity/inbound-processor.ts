@@ -38,8 +38,9 @@ export function createInboundProcessor({
       }
       const { message } = event;
       const { customer, identity, created } = await store.resolveCustomer(message);
-      const customerId = String(customer._id);
-      const { stored } = await store.storeInbound(message, customer._id, identity.key);
+      // storeInbound answers with the customer the message was filed under: the resolved one, or
+      // the identity's new live customer when a merge or undo moved it in between.
+      const { stored, customerId } = await store.storeInbound(message, customer._id, identity.key);
       log.info(
         {
           key: message.key,

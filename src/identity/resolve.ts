@@ -8,25 +8,36 @@
  * 1. The identity is created FIRST, by an upsert on its unique key that only sets the customer id on
  *    insert (`$setOnInsert: { customerId: <fresh ObjectId> }`). Of any number of concurrent first
  *    messages exactly one inserts; the others match it (or get E11000 from the unique index and
- *    retry, finding it). From then on `identity.customerId` is THE customer of that key.
+ *    retry, finding it). From then on `identity.customerId` is THE customer of that key. The same
+ *    upsert applies this message's identity touches (last address, `$max` messaging window), so a
+ *    returning identity costs one round trip, not a read and a write.
  * 2. The customer document is created with `_id = identity.customerId`, again by an upsert
  *    (`$setOnInsert`), and only when it is missing. A crash between 1 and 2 leaves an identity whose
  *    customer does not exist yet; the next message (or the retried job) creates it, with that very
  *    id. No customer is ever created before its identity, so no orphan or second customer can
  *    appear.
  * 3. `mergedInto` tombstones are followed (bounded) to the live customer.
- * 4. Touches (last seen, last address, messaging window, display name) are conditional or
- *    monotonic (`$max`, `lastSeenAt < at`, `displayName == null`) so repeats and out-of-order
- *    deliveries never move anything backwards.
+ * 4. Customer touches (last seen, display name) are conditional or monotonic (`lastSeenAt < at`,
+ *    `displayName == null`) so repeats and out-of-order deliveries never move anything backwards.
+ *    They are skipped when the customer just read shows they would change nothing, and the update
+ *    returns the document, so there is no final re-read.
+ *
+ * Round trips per message (measured in bench/identity.ts): returning identity 3 (identity
+ * upsert-touch, customer read, customer touch), first contact 3 (identity upsert, customer read,
+ * customer upsert), down from 6–7.
  *
  * Messages are inserted under their unique idempotency key; a duplicate key means "already stored".
+ * After the insert, `storeInbound` checks that the customer it filed under is still the identity's
+ * live customer and re-files the message if a merge or an undo moved the identity meanwhile (see
+ * merge.ts for why this insert-then-check order closes the race with a concurrent merge).
  */
-import { Types } from 'mongoose';
+import { Types, type mongo } from 'mongoose';
 import type { CountryCode } from 'libphonenumber-js';
 import type { Address, DeliveryState, DeliveryStatus, InboundMessage } from '../canonical';
 import { PayloadError } from '../errors';
 import { phoneIdentityKey } from './phone';
 import type { Customer, Identity, IdentityKind, IdentityModels, StatusEntry } from './models';
+import { followToLive } from './tombstones';
 
 export interface IdentityRef {
   key: string;
@@ -34,8 +45,6 @@ export interface IdentityRef {
   value: string;
 }
 
-/** How many `mergedInto` hops to follow before declaring the chain broken (a cycle or corruption). */
-const MAX_MERGE_HOPS = 8;
 /** How many times to retry an upsert that lost a race on a unique index (E11000). */
 const MAX_DUPLICATE_RETRIES = 5;
 
@@ -113,12 +122,16 @@ export interface IdentityStore {
   readonly models: IdentityModels;
   /** Finds or creates the sender's identity and customer; throws PayloadError for a bad address. */
   resolveCustomer(message: InboundMessage): Promise<ResolvedCustomer>;
-  /** Stores an inbound message once; `stored: false` means it was already stored (redelivery). */
+  /**
+   * Stores an inbound message once; `stored: false` means it was already stored (redelivery).
+   * `customerId` is the customer the message is filed under: normally the one passed in, but the
+   * identity's live customer if a merge or undo moved the identity between resolve and store.
+   */
   storeInbound(
     message: InboundMessage,
     customerId: Types.ObjectId | string,
     identityKey: string,
-  ): Promise<{ stored: boolean }>;
+  ): Promise<{ stored: boolean; customerId: string }>;
   /**
    * Applies a provider status report to the outbound message it is about. `updated: false` when
    * the message is unknown, the report carries no message id (watermark), or it was already applied.
@@ -142,16 +155,13 @@ export function createIdentityStore(
     }
   }
 
-  /** Step 1: the identity, inserted with a fresh customer id if it does not exist. */
-  async function ensureIdentity(ref: IdentityRef, message: InboundMessage): Promise<Identity> {
-    const existing = await Identity.findOne({ key: ref.key }).lean<Identity>();
-    if (existing) return existing;
+  /** Step 1: the identity, inserted with a fresh customer id if it does not exist, and touched. */
+  function upsertIdentity(ref: IdentityRef, message: InboundMessage, at: Date): Promise<Identity> {
     return retryOnDuplicate(async () => {
       const identity = await Identity.findOneAndUpdate(
         { key: ref.key },
         {
           $setOnInsert: {
-            key: ref.key,
             kind: ref.kind,
             value: ref.value,
             customerId: new Types.ObjectId(),
@@ -159,6 +169,10 @@ export function createIdentityStore(
             verified: true,
             source: message.provider,
           },
+          $set: {
+            [`lastAddress.${message.provider}`]: { raw: rawAddress(message.from), to: message.to, at },
+          },
+          $max: { [`lastInboundAt.${message.channel}`]: at },
         },
         { upsert: true, returnDocument: 'after' },
       ).lean<Identity>();
@@ -175,39 +189,79 @@ export function createIdentityStore(
   ): Promise<{ customer: Customer; created: boolean }> {
     const existing = await Customer.findById(customerId).lean<Customer>();
     if (existing) return { customer: existing, created: false };
+    const profileName = message.profileName?.trim();
     const result = await retryOnDuplicate(() =>
-      Customer.updateOne(
+      Customer.findOneAndUpdate(
         { _id: customerId },
         {
           $setOnInsert: {
-            profile: {},
+            ...(profileName
+              ? {
+                  displayName: profileName,
+                  profile: { name: { value: profileName, source: message.provider, at } },
+                }
+              : { profile: {} }),
             firstSeenAt: at,
             lastSeenAt: at,
             lastChannel: message.channel,
             lastProvider: message.provider,
           },
         },
-        { upsert: true },
-      ),
+        { upsert: true, returnDocument: 'after', includeResultMetadata: true },
+      ).lean<mongo.ModifyResult<Customer>>(),
     );
-    const customer = await Customer.findById(customerId).lean<Customer>();
+    const customer = result.value;
     if (!customer) throw new Error('customer upsert returned no document');
-    return { customer, created: result.upsertedCount === 1 };
+    return { customer, created: result.lastErrorObject?.updatedExisting === false };
   }
 
-  /** Step 3: follows `mergedInto` tombstones to the live customer. */
-  async function followMerges(start: Customer): Promise<Customer> {
-    let customer = start;
-    for (let hops = 0; customer.mergedInto; hops++) {
-      if (hops >= MAX_MERGE_HOPS) {
-        throw new Error(`merge chain from customer ${String(start._id)} is longer than ${MAX_MERGE_HOPS}`);
-      }
-      const next = await Customer.findById(customer.mergedInto).lean<Customer>();
-      // Retryable: a merge that is still in progress (or crashed) is resumed by its own job.
-      if (!next) throw new Error(`customer ${String(customer._id)} is merged into a missing customer`);
-      customer = next;
+  /** Step 4: last seen and display name, each only when it would change something. */
+  async function touchCustomer(live: Customer, message: InboundMessage, at: Date): Promise<Customer> {
+    const seen = live.lastSeenAt.getTime() < at.getTime();
+    const profileName = message.profileName?.trim();
+    const name = Boolean(profileName) && live.displayName == null;
+    if (!seen && !name) return live;
+    const seenSet = { lastSeenAt: at, lastChannel: message.channel, lastProvider: message.provider };
+    const nameSet = {
+      displayName: profileName,
+      'profile.name': { value: profileName, source: message.provider, at },
+    };
+    const touch = (filter: Record<string, unknown>, set: Record<string, unknown>) =>
+      Customer.findOneAndUpdate(
+        { _id: live._id, ...filter },
+        { $set: set },
+        { returnDocument: 'after' },
+      ).lean<Customer>();
+    const seenFilter = { lastSeenAt: { $lt: at } };
+    const nameFilter = { displayName: null };
+    if (seen && name) {
+      const both = await touch({ ...seenFilter, ...nameFilter }, { ...seenSet, ...nameSet });
+      if (both) return both;
+      // Lost a race on one of the two conditions: apply each on its own.
+      const afterSeen = await touch(seenFilter, seenSet);
+      return (await touch(nameFilter, nameSet)) ?? afterSeen ?? live;
     }
-    return customer;
+    return (await touch(seen ? seenFilter : nameFilter, seen ? seenSet : nameSet)) ?? live;
+  }
+
+  /** The live customer that `identityKey` belongs to now, if it differs from `filedUnder`. */
+  async function movedTo(
+    identityKey: string,
+    filedUnder: Types.ObjectId,
+  ): Promise<Types.ObjectId | undefined> {
+    // Both reads at once: one round trip of latency. Normally the identity still points at the
+    // customer and the customer is live.
+    const [identity, customer] = await Promise.all([
+      Identity.findOne({ key: identityKey }, { customerId: 1 }).lean<Pick<Identity, '_id' | 'customerId'>>(),
+      Customer.findById(filedUnder).lean<Customer>(),
+    ]);
+    let start: Customer | null = customer;
+    if (identity && !identity.customerId.equals(filedUnder)) {
+      start = await Customer.findById(identity.customerId).lean<Customer>();
+    }
+    if (!start || (start._id.equals(filedUnder) && !start.mergedInto)) return undefined;
+    const live = await followToLive(Customer, start);
+    return live._id.equals(filedUnder) ? undefined : live._id;
   }
 
   return {
@@ -218,47 +272,20 @@ export function createIdentityStore(
       if (!ref) throw new PayloadError(`unresolvable ${message.from.kind} sender address`);
       const at = sentAtOf(message);
 
-      const identity = await ensureIdentity(ref, message);
+      const identity = await upsertIdentity(ref, message, at);
       const { customer: direct, created } = await ensureCustomer(identity.customerId, message, at);
-      const live = await followMerges(direct);
-
-      // Step 4: monotonic touches.
-      await Customer.updateOne(
-        { _id: live._id, lastSeenAt: { $lt: at } },
-        { $set: { lastSeenAt: at, lastChannel: message.channel, lastProvider: message.provider } },
-      );
-      const profileName = message.profileName?.trim();
-      if (profileName) {
-        await Customer.updateOne(
-          { _id: live._id, displayName: null },
-          {
-            $set: {
-              displayName: profileName,
-              'profile.name': { value: profileName, source: message.provider, at },
-            },
-          },
-        );
-      }
-      const updatedIdentity = await Identity.findOneAndUpdate(
-        { _id: identity._id },
-        {
-          $set: {
-            [`lastAddress.${message.provider}`]: { raw: rawAddress(message.from), to: message.to, at },
-          },
-          $max: { [`lastInboundAt.${message.channel}`]: at },
-        },
-        { returnDocument: 'after' },
-      ).lean<Identity>();
-      const customer = await Customer.findById(live._id).lean<Customer>();
-      if (!updatedIdentity || !customer) throw new Error('identity or customer vanished while resolving');
-      return { customer, identity: updatedIdentity, created };
+      const live = await followToLive(Customer, direct);
+      const customer = created ? live : await touchCustomer(live, message, at);
+      return { customer, identity, created };
     },
 
     async storeInbound(message, customerId, identityKey) {
+      const filedUnder = new Types.ObjectId(String(customerId));
+      let messageId: Types.ObjectId;
       try {
-        await Message.create({
+        const doc = await Message.create({
           key: message.key,
-          customerId: new Types.ObjectId(String(customerId)),
+          customerId: filedUnder,
           direction: 'in',
           channel: message.channel,
           provider: message.provider,
@@ -272,11 +299,20 @@ export function createIdentityStore(
           sentAt: sentAtOf(message),
           receivedAt: toDate(message.receivedAt) ?? new Date(),
         });
-        return { stored: true };
+        messageId = doc._id;
       } catch (err) {
-        if (isDuplicateKeyError(err)) return { stored: false };
-        throw err;
+        if (!isDuplicateKeyError(err)) throw err;
+        const existing = await Message.findOne({ key: message.key }, { customerId: 1 }).lean<
+          Pick<Identity, '_id' | 'customerId'>
+        >();
+        return { stored: false, customerId: String(existing?.customerId ?? filedUnder) };
       }
+      // Insert first, then check: a merge that tombstones the customer after this check sees the
+      // message in its sweep; one that did before is seen here (merge.ts, "Messages in flight").
+      const target = await movedTo(identityKey, filedUnder);
+      if (!target) return { stored: true, customerId: String(filedUnder) };
+      await Message.updateOne({ _id: messageId, customerId: filedUnder }, { $set: { customerId: target } });
+      return { stored: true, customerId: String(target) };
     },
 
     async applyStatus(status) {
