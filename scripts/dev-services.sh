@@ -55,6 +55,12 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# --- Chromium (whatsapp-web.js and the browser tests use Debian's, never a downloaded one) --------
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+  log "installing chromium (Debian)"
+  apt_install chromium || log "chromium could not be installed; the WhatsApp Web channel and browser tests need it"
+fi
+
 # --- Redis ---------------------------------------------------------------------------------------
 # The test suite also starts private, throwaway Redis servers, so the binary must be here either way.
 if ! command -v redis-server >/dev/null; then

@@ -17,9 +17,11 @@ import type { Job } from 'bullmq';
 import type { Channel } from '../canonical';
 import { mentionsSomeone, type AgentEvent } from '../channels/slack/normalize';
 import type { IdentityModels } from '../identity/models';
+import { isDuplicateKeyError } from '../identity/resolve';
 import type { Logger } from '../logger';
 import type { Redis } from 'ioredis';
 import { conversationLockKey, withLock } from '../queue/lock';
+import { DeferError } from '../queue/workers';
 import type { RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 
@@ -27,6 +29,11 @@ export type AgentEventJob = Exclude<AgentEvent, { type: 'url_verification' } | {
 
 const NOTE_PREFIX = /^\s*(note:|\/\/|\(note\))/i;
 const CHANNEL_PREFIX = /^\s*(sms|whatsapp|messenger):\s*/i;
+/**
+ * How long a reply in an unknown thread is retried: the card is visible in Slack a moment before
+ * its thread is recorded, and an agent who answers at once must not be ignored.
+ */
+const UNKNOWN_THREAD_WAIT_MS = 15_000;
 
 export type ReplyKind = { kind: 'note' } | { kind: 'send'; text: string; via?: Channel };
 
@@ -67,10 +74,19 @@ export function createAgentEvents(o: AgentEventsOptions) {
       if (event.type === 'thread_reply') {
         const customerId = await threadCustomer(event.channel, event.threadTs);
         if (!customerId) {
+          if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
+            throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
+          }
           log.debug({ channel: event.channel }, 'reply outside a customer thread ignored');
           return;
         }
         const ref = { channel: event.channel, ts: event.ts };
+        const earlier = await CustomerSend.findOne({ key: `slack:${event.channel}:${event.ts}` }, { state: 1 }).lean();
+        if (earlier?.state === 'cancelled') {
+          // Deleted before this event was handled (Slack does not promise order): never sent.
+          log.info({ customerId: String(customerId) }, 'agent reply was deleted before it was scheduled');
+          return;
+        }
         const reply = classifyReply(event.rawText, event.text);
         if (reply.kind === 'note') {
           await o.react(ref, 'memo');
@@ -108,7 +124,39 @@ export function createAgentEvents(o: AgentEventsOptions) {
       const key = `slack:${event.channel}:${event.ts}`;
       if (event.type === 'message_deleted') {
         const cancelled = await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
-        if (cancelled.modifiedCount === 1) log.info({ key }, 'agent reply cancelled by deleting it');
+        if (cancelled.modifiedCount === 1) {
+          log.info({ key }, 'agent reply cancelled by deleting it');
+          return;
+        }
+        const customerId = await threadCustomer(event.channel, event.threadTs);
+        if (!customerId) return;
+        // The deletion may overtake the reply's own event: leave a cancelled send under its key, so
+        // the reply, when it arrives, finds it and is never scheduled (a no-op if the send exists).
+        await CustomerSend.updateOne(
+          { key },
+          {
+            $setOnInsert: {
+              key, customerId, seq: 0, origin: 'agent', media: [], state: 'cancelled',
+              sendAfter: new Date(), attempts: 0, slack: { channel: event.channel, ts: event.ts },
+            },
+          },
+          { upsert: true },
+        ).catch((err: unknown) => {
+          if (!isDuplicateKeyError(err)) throw err; // the reply's insert won the race
+        });
+        // …and the reply may have been scheduled between the first check and the upsert.
+        await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
+        const send = await CustomerSend.findOne({ key }, { state: 1 }).lean();
+        if (send?.state === 'cancelled') {
+          log.info({ key }, 'agent reply cancelled by deleting it');
+        } else if (send?.state === 'sending' || send?.state === 'sent') {
+          await outbox.postToAgent(customerId, {
+            key: `deleted-note:${key}`,
+            kind: 'note',
+            username: 'Rapport',
+            text: ':warning: You deleted a reply that had already been sent: the customer still has it (the undo window is over).',
+          });
+        }
         return;
       }
       if (event.type === 'message_changed') {

@@ -48,6 +48,12 @@ export interface DeliveryOptions {
 
 const DAY = 24 * 3600_000;
 
+const CANDIDATES: Record<Channel, Provider[]> = {
+  sms: ['twilio'],
+  messenger: ['messenger'],
+  whatsapp: ['whatsapp-cloud', 'twilio', 'whatsapp-web'],
+};
+
 interface Route {
   channel: Channel;
   provider: Provider;
@@ -63,15 +69,25 @@ export function createDelivery(o: DeliveryOptions) {
   const { CustomerSend, Customer, Identity, Message, OptOut } = models;
   const maxAttempts = o.maxAttempts ?? 5;
 
-  /** Which provider carries `channel` for this identity: the one the customer last used on it. */
-  function providerFor(channel: Channel, identity: Identity): Provider | undefined {
-    const candidates: Provider[] =
-      channel === 'sms' ? ['twilio'] : channel === 'messenger' ? ['messenger'] : ['whatsapp-cloud', 'twilio', 'whatsapp-web'];
-    const usable = candidates.filter((p) => senders[p]?.channels.includes(channel));
+  /**
+   * Which provider carries `channel` for this identity: the one that brought the customer's latest
+   * message on that channel (a number can write by SMS and WhatsApp through Twilio and by WhatsApp
+   * through Cloud; `lastAddress` alone cannot tell Twilio's SMS from its WhatsApp), else the first
+   * enabled one.
+   */
+  async function providerFor(channel: Channel, identity: Identity): Promise<Provider | undefined> {
+    const usable = CANDIDATES[channel].filter((p) => senders[p]?.channels.includes(channel));
+    const latest = await Message.findOne(
+      { customerId: identity.customerId, identityKey: identity.key, direction: 'in', channel, provider: { $in: usable } },
+      { provider: 1 },
+    )
+      .sort({ sentAt: -1 })
+      .lean<{ provider: Provider }>();
+    if (latest) return latest.provider;
     const used = usable
-      .map((p) => ({ p, at: identity.lastAddress?.[p]?.at?.getTime() ?? 0, raw: identity.lastAddress?.[p]?.raw ?? '' }))
-      // Twilio's last address tells SMS from WhatsApp.
-      .filter((c) => c.p !== 'twilio' || channel === 'sms' || c.at === 0 || c.raw.startsWith('whatsapp:'))
+      .map((p) => ({ p, at: identity.lastAddress?.[p]?.at?.getTime() ?? 0 }))
+      // Twilio's last address may be an SMS: only a provider that is WhatsApp-only proves WhatsApp.
+      .filter((c) => c.at > 0 && (channel !== 'whatsapp' || c.p !== 'twilio'))
       .sort((a, b) => b.at - a.at);
     return used[0]?.p ?? usable[0];
   }
@@ -100,7 +116,7 @@ export function createDelivery(o: DeliveryOptions) {
         },
       };
     }
-    const provider = providerFor(channel, identity);
+    const provider = await providerFor(channel, identity);
     const sender = provider ? senders[provider] : undefined;
     if (!provider || !sender) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
     const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
@@ -181,10 +197,7 @@ export function createDelivery(o: DeliveryOptions) {
     const attempts = send.attempts + 1;
     try {
       const result = await route.sender.send(message);
-      await CustomerSend.updateOne(
-        { _id: send._id },
-        { $set: { state: 'sent', providerMessageId: result.providerMessageId, provider: result.provider } },
-      );
+      // The stored message first, then `sent`: a status callback that finds the send finds the message.
       await Message.updateOne(
         { key: `${result.provider}:${result.providerMessageId}` },
         {
@@ -207,6 +220,10 @@ export function createDelivery(o: DeliveryOptions) {
         },
         { upsert: true },
       );
+      await CustomerSend.updateOne(
+        { _id: send._id },
+        { $set: { state: 'sent', providerMessageId: result.providerMessageId, provider: result.provider } },
+      );
       o.onSent?.(route.channel, route.provider);
       if (send.slack) await o.react(send.slack, 'outbox_tray', ['hourglass_flowing_sand']);
       log.info({ sendKey: send.key, channel: route.channel, provider: route.provider, customerId: String(customer._id) }, 'sent to customer');
@@ -227,7 +244,7 @@ export function createDelivery(o: DeliveryOptions) {
           { upsert: true },
         );
       }
-      await fail({ ...send, attempts }, err.reason, `:x: Not delivered on ${channelLabel(route.channel)}. ${explainFailure(err.reason, err.providerCode)}`, err.providerCode);
+      await fail({ ...send, attempts }, err.reason, `:x: Not delivered on ${channelLabel(route.channel)}. ${explainFailure(err.reason, err.providerCode, route.channel)}`, err.providerCode);
     }
   }
 

@@ -25,10 +25,20 @@ export function ago(ms: number): string {
 }
 
 /** The agent-facing explanation of a failed send, with what they can do about it. */
-export function explainFailure(reason: SendFailureReason | 'uncertain' | 'no_route', code?: string): string {
+export function explainFailure(
+  reason: SendFailureReason | 'uncertain' | 'no_route',
+  code?: string,
+  channel?: string,
+): string {
   const withCode = (text: string) => (code ? `${text} (provider code ${code})` : text);
   switch (reason) {
     case 'window_closed':
+      if (channel === 'messenger') {
+        return withCode(
+          'The Messenger window is closed: the customer has not written in the last 24 hours (7 days with the human-agent tag, MESSENGER_HUMAN_AGENT). ' +
+            'Messenger has no templates: wait for them to write, or reply starting with `sms:` if they have a phone number on file.',
+        );
+      }
       return withCode(
         'The messaging window is closed: the customer has not written in the last 24 hours, so the app only accepts an approved template. ' +
           'Use `/rapport template` (or the *Send template* button) or reply starting with `sms:` to text them instead.',

@@ -40,6 +40,9 @@ export async function startTestApp(
     baseUrl: `http://127.0.0.1:${port}`,
     logs,
     async stop() {
+      // Workers first: FerretDB v1 can crash (SIGBUS) when a database is dropped under live writes.
+      await Promise.all(app.workers.map((w) => w.close()));
+      await app.whatsappWeb?.stop();
       await app.mongo.connection.dropDatabase().catch(() => undefined);
       await deleteKeys(app, `${config.queuePrefix}*`);
       await app.close();
