@@ -5,6 +5,7 @@
 import { buildApp, type Role } from './app';
 import { ConfigError, channelStates, loadConfig } from './config';
 import { isCliCommand, runCli } from './cli';
+import { sandboxRequested, startSandbox, type Sandbox } from './sandbox';
 
 const ROLES: Role[] = ['api', 'worker', 'whatsapp-web', 'all'];
 
@@ -29,8 +30,14 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   }
 
   let config;
+  let sandbox: Sandbox | undefined;
   try {
-    config = loadConfig();
+    if (sandboxRequested()) {
+      if (role !== 'all')
+        throw new ConfigError([`SANDBOX=true runs every role in one process: use \`all\`, not \`${role}\``]);
+      sandbox = await startSandbox();
+    }
+    config = loadConfig({ ...process.env, ...sandbox?.env });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`Rapport cannot start.\n${err.message}\n`);
@@ -47,7 +54,18 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       `channel ${channel} ${state.enabled ? 'enabled' : 'disabled'}`,
     );
   }
-  if (role !== 'worker') {
+  if (!sandbox && !Object.values(channelStates(config)).some((s) => s.enabled)) {
+    log.warn(
+      'no channel is configured: set SANDBOX=true to try Rapport with emulated providers (README, "Sandbox")',
+    );
+  }
+  if (sandbox) {
+    const port = await sandbox.serve(app);
+    log.warn(
+      { port },
+      `SANDBOX MODE: Twilio, Meta and Slack are emulated in this process on 127.0.0.1; nothing leaves this machine. Open http://localhost:${port}/sandbox`,
+    );
+  } else if (role !== 'worker') {
     const port = await app.listen(config.port);
     log.info({ port, role }, 'rapport listening');
   } else {
@@ -61,6 +79,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     log.info({ signal }, 'shutting down');
     app
       .close()
+      .then(() => sandbox?.close())
       .then(() => {
         log.info('stopped');
         process.exit(0);

@@ -1,0 +1,637 @@
+/**
+ * A local Slack Web API for tests and sandbox mode: a real HTTP server on 127.0.0.1 that answers
+ * the methods Rapport calls with Slack's documented response shapes, keeps channels, threads,
+ * reactions and files in memory, records every call, and fails on demand (429 with Retry-After,
+ * HTTP 500, or any `ok:false` error). Point the real `@slack/web-api` WebClient at `url` (SLACK_API_URL).
+ *
+ * Like Slack: arguments arrive form-encoded (what WebClient sends), as JSON, or in the query string;
+ * the token as `Authorization: Bearer` or a `token` argument; errors are HTTP 200 with
+ * `{ ok: false, error }`; only rate limits (429) and outages (5xx) use other statuses.
+ * https://docs.slack.dev/reference/methods
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface SlackCall {
+  method: string;
+  /** Arguments as received; JSON-valued ones (`blocks`, `metadata`, `files`, …) parsed. */
+  args: Record<string, unknown>;
+  at: number;
+  token?: string;
+}
+
+export interface EmulatedFile {
+  id: string;
+  name: string;
+  title: string;
+  mimetype: string;
+  size: number;
+  url_private: string;
+}
+
+export interface EmulatedMessage {
+  type: 'message';
+  channel: string;
+  ts: string;
+  /** Set on replies; on a parent once it has replies (then equal to `ts`). */
+  thread_ts?: string;
+  user: string;
+  /** Present on messages the bot posted. */
+  bot_id?: string;
+  text: string;
+  blocks?: unknown[];
+  username?: string;
+  icon_emoji?: string;
+  metadata?: { event_type: string; event_payload: Record<string, unknown> };
+  /** Reaction names (without colons) the bot added. */
+  reactions: string[];
+  files?: EmulatedFile[];
+  reply_broadcast?: boolean;
+  edited?: { user: string; ts: string };
+}
+
+export type SlackFailure = { status: 429; retryAfterSec: number } | { status: 500 } | { error: string };
+
+export interface SlackEmulator {
+  /** e.g. `http://127.0.0.1:PORT/api/`; pass as SLACK_API_URL. */
+  url: string;
+  /** The one valid bot token. */
+  token: string;
+  botUserId: string;
+  botId: string;
+  teamId: string;
+  calls: SlackCall[];
+  callsTo(method: string): SlackCall[];
+  /** Messages currently in a channel (after updates and deletes), oldest first. */
+  messages(channel: string): EmulatedMessage[];
+  /** The parent and its replies, in order. */
+  thread(channel: string, threadTs: string): EmulatedMessage[];
+  /** The next `times` (default 1) calls to `method` (only those for `channel`, if given) fail. */
+  failNext(method: string, failure: SlackFailure, opts?: { times?: number; channel?: string }): void;
+  /** A person writes in the channel (or a thread), as if from the Slack app; returns the stored message. */
+  postAsUser(channel: string, message: { user: string; text: string; threadTs?: string }): EmulatedMessage;
+  /** users.info answers with these details for `id` (any other `U…`/`W…` id gets made-up ones). */
+  addUser(user: { id: string; name?: string; realName?: string; tz?: string }): void;
+  /** The bytes uploaded for a file id, once its upload URL received them. */
+  fileContent(fileId: string): Buffer | undefined;
+  /** Forgets calls, messages, files, users and pending failures; keeps token and ids. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+interface PendingFailure {
+  failure: SlackFailure;
+  remaining: number;
+  channel?: string;
+}
+
+interface StoredFile extends EmulatedFile {
+  data?: Buffer;
+}
+
+class SlackMethodError extends Error {
+  constructor(readonly error: string) {
+    super(error);
+  }
+}
+
+const TEAM_NAME = 'Rapport Test';
+const TEAM_DOMAIN = 'rapport-test';
+/** Fields WebClient JSON-encodes into a form field; parsed back so tests can assert on them. */
+const JSON_FIELDS = new Set(['blocks', 'attachments', 'metadata', 'files']);
+
+const MIME_TYPES: Record<string, string> = {
+  txt: 'text/plain',
+  csv: 'text/csv',
+  json: 'application/json',
+  pdf: 'application/pdf',
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  mp3: 'audio/mpeg',
+  ogg: 'audio/ogg',
+  mp4: 'video/mp4',
+};
+
+function mimeTypeOf(filename: string): string {
+  const ext = filename.includes('.') ? filename.split('.').pop()?.toLowerCase() : undefined;
+  return (ext && MIME_TYPES[ext]) || 'application/octet-stream';
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function str(args: Record<string, unknown>, key: string): string | undefined {
+  const value = args[key];
+  if (typeof value === 'string') return value.length > 0 ? value : undefined;
+  if (typeof value === 'number') return String(value);
+  return undefined;
+}
+
+function bool(args: Record<string, unknown>, key: string): boolean {
+  const value = args[key];
+  return value === true || value === 'true' || value === '1' || value === 1;
+}
+
+function requireStr(args: Record<string, unknown>, key: string, error = 'invalid_arguments'): string {
+  const value = str(args, key);
+  if (value === undefined) throw new SlackMethodError(error);
+  return value;
+}
+
+function parseJsonFields(args: Record<string, unknown>): Record<string, unknown> {
+  for (const key of JSON_FIELDS) {
+    const value = args[key];
+    if (typeof value !== 'string') continue;
+    try {
+      args[key] = JSON.parse(value);
+    } catch {
+      throw new SlackMethodError(`invalid_${key === 'files' ? 'arguments' : key}`);
+    }
+  }
+  return args;
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function bearer(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  return header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': typeof body === 'string' ? 'text/plain' : 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+    ...headers,
+  });
+  res.end(text);
+}
+
+function argsOf(req: IncomingMessage, url: URL, body: Buffer): Record<string, unknown> {
+  const args: Record<string, unknown> = {};
+  for (const [k, v] of url.searchParams) args[k] = v;
+  const contentType = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  if (body.length === 0) return args;
+  if (contentType === 'application/json') {
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new SlackMethodError('invalid_json');
+    }
+    if (!isRecord(json)) throw new SlackMethodError('invalid_json');
+    return Object.assign(args, json);
+  }
+  for (const [k, v] of new URLSearchParams(body.toString('utf8'))) args[k] = v;
+  return args;
+}
+
+/** WebClient posts the bytes as multipart (`body` field); curl-style clients post them raw. */
+async function uploadedBytes(req: IncomingMessage, body: Buffer): Promise<Buffer> {
+  const contentType = req.headers['content-type'] ?? '';
+  if (!contentType.toLowerCase().startsWith('multipart/form-data')) return body;
+  const form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
+  for (const [, value] of form) {
+    if (typeof value !== 'string') return Buffer.from(await value.arrayBuffer());
+  }
+  throw new SlackMethodError('invalid_upload');
+}
+
+export async function startSlackEmulator(opts: { token?: string } = {}): Promise<SlackEmulator> {
+  const token = opts.token ?? 'xoxb-test-token';
+  const suffix = randomBytes(3).toString('hex').toUpperCase();
+  const teamId = `T0RAPPORT${suffix}`;
+  const botUserId = `U0BOT${suffix}`;
+  const botId = `B0BOT${suffix}`;
+  const appId = `A0APP${suffix}`;
+
+  const calls: SlackCall[] = [];
+  const channels = new Map<string, EmulatedMessage[]>();
+  const files = new Map<string, StoredFile>();
+  const users = new Map<string, { id: string; name?: string; realName?: string; tz?: string }>();
+  let failures = new Map<string, PendingFailure[]>();
+  let clock = 0;
+  let baseUrl = '';
+
+  /** Increasing, unique, Slack-shaped: `1700000000.000100`, `1700000000.000200`, … */
+  function nextTs(): string {
+    clock += 1;
+    const micros = clock * 100;
+    return `${1_700_000_000 + Math.floor(micros / 1_000_000)}.${String(micros % 1_000_000).padStart(6, '0')}`;
+  }
+  function nextId(prefix: string): string {
+    return `${prefix}0${randomBytes(5).toString('hex').toUpperCase()}`;
+  }
+
+  function channelMessages(channel: string): EmulatedMessage[] {
+    let list = channels.get(channel);
+    if (!list) channels.set(channel, (list = []));
+    return list;
+  }
+  function find(channel: string, ts: string): EmulatedMessage | undefined {
+    return channels.get(channel)?.find((m) => m.ts === ts);
+  }
+  function threadOf(channel: string, threadTs: string): EmulatedMessage[] {
+    return (channels.get(channel) ?? []).filter((m) => m.ts === threadTs || m.thread_ts === threadTs);
+  }
+  /** Replies go under the thread's parent, even when given a reply's ts (as Slack does). */
+  function store(message: Omit<EmulatedMessage, 'type' | 'reactions'>): EmulatedMessage {
+    const stored: EmulatedMessage = { type: 'message', reactions: [], ...message };
+    if (stored.thread_ts !== undefined) {
+      const parent = find(stored.channel, stored.thread_ts);
+      if (parent?.thread_ts && parent.thread_ts !== parent.ts) stored.thread_ts = parent.thread_ts;
+      const root = find(stored.channel, stored.thread_ts);
+      if (root && root.thread_ts === undefined) root.thread_ts = root.ts;
+    }
+    channelMessages(stored.channel).push(stored);
+    return stored;
+  }
+
+  function takeFailure(method: string, args: Record<string, unknown>): SlackFailure | undefined {
+    const pending = failures.get(method);
+    if (!pending) return undefined;
+    const channel = str(args, 'channel') ?? str(args, 'channel_id');
+    const index = pending.findIndex((p) => p.channel === undefined || p.channel === channel);
+    const hit = pending[index];
+    if (!hit) return undefined;
+    hit.remaining -= 1;
+    if (hit.remaining <= 0) pending.splice(index, 1);
+    return hit.failure;
+  }
+
+  /** A message as Slack's API returns it. */
+  function wire(message: EmulatedMessage, includeMetadata: boolean): Record<string, unknown> {
+    const out: Record<string, unknown> = {
+      type: 'message',
+      user: message.user,
+      text: message.text,
+      ts: message.ts,
+      team: teamId,
+    };
+    if (message.bot_id) {
+      out.bot_id = message.bot_id;
+      out.app_id = appId;
+      out.bot_profile = {
+        id: message.bot_id,
+        app_id: appId,
+        name: 'Rapport',
+        team_id: teamId,
+        deleted: false,
+      };
+    }
+    if (message.username) out.username = message.username;
+    if (message.icon_emoji) out.icons = { emoji: message.icon_emoji };
+    if (message.blocks) out.blocks = message.blocks;
+    if (message.edited) out.edited = message.edited;
+    if (message.files) {
+      out.files = message.files;
+      out.upload = true;
+      out.display_as_bot = false;
+    }
+    if (message.reactions.length > 0) {
+      out.reactions = message.reactions.map((name) => ({ name, users: [botUserId], count: 1 }));
+    }
+    if (message.thread_ts) {
+      out.thread_ts = message.thread_ts;
+      if (message.thread_ts === message.ts) {
+        const replies = threadOf(message.channel, message.ts).filter((m) => m.ts !== message.ts);
+        out.reply_count = replies.length;
+        out.reply_users_count = new Set(replies.map((m) => m.user)).size;
+        out.reply_users = [...new Set(replies.map((m) => m.user))];
+        out.latest_reply = replies.at(-1)?.ts ?? message.ts;
+        out.is_locked = false;
+        out.subscribed = message.user === botUserId;
+      } else {
+        out.parent_user_id = find(message.channel, message.thread_ts)?.user ?? botUserId;
+        if (message.reply_broadcast) out.subtype = 'thread_broadcast';
+      }
+    }
+    if (includeMetadata && message.metadata) out.metadata = message.metadata;
+    return out;
+  }
+
+  function fileObject(file: StoredFile): EmulatedFile {
+    const { data: _data, ...rest } = file;
+    return rest;
+  }
+
+  const methods: Record<string, (args: Record<string, unknown>) => Record<string, unknown>> = {
+    'auth.test': () => ({
+      url: `https://${TEAM_DOMAIN}.slack.com/`,
+      team: TEAM_NAME,
+      user: 'rapport',
+      team_id: teamId,
+      user_id: botUserId,
+      bot_id: botId,
+      is_enterprise_install: false,
+    }),
+
+    'chat.postMessage': (args) => {
+      const channel = requireStr(args, 'channel', 'channel_not_found');
+      const text = str(args, 'text') ?? '';
+      const blocks = Array.isArray(args.blocks) ? (args.blocks as unknown[]) : undefined;
+      if (text === '' && !blocks && !Array.isArray(args.attachments)) throw new SlackMethodError('no_text');
+      const metadata = args.metadata;
+      const message = store({
+        channel,
+        ts: nextTs(),
+        user: botUserId,
+        bot_id: botId,
+        text,
+        ...(str(args, 'thread_ts') ? { thread_ts: str(args, 'thread_ts') } : {}),
+        ...(blocks ? { blocks } : {}),
+        ...(str(args, 'username') ? { username: str(args, 'username') } : {}),
+        ...(str(args, 'icon_emoji') ? { icon_emoji: str(args, 'icon_emoji') } : {}),
+        ...(bool(args, 'reply_broadcast') ? { reply_broadcast: true } : {}),
+        ...(isRecord(metadata) && typeof metadata.event_type === 'string' && isRecord(metadata.event_payload)
+          ? { metadata: { event_type: metadata.event_type, event_payload: metadata.event_payload } }
+          : {}),
+      });
+      return { channel, ts: message.ts, message: wire(message, true) };
+    },
+
+    'chat.update': (args) => {
+      const channel = requireStr(args, 'channel', 'channel_not_found');
+      const ts = requireStr(args, 'ts', 'message_not_found');
+      const message = find(channel, ts);
+      if (!message) throw new SlackMethodError('message_not_found');
+      if (message.user !== botUserId) throw new SlackMethodError('cant_update_message');
+      const text = str(args, 'text');
+      if (text !== undefined) message.text = text;
+      if (Array.isArray(args.blocks)) message.blocks = args.blocks as unknown[];
+      message.edited = { user: botUserId, ts: nextTs() };
+      return { channel, ts, text: message.text, message: wire(message, true) };
+    },
+
+    'chat.delete': (args) => {
+      const channel = requireStr(args, 'channel', 'channel_not_found');
+      const ts = requireStr(args, 'ts', 'message_not_found');
+      const list = channels.get(channel) ?? [];
+      const index = list.findIndex((m) => m.ts === ts);
+      const message = list[index];
+      if (!message) throw new SlackMethodError('message_not_found');
+      if (message.user !== botUserId) throw new SlackMethodError('cant_delete_message');
+      list.splice(index, 1);
+      return { channel, ts };
+    },
+
+    'chat.postEphemeral': (args) => {
+      requireStr(args, 'channel', 'channel_not_found');
+      requireStr(args, 'user', 'user_not_found');
+      if (!str(args, 'text') && !Array.isArray(args.blocks)) throw new SlackMethodError('no_text');
+      return { message_ts: nextTs() };
+    },
+
+    'reactions.add': (args) => {
+      const message = find(
+        requireStr(args, 'channel', 'channel_not_found'),
+        requireStr(args, 'timestamp', 'message_not_found'),
+      );
+      if (!message) throw new SlackMethodError('message_not_found');
+      const name = requireStr(args, 'name', 'invalid_name').replace(/^:|:$/g, '');
+      if (message.reactions.includes(name)) throw new SlackMethodError('already_reacted');
+      message.reactions.push(name);
+      return {};
+    },
+
+    'reactions.remove': (args) => {
+      const message = find(
+        requireStr(args, 'channel', 'channel_not_found'),
+        requireStr(args, 'timestamp', 'message_not_found'),
+      );
+      if (!message) throw new SlackMethodError('message_not_found');
+      const name = requireStr(args, 'name', 'invalid_name').replace(/^:|:$/g, '');
+      if (!message.reactions.includes(name)) throw new SlackMethodError('no_reaction');
+      message.reactions = message.reactions.filter((r) => r !== name);
+      return {};
+    },
+
+    'conversations.replies': (args) => {
+      const channel = requireStr(args, 'channel', 'channel_not_found');
+      const ts = requireStr(args, 'ts', 'thread_not_found');
+      const anchor = find(channel, ts);
+      if (!anchor) throw new SlackMethodError('thread_not_found');
+      const all = threadOf(channel, anchor.thread_ts ?? anchor.ts);
+      const limit = Math.max(1, Math.min(1000, Number(str(args, 'limit') ?? 1000) || 1000));
+      const cursor = str(args, 'cursor');
+      let offset = 0;
+      if (cursor) {
+        const decoded = /^offset:(\d+)$/.exec(Buffer.from(cursor, 'base64').toString('utf8'));
+        if (!decoded?.[1]) throw new SlackMethodError('invalid_cursor');
+        offset = Number(decoded[1]);
+      }
+      const includeMetadata = bool(args, 'include_all_metadata');
+      const page = all.slice(offset, offset + limit).map((m) => wire(m, includeMetadata));
+      const hasMore = offset + limit < all.length;
+      return {
+        messages: page,
+        has_more: hasMore,
+        ...(hasMore
+          ? { response_metadata: { next_cursor: Buffer.from(`offset:${offset + limit}`).toString('base64') } }
+          : {}),
+      };
+    },
+
+    'users.info': (args) => {
+      const id = requireStr(args, 'user', 'user_not_found');
+      const known = users.get(id);
+      if (!known && !/^[UW][A-Z0-9]+$/.test(id)) throw new SlackMethodError('user_not_found');
+      const isBot = id === botUserId;
+      const name = known?.name ?? (isBot ? 'rapport' : `user.${id.toLowerCase()}`);
+      const realName = known?.realName ?? (isBot ? 'Rapport' : `User ${id}`);
+      const tz = known?.tz ?? 'America/New_York';
+      return {
+        user: {
+          id,
+          team_id: teamId,
+          name,
+          deleted: false,
+          real_name: realName,
+          tz,
+          tz_label: tz === 'America/New_York' ? 'Eastern Standard Time' : tz,
+          tz_offset: tz === 'America/New_York' ? -18000 : 0,
+          profile: { real_name: realName, display_name: name, team: teamId },
+          is_bot: isBot,
+          is_app_user: false,
+          updated: 1_700_000_000,
+        },
+      };
+    },
+
+    'files.getUploadURLExternal': (args) => {
+      const filename = requireStr(args, 'filename');
+      const length = Number(requireStr(args, 'length'));
+      if (!Number.isInteger(length) || length < 0) throw new SlackMethodError('invalid_arguments');
+      const id = nextId('F');
+      files.set(id, {
+        id,
+        name: filename,
+        title: filename,
+        mimetype: mimeTypeOf(filename),
+        size: length,
+        url_private: `${baseUrl}files-pri/${teamId}-${id}/${encodeURIComponent(filename)}`,
+      });
+      return { upload_url: `${baseUrl}upload/v1/${id}`, file_id: id };
+    },
+
+    'files.completeUploadExternal': (args) => {
+      const list = args.files;
+      if (!Array.isArray(list) || list.length === 0) throw new SlackMethodError('invalid_arguments');
+      const completed = list.map((entry: unknown) => {
+        const id = isRecord(entry) ? str(entry, 'id') : undefined;
+        const file = id ? files.get(id) : undefined;
+        if (!file?.data) throw new SlackMethodError('file_not_found');
+        const title = isRecord(entry) ? str(entry, 'title') : undefined;
+        if (title) file.title = title;
+        return file;
+      });
+      const channel = str(args, 'channel_id') ?? str(args, 'channels');
+      if (channel) {
+        store({
+          channel,
+          ts: nextTs(),
+          user: botUserId,
+          bot_id: botId,
+          text: str(args, 'initial_comment') ?? '',
+          ...(str(args, 'thread_ts') ? { thread_ts: str(args, 'thread_ts') } : {}),
+          files: completed.map(fileObject),
+        });
+      }
+      return { files: completed.map((f) => ({ ...fileObject(f), channels: channel ? [channel] : [] })) };
+    },
+  };
+
+  async function handleUpload(req: IncomingMessage, res: ServerResponse, fileId: string): Promise<void> {
+    const file = files.get(fileId);
+    const body = await readBody(req);
+    if (!file || req.method !== 'POST') return send(res, 404, 'Not Found');
+    file.data = await uploadedBytes(req, body);
+    file.size = file.data.length;
+    send(res, 200, `OK - ${file.data.length}`);
+  }
+
+  async function handleApi(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    method: string,
+  ): Promise<void> {
+    const body = await readBody(req);
+    let args: Record<string, unknown>;
+    try {
+      args = parseJsonFields(argsOf(req, url, body));
+    } catch (err) {
+      const error = err instanceof SlackMethodError ? err.error : 'invalid_form_data';
+      return send(res, 200, { ok: false, error });
+    }
+    const presented = bearer(req) ?? str(args, 'token');
+    delete args.token;
+    calls.push({ method, args, at: Date.now(), ...(presented ? { token: presented } : {}) });
+
+    const failure = takeFailure(method, args);
+    if (failure && 'status' in failure && failure.status === 429) {
+      return send(
+        res,
+        429,
+        { ok: false, error: 'ratelimited' },
+        { 'retry-after': String(failure.retryAfterSec) },
+      );
+    }
+    if (failure && 'status' in failure)
+      return send(res, failure.status, { ok: false, error: 'internal_error' });
+    if (failure) return send(res, 200, { ok: false, error: failure.error });
+
+    if (!presented) return send(res, 200, { ok: false, error: 'not_authed' });
+    if (presented !== token) return send(res, 200, { ok: false, error: 'invalid_auth' });
+    const handler = methods[method];
+    if (!handler) return send(res, 200, { ok: false, error: 'unknown_method', req_method: method });
+    try {
+      return send(res, 200, { ok: true, ...handler(args) });
+    } catch (err) {
+      if (err instanceof SlackMethodError) return send(res, 200, { ok: false, error: err.error });
+      throw err;
+    }
+  }
+
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const api = /^\/api\/([A-Za-z0-9_.]+)$/.exec(url.pathname);
+    const upload = /^\/upload\/v1\/([A-Z0-9]+)$/.exec(url.pathname);
+    const handled = api?.[1]
+      ? handleApi(req, res, url, api[1])
+      : upload?.[1]
+        ? handleUpload(req, res, upload[1])
+        : Promise.resolve(send(res, 404, 'Not Found'));
+    handled.catch((err: unknown) => {
+      if (!res.headersSent) send(res, 500, { ok: false, error: 'emulator_error', detail: String(err) });
+    });
+  });
+
+  server.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  baseUrl = `http://127.0.0.1:${port}/`;
+
+  return {
+    url: `${baseUrl}api/`,
+    token,
+    botUserId,
+    botId,
+    teamId,
+    calls,
+    callsTo: (method) => calls.filter((c) => c.method === method),
+    messages: (channel) => [...(channels.get(channel) ?? [])],
+    thread: (channel, threadTs) => threadOf(channel, threadTs),
+    failNext(method, failure, options = {}) {
+      const list = failures.get(method) ?? [];
+      list.push({
+        failure,
+        remaining: options.times ?? 1,
+        ...(options.channel ? { channel: options.channel } : {}),
+      });
+      failures.set(method, list);
+    },
+    postAsUser(channel, message) {
+      return store({
+        channel,
+        ts: nextTs(),
+        user: message.user,
+        text: message.text,
+        ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
+      });
+    },
+    addUser(user) {
+      users.set(user.id, user);
+    },
+    fileContent: (fileId) => files.get(fileId)?.data,
+    reset() {
+      calls.length = 0;
+      channels.clear();
+      files.clear();
+      users.clear();
+      failures = new Map();
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+    },
+  };
+}

@@ -1,0 +1,284 @@
+/**
+ * The requests the providers would send Rapport, built and signed exactly as they sign them (Twilio's
+ * X-Twilio-Signature over PUBLIC_URL + path and the fields, Meta's X-Hub-Signature-256 over the raw
+ * JSON, Slack's v0 signature over timestamp and body). The sandbox posts them to Rapport's real
+ * routes, so nothing about verification is bypassed. Pure: no I/O.
+ */
+import { randomBytes } from 'node:crypto';
+import { signMetaPayload } from '../channels/meta/signature';
+import { signSlackRequest } from '../channels/slack/signature';
+import { signTwilioRequest } from '../channels/twilio/signature';
+
+/** How a customer can write: the four provider routes Rapport has. */
+export const APPS = ['sms', 'twilio-whatsapp', 'whatsapp-cloud', 'messenger'] as const;
+export type App = (typeof APPS)[number];
+
+export type DeliveryState = 'delivered' | 'read';
+
+export interface SignedRequest {
+  path: string;
+  body: string;
+  headers: Record<string, string>;
+}
+
+export interface ProviderSecrets {
+  publicUrl: string;
+  twilio: { accountSid: string; authToken: string; smsFrom: string; whatsappFrom: string };
+  meta: {
+    appSecret: string;
+    pageId: string;
+    phoneNumberId: string;
+    wabaId: string;
+    displayPhoneNumber: string;
+  };
+  slack: { signingSecret: string; teamId: string; apiUrl: string };
+}
+
+export interface Customer {
+  name: string;
+  /** E.164. */
+  phone: string;
+  psid: string;
+}
+
+const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+const digits = (s: string) => s.replace(/\D/g, '');
+
+function form(fields: Record<string, string>): string {
+  return new URLSearchParams(fields).toString();
+}
+
+function twilio(s: ProviderSecrets, path: string, fields: Record<string, string>): SignedRequest {
+  return {
+    path,
+    body: form(fields),
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      'x-twilio-signature': signTwilioRequest(s.twilio.authToken, `${s.publicUrl}${path}`, fields),
+    },
+  };
+}
+
+function meta(s: ProviderSecrets, payload: unknown): SignedRequest {
+  const body = JSON.stringify(payload);
+  return {
+    path: '/webhooks/meta',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'x-hub-signature-256': signMetaPayload(s.meta.appSecret, body),
+    },
+  };
+}
+
+/** A customer's message, as the provider of `app` delivers it; `ref` is the provider message id. */
+export function customerMessage(
+  s: ProviderSecrets,
+  app: App,
+  customer: Customer,
+  text: string,
+): { request: SignedRequest; ref: string } {
+  const now = Date.now();
+  if (app === 'sms' || app === 'twilio-whatsapp') {
+    const sid = `SM${hex(16)}`;
+    const whatsapp = app === 'twilio-whatsapp';
+    const fields: Record<string, string> = {
+      ToCountry: 'US',
+      SmsMessageSid: sid,
+      NumMedia: '0',
+      SmsSid: sid,
+      SmsStatus: 'received',
+      Body: text,
+      To: whatsapp ? s.twilio.whatsappFrom : s.twilio.smsFrom,
+      NumSegments: '1',
+      MessageSid: sid,
+      AccountSid: s.twilio.accountSid,
+      From: whatsapp ? `whatsapp:${customer.phone}` : customer.phone,
+      ApiVersion: '2010-04-01',
+      ...(whatsapp ? { ProfileName: customer.name, WaId: digits(customer.phone) } : {}),
+    };
+    return { request: twilio(s, '/webhooks/twilio', fields), ref: sid };
+  }
+  if (app === 'whatsapp-cloud') {
+    const id = `wamid.${Buffer.from(randomBytes(24)).toString('base64')}`;
+    const waId = digits(customer.phone);
+    const payload = {
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: s.meta.wabaId,
+          changes: [
+            {
+              field: 'messages',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: {
+                  display_phone_number: s.meta.displayPhoneNumber,
+                  phone_number_id: s.meta.phoneNumberId,
+                },
+                contacts: [{ profile: { name: customer.name }, wa_id: waId }],
+                messages: [
+                  {
+                    from: waId,
+                    id,
+                    timestamp: String(Math.floor(now / 1000)),
+                    type: 'text',
+                    text: { body: text },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    };
+    return { request: meta(s, payload), ref: id };
+  }
+  const mid = `m_${randomBytes(30).toString('base64url')}`;
+  const payload = {
+    object: 'page',
+    entry: [
+      {
+        id: s.meta.pageId,
+        time: now,
+        messaging: [
+          {
+            sender: { id: customer.psid },
+            recipient: { id: s.meta.pageId },
+            timestamp: now,
+            message: { mid, text },
+          },
+        ],
+      },
+    ],
+  };
+  return { request: meta(s, payload), ref: mid };
+}
+
+/** The provider's report that a message Rapport sent reached (or was read on) the customer's phone. */
+export function deliveryReport(
+  s: ProviderSecrets,
+  app: App,
+  customer: Customer,
+  ref: string,
+  state: DeliveryState,
+): SignedRequest {
+  const now = Date.now();
+  if (app === 'sms' || app === 'twilio-whatsapp') {
+    const whatsapp = app === 'twilio-whatsapp';
+    return twilio(s, '/webhooks/twilio/status', {
+      MessageSid: ref,
+      SmsSid: ref,
+      MessageStatus: state,
+      SmsStatus: state,
+      AccountSid: s.twilio.accountSid,
+      To: whatsapp ? `whatsapp:${customer.phone}` : customer.phone,
+      From: whatsapp ? s.twilio.whatsappFrom : s.twilio.smsFrom,
+      ApiVersion: '2010-04-01',
+    });
+  }
+  if (app === 'whatsapp-cloud') {
+    return meta(s, {
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: s.meta.wabaId,
+          changes: [
+            {
+              field: 'messages',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: {
+                  display_phone_number: s.meta.displayPhoneNumber,
+                  phone_number_id: s.meta.phoneNumberId,
+                },
+                statuses: [
+                  {
+                    id: ref,
+                    status: state,
+                    timestamp: String(Math.floor(now / 1000)),
+                    recipient_id: digits(customer.phone),
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    });
+  }
+  // Messenger names the message in a delivery receipt; a read receipt carries only a watermark.
+  const event =
+    state === 'delivered'
+      ? { delivery: { mids: [ref], watermark: now } }
+      : { timestamp: now, read: { watermark: now } };
+  return meta(s, {
+    object: 'page',
+    entry: [
+      {
+        id: s.meta.pageId,
+        time: now,
+        messaging: [{ sender: { id: customer.psid }, recipient: { id: s.meta.pageId }, ...event }],
+      },
+    ],
+  });
+}
+
+/** An agent's message in Slack (a thread reply when `threadTs` is set), as the Events API delivers it. */
+export function slackMessageEvent(
+  s: ProviderSecrets,
+  m: { channel: string; user: string; text: string; ts: string; threadTs?: string },
+): SignedRequest {
+  const body = JSON.stringify({
+    token: 'legacy',
+    team_id: s.slack.teamId,
+    api_app_id: 'A0SANDBOX',
+    type: 'event_callback',
+    event_id: `Ev${hex(8).toUpperCase()}`,
+    event_time: Math.floor(Date.now() / 1000),
+    event: {
+      type: 'message',
+      channel: m.channel,
+      user: m.user,
+      text: m.text,
+      ts: m.ts,
+      ...(m.threadTs ? { thread_ts: m.threadTs } : {}),
+      event_ts: m.ts,
+      channel_type: 'channel',
+    },
+  });
+  return {
+    path: '/slack/events',
+    body,
+    headers: { 'content-type': 'application/json', ...signSlackRequest(s.slack.signingSecret, body) },
+  };
+}
+
+/** `/rapport <text>` run by `user` in `channel` (inside a thread when `threadTs` is set). */
+export function slashCommand(
+  s: ProviderSecrets,
+  c: { channel: string; user: string; userName: string; text: string; threadTs?: string },
+): SignedRequest {
+  const body = new URLSearchParams({
+    token: 'legacy',
+    team_id: s.slack.teamId,
+    team_domain: 'rapport-sandbox',
+    channel_id: c.channel,
+    user_id: c.user,
+    user_name: c.userName,
+    command: '/rapport',
+    text: c.text,
+    api_app_id: 'A0SANDBOX',
+    response_url: `${s.slack.apiUrl}commands.respond`,
+    trigger_id: `${Date.now()}.${hex(4)}`,
+    ...(c.threadTs ? { thread_ts: c.threadTs } : {}),
+  }).toString();
+  return {
+    path: '/slack/commands',
+    body,
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      ...signSlackRequest(s.slack.signingSecret, body),
+    },
+  };
+}

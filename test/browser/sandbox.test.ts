@@ -1,0 +1,200 @@
+/**
+ * Sandbox mode in a real browser: Rapport built in-process from the sandbox environment (emulated
+ * Twilio, Graph and Slack; real Redis and MongoDB-protocol server), the /sandbox page driven with
+ * playwright-core through Debian's chromium (no browser download, nothing but the local page).
+ * Screenshots of the customer's phone and the agents' Slack go to test-artifacts/.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { chromium, type Browser } from 'playwright-core';
+import request from 'supertest';
+import { buildApp, type RapportApp } from '../../src/app';
+import { ConfigError, loadConfig } from '../../src/config';
+import { sandboxRequested, startSandbox, type Sandbox } from '../../src/sandbox';
+import { eventually } from '../helpers/eventually';
+import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
+
+jest.setTimeout(60_000);
+
+const ARTIFACTS = path.join(__dirname, '..', '..', 'test-artifacts');
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+];
+
+function baseEnv(): NodeJS.ProcessEnv {
+  const name = uniqueName('sbx');
+  return {
+    PORT: '0',
+    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    MONGODB_URI: `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
+    QUEUE_PREFIX: `rapport-${name}`,
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    LOG_LEVEL: 'info',
+    REPLY_UNDO_SECONDS: '0',
+    INBOUND_PARTITIONS: '2',
+  };
+}
+
+describe('choosing sandbox mode', () => {
+  it('is on only when SANDBOX says so, and a value that is not a boolean is a config error', () => {
+    expect(sandboxRequested({ SANDBOX: 'true' })).toBe(true);
+    expect(sandboxRequested({})).toBe(false);
+    expect(sandboxRequested({ SANDBOX: 'false' })).toBe(false);
+    expect(() => sandboxRequested({ SANDBOX: 'maybe' })).toThrow(ConfigError);
+  });
+
+  it('refuses to start next to real provider credentials, naming them', async () => {
+    const attempt = startSandbox({
+      SANDBOX: 'true',
+      TWILIO_AUTH_TOKEN: 'real',
+      SLACK_BOT_TOKEN: 'xoxb-real',
+    });
+    await expect(attempt).rejects.toThrow(ConfigError);
+    await expect(attempt).rejects.toThrow(/TWILIO_AUTH_TOKEN, SLACK_BOT_TOKEN/);
+  });
+});
+
+describe('the /sandbox page', () => {
+  let sandbox: Sandbox | undefined;
+  let app: RapportApp | undefined;
+  let browser: Browser | undefined;
+  let baseUrl = '';
+  const logs: string[] = [];
+
+  beforeAll(async () => {
+    const env = baseEnv();
+    sandbox = await startSandbox(env);
+    const config = loadConfig({ ...env, ...sandbox.env });
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        logs.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    app = buildApp(config, { role: 'all', logDestination: destination });
+    await app.mongo.ready;
+    const port = await sandbox.serve(app, { port: 0 });
+    baseUrl = `http://127.0.0.1:${port}`;
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    if (app) {
+      await app.mongo.connection.dropDatabase().catch(() => undefined);
+      let cursor = '0';
+      do {
+        const [next, keys] = await app.redis.scan(
+          cursor,
+          'MATCH',
+          `${app.config.queuePrefix}*`,
+          'COUNT',
+          500,
+        );
+        if (keys.length > 0) await app.redis.del(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+      await app.close();
+    }
+    await sandbox?.close();
+  });
+
+  it('is not part of a normal app', async () => {
+    expect((await request(app!.http).get('/sandbox')).status).toBe(404);
+    expect((await request(app!.http).get('/sandbox/api/state')).status).toBe(404);
+  });
+
+  it('shows SMS then WhatsApp from one number in one agent thread, and the agent’s reply on WhatsApp', async () => {
+    const { slack } = sandbox!.emulators;
+    const page = await browser!.newPage({ viewport: { width: 1440, height: 960 } });
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(r.url()));
+    page.setDefaultTimeout(20_000);
+
+    await page.goto(`${baseUrl}/sandbox`);
+    await page.click('#seed');
+    await page.locator('#agent option', { hasText: 'Sam' }).waitFor({ state: 'attached' });
+
+    // A new customer, with a number of their own.
+    await page.click('#new-person');
+    await page.fill('#person-name', 'Robin Quinn');
+    await page.fill('#person-phone', '+1 415 555 0199');
+    await page.click('#person-form button[type=submit]');
+    await page.locator('#phone-title', { hasText: 'Robin Quinn · +14155550199' }).waitFor();
+
+    // First on SMS: Rapport takes the signed webhook and acknowledges on SMS.
+    await page.click('#apps button[data-app="sms"]');
+    await page.fill('#phone-text', 'Hello from SMS');
+    await page.press('#phone-text', 'Enter');
+    await page
+      .locator('#phone-messages .bubble.mine', { hasText: 'Hello from SMS' })
+      .filter({ hasText: 'received by Rapport' })
+      .waitFor();
+    await page.locator('#phone-messages .bubble.theirs', { hasText: 'will reply here' }).waitFor();
+
+    // Then on WhatsApp (through Twilio) from the same number.
+    await page.click('#apps button[data-app="twilio-whatsapp"]');
+    await page.fill('#phone-text', 'And now on WhatsApp');
+    await page.press('#phone-text', 'Enter');
+    await page
+      .locator('#phone-messages .bubble.mine', { hasText: 'And now on WhatsApp' })
+      .filter({ hasText: 'received by Rapport' })
+      .waitFor();
+
+    // The agents' side: one thread holds both messages.
+    const cardsWith = (text: string) =>
+      ['C0INBOXALEX', 'C0INBOXSAM'].flatMap((channel) =>
+        slack
+          .messages(channel)
+          .filter((m) => m.metadata?.event_type === 'rapport_card')
+          .filter((card) => slack.thread(channel, card.ts).some((r) => r.text.includes(text))),
+      );
+    await eventually(
+      async () => cardsWith('And now on WhatsApp'),
+      (cards) => cards.length > 0,
+    );
+    await page.locator('#profile button[data-thread]').first().click();
+    const thread = page.locator('#threads .thread.on');
+    await thread.filter({ hasText: 'Hello from SMS' }).filter({ hasText: 'And now on WhatsApp' }).waitFor();
+    expect(await page.locator('#threads .thread', { hasText: 'Hello from SMS' }).count()).toBe(1);
+    expect(cardsWith('Hello from SMS')).toHaveLength(1);
+    expect(cardsWith('Hello from SMS')[0]?.ts).toBe(cardsWith('And now on WhatsApp')[0]?.ts);
+
+    // The owner replies in the thread (the page acts as the channel's agent).
+    await page.fill('#slack-text', 'Thanks Robin, it ships tomorrow.');
+    await page.press('#slack-text', 'Enter');
+    await thread.locator('.msg.human', { hasText: 'it ships tomorrow' }).waitFor();
+
+    // The customer sees it on WhatsApp, the app they wrote from last.
+    const reply = page.locator('#phone-messages .bubble.theirs', {
+      hasText: 'Thanks Robin, it ships tomorrow.',
+    });
+    await reply.waitFor();
+    // Their phone reports it read: the agent's message gets 👀.
+    await reply.locator('button[data-status="read"]').click();
+    await thread
+      .locator('.msg.human', { hasText: 'it ships tomorrow' })
+      .locator('.reaction[title=":eyes:"]')
+      .waitFor();
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await thread.locator('.msg.human', { hasText: 'it ships tomorrow' }).scrollIntoViewIfNeeded();
+    await page.locator('#phone-side').screenshot({ path: path.join(ARTIFACTS, 'sandbox-customer.png') });
+    await page.locator('#slack').screenshot({ path: path.join(ARTIFACTS, 'sandbox-agents.png') });
+
+    // The page talked to nothing but itself.
+    expect(requested.filter((url) => !url.startsWith(`${baseUrl}/sandbox`))).toEqual([]);
+    await page.close();
+  });
+});
