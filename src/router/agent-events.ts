@@ -101,10 +101,20 @@ export function createAgentEvents(o: AgentEventsOptions) {
           });
           if (!reply.text.trim()) return;
         }
+        // A teammate covering for the owner answers under their own name: the customer knows who
+        // wrote, and ownership stays where it was.
+        const [customer, author] = await Promise.all([
+          Customer.findById(customerId, { ownerAgentId: 1 }).lean(),
+          models.Agent.findOne({ slackUserId: event.user }).lean(),
+        ]);
+        const attributed =
+          author && customer?.ownerAgentId && String(author._id) !== customer.ownerAgentId
+            ? `${reply.text}\n— ${author.name}`
+            : reply.text;
         await outbox.sendToCustomer(customerId, {
           key: `slack:${event.channel}:${event.ts}`,
           origin: 'agent',
-          text: reply.text,
+          text: attributed,
           via: reply.via,
           slack: ref,
           agentSlackUserId: event.user,

@@ -268,6 +268,17 @@ describe('away owners and deactivation', () => {
     expect(back.text).toMatch(/Welcome back, Alex\. While you were away: \d+ customer messages?/);
   });
 
+  it("sends a covering teammate's reply in the owner's thread under the teammate's name, and ownership stays", async () => {
+    const card = w.slack.messages(ALEX.inboxChannelId).find((m) => m.metadata?.event_type === 'rapport_card')!;
+    await w.agentReply(ALEX.inboxChannelId, card.ts, SAM.slackUserId, 'Alex is out, I can help');
+    const sent = await eventually(
+      async () => w.twilio.messages().filter((m) => m.to === '+14155550402' && (m.body ?? '').startsWith('Alex is out')),
+      (m) => m.length === 1,
+    );
+    expect(sent[0]?.body).toBe('Alex is out, I can help\n— Sam');
+    expect(await w.t.app.models.Customer.countDocuments({ ownerAgentId: alexId })).toBeGreaterThan(0);
+  });
+
   it('hands every customer of a deactivated agent to another agent and tells each customer', async () => {
     const res = await w.admin('PATCH', `/agents/${alexId}`, { active: false });
     expect(res.status).toBe(200);
