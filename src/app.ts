@@ -40,6 +40,14 @@ import { createMessengerSender } from './channels/messenger/send';
 import { slackRoutes } from './http/slack';
 import { adminAuth } from './http/admin-auth';
 import { agentAdminRoutes } from './http/admin-agents';
+import { dlqRoutes } from './http/admin-dlq';
+import { queueDashboard } from './http/admin-queues';
+import { observeJobDurations, registerChannelMetrics, registerQueueMetrics } from './queue/queue-metrics';
+import { createErasureService, optOutMarkerKey } from './privacy/erase';
+import { startRetention, type Retention } from './privacy/retention';
+import { privacyRoutes } from './http/admin-privacy';
+import { adminRateLimit } from './http/admin-rate-limit';
+import { adminAudit } from './http/admin-audit';
 import { customerAdminRoutes } from './http/admin-customers';
 import { createMergeService } from './identity/merge';
 import { createClaimService } from './identity/claims';
@@ -90,16 +98,28 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     log.child({ component: 'queue' }),
   );
   const intake = createIntake({ queue: queues[QueueName.inbound], redis, prefix: config.queuePrefix });
+  registerQueueMetrics(metrics.registry, queues);
+  registerChannelMetrics(metrics.registry, { channels: channelStates(config), intake });
   const mongo = connectMongo(config.mongodbUri, log.child({ component: 'mongo' }));
   // Registered before the connection opens, so their (correctness-carrying) unique indexes are built.
   const models = { ...registerIdentityModels(mongo.connection), ...registerRouterModels(mongo.connection) };
   const identityStore = createIdentityStore(models, { defaultRegion: config.defaultRegion });
   const identity = createInboundProcessor({ store: identityStore, log: log.child({ component: 'inbound' }) });
 
-  const slack = config.slack ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl }) : undefined;
+  const slack = config.slack
+    ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
+    : undefined;
   const merges = createMergeService(models);
   const claims = createClaimService({ models, merges });
   const claimsBridge = createClaimsBridge(claims, models, config.defaultRegion);
+  const erasures = createErasureService({
+    models,
+    slack,
+    redis,
+    prefix: config.queuePrefix,
+    markerKey: optOutMarkerKey(config.adminToken),
+    log: log.child({ component: 'erasure' }),
+  });
   const senders = buildSenders(config);
   const whatsappWeb = config.whatsappWeb.enabled
     ? createWhatsAppWebChannel({
@@ -111,7 +131,10 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
         mongoConnection: mongo.connection,
         log: log.child({ component: 'whatsapp-web' }),
         registry: metrics.registry,
-        notify: slack && config.slack?.escalationChannel ? notifier(slack, config.slack.escalationChannel) : undefined,
+        notify:
+          slack && config.slack?.escalationChannel
+            ? notifier(slack, config.slack.escalationChannel)
+            : undefined,
       })
     : undefined;
   // Any process can send through the session: the sender queues the job for the session holder.
@@ -128,6 +151,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     senders,
     claims: claimsBridge,
     link: claimsBridge,
+    isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
     log,
     metrics,
   });
@@ -161,50 +185,73 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       ],
     }),
   );
-  const webhookLog = log.child({ component: 'webhooks' });
-  for (const { path, adapter } of buildWebhookAdapters(config)) {
-    http.use(
-      webhookRoute({ path, adapter, intake, metrics, log: webhookLog, maxBytes: config.webhookMaxBytes }),
-    );
-  }
-  if (config.slack) {
-    http.use(
-      slackRoutes({
-        signingSecret: config.slack.signingSecret,
-        agentEvents: queues[QueueName.agentEvents],
-        redis,
-        prefix: config.queuePrefix,
-        commands: router.commands,
-        log: log.child({ component: 'slack' }),
-        metrics,
-        maxBytes: config.webhookMaxBytes,
+  // Worker and whatsapp-web processes serve only health and metrics; api and all serve traffic.
+  if (role === 'api' || role === 'all') {
+    const webhookLog = log.child({ component: 'webhooks' });
+    for (const { path, adapter } of buildWebhookAdapters(config)) {
+      http.use(
+        webhookRoute({ path, adapter, intake, metrics, log: webhookLog, maxBytes: config.webhookMaxBytes }),
+      );
+    }
+    if (config.slack) {
+      http.use(
+        slackRoutes({
+          signingSecret: config.slack.signingSecret,
+          agentEvents: queues[QueueName.agentEvents],
+          redis,
+          prefix: config.queuePrefix,
+          commands: router.commands,
+          log: log.child({ component: 'slack' }),
+          metrics,
+          maxBytes: config.webhookMaxBytes,
+        }),
+      );
+    }
+    // The queue dashboard checks the admin token itself (bearer, or Basic with the token as password).
+    http.use(queueDashboard({ queues, adminToken: config.adminToken, basePath: '/admin/queues' }));
+    const api = express.Router();
+    // Rate limit before auth, so token guessing is limited too; every admin call is audited (ids only).
+    api.use(adminRateLimit({ redis, prefix: config.queuePrefix, perMinute: 600, log }));
+    api.use(adminAudit({ log: log.child({ component: 'admin' }) }));
+    api.use(adminAuth(config.adminToken));
+    api.use(express.json({ limit: '1mb' }));
+    api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
+    api.use(dlqRoutes({ queues }));
+    // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
+    api.use(privacyRoutes({ models, erasures, log: log.child({ component: 'admin' }) }));
+    api.use(
+      customerAdminRoutes({
+        models,
+        merges,
+        claims,
+        defaultRegion: config.defaultRegion,
+        onMerged: (result) => router.onMerged(mergeOutcome(result)),
       }),
     );
+    http.use('/api', api);
   }
-  const api = express.Router();
-  api.use(adminAuth(config.adminToken));
-  api.use(express.json({ limit: '1mb' }));
-  api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
-  api.use(
-    customerAdminRoutes({
-      models,
-      merges,
-      claims,
-      defaultRegion: config.defaultRegion,
-      onMerged: (result) => router.onMerged(mergeOutcome(result)),
-    }),
-  );
-  http.use('/api', api);
   http.use(notFound());
   http.use(errorHandler(log.child({ component: 'http' })));
 
   const workers: Worker[] = [];
   if (runsSession && whatsappWeb) {
     // The session needs the database (its auth store); start it once MongoDB is there.
-    void mongo.ready.then(() => whatsappWeb.start()).catch((err: unknown) => log.error({ err }, 'whatsapp-web failed to start'));
+    void mongo.ready
+      .then(() => whatsappWeb.start())
+      .catch((err: unknown) => log.error({ err }, 'whatsapp-web failed to start'));
   }
   let resumeTimer: NodeJS.Timeout | undefined;
+  let retention: Retention | undefined;
   if (role !== 'api' && role !== 'whatsapp-web') {
+    retention = startRetention({
+      config,
+      models,
+      redisUrl: config.redisUrl,
+      prefix: config.queuePrefix,
+      registry: metrics.registry,
+      log: log.child({ component: 'retention' }),
+      erasures,
+    });
     // Merges left half-done by a crash are finished by whichever worker finds them.
     resumeTimer = setInterval(() => {
       merges.resumeMerges().catch((err: unknown) => log.warn({ err }, 'resuming merges failed'));
@@ -258,6 +305,8 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     }
   }
 
+  for (const worker of workers) observeJobDurations(worker, metrics.jobDuration);
+
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
 
@@ -295,6 +344,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
           }
           clearInterval(resumeTimer);
           await Promise.all(workers.map((w) => w.close()));
+          await retention?.close();
           await whatsappWeb?.stop();
           await closeQueues(queues);
           await mongo.close();
@@ -343,7 +393,8 @@ function buildSenders(config: Readonly<Config>): Senders {
 /** Posts operator alerts (WhatsApp Web QR codes, repeated failures) to the escalation channel. */
 function notifier(slack: SlackClient, channel: string) {
   return async (text: string, image?: { filename: string; data: Buffer }) => {
-    if (image) await slack.uploadFile({ channel, filename: image.filename, data: image.data, initialComment: text });
+    if (image)
+      await slack.uploadFile({ channel, filename: image.filename, data: image.data, initialComment: text });
     else await slack.postMessage({ channel, text });
   };
 }

@@ -137,6 +137,8 @@ const envSchema = z.object({
   MESSENGER_HUMAN_AGENT: boolFromEnv.default(false),
   WHATSAPP_WEB_ENABLED: boolFromEnv.default(false),
   CHROMIUM_PATH: z.string().trim().default('/usr/bin/chromium'),
+  /** Message bodies older than this many days are blanked by the retention job; 0 = keep forever. */
+  MESSAGE_RETENTION_DAYS: intFromEnv(0, 36_500).default(0),
 });
 
 type Env = z.output<typeof envSchema>;
@@ -188,6 +190,8 @@ export interface Config {
   whatsappWeb: { enabled: boolean; chromiumPath: string };
   inboundPartitions: number;
   router: RouterConfig;
+  /** MESSAGE_RETENTION_DAYS; `messageDays` absent = keep message bodies forever. */
+  retention: { messageDays?: number };
 }
 
 export interface RouterConfig {
@@ -320,6 +324,7 @@ function crossCheck(env: Env, problems: string[]): Config {
     slack,
     whatsappWeb: { enabled: env.WHATSAPP_WEB_ENABLED, chromiumPath: env.CHROMIUM_PATH },
     inboundPartitions: env.INBOUND_PARTITIONS,
+    retention: env.MESSAGE_RETENTION_DAYS > 0 ? { messageDays: env.MESSAGE_RETENTION_DAYS } : {},
     router: {
       slaFirstResponseMs: env.SLA_FIRST_RESPONSE,
       slaEscalateMs: env.SLA_ESCALATE,

@@ -65,11 +65,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       { port },
       `SANDBOX MODE: Twilio, Meta and Slack are emulated in this process on 127.0.0.1; nothing leaves this machine. Open http://localhost:${port}/sandbox`,
     );
-  } else if (role !== 'worker') {
-    const port = await app.listen(config.port);
-    log.info({ port, role }, 'rapport listening');
   } else {
-    log.info({ role }, 'rapport worker started');
+    // Every role listens: worker and whatsapp-web processes serve /healthz, /readyz and /metrics.
+    const port = await app.listen(config.port);
+    log.info({ port, role }, role === 'api' || role === 'all' ? 'rapport listening' : 'rapport started (health and metrics only)');
   }
 
   let stopping = false;

@@ -14,6 +14,10 @@ export interface Metrics {
   sends: Counter<'channel' | 'provider' | 'outcome'>;
   slaBreaches: Counter<'kind'>;
   slackRateLimited: Counter;
+  /** How long jobs ran (processedOn → finishedOn), completed or failed; see queue/queue-metrics.ts. */
+  jobDuration: Histogram<'queue'>;
+  /** Slack and channel-provider call failures by provider and reason (rate_limited, server_error, …). */
+  providerErrors: Counter<'provider' | 'reason'>;
 }
 
 export function createMetrics(): Metrics {
@@ -67,6 +71,19 @@ export function createMetrics(): Metrics {
     slackRateLimited: new Counter({
       name: 'rapport_slack_rate_limited_total',
       help: 'Slack calls answered 429 (the channel is paused for Retry-After)',
+      registers: [registry],
+    }),
+    jobDuration: new Histogram({
+      name: 'rapport_job_duration_seconds',
+      help: 'Queue job run time (processedOn to finishedOn) by queue, completed and failed alike',
+      labelNames: ['queue'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    providerErrors: new Counter({
+      name: 'rapport_provider_errors_total',
+      help: 'Failed calls to Slack and the channel providers (twilio, whatsapp-cloud, messenger, whatsapp-web) by reason',
+      labelNames: ['provider', 'reason'],
       registers: [registry],
     }),
   };

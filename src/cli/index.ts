@@ -6,12 +6,20 @@
 import { buildApp, type RapportApp } from '../app';
 import { loadConfig, type Config } from '../config';
 import { agentsCommand } from './agents';
+import { customersCommand } from './customers';
+import { dlqCommand } from './dlq';
+import { doctorCommand, runDoctorCli } from './doctor';
 import type { CliCommand, CliContext } from './types';
 
 export type { CliCommand, CliContext } from './types';
 
 /** Every command, by name. Add new ones here. */
-const commands = new Map<string, CliCommand>([['agents', agentsCommand]]);
+const commands = new Map<string, CliCommand>([
+  ['agents', agentsCommand],
+  ['dlq', dlqCommand],
+  ['customers', customersCommand],
+  ['doctor', doctorCommand],
+]);
 
 export function isCliCommand(name: string | undefined): boolean {
   return name !== undefined && (commands.has(name) || name === 'help' || name === '--help');
@@ -30,6 +38,8 @@ export async function runCli(argv: string[], io = { out: (l: string) => process.
     io.err(`Unknown command "${name}". Run \`rapport help\`.`);
     return 2;
   }
+  // doctor reports an invalid configuration instead of failing on it, so it runs before loadConfig.
+  if (name === 'doctor') return runDoctorCli(rest, io);
   const json = rest.includes('--json');
   const args = rest.filter((a) => a !== '--json');
   const config = loadConfig();

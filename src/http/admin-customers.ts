@@ -39,12 +39,12 @@ export interface CustomerAdminOptions {
   onUnmerged?: (result: MergeResult) => Promise<void>;
 }
 
-const mergeBody = z.strictObject({
+export const mergeBody = z.strictObject({
   otherId: z.string().min(1, 'required'),
   survivorId: z.string().min(1).optional(),
 });
 
-const identityBody = z
+export const identityBody = z
   .strictObject({
     phone: z.string().min(1).max(64).optional(),
     email: z.string().min(3).max(254).optional(),

@@ -38,6 +38,8 @@ export interface DeliveryOptions {
   messengerHumanAgent: boolean;
   /** Attempts on retryable provider errors before the agent is told it failed. @defaultValue 5 */
   maxAttempts?: number;
+  /** True when an erased customer had opted out of this identity and channel. */
+  isErasedOptOut?: (identityKey: string, channel: Channel) => Promise<boolean>;
   /** Approved templates for closed WhatsApp windows. */
   templates?: { twilioContentSid?: string; cloudName?: string };
   /** Reactions on the agent's Slack message. */
@@ -120,7 +122,9 @@ export function createDelivery(o: DeliveryOptions) {
     const sender = provider ? senders[provider] : undefined;
     if (!provider || !sender) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
     const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
-    if (optOut?.optedOut && send.origin !== 'claim_code') {
+    // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase.ts).
+    const erasedOptOut = !optOut && (await o.isErasedOptOut?.(identity.key, channel));
+    if ((optOut?.optedOut || erasedOptOut) && send.origin !== 'claim_code') {
       return { failure: { reason: 'opted_out', message: explainFailure('opted_out') } };
     }
     const to = identity.kind === 'psid' ? (identity.value.split(':')[1] ?? '') : identity.value;

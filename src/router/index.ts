@@ -33,6 +33,7 @@ export interface RouterOptions {
   senders: Senders;
   claims?: ClaimsPort;
   link?: LinkPort;
+  isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   log: Logger;
   metrics: Metrics;
 }
@@ -103,9 +104,13 @@ export function createRouter(o: RouterOptions) {
     log: log.child({ component: 'to-customer' }),
     messengerHumanAgent: o.config.messengerHumanAgent,
     templates: o.config.whatsappTemplate,
+    isErasedOptOut: o.isErasedOptOut,
     react,
     onSent: (channel, provider) => metrics.sends.inc({ channel, provider, outcome: 'sent' }),
-    onFailed: (reason) => metrics.sends.inc({ channel: '', provider: '', outcome: reason }),
+    onFailed: (reason) => {
+      metrics.sends.inc({ channel: '', provider: '', outcome: reason });
+      metrics.providerErrors.inc({ provider: 'any', reason });
+    },
   });
 
   const inbound = createInboundRouter({
