@@ -41,6 +41,7 @@ import { slackRoutes } from './http/slack';
 import { adminAuth } from './http/admin-auth';
 import { agentAdminRoutes } from './http/admin-agents';
 import { dlqRoutes } from './http/admin-dlq';
+import { openApiRoute } from './http/openapi';
 import { queueDashboard } from './http/admin-queues';
 import { observeJobDurations, registerChannelMetrics, registerQueueMetrics } from './queue/queue-metrics';
 import { createErasureService, optOutMarkerKey } from './privacy/erase';
@@ -215,6 +216,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     api.use(adminAudit({ log: log.child({ component: 'admin' }) }));
     api.use(adminAuth(config.adminToken));
     api.use(express.json({ limit: '1mb' }));
+    api.use(openApiRoute());
     api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
     api.use(dlqRoutes({ queues }));
     // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).

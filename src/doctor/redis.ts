@@ -1,0 +1,146 @@
+/**
+ * Redis as BullMQ needs it: reachable, version 5.0.0+ (6.2.0+ recommended), `maxmemory-policy
+ * noeviction` (eviction silently drops queued jobs) and AOF persistence (a restart keeps what was
+ * queued). Read from `INFO`, which managed Redis services allow even when they rename `CONFIG`.
+ */
+import { Redis } from 'ioredis';
+import { withTimeout } from '../storage/mongo';
+import { messageOf, redactUrl, type DoctorCheck } from './types';
+
+/** `INFO` text → field map (`redis_version` → `7.0.15`, …). */
+export function parseRedisInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    if (line === '' || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    if (colon > 0) out[line.slice(0, colon)] = line.slice(colon + 1).trim();
+  }
+  return out;
+}
+
+/** -1, 0 or 1, comparing dotted versions numerically (`6.2.0` vs `7.0.15`). */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map((n) => Number.parseInt(n, 10) || 0);
+  const pb = b.split('.').map((n) => Number.parseInt(n, 10) || 0);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+/** The checks `INFO` answers (pure). */
+export function redisInfoChecks(info: Record<string, string>, url: string): DoctorCheck[] {
+  const version = info.redis_version ?? 'unknown';
+  const checks: DoctorCheck[] = [];
+  const where = redactUrl(url);
+  if (version !== 'unknown' && compareVersions(version, '5.0.0') < 0) {
+    checks.push({
+      id: 'redis.version',
+      section: 'services',
+      status: 'fail',
+      title: 'Redis',
+      detail: `version ${version} at ${where}; BullMQ needs 5.0.0 or later`,
+      fix: 'Upgrade Redis to 6.2 or later (7.x recommended).',
+    });
+  } else if (version !== 'unknown' && compareVersions(version, '6.2.0') < 0) {
+    checks.push({
+      id: 'redis.version',
+      section: 'services',
+      status: 'warn',
+      title: 'Redis',
+      detail: `version ${version} at ${where}; BullMQ recommends 6.2.0 or later`,
+      fix: 'Upgrade Redis to 6.2 or later when you can.',
+    });
+  } else {
+    checks.push({
+      id: 'redis.version',
+      section: 'services',
+      status: 'ok',
+      title: 'Redis',
+      detail: `reachable, version ${version} at ${where}`,
+    });
+  }
+
+  const policy = info.maxmemory_policy;
+  checks.push(
+    policy === 'noeviction'
+      ? {
+          id: 'redis.maxmemory-policy',
+          section: 'services',
+          status: 'ok',
+          title: 'Redis maxmemory-policy',
+          detail: 'noeviction',
+        }
+      : {
+          id: 'redis.maxmemory-policy',
+          section: 'services',
+          status: 'warn',
+          title: 'Redis maxmemory-policy',
+          detail:
+            policy === undefined
+              ? 'not reported by INFO'
+              : `${policy}: under memory pressure Redis may evict queued messages`,
+          fix: 'Set `maxmemory-policy noeviction` in redis.conf (or `CONFIG SET maxmemory-policy noeviction` then `CONFIG REWRITE`).',
+        },
+  );
+
+  const aof = info.aof_enabled;
+  checks.push(
+    aof === '1'
+      ? {
+          id: 'redis.aof',
+          section: 'services',
+          status: 'ok',
+          title: 'Redis persistence',
+          detail: 'appendonly yes (AOF)',
+        }
+      : {
+          id: 'redis.aof',
+          section: 'services',
+          status: 'warn',
+          title: 'Redis persistence',
+          detail:
+            aof === undefined
+              ? 'AOF state not reported by INFO'
+              : 'appendonly no: a Redis restart loses messages queued since the last snapshot',
+          fix: 'Set `appendonly yes` in redis.conf (or `CONFIG SET appendonly yes` then `CONFIG REWRITE`).',
+        },
+  );
+  return checks;
+}
+
+/** Connects once (no retries), reads `INFO`, disconnects. A connection failure is one failed check. */
+export async function checkRedis(url: string, timeoutMs: number): Promise<DoctorCheck[]> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
+  // connect() rejects with a bare "Connection is closed"; the cause (ECONNREFUSED, …) comes as an event.
+  let lastError: unknown;
+  redis.on('error', (err: unknown) => {
+    lastError = err;
+  });
+  try {
+    await withTimeout(redis.connect(), timeoutMs, `no answer within ${timeoutMs} ms`);
+    const info = parseRedisInfo(await withTimeout(redis.info(), timeoutMs, `INFO took over ${timeoutMs} ms`));
+    return redisInfoChecks(info, url);
+  } catch (err) {
+    return [
+      {
+        id: 'redis.reachable',
+        section: 'services',
+        status: 'fail',
+        title: 'Redis',
+        detail: `cannot reach ${redactUrl(url)}: ${messageOf(lastError ?? err)}`,
+        fix: 'Start Redis or correct REDIS_URL (`npm run services` starts one on this machine; `docker compose up redis` another).',
+      },
+    ];
+  } finally {
+    // On a connection that already ended, disconnect() would hold the process for 2 s (a stream timer).
+    if (redis.status !== 'end') redis.disconnect();
+  }
+}
