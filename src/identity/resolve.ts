@@ -170,7 +170,13 @@ export function createIdentityStore(
             source: message.provider,
           },
           $set: {
-            [`lastAddress.${message.provider}`]: { raw: rawAddress(message.from), to: message.to, at },
+            // When WE received it, not the provider's timestamp: providers stamp whole seconds (or
+            // nothing), and "which app did they use last" must not flip within a second.
+            [`lastAddress.${message.provider}`]: {
+              raw: rawAddress(message.from),
+              to: message.to,
+              at: toDate(message.receivedAt) ?? at,
+            },
           },
           $max: { [`lastInboundAt.${message.channel}`]: at },
         },
