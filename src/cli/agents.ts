@@ -3,7 +3,9 @@
  *   rapport agents add --slack U123 --name Alex --channel C123 [--capacity 50] [--backup <agentId>]
  *   rapport agents list [--json]
  *   rapport agents update <agentId> [--name …] [--channel …] [--capacity N] [--status available|away|offline] [--active false]
+ *   rapport agents import <file.csv>   header: slackUserId,name,inboxChannelId[,capacity]; progress on stderr
  */
+import { readFileSync } from 'node:fs';
 import type { CliCommand } from './types';
 
 function flags(args: string[]): { positional: string[]; values: Record<string, string> } {
@@ -37,7 +39,8 @@ async function call(ctx: Parameters<CliCommand['run']>[1], method: string, path:
 
 export const agentsCommand: CliCommand = {
   summary: 'add, list and update agents (same as /api/agents)',
-  usage: 'rapport agents add --slack U… --name … --channel C… [--capacity N] [--backup id] | list | update <id> [--status …] [--active false]',
+  usage:
+    'rapport agents add --slack U… --name … --channel C… [--capacity N] [--backup id] | list | update <id> [--status …] [--active false] | import <file.csv>',
   async run(args, ctx) {
     const [sub, ...rest] = args;
     const { positional, values } = flags(rest);
@@ -51,6 +54,8 @@ export const agentsCommand: CliCommand = {
         ...(values.capacity ? { capacity: Number(values.capacity) } : {}),
         ...(values.backup ? { backupAgentId: values.backup } : {}),
       });
+    } else if (sub === 'import' && positional[0]) {
+      return importCsv(positional[0], ctx);
     } else if (sub === 'update' && positional[0]) {
       const patch: Record<string, unknown> = {};
       if (values.name) patch.name = values.name;
@@ -78,3 +83,45 @@ export const agentsCommand: CliCommand = {
     return 0;
   },
 };
+
+/** Parses a simple CSV (no quoted commas): a header row, then one agent per row. */
+export function parseAgentsCsv(text: string): { rows: Record<string, string>[]; problems: string[] } {
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+  const header = (lines.shift() ?? '').split(',').map((h) => h.trim());
+  const problems: string[] = [];
+  for (const required of ['slackUserId', 'name', 'inboxChannelId']) {
+    if (!header.includes(required)) problems.push(`the header has no ${required} column`);
+  }
+  const rows = lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [header[i] ?? `col${i}`, v.trim()])));
+  return { rows, problems };
+}
+
+async function importCsv(file: string, ctx: Parameters<CliCommand['run']>[1]): Promise<number> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    ctx.err(`Cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    return 2;
+  }
+  const { rows, problems } = parseAgentsCsv(text);
+  if (problems.length > 0) {
+    ctx.err(`${file}: ${problems.join('; ')}`);
+    return 2;
+  }
+  let added = 0;
+  const failed: string[] = [];
+  for (const [i, row] of rows.entries()) {
+    const res = await call(ctx, 'POST', '/agents', {
+      slackUserId: row.slackUserId,
+      name: row.name,
+      inboxChannelId: row.inboxChannelId,
+      ...(row.capacity ? { capacity: Number(row.capacity) } : {}),
+    });
+    if (res.status === 201) added++;
+    else failed.push(`line ${i + 2}: ${(res.body.error as { message?: string } | undefined)?.message ?? res.status}`);
+    ctx.err(`[${i + 1}/${rows.length}] ${res.status === 201 ? 'added' : 'failed'} ${row.name ?? ''}`);
+  }
+  ctx.out(`Imported ${added} of ${rows.length} agents.${failed.length ? `\n${failed.join('\n')}` : ''}`);
+  return failed.length > 0 ? 1 : 0;
+}

@@ -1,0 +1,49 @@
+/**
+ * `rapport agents …` as an operator runs it: in-process, against the real Redis and database, with
+ * the same validation and side effects as the admin API.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mongoose from 'mongoose';
+import { runCli } from '../../src/cli';
+import { testEnv } from '../helpers/env';
+
+describe('rapport agents', () => {
+  const env = testEnv({ LOG_LEVEL: 'silent' });
+  const saved = { ...process.env };
+  beforeAll(() => Object.assign(process.env, env));
+  afterAll(async () => {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+    const conn = await mongoose.createConnection(env.MONGODB_URI!).asPromise();
+    await conn.dropDatabase();
+    await conn.close();
+  });
+
+  async function run(...argv: string[]) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runCli(argv, { out: (l: string) => out.push(l) > 0, err: (l: string) => err.push(l) > 0 });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  }
+
+  it('adds, lists, imports from CSV with progress, and explains a bad row', async () => {
+    const added = await run('agents', 'add', '--slack', 'U0CLI1', '--name', 'Cleo', '--channel', 'C0CLI1');
+    expect(added.code).toBe(0);
+    expect(added.out).toMatch(/Added agent [0-9a-f]{24} \(Cleo\)/);
+
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rapport-cli-'));
+    const csv = path.join(dir, 'agents.csv');
+    writeFileSync(csv, 'slackUserId,name,inboxChannelId,capacity\nU0CLI2,Dev,C0CLI2,20\nU0CLI3,Eve,C0CLI3,\nbad,Nope,C0CLI4,\n');
+    const imported = await run('agents', 'import', csv);
+    expect(imported.code).toBe(1);
+    expect(imported.out).toContain('Imported 2 of 3 agents.');
+    expect(imported.out).toMatch(/line 4: .*slackUserId/);
+    expect(imported.err).toContain('[3/3] failed Nope');
+
+    const listed = await run('agents', 'list', '--json');
+    const names = (JSON.parse(listed.out) as { agents: { name: string }[] }).agents.map((a) => a.name);
+    expect(names).toEqual(['Cleo', 'Dev', 'Eve']);
+  });
+});
