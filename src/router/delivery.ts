@@ -83,7 +83,8 @@ export function createDelivery(o: DeliveryOptions) {
       { customerId: identity.customerId, identityKey: identity.key, direction: 'in', channel, provider: { $in: usable } },
       { provider: 1 },
     )
-      .sort({ sentAt: -1 })
+      // Our receive time, not the provider's: Meta stamps whole seconds, Twilio nothing at all.
+      .sort({ receivedAt: -1, sentAt: -1 })
       .lean<{ provider: Provider }>();
     if (latest) return latest.provider;
     const used = usable

@@ -319,7 +319,15 @@ function applyJson(json: unknown, m: StructuralMutation): unknown {
   return json;
 }
 
-const stringify = (v: unknown): string => (typeof v === 'string' ? v : (JSON.stringify(v) ?? ''));
+/** JSON text of a generated value; a mutation that made it cyclic becomes plain text instead. */
+const stringify = (v: unknown): string => {
+  if (typeof v === 'string') return v;
+  try {
+    return JSON.stringify(v) ?? '';
+  } catch {
+    return String(v);
+  }
+};
 
 function applyForm(entries: [string, string][], m: StructuralMutation): [string, string][] {
   if (m.kind === 'random-json') return [[stringify(m.value), stringify(m.value)]];
