@@ -14,7 +14,7 @@ let client: SlackClient;
 
 beforeAll(async () => {
   slack = await startSlackEmulator();
-  client = createSlackClient({ token: slack.token, apiUrl: slack.url, timeoutMs: 2_000 });
+  client = createSlackClient({ token: slack.token, apiUrl: slack.url, timeoutMs: 15_000 });
 });
 
 afterEach(() => slack.reset());
@@ -112,7 +112,10 @@ describe('SlackClient against the Slack emulator', () => {
         text: `m${i}`,
         metadata: { eventType: 'rapport_inbound', payload: { key: `k${i}` } },
       });
-    await Promise.all(Array.from({ length: 249 }, (_, i) => post(i)));
+    // In batches: 249 calls at once can outlast the client's timeout on a busy 2-core machine.
+    for (let batch = 0; batch < 249; batch += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, 249 - batch) }, (_, i) => post(batch + i)));
+    }
     await post(249);
     await expect(client.findInThread(CHANNEL, threadTs, 'rapport_inbound', 'key', 'k249')).resolves.toBe(
       slack.thread(CHANNEL, threadTs).at(-1)?.ts,
