@@ -68,7 +68,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   } else {
     // Every role listens: worker and whatsapp-web processes serve /healthz, /readyz and /metrics.
     const port = await app.listen(config.port);
-    log.info({ port, role }, role === 'api' || role === 'all' ? 'rapport listening' : 'rapport started (health and metrics only)');
+    log.info(
+      { port, role },
+      role === 'api' || role === 'all' ? 'rapport listening' : 'rapport started (health and metrics only)',
+    );
   }
 
   let stopping = false;

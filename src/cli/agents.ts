@@ -76,10 +76,26 @@ export const agentsCommand: CliCommand = {
     }
     if (ctx.json) ctx.out(JSON.stringify(res.body, null, 2));
     else if (sub === 'list') {
-      const agents = (res.body.agents ?? []) as { id: string; name: string; slackUserId: string; inboxChannelId: string; status: string; active: boolean; openCustomers: number; capacity: number }[];
-      for (const a of agents) ctx.out(`${a.id}  ${a.name.padEnd(16)} ${a.slackUserId.padEnd(12)} ${a.inboxChannelId.padEnd(12)} ${a.active ? a.status : 'inactive'}  ${a.openCustomers}/${a.capacity} open`);
-      if (agents.length === 0) ctx.out('No agents yet. Add one: rapport agents add --slack U… --name … --channel C…');
-    } else ctx.out(`${sub === 'add' ? 'Added' : 'Updated'} agent ${String(res.body.id)} (${String(res.body.name)}).`);
+      const agents = (res.body.agents ?? []) as {
+        id: string;
+        name: string;
+        slackUserId: string;
+        inboxChannelId: string;
+        status: string;
+        active: boolean;
+        openCustomers: number;
+        capacity: number;
+      }[];
+      for (const a of agents)
+        ctx.out(
+          `${a.id}  ${a.name.padEnd(16)} ${a.slackUserId.padEnd(12)} ${a.inboxChannelId.padEnd(12)} ${a.active ? a.status : 'inactive'}  ${a.openCustomers}/${a.capacity} open`,
+        );
+      if (agents.length === 0)
+        ctx.out('No agents yet. Add one: rapport agents add --slack U… --name … --channel C…');
+    } else
+      ctx.out(
+        `${sub === 'add' ? 'Added' : 'Updated'} agent ${String(res.body.id)} (${String(res.body.name)}).`,
+      );
     return 0;
   },
 };
@@ -92,7 +108,9 @@ export function parseAgentsCsv(text: string): { rows: Record<string, string>[]; 
   for (const required of ['slackUserId', 'name', 'inboxChannelId']) {
     if (!header.includes(required)) problems.push(`the header has no ${required} column`);
   }
-  const rows = lines.map((line) => Object.fromEntries(line.split(',').map((v, i) => [header[i] ?? `col${i}`, v.trim()])));
+  const rows = lines.map((line) =>
+    Object.fromEntries(line.split(',').map((v, i) => [header[i] ?? `col${i}`, v.trim()])),
+  );
   return { rows, problems };
 }
 
@@ -119,7 +137,10 @@ async function importCsv(file: string, ctx: Parameters<CliCommand['run']>[1]): P
       ...(row.capacity ? { capacity: Number(row.capacity) } : {}),
     });
     if (res.status === 201) added++;
-    else failed.push(`line ${i + 2}: ${(res.body.error as { message?: string } | undefined)?.message ?? res.status}`);
+    else
+      failed.push(
+        `line ${i + 2}: ${(res.body.error as { message?: string } | undefined)?.message ?? res.status}`,
+      );
     ctx.err(`[${i + 1}/${rows.length}] ${res.status === 201 ? 'added' : 'failed'} ${row.name ?? ''}`);
   }
   ctx.out(`Imported ${added} of ${rows.length} agents.${failed.length ? `\n${failed.join('\n')}` : ''}`);

@@ -46,10 +46,15 @@ async function runExport(id: string, out: string | undefined, ctx: CliContext): 
     },
   });
   const json = JSON.stringify(data, null, 2);
-  app.log.info({ actor: actor(), action: 'customer.export', customerId: data.customer.id }, 'customer exported');
+  app.log.info(
+    { actor: actor(), action: 'customer.export', customerId: data.customer.id },
+    'customer exported',
+  );
   if (out) {
     await writeFile(out, json, { mode: 0o600 });
-    ctx.err(`Exported customer ${data.customer.id}: ${data.identities.length} identities, ${data.messages.length} messages → ${out}`);
+    ctx.err(
+      `Exported customer ${data.customer.id}: ${data.identities.length} identities, ${data.messages.length} messages → ${out}`,
+    );
   } else ctx.out(json);
   return 0;
 }
@@ -68,18 +73,26 @@ async function runErase(id: string, ctx: CliContext): Promise<number> {
   });
   const who = actor();
   const erasure = await erasures.erase(id, who);
-  app.log.info({ actor: who, action: 'customer.erase', customerId: id, erasureId: erasure.id, status: erasure.status }, 'customer erase');
+  app.log.info(
+    { actor: who, action: 'customer.erase', customerId: id, erasureId: erasure.id, status: erasure.status },
+    'customer erase',
+  );
   if (ctx.json) ctx.out(JSON.stringify({ erasure }, null, 2));
   else {
     const c = erasure.counts;
     ctx.out(
       `${erasure.status === 'done' ? 'Erased' : 'Erasing'} customer ${id} (erasure ${erasure.id}): ${c.customers} customer record(s), ` +
         `${c.identities} identities, ${c.messages} messages blanked, ${c.slackDeleted} Slack messages deleted` +
-        (c.slackHumanRemaining ? `, ${c.slackHumanRemaining} agent replies left in Slack (a notice is in each thread)` : '') +
+        (c.slackHumanRemaining
+          ? `, ${c.slackHumanRemaining} agent replies left in Slack (a notice is in each thread)`
+          : '') +
         (erasure.slackSkipped ? ` (Slack: ${erasure.slackSkipped})` : '') +
         '.',
     );
-    if (erasure.status !== 'done') ctx.out(`Still to do: ${erasure.pending.join(', ')}. The worker finishes it, or run this command again.`);
+    if (erasure.status !== 'done')
+      ctx.out(
+        `Still to do: ${erasure.pending.join(', ')}. The worker finishes it, or run this command again.`,
+      );
   }
   return 0;
 }
@@ -96,7 +109,9 @@ export const customersCommand: CliCommand = {
       return 2;
     }
     if (sub === 'erase' && values.yes !== 'true') {
-      ctx.err(`This permanently erases customer ${id}'s data (and Rapport's messages about them in Slack). Add --yes to confirm.`);
+      ctx.err(
+        `This permanently erases customer ${id}'s data (and Rapport's messages about them in Slack). Add --yes to confirm.`,
+      );
       return 2;
     }
     try {

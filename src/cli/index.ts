@@ -25,7 +25,13 @@ export function isCliCommand(name: string | undefined): boolean {
   return name !== undefined && (commands.has(name) || name === 'help' || name === '--help');
 }
 
-export async function runCli(argv: string[], io = { out: (l: string) => process.stdout.write(`${l}\n`), err: (l: string) => process.stderr.write(`${l}\n`) }): Promise<number> {
+export async function runCli(
+  argv: string[],
+  io = {
+    out: (l: string) => process.stdout.write(`${l}\n`),
+    err: (l: string) => process.stderr.write(`${l}\n`),
+  },
+): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help') {
     io.out('Usage: rapport [api|worker|whatsapp-web|all]   run Rapport (default: all)');

@@ -17,4 +17,3 @@ export interface CliCommand {
   /** Returns the process exit code. */
   run(args: string[], ctx: CliContext): Promise<number>;
 }
-

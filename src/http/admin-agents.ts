@@ -11,14 +11,21 @@ import type { Agent, RouterModels } from '../router/models';
 import type { Router as RapportRouter } from '../router';
 import type { Customer, IdentityModels } from '../identity/models';
 
-const slackId = (prefix: string) => z.string().trim().regex(new RegExp(`^${prefix}[A-Z0-9]{2,}$`), `must be a Slack id starting with ${prefix}`);
+const slackId = (prefix: string) =>
+  z
+    .string()
+    .trim()
+    .regex(new RegExp(`^${prefix}[A-Z0-9]{2,}$`), `must be a Slack id starting with ${prefix}`);
 
 export const createAgentSchema = z.object({
   slackUserId: slackId('[UW]'),
   name: z.string().trim().min(1).max(80),
   inboxChannelId: slackId('[CG]'),
   capacity: z.number().int().min(1).max(10_000).default(50),
-  backupAgentId: z.string().regex(/^[0-9a-f]{24}$/i, 'must be an agent id').optional(),
+  backupAgentId: z
+    .string()
+    .regex(/^[0-9a-f]{24}$/i, 'must be an agent id')
+    .optional(),
 });
 
 export const updateAgentSchema = z
@@ -26,7 +33,10 @@ export const updateAgentSchema = z
     name: z.string().trim().min(1).max(80),
     inboxChannelId: slackId('[CG]'),
     capacity: z.number().int().min(1).max(10_000),
-    backupAgentId: z.string().regex(/^[0-9a-f]{24}$/i, 'must be an agent id').nullable(),
+    backupAgentId: z
+      .string()
+      .regex(/^[0-9a-f]{24}$/i, 'must be an agent id')
+      .nullable(),
     status: z.enum(['available', 'away', 'offline']),
     awayUntil: z.iso.datetime().nullable(),
     active: z.boolean(),
@@ -56,7 +66,11 @@ export function agentJson(a: Agent) {
   };
 }
 
-export function agentAdminRoutes(o: { models: RouterModels & IdentityModels; router: RapportRouter; log: Logger }): Router {
+export function agentAdminRoutes(o: {
+  models: RouterModels & IdentityModels;
+  router: RapportRouter;
+  log: Logger;
+}): Router {
   const { Agent, Customer } = o.models;
   const api = Router();
 
@@ -70,7 +84,8 @@ export function agentAdminRoutes(o: { models: RouterModels & IdentityModels; rou
   api.post('/agents', async (req, res) => {
     const body = parseBody(createAgentSchema, req.body);
     if (body.backupAgentId) await find(body.backupAgentId);
-    if (await Agent.exists({ slackUserId: body.slackUserId })) throw new ConflictError('an agent with this slackUserId exists');
+    if (await Agent.exists({ slackUserId: body.slackUserId }))
+      throw new ConflictError('an agent with this slackUserId exists');
     const agent = await Agent.create({ ...body, status: 'available', active: true });
     o.log.info({ agentId: String(agent._id), actor: 'admin' }, 'agent created');
     res.status(201).json(agentJson(agent.toObject()));
@@ -78,7 +93,12 @@ export function agentAdminRoutes(o: { models: RouterModels & IdentityModels; rou
 
   api.get('/agents', async (_req, res) => {
     const agents = await Agent.find().sort({ createdAt: 1 }).lean<Agent[]>();
-    const withLoad = await Promise.all(agents.map(async (a) => ({ ...agentJson(a), openCustomers: await o.router.ownership.openCount(String(a._id)) })));
+    const withLoad = await Promise.all(
+      agents.map(async (a) => ({
+        ...agentJson(a),
+        openCustomers: await o.router.ownership.openCount(String(a._id)),
+      })),
+    );
     res.json({ agents: withLoad });
   });
 
@@ -91,7 +111,8 @@ export function agentAdminRoutes(o: { models: RouterModels & IdentityModels; rou
     const agent = await find(req.params.id);
     const body = parseBody(updateAgentSchema, req.body);
     if (body.backupAgentId) {
-      if (body.backupAgentId === String(agent._id)) throw new ConflictError('an agent cannot be their own backup');
+      if (body.backupAgentId === String(agent._id))
+        throw new ConflictError('an agent cannot be their own backup');
       await find(body.backupAgentId);
     }
     const set: Record<string, unknown> = {};
@@ -101,10 +122,18 @@ export function agentAdminRoutes(o: { models: RouterModels & IdentityModels; rou
       else set[k] = k === 'awayUntil' ? new Date(v as string) : v;
     }
     if (body.status === 'away' && agent.status !== 'away') set.awaySince = new Date();
-    await Agent.updateOne({ _id: agent._id }, { ...(Object.keys(set).length ? { $set: set } : {}), ...(Object.keys(unset).length ? { $unset: unset } : {}) });
+    await Agent.updateOne(
+      { _id: agent._id },
+      {
+        ...(Object.keys(set).length ? { $set: set } : {}),
+        ...(Object.keys(unset).length ? { $unset: unset } : {}),
+      },
+    );
     let reassigned = 0;
     if (body.active === false && agent.active) {
-      const owned = await Customer.find({ ownerAgentId: String(agent._id), mergedInto: null }).lean<Customer[]>();
+      const owned = await Customer.find({ ownerAgentId: String(agent._id), mergedInto: null }).lean<
+        Customer[]
+      >();
       for (const customer of owned) {
         const next = await o.router.ownership.pickAgent([String(agent._id)]);
         if (!next) break;
@@ -114,7 +143,10 @@ export function agentAdminRoutes(o: { models: RouterModels & IdentityModels; rou
       o.log.info({ agentId: String(agent._id), reassigned, actor: 'admin' }, 'agent deactivated');
     }
     const updated = await find(req.params.id);
-    res.json({ ...agentJson(updated), ...(body.active === false ? { reassignedCustomers: reassigned } : {}) });
+    res.json({
+      ...agentJson(updated),
+      ...(body.active === false ? { reassignedCustomers: reassigned } : {}),
+    });
   });
 
   return api;

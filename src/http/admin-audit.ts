@@ -28,7 +28,14 @@ export function adminAudit(o: { log: Logger; actor?: string }): RequestHandler {
     res.on('finish', () => {
       const { route, targets } = routeShape(req.baseUrl + req.path);
       o.log.info(
-        { actor: res.statusCode === 401 ? 'anonymous' : actor, method: req.method, route, targets, status: res.statusCode, ms: Date.now() - started },
+        {
+          actor: res.statusCode === 401 ? 'anonymous' : actor,
+          method: req.method,
+          route,
+          targets,
+          status: res.statusCode,
+          ms: Date.now() - started,
+        },
         'admin request',
       );
     });

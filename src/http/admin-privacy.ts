@@ -31,14 +31,20 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
     const id = req.params.id;
     try {
       const data = await exportCustomer(o.models, id);
-      o.log.info({ actor, action: 'customer.export', customerId: data.customer.id, messages: data.messages.length }, 'customer exported');
+      o.log.info(
+        { actor, action: 'customer.export', customerId: data.customer.id, messages: data.messages.length },
+        'customer exported',
+      );
       res.setHeader('Content-Disposition', `attachment; filename="customer-${data.customer.id}.json"`);
       res.json(data);
     } catch (err) {
       if (isAppError(err) && err.status === 404) {
         const erasure = await o.erasures.find(id).catch(() => undefined);
         if (erasure) {
-          o.log.info({ actor, action: 'customer.export', customerId: id, erasureId: erasure.id }, 'export of an erased customer refused');
+          o.log.info(
+            { actor, action: 'customer.export', customerId: id, erasureId: erasure.id },
+            'export of an erased customer refused',
+          );
           res.status(410).json({ error: { code: 'erased', message: `customer ${id} was erased` }, erasure });
           return;
         }
@@ -50,7 +56,13 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
   router.delete('/customers/:id', async (req, res) => {
     const erasure = await o.erasures.erase(req.params.id, actor);
     o.log.info(
-      { actor, action: 'customer.erase', customerId: req.params.id, erasureId: erasure.id, status: erasure.status },
+      {
+        actor,
+        action: 'customer.erase',
+        customerId: req.params.id,
+        erasureId: erasure.id,
+        status: erasure.status,
+      },
       erasure.status === 'done' ? 'customer erased' : 'customer erasure continues in background',
     );
     res.status(erasure.status === 'done' ? 200 : 202).json({ erasure });
@@ -60,7 +72,9 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
     const erasure = await o.erasures.find(req.params.id);
     o.log.info({ actor, action: 'customer.erasure.get', customerId: req.params.id }, 'erasure looked up');
     if (!erasure) {
-      res.status(404).json({ error: { code: 'not_found', message: `no erasure for customer ${req.params.id}` } });
+      res
+        .status(404)
+        .json({ error: { code: 'not_found', message: `no erasure for customer ${req.params.id}` } });
       return;
     }
     res.json({ erasure });

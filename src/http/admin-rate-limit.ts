@@ -53,10 +53,15 @@ export function adminRateLimit(o: AdminRateLimitOptions): RequestHandler {
         const retryAfter = Math.max(1, Math.ceil(((window + 1) * windowMs - t) / 1000));
         res.setHeader('Retry-After', String(retryAfter));
         o.log?.info({ route: req.baseUrl + req.path, retryAfter }, 'admin API rate limited');
-        res.status(429).json({ error: { code: 'rate_limited', message: `too many requests; retry in ${retryAfter} s` } });
+        res
+          .status(429)
+          .json({ error: { code: 'rate_limited', message: `too many requests; retry in ${retryAfter} s` } });
       },
       (err: unknown) => {
-        o.log?.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'admin rate limit unavailable; request let through');
+        o.log?.warn(
+          { err: { message: err instanceof Error ? err.message : String(err) } },
+          'admin rate limit unavailable; request let through',
+        );
         next();
       },
     );

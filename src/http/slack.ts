@@ -7,7 +7,12 @@
 import express, { Router } from 'express';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { isSlackSslCheck, parseInteraction, parseSlackEvent, parseSlashCommand } from '../channels/slack/normalize';
+import {
+  isSlackSslCheck,
+  parseInteraction,
+  parseSlackEvent,
+  parseSlashCommand,
+} from '../channels/slack/normalize';
 import { verifySlackSignature } from '../channels/slack/signature';
 import { AppError, UnavailableError } from '../errors';
 import type { Logger } from '../logger';
@@ -109,7 +114,11 @@ export function slackRoutes(o: SlackRoutesOptions): Router {
         fetch(interaction.responseUrl, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text: replies.join('\n') }),
+          body: JSON.stringify({
+            response_type: 'ephemeral',
+            replace_original: false,
+            text: replies.join('\n'),
+          }),
           signal: AbortSignal.timeout(5_000),
         }).catch((err: unknown) => o.log.warn({ err: { message: String(err) } }, 'response_url post failed'));
       }

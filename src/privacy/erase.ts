@@ -157,7 +157,12 @@ export function needlesOf(identities: Identity[]): string[] {
 
 function scrubStatus(s: StatusEntry | undefined): StatusEntry | undefined {
   if (!s) return undefined;
-  return { key: s.key, state: s.state, at: s.at, providerErrors: (s.providerErrors ?? []).map((e) => ({ code: e.code })) };
+  return {
+    key: s.key,
+    state: s.state,
+    at: s.at,
+    providerErrors: (s.providerErrors ?? []).map((e) => ({ code: e.code })),
+  };
 }
 
 function view(e: Erasure): ErasureView {
@@ -191,10 +196,17 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
   const lockKey = (liveId: Types.ObjectId) => `${o.prefix}:lock:erasure:${String(liveId)}`;
   const lockTtlMs = slackBudgetMs + 10 * 60_000;
 
-  async function slackRefsOf(ids: Types.ObjectId[]): Promise<{ refs: SlackRef[]; threads: { channel: string; ts: string }[] }> {
+  async function slackRefsOf(
+    ids: Types.ObjectId[],
+  ): Promise<{ refs: SlackRef[]; threads: { channel: string; ts: string }[] }> {
     const [posts, sends, threads, current] = await Promise.all([
-      models.AgentPost.find({ customerId: { $in: ids }, 'slack.ts': { $exists: true } }, { slack: 1 }).lean<AgentPost[]>(),
-      models.CustomerSend.find({ customerId: { $in: ids }, 'slack.ts': { $exists: true } }, { slack: 1 }).lean<CustomerSend[]>(),
+      models.AgentPost.find({ customerId: { $in: ids }, 'slack.ts': { $exists: true } }, { slack: 1 }).lean<
+        AgentPost[]
+      >(),
+      models.CustomerSend.find(
+        { customerId: { $in: ids }, 'slack.ts': { $exists: true } },
+        { slack: 1 },
+      ).lean<CustomerSend[]>(),
       models.SlackThread.find({ customerId: { $in: ids } }).lean<SlackThread[]>(),
       models.CurrentThread.find({ _id: { $in: ids } }).lean<CurrentThread[]>(),
     ]);
@@ -222,7 +234,10 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     const ids = family.map((c) => c._id);
     const locks = await models.MergeLock.find({ _id: { $in: ids } }).lean<MergeLock[]>();
     if (locks.length > 0) {
-      const active = await models.MergeEvent.countDocuments({ _id: { $in: locks.map((l) => l.eventId) }, status: { $in: ['in_progress', 'undoing'] } });
+      const active = await models.MergeEvent.countDocuments({
+        _id: { $in: locks.map((l) => l.eventId) },
+        status: { $in: ['in_progress', 'undoing'] },
+      });
       if (active > 0) throw new MergeBusyError(locks[0]!._id);
     }
     const identities = await models.Identity.find({ customerId: { $in: ids } }).lean<Identity[]>();
@@ -232,7 +247,9 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     const [messages, optOuts, claims, agentPosts, customerSends, ownershipChanges] = await Promise.all([
       models.Message.countDocuments({ customerId: { $in: ids } }),
       models.OptOut.countDocuments({ identityKey: { $in: keys } }),
-      models.Claim.countDocuments({ $or: [{ customerId: { $in: ids } }, { claimedKey: { $in: keys } }, { identityKey: { $in: keys } }] }),
+      models.Claim.countDocuments({
+        $or: [{ customerId: { $in: ids } }, { claimedKey: { $in: keys } }, { identityKey: { $in: keys } }],
+      }),
       models.AgentPost.countDocuments({ customerId: { $in: ids } }),
       models.CustomerSend.countDocuments({ customerId: { $in: ids } }),
       models.OwnershipChange.countDocuments({ customerId: { $in: ids } }),
@@ -260,7 +277,10 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
       },
       startedAt: new Date(),
     });
-    log.info({ erasureId: String(created._id), customerId: String(family[0]!._id), customers: ids.length, actor }, 'erasure started');
+    log.info(
+      { erasureId: String(created._id), customerId: String(family[0]!._id), customers: ids.length, actor },
+      'erasure started',
+    );
     return created.toObject();
   }
 
@@ -294,7 +314,12 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
   async function eraseClaims(e: Erasure): Promise<void> {
     const keys = e.plan?.identityKeys ?? [];
     const claims = await models.Claim.find(
-      { $or: [{ customerId: { $in: e.customerIds } }, ...(keys.length ? [{ claimedKey: { $in: keys } }, { identityKey: { $in: keys } }] : [])] },
+      {
+        $or: [
+          { customerId: { $in: e.customerIds } },
+          ...(keys.length ? [{ claimedKey: { $in: keys } }, { identityKey: { $in: keys } }] : []),
+        ],
+      },
       { _id: 1 },
     ).lean<{ _id: Types.ObjectId }[]>();
     if (claims.length === 0) return;
@@ -314,7 +339,11 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
       e.slack.refs = [...e.slack.refs, ...newRefs];
       e.slack.threads = [...e.slack.threads, ...newThreads];
       e.counts.slackHumanRemaining = e.slack.refs.filter((r) => r.kind === 'human').length;
-      await save(e, { 'slack.refs': e.slack.refs, 'slack.threads': e.slack.threads, 'counts.slackHumanRemaining': e.counts.slackHumanRemaining });
+      await save(e, {
+        'slack.refs': e.slack.refs,
+        'slack.threads': e.slack.threads,
+        'counts.slackHumanRemaining': e.counts.slackHumanRemaining,
+      });
     }
     await models.AgentPost.deleteMany({ customerId: { $in: e.customerIds } });
     await models.CustomerSend.deleteMany({ customerId: { $in: e.customerIds } });
@@ -356,12 +385,18 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     const inside = await models.MergeEvent.deleteMany({ survivorId: { $in: ids }, mergedId: { $in: ids } });
     const crossing = await models.MergeEvent.updateMany(
       { $or: [{ survivorId: { $in: ids } }, { mergedId: { $in: ids } }] },
-      { $set: { identityKeys: [], profileTaken: [] }, $unset: { mergedSnapshot: 1, survivorSnapshot: 1, displayNameTaken: 1 } },
+      {
+        $set: { identityKeys: [], profileTaken: [] },
+        $unset: { mergedSnapshot: 1, survivorSnapshot: 1, displayNameTaken: 1 },
+      },
     );
     await models.MergeLock.deleteMany({ _id: { $in: ids } });
     e.counts.mergeEventsDeleted = Math.max(e.counts.mergeEventsDeleted ?? 0, inside.deletedCount);
     e.counts.mergeEventsScrubbed = Math.max(e.counts.mergeEventsScrubbed ?? 0, crossing.matchedCount);
-    await save(e, { 'counts.mergeEventsDeleted': e.counts.mergeEventsDeleted, 'counts.mergeEventsScrubbed': e.counts.mergeEventsScrubbed });
+    await save(e, {
+      'counts.mergeEventsDeleted': e.counts.mergeEventsDeleted,
+      'counts.mergeEventsScrubbed': e.counts.mergeEventsScrubbed,
+    });
   }
 
   async function eraseRouterRecords(e: Erasure): Promise<void> {
@@ -434,7 +469,10 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
       if (e.slack.refs.length > 0 && !e.slack.skipped) {
         e.slack.skipped = 'slack not configured';
         await save(e, { 'slack.skipped': e.slack.skipped });
-        log.warn({ erasureId: String(e._id), refs: e.slack.refs.length }, 'erasure: Slack not configured; Slack copies left in place');
+        log.warn(
+          { erasureId: String(e._id), refs: e.slack.refs.length },
+          'erasure: Slack not configured; Slack copies left in place',
+        );
       }
       return true;
     }
@@ -443,10 +481,15 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
       for (const thread of e.slack.threads) {
         const key = refKey(thread);
         if (e.slack.noticesPosted.includes(key)) continue;
-        const outcome = await slackCall(started, () => slack.postMessage({ channel: thread.channel, threadTs: thread.ts, text: noticeText(e) }));
+        const outcome = await slackCall(started, () =>
+          slack.postMessage({ channel: thread.channel, threadTs: thread.ts, text: noticeText(e) }),
+        );
         e.slack.noticesPosted.push(key);
         if (outcome === 'ok') e.counts.slackNotices++;
-        await save(e, { 'slack.noticesPosted': e.slack.noticesPosted, 'counts.slackNotices': e.counts.slackNotices });
+        await save(e, {
+          'slack.noticesPosted': e.slack.noticesPosted,
+          'counts.slackNotices': e.counts.slackNotices,
+        });
       }
       let sinceSave = 0;
       while (e.slack.next < e.slack.refs.length) {
@@ -459,10 +502,18 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
         e.slack.next++;
         if (++sinceSave >= 10) {
           sinceSave = 0;
-          await save(e, { 'slack.next': e.slack.next, 'counts.slackDeleted': e.counts.slackDeleted, 'counts.slackFailed': e.counts.slackFailed });
+          await save(e, {
+            'slack.next': e.slack.next,
+            'counts.slackDeleted': e.counts.slackDeleted,
+            'counts.slackFailed': e.counts.slackFailed,
+          });
         }
       }
-      await save(e, { 'slack.next': e.slack.next, 'counts.slackDeleted': e.counts.slackDeleted, 'counts.slackFailed': e.counts.slackFailed });
+      await save(e, {
+        'slack.next': e.slack.next,
+        'counts.slackDeleted': e.counts.slackDeleted,
+        'counts.slackFailed': e.counts.slackFailed,
+      });
       return true;
     } catch (err) {
       if (!(err instanceof SlackIncomplete)) throw err;
@@ -472,7 +523,10 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
         'counts.slackFailed': e.counts.slackFailed,
         lastError: err.message,
       });
-      log.info({ erasureId: String(e._id), done: e.slack.next, of: e.slack.refs.length }, 'erasure: Slack deletions paused; resuming later');
+      log.info(
+        { erasureId: String(e._id), done: e.slack.next, of: e.slack.refs.length },
+        'erasure: Slack deletions paused; resuming later',
+      );
       return false;
     }
   }
@@ -492,7 +546,11 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
 
   /** Runs the remaining steps of `initial`. Caller holds the family lock. */
   async function run(initial: Erasure): Promise<Erasure> {
-    const e: Erasure = { ...initial, counts: { ...ZERO_COUNTS, ...initial.counts }, slack: { ...initial.slack, noticesPosted: [...(initial.slack.noticesPosted ?? [])] } };
+    const e: Erasure = {
+      ...initial,
+      counts: { ...ZERO_COUNTS, ...initial.counts },
+      slack: { ...initial.slack, noticesPosted: [...(initial.slack.noticesPosted ?? [])] },
+    };
     if (e.status === 'done') return e;
     for (const step of ERASURE_STEPS) {
       if (e.stepsDone.includes(step)) continue;
@@ -507,7 +565,10 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     }
     const completedAt = new Date();
     await save(e, { status: 'done', completedAt }, { plan: 1, lastError: 1 });
-    log.info({ erasureId: String(e._id), customerId: String(e.liveId), actor: e.actor, counts: e.counts }, 'customer erased');
+    log.info(
+      { erasureId: String(e._id), customerId: String(e.liveId), actor: e.actor, counts: e.counts },
+      'customer erased',
+    );
     return { ...e, status: 'done', completedAt, plan: undefined };
   }
 
@@ -520,7 +581,8 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     }
   }
 
-  const findDoc = (id: Types.ObjectId) => Erasure.findOne({ customerIds: id }).sort({ startedAt: -1 }).lean<Erasure>();
+  const findDoc = (id: Types.ObjectId) =>
+    Erasure.findOne({ customerIds: id }).sort({ startedAt: -1 }).lean<Erasure>();
 
   return {
     models: privacy,
@@ -530,7 +592,11 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
       const existing = await findDoc(id);
       if (existing) {
         if (existing.status === 'done') return view(existing);
-        return view(await locked(existing.liveId, async () => run((await Erasure.findById(existing._id).lean<Erasure>()) ?? existing)));
+        return view(
+          await locked(existing.liveId, async () =>
+            run((await Erasure.findById(existing._id).lean<Erasure>()) ?? existing),
+          ),
+        );
       }
       const start = await models.Customer.findById(id).lean<Customer>();
       if (!start) throw new NotFoundError(`customer ${String(rawId)}`);
@@ -553,7 +619,9 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
 
     async resume(options = {}) {
       const before = new Date(Date.now() - (options.olderThanMs ?? 30_000));
-      const stale = await Erasure.find({ status: 'in_progress', updatedAt: { $lt: before } }).limit(20).lean<Erasure[]>();
+      const stale = await Erasure.find({ status: 'in_progress', updatedAt: { $lt: before } })
+        .limit(20)
+        .lean<Erasure[]>();
       let resumed = 0;
       let failed = 0;
       for (const doc of stale) {
@@ -562,7 +630,8 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
           resumed++;
         } catch (err) {
           failed++;
-          if (!(err instanceof ErasureBusyError)) log.warn({ erasureId: String(doc._id), err }, 'resuming erasure failed');
+          if (!(err instanceof ErasureBusyError))
+            log.warn({ erasureId: String(doc._id), err }, 'resuming erasure failed');
         }
       }
       return { resumed, failed };

@@ -15,7 +15,16 @@ import { NotFoundError } from '../errors';
 import { parseCustomerId } from '../identity/merge';
 import type { Claim, Customer, Identity, IdentityModels, MergeEvent, Message } from '../identity/models';
 import { followToLive } from '../identity/tombstones';
-import type { AgentPost, Conversation, CurrentThread, CustomerSend, OptOut, OwnershipChange, RouterModels, SlackThread } from '../router/models';
+import type {
+  AgentPost,
+  Conversation,
+  CurrentThread,
+  CustomerSend,
+  OptOut,
+  OwnershipChange,
+  RouterModels,
+  SlackThread,
+} from '../router/models';
 
 export type AppModels = IdentityModels & RouterModels;
 
@@ -156,7 +165,11 @@ function sendView(s: CustomerSend) {
  * Everything about the customer `id` (a live or tombstone id). Throws NotFoundError (404) for an
  * unknown or malformed id.
  */
-export async function exportCustomer(models: AppModels, id: string | Types.ObjectId, options: ExportOptions = {}) {
+export async function exportCustomer(
+  models: AppModels,
+  id: string | Types.ObjectId,
+  options: ExportOptions = {},
+) {
   const customerId = parseCustomerId(id);
   const start = await models.Customer.findById(customerId).lean<Customer>();
   if (!start) throw new NotFoundError(`customer ${String(id)}`);
@@ -164,7 +177,9 @@ export async function exportCustomer(models: AppModels, id: string | Types.Objec
   const ids = family.map((c) => c._id);
   const live = family[0]!;
 
-  const identities = await models.Identity.find({ customerId: { $in: ids } }).sort({ createdAt: 1 }).lean<Identity[]>();
+  const identities = await models.Identity.find({ customerId: { $in: ids } })
+    .sort({ createdAt: 1 })
+    .lean<Identity[]>();
   const keys = identities.map((i) => i.key);
 
   const pageSize = options.pageSize ?? 500;
@@ -183,24 +198,39 @@ export async function exportCustomer(models: AppModels, id: string | Types.Objec
       .limit(pageSize)
       .lean<Message[]>();
     for (const m of page) messages.push(messageView(m));
-    options.onProgress?.({ stage: 'messages', done: messages.length, total: Math.max(total, messages.length) });
+    options.onProgress?.({
+      stage: 'messages',
+      done: messages.length,
+      total: Math.max(total, messages.length),
+    });
     if (page.length < pageSize) break;
     const last = page[page.length - 1]!;
     lastSentAt = last.sentAt;
     lastId = last._id;
   }
 
-  const [merges, claims, conversations, ownerHistory, sends, posts, optOuts, threads, currentThreads] = await Promise.all([
-    models.MergeEvent.find({ $or: [{ survivorId: { $in: ids } }, { mergedId: { $in: ids } }] }).sort({ createdAt: 1 }).lean<MergeEvent[]>(),
-    models.Claim.find({ $or: [{ customerId: { $in: ids } }, { claimedKey: { $in: keys } }] }).sort({ createdAt: 1 }).lean<Claim[]>(),
-    models.Conversation.find({ _id: { $in: ids } }).lean<Conversation[]>(),
-    models.OwnershipChange.find({ customerId: { $in: ids } }).sort({ at: 1 }).lean<OwnershipChange[]>(),
-    models.CustomerSend.find({ customerId: { $in: ids } }).sort({ seq: 1, _id: 1 }).lean<CustomerSend[]>(),
-    models.AgentPost.find({ customerId: { $in: ids } }).sort({ seq: 1, _id: 1 }).lean<AgentPost[]>(),
-    models.OptOut.find({ identityKey: { $in: keys } }).lean<OptOut[]>(),
-    models.SlackThread.find({ customerId: { $in: ids } }).lean<SlackThread[]>(),
-    models.CurrentThread.find({ _id: { $in: ids } }).lean<CurrentThread[]>(),
-  ]);
+  const [merges, claims, conversations, ownerHistory, sends, posts, optOuts, threads, currentThreads] =
+    await Promise.all([
+      models.MergeEvent.find({ $or: [{ survivorId: { $in: ids } }, { mergedId: { $in: ids } }] })
+        .sort({ createdAt: 1 })
+        .lean<MergeEvent[]>(),
+      models.Claim.find({ $or: [{ customerId: { $in: ids } }, { claimedKey: { $in: keys } }] })
+        .sort({ createdAt: 1 })
+        .lean<Claim[]>(),
+      models.Conversation.find({ _id: { $in: ids } }).lean<Conversation[]>(),
+      models.OwnershipChange.find({ customerId: { $in: ids } })
+        .sort({ at: 1 })
+        .lean<OwnershipChange[]>(),
+      models.CustomerSend.find({ customerId: { $in: ids } })
+        .sort({ seq: 1, _id: 1 })
+        .lean<CustomerSend[]>(),
+      models.AgentPost.find({ customerId: { $in: ids } })
+        .sort({ seq: 1, _id: 1 })
+        .lean<AgentPost[]>(),
+      models.OptOut.find({ identityKey: { $in: keys } }).lean<OptOut[]>(),
+      models.SlackThread.find({ customerId: { $in: ids } }).lean<SlackThread[]>(),
+      models.CurrentThread.find({ _id: { $in: ids } }).lean<CurrentThread[]>(),
+    ]);
 
   return {
     format: EXPORT_FORMAT,
@@ -229,10 +259,21 @@ export async function exportCustomer(models: AppModels, id: string | Types.Objec
       at: iso(o.at),
     })),
     sends: sends.map(sendView),
-    optOuts: optOuts.map((o) => ({ identityKey: o.identityKey, channel: o.channel, optedOut: o.optedOut, at: iso(o.at) })),
+    optOuts: optOuts.map((o) => ({
+      identityKey: o.identityKey,
+      channel: o.channel,
+      optedOut: o.optedOut,
+      at: iso(o.at),
+    })),
     slack: {
       threads: [
-        ...threads.map((t) => ({ channel: t.channel, ts: t.ts, agentId: t.agentId, customerId: String(t.customerId), current: currentThreads.some((c) => c.channel === t.channel && c.ts === t.ts) })),
+        ...threads.map((t) => ({
+          channel: t.channel,
+          ts: t.ts,
+          agentId: t.agentId,
+          customerId: String(t.customerId),
+          current: currentThreads.some((c) => c.channel === t.channel && c.ts === t.ts),
+        })),
       ],
       /** What Rapport posted into the agents' threads (customer messages and internal notes). */
       posts: posts.map((p) => ({

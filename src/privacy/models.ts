@@ -117,7 +117,11 @@ export const ZERO_COUNTS: ErasureCounts = {
 };
 
 const slackRefSchema = new Schema<SlackRef>(
-  { channel: { type: String, required: true }, ts: { type: String, required: true }, kind: { type: String, enum: ['card', 'post', 'human'], required: true } },
+  {
+    channel: { type: String, required: true },
+    ts: { type: String, required: true },
+    kind: { type: String, enum: ['card', 'post', 'human'], required: true },
+  },
   { _id: false },
 );
 

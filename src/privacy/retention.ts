@@ -91,7 +91,9 @@ export interface RetentionPurgeOptions {
 }
 
 /** The purge itself, without a queue (startRetention schedules it; a one-off run can call it). */
-export function createRetentionPurge(o: RetentionPurgeOptions): { runOnce(now?: Date): Promise<RetentionResult> } {
+export function createRetentionPurge(o: RetentionPurgeOptions): {
+  runOnce(now?: Date): Promise<RetentionResult>;
+} {
   const { models, log } = o;
   const batchSize = o.batchSize ?? 500;
   const days = o.config.retention.messageDays;
@@ -148,11 +150,17 @@ export function createRetentionPurge(o: RetentionPurgeOptions): { runOnce(now?: 
           .limit(batchSize)
           .lean<{ _id: Types.ObjectId }[]>(),
       (ids) =>
-        models.CustomerSend.updateMany({ _id: { $in: ids } }, { $set: { media: [] }, $unset: { text: 1, 'template.variables': 1 } }),
+        models.CustomerSend.updateMany(
+          { _id: { $in: ids } },
+          { $set: { media: [] }, $unset: { text: 1, 'template.variables': 1 } },
+        ),
     );
     purged.inc({ collection: 'customer_sends' }, customerSends);
     if (messages + agentPosts + customerSends > 0) {
-      log.info({ cutoff: cutoff.toISOString(), messages, agentPosts, customerSends }, 'retention purged message bodies');
+      log.info(
+        { cutoff: cutoff.toISOString(), messages, agentPosts, customerSends },
+        'retention purged message bodies',
+      );
     }
     return { cutoff: cutoff.toISOString(), messages, agentPosts, customerSends };
   }
@@ -166,10 +174,17 @@ export function startRetention(o: RetentionOptions): Retention {
   const days = o.config.retention.messageDays;
   const { runOnce } = createRetentionPurge(o);
   // `maintenance` is this module's own queue (not in names.ts' list of message-carrying queues).
-  const prefix = prefixFor(MAINTENANCE_QUEUE as unknown as QueueName, { prefix: o.prefix, clusterHashTags: o.clusterHashTags });
+  const prefix = prefixFor(MAINTENANCE_QUEUE as unknown as QueueName, {
+    prefix: o.prefix,
+    clusterHashTags: o.clusterHashTags,
+  });
   const queueConnection = createRedisConnection(o.redisUrl, 'worker');
   const workerConnection = createRedisConnection(o.redisUrl, 'worker');
-  const queue = new Queue(MAINTENANCE_QUEUE, { connection: queueConnection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+  const queue = new Queue(MAINTENANCE_QUEUE, {
+    connection: queueConnection,
+    prefix,
+    defaultJobOptions: DEFAULT_JOB_OPTIONS,
+  });
 
   const worker = new Worker(
     MAINTENANCE_QUEUE,
@@ -180,19 +195,34 @@ export function startRetention(o: RetentionOptions): Retention {
     },
     { connection: workerConnection, prefix, concurrency: 1 },
   );
-  worker.on('failed', (job, err) => log.warn({ queue: MAINTENANCE_QUEUE, jobId: job?.id, job: job?.name, err: { message: err.message } }, 'maintenance job failed'));
-  worker.on('error', (err) => log.debug({ err, queue: MAINTENANCE_QUEUE }, 'maintenance worker connection error'));
+  worker.on('failed', (job, err) =>
+    log.warn(
+      { queue: MAINTENANCE_QUEUE, jobId: job?.id, job: job?.name, err: { message: err.message } },
+      'maintenance job failed',
+    ),
+  );
+  worker.on('error', (err) =>
+    log.debug({ err, queue: MAINTENANCE_QUEUE }, 'maintenance worker connection error'),
+  );
 
   const keep = { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } };
   const scheduled = (async () => {
     if (days) {
-      await queue.upsertJobScheduler(RETENTION_SCHEDULER, { every: everyMs }, { name: RETENTION_SCHEDULER, data: {}, opts: keep });
+      await queue.upsertJobScheduler(
+        RETENTION_SCHEDULER,
+        { every: everyMs },
+        { name: RETENTION_SCHEDULER, data: {}, opts: keep },
+      );
       log.info({ days, everyMs }, 'message retention scheduled');
     } else {
       await queue.removeJobScheduler(RETENTION_SCHEDULER);
     }
     if (o.erasures) {
-      await queue.upsertJobScheduler(ERASURE_RESUME_SCHEDULER, { every: o.erasureResumeEveryMs ?? 60_000 }, { name: ERASURE_RESUME_SCHEDULER, data: {}, opts: keep });
+      await queue.upsertJobScheduler(
+        ERASURE_RESUME_SCHEDULER,
+        { every: o.erasureResumeEveryMs ?? 60_000 },
+        { name: ERASURE_RESUME_SCHEDULER, data: {}, opts: keep },
+      );
     } else {
       await queue.removeJobScheduler(ERASURE_RESUME_SCHEDULER);
     }

@@ -26,7 +26,14 @@ export interface InboundWorkerOptions {
   metrics: Metrics;
 }
 
-export function createInboundWorkers({ queue, redisUrl, prefix, processor, log, metrics }: InboundWorkerOptions): Worker<InboundEvent>[] {
+export function createInboundWorkers({
+  queue,
+  redisUrl,
+  prefix,
+  processor,
+  log,
+  metrics,
+}: InboundWorkerOptions): Worker<InboundEvent>[] {
   return createOrderedWorkers<InboundEvent>({
     queue,
     label: QueueName.inbound,

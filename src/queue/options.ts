@@ -22,4 +22,3 @@ export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
 export function prefixFor(name: QueueName, options: QueueOptions): string {
   return options.clusterHashTags ? `{${options.prefix}-${name}}` : options.prefix;
 }
-

@@ -22,16 +22,18 @@ type PlainQueueName = Exclude<QueueName, 'inbound'>;
 export type Queues = Record<PlainQueueName, Queue> & { inbound: PartitionedQueue };
 
 export function createQueues(connection: Redis, options: QueueOptions, log?: Logger): Queues {
-  const plain = ALL_QUEUES.filter((name): name is PlainQueueName => name !== QueueName.inbound).map((name) => {
-    const queue = new Queue(name, {
-      connection,
-      prefix: prefixFor(name, options),
-      defaultJobOptions: DEFAULT_JOB_OPTIONS,
-    });
-    // Connection errors surface here while Redis is down; /readyz reports them, so keep the log quiet.
-    queue.on('error', (err) => log?.debug({ err, queue: name }, 'queue connection error'));
-    return [name, queue] as const;
-  });
+  const plain = ALL_QUEUES.filter((name): name is PlainQueueName => name !== QueueName.inbound).map(
+    (name) => {
+      const queue = new Queue(name, {
+        connection,
+        prefix: prefixFor(name, options),
+        defaultJobOptions: DEFAULT_JOB_OPTIONS,
+      });
+      // Connection errors surface here while Redis is down; /readyz reports them, so keep the log quiet.
+      queue.on('error', (err) => log?.debug({ err, queue: name }, 'queue connection error'));
+      return [name, queue] as const;
+    },
+  );
   const inbound = createPartitionedQueue(
     QueueName.inbound,
     options.inboundPartitions ?? 8,

@@ -52,7 +52,13 @@ function observe<T>(worker: Worker<T>, label: string, log: Logger, metrics: Metr
     const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
     metrics.jobs.inc({ queue: label, outcome: final ? 'failed' : 'retried' });
     log[final ? 'warn' : 'info'](
-      { queue: label, jobId: job?.id, attemptsMade: job?.attemptsMade, final, err: { message: err.message, name: err.name } },
+      {
+        queue: label,
+        jobId: job?.id,
+        attemptsMade: job?.attemptsMade,
+        final,
+        err: { message: err.message, name: err.name },
+      },
       final ? 'job failed (dead letter)' : 'job failed; will retry',
     );
   });
@@ -95,7 +101,9 @@ export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[
   const maxAttempts = o.maxAttempts ?? 8;
   return o.queue.partitions.map((queue) => {
     // Idempotent; every process sets the same value.
-    queue.setGlobalConcurrency(1).catch((err: unknown) => o.log.warn({ err, queue: queue.name }, 'setGlobalConcurrency failed'));
+    queue
+      .setGlobalConcurrency(1)
+      .catch((err: unknown) => o.log.warn({ err, queue: queue.name }, 'setGlobalConcurrency failed'));
     const connection = createRedisConnection(o.redisUrl, 'worker');
     const processor: Processor<T> = async (job) => {
       try {
@@ -104,11 +112,19 @@ export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[
         if (isAppError(err) && !err.retryable) throw new UnrecoverableError(`${err.code}: ${err.message}`);
         if (err instanceof UnrecoverableError) throw err;
         if (job.attemptsStarted >= maxAttempts) {
-          throw new UnrecoverableError(`gave up after ${job.attemptsStarted} attempts: ${err instanceof Error ? err.message : String(err)}`);
+          throw new UnrecoverableError(
+            `gave up after ${job.attemptsStarted} attempts: ${err instanceof Error ? err.message : String(err)}`,
+          );
         }
         const delay = err instanceof DeferError ? err.delayMs : backoffMs(job.attemptsStarted);
         o.log.info(
-          { queue: queue.name, jobId: job.id, attempt: job.attemptsStarted, retryInMs: delay, err: { message: err instanceof Error ? err.message : String(err) } },
+          {
+            queue: queue.name,
+            jobId: job.id,
+            attempt: job.attemptsStarted,
+            retryInMs: delay,
+            err: { message: err instanceof Error ? err.message : String(err) },
+          },
           'ordered job will retry at the head of its partition',
         );
         o.metrics.jobs.inc({ queue: o.label, outcome: 'retried' });

@@ -41,7 +41,8 @@ export type ReplyKind = { kind: 'note' } | { kind: 'send'; text: string; via?: C
 export function classifyReply(rawText: string, text: string): ReplyKind {
   if (NOTE_PREFIX.test(text) || mentionsSomeone(rawText)) return { kind: 'note' };
   const prefix = CHANNEL_PREFIX.exec(text);
-  if (prefix) return { kind: 'send', text: text.slice(prefix[0].length), via: prefix[1]!.toLowerCase() as Channel };
+  if (prefix)
+    return { kind: 'send', text: text.slice(prefix[0].length), via: prefix[1]!.toLowerCase() as Channel };
   return { kind: 'send', text };
 }
 
@@ -81,7 +82,10 @@ export function createAgentEvents(o: AgentEventsOptions) {
           return;
         }
         const ref = { channel: event.channel, ts: event.ts };
-        const earlier = await CustomerSend.findOne({ key: `slack:${event.channel}:${event.ts}` }, { state: 1 }).lean();
+        const earlier = await CustomerSend.findOne(
+          { key: `slack:${event.channel}:${event.ts}` },
+          { state: 1 },
+        ).lean();
         if (earlier?.state === 'cancelled') {
           // Deleted before this event was handled (Slack does not promise order): never sent.
           log.info({ customerId: String(customerId) }, 'agent reply was deleted before it was scheduled');
@@ -120,11 +124,15 @@ export function createAgentEvents(o: AgentEventsOptions) {
           agentSlackUserId: event.user,
           sendAfter: new Date(Date.now() + o.replyUndoMs),
         });
-        await withLock(redis, conversationLockKey(prefix, String(customerId)), 10_000, () =>
-          Conversation.updateOne(
-            { _id: customerId },
-            { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
-          ),
+        await withLock(
+          redis,
+          conversationLockKey(prefix, String(customerId)),
+          10_000,
+          () =>
+            Conversation.updateOne(
+              { _id: customerId },
+              { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
+            ),
           { waitMs: 5_000 },
         );
         if (o.replyUndoMs > 0) await o.react(ref, 'hourglass_flowing_sand');
@@ -133,7 +141,10 @@ export function createAgentEvents(o: AgentEventsOptions) {
       }
       const key = `slack:${event.channel}:${event.ts}`;
       if (event.type === 'message_deleted') {
-        const cancelled = await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
+        const cancelled = await CustomerSend.updateOne(
+          { key, state: 'scheduled' },
+          { $set: { state: 'cancelled' } },
+        );
         if (cancelled.modifiedCount === 1) {
           log.info({ key }, 'agent reply cancelled by deleting it');
           return;
@@ -146,8 +157,15 @@ export function createAgentEvents(o: AgentEventsOptions) {
           { key },
           {
             $setOnInsert: {
-              key, customerId, seq: 0, origin: 'agent', media: [], state: 'cancelled',
-              sendAfter: new Date(), attempts: 0, slack: { channel: event.channel, ts: event.ts },
+              key,
+              customerId,
+              seq: 0,
+              origin: 'agent',
+              media: [],
+              state: 'cancelled',
+              sendAfter: new Date(),
+              attempts: 0,
+              slack: { channel: event.channel, ts: event.ts },
             },
           },
           { upsert: true },
@@ -178,7 +196,10 @@ export function createAgentEvents(o: AgentEventsOptions) {
           await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
           return;
         }
-        await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { text: reply.text, ...(reply.via ? { via: reply.via } : {}) } });
+        await CustomerSend.updateOne(
+          { key, state: 'scheduled' },
+          { $set: { text: reply.text, ...(reply.via ? { via: reply.via } : {}) } },
+        );
       }
     },
   };

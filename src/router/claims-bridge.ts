@@ -39,12 +39,23 @@ export function createClaimsBridge(
       if (await models.CustomerSend.exists({ key: `claim-ask:${message.key}` })) return { kind: 'none' };
       const started = await claims.startClaim({ customerId, identityKey, claim });
       if (started.alreadyLinked) return { kind: 'already_linked' };
-      return { kind: 'code_needed', claimKey: `${claim.kind}:${claim.value}`, code: started.code, value: claim.value, claimKind: claim.kind };
+      return {
+        kind: 'code_needed',
+        claimKey: `${claim.kind}:${claim.value}`,
+        code: started.code,
+        value: claim.value,
+        claimKind: claim.kind,
+      };
     },
     async link({ customerId, value, actor }) {
       const claim = detectClaim(value, defaultRegion);
       if (!claim) return { text: `"${value}" is not a phone number or email address.` };
-      const result = await claims.linkIdentity({ customerId: customerId as Types.ObjectId, claim, actor, reason: 'agent' });
+      const result = await claims.linkIdentity({
+        customerId: customerId as Types.ObjectId,
+        claim,
+        actor,
+        reason: 'agent',
+      });
       if ('attached' in result) return { text: `linked ${claim.value} to this customer.` };
       return {
         text: `linked ${claim.value}: it belonged to another customer, now merged into this one (undo: POST /api/merges/${String(result.event._id)}/undo).`,

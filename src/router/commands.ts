@@ -20,7 +20,11 @@ import { windowState } from './slack-delivery';
 
 export interface LinkPort {
   /** Trusted link (an agent vouches): merges at once or attaches the identity. */
-  link(input: { customerId: Types.ObjectId; value: string; actor: string }): Promise<{ text: string; mergedOwnerAgentId?: string; mergedId?: string }>;
+  link(input: {
+    customerId: Types.ObjectId;
+    value: string;
+    actor: string;
+  }): Promise<{ text: string; mergedOwnerAgentId?: string; mergedId?: string }>;
 }
 
 export interface CommandsOptions {
@@ -76,25 +80,29 @@ export function createCommands(o: CommandsOptions) {
       id = new Types.ObjectId(last);
       args.pop();
     } else if (ctx.threadTs) {
-      id = (await SlackThread.findOne({ channel: ctx.channelId, ts: ctx.threadTs }).lean<SlackThread>())?.customerId;
+      id = (await SlackThread.findOne({ channel: ctx.channelId, ts: ctx.threadTs }).lean<SlackThread>())
+        ?.customerId;
     }
     if (!id) return undefined;
     let customer = await Customer.findById(id).lean<Customer>();
-    for (let hops = 0; customer?.mergedInto && hops < 8; hops++) customer = await Customer.findById(customer.mergedInto).lean<Customer>();
+    for (let hops = 0; customer?.mergedInto && hops < 8; hops++)
+      customer = await Customer.findById(customer.mergedInto).lean<Customer>();
     return customer ?? undefined;
   }
 
   async function agentByMention(arg: string | undefined): Promise<Agent | undefined> {
     if (!arg) return undefined;
     const mention = /^<@([A-Z0-9]+)(\|[^>]*)?>$/.exec(arg);
-    if (mention) return (await Agent.findOne({ slackUserId: mention[1], active: true }).lean<Agent>()) ?? undefined;
+    if (mention)
+      return (await Agent.findOne({ slackUserId: mention[1], active: true }).lean<Agent>()) ?? undefined;
     const name = arg.replace(/^@/, '').toLowerCase();
     const agents = await Agent.find({ active: true }).lean<Agent[]>();
     return agents.find((a) => a.name.toLowerCase() === name || a.slackUserId === arg);
   }
 
   async function handoff(customer: Customer, to: Agent, actor: string): Promise<string> {
-    if (customer.ownerAgentId === String(to._id)) return `${to.name} already owns ${customer.displayName ?? 'this customer'}.`;
+    if (customer.ownerAgentId === String(to._id))
+      return `${to.name} already owns ${customer.displayName ?? 'this customer'}.`;
     const { from } = await ownership.transfer(customer._id, to, 'handoff', actor);
     if (await models.CurrentThread.exists({ _id: customer._id })) {
       await outbox.postToAgent(customer._id, {
@@ -125,8 +133,19 @@ export function createCommands(o: CommandsOptions) {
 
   async function summaryFor(agent: Agent): Promise<string> {
     const since = agent.awaySince ?? new Date(Date.now() - 24 * 3600_000);
-    const waiting = await Conversation.find({ ownerAgentId: String(agent._id), awaitingSince: { $ne: null } }).lean<Conversation[]>();
-    const posts = await AgentPost.countDocuments({ kind: 'message', createdAt: { $gte: since }, customerId: { $in: (await Conversation.find({ ownerAgentId: String(agent._id) }, { _id: 1 }).lean()).map((c) => c._id) } });
+    const waiting = await Conversation.find({
+      ownerAgentId: String(agent._id),
+      awaitingSince: { $ne: null },
+    }).lean<Conversation[]>();
+    const posts = await AgentPost.countDocuments({
+      kind: 'message',
+      createdAt: { $gte: since },
+      customerId: {
+        $in: (await Conversation.find({ ownerAgentId: String(agent._id) }, { _id: 1 }).lean()).map(
+          (c) => c._id,
+        ),
+      },
+    });
     return `Welcome back, ${agent.name}. While you were away: ${posts} customer message${posts === 1 ? '' : 's'}; ${waiting.length} customer${waiting.length === 1 ? ' is' : 's are'} waiting for you.`;
   }
 
@@ -138,7 +157,13 @@ export function createCommands(o: CommandsOptions) {
       case 'away': {
         if (!me) return 'You are not a Rapport agent yet (ask an admin to add you).';
         const until = parseUntil(args.join(' ') || undefined, new Date());
-        await Agent.updateOne({ _id: me._id }, { $set: { status: 'away', awaySince: new Date(), ...(until ? { awayUntil: until } : {}) }, ...(until ? {} : { $unset: { awayUntil: 1 } }) });
+        await Agent.updateOne(
+          { _id: me._id },
+          {
+            $set: { status: 'away', awaySince: new Date(), ...(until ? { awayUntil: until } : {}) },
+            ...(until ? {} : { $unset: { awayUntil: 1 } }),
+          },
+        );
         const backup = await ownership.agentById(me.backupAgentId);
         return `You are away${until ? ` until ${until.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}. ${backup ? `${backup.name} is mentioned in your threads and covers.` : 'You have no backup set; teammates can still answer in your threads.'}`;
       }
@@ -153,7 +178,8 @@ export function createCommands(o: CommandsOptions) {
         return HELP;
     }
     const customer = await customerFor(ctx, args);
-    if (!customer) return `Run this in a customer thread, or add the customer id (shown on the card).\n\n${HELP}`;
+    if (!customer)
+      return `Run this in a customer thread, or add the customer id (shown on the card).\n\n${HELP}`;
     switch (sub) {
       case 'handoff': {
         const to = await agentByMention(args[0]);
@@ -163,8 +189,15 @@ export function createCommands(o: CommandsOptions) {
       case 'whois':
         return whois(customer);
       case 'close':
-        await withLock(redis, conversationLockKey(prefix, String(customer._id)), 10_000, () =>
-          Conversation.updateOne({ _id: customer._id }, { $set: { open: false }, $unset: { awaitingSince: 1 } }),
+        await withLock(
+          redis,
+          conversationLockKey(prefix, String(customer._id)),
+          10_000,
+          () =>
+            Conversation.updateOne(
+              { _id: customer._id },
+              { $set: { open: false }, $unset: { awaitingSince: 1 } },
+            ),
           { waitMs: 2_000 },
         );
         return `Closed. It reopens when ${customer.displayName ?? 'the customer'} writes again.`;
@@ -173,12 +206,18 @@ export function createCommands(o: CommandsOptions) {
         const value = args.join(' ');
         if (!value) return 'Usage: `/rapport link <phone|email>`';
         const result = await o.link.link({ customerId: customer._id, value, actor: `slack:${ctx.userId}` });
-        await outbox.postToAgent(customer._id, { key: `link-note:${String(customer._id)}:${Date.now()}`, kind: 'note', username: 'Rapport', text: `:link: <@${ctx.userId}> ${result.text}` });
+        await outbox.postToAgent(customer._id, {
+          key: `link-note:${String(customer._id)}:${Date.now()}`,
+          kind: 'note',
+          username: 'Rapport',
+          text: `:link: <@${ctx.userId}> ${result.text}`,
+        });
         return result.text;
       }
       case 'template': {
         const t = o.config.whatsappTemplate;
-        if (!t.twilioContentSid && !t.cloudName) return 'No WhatsApp template is configured (WHATSAPP_TEMPLATE_CONTENT_SID or WHATSAPP_CLOUD_TEMPLATE).';
+        if (!t.twilioContentSid && !t.cloudName)
+          return 'No WhatsApp template is configured (WHATSAPP_TEMPLATE_CONTENT_SID or WHATSAPP_CLOUD_TEMPLATE).';
         await outbox.sendToCustomer(customer._id, {
           key: `template:${String(customer._id)}:${ctx.userId}:${Date.now()}`,
           origin: 'template',
@@ -196,8 +235,11 @@ export function createCommands(o: CommandsOptions) {
     run,
     handoff,
     /** A card button or menu. */
-    async interaction(ctx: CommandContext & { actionId: string; selectedUser?: string }): Promise<string | undefined> {
-      if (ctx.actionId === 'rapport_handoff' && ctx.selectedUser) return run(ctx, `handoff <@${ctx.selectedUser}>`);
+    async interaction(
+      ctx: CommandContext & { actionId: string; selectedUser?: string },
+    ): Promise<string | undefined> {
+      if (ctx.actionId === 'rapport_handoff' && ctx.selectedUser)
+        return run(ctx, `handoff <@${ctx.selectedUser}>`);
       if (ctx.actionId === 'rapport_close') return run(ctx, 'close');
       if (ctx.actionId === 'rapport_template') return run(ctx, 'template');
       log.debug({ actionId: ctx.actionId }, 'unknown card action');

@@ -64,7 +64,8 @@ interface Route {
   to: string;
 }
 
-type RouteResult = { route: Route } | { failure: { reason: 'no_route' | 'window_closed' | 'opted_out'; message: string } };
+type RouteResult =
+  { route: Route } | { failure: { reason: 'no_route' | 'window_closed' | 'opted_out'; message: string } };
 
 export function createDelivery(o: DeliveryOptions) {
   const { models, senders, redis, prefix, outbox, log } = o;
@@ -80,7 +81,13 @@ export function createDelivery(o: DeliveryOptions) {
   async function providerFor(channel: Channel, identity: Identity): Promise<Provider | undefined> {
     const usable = CANDIDATES[channel].filter((p) => senders[p]?.channels.includes(channel));
     const latest = await Message.findOne(
-      { customerId: identity.customerId, identityKey: identity.key, direction: 'in', channel, provider: { $in: usable } },
+      {
+        customerId: identity.customerId,
+        identityKey: identity.key,
+        direction: 'in',
+        channel,
+        provider: { $in: usable },
+      },
       { provider: 1 },
     )
       // Our receive time, not the provider's: Meta stamps whole seconds, Twilio nothing at all.
@@ -102,14 +109,25 @@ export function createDelivery(o: DeliveryOptions) {
     if (send.toIdentityKey?.startsWith('phone:') && identities.length === 0) {
       // A claim code goes to a number nobody has written from yet: address it directly.
       const value = send.toIdentityKey.slice('phone:'.length);
-      identities = [{ key: send.toIdentityKey, kind: 'phone', value, lastInboundAt: {}, lastAddress: {} } as unknown as Identity];
+      identities = [
+        {
+          key: send.toIdentityKey,
+          kind: 'phone',
+          value,
+          lastInboundAt: {},
+          lastAddress: {},
+        } as unknown as Identity,
+      ];
     }
     const channel: Channel | undefined =
-      send.via ?? (send.toIdentityKey ? (identities[0]?.kind === 'psid' ? 'messenger' : 'sms') : customer.lastChannel);
+      send.via ??
+      (send.toIdentityKey ? (identities[0]?.kind === 'psid' ? 'messenger' : 'sms') : customer.lastChannel);
     if (!channel) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
     const fitting = identities
       .filter((i) => (channel === 'messenger' ? i.kind === 'psid' : i.kind === 'phone'))
-      .sort((a, b) => (b.lastInboundAt?.[channel]?.getTime() ?? 0) - (a.lastInboundAt?.[channel]?.getTime() ?? 0));
+      .sort(
+        (a, b) => (b.lastInboundAt?.[channel]?.getTime() ?? 0) - (a.lastInboundAt?.[channel]?.getTime() ?? 0),
+      );
     const identity = fitting[0];
     if (!identity) {
       return {
@@ -133,12 +151,17 @@ export function createDelivery(o: DeliveryOptions) {
   }
 
   /** Window check; returns the Messenger tag to use, or a failure explanation. */
-  function checkWindow(send: CustomerSend, route: Route, now: number): { tag?: 'HUMAN_AGENT' } | { closed: string } {
+  function checkWindow(
+    send: CustomerSend,
+    route: Route,
+    now: number,
+  ): { tag?: 'HUMAN_AGENT' } | { closed: string } {
     if (send.template || route.channel === 'sms' || route.provider === 'whatsapp-web') return {};
     const last = route.identity.lastInboundAt?.[route.channel]?.getTime();
     const since = last === undefined ? Infinity : now - last;
     if (since <= DAY) return {};
-    if (route.channel === 'messenger' && o.messengerHumanAgent && since <= 7 * DAY) return { tag: 'HUMAN_AGENT' };
+    if (route.channel === 'messenger' && o.messengerHumanAgent && since <= 7 * DAY)
+      return { tag: 'HUMAN_AGENT' };
     const when = last === undefined ? 'has never written on it' : `last wrote ${ago(since)} ago`;
     return {
       closed:
@@ -146,12 +169,19 @@ export function createDelivery(o: DeliveryOptions) {
         (route.channel === 'whatsapp'
           ? 'Only an approved template can be sent: use `/rapport template` or the *Send template* button, or reply starting with `sms:` to text them.'
           : 'Messenger allows replies only within 24 hours' +
-            (o.messengerHumanAgent ? ' (7 days with the human-agent tag).' : ' (enable MESSENGER_HUMAN_AGENT for 7 days).')),
+            (o.messengerHumanAgent
+              ? ' (7 days with the human-agent tag).'
+              : ' (enable MESSENGER_HUMAN_AGENT for 7 days).')),
     };
   }
 
   async function tellAgent(send: CustomerSend, text: string): Promise<void> {
-    await outbox.postToAgent(send.customerId, { key: `send-note:${send.key}:${send.attempts}`, kind: 'note', text, username: 'Rapport' });
+    await outbox.postToAgent(send.customerId, {
+      key: `send-note:${send.key}:${send.attempts}`,
+      kind: 'note',
+      text,
+      username: 'Rapport',
+    });
     if (send.slack) await o.react(send.slack, 'x', ['hourglass_flowing_sand', 'outbox_tray']);
   }
 
@@ -179,9 +209,18 @@ export function createDelivery(o: DeliveryOptions) {
     let template: OutboundMessage['template'];
     if (send.template) {
       const configured =
-        route.provider === 'twilio' ? o.templates?.twilioContentSid : route.provider === 'whatsapp-cloud' ? o.templates?.cloudName : undefined;
+        route.provider === 'twilio'
+          ? o.templates?.twilioContentSid
+          : route.provider === 'whatsapp-cloud'
+            ? o.templates?.cloudName
+            : undefined;
       const id = send.template.id || configured;
-      if (!id) return fail(send, 'unsupported', `:x: No approved template is configured for ${route.provider}, so nothing was sent.`);
+      if (!id)
+        return fail(
+          send,
+          'unsupported',
+          `:x: No approved template is configured for ${route.provider}, so nothing was sent.`,
+        );
       template = { ...send.template, id };
     }
     const message: OutboundMessage = {
@@ -231,7 +270,15 @@ export function createDelivery(o: DeliveryOptions) {
       );
       o.onSent?.(route.channel, route.provider);
       if (send.slack) await o.react(send.slack, 'outbox_tray', ['hourglass_flowing_sand']);
-      log.info({ sendKey: send.key, channel: route.channel, provider: route.provider, customerId: String(customer._id) }, 'sent to customer');
+      log.info(
+        {
+          sendKey: send.key,
+          channel: route.channel,
+          provider: route.provider,
+          customerId: String(customer._id),
+        },
+        'sent to customer',
+      );
     } catch (err) {
       if (!(err instanceof OutboundError)) {
         // Not a provider answer (our bug, the database): leave it `sending` → uncertain on the next run.
@@ -245,11 +292,18 @@ export function createDelivery(o: DeliveryOptions) {
       if (err.reason === 'opted_out') {
         await OptOut.updateOne(
           { key: `${route.identity.key}|${route.channel}` },
-          { $set: { identityKey: route.identity.key, channel: route.channel, optedOut: true, at: new Date() } },
+          {
+            $set: { identityKey: route.identity.key, channel: route.channel, optedOut: true, at: new Date() },
+          },
           { upsert: true },
         );
       }
-      await fail({ ...send, attempts }, err.reason, `:x: Not delivered on ${channelLabel(route.channel)}. ${explainFailure(err.reason, err.providerCode, route.channel)}`, err.providerCode);
+      await fail(
+        { ...send, attempts },
+        err.reason,
+        `:x: Not delivered on ${channelLabel(route.channel)}. ${explainFailure(err.reason, err.providerCode, route.channel)}`,
+        err.providerCode,
+      );
     }
   }
 
@@ -259,7 +313,10 @@ export function createDelivery(o: DeliveryOptions) {
       if (!customer) return;
       if (customer.mergedInto) {
         // Sends of a merged-away customer move with it: re-point them to the survivor.
-        await CustomerSend.updateMany({ customerId, state: 'scheduled' }, { $set: { customerId: customer.mergedInto } });
+        await CustomerSend.updateMany(
+          { customerId, state: 'scheduled' },
+          { $set: { customerId: customer.mergedInto } },
+        );
         await outbox.flushCustomer(customer.mergedInto);
         return;
       }

@@ -39,7 +39,11 @@ export type ClaimOutcome =
 
 /** The identity module's claims, seen from the router (wired in router/index.ts). */
 export interface ClaimsPort {
-  handle(input: { customerId: Types.ObjectId; identityKey: string; message: InboundMessage }): Promise<ClaimOutcome>;
+  handle(input: {
+    customerId: Types.ObjectId;
+    identityKey: string;
+    message: InboundMessage;
+  }): Promise<ClaimOutcome>;
 }
 
 export interface InboundRouterOptions {
@@ -57,7 +61,10 @@ export interface InboundRouterOptions {
 }
 
 function keyword(text: string | undefined): string | undefined {
-  return text?.trim().toUpperCase().replace(/[.!]+$/, '');
+  return text
+    ?.trim()
+    .toUpperCase()
+    .replace(/[.!]+$/, '');
 }
 
 export function createInboundRouter(o: InboundRouterOptions) {
@@ -83,10 +90,15 @@ export function createInboundRouter(o: InboundRouterOptions) {
   function ackText(agent: Agent | undefined, backup: Agent | undefined, at: Date): string {
     const name = agent?.name ?? 'Our team';
     if (!isOpen(config.businessHours, at)) {
-      return fill(config.texts.ackClosed, { agent: name, opening: describeOpening(config.businessHours, at, at) });
+      return fill(config.texts.ackClosed, {
+        agent: name,
+        opening: describeOpening(config.businessHours, at, at),
+      });
     }
     if (agent && agent.status !== 'available') {
-      const back = agent.awayUntil ? describeOpening({ ...config.businessHours, always: true }, agent.awayUntil, at) : 'soon';
+      const back = agent.awayUntil
+        ? describeOpening({ ...config.businessHours, always: true }, agent.awayUntil, at)
+        : 'soon';
       return fill(config.texts.ackAway, { agent: name, back, cover: backup?.name ?? 'a teammate' });
     }
     return fill(config.texts.ack, { agent: name });
@@ -99,8 +111,16 @@ export function createInboundRouter(o: InboundRouterOptions) {
     const escalateAt = addBusinessTime(hours, since, config.slaEscalateMs).getTime();
     const base = `${String(customerId)}~${since.getTime()}`;
     const data = { customerId: String(customerId), awaitingSince: since.toISOString() };
-    await o.timers.add('sla', { ...data, kind: 'remind' }, { jobId: `sla~remind~${base}`, delay: Math.max(0, remindAt - now) });
-    await o.timers.add('sla', { ...data, kind: 'escalate' }, { jobId: `sla~escalate~${base}`, delay: Math.max(0, escalateAt - now) });
+    await o.timers.add(
+      'sla',
+      { ...data, kind: 'remind' },
+      { jobId: `sla~remind~${base}`, delay: Math.max(0, remindAt - now) },
+    );
+    await o.timers.add(
+      'sla',
+      { ...data, kind: 'escalate' },
+      { jobId: `sla~escalate~${base}`, delay: Math.max(0, escalateAt - now) },
+    );
   }
 
   return {
@@ -112,9 +132,17 @@ export function createInboundRouter(o: InboundRouterOptions) {
       const name = customer.displayName ?? 'Customer';
 
       const optNote = await recordOptOut(identityKey, message);
-      if (optNote) await outbox.postToAgent(customerId, { key: `optout:${message.key}`, kind: 'note', text: optNote, username: 'Rapport' });
+      if (optNote)
+        await outbox.postToAgent(customerId, {
+          key: `optout:${message.key}`,
+          kind: 'note',
+          text: optNote,
+          username: 'Rapport',
+        });
 
-      const claim = o.claims ? await o.claims.handle({ customerId, identityKey, message }) : { kind: 'none' as const };
+      const claim = o.claims
+        ? await o.claims.handle({ customerId, identityKey, message })
+        : { kind: 'none' as const };
       if (claim.kind === 'code_needed') {
         if (claim.claimKind === 'phone') {
           await outbox.sendToCustomer(customerId, {
@@ -164,53 +192,64 @@ export function createInboundRouter(o: InboundRouterOptions) {
 
       const { agent } = await ownership.ensureOwner(customerId, 'rapport');
       // One writer at a time on the conversation document (see src/queue/lock.ts).
-      await withLock(o.redis, conversationLockKey(o.prefix, String(customerId)), 30_000, async () => {
-        const before = await Conversation.findById(customerId).lean<Conversation>();
-        // Acknowledge the first message of a conversation (and the first after a quiet period). A
-        // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
-        // appended by the first run under its own key.
-        const last = before?.lastCustomerMessageAt?.getTime();
-        const quiet = last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs;
-        if (quiet) {
-          const backup = agent?.backupAgentId ? await ownership.agentById(agent.backupAgentId) : undefined;
-          await outbox.sendToCustomer(customerId, { key: `ack:${message.key}`, origin: 'auto', text: ackText(agent, backup, new Date()) });
-        }
-
-        if (agent && agent.status !== 'available' && agent.backupAgentId) {
-          const backup = await ownership.agentById(agent.backupAgentId);
-          if (backup) {
-            await outbox.postToAgent(customerId, {
-              key: `cover:${String(customerId)}:${agent.awaySince?.getTime() ?? 0}`,
-              kind: 'note',
-              username: 'Rapport',
-              text: `<@${backup.slackUserId}> ${agent.name} is away${agent.awayUntil ? ` until ${agent.awayUntil.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}; you're covering. Replies here are sent and attributed to you; ${agent.name} stays the owner.`,
+      await withLock(
+        o.redis,
+        conversationLockKey(o.prefix, String(customerId)),
+        30_000,
+        async () => {
+          const before = await Conversation.findById(customerId).lean<Conversation>();
+          // Acknowledge the first message of a conversation (and the first after a quiet period). A
+          // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
+          // appended by the first run under its own key.
+          const last = before?.lastCustomerMessageAt?.getTime();
+          const quiet = last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs;
+          if (quiet) {
+            const backup = agent?.backupAgentId ? await ownership.agentById(agent.backupAgentId) : undefined;
+            await outbox.sendToCustomer(customerId, {
+              key: `ack:${message.key}`,
+              origin: 'auto',
+              text: ackText(agent, backup, new Date()),
             });
           }
-        }
 
-        await outbox.postToAgent(customerId, {
-          key: message.key,
-          kind: 'message',
-          channel: message.channel,
-          text: describeParts(message),
-          username: `${name} (${channelLabel(message.channel)})`,
-        });
+          if (agent && agent.status !== 'available' && agent.backupAgentId) {
+            const backup = await ownership.agentById(agent.backupAgentId);
+            if (backup) {
+              await outbox.postToAgent(customerId, {
+                key: `cover:${String(customerId)}:${agent.awaySince?.getTime() ?? 0}`,
+                kind: 'note',
+                username: 'Rapport',
+                text: `<@${backup.slackUserId}> ${agent.name} is away${agent.awayUntil ? ` until ${agent.awayUntil.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}; you're covering. Replies here are sent and attributed to you; ${agent.name} stays the owner.`,
+              });
+            }
+          }
 
-        const awaitingSince = before?.awaitingSince ?? sentAt;
-        await Conversation.updateOne(
-          { _id: customerId },
-          {
-            $set: {
-              open: true,
-              awaitingSince,
-              lastCustomerMessageAt: last !== undefined && last > sentAt.getTime() ? new Date(last) : sentAt,
-              ...(quiet ? { lastAckAt: new Date() } : {}),
+          await outbox.postToAgent(customerId, {
+            key: message.key,
+            kind: 'message',
+            channel: message.channel,
+            text: describeParts(message),
+            username: `${name} (${channelLabel(message.channel)})`,
+          });
+
+          const awaitingSince = before?.awaitingSince ?? sentAt;
+          await Conversation.updateOne(
+            { _id: customerId },
+            {
+              $set: {
+                open: true,
+                awaitingSince,
+                lastCustomerMessageAt:
+                  last !== undefined && last > sentAt.getTime() ? new Date(last) : sentAt,
+                ...(quiet ? { lastAckAt: new Date() } : {}),
+              },
             },
-          },
-          { upsert: true },
-        );
-        if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
-      }, { waitMs: 10_000 });
+            { upsert: true },
+          );
+          if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
+        },
+        { waitMs: 10_000 },
+      );
       log.debug({ key: message.key, customerId: String(customerId) }, 'message routed');
     },
   };
@@ -221,7 +260,9 @@ export function describeParts(message: InboundMessage): string {
   const parts = message.parts.map((p) => {
     switch (p.kind) {
       case 'media':
-        return p.url ? `:paperclip: <${p.url}|${p.filename ?? p.contentType ?? 'attachment'}>` : `:paperclip: ${p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
+        return p.url
+          ? `:paperclip: <${p.url}|${p.filename ?? p.contentType ?? 'attachment'}>`
+          : `:paperclip: ${p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
       case 'location':
         return `:round_pushpin: ${p.name ?? 'Location'} ${p.latitude},${p.longitude}`;
       case 'postback':

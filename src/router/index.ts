@@ -49,7 +49,12 @@ const STATUS_REACTION: Record<string, string | undefined> = {
 
 export function createRouter(o: RouterOptions) {
   const { models, queues, redis, prefix, log, metrics } = o;
-  const outbox = createOutbox(models, { toAgent: queues['to-agent'], toCustomer: queues['to-customer'] }, redis, prefix);
+  const outbox = createOutbox(
+    models,
+    { toAgent: queues['to-agent'], toCustomer: queues['to-customer'] },
+    redis,
+    prefix,
+  );
   const ownership = createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
 
   const react = async (ref: { channel: string; ts: string }, name: string, remove: string[] = []) => {
@@ -178,10 +183,19 @@ export function createRouter(o: RouterOptions) {
       }).lean<CustomerSend>();
       if (!send) return;
       const reaction = STATUS_REACTION[status.state];
-      if (send.slack && reaction) await react(send.slack, reaction, reaction === 'eyes' ? ['white_check_mark'] : []);
-      if ((status.state === 'failed' || status.state === 'undelivered') && (send.origin === 'agent' || send.origin === 'template')) {
+      if (send.slack && reaction)
+        await react(send.slack, reaction, reaction === 'eyes' ? ['white_check_mark'] : []);
+      if (
+        (status.state === 'failed' || status.state === 'undelivered') &&
+        (send.origin === 'agent' || send.origin === 'template')
+      ) {
         const code = status.errors[0]?.code;
-        const reason = code === '63016' || code === '131047' ? 'window_closed' : code === '21610' ? 'opted_out' : 'rejected';
+        const reason =
+          code === '63016' || code === '131047'
+            ? 'window_closed'
+            : code === '21610'
+              ? 'opted_out'
+              : 'rejected';
         await outbox.postToAgent(send.customerId, {
           key: `status-note:${status.key}`,
           kind: 'note',

@@ -116,7 +116,11 @@ export function createOutbox(
       await outbox.flushCustomer(customerId, Math.max(0, sendAfter.getTime() - Date.now()));
     },
     async flushAgent(customerId, delayMs = 0) {
-      await queues.toAgent.add('flush', { customerId: String(customerId) }, { jobId: flushJobId('a', customerId), delay: delayMs });
+      await queues.toAgent.add(
+        'flush',
+        { customerId: String(customerId) },
+        { jobId: flushJobId('a', customerId), delay: delayMs },
+      );
     },
     async flushCustomer(customerId, delayMs = 0) {
       await queues.toCustomer.add(

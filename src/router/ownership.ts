@@ -31,7 +31,12 @@ export interface Ownership {
   agentById(id: string | undefined): Promise<Agent | undefined>;
 }
 
-export function createOwnership(models: RouterModels & IdentityModels, redis: Redis, prefix: string, log: Logger): Ownership {
+export function createOwnership(
+  models: RouterModels & IdentityModels,
+  redis: Redis,
+  prefix: string,
+  log: Logger,
+): Ownership {
   const { Agent, Conversation, Customer, OwnershipChange } = models;
 
   const agentById = async (id: string | undefined) => {
@@ -46,24 +51,49 @@ export function createOwnership(models: RouterModels & IdentityModels, redis: Re
       (a) => !exclude.includes(String(a._id)),
     );
     if (agents.length === 0) return undefined;
-    const loads = await Promise.all(agents.map(async (a) => ({ agent: a, open: await openCount(String(a._id)) })));
+    const loads = await Promise.all(
+      agents.map(async (a) => ({ agent: a, open: await openCount(String(a._id)) })),
+    );
     const byLoad = (x: { agent: Agent; open: number }, y: { agent: Agent; open: number }) =>
       x.open - y.open ||
       x.agent.createdAt.getTime() - y.agent.createdAt.getTime() ||
       String(x.agent._id).localeCompare(String(y.agent._id));
-    const available = loads.filter((l) => l.agent.status === 'available' && l.open < l.agent.capacity).sort(byLoad);
+    const available = loads
+      .filter((l) => l.agent.status === 'available' && l.open < l.agent.capacity)
+      .sort(byLoad);
     return (available[0] ?? loads.sort(byLoad)[0])?.agent;
   }
 
-  async function record(customerId: Types.ObjectId, from: string | undefined, to: string, reason: 'assigned' | 'handoff' | 'deactivated' | 'merge', actor: string) {
-    await OwnershipChange.create({ customerId, fromAgentId: from, toAgentId: to, reason, actor, at: new Date() });
+  async function record(
+    customerId: Types.ObjectId,
+    from: string | undefined,
+    to: string,
+    reason: 'assigned' | 'handoff' | 'deactivated' | 'merge',
+    actor: string,
+  ) {
+    await OwnershipChange.create({
+      customerId,
+      fromAgentId: from,
+      toAgentId: to,
+      reason,
+      actor,
+      at: new Date(),
+    });
   }
 
   async function syncConversation(customerId: Types.ObjectId, ownerAgentId: string) {
     const current = await Conversation.findById(customerId, { ownerAgentId: 1 }).lean<Conversation>();
     if (current?.ownerAgentId === ownerAgentId) return;
-    await withLock(redis, conversationLockKey(prefix, String(customerId)), 10_000, () =>
-      Conversation.updateOne({ _id: customerId }, { $set: { ownerAgentId }, $setOnInsert: { open: true } }, { upsert: true }),
+    await withLock(
+      redis,
+      conversationLockKey(prefix, String(customerId)),
+      10_000,
+      () =>
+        Conversation.updateOne(
+          { _id: customerId },
+          { $set: { ownerAgentId }, $setOnInsert: { open: true } },
+          { upsert: true },
+        ),
       { waitMs: 5_000 },
     ).catch((err: unknown) => {
       if (!isDuplicateKeyError(err)) throw err; // a concurrent upsert created it; the next call syncs
@@ -89,7 +119,13 @@ export function createOwnership(models: RouterModels & IdentityModels, redis: Re
         { $set: { ownerAgentId: String(agent._id) } },
       );
       if (won.modifiedCount === 1) {
-        await record(customerId, customer.ownerAgentId, String(agent._id), customer.ownerAgentId ? 'deactivated' : 'assigned', actor);
+        await record(
+          customerId,
+          customer.ownerAgentId,
+          String(agent._id),
+          customer.ownerAgentId ? 'deactivated' : 'assigned',
+          actor,
+        );
         log.info({ customerId: String(customerId), agentId: String(agent._id) }, 'owner assigned');
         await syncConversation(customerId, String(agent._id));
         return { agent, changed: true };
@@ -107,7 +143,10 @@ export function createOwnership(models: RouterModels & IdentityModels, redis: Re
       await Customer.updateOne({ _id: customerId }, { $set: { ownerAgentId: String(toAgent._id) } });
       await syncConversation(customerId, String(toAgent._id));
       await record(customerId, customer.ownerAgentId, String(toAgent._id), reason, actor);
-      log.info({ customerId: String(customerId), from: customer.ownerAgentId, to: String(toAgent._id), reason }, 'owner changed');
+      log.info(
+        { customerId: String(customerId), from: customer.ownerAgentId, to: String(toAgent._id), reason },
+        'owner changed',
+      );
       return { from };
     },
   };

@@ -75,7 +75,8 @@ export function createSla(o: SlaOptions) {
         });
       } catch (err) {
         await noteRateLimit(o.redis, o.prefix, o.escalationChannel, err);
-        if (err instanceof SlackApiError && !err.retryable) log.error({ customerId, slackError: err.slackError }, 'SLA escalation could not be posted');
+        if (err instanceof SlackApiError && !err.retryable)
+          log.error({ customerId, slackError: err.slackError }, 'SLA escalation could not be posted');
         throw err;
       }
       log.info({ customerId, kind }, 'SLA escalation');

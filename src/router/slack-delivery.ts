@@ -27,8 +27,7 @@ export const POST_EVENT_TYPE = 'rapport_post';
 export const CARD_EVENT_TYPE = 'rapport_card';
 
 export type ToAgentJob =
-  | { customerId: string }
-  | { react: { channel: string; ts: string; name: string; remove?: string[] } };
+  { customerId: string } | { react: { channel: string; ts: string; name: string; remove?: string[] } };
 
 export interface SlackDeliveryOptions {
   models: RouterModels & IdentityModels;
@@ -52,10 +51,16 @@ export function channelWaitKey(prefix: string, channel: string): string {
 
 export async function respectChannelLimit(redis: Redis, prefix: string, channel: string): Promise<void> {
   const ttl = await redis.pttl(channelWaitKey(prefix, channel));
-  if (ttl > 0) throw new DeferError(ttl + Math.round(Math.random() * 250), `slack channel ${channel} rate limited`);
+  if (ttl > 0)
+    throw new DeferError(ttl + Math.round(Math.random() * 250), `slack channel ${channel} rate limited`);
 }
 
-export async function noteRateLimit(redis: Redis, prefix: string, channel: string, err: unknown): Promise<void> {
+export async function noteRateLimit(
+  redis: Redis,
+  prefix: string,
+  channel: string,
+  err: unknown,
+): Promise<void> {
   if (err instanceof SlackApiError && err.slackError === 'ratelimited') {
     const wait = err.retryAfterMs ?? 1_000;
     await redis.set(channelWaitKey(prefix, channel), '1', 'PX', wait);
@@ -83,7 +88,8 @@ export function windowState(identities: Identity[], now = Date.now()): string {
 
 function describeIdentity(identity: Identity): string {
   const channels = Object.keys(identity.lastInboundAt ?? {}).map(channelLabel);
-  const value = identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
+  const value =
+    identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
   return `${value}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
 }
 
@@ -93,10 +99,16 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
 
   async function cardText(customer: Customer, ownerName: string | undefined): Promise<string> {
     const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
-    const recent = await Message.find({ customerId: customer._id }).sort({ sentAt: -1 }).limit(5).lean<Message[]>();
+    const recent = await Message.find({ customerId: customer._id })
+      .sort({ sentAt: -1 })
+      .limit(5)
+      .lean<Message[]>();
     const history = recent
       .reverse()
-      .map((m) => `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${(m.text ?? '[attachment]').slice(0, 120)}`)
+      .map(
+        (m) =>
+          `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${(m.text ?? '[attachment]').slice(0, 120)}`,
+      )
       .join('\n');
     return [
       `:bust_in_silhouette: *${customer.displayName ?? 'New customer'}*  ·  id \`${String(customer._id)}\``,
@@ -117,9 +129,23 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         type: 'actions',
         block_id: `rapport_card_${customerId}`,
         elements: [
-          { type: 'users_select', action_id: 'rapport_handoff', placeholder: { type: 'plain_text', text: 'Hand off to…' } },
-          { type: 'button', action_id: 'rapport_template', text: { type: 'plain_text', text: 'Send template' }, value: customerId },
-          { type: 'button', action_id: 'rapport_close', text: { type: 'plain_text', text: 'Close' }, value: customerId },
+          {
+            type: 'users_select',
+            action_id: 'rapport_handoff',
+            placeholder: { type: 'plain_text', text: 'Hand off to…' },
+          },
+          {
+            type: 'button',
+            action_id: 'rapport_template',
+            text: { type: 'plain_text', text: 'Send template' },
+            value: customerId,
+          },
+          {
+            type: 'button',
+            action_id: 'rapport_close',
+            text: { type: 'plain_text', text: 'Close' },
+            value: customerId,
+          },
         ],
       },
     ];
@@ -174,7 +200,10 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
 
   async function flush(customerId: Types.ObjectId): Promise<void> {
     await withLock(redis, `${prefix}:lock:to-agent:${String(customerId)}`, 120_000, async () => {
-      const pending = await AgentPost.find({ customerId, state: 'pending' }).sort({ seq: 1, _id: 1 }).limit(50).lean<AgentPost[]>();
+      const pending = await AgentPost.find({ customerId, state: 'pending' })
+        .sort({ seq: 1, _id: 1 })
+        .limit(50)
+        .lean<AgentPost[]>();
       if (pending.length === 0) return;
       const thread = await ensureThread(customerId);
       for (const post of pending) {
@@ -182,7 +211,10 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         if (post.attemptedAt) {
           const ts = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
           if (ts) {
-            await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted', slack: { channel: thread.channel, ts } } });
+            await AgentPost.updateOne(
+              { _id: post._id },
+              { $set: { state: 'posted', slack: { channel: thread.channel, ts } } },
+            );
             continue;
           }
         }
@@ -202,7 +234,10 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
           await noteRateLimit(redis, prefix, thread.channel, err);
           throw err;
         }
-        await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted', slack: { channel: thread.channel, ts } } });
+        await AgentPost.updateOne(
+          { _id: post._id },
+          { $set: { state: 'posted', slack: { channel: thread.channel, ts } } },
+        );
         if (post.kind === 'message' && post.channel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
         }
@@ -218,7 +253,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       await slack.addReaction(r.channel, r.ts, r.name);
     } catch (err) {
       await noteRateLimit(redis, prefix, r.channel, err);
-      if (err instanceof SlackApiError && (err.slackError === 'message_not_found' || err.slackError === 'too_many_reactions')) return;
+      if (
+        err instanceof SlackApiError &&
+        (err.slackError === 'message_not_found' || err.slackError === 'too_many_reactions')
+      )
+        return;
       throw err;
     }
   }

@@ -44,11 +44,17 @@ export function explainFailure(
           'Use `/rapport template` (or the *Send template* button) or reply starting with `sms:` to text them instead.',
       );
     case 'opted_out':
-      return withCode('The customer has opted out (STOP) on this channel; nothing is sent until they write START.');
+      return withCode(
+        'The customer has opted out (STOP) on this channel; nothing is sent until they write START.',
+      );
     case 'invalid_recipient':
-      return withCode('The provider says this address cannot receive messages (wrong number, blocked or not on this app).');
+      return withCode(
+        'The provider says this address cannot receive messages (wrong number, blocked or not on this app).',
+      );
     case 'auth':
-      return withCode('Our credentials for this channel were refused: an admin must check the configuration (`rapport doctor`).');
+      return withCode(
+        'Our credentials for this channel were refused: an admin must check the configuration (`rapport doctor`).',
+      );
     case 'unsupported':
       return withCode('This channel cannot carry that content.');
     case 'rate_limited':

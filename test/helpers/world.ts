@@ -25,17 +25,40 @@ export interface World {
   twilio: TwilioEmulator;
   graph: GraphEmulator;
   stop(): Promise<void>;
+  /** The admin API's JSON answer; tests assert on its shape. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON, checked by each test's expectations
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
-  addAgent(a: { slackUserId: string; name: string; inboxChannelId: string; capacity?: number; backupAgentId?: string }): Promise<{ id: string }>;
+  addAgent(a: {
+    slackUserId: string;
+    name: string;
+    inboxChannelId: string;
+    capacity?: number;
+    backupAgentId?: string;
+  }): Promise<{ id: string }>;
   sms(from: string, text: string, sid?: string): Promise<Response>;
   twilioWhatsApp(from: string, text: string, sid?: string): Promise<Response>;
-  cloudWhatsApp(waId: string, text: string, opts?: { id?: string; name?: string; timestamp?: number }): Promise<Response>;
+  cloudWhatsApp(
+    waId: string,
+    text: string,
+    opts?: { id?: string; name?: string; timestamp?: number },
+  ): Promise<Response>;
   messenger(psid: string, text: string, opts?: { mid?: string }): Promise<Response>;
   twilioStatus(sid: string, status: string, errorCode?: string): Promise<Response>;
   /** A person replies in a Slack thread: the emulator stores it and Rapport receives the signed event. */
-  agentReply(channel: string, threadTs: string, user: string, text: string, opts?: { eventId?: string }): Promise<{ ts: string; res: Response; body: string }>;
+  agentReply(
+    channel: string,
+    threadTs: string,
+    user: string,
+    text: string,
+    opts?: { eventId?: string },
+  ): Promise<{ ts: string; res: Response; body: string }>;
   slackEvent(body: string, headers?: Record<string, string>): Promise<Response>;
-  command(user: string, channel: string, text: string, threadTs?: string): Promise<{ status: number; text: string }>;
+  command(
+    user: string,
+    channel: string,
+    text: string,
+    threadTs?: string,
+  ): Promise<{ status: number; text: string }>;
 }
 
 let seq = 0;
@@ -75,7 +98,10 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
     return fetch(`${t.baseUrl}/webhooks/meta`, {
       method: 'POST',
       body,
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, body) },
+      headers: {
+        'content-type': 'application/json',
+        'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, body),
+      },
     });
   };
   const slackEvent = (body: string, headers?: Record<string, string>) =>
@@ -110,52 +136,119 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
     },
     sms(from, text, messageSid = sid('SM')) {
       return postTwilio('/webhooks/twilio', {
-        ToCountry: 'US', SmsMessageSid: messageSid, NumMedia: '0', SmsSid: messageSid, SmsStatus: 'received',
-        Body: text, To: '+15550001111', NumSegments: '1', MessageSid: messageSid, AccountSid: TEST_TWILIO.accountSid,
-        From: from, ApiVersion: '2010-04-01',
+        ToCountry: 'US',
+        SmsMessageSid: messageSid,
+        NumMedia: '0',
+        SmsSid: messageSid,
+        SmsStatus: 'received',
+        Body: text,
+        To: '+15550001111',
+        NumSegments: '1',
+        MessageSid: messageSid,
+        AccountSid: TEST_TWILIO.accountSid,
+        From: from,
+        ApiVersion: '2010-04-01',
       });
     },
     twilioWhatsApp(from, text, messageSid = sid('SM')) {
       return postTwilio('/webhooks/twilio', {
-        SmsMessageSid: messageSid, NumMedia: '0', ProfileName: 'Dana', SmsSid: messageSid, WaId: from.replace(/\D/g, ''),
-        SmsStatus: 'received', Body: text, To: 'whatsapp:+15550002222', NumSegments: '1', MessageSid: messageSid,
-        AccountSid: TEST_TWILIO.accountSid, From: `whatsapp:${from}`, ApiVersion: '2010-04-01',
+        SmsMessageSid: messageSid,
+        NumMedia: '0',
+        ProfileName: 'Dana',
+        SmsSid: messageSid,
+        WaId: from.replace(/\D/g, ''),
+        SmsStatus: 'received',
+        Body: text,
+        To: 'whatsapp:+15550002222',
+        NumSegments: '1',
+        MessageSid: messageSid,
+        AccountSid: TEST_TWILIO.accountSid,
+        From: `whatsapp:${from}`,
+        ApiVersion: '2010-04-01',
       });
     },
     cloudWhatsApp(waId, text, opts = {}) {
       return postMeta({
         object: 'whatsapp_business_account',
-        entry: [{ id: '118273645509182', changes: [{ field: 'messages', value: {
-          messaging_product: 'whatsapp',
-          metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
-          contacts: [{ profile: { name: opts.name ?? 'Cloud Customer' }, wa_id: waId }],
-          messages: [{ from: waId, id: opts.id ?? `wamid.${randomBytes(12).toString('hex')}`, timestamp: String(opts.timestamp ?? Math.floor(Date.now() / 1000)), type: 'text', text: { body: text } }],
-        } }] }],
+        entry: [
+          {
+            id: '118273645509182',
+            changes: [
+              {
+                field: 'messages',
+                value: {
+                  messaging_product: 'whatsapp',
+                  metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
+                  contacts: [{ profile: { name: opts.name ?? 'Cloud Customer' }, wa_id: waId }],
+                  messages: [
+                    {
+                      from: waId,
+                      id: opts.id ?? `wamid.${randomBytes(12).toString('hex')}`,
+                      timestamp: String(opts.timestamp ?? Math.floor(Date.now() / 1000)),
+                      type: 'text',
+                      text: { body: text },
+                    },
+                  ],
+                },
+              },
+            ],
+          },
+        ],
       });
     },
     messenger(psid, text, opts = {}) {
       return postMeta({
         object: 'page',
-        entry: [{ id: PAGE_ID, time: Date.now(), messaging: [{
-          sender: { id: psid }, recipient: { id: PAGE_ID }, timestamp: Date.now(),
-          message: { mid: opts.mid ?? `m_${randomBytes(12).toString('hex')}`, text },
-        }] }],
+        entry: [
+          {
+            id: PAGE_ID,
+            time: Date.now(),
+            messaging: [
+              {
+                sender: { id: psid },
+                recipient: { id: PAGE_ID },
+                timestamp: Date.now(),
+                message: { mid: opts.mid ?? `m_${randomBytes(12).toString('hex')}`, text },
+              },
+            ],
+          },
+        ],
       });
     },
     twilioStatus(messageSid, status, errorCode) {
       return postTwilio('/webhooks/twilio/status', {
-        MessageSid: messageSid, SmsSid: messageSid, MessageStatus: status, SmsStatus: status,
-        AccountSid: TEST_TWILIO.accountSid, To: '+14155550100', From: '+15550001111', ApiVersion: '2010-04-01',
+        MessageSid: messageSid,
+        SmsSid: messageSid,
+        MessageStatus: status,
+        SmsStatus: status,
+        AccountSid: TEST_TWILIO.accountSid,
+        To: '+14155550100',
+        From: '+15550001111',
+        ApiVersion: '2010-04-01',
         ...(errorCode ? { ErrorCode: errorCode } : {}),
       });
     },
     async agentReply(channel, threadTs, user, text, opts = {}) {
       const stored = slack.postAsUser(channel, { user, text, threadTs });
       const body = JSON.stringify({
-        token: 'legacy', team_id: slack.teamId, api_app_id: 'A0RAPPORT', type: 'event_callback',
-        event_id: opts.eventId ?? `Ev${String(++seq).padStart(8, '0')}${randomBytes(3).toString('hex').toUpperCase()}`,
+        token: 'legacy',
+        team_id: slack.teamId,
+        api_app_id: 'A0RAPPORT',
+        type: 'event_callback',
+        event_id:
+          opts.eventId ??
+          `Ev${String(++seq).padStart(8, '0')}${randomBytes(3).toString('hex').toUpperCase()}`,
         event_time: Math.floor(Date.now() / 1000),
-        event: { type: 'message', channel, user, text, ts: stored.ts, thread_ts: threadTs, event_ts: stored.ts, channel_type: 'channel' },
+        event: {
+          type: 'message',
+          channel,
+          user,
+          text,
+          ts: stored.ts,
+          thread_ts: threadTs,
+          event_ts: stored.ts,
+          channel_type: 'channel',
+        },
       });
       const res = await slackEvent(body);
       return { ts: stored.ts, res, body };
@@ -163,14 +256,24 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
     slackEvent,
     async command(user, channel, text, threadTs) {
       const params = new URLSearchParams({
-        token: 'legacy', team_id: slack.teamId, channel_id: channel, user_id: user, user_name: user.toLowerCase(),
-        command: '/rapport', text, response_url: `${slack.url}commands/respond`, trigger_id: '1.2.3',
+        token: 'legacy',
+        team_id: slack.teamId,
+        channel_id: channel,
+        user_id: user,
+        user_name: user.toLowerCase(),
+        command: '/rapport',
+        text,
+        response_url: `${slack.url}commands/respond`,
+        trigger_id: '1.2.3',
         ...(threadTs ? { thread_ts: threadTs } : {}),
       }).toString();
       const res = await fetch(`${t.baseUrl}/slack/commands`, {
         method: 'POST',
         body: params,
-        headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SLACK_SECRET, params) },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          ...signSlackRequest(SLACK_SECRET, params),
+        },
       });
       const json = (await res.json().catch(() => ({}))) as { text?: string };
       return { status: res.status, text: json.text ?? '' };

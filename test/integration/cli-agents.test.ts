@@ -24,7 +24,10 @@ describe('rapport agents', () => {
   async function run(...argv: string[]) {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await runCli(argv, { out: (l: string) => out.push(l) > 0, err: (l: string) => err.push(l) > 0 });
+    const code = await runCli(argv, {
+      out: (l: string) => out.push(l) > 0,
+      err: (l: string) => err.push(l) > 0,
+    });
     return { code, out: out.join('\n'), err: err.join('\n') };
   }
 
@@ -35,7 +38,10 @@ describe('rapport agents', () => {
 
     const dir = mkdtempSync(path.join(os.tmpdir(), 'rapport-cli-'));
     const csv = path.join(dir, 'agents.csv');
-    writeFileSync(csv, 'slackUserId,name,inboxChannelId,capacity\nU0CLI2,Dev,C0CLI2,20\nU0CLI3,Eve,C0CLI3,\nbad,Nope,C0CLI4,\n');
+    writeFileSync(
+      csv,
+      'slackUserId,name,inboxChannelId,capacity\nU0CLI2,Dev,C0CLI2,20\nU0CLI3,Eve,C0CLI3,\nbad,Nope,C0CLI4,\n',
+    );
     const imported = await run('agents', 'import', csv);
     expect(imported.code).toBe(1);
     expect(imported.out).toContain('Imported 2 of 3 agents.');

@@ -26,12 +26,18 @@ describe('per-customer order', () => {
     for (let i = 0; i < 10; i++) {
       // Each customer's messages are sent one after another (as the provider delivers them); the
       // three customers write at the same time.
-      await Promise.all(customers.map((c, k) => (k === 1 ? w.twilioWhatsApp(c, `m${i} from ${k}`) : w.sms(c, `m${i} from ${k}`))));
+      await Promise.all(
+        customers.map((c, k) =>
+          k === 1 ? w.twilioWhatsApp(c, `m${i} from ${k}`) : w.sms(c, `m${i} from ${k}`),
+        ),
+      );
     }
     const threads = await eventually(
       async () => {
         const cards = w.slack.messages('C0ORD').filter((m) => m.metadata?.event_type === 'rapport_card');
-        return cards.map((card) => w.slack.thread('C0ORD', card.ts).filter((m) => m.metadata?.event_type === 'rapport_post'));
+        return cards.map((card) =>
+          w.slack.thread('C0ORD', card.ts).filter((m) => m.metadata?.event_type === 'rapport_post'),
+        );
       },
       (ts) => ts.length === 3 && ts.every((t) => t.length === 10),
       60_000,

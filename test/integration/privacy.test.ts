@@ -29,11 +29,20 @@ function mount(service: ErasureService, limit = { perMinute: 10_000, prefix: '' 
   const { app } = w.t;
   const server = express();
   const api = express.Router();
-  api.use(adminRateLimit({ redis: app.redis, prefix: `${app.config.queuePrefix}${limit.prefix}`, perMinute: limit.perMinute, log: app.log }));
+  api.use(
+    adminRateLimit({
+      redis: app.redis,
+      prefix: `${app.config.queuePrefix}${limit.prefix}`,
+      perMinute: limit.perMinute,
+      log: app.log,
+    }),
+  );
   api.use(adminAudit({ log: app.log.child({ component: 'admin' }) }));
   api.use(adminAuth(app.config.adminToken));
   api.use(express.json());
-  api.use(privacyRoutes({ models: app.models, erasures: service, log: app.log.child({ component: 'admin' }) }));
+  api.use(
+    privacyRoutes({ models: app.models, erasures: service, log: app.log.child({ component: 'admin' }) }),
+  );
   server.use('/api', api);
   server.use(notFound());
   server.use(errorHandler(app.log));
@@ -61,7 +70,8 @@ async function findEverywhere(needles: string[]): Promise<string[]> {
     if (name.startsWith('system.')) continue;
     for (const doc of await db.collection(name).find({}).toArray()) {
       const json = JSON.stringify(doc);
-      for (const n of needles) if (json.includes(n)) hits.push(`${name} contains "${n}": ${json.slice(0, 300)}`);
+      for (const n of needles)
+        if (json.includes(n)) hits.push(`${name} contains "${n}": ${json.slice(0, 300)}`);
     }
   }
   return hits;
@@ -86,7 +96,12 @@ describe('export and erasure of a merged customer', () => {
   const PHONE = '+14155550201';
   const NAME = 'Quintessa Vole';
   const PSID = '7000000000000201';
-  const TEXTS = ['first sms ALPHA-201', 'on whatsapp BRAVO-201', 'from messenger CHARLIE-201', 'Agent answer DELTA-201'];
+  const TEXTS = [
+    'first sms ALPHA-201',
+    'on whatsapp BRAVO-201',
+    'from messenger CHARLIE-201',
+    'Agent answer DELTA-201',
+  ];
   let survivorId: string;
   let mergedId: string;
   let botMessages: { channel: string; ts: string }[] = [];
@@ -96,35 +111,58 @@ describe('export and erasure of a merged customer', () => {
     const { models } = w.t.app;
     // WhatsApp first, SMS last (one after the other): the agent's reply then goes out by SMS.
     expect((await w.cloudWhatsApp(PHONE.slice(1), TEXTS[1]!, { name: NAME })).status).toBe(200);
-    await eventually(async () => models.AgentPost.countDocuments({ state: 'posted' }), (n) => n >= 1);
+    await eventually(
+      async () => models.AgentPost.countDocuments({ state: 'posted' }),
+      (n) => n >= 1,
+    );
     expect((await w.sms(PHONE, TEXTS[0]!)).status).toBe(200);
     expect((await w.messenger(PSID, TEXTS[2]!)).status).toBe(200);
     const phoneCustomer = await eventually(() => idOfKey(`phone:${PHONE}`), Boolean);
     const psidCustomer = await eventually(() => idOfKey(`psid:${'100000000000001'}:${PSID}`), Boolean);
-    await eventually(async () => models.AgentPost.countDocuments({ state: 'posted' }), (n) => n >= 3);
+    await eventually(
+      async () => models.AgentPost.countDocuments({ state: 'posted' }),
+      (n) => n >= 3,
+    );
     await settled();
 
     // The agent answers in the phone customer's thread (a person's message: the bot cannot delete it).
     const thread = await eventually(() => models.CurrentThread.findById(phoneCustomer).lean(), Boolean);
     const reply = await w.agentReply(thread!.channel, thread!.ts, ALEX.slackUserId, TEXTS[3]!);
     humanReplyTs = reply.ts;
-    const sent = await eventually(async () => w.twilio.messages().filter((m) => m.body === TEXTS[3]), (m) => m.length === 1, 40_000);
+    const sent = await eventually(
+      async () => w.twilio.messages().filter((m) => m.body === TEXTS[3]),
+      (m) => m.length === 1,
+      40_000,
+    );
     expect((await w.twilioStatus(sent[0]!.sid, 'delivered')).status).toBe(200);
-    await eventually(() => models.Message.findOne({ providerMessageId: sent[0]!.sid, 'status.state': 'delivered' }).lean(), Boolean);
+    await eventually(
+      () => models.Message.findOne({ providerMessageId: sent[0]!.sid, 'status.state': 'delivered' }).lean(),
+      Boolean,
+    );
 
-    const merged = await w.admin('POST', `/customers/${String(phoneCustomer)}/merge`, { otherId: String(psidCustomer) });
+    const merged = await w.admin('POST', `/customers/${String(phoneCustomer)}/merge`, {
+      otherId: String(psidCustomer),
+    });
     expect(merged.status).toBe(200);
     survivorId = merged.body.merge.survivorId;
     mergedId = merged.body.merge.mergedId;
 
     // The customer opts out of SMS: the opt-out must outlive the erasure (as a marker).
     await w.sms(PHONE, 'STOP');
-    await eventually(() => models.OptOut.findOne({ identityKey: `phone:${PHONE}`, optedOut: true }).lean(), Boolean);
+    await eventually(
+      () => models.OptOut.findOne({ identityKey: `phone:${PHONE}`, optedOut: true }).lean(),
+      Boolean,
+    );
     await settled();
 
     const threads = await models.SlackThread.find({ customerId: { $in: [survivorId, mergedId] } }).lean();
     expect(threads.length).toBeGreaterThanOrEqual(2);
-    botMessages = threads.flatMap((t) => w.slack.thread(t.channel, t.ts).filter((m) => m.bot_id).map((m) => ({ channel: m.channel, ts: m.ts })));
+    botMessages = threads.flatMap((t) =>
+      w.slack
+        .thread(t.channel, t.ts)
+        .filter((m) => m.bot_id)
+        .map((m) => ({ channel: m.channel, ts: m.ts })),
+    );
     expect(botMessages.length).toBeGreaterThanOrEqual(threads.length + 3);
   }, 120_000);
 
@@ -135,12 +173,16 @@ describe('export and erasure of a merged customer', () => {
       const data = res.body;
       expect(data.customer.id).toBe(survivorId);
       expect(data.mergedCustomers.map((c: { id: string }) => c.id)).toEqual([mergedId]);
-      expect(data.identities.map((i: { key: string }) => i.key).sort()).toEqual([`phone:${PHONE}`, `psid:100000000000001:${PSID}`].sort());
+      expect(data.identities.map((i: { key: string }) => i.key).sort()).toEqual(
+        [`phone:${PHONE}`, `psid:100000000000001:${PSID}`].sort(),
+      );
       const texts = data.messages.map((m: { text: string | null }) => m.text);
       for (const t of TEXTS) expect(texts).toContain(t);
       expect(texts).toContain('STOP');
       // Both directions, with statuses for the outbound ones.
-      expect(new Set(data.messages.map((m: { direction: string }) => m.direction))).toEqual(new Set(['in', 'out']));
+      expect(new Set(data.messages.map((m: { direction: string }) => m.direction))).toEqual(
+        new Set(['in', 'out']),
+      );
       const out = data.messages.find((m: { text: string }) => m.text === TEXTS[3]);
       expect(out.direction).toBe('out');
       expect(out.status.state).toBe('delivered');
@@ -148,8 +190,12 @@ describe('export and erasure of a merged customer', () => {
       expect(data.merges).toHaveLength(1);
       expect(data.merges[0]).toMatchObject({ survivorId, mergedId, status: 'done' });
       expect(data.ownerHistory.length).toBeGreaterThanOrEqual(1);
-      expect(data.sends.some((s: { text: string; slack: unknown }) => s.text === TEXTS[3] && s.slack)).toBe(true);
-      expect(data.optOuts).toEqual([expect.objectContaining({ identityKey: `phone:${PHONE}`, channel: 'sms', optedOut: true })]);
+      expect(data.sends.some((s: { text: string; slack: unknown }) => s.text === TEXTS[3] && s.slack)).toBe(
+        true,
+      );
+      expect(data.optOuts).toEqual([
+        expect.objectContaining({ identityKey: `phone:${PHONE}`, channel: 'sms', optedOut: true }),
+      ]);
       expect(data.slack.threads.length).toBeGreaterThanOrEqual(2);
       expect(data.slack.posts.some((p: { text: string }) => p.text.includes('CHARLIE-201'))).toBe(true);
       expect(data.customer.displayName).toBe(NAME);
@@ -157,7 +203,17 @@ describe('export and erasure of a merged customer', () => {
   });
 
   it('erases the customer from every collection and deletes every Slack message the bot posted for them', async () => {
-    const needles = [PHONE, PHONE.slice(1), PHONE.slice(2), '(415) 555-0201', '415-555-0201', PSID, NAME, 'Quintessa', ...TEXTS.map((t) => t.split(' ').pop()!)];
+    const needles = [
+      PHONE,
+      PHONE.slice(1),
+      PHONE.slice(2),
+      '(415) 555-0201',
+      '415-555-0201',
+      PSID,
+      NAME,
+      'Quintessa',
+      ...TEXTS.map((t) => t.split(' ').pop()!),
+    ];
     // The search can fail: before erasure it finds them.
     expect((await findEverywhere(needles)).length).toBeGreaterThan(0);
     // A rate limit in the middle is waited out in-line.
@@ -168,13 +224,21 @@ describe('export and erasure of a merged customer', () => {
     const { erasure } = res.body;
     expect(erasure).toMatchObject({ status: 'done', actor: 'admin', pending: [] });
     expect(erasure.customerIds.sort()).toEqual([survivorId, mergedId].sort());
-    expect(erasure.counts).toMatchObject({ customers: 2, identities: 2, optOutMarkers: 1, slackFailed: 0, slackHumanRemaining: 1 });
+    expect(erasure.counts).toMatchObject({
+      customers: 2,
+      identities: 2,
+      optOutMarkers: 1,
+      slackFailed: 0,
+      slackHumanRemaining: 1,
+    });
     expect(erasure.counts.messages).toBeGreaterThanOrEqual(6);
     expect(erasure.counts.slackDeleted).toBe(botMessages.length);
 
     expect(await findEverywhere(needles)).toEqual([]);
 
-    const deleted = new Set(w.slack.callsTo('chat.delete').map((c) => `${String(c.args.channel)}/${String(c.args.ts)}`));
+    const deleted = new Set(
+      w.slack.callsTo('chat.delete').map((c) => `${String(c.args.channel)}/${String(c.args.ts)}`),
+    );
     for (const m of botMessages) {
       expect(deleted).toContain(`${m.channel}/${m.ts}`);
       expect(w.slack.messages(m.channel).some((x) => x.ts === m.ts)).toBe(false);
@@ -182,14 +246,18 @@ describe('export and erasure of a merged customer', () => {
     // The agent's own reply cannot be deleted by a bot token: a notice in the thread says so.
     const remaining = w.slack.messages(ALEX.inboxChannelId);
     expect(remaining.some((m) => m.ts === humanReplyTs)).toBe(true);
-    expect(remaining.filter((m) => m.bot_id && m.text.includes('data was erased')).length).toBeGreaterThanOrEqual(1);
+    expect(
+      remaining.filter((m) => m.bot_id && m.text.includes('data was erased')).length,
+    ).toBeGreaterThanOrEqual(1);
     expect(remaining.filter((m) => m.bot_id).every((m) => !m.text.includes('201'))).toBe(true);
 
     // The opt-out is still known, by keyed hash only.
     expect(await erasures.isOptOutErased(`phone:${PHONE}`, 'sms')).toBe(true);
     expect(await erasures.isOptOutErased('phone:+14155550299', 'sms')).toBe(false);
     // The audit log lines name actor and ids, never the person.
-    const mine = w.t.logs.filter((l) => l.includes('customer.erase') || l.includes('"admin request"') || l.includes('erasure'));
+    const mine = w.t.logs.filter(
+      (l) => l.includes('customer.erase') || l.includes('"admin request"') || l.includes('erasure'),
+    );
     expect(mine.some((l) => l.includes('"actor":"admin"') && l.includes(mergedId))).toBe(true);
     for (const l of mine) for (const n of needles) expect(l).not.toContain(n);
   });
@@ -203,7 +271,7 @@ describe('export and erasure of a merged customer', () => {
     const exported = await request(http).get(`/api/customers/${survivorId}/export`).set(auth);
     expect(exported.status).toBe(410);
     expect(exported.body.error.code).toBe('erased');
-    expect((await w.t.app.mongo.connection.db!.collection('erasures').countDocuments())).toBe(1);
+    expect(await w.t.app.mongo.connection.db!.collection('erasures').countDocuments()).toBe(1);
   });
 
   it('starts a fresh customer when the same number writes again', async () => {
@@ -213,7 +281,9 @@ describe('export and erasure of a merged customer', () => {
     expect(String(fresh)).not.toBe(mergedId);
     const customer = await w.t.app.models.Customer.findById(fresh).lean();
     expect(customer?.mergedInto).toBeUndefined();
-    const res = await request(http).get(`/api/customers/${String(fresh)}/export`).set(auth);
+    const res = await request(http)
+      .get(`/api/customers/${String(fresh)}/export`)
+      .set(auth);
     expect(res.body.messages.map((m: { text: string }) => m.text)).toContain('hello again ECHO-201');
     expect(res.body.messages.some((m: { text: string }) => (m.text ?? '').includes('ALPHA'))).toBe(false);
   });
@@ -225,7 +295,10 @@ describe('an erasure interrupted midway', () => {
     const { models } = w.t.app;
     await w.sms(PHONE, 'crash test FOXTROT-202');
     const id = (await eventually(() => idOfKey(`phone:${PHONE}`), Boolean)) as Types.ObjectId;
-    await eventually(async () => models.AgentPost.countDocuments({ customerId: id, state: 'posted' }), (n) => n >= 1);
+    await eventually(
+      async () => models.AgentPost.countDocuments({ customerId: id, state: 'posted' }),
+      (n) => n >= 1,
+    );
     await settled();
     const card = (await models.CurrentThread.findById(id).lean())!;
 
@@ -242,7 +315,9 @@ describe('an erasure interrupted midway', () => {
     // part finishes and Slack is left for resume().
     w.slack.failNext('chat.delete', { status: 429, retryAfterSec: 2 });
     const impatient = service({ slackBudgetMs: 500 });
-    const partial = await request(mount(impatient)).delete(`/api/customers/${String(id)}`).set(auth);
+    const partial = await request(mount(impatient))
+      .delete(`/api/customers/${String(id)}`)
+      .set(auth);
     expect(partial.status).toBe(202);
     expect(partial.body.erasure.pending).toEqual(['slack']);
     expect(await findEverywhere([PHONE, PHONE.slice(1), 'FOXTROT-202'])).toEqual([]);
@@ -260,13 +335,20 @@ describe('an erasure interrupted midway', () => {
 describe('admin API guard', () => {
   it('rejects a missing or wrong token with 401', async () => {
     const id = '65a000000000000000000001';
-    for (const [method, path] of [['get', `/api/customers/${id}/export`], ['delete', `/api/customers/${id}`]] as const) {
+    for (const [method, path] of [
+      ['get', `/api/customers/${id}/export`],
+      ['delete', `/api/customers/${id}`],
+    ] as const) {
       const missing = await request(http)[method](path);
       expect(missing.status).toBe(401);
-      const wrong = await request(http)[method](path).set({ authorization: 'Bearer not-the-admin-token-at-all' });
+      const wrong = await request(http)
+        [method](path)
+        .set({ authorization: 'Bearer not-the-admin-token-at-all' });
       expect(wrong.status).toBe(401);
     }
-    expect(await w.t.app.mongo.connection.db!.collection('erasures').countDocuments({ requestedId: id })).toBe(0);
+    expect(
+      await w.t.app.mongo.connection.db!.collection('erasures').countDocuments({ requestedId: id }),
+    ).toBe(0);
   });
 
   it('answers 429 with Retry-After once a client exceeds its requests per minute', async () => {

@@ -5,7 +5,13 @@
  * it on its own.
  */
 import { Types } from 'mongoose';
-import { createRetentionPurge, startRetention, PURGED_METRIC, RETENTION_SCHEDULER, type Retention } from '../../src/privacy/retention';
+import {
+  createRetentionPurge,
+  startRetention,
+  PURGED_METRIC,
+  RETENTION_SCHEDULER,
+  type Retention,
+} from '../../src/privacy/retention';
 import { eventually } from '../helpers/eventually';
 import { startTestApp, type TestApp } from '../helpers/app';
 
@@ -46,7 +52,10 @@ async function message(ageDays: number, text: string) {
     providerMessageId: `SMretention${n}`,
     identityKey: 'phone:+14155550300',
     text,
-    parts: [{ kind: 'text', text }, { kind: 'media', url: `https://api.twilio.test/media/${n}`, contentType: 'image/jpeg' }],
+    parts: [
+      { kind: 'text', text },
+      { kind: 'media', url: `https://api.twilio.test/media/${n}`, contentType: 'image/jpeg' },
+    ],
     sentAt,
   });
 }
@@ -70,12 +79,43 @@ describe('message retention', () => {
     const recent = await message(29, 'recent body MIKE');
     const fresh = await message(0, 'fresh body NOVEMBER');
     const { AgentPost, CustomerSend } = t.app.models;
-    const oldPost = await AgentPost.create({ key: 'retention-post-old', customerId: old.customerId, seq: 1, kind: 'message', text: '*[SMS]* old body KILO', state: 'posted', createdAt: new Date(Date.now() - 31 * DAY) });
-    const newPost = await AgentPost.create({ key: 'retention-post-new', customerId: recent.customerId, seq: 1, kind: 'message', text: '*[SMS]* recent body MIKE', state: 'posted' });
-    const oldSend = await CustomerSend.create({ key: 'retention-send-old', customerId: old.customerId, seq: 2, origin: 'agent', text: 'old reply OSCAR', media: [{ url: 'https://files.test/a.jpg' }], state: 'sent', sendAfter: new Date(Date.now() - 31 * DAY), createdAt: new Date(Date.now() - 31 * DAY) });
+    const oldPost = await AgentPost.create({
+      key: 'retention-post-old',
+      customerId: old.customerId,
+      seq: 1,
+      kind: 'message',
+      text: '*[SMS]* old body KILO',
+      state: 'posted',
+      createdAt: new Date(Date.now() - 31 * DAY),
+    });
+    const newPost = await AgentPost.create({
+      key: 'retention-post-new',
+      customerId: recent.customerId,
+      seq: 1,
+      kind: 'message',
+      text: '*[SMS]* recent body MIKE',
+      state: 'posted',
+    });
+    const oldSend = await CustomerSend.create({
+      key: 'retention-send-old',
+      customerId: old.customerId,
+      seq: 2,
+      origin: 'agent',
+      text: 'old reply OSCAR',
+      media: [{ url: 'https://files.test/a.jpg' }],
+      state: 'sent',
+      sendAfter: new Date(Date.now() - 31 * DAY),
+      createdAt: new Date(Date.now() - 31 * DAY),
+    });
     // Mongoose timestamps overwrite createdAt on create: set it directly.
-    await AgentPost.collection.updateOne({ _id: oldPost._id }, { $set: { createdAt: new Date(Date.now() - 31 * DAY) } });
-    await CustomerSend.collection.updateOne({ _id: oldSend._id }, { $set: { createdAt: new Date(Date.now() - 31 * DAY) } });
+    await AgentPost.collection.updateOne(
+      { _id: oldPost._id },
+      { $set: { createdAt: new Date(Date.now() - 31 * DAY) } },
+    );
+    await CustomerSend.collection.updateOne(
+      { _id: oldSend._id },
+      { $set: { createdAt: new Date(Date.now() - 31 * DAY) } },
+    );
 
     // The purge alone (no scheduler racing the assertions on counts).
     const r = createRetentionPurge({
@@ -120,7 +160,11 @@ describe('message retention', () => {
     const schedulers = await r.queue.getJobSchedulers();
     expect(schedulers.map((s) => s.key)).toContain(RETENTION_SCHEDULER);
     const m = await message(45, 'scheduled purge PAPA');
-    const after = await eventually(() => t.app.models.Message.findById(m._id).lean(), (d) => d?.text === undefined, 10_000);
+    const after = await eventually(
+      () => t.app.models.Message.findById(m._id).lean(),
+      (d) => d?.text === undefined,
+      10_000,
+    );
     expect(after?.text).toBeUndefined();
     await r.close();
   });

@@ -18,7 +18,8 @@ describe('owner routing and Slack threads', () => {
   });
   afterAll(() => w.stop());
 
-  const threadIn = (channel: string) => w.slack.messages(channel).filter((m) => m.metadata?.event_type === 'rapport_card');
+  const threadIn = (channel: string) =>
+    w.slack.messages(channel).filter((m) => m.metadata?.event_type === 'rapport_card');
   const repliesOf = (channel: string, ts: string) => w.slack.thread(channel, ts).slice(1);
   const cardsFor = async (customerText: string) => {
     for (const channel of [ALEX.inboxChannelId, SAM.inboxChannelId]) {
@@ -34,10 +35,14 @@ describe('owner routing and Slack threads', () => {
     expect((await w.twilioWhatsApp('+14155550101', 'then on whatsapp')).status).toBe(200);
     const found = await eventually(
       () => cardsFor('first on sms'),
-      (f) => !!f && repliesOf(f.channel, f.card.ts).filter((r) => r.metadata?.event_type === 'rapport_post').length >= 2,
+      (f) =>
+        !!f &&
+        repliesOf(f.channel, f.card.ts).filter((r) => r.metadata?.event_type === 'rapport_post').length >= 2,
     );
     expect(found).toBeDefined();
-    const posts = repliesOf(found!.channel, found!.card.ts).filter((r) => r.text.includes('on sms') || r.text.includes('on whatsapp'));
+    const posts = repliesOf(found!.channel, found!.card.ts).filter(
+      (r) => r.text.includes('on sms') || r.text.includes('on whatsapp'),
+    );
     expect(posts.map((p) => p.text)).toEqual([
       expect.stringContaining('*[SMS]* first on sms'),
       expect.stringMatching(/now writing on WhatsApp[\s\S]*\*\[WhatsApp\]\* then on whatsapp/),
@@ -80,7 +85,12 @@ describe('owner routing and Slack threads', () => {
     const before = await eventually(() => cardsFor('please help 104'), Boolean);
     const from = before!.channel === ALEX.inboxChannelId ? ALEX : SAM;
     const to = from === ALEX ? SAM : ALEX;
-    const res = await w.command(from.slackUserId, before!.channel, `handoff <@${to.slackUserId}|${to.name.toLowerCase()}>`, before!.card.ts);
+    const res = await w.command(
+      from.slackUserId,
+      before!.channel,
+      `handoff <@${to.slackUserId}|${to.name.toLowerCase()}>`,
+      before!.card.ts,
+    );
     expect(res.status).toBe(200);
     expect(res.text).toContain(`now belongs to ${to.name}`);
     await eventually(
@@ -88,7 +98,12 @@ describe('owner routing and Slack threads', () => {
       Boolean,
     );
     const told = await eventually(
-      async () => w.twilio.messages().filter((m) => m.to === '+14155550104' && (m.body ?? '').includes(`${to.name} will take care of you`)),
+      async () =>
+        w.twilio
+          .messages()
+          .filter(
+            (m) => m.to === '+14155550104' && (m.body ?? '').includes(`${to.name} will take care of you`),
+          ),
       (m) => m.length === 1,
     );
     expect(told).toHaveLength(1);
@@ -108,21 +123,39 @@ describe('owner routing and Slack threads', () => {
     expect(replay.status).toBe(200);
     // Our own bot's post in the thread, and an internal note.
     const botBody = JSON.stringify({
-      type: 'event_callback', team_id: w.slack.teamId, event_id: 'EvBOT0001', event_time: 1,
-      event: { type: 'message', subtype: 'bot_message', bot_id: w.slack.botId, channel, text: 'bot says', ts: '1800000000.000001', thread_ts: card.ts },
+      type: 'event_callback',
+      team_id: w.slack.teamId,
+      event_id: 'EvBOT0001',
+      event_time: 1,
+      event: {
+        type: 'message',
+        subtype: 'bot_message',
+        bot_id: w.slack.botId,
+        channel,
+        text: 'bot says',
+        ts: '1800000000.000001',
+        thread_ts: card.ts,
+      },
     });
     expect((await w.slackEvent(botBody)).status).toBe(200);
     await w.agentReply(channel, card.ts, agent.slackUserId, 'note: customer seems upset');
     await w.agentReply(channel, card.ts, agent.slackUserId, `<@${SAM.slackUserId}> can you check this?`);
 
     const sent = await eventually(
-      async () => w.twilio.messages().filter((m) => m.to === '+14155550105' && m.body === 'Here is your answer'),
+      async () =>
+        w.twilio.messages().filter((m) => m.to === '+14155550105' && m.body === 'Here is your answer'),
       (m) => m.length >= 1,
     );
     await new Promise((r) => setTimeout(r, 1000));
-    expect(w.twilio.messages().filter((m) => m.to === '+14155550105' && m.body === 'Here is your answer')).toHaveLength(1);
+    expect(
+      w.twilio.messages().filter((m) => m.to === '+14155550105' && m.body === 'Here is your answer'),
+    ).toHaveLength(1);
     expect(sent[0]?.from).toBe('+15550001111');
-    expect(w.twilio.messages().filter((m) => (m.body ?? '').includes('upset') || (m.body ?? '').includes('check this'))).toHaveLength(0);
+    expect(
+      w.twilio
+        .messages()
+        .filter((m) => (m.body ?? '').includes('upset') || (m.body ?? '').includes('check this')),
+    ).toHaveLength(0);
     // Visible in Slack: 📤 on the sent reply, 📝 on the notes.
     const thread = await eventually(
       async () => w.slack.thread(channel, card.ts),
@@ -133,10 +166,22 @@ describe('owner routing and Slack threads', () => {
   });
 
   it('rejects Slack requests with a bad signature (403) or a stale timestamp (403), and unsigned ones (401)', async () => {
-    const body = JSON.stringify({ type: 'event_callback', event_id: 'EvX', team_id: 'T', event: { type: 'message' } });
+    const body = JSON.stringify({
+      type: 'event_callback',
+      event_id: 'EvX',
+      team_id: 'T',
+      event: { type: 'message' },
+    });
     expect((await w.slackEvent(body, signSlackRequest('wrong-secret', body))).status).toBe(403);
-    expect((await w.slackEvent(body, signSlackRequest('test-slack-signing-secret', body, Date.now() / 1000 - 600))).status).toBe(403);
-    const unsigned = await fetch(`${w.t.baseUrl}/slack/events`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    expect(
+      (await w.slackEvent(body, signSlackRequest('test-slack-signing-secret', body, Date.now() / 1000 - 600)))
+        .status,
+    ).toBe(403);
+    const unsigned = await fetch(`${w.t.baseUrl}/slack/events`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(unsigned.status).toBe(401);
     const challenge = JSON.stringify({ token: 'x', challenge: 'abc123', type: 'url_verification' });
     const verified = await w.slackEvent(challenge);
@@ -153,7 +198,8 @@ describe('owner routing and Slack threads', () => {
     );
     expect(reminded[0]?.text).toContain(`<@${owner.slackUserId}>`);
     const escalated = await eventually(
-      async () => w.slack.messages(ESCALATION).filter((m) => m.text.includes('has waited') && m.text.includes(card.ts)),
+      async () =>
+        w.slack.messages(ESCALATION).filter((m) => m.text.includes('has waited') && m.text.includes(card.ts)),
       (m) => m.length > 0,
     );
     expect(escalated.filter((m) => m.text.includes(card.ts))).toHaveLength(1);
@@ -164,7 +210,11 @@ describe('owner routing and Slack threads', () => {
     await w.agentReply(other.channel, other.card.ts, agent.slackUserId, 'On it!');
     await new Promise((r) => setTimeout(r, 6000));
     expect(repliesOf(other.channel, other.card.ts).some((r) => r.text.includes(':alarm_clock:'))).toBe(false);
-    expect(w.slack.messages(ESCALATION).some((m) => m.text.includes('waited') && m.text.includes(String(other.card.ts)))).toBe(false);
+    expect(
+      w.slack
+        .messages(ESCALATION)
+        .some((m) => m.text.includes('waited') && m.text.includes(String(other.card.ts))),
+    ).toBe(false);
   });
 
   it('waits out a 429 on one Slack channel without delaying another channel', async () => {
@@ -177,9 +227,15 @@ describe('owner routing and Slack threads', () => {
     const started = Date.now();
     await w.sms('+14155550108', 'limited 108');
     await w.sms('+14155550109', 'free 109');
-    await eventually(async () => repliesOf(b.channel, b.card.ts).some((r) => r.text.includes('free 109')), Boolean);
+    await eventually(
+      async () => repliesOf(b.channel, b.card.ts).some((r) => r.text.includes('free 109')),
+      Boolean,
+    );
     const freeAt = Date.now() - started;
-    await eventually(async () => repliesOf(a.channel, a.card.ts).some((r) => r.text.includes('limited 108')), Boolean);
+    await eventually(
+      async () => repliesOf(a.channel, a.card.ts).some((r) => r.text.includes('limited 108')),
+      Boolean,
+    );
     const limitedAt = Date.now() - started;
     expect(limitedAt).toBeGreaterThanOrEqual(2_500);
     expect(freeAt).toBeLessThan(limitedAt);
@@ -198,10 +254,14 @@ describe('verified claims across apps', () => {
   it('links a Messenger customer to their phone only after the code sent by SMS comes back on Messenger', async () => {
     // The phone number is already a customer (wrote by SMS).
     await w.sms('+14155550150', 'sms history');
-    await eventually(async () => w.slack.messages(ALEX.inboxChannelId).length, (n) => n >= 1);
+    await eventually(
+      async () => w.slack.messages(ALEX.inboxChannelId).length,
+      (n) => n >= 1,
+    );
     await w.messenger('7000000000000150', 'my number is +1 415 555 0150');
     const code = await eventually(
-      async () => w.twilio.messages().find((m) => m.to === '+14155550150' && /code is \d{6}/.test(m.body ?? '')),
+      async () =>
+        w.twilio.messages().find((m) => m.to === '+14155550150' && /code is \d{6}/.test(m.body ?? '')),
       Boolean,
     );
     const digits = /code is (\d{6})/.exec(code!.body!)![1]!;
@@ -214,20 +274,20 @@ describe('verified claims across apps', () => {
     expect(String(psid?.customerId)).not.toBe(String(phone?.customerId));
     // The right code links them: one customer with both identities.
     await w.messenger('7000000000000150', digits);
-    const merged = await eventually(
-      async () => {
-        const p = await Identity.findOne({ kind: 'psid' }).lean();
-        const q = await Identity.findOne({ key: 'phone:+14155550150' }).lean();
-        return p && q && String(p.customerId) === String(q.customerId) ? p.customerId : undefined;
-      },
-      Boolean,
-    );
+    const merged = await eventually(async () => {
+      const p = await Identity.findOne({ kind: 'psid' }).lean();
+      const q = await Identity.findOne({ key: 'phone:+14155550150' }).lean();
+      return p && q && String(p.customerId) === String(q.customerId) ? p.customerId : undefined;
+    }, Boolean);
     expect(merged).toBeDefined();
     const live = await Customer.find({ mergedInto: null }).lean();
     expect(live).toHaveLength(1);
     const res = await w.admin('GET', `/customers?phone=${encodeURIComponent('+14155550150')}`);
     expect(res.body.customers).toHaveLength(1);
-    expect(res.body.customers[0].identities.map((i: { kind: string }) => i.kind).sort()).toEqual(['phone', 'psid']);
+    expect(res.body.customers[0].identities.map((i: { kind: string }) => i.kind).sort()).toEqual([
+      'phone',
+      'psid',
+    ]);
   });
 });
 
@@ -243,22 +303,40 @@ describe('away owners and deactivation', () => {
 
   it('keeps the owner while away: the customer hears when they are back and who covers, the backup is mentioned, and back gives a summary', async () => {
     // Sam is busy with nobody; make Alex the owner by giving Sam a full load first.
-    await w.admin('PATCH', `/agents/${(await w.admin('GET', '/agents')).body.agents.find((a: { name: string }) => a.name === 'Sam').id}`, { capacity: 1 });
+    await w.admin(
+      'PATCH',
+      `/agents/${(await w.admin('GET', '/agents')).body.agents.find((a: { name: string }) => a.name === 'Sam').id}`,
+      { capacity: 1 },
+    );
     await w.sms('+14155550401', 'to sam');
-    await eventually(async () => w.slack.messages(SAM.inboxChannelId).length, (n) => n >= 1);
+    await eventually(
+      async () => w.slack.messages(SAM.inboxChannelId).length,
+      (n) => n >= 1,
+    );
     await w.sms('+14155550402', 'hello alex');
     const card = (await eventually(async () => w.slack.messages(ALEX.inboxChannelId)[0], Boolean))!;
-    expect((await w.command(ALEX.slackUserId, ALEX.inboxChannelId, 'away 23:59')).text).toContain('You are away');
+    expect((await w.command(ALEX.slackUserId, ALEX.inboxChannelId, 'away 23:59')).text).toContain(
+      'You are away',
+    );
     // Quiet period passed: the next message is acknowledged again, now with the away text.
-    await w.t.app.models.Conversation.updateMany({}, { $set: { lastCustomerMessageAt: new Date(Date.now() - 13 * 3600_000) } });
+    await w.t.app.models.Conversation.updateMany(
+      {},
+      { $set: { lastCustomerMessageAt: new Date(Date.now() - 13 * 3600_000) } },
+    );
     await w.sms('+14155550402', 'are you there?');
     const away = await eventually(
-      async () => w.twilio.messages().filter((m) => m.to === '+14155550402' && (m.body ?? '').includes('is away until')),
+      async () =>
+        w.twilio
+          .messages()
+          .filter((m) => m.to === '+14155550402' && (m.body ?? '').includes('is away until')),
       (m) => m.length === 1,
     );
     expect(away[0]?.body).toContain('Sam can help you');
     await eventually(
-      async () => w.slack.thread(ALEX.inboxChannelId, card.ts).some((m) => m.text.includes(`<@${SAM.slackUserId}>`) && m.text.includes('covering')),
+      async () =>
+        w.slack
+          .thread(ALEX.inboxChannelId, card.ts)
+          .some((m) => m.text.includes(`<@${SAM.slackUserId}>`) && m.text.includes('covering')),
       Boolean,
     );
     // Ownership stayed with Alex.
@@ -269,10 +347,15 @@ describe('away owners and deactivation', () => {
   });
 
   it("sends a covering teammate's reply in the owner's thread under the teammate's name, and ownership stays", async () => {
-    const card = w.slack.messages(ALEX.inboxChannelId).find((m) => m.metadata?.event_type === 'rapport_card')!;
+    const card = w.slack
+      .messages(ALEX.inboxChannelId)
+      .find((m) => m.metadata?.event_type === 'rapport_card')!;
     await w.agentReply(ALEX.inboxChannelId, card.ts, SAM.slackUserId, 'Alex is out, I can help');
     const sent = await eventually(
-      async () => w.twilio.messages().filter((m) => m.to === '+14155550402' && (m.body ?? '').startsWith('Alex is out')),
+      async () =>
+        w.twilio
+          .messages()
+          .filter((m) => m.to === '+14155550402' && (m.body ?? '').startsWith('Alex is out')),
       (m) => m.length === 1,
     );
     expect(sent[0]?.body).toBe('Alex is out, I can help\n— Sam');
@@ -284,7 +367,10 @@ describe('away owners and deactivation', () => {
     expect(res.status).toBe(200);
     expect(res.body.reassignedCustomers).toBeGreaterThanOrEqual(1);
     const told = await eventually(
-      async () => w.twilio.messages().filter((m) => m.to === '+14155550402' && (m.body ?? '').includes('Sam will take care of you')),
+      async () =>
+        w.twilio
+          .messages()
+          .filter((m) => m.to === '+14155550402' && (m.body ?? '').includes('Sam will take care of you')),
       (m) => m.length === 1,
     );
     expect(told).toHaveLength(1);
