@@ -1,0 +1,364 @@
+/**
+ * bench/e2e: the whole pipeline under load — signed webhooks (SMS, Twilio WhatsApp, Cloud WhatsApp,
+ * Messenger; new and returning customers) → intake → inbound queue → identity + routing → Slack post
+ * recorded by the Slack emulator — next to raw baselines measured in the same run on the same Redis
+ * and database (bare express route, bare BullMQ add+process, bare mongoose insert).
+ *
+ * Rapport's API runs in this process with the Slack/Twilio/Graph emulators; workers run as 1 and then
+ * 2 separate processes (bench/lib/worker.ts); the load generator is its own process
+ * (bench/lib/paced-sender.js) sending at a fixed rate.
+ *
+ * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --workers 1,2 --customers N --drain 60]
+ * Writes bench/results/e2e-<date>.{json,md,svg}. Needs Redis on 127.0.0.1:6379 and a MongoDB-protocol
+ * server on 127.0.0.1:27017 (npm run services); uses its own key prefix and database and removes them.
+ */
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Queue, Worker } from 'bullmq';
+import express from 'express';
+import mongoose, { Schema } from 'mongoose';
+import { buildApp, type RapportApp } from '../src/app';
+import { loadConfig } from '../src/config';
+import {
+  INBOX,
+  admin,
+  parseArgs,
+  rapportEnv,
+  rssOf,
+  signedMessages,
+  spawnWorker,
+  startEmulators,
+  stopChild,
+  summary,
+  type Emulators,
+  type SignedRequest,
+} from './lib/world';
+
+const execFileAsync = promisify(execFile);
+const args = parseArgs({ seconds: '20', rate: '300', workers: '1,2', drain: '60' });
+const SECONDS = Number(args.seconds);
+const RATE = Number(args.rate);
+const WORKERS = args.workers!.split(',').map(Number);
+const CUSTOMERS = Number(args.customers ?? Math.max(50, Math.round((SECONDS * RATE) / 3)));
+const DRAIN_MS = Number(args.drain) * 1000;
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const MONGO = process.env.MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
+const RUN = `e2e${Date.now().toString(36)}`;
+
+interface SendResult {
+  key: string;
+  customer: string;
+  sentAt: number;
+  lastSentAt: number;
+  doneAt: number;
+  status: number;
+  attempts: number;
+}
+
+async function runSender(base: string, requests: SignedRequest[], rate: number) {
+  const job = path.join(os.tmpdir(), `rapport-e2e-${process.pid}-${Date.now()}.json`);
+  const out = `${job}.out`;
+  writeFileSync(job, JSON.stringify({ base, rate, retry: false, requests }));
+  try {
+    await execFileAsync(process.execPath, [path.join(__dirname, 'lib/paced-sender.js'), job, out], { maxBuffer: 1 << 24 });
+    return JSON.parse(readFileSync(out, 'utf8')) as { start: number; end: number; dispatchedIn: number; results: SendResult[] };
+  } finally {
+    rmSync(job, { force: true });
+    rmSync(out, { force: true });
+  }
+}
+
+/** Slack post receive time per message key, from the emulator's call log. */
+function postTimes(emu: Emulators): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const call of emu.slack.callsTo('chat.postMessage')) {
+    const meta = call.args.metadata as { event_type?: string; event_payload?: { key?: string } } | undefined;
+    const key = meta?.event_type === 'rapport_post' ? meta.event_payload?.key : undefined;
+    if (key && !out.has(key)) out.set(key, call.at);
+  }
+  return out;
+}
+
+async function phase(emu: Emulators, workers: number) {
+  const prefix = `rapport-${RUN}-w${workers}`;
+  const env = rapportEnv({
+    prefix,
+    redisUrl: REDIS_URL,
+    mongoUri: `${MONGO}/rapport_${RUN}_w${workers}`,
+    slackUrl: emu.slack.url,
+    twilioUrl: emu.twilio.url,
+    graphUrl: emu.graph.url,
+  });
+  emu.slack.reset();
+  const app = buildApp(loadConfig({ ...process.env, ...env }), { role: 'api' });
+  const port = await app.listen(0);
+  await app.mongo.ready;
+  const base = `http://127.0.0.1:${port}`;
+  const agent = await admin(base, 'POST', '/agents', { slackUserId: 'U0BENCHAGENT', name: 'Bench Agent', inboxChannelId: INBOX, capacity: 10_000 });
+  if (agent.status !== 201) throw new Error(`agent not created: ${agent.status} ${JSON.stringify(agent.body)}`);
+  const children = Array.from({ length: workers }, () => spawnWorker(env));
+
+  // Warm-up (not measured): a few customers, so connections, indexes and JIT are warm.
+  const warm = signedMessages(`${RUN}w${workers}x`, 40, 40);
+  await runSender(base, warm, 20);
+  const warmDeadline = Date.now() + 30_000;
+  while (postTimes(emu).size < warm.length && Date.now() < warmDeadline) await new Promise((r) => setTimeout(r, 200));
+
+  const requests = signedMessages(`${RUN}w${workers}`, Math.round(SECONDS * RATE), CUSTOMERS);
+  process.stdout.write(`[${workers} worker(s)] sending ${requests.length} webhooks at ${RATE}/s to ${CUSTOMERS} customers…\n`);
+  const sent = await runSender(base, requests, RATE);
+  const accepted = sent.results.filter((r) => r.status >= 200 && r.status < 300);
+  const deadline = Date.now() + DRAIN_MS;
+  let posts = postTimes(emu);
+  const delivered = () => accepted.filter((r) => posts.has(r.key)).length;
+  while (delivered() < accepted.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    posts = postTimes(emu);
+  }
+  const drainedAt = Date.now();
+
+  // Stages.
+  const latencies = accepted.filter((r) => posts.has(r.key)).map((r) => ({ at: r.sentAt, ms: posts.get(r.key)! - r.sentAt }));
+  const intake = accepted.map((r) => r.doneAt - r.lastSentAt);
+  const jobs = await app.queues.inbound.getJobs(['completed']);
+  const keys = new Set(accepted.map((r) => r.key));
+  const measured = jobs.filter((j) => keys.has((j.data as { message?: { key?: string } }).message?.key ?? '') || keys.has(j.id ?? ''));
+  const useJobs = measured.length > 0 ? measured : jobs;
+  const queueWait = useJobs.filter((j) => j.processedOn).map((j) => j.processedOn! - j.timestamp);
+  const processing = useJobs.filter((j) => j.processedOn && j.finishedOn).map((j) => j.finishedOn! - j.processedOn!);
+  const postDocs = await app.mongo.connection
+    .collection('agent_posts')
+    .find({ kind: 'message' }, { projection: { key: 1, createdAt: 1 } })
+    .toArray();
+  const sentAt = new Map(accepted.map((r) => [r.key, r.sentAt]));
+  const toOutbox: number[] = [];
+  const slackStage: number[] = [];
+  for (const d of postDocs) {
+    const k = d.key as string;
+    const created = (d.createdAt as Date | undefined)?.getTime();
+    if (!created || !sentAt.has(k)) continue;
+    toOutbox.push(created - sentAt.get(k)!);
+    if (posts.has(k)) slackStage.push(posts.get(k)! - created);
+  }
+  const firstSend = Math.min(...accepted.map((r) => r.sentAt));
+  const lastPost = Math.max(...latencies.map((l) => l.at + l.ms));
+  const rss = {
+    api: { rssMb: Math.round(process.memoryUsage().rss / 1048576), ...rssOf(process.pid) },
+    workers: children.map((c) => rssOf(c.pid!)),
+  };
+
+  const result = {
+    workers,
+    sent: requests.length,
+    accepted: accepted.length,
+    rejected: sent.results.length - accepted.length,
+    delivered: latencies.length,
+    offeredRate: RATE,
+    acceptedRate: Math.round((accepted.length / (Math.max(...accepted.map((r) => r.doneAt)) - firstSend)) * 1000),
+    deliveredRate: Math.round((latencies.length / (lastPost - firstSend)) * 1000),
+    drainSeconds: Math.round((drainedAt - sent.end) / 100) / 10,
+    latency: summary(latencies.map((l) => l.ms)),
+    stages: {
+      intake: summary(intake),
+      inboundQueueWait: summary(queueWait),
+      identityAndRouting: summary(processing),
+      webhookToOutbox: summary(toOutbox),
+      outboxToSlack: summary(slackStage),
+    },
+    rss,
+    timeline: timeline(latencies),
+  };
+
+  await Promise.all(children.map((c) => stopChild(c)));
+  await app.mongo.connection.dropDatabase().catch(() => undefined);
+  await deleteKeys(app, `${prefix}*`);
+  await app.close();
+  return result;
+}
+
+function timeline(lat: { at: number; ms: number }[]): { t: number; p50: number; p95: number; n: number }[] {
+  if (lat.length === 0) return [];
+  const t0 = Math.min(...lat.map((l) => l.at));
+  const buckets = new Map<number, number[]>();
+  for (const l of lat) {
+    const b = Math.floor((l.at - t0) / 1000);
+    (buckets.get(b) ?? buckets.set(b, []).get(b)!).push(l.ms);
+  }
+  return [...buckets.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([t, v]) => {
+      const s = summary(v);
+      return { t, p50: s.p50, p95: s.p95, n: s.n };
+    });
+}
+
+async function deleteKeys(app: RapportApp, pattern: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await app.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    if (keys.length) await app.redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
+
+async function baselines() {
+  // 1. Bare express route, driven by autocannon in its own process (bench/lib/load-generator.js).
+  const bare = express();
+  bare.post('/hello', (_req, res) => void res.send('ok'));
+  const server = bare.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const job = path.join(os.tmpdir(), `rapport-e2e-bare-${process.pid}.json`);
+  writeFileSync(job, JSON.stringify({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hello`, connections: 50, duration: 5, requests: [{ body: 'x', headers: {} }] }));
+  const { stdout } = await execFileAsync(process.execPath, [path.join(__dirname, 'lib/load-generator.js'), job]);
+  rmSync(job, { force: true });
+  server.close();
+  const express_ = JSON.parse(stdout) as { rps: number; p50: number; p99: number };
+
+  // 2. Bare BullMQ: add N jobs (50 in flight) to a queue processed by a worker (concurrency 8).
+  const qPrefix = `rapport-${RUN}-base`;
+  const connection = { url: REDIS_URL, maxRetriesPerRequest: null } as never;
+  const queue = new Queue('bare', { connection, prefix: qPrefix });
+  const N = 3000;
+  const lat: number[] = [];
+  let done = 0;
+  let resolveAll!: () => void;
+  const all = new Promise<void>((r) => (resolveAll = r));
+  const worker = new Worker('bare', async (j) => void lat.push(Date.now() - (j.data as { t: number }).t), { connection, prefix: qPrefix, concurrency: 8 });
+  worker.on('completed', () => ++done === N && resolveAll());
+  await worker.waitUntilReady();
+  const t0 = Date.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: 50 }, async () => {
+    while (next < N) {
+      next++;
+      await queue.add('j', { t: Date.now() }, { removeOnComplete: true });
+    }
+  }));
+  await all;
+  const bullmq = { jobsPerSec: Math.round((N / (Date.now() - t0)) * 1000), latency: summary(lat) };
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+
+  // 3. Bare mongoose insert: N documents, 8 in flight, on the same server.
+  const conn = await mongoose.createConnection(`${MONGO}/rapport_${RUN}_base`).asPromise();
+  const Doc = conn.model('Doc', new Schema({ k: String, t: Date, text: String }));
+  await Doc.create({ k: 'warm', t: new Date(), text: 'warm' });
+  const M = 1000;
+  const ins: number[] = [];
+  let m = 0;
+  const m0 = Date.now();
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (m < M) {
+      const i = m++;
+      const s = Date.now();
+      await Doc.create({ k: `k${i}`, t: new Date(), text: `message ${i}` });
+      ins.push(Date.now() - s);
+    }
+  }));
+  const mongoInsert = { insertsPerSec: Math.round((M / (Date.now() - m0)) * 1000), latency: summary(ins) };
+  await conn.dropDatabase().catch(() => undefined);
+  await conn.close();
+  return { express: express_, bullmq, mongoInsert };
+}
+
+function svg(runs: { workers: number; timeline: { t: number; p50: number; p95: number }[] }[]): string {
+  const W = 800, H = 400, L = 60, B = 40, T = 30, R = 20;
+  const maxT = Math.max(1, ...runs.flatMap((r) => r.timeline.map((p) => p.t)));
+  const maxY = Math.max(1, ...runs.flatMap((r) => r.timeline.map((p) => p.p95)));
+  const x = (t: number) => L + (t / maxT) * (W - L - R);
+  const y = (v: number) => H - B - (v / maxY) * (H - B - T);
+  const colours = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
+  const lines = runs.flatMap((r, i) => [
+    `<polyline fill="none" stroke="${colours[i % 4]}" stroke-width="2" points="${r.timeline.map((p) => `${x(p.t).toFixed(1)},${y(p.p95).toFixed(1)}`).join(' ')}"/>`,
+    `<polyline fill="none" stroke="${colours[i % 4]}" stroke-width="1" stroke-dasharray="4 3" points="${r.timeline.map((p) => `${x(p.t).toFixed(1)},${y(p.p50).toFixed(1)}`).join(' ')}"/>`,
+    `<text x="${W - R - 220}" y="${T + 16 * i}" font-size="12" fill="${colours[i % 4]}">${r.workers} worker(s): p95 solid, p50 dashed</text>`,
+  ]);
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => `<text x="${L - 6}" y="${y(f * maxY) + 4}" font-size="11" text-anchor="end">${Math.round(f * maxY)}</text><line x1="${L}" x2="${W - R}" y1="${y(f * maxY)}" y2="${y(f * maxY)}" stroke="#eee"/>`);
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${L}" y="18" font-size="14">Webhook → Slack post latency (ms) by second of the run — ${RATE} msg/s offered</text>`,
+    ...ticks,
+    `<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/><line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/>`,
+    `<text x="${(W + L) / 2}" y="${H - 8}" font-size="12" text-anchor="middle">second of the run (send time), 0…${maxT}</text>`,
+    ...lines,
+    `</svg>`,
+  ].join('\n');
+}
+
+type Run = Awaited<ReturnType<typeof phase>>;
+type Stage = Run['stages']['intake'];
+interface Report {
+  date: string;
+  stamp: string;
+  baselines: Awaited<ReturnType<typeof baselines>>;
+  runs: Run[];
+}
+
+function markdown(report: Report): string {
+  const line = (c: (string | number)[]) => `| ${c.join(' | ')} |`;
+  const out: string[] = [
+    `# bench/e2e — ${report.date}`,
+    '',
+    `Node ${process.version}, ${os.cpus().length} CPUs, ${SECONDS} s at ${RATE} msg/s offered, ${CUSTOMERS} customers (SMS, Twilio WhatsApp, Cloud WhatsApp, Messenger; first ${CUSTOMERS} messages are new customers, the rest returning).`,
+    '',
+    line(['workers', 'accepted', 'delivered', 'accepted msg/s', 'delivered msg/s', 'p50 ms', 'p95 ms', 'p99 ms', 'drain s', 'RSS api / workers MB (peak)']),
+    line(['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']),
+  ];
+  for (const r of report.runs)
+    out.push(line([r.workers, r.accepted, r.delivered, r.acceptedRate, r.deliveredRate, r.latency.p50, r.latency.p95, r.latency.p99, r.drainSeconds, `${r.rss.api.peakMb} / ${r.rss.workers.map((w) => w?.peakMb ?? '?').join(', ')}`]));
+  out.push('', '## Stages (ms: p50 / p95 / p99)', '', line(['workers', 'intake (webhook response)', 'inbound queue wait', 'identity + routing (job)', 'webhook → outbox row', 'outbox row → Slack post']), line(['---:', '---', '---', '---', '---', '---']));
+  const f = (s: Stage) => `${s.p50} / ${s.p95} / ${s.p99}`;
+  for (const r of report.runs)
+    out.push(line([r.workers, f(r.stages.intake), f(r.stages.inboundQueueWait), f(r.stages.identityAndRouting), f(r.stages.webhookToOutbox), f(r.stages.outboxToSlack)]));
+  const b = report.baselines;
+  out.push(
+    '',
+    '## Baselines (same run, same Redis and database)',
+    '',
+    line(['baseline', 'throughput', 'latency']),
+    line(['---', '---:', '---']),
+    line(['bare express POST (autocannon, 50 conns, 5 s)', `${Math.round(b.express.rps)} req/s`, `p50 ${b.express.p50} ms, p99 ${b.express.p99} ms`]),
+    line(['bare BullMQ add + process (concurrency 8)', `${b.bullmq.jobsPerSec} jobs/s`, `add→processed p50 ${b.bullmq.latency.p50} ms, p95 ${b.bullmq.latency.p95} ms`]),
+    line(['bare mongoose insert (8 in flight)', `${b.mongoInsert.insertsPerSec} inserts/s`, `mean ${b.mongoInsert.latency.mean} ms, p95 ${b.mongoInsert.latency.p95} ms`]),
+    '',
+    `Target: ≥ 500 msg/s sustained with p95 ≤ 250 ms. The chart is e2e-${report.stamp}.svg.`,
+  );
+  return out.join('\n') + '\n';
+}
+
+async function main(): Promise<void> {
+  const emu = await startEmulators();
+  try {
+    process.stdout.write('baselines…\n');
+    const base = await baselines();
+    const runs = [];
+    for (const w of WORKERS) runs.push(await phase(emu, w));
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+    const report = { date: new Date().toISOString(), stamp, node: process.version, cpus: os.cpus().length, seconds: SECONDS, rate: RATE, customers: CUSTOMERS, baselines: base, runs };
+    const dir = path.join(__dirname, 'results');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, `e2e-${stamp}.json`), JSON.stringify(report, null, 2));
+    const md = markdown(report);
+    writeFileSync(path.join(dir, `e2e-${stamp}.md`), md);
+    writeFileSync(path.join(dir, `e2e-${stamp}.svg`), svg(runs));
+    console.log('\n' + md);
+    console.log(`wrote bench/results/e2e-${stamp}.{json,md,svg}`);
+  } finally {
+    await emu.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

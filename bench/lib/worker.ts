@@ -1,0 +1,24 @@
+/**
+ * A Rapport worker process for the benchmarks: `buildApp(config, { role: 'worker' })` with the
+ * environment it was given. SIGTERM/SIGINT close it gracefully; the chaos run SIGKILLs it.
+ */
+import { buildApp } from '../../src/app';
+import { loadConfig } from '../../src/config';
+
+const app = buildApp(loadConfig(process.env), { role: 'worker' });
+let closing = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (closing) return;
+    closing = true;
+    app.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+}
+// Never outlive the parent (a benchmark that crashed must not leave workers behind).
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(0);
+}, 1000).unref();

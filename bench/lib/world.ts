@@ -1,0 +1,252 @@
+/**
+ * Shared by bench/e2e and bench/chaos: the emulators, the environment Rapport runs with, signed
+ * webhooks for a mix of channels and customers, worker child processes, and small statistics.
+ * Everything listens on and targets 127.0.0.1 only.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { signMetaPayload } from '../../src/channels/meta/signature';
+import { signTwilioRequest } from '../../src/channels/twilio/signature';
+import { startGraphEmulator, type GraphEmulator } from '../../src/sandbox/emulators/graph';
+import { startSlackEmulator, type SlackEmulator } from '../../src/sandbox/emulators/slack';
+import { startTwilioEmulator, type TwilioEmulator } from '../../src/sandbox/emulators/twilio';
+
+export const PUBLIC_URL = 'https://rapport.bench.test';
+export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+export const TWILIO = { accountSid: 'AC' + 'c3'.repeat(16), authToken: 'bench-twilio-auth-token' };
+export const META_SECRET = 'bench-meta-app-secret';
+export const PAGE_ID = '100000000000001';
+export const CLOUD_PHONE_ID = '106540352242922';
+export const INBOX = 'C0BENCHINBOX';
+
+export interface Emulators {
+  slack: SlackEmulator;
+  twilio: TwilioEmulator;
+  graph: GraphEmulator;
+  close(): Promise<void>;
+}
+
+export async function startEmulators(): Promise<Emulators> {
+  const slack = await startSlackEmulator({ token: 'xoxb-bench-token' });
+  const twilio = await startTwilioEmulator(TWILIO);
+  const graph = await startGraphEmulator({
+    whatsappToken: 'bench-cloud-token',
+    pageToken: 'bench-page-token',
+    phoneNumberId: CLOUD_PHONE_ID,
+    pageId: PAGE_ID,
+  });
+  return {
+    slack,
+    twilio,
+    graph,
+    close: async () => void (await Promise.all([slack.close(), twilio.close(), graph.close()])),
+  };
+}
+
+/** Rapport's environment; `urls` are where it finds Slack/Twilio/Graph (emulators or a proxy). */
+export function rapportEnv(o: {
+  prefix: string;
+  redisUrl: string;
+  mongoUri: string;
+  slackUrl: string;
+  twilioUrl: string;
+  graphUrl: string;
+  extra?: Record<string, string>;
+}): Record<string, string> {
+  return {
+    PORT: '0',
+    PUBLIC_URL,
+    REDIS_URL: o.redisUrl,
+    MONGODB_URI: o.mongoUri,
+    QUEUE_PREFIX: o.prefix,
+    ADMIN_TOKEN,
+    LOG_LEVEL: 'error',
+    DEFAULT_REGION: 'US',
+    TWILIO_ACCOUNT_SID: TWILIO.accountSid,
+    TWILIO_AUTH_TOKEN: TWILIO.authToken,
+    TWILIO_SMS_FROM: '+15550001111',
+    TWILIO_WHATSAPP_FROM: 'whatsapp:+15550002222',
+    TWILIO_API_BASE_URL: o.twilioUrl,
+    META_APP_SECRET: META_SECRET,
+    META_VERIFY_TOKEN: 'bench-verify-token',
+    MESSENGER_PAGE_ACCESS_TOKEN: 'bench-page-token',
+    WHATSAPP_CLOUD_ACCESS_TOKEN: 'bench-cloud-token',
+    WHATSAPP_CLOUD_PHONE_NUMBER_ID: CLOUD_PHONE_ID,
+    META_GRAPH_BASE_URL: o.graphUrl,
+    SLACK_BOT_TOKEN: 'xoxb-bench-token',
+    SLACK_SIGNING_SECRET: 'bench-slack-signing-secret',
+    SLACK_API_URL: o.slackUrl,
+    REPLY_UNDO_SECONDS: '0',
+    ...o.extra,
+  };
+}
+
+export interface SignedRequest {
+  key: string;
+  customer: string;
+  channel: 'sms' | 'twilio-whatsapp' | 'cloud-whatsapp' | 'messenger';
+  path: string;
+  body: string;
+  headers: Record<string, string>;
+}
+
+const CHANNELS: SignedRequest['channel'][] = ['sms', 'twilio-whatsapp', 'cloud-whatsapp', 'messenger'];
+
+/**
+ * `count` signed inbound messages from `customers` customers, channels mixed evenly (a customer keeps
+ * one channel). Customers are visited round-robin, so the first `customers` messages are first
+ * contacts and the rest come from returning customers.
+ */
+export function signedMessages(run: string, count: number, customers: number): SignedRequest[] {
+  const out: SignedRequest[] = [];
+  for (let i = 0; i < count; i++) {
+    const c = i % customers;
+    const channel = CHANNELS[c % CHANNELS.length]!;
+    const id = `${run}${i.toString(36).padStart(7, '0')}`;
+    const phone = `+1415${String(2_000_000 + c).padStart(7, '0')}`;
+    const text = `bench message ${i} from customer ${c}`;
+    if (channel === 'sms' || channel === 'twilio-whatsapp') {
+      const sid = `SM${id.padEnd(32, '0')}`;
+      const wa = channel === 'twilio-whatsapp';
+      const form: Record<string, string> = {
+        MessageSid: sid,
+        SmsMessageSid: sid,
+        SmsSid: sid,
+        AccountSid: TWILIO.accountSid,
+        From: wa ? `whatsapp:${phone}` : phone,
+        To: wa ? 'whatsapp:+15550002222' : '+15550001111',
+        Body: text,
+        NumMedia: '0',
+        NumSegments: '1',
+        SmsStatus: 'received',
+        ApiVersion: '2010-04-01',
+        ...(wa ? { WaId: phone.slice(1), ProfileName: `Customer ${c}` } : {}),
+      };
+      out.push({
+        key: `twilio:${sid}`,
+        customer: `${channel}:${c}`,
+        channel,
+        path: '/webhooks/twilio',
+        body: new URLSearchParams(form).toString(),
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-twilio-signature': signTwilioRequest(TWILIO.authToken, `${PUBLIC_URL}/webhooks/twilio`, form),
+        },
+      });
+    } else {
+      const ts = Date.now();
+      const payload =
+        channel === 'cloud-whatsapp'
+          ? {
+              object: 'whatsapp_business_account',
+              entry: [{ id: '118273645509182', changes: [{ field: 'messages', value: {
+                messaging_product: 'whatsapp',
+                metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
+                contacts: [{ profile: { name: `Customer ${c}` }, wa_id: phone.slice(1) }],
+                messages: [{ from: phone.slice(1), id: `wamid.${id}`, timestamp: String(Math.floor(ts / 1000)), type: 'text', text: { body: text } }],
+              } }] }],
+            }
+          : {
+              object: 'page',
+              entry: [{ id: PAGE_ID, time: ts, messaging: [{
+                sender: { id: `7${String(1_000_000_000 + c)}` }, recipient: { id: PAGE_ID }, timestamp: ts,
+                message: { mid: `m_${id}`, text },
+              }] }],
+            };
+      const body = JSON.stringify(payload);
+      out.push({
+        key: channel === 'cloud-whatsapp' ? `whatsapp-cloud:wamid.${id}` : `messenger:m_${id}`,
+        customer: `${channel}:${c}`,
+        channel,
+        path: '/webhooks/meta',
+        body,
+        headers: {
+          'content-type': 'application/json',
+          'x-hub-signature-256': signMetaPayload(META_SECRET, Buffer.from(body)),
+        },
+      });
+    }
+  }
+  return out;
+}
+
+/** A worker process: `buildApp(config, { role: 'worker' })` with `env`; SIGTERM closes it. */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+export function spawnWorker(env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', path.join(__dirname, 'worker.ts')], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+export async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Peak and current RSS of a process, in MB, from /proc (Linux). */
+export function rssOf(pid: number): { rssMb: number; peakMb: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { rssMb: Math.round(kb('VmRSS') / 1024), peakMb: Math.round(kb('VmHWM') / 1024) };
+  } catch {
+    return undefined;
+  }
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export function summary(values: number[]): { n: number; mean: number; p50: number; p95: number; p99: number; max: number } {
+  const s = [...values].sort((a, b) => a - b);
+  const mean = s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN;
+  return {
+    n: s.length,
+    mean: Math.round(mean * 10) / 10,
+    p50: percentile(s, 50),
+    p95: percentile(s, 95),
+    p99: percentile(s, 99),
+    max: s[s.length - 1] ?? NaN,
+  };
+}
+
+export async function admin(baseUrl: string, method: string, p: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${baseUrl}/api${p}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+export function parseArgs(defaults: Record<string, string>): Record<string, string> {
+  const out = { ...defaults };
+  for (let i = 2; i < process.argv.length; i++) {
+    const a = process.argv[i]!;
+    if (!a.startsWith('--')) continue;
+    const next = process.argv[i + 1];
+    if (next === undefined || next.startsWith('--')) out[a.slice(2)] = 'true';
+    else {
+      out[a.slice(2)] = next;
+      i++;
+    }
+  }
+  return out;
+}
