@@ -257,6 +257,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     // Merges left half-done by a crash are finished by whichever worker finds them.
     resumeTimer = setInterval(() => {
       merges.resumeMerges().catch((err: unknown) => log.warn({ err }, 'resuming merges failed'));
+      router.sweepStale().catch((err: unknown) => log.warn({ err }, 'outbox sweep failed'));
     }, 60_000);
     resumeTimer.unref();
     const common = { prefix: config.queuePrefix, redisUrl: config.redisUrl, metrics };

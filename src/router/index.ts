@@ -174,6 +174,30 @@ export function createRouter(o: RouterOptions) {
     commands,
     sla,
     onMerged,
+    /**
+     * Re-queues the flush of every outbox with items left waiting longer than `olderThanMs` — e.g.
+     * a flush job that ran out of attempts while Slack or a provider was failing. Flushes are
+     * idempotent, so a spare one costs nothing. Run by worker processes every minute.
+     */
+    async sweepStale(olderThanMs = 5 * 60_000): Promise<number> {
+      const before = new Date(Date.now() - olderThanMs);
+      const posts = await models.AgentPost.distinct('customerId', {
+        state: 'pending',
+        createdAt: { $lt: before },
+      });
+      for (const id of posts) await outbox.flushAgent(id as Types.ObjectId);
+      const sends = await models.CustomerSend.distinct('customerId', {
+        state: 'scheduled',
+        sendAfter: { $lt: before },
+      });
+      for (const id of sends) await outbox.flushCustomer(id as Types.ObjectId);
+      if (posts.length + sends.length > 0)
+        log.info(
+          { agentOutboxes: posts.length, customerOutboxes: sends.length },
+          'stale outboxes re-flushed',
+        );
+      return posts.length + sends.length;
+    },
     /** A provider's delivery report about one of our sends: show it on the agent's Slack message. */
     async onStatus(status: DeliveryStatus): Promise<void> {
       if (!status.providerMessageId) return;

@@ -386,3 +386,37 @@ describe('away owners and deactivation', () => {
     expect((await w.admin('PATCH', '/agents/000000000000000000000000', { capacity: 3 })).status).toBe(404);
   });
 });
+
+describe('outbox sweep', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld();
+    await w.addAgent(ALEX);
+  });
+  afterAll(() => w.stop());
+
+  it('posts an item whose flush job was lost (a dead letter) when the sweep re-queues its outbox', async () => {
+    await w.sms('+14155550501', 'before the outage');
+    const card = (await eventually(async () => w.slack.messages(ALEX.inboxChannelId)[0], Boolean))!;
+    const customer = await w.t.app.models.Customer.findOne({}).lean();
+    // An item left pending with no flush job queued for it (as after a flush that gave up).
+    await w.t.app.models.AgentPost.create({
+      key: 'orphan-note-501',
+      customerId: customer!._id,
+      seq: 1_000_000,
+      kind: 'note',
+      text: 'left behind by a failed flush',
+      state: 'pending',
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(w.slack.thread(ALEX.inboxChannelId, card.ts).some((m) => m.text.includes('left behind'))).toBe(
+      false,
+    );
+    expect(await w.t.app.router.sweepStale(0)).toBe(1);
+    const posted = await eventually(
+      async () => w.slack.thread(ALEX.inboxChannelId, card.ts).filter((m) => m.text.includes('left behind')),
+      (m) => m.length === 1,
+    );
+    expect(posted).toHaveLength(1);
+  });
+});
