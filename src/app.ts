@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
-import type { Worker } from 'bullmq';
+import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { channelStates, type Config } from './config';
 import { createLogger, type Logger } from './logger';
@@ -268,41 +268,27 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
         processor: inbound,
         log: log.child({ component: 'inbound-worker' }),
       }),
-      createQueueWorker({
-        ...common,
-        queueName: QueueName.toCustomer,
-        label: QueueName.toCustomer,
-        concurrency: 8,
-        handler: (job) => router.delivery.handle(job),
-        log: log.child({ component: 'to-customer-worker' }),
-      }),
-      createQueueWorker({
-        ...common,
-        queueName: QueueName.timers,
-        label: QueueName.timers,
-        concurrency: 4,
-        handler: (job) => router.sla.handle(job),
-        log: log.child({ component: 'timers-worker' }),
-      }),
-      createQueueWorker({
-        ...common,
-        queueName: QueueName.agentEvents,
-        label: QueueName.agentEvents,
-        concurrency: 4,
-        handler: (job) => router.agentEvents.handle(job),
-        log: log.child({ component: 'agent-events-worker' }),
-      }),
     );
+    // The plain queues: each with its handler and concurrency (to-agent only when Slack is on).
     const slackDelivery = router.slackDelivery;
-    if (slackDelivery) {
+    type PlainWorker = [QueueName, number, (job: Job) => Promise<unknown>];
+    const plain: PlainWorker[] = [
+      [QueueName.toCustomer, 8, (job) => router.delivery.handle(job)],
+      [QueueName.timers, 4, (job) => router.sla.handle(job)],
+      [QueueName.agentEvents, 4, (job) => router.agentEvents.handle(job)],
+      ...(slackDelivery
+        ? [[QueueName.toAgent, 8, (job: Job) => slackDelivery.handle(job)] satisfies PlainWorker]
+        : []),
+    ];
+    for (const [name, concurrency, handler] of plain) {
       workers.push(
         createQueueWorker({
           ...common,
-          queueName: QueueName.toAgent,
-          label: QueueName.toAgent,
-          concurrency: 8,
-          handler: (job) => slackDelivery.handle(job),
-          log: log.child({ component: 'to-agent-worker' }),
+          queueName: name,
+          label: name,
+          concurrency,
+          handler,
+          log: log.child({ component: `${name}-worker` }),
         }),
       );
     }

@@ -11,6 +11,7 @@
  * customer data: use it only when you need it.
  */
 import type { CliCommand, CliContext } from './types';
+import type { DeadLetterJson } from '../http/admin-dlq';
 
 const BOOLEAN_FLAGS = new Set(['all', 'data']);
 
@@ -55,19 +56,6 @@ async function adminClient(ctx: CliContext) {
   };
 }
 
-interface DeadLetter {
-  id: string;
-  queue: string;
-  name: string;
-  failedReason: string;
-  attemptsMade: number;
-  timestamp: number;
-  finishedOn: number | null;
-  processedOn?: number | null;
-  stacktrace?: string[];
-  data?: unknown;
-}
-
 const when = (ms: number | null | undefined) =>
   ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : '-';
 const path = (queue: string, id: string) =>
@@ -107,7 +95,7 @@ export const dlqCommand: CliCommand = {
           ctx.out(JSON.stringify(res.body, null, 2));
           return 0;
         }
-        const letters = (res.body.deadLetters ?? []) as DeadLetter[];
+        const letters = (res.body.deadLetters ?? []) as DeadLetterJson[];
         for (const d of letters) {
           ctx.out(
             `${when(d.finishedOn)}  ${d.queue.padEnd(13)} ${d.id.padEnd(28)} ${d.name.padEnd(14)} ${String(d.attemptsMade).padStart(2)}×  ${d.failedReason}`,
@@ -124,7 +112,7 @@ export const dlqCommand: CliCommand = {
       if (sub === 'show') {
         const res = await api.call('GET', `${path(queue!, id!)}${on.has('data') ? '?include=data' : ''}`);
         if (res.status >= 400) return failed(res);
-        const d = res.body as unknown as DeadLetter;
+        const d = res.body as unknown as DeadLetterJson;
         if (ctx.json) ctx.out(JSON.stringify(d, null, 2));
         else {
           ctx.out(`${d.queue} / ${d.id} (${d.name})`);

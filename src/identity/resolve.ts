@@ -139,21 +139,22 @@ export interface IdentityStore {
   applyStatus(status: DeliveryStatus): Promise<{ updated: boolean }>;
 }
 
+/** Runs an upsert again when it lost a race on a unique index (E11000): the retry finds the winner. */
+export async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      if (!isDuplicateKeyError(err) || attempt >= MAX_DUPLICATE_RETRIES) throw err;
+    }
+  }
+}
+
 export function createIdentityStore(
   models: IdentityModels,
   options: { defaultRegion: CountryCode },
 ): IdentityStore {
   const { Customer, Identity, Message } = models;
-
-  async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await op();
-      } catch (err) {
-        if (!isDuplicateKeyError(err) || attempt >= MAX_DUPLICATE_RETRIES) throw err;
-      }
-    }
-  }
 
   /** Step 1: the identity, inserted with a fresh customer id if it does not exist, and touched. */
   function upsertIdentity(ref: IdentityRef, message: InboundMessage, at: Date): Promise<Identity> {

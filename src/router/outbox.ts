@@ -14,7 +14,7 @@ import { Types } from 'mongoose';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Channel } from '../canonical';
-import { isDuplicateKeyError } from '../identity/resolve';
+import { retryOnDuplicate } from '../identity/resolve';
 import type { AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
 
 export interface NewAgentPost {
@@ -47,16 +47,6 @@ export interface Outbox {
   /** Queues a flush of the customer's Slack outbox (e.g. after an owner change). */
   flushAgent(customerId: Types.ObjectId, delayMs?: number): Promise<void>;
   flushCustomer(customerId: Types.ObjectId, delayMs?: number): Promise<void>;
-}
-
-async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await op();
-    } catch (err) {
-      if (!isDuplicateKeyError(err) || attempt >= 5) throw err;
-    }
-  }
 }
 
 export function createOutbox(
