@@ -22,8 +22,9 @@ import { promisify } from 'node:util';
 import { Queue, Worker } from 'bullmq';
 import express from 'express';
 import mongoose, { Schema } from 'mongoose';
-import { buildApp, type RapportApp } from '../src/app';
+import { buildApp } from '../src/app';
 import { loadConfig } from '../src/config';
+import { deletePrefixedKeys } from '../src/queue/connection';
 import {
   INBOX,
   admin,
@@ -176,7 +177,7 @@ async function phase(emu: Emulators, workers: number) {
 
   await Promise.all(children.map((c) => stopChild(c)));
   await app.mongo.connection.dropDatabase().catch(() => undefined);
-  await deleteKeys(app, `${prefix}*`);
+  await deletePrefixedKeys(app.redis, prefix);
   await app.close();
   return result;
 }
@@ -197,14 +198,6 @@ function timeline(lat: { at: number; ms: number }[]): { t: number; p50: number; 
     });
 }
 
-async function deleteKeys(app: RapportApp, pattern: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await app.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    if (keys.length) await app.redis.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
 
 async function baselines() {
   // 1. Bare express route, driven by autocannon in its own process (bench/lib/load-generator.js).

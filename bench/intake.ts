@@ -24,7 +24,7 @@ import express from 'express';
 import { buildApp } from '../src/app';
 import { loadConfig } from '../src/config';
 import { signTwilioRequest } from '../src/channels/twilio/signature';
-import { createRedisConnection } from '../src/queue/connection';
+import { createRedisConnection, deleteKeys } from '../src/queue/connection';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2)
@@ -175,12 +175,7 @@ async function main(): Promise<void> {
   // Clean up what the run wrote.
   await app.queues.inbound.obliterate({ force: true });
   await baseQueue.obliterate({ force: true });
-  let cursor = '0';
-  do {
-    const [nextCursor, keys] = await app.redis.scan(cursor, 'MATCH', `rapport-${RUN}*`, 'COUNT', 1000);
-    if (keys.length) await app.redis.del(...keys);
-    cursor = nextCursor;
-  } while (cursor !== '0');
+  await deleteKeys(app.redis, `rapport-${RUN}*`);
   await baseQueue.close();
   baseConnection.disconnect();
   bareServer.close();

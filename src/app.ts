@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { Job, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './queue/connection';
 import { channelStates, type Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMetrics, type Metrics } from './metrics';
@@ -73,7 +73,7 @@ export interface RapportApp {
   workers: Worker[];
   queues: Queues;
   intake: Intake;
-  redis: Redis;
+  redis: RedisClient;
   mongo: MongoHandle;
   models: IdentityModels & RouterModels;
   inbound: InboundProcessor;

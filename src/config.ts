@@ -70,7 +70,22 @@ const duration = z
 const envSchema = z.object({
   PORT: intFromEnv(0, 65535).default(3000),
   PUBLIC_URL: optionalUrl(['http:', 'https:']),
-  REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  // One URL, or a Redis Cluster as a comma-separated list of seed nodes (see src/queue/connection.ts).
+  REDIS_URL: z
+    .string()
+    .trim()
+    .refine(
+      (v) =>
+        v.split(',').every((part) => {
+          try {
+            return ['redis:', 'rediss:'].includes(new URL(part.trim()).protocol);
+          } catch {
+            return false;
+          }
+        }),
+      'must be a redis:// or rediss:// URL, or a comma-separated list of them (Redis Cluster nodes)',
+    )
+    .default('redis://127.0.0.1:6379'),
   MONGODB_URI: url(['mongodb:', 'mongodb+srv:']).default('mongodb://127.0.0.1:27017/rapport'),
   QUEUE_PREFIX: z
     .string()

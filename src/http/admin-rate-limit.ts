@@ -11,11 +11,11 @@
  * unlimited, authenticated API.
  */
 import type { Request, RequestHandler } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import type { Logger } from '../logger';
 
 export interface AdminRateLimitOptions {
-  redis: Redis;
+  redis: RedisClient;
   /** Key prefix (QUEUE_PREFIX). */
   prefix: string;
   /** Requests per client per minute. @defaultValue 120 */

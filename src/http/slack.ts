@@ -6,7 +6,7 @@
  */
 import express, { Router } from 'express';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import {
   isSlackSslCheck,
   parseInteraction,
@@ -23,7 +23,7 @@ import type { createCommands } from '../router/commands';
 export interface SlackRoutesOptions {
   signingSecret: string;
   agentEvents: Queue<AgentEventJob>;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   commands: ReturnType<typeof createCommands>;
   log: Logger;

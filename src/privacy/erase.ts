@@ -41,7 +41,7 @@
  * `slackFailed` and skipped.
  */
 import { createHmac } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
@@ -68,7 +68,7 @@ export interface ErasureServiceOptions {
   models: AppModels;
   /** Absent when Slack is not configured: the Slack step is recorded as skipped. */
   slack?: SlackClient;
-  redis: Redis;
+  redis: RedisClient;
   /** QUEUE_PREFIX, for the per-family lock and the outbox sequence keys. */
   prefix: string;
   /** Secret for the opt-out markers' HMAC. Changing it orphans existing markers. */

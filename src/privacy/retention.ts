@@ -19,7 +19,6 @@ import { Counter, type Registry } from 'prom-client';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { createRedisConnection } from '../queue/connection';
-import type { QueueName } from '../queue/names';
 import { DEFAULT_JOB_OPTIONS, prefixFor } from '../queue/options';
 import type { ErasureService } from './erase';
 import type { AppModels } from './export';
@@ -35,8 +34,6 @@ export interface RetentionOptions {
   redisUrl: string;
   /** QUEUE_PREFIX. */
   prefix: string;
-  /** Per-queue hash tags (Redis Cluster), as for the other queues. @defaultValue false */
-  clusterHashTags?: boolean;
   /** The app's metrics registry. */
   registry: Registry;
   log: Logger;
@@ -174,11 +171,8 @@ export function startRetention(o: RetentionOptions): Retention {
   const days = o.config.retention.messageDays;
   const { runOnce } = createRetentionPurge(o);
   // `maintenance` is this module's own queue (not in names.ts' list of message-carrying queues).
-  const prefix = prefixFor(MAINTENANCE_QUEUE as unknown as QueueName, {
-    prefix: o.prefix,
-    clusterHashTags: o.clusterHashTags,
-  });
   const queueConnection = createRedisConnection(o.redisUrl, 'worker');
+  const prefix = prefixFor(MAINTENANCE_QUEUE, o.prefix, queueConnection);
   const workerConnection = createRedisConnection(o.redisUrl, 'worker');
   const queue = new Queue(MAINTENANCE_QUEUE, {
     connection: queueConnection,

@@ -11,7 +11,7 @@
 import type { PartitionedQueue } from './partitions';
 import { senderOrderKey } from './partitions';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import { eventKey, sourceOf, type InboundEvent } from '../canonical';
 import { UnavailableError } from '../errors';
 import { jobIdFor } from './names';
@@ -19,7 +19,7 @@ import { jobIdFor } from './names';
 export interface IntakeOptions {
   /** The partitioned `inbound` queue; each sender's events go to one partition, in order. */
   queue: PartitionedQueue;
-  redis: Redis;
+  redis: RedisClient;
   /** Key prefix for the seen markers. */
   prefix: string;
   /** How long a key is remembered after first acceptance. @defaultValue 8 days */

@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Queue, type Job, type JobState } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Address } from '../canonical';
 import type { Logger } from '../logger';
 import { DEFAULT_JOB_OPTIONS, prefixFor, type QueueOptions } from './options';
@@ -61,14 +61,15 @@ export function partitionName(name: QueueName, index: number): string {
 export function createPartitionedQueue(
   name: QueueName,
   count: number,
-  connection: Redis,
+  connection: RedisClient,
   options: QueueOptions,
   log?: Logger,
 ): PartitionedQueue {
   const partitions = Array.from({ length: count }, (_, i) => {
-    const queue = new Queue(partitionName(name, i), {
+    const queueName = partitionName(name, i);
+    const queue = new Queue(queueName, {
       connection,
-      prefix: prefixFor(name, options),
+      prefix: prefixFor(queueName, options.prefix, connection),
       defaultJobOptions: DEFAULT_JOB_OPTIONS,
     });
     queue.on('error', (err) => log?.debug({ err, queue: queue.name }, 'queue connection error'));

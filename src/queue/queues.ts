@@ -2,13 +2,12 @@
  * BullMQ queues with Rapport's defaults: bounded retries with exponential backoff, bounded retention
  * (completed jobs trimmed; failed jobs kept for inspection and replay as dead letters).
  *
- * Redis Cluster: every key of one queue must hash to one slot. BullMQ keys look like
- * `${prefix}:${queue}:...`, so a prefix of `{rapport}` puts every queue in one slot; pass
- * `QUEUE_PREFIX=rapport` and set `clusterHashTags` to get `{rapport-inbound}`-style prefixes, one tag
- * per queue, which spreads queues across slots.
+ * Redis Cluster: on a cluster connection every queue (and every inbound partition) gets its own hash
+ * tag, `{rapport-inbound-3}` (see `prefixFor`), so each queue's keys share a slot and the queues
+ * spread across the masters.
  */
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Logger } from '../logger';
 import { ALL_QUEUES, QueueName } from './names';
 import { DEFAULT_JOB_OPTIONS, prefixFor, type QueueOptions } from './options';
@@ -21,12 +20,12 @@ type PlainQueueName = Exclude<QueueName, 'inbound'>;
 /** Every queue; `inbound` is partitioned (per-sender order), the others are plain queues. */
 export type Queues = Record<PlainQueueName, Queue> & { inbound: PartitionedQueue };
 
-export function createQueues(connection: Redis, options: QueueOptions, log?: Logger): Queues {
+export function createQueues(connection: RedisClient, options: QueueOptions, log?: Logger): Queues {
   const plain = ALL_QUEUES.filter((name): name is PlainQueueName => name !== QueueName.inbound).map(
     (name) => {
       const queue = new Queue(name, {
         connection,
-        prefix: prefixFor(name, options),
+        prefix: prefixFor(name, options.prefix, connection),
         defaultJobOptions: DEFAULT_JOB_OPTIONS,
       });
       // Connection errors surface here while Redis is down; /readyz reports them, so keep the log quiet.

@@ -15,6 +15,7 @@ import { isAppError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { createRedisConnection } from './connection';
+import { prefixFor } from './options';
 import type { PartitionedQueue } from './partitions';
 
 /** Thrown by a handler to run the job again after `delayMs`, without counting an attempt. */
@@ -83,7 +84,7 @@ export function createQueueWorker<T>(o: QueueWorkerOptions<T>): Worker<T> {
   };
   const worker = new Worker<T>(o.queueName, processor, {
     connection,
-    prefix: o.prefix,
+    prefix: prefixFor(o.queueName, o.prefix, connection),
     concurrency: o.concurrency ?? 1,
   });
   worker.on('closed', () => connection.disconnect());
@@ -135,7 +136,7 @@ export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[
     };
     const worker = new Worker<T>(queue.name, processor, {
       connection,
-      prefix: o.prefix,
+      prefix: prefixFor(queue.name, o.prefix, connection),
       concurrency: 1,
       // The manual rate limit above needs a limiter to be configured; this one never binds.
       limiter: { max: 1_000_000, duration: 1_000 },

@@ -19,7 +19,7 @@ import { mentionsSomeone, type AgentEvent } from '../channels/slack/normalize';
 import type { IdentityModels } from '../identity/models';
 import { isDuplicateKeyError } from '../identity/resolve';
 import type { Logger } from '../logger';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
 import type { RouterModels, SlackThread } from './models';
@@ -51,7 +51,7 @@ export interface AgentEventsOptions {
   outbox: Outbox;
   replyUndoMs: number;
   react(ref: { channel: string; ts: string }, name: string, remove?: string[]): Promise<void>;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   log: Logger;
 }

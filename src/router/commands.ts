@@ -10,7 +10,7 @@ import type { Channel } from '../canonical';
 import type { RouterConfig } from '../config';
 import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import type { Agent, Conversation, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
@@ -33,7 +33,7 @@ export interface CommandsOptions {
   outbox: Outbox;
   config: RouterConfig;
   link?: LinkPort;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   log: Logger;
 }

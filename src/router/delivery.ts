@@ -14,7 +14,7 @@
  * agent is told it is uncertain. Permanent errors fail at once and are explained in the thread.
  */
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import type { Channel, Provider } from '../canonical';
 import { OutboundError, type ChannelSender, type OutboundMessage } from '../channels/sender';
@@ -31,7 +31,7 @@ export type Senders = Partial<Record<Provider, ChannelSender>>;
 export interface DeliveryOptions {
   models: RouterModels & IdentityModels;
   senders: Senders;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   outbox: Outbox;
   log: Logger;

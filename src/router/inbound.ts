@@ -18,7 +18,7 @@ import type { InboundMessage } from '../canonical';
 import type { RouterConfig } from '../config';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
@@ -53,7 +53,7 @@ export interface InboundRouterOptions {
   timers: Queue<TimerJob>;
   config: RouterConfig;
   claims?: ClaimsPort;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   log: Logger;
   /** Tell the owner of a merged-away customer (router/index.ts). */

@@ -2,7 +2,7 @@
  * The router: everything between "a customer message is stored" and "the agent's reply reached the
  * customer". Built from plain factories; `createRouter` wires them and exposes one handler per queue.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
 import type { DeliveryStatus } from '../canonical';
 import type { SlackClient } from '../channels/slack/client';
@@ -26,7 +26,7 @@ export interface RouterOptions {
   config: RouterConfig;
   models: RouterModels & IdentityModels;
   queues: Queues;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   slack?: SlackClient;
   escalationChannel?: string;

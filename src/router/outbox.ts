@@ -12,7 +12,7 @@
  */
 import { Types } from 'mongoose';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import type { Channel } from '../canonical';
 import { retryOnDuplicate } from '../identity/resolve';
 import type { AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
@@ -52,7 +52,7 @@ export interface Outbox {
 export function createOutbox(
   models: RouterModels,
   queues: { toAgent: Queue; toCustomer: Queue },
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
 ): Outbox {
   const { AgentPost, CustomerSend } = models;

@@ -12,7 +12,7 @@ import type { Types } from 'mongoose';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Agent, Conversation, RouterModels } from './models';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../identity/resolve';
 
@@ -33,7 +33,7 @@ export interface Ownership {
 
 export function createOwnership(
   models: RouterModels & IdentityModels,
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   log: Logger,
 ): Ownership {

@@ -6,7 +6,7 @@
  * so no job has to be found and cancelled.
  */
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
@@ -27,7 +27,7 @@ export interface SlaOptions {
   outbox: Outbox;
   ownership: Ownership;
   slack?: SlackClient;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   escalationChannel?: string;
   log: Logger;

@@ -11,7 +11,7 @@
  *   by every worker process) and defers only the customers whose thread is in that channel.
  */
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
@@ -32,7 +32,7 @@ export type ToAgentJob =
 export interface SlackDeliveryOptions {
   models: RouterModels & IdentityModels;
   slack: SlackClient;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   ownership: Ownership;
   outbox: Outbox;
@@ -49,14 +49,18 @@ export function channelWaitKey(prefix: string, channel: string): string {
   return `${prefix}:slack-wait:${channel}`;
 }
 
-export async function respectChannelLimit(redis: Redis, prefix: string, channel: string): Promise<void> {
+export async function respectChannelLimit(
+  redis: RedisClient,
+  prefix: string,
+  channel: string,
+): Promise<void> {
   const ttl = await redis.pttl(channelWaitKey(prefix, channel));
   if (ttl > 0)
     throw new DeferError(ttl + Math.round(Math.random() * 250), `slack channel ${channel} rate limited`);
 }
 
 export async function noteRateLimit(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   channel: string,
   err: unknown,

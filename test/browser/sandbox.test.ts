@@ -11,6 +11,7 @@ import { chromium, type Browser } from 'playwright-core';
 import request from 'supertest';
 import { buildApp, type RapportApp } from '../../src/app';
 import { ConfigError, loadConfig } from '../../src/config';
+import { deletePrefixedKeys } from '../../src/queue/connection';
 import { sandboxRequested, startSandbox, type Sandbox } from '../../src/sandbox';
 import { eventually } from '../helpers/eventually';
 import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
@@ -93,18 +94,7 @@ describe('the /sandbox page', () => {
     await browser?.close();
     if (app) {
       await app.mongo.connection.dropDatabase().catch(() => undefined);
-      let cursor = '0';
-      do {
-        const [next, keys] = await app.redis.scan(
-          cursor,
-          'MATCH',
-          `${app.config.queuePrefix}*`,
-          'COUNT',
-          500,
-        );
-        if (keys.length > 0) await app.redis.del(...keys);
-        cursor = next;
-      } while (cursor !== '0');
+      await deletePrefixedKeys(app.redis, app.config.queuePrefix);
       await app.close();
     }
     await sandbox?.close();

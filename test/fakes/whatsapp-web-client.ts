@@ -9,10 +9,10 @@
  */
 import { EventEmitter, once } from 'node:events';
 import { Writable } from 'node:stream';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../src/queue/connection';
 import { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../../src/logger';
-import { createRedisConnection } from '../../src/queue/connection';
+import { createRedisConnection, deletePrefixedKeys } from '../../src/queue/connection';
 import { createIntake, type Intake } from '../../src/queue/intake';
 import { closeQueues, createQueues, type Queues } from '../../src/queue/queues';
 import { connectMongo, type MongoHandle } from '../../src/storage/mongo';
@@ -192,7 +192,7 @@ export function fakeClientFactory(plan: (n: number) => InitPlan = () => ({ kind:
 
 export interface WhatsAppWebHarness {
   prefix: string;
-  redis: Redis;
+  redis: RedisClient;
   queues: Queues;
   intake: Intake;
   mongo: MongoHandle;
@@ -261,12 +261,7 @@ export async function createWhatsAppWebHarness(label: string): Promise<WhatsAppW
       await mongo.connection.dropDatabase().catch(() => undefined);
       await mongo.close();
       await closeQueues(queues);
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-        if (keys.length > 0) await redis.del(...keys);
-        cursor = next;
-      } while (cursor !== '0');
+      await deletePrefixedKeys(redis, prefix);
       await redis.quit();
     },
   };

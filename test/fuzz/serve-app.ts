@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { buildApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
+import { deletePrefixedKeys } from '../../src/queue/connection';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -24,12 +25,7 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => {
     void (async () => {
       await app.mongo.connection.dropDatabase().catch(() => undefined);
-      let cursor = '0';
-      do {
-        const [next, keys] = await app.redis.scan(cursor, 'MATCH', `${config.queuePrefix}*`, 'COUNT', 500);
-        if (keys.length > 0) await app.redis.del(...keys);
-        cursor = next;
-      } while (cursor !== '0');
+      await deletePrefixedKeys(app.redis, config.queuePrefix);
       await app.close();
       process.exit(0);
     })();

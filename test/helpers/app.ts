@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import { buildApp, type RapportApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
+import { deletePrefixedKeys } from '../../src/queue/connection';
 
 import { testEnv } from './env';
 
@@ -44,17 +45,8 @@ export async function startTestApp(
       await Promise.all(app.workers.map((w) => w.close()));
       await app.whatsappWeb?.stop();
       await app.mongo.connection.dropDatabase().catch(() => undefined);
-      await deleteKeys(app, `${config.queuePrefix}*`);
+      await deletePrefixedKeys(app.redis, config.queuePrefix);
       await app.close();
     },
   };
-}
-
-async function deleteKeys(app: RapportApp, pattern: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await app.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    if (keys.length > 0) await app.redis.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
 }

@@ -20,7 +20,8 @@ function reachable(host: string, port: number): Promise<boolean> {
 }
 
 export default async function globalSetup(): Promise<void> {
-  const redis = new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
+  // A Redis Cluster is a comma-separated list of nodes: check the first.
+  const redis = new URL((process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379').split(',')[0]!);
   const mongo = new URL(process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017');
   const missing: string[] = [];
   if (!(await reachable(redis.hostname, Number(redis.port || 6379)))) missing.push(`Redis at ${redis.host}`);

@@ -15,13 +15,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection';
 
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 export interface SessionLockOptions {
-  redis: Redis;
+  redis: RedisClient;
   /** The lease key, one per WhatsApp number (client id). */
   key: string;
   /** How long a lease lives without renewal. */

@@ -19,9 +19,10 @@
  * retry may send it twice — see README "Sending".
  */
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection';
 import type { Logger } from '../../logger';
 import { jobIdFor } from '../../queue/names';
+import { prefixFor } from '../../queue/options';
 import {
   OutboundError,
   type ChannelSender,
@@ -298,13 +299,13 @@ export function createSendProcessor(
 export function createSendWorker(o: {
   queueName: string;
   prefix: string;
-  connection: Redis;
+  connection: RedisClient;
   processor: (job: Job<SendJobData>) => Promise<SendJobResult>;
   log: Logger;
 }): Worker<SendJobData, SendJobResult> {
   const worker = new Worker<SendJobData, SendJobResult>(o.queueName, o.processor, {
     connection: o.connection,
-    prefix: o.prefix,
+    prefix: prefixFor(o.queueName, o.prefix, o.connection),
     // One at a time: keeps a customer's messages in order and the sending rate human-like.
     concurrency: 1,
     // A job that stalled (the process died mid-send) fails instead of being re-sent blindly;

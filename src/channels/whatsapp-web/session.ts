@@ -21,11 +21,12 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { Queue, QueueEvents, type Worker } from 'bullmq';
 import type { Connection } from 'mongoose';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection';
 import QRCode from 'qrcode';
 import type { Logger } from '../../logger';
 import type { Intake } from '../../queue/intake';
 import { createRedisConnection } from '../../queue/connection';
+import { prefixFor } from '../../queue/options';
 import type { InboundEvent } from '../../canonical';
 import type { ChannelSender } from '../sender';
 import {
@@ -93,7 +94,7 @@ export interface WhatsAppWebChannelOptions {
   clientId?: string;
   chromiumPath: string;
   /** ioredis producer connection, for the lease and the outbound queue. */
-  redis: Redis;
+  redis: RedisClient;
   /** For the dedicated worker and QueueEvents connections. */
   redisUrl: string;
   queuePrefix: string;
@@ -669,9 +670,9 @@ export function createWhatsAppWebChannel(o: WhatsAppWebChannelOptions): WhatsApp
 
   // ---- outbound -----------------------------------------------------------------------------
   let senderParts:
-    { queue: Queue; events: QueueEvents; eventsConnection: Redis; sender: ChannelSender } | undefined;
+    { queue: Queue; events: QueueEvents; eventsConnection: RedisClient; sender: ChannelSender } | undefined;
   let worker: Worker<SendJobData, SendJobResult> | undefined;
-  let workerConnection: Redis | undefined;
+  let workerConnection: RedisClient | undefined;
   let workerStarting: Promise<void> | undefined;
 
   const readyClient = () => (current.state === 'ready' ? client : undefined);
@@ -747,12 +748,13 @@ export function createWhatsAppWebChannel(o: WhatsAppWebChannelOptions): WhatsApp
     state: () => ({ ...current }),
     sender() {
       if (!senderParts) {
-        const queue = new Queue(outboundQueue, { connection: o.redis, prefix: o.queuePrefix });
+        const prefix = prefixFor(outboundQueue, o.queuePrefix, o.redis);
+        const queue = new Queue(outboundQueue, { connection: o.redis, prefix });
         queue.on('error', (err) => log.debug({ err }, 'whatsapp-web-out queue connection error'));
         const eventsConnection = createRedisConnection(o.redisUrl, 'worker');
         const events = new QueueEvents(outboundQueue, {
           connection: eventsConnection,
-          prefix: o.queuePrefix,
+          prefix,
         });
         events.on('error', (err) => log.debug({ err }, 'whatsapp-web-out events connection error'));
         const sender = createWhatsAppWebSender({
