@@ -4,6 +4,7 @@
  * queued). Read from `INFO`, which managed Redis services allow even when they rename `CONFIG`.
  */
 import { Redis } from 'ioredis';
+import { isClusterUrl } from '../queue/connection';
 import { withTimeout } from '../storage/mongo';
 import { messageOf, redactUrl, type DoctorCheck } from './types';
 
@@ -110,8 +111,22 @@ export function redisInfoChecks(info: Record<string, string>, url: string): Doct
   return checks;
 }
 
-/** Connects once (no retries), reads `INFO`, disconnects. A connection failure is one failed check. */
+/**
+ * Redis, or every node listed for a Redis Cluster (REDIS_URL with comma-separated nodes): each node's
+ * INFO checks, plus the cluster's state. A single URL that turns out to be a cluster node is flagged:
+ * Rapport would then get MOVED errors instead of following the cluster.
+ */
 export async function checkRedis(url: string, timeoutMs: number): Promise<DoctorCheck[]> {
+  if (!isClusterUrl(url)) return checkRedisNode(url, timeoutMs, false);
+  const nodes = url
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  return (await Promise.all(nodes.map((node) => checkRedisNode(node, timeoutMs, true)))).flat();
+}
+
+/** Connects once (no retries), reads `INFO`, disconnects. A connection failure is one failed check. */
+async function checkRedisNode(url: string, timeoutMs: number, inCluster: boolean): Promise<DoctorCheck[]> {
   const redis = new Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,
@@ -127,7 +142,37 @@ export async function checkRedis(url: string, timeoutMs: number): Promise<Doctor
   try {
     await withTimeout(redis.connect(), timeoutMs, `no answer within ${timeoutMs} ms`);
     const info = parseRedisInfo(await withTimeout(redis.info(), timeoutMs, `INFO took over ${timeoutMs} ms`));
-    return redisInfoChecks(info, url);
+    const checks = redisInfoChecks(info, url);
+    if (info.cluster_enabled === '1' && !inCluster) {
+      checks.push({
+        id: 'redis.cluster',
+        section: 'services',
+        status: 'fail',
+        title: 'Redis Cluster',
+        detail: `${redactUrl(url)} is a Redis Cluster node, but REDIS_URL names only it`,
+        fix: 'List the cluster nodes in REDIS_URL, comma-separated (e.g. `redis://10.0.0.1:6379,redis://10.0.0.2:6379`).',
+      });
+    } else if (inCluster) {
+      const state =
+        info.cluster_enabled === '1' ? parseRedisInfo(String(await redis.call('CLUSTER', 'INFO'))) : {};
+      const ok = state.cluster_state === 'ok';
+      checks.push({
+        id: 'redis.cluster',
+        section: 'services',
+        status: ok ? 'ok' : 'fail',
+        title: 'Redis Cluster',
+        detail:
+          info.cluster_enabled !== '1'
+            ? `${redactUrl(url)} is not a cluster node (cluster_enabled:0)`
+            : `${redactUrl(url)}: cluster_state ${state.cluster_state ?? 'unknown'}, ${state.cluster_size ?? '?'} masters`,
+        ...(ok
+          ? {}
+          : {
+              fix: 'REDIS_URL lists several nodes, so they must form one healthy Redis Cluster (`redis-cli --cluster check`).',
+            }),
+      });
+    }
+    return checks;
   } catch (err) {
     return [
       {

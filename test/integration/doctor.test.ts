@@ -11,6 +11,7 @@ import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
 import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
 import { TEST_TWILIO, startTestApp, testEnv, uniqueName, type TestApp } from '../helpers/app';
+import { startPrivateCluster, type PrivateCluster } from '../helpers/redis-cluster';
 
 const SLACK_SECRET = 'test-slack-signing-secret';
 const PAGE_ID = '100000000000001';
@@ -240,5 +241,36 @@ describe('rapport doctor', () => {
     const run = await doctor(goodEnv, ['--timeout', 'soon']);
     expect(run.code).toBe(2);
     expect(run.err.join('\n')).toContain('Usage: rapport doctor');
+  });
+});
+
+describe('rapport doctor on a Redis Cluster', () => {
+  let cluster: PrivateCluster;
+  beforeAll(async () => {
+    cluster = await startPrivateCluster();
+  }, 60_000);
+  afterAll(() => cluster?.stop());
+
+  it('checks every listed node and the cluster state', async () => {
+    const { code, report } = await doctorJson({ ...goodEnv, REDIS_URL: cluster.url });
+    const clusterChecks = report.checks.filter((c) => c.id === 'redis.cluster');
+    expect(clusterChecks).toHaveLength(3);
+    for (const c of clusterChecks)
+      expect(c).toMatchObject({
+        status: 'ok',
+        detail: expect.stringContaining('cluster_state ok, 3 masters'),
+      });
+    expect(failures(report)).toEqual([]);
+    expect(code).toBe(0);
+  });
+
+  it('fails a REDIS_URL that names one node of a cluster, with the fix', async () => {
+    const one = cluster.url.split(',')[0]!;
+    const { code, report } = await doctorJson({ ...goodEnv, REDIS_URL: one });
+    expect(code).toBe(1);
+    expect(check(report, 'redis.cluster')).toMatchObject({
+      status: 'fail',
+      fix: expect.stringContaining('List the cluster nodes in REDIS_URL'),
+    });
   });
 });
