@@ -4,15 +4,17 @@
  * recorded by the Slack emulator — next to raw baselines measured in the same run on the same Redis
  * and database (bare express route, bare BullMQ add+process, bare mongoose insert).
  *
- * Rapport's API runs in this process with the Slack/Twilio/Graph emulators; workers run as 1 and then
- * 2 separate processes (bench/lib/worker.ts); the load generator is its own process
- * (bench/lib/paced-sender.js) sending at a fixed rate.
+ * Rapport's API runs in this process with the Slack/Twilio/Graph emulators; workers run as 1, 2, 3…
+ * separate processes (`--processes`, bench/lib/worker.ts); the load generator is its own process
+ * (bench/lib/paced-sender.js) sending at a fixed rate. `--redis cluster` runs everything on the local
+ * 3-master Redis Cluster (scripts/redis-cluster.sh, started if needed) instead of REDIS_URL.
  *
- * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --workers 1,2 --customers N --drain 60]
+ * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60]
+ * (`--workers` is the old name of `--processes`.)
  * Writes bench/results/e2e-<date>.{json,md,svg}. Needs Redis on 127.0.0.1:6379 and a MongoDB-protocol
  * server on 127.0.0.1:27017 (npm run services); uses its own key prefix and database and removes them.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +26,8 @@ import express from 'express';
 import mongoose, { Schema } from 'mongoose';
 import { buildApp } from '../src/app';
 import { loadConfig } from '../src/config';
-import { deletePrefixedKeys } from '../src/queue/connection';
+import { createRedisConnection, deletePrefixedKeys } from '../src/queue/connection';
+import { prefixFor } from '../src/queue/options';
 import {
   INBOX,
   admin,
@@ -41,13 +44,16 @@ import {
 } from './lib/world';
 
 const execFileAsync = promisify(execFile);
-const args = parseArgs({ seconds: '20', rate: '300', workers: '1,2', drain: '60' });
+const args = parseArgs({ seconds: '20', rate: '300', drain: '60', redis: 'single' });
 const SECONDS = Number(args.seconds);
 const RATE = Number(args.rate);
-const WORKERS = args.workers!.split(',').map(Number);
+const WORKERS = (args.processes ?? args.workers ?? '1,2,3').split(',').map(Number);
 const CUSTOMERS = Number(args.customers ?? Math.max(50, Math.round((SECONDS * RATE) / 3)));
 const DRAIN_MS = Number(args.drain) * 1000;
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const CLUSTER = args.redis === 'cluster';
+const REDIS_URL = CLUSTER
+  ? execFileSync('bash', [path.join(__dirname, '../scripts/redis-cluster.sh'), 'start'], { encoding: 'utf8' }).trim()
+  : (process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const MONGO = process.env.MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const RUN = `e2e${Date.now().toString(36)}`;
 
@@ -213,8 +219,8 @@ async function baselines() {
   const express_ = JSON.parse(stdout) as { rps: number; p50: number; p99: number };
 
   // 2. Bare BullMQ: add N jobs (50 in flight) to a queue processed by a worker (concurrency 8).
-  const qPrefix = `rapport-${RUN}-base`;
-  const connection = { url: REDIS_URL, maxRetriesPerRequest: null } as never;
+  const connection = createRedisConnection(REDIS_URL, 'worker');
+  const qPrefix = prefixFor('bare', `rapport-${RUN}-base`, connection);
   const queue = new Queue('bare', { connection, prefix: qPrefix });
   const N = 3000;
   const lat: number[] = [];
@@ -237,6 +243,7 @@ async function baselines() {
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
+  connection.disconnect();
 
   // 3. Bare mongoose insert: N documents, 8 in flight, on the same server.
   const conn = await mongoose.createConnection(`${MONGO}/rapport_${RUN}_base`).asPromise();
@@ -299,9 +306,9 @@ function markdown(report: Report): string {
   const out: string[] = [
     `# bench/e2e — ${report.date}`,
     '',
-    `Node ${process.version}, ${os.cpus().length} CPUs, ${SECONDS} s at ${RATE} msg/s offered, ${CUSTOMERS} customers (SMS, Twilio WhatsApp, Cloud WhatsApp, Messenger; first ${CUSTOMERS} messages are new customers, the rest returning).`,
+    `Node ${process.version}, ${os.cpus().length} CPUs, Redis ${CLUSTER ? 'Cluster (3 masters + 3 replicas on this machine)' : 'single server'}, ${SECONDS} s at ${RATE} msg/s offered, ${CUSTOMERS} customers (SMS, Twilio WhatsApp, Cloud WhatsApp, Messenger; first ${CUSTOMERS} messages are new customers, the rest returning).`,
     '',
-    line(['workers', 'accepted', 'delivered', 'accepted msg/s', 'delivered msg/s', 'p50 ms', 'p95 ms', 'p99 ms', 'drain s', 'RSS api / workers MB (peak)']),
+    line(['worker processes', 'accepted', 'delivered', 'accepted msg/s', 'delivered msg/s', 'p50 ms', 'p95 ms', 'p99 ms', 'drain s', 'RSS api / workers MB (peak)']),
     line(['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']),
   ];
   for (const r of report.runs)
@@ -334,7 +341,7 @@ async function main(): Promise<void> {
     const runs = [];
     for (const w of WORKERS) runs.push(await phase(emu, w));
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-    const report = { date: new Date().toISOString(), stamp, node: process.version, cpus: os.cpus().length, seconds: SECONDS, rate: RATE, customers: CUSTOMERS, baselines: base, runs };
+    const report = { date: new Date().toISOString(), stamp, node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster (3 masters + 3 replicas, loopback)' : 'single', seconds: SECONDS, rate: RATE, customers: CUSTOMERS, baselines: base, runs };
     const dir = path.join(__dirname, 'results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, `e2e-${stamp}.json`), JSON.stringify(report, null, 2));
