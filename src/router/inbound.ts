@@ -190,7 +190,11 @@ export function createInboundRouter(o: InboundRouterOptions) {
         return;
       }
 
-      const { agent } = await ownership.ensureOwner(customerId, 'rapport');
+      // The conversation's owner is written below, under the conversation lock.
+      const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
+        customer,
+        syncUnchanged: false,
+      });
       // One writer at a time on the conversation document (see src/queue/lock.ts).
       await withLock(
         o.redis,
@@ -238,6 +242,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
             {
               $set: {
                 open: true,
+                ...(agent ? { ownerAgentId: String(agent._id) } : {}),
                 awaitingSince,
                 lastCustomerMessageAt:
                   last !== undefined && last > sentAt.getTime() ? new Date(last) : sentAt,

@@ -69,40 +69,39 @@ export function createOutbox(
       return redis.incr(`${prefix}:seq:${String(customerId)}`);
     },
     async postToAgent(customerId, post) {
-      if (!(await AgentPost.exists({ key: post.key }))) {
-        const seq = await outbox.nextSeq(customerId);
-        await retryOnDuplicate(() =>
-          AgentPost.updateOne(
-            { key: post.key },
-            { $setOnInsert: { ...post, customerId, seq, state: 'pending' } },
-            { upsert: true },
-          ),
-        );
-      }
+      // No existence check first: a retried append's upsert matches the stored item and changes
+      // nothing (its sequence number is simply unused; gaps do not matter, only order does).
+      const seq = await outbox.nextSeq(customerId);
+      await retryOnDuplicate(() =>
+        AgentPost.updateOne(
+          { key: post.key },
+          { $setOnInsert: { ...post, customerId, seq, state: 'pending' } },
+          { upsert: true },
+        ),
+      );
       await outbox.flushAgent(customerId);
     },
     async sendToCustomer(customerId, send) {
       const sendAfter = send.sendAfter ?? new Date();
-      if (!(await CustomerSend.exists({ key: send.key }))) {
-        const seq = await outbox.nextSeq(customerId);
-        await retryOnDuplicate(() =>
-          CustomerSend.updateOne(
-            { key: send.key },
-            {
-              $setOnInsert: {
-                ...send,
-                media: send.media ?? [],
-                customerId,
-                seq,
-                state: 'scheduled',
-                sendAfter,
-                attempts: 0,
-              },
+      // As postToAgent: a retried append matches the stored send and changes nothing.
+      const seq = await outbox.nextSeq(customerId);
+      await retryOnDuplicate(() =>
+        CustomerSend.updateOne(
+          { key: send.key },
+          {
+            $setOnInsert: {
+              ...send,
+              media: send.media ?? [],
+              customerId,
+              seq,
+              state: 'scheduled',
+              sendAfter,
+              attempts: 0,
             },
-            { upsert: true },
-          ),
-        );
-      }
+          },
+          { upsert: true },
+        ),
+      );
       await outbox.flushCustomer(customerId, Math.max(0, sendAfter.getTime() - Date.now()));
     },
     async flushAgent(customerId, delayMs = 0) {

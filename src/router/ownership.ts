@@ -17,8 +17,18 @@ import { conversationLockKey, withLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../identity/resolve';
 
 export interface Ownership {
-  /** The customer's owner, assigning one if they have none (or theirs was deactivated). */
-  ensureOwner(customerId: Types.ObjectId, actor: string): Promise<{ agent?: Agent; changed: boolean }>;
+  /**
+   * The customer's owner, assigning one if they have none (or theirs was deactivated). The
+   * conversation's copy of the owner is written when the owner changes; with `syncUnchanged: false`
+   * an unchanged owner is not re-checked there (the caller writes the conversation itself, or does
+   * not need it) — one database read less per message. `customer`: the customer document if the
+   * caller has just read it.
+   */
+  ensureOwner(
+    customerId: Types.ObjectId,
+    actor: string,
+    opts?: { customer?: Customer; syncUnchanged?: boolean },
+  ): Promise<{ agent?: Agent; changed: boolean }>;
   /** Moves the customer to `toAgent`; returns the previous owner. */
   transfer(
     customerId: Types.ObjectId,
@@ -104,12 +114,12 @@ export function createOwnership(
     pickAgent,
     openCount,
     agentById,
-    async ensureOwner(customerId, actor) {
-      const customer = await Customer.findById(customerId).lean<Customer>();
+    async ensureOwner(customerId, actor, opts = {}) {
+      const customer = opts.customer ?? (await Customer.findById(customerId).lean<Customer>());
       if (!customer) throw new Error(`customer ${String(customerId)} not found`);
       const current = await agentById(customer.ownerAgentId);
       if (current?.active) {
-        await syncConversation(customerId, String(current._id));
+        if (opts.syncUnchanged !== false) await syncConversation(customerId, String(current._id));
         return { agent: current, changed: false };
       }
       const agent = await pickAgent();

@@ -156,8 +156,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   }
 
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
-  async function ensureThread(customerId: Types.ObjectId): Promise<{ channel: string; ts: string }> {
-    const { agent } = await ownership.ensureOwner(customerId, 'rapport');
+  async function ensureThread(
+    customerId: Types.ObjectId,
+  ): Promise<{ channel: string; ts: string; lastPostedChannel?: string }> {
+    // The inbound router keeps the conversation's owner in step; here only the thread matters.
+    const { agent } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
     const current = await CurrentThread.findById(customerId).lean<CurrentThread>();
     const agentId = agent ? String(agent._id) : 'unassigned';
     if (current && current.agentId === agentId) return current;
@@ -210,6 +213,9 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         .lean<AgentPost[]>();
       if (pending.length === 0) return;
       const thread = await ensureThread(customerId);
+      // The channel of the last message posted in this thread ("now writing on WhatsApp" on a switch),
+      // read once per flush and kept here; written only when it changes.
+      let lastPostedChannel = thread.lastPostedChannel;
       for (const post of pending) {
         await respectChannelLimit(redis, prefix, thread.channel);
         if (post.attemptedAt) {
@@ -222,14 +228,13 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
             continue;
           }
         }
-        const current = await CurrentThread.findById(customerId).lean<CurrentThread>();
         await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
         let ts: string;
         try {
           ({ ts } = await slack.postMessage({
             channel: thread.channel,
             threadTs: thread.ts,
-            text: render(post, current?.lastPostedChannel),
+            text: render(post, lastPostedChannel),
             username: post.username,
             iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
             metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
@@ -242,8 +247,9 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
           { _id: post._id },
           { $set: { state: 'posted', slack: { channel: thread.channel, ts } } },
         );
-        if (post.kind === 'message' && post.channel) {
+        if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
+          lastPostedChannel = post.channel;
         }
       }
       if (pending.length === 50) await o.outbox.flushAgent(customerId);
