@@ -86,7 +86,18 @@ const envSchema = z.object({
       'must be a redis:// or rediss:// URL, or a comma-separated list of them (Redis Cluster nodes)',
     )
     .default('redis://127.0.0.1:6379'),
-  MONGODB_URI: url(['mongodb:', 'mongodb+srv:']).default('mongodb://127.0.0.1:27017/rapport'),
+  // Not `new URL()`: a replica set's URI lists several host:port pairs, which WHATWG URLs reject.
+  MONGODB_URI: z
+    .string()
+    .trim()
+    .refine(
+      (v) =>
+        /^mongodb(\+srv)?:\/\/([^@/]+@)?[A-Za-z0-9._[\]:-]+(:\d+)?(,[A-Za-z0-9._[\]:-]+(:\d+)?)*(\/[^?]*)?(\?.*)?$/.test(
+          v,
+        ),
+      'must be a URL starting with mongodb:// or mongodb+srv://',
+    )
+    .default('mongodb://127.0.0.1:27017/rapport'),
   QUEUE_PREFIX: z
     .string()
     .trim()

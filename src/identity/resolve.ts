@@ -331,6 +331,9 @@ export function createIdentityStore(
         providerErrors: status.errors,
       };
       const target = {
+        // The key as well (outbound messages are stored under `${provider}:${providerMessageId}`):
+        // on a sharded cluster it routes the update to one shard (see docs/deployment.md).
+        key: `${status.provider}:${status.providerMessageId}`,
         provider: status.provider,
         providerMessageId: status.providerMessageId,
         direction: 'out' as const,

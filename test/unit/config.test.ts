@@ -34,6 +34,25 @@ describe('configuration', () => {
     expect(problems).toHaveLength(4);
   });
 
+  it('accepts a MongoDB replica set and a Redis Cluster, and refuses malformed lists', () => {
+    const config = loadConfig(
+      testEnv({
+        MONGODB_URI: 'mongodb://db-0.db:27017,db-1.db:27017,db-2.db:27017/rapport?replicaSet=rs0',
+        REDIS_URL: 'redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379',
+      }),
+    );
+    expect(config.mongodbUri).toContain('replicaSet=rs0');
+    expect(config.redisUrl.split(',')).toHaveLength(3);
+    expect(
+      problemsOf(
+        testEnv({ REDIS_URL: 'redis://10.0.0.1:6379,10.0.0.2:6379', MONGODB_URI: 'mongodb://a:1,/x' }),
+      ),
+    ).toEqual([
+      expect.stringMatching(/^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL, or a comma-separated list/),
+      expect.stringMatching(/^MONGODB_URI must be a URL starting with mongodb:\/\//),
+    ]);
+  });
+
   it('disables a channel whose credentials are all absent', () => {
     const config = loadConfig(
       testEnv({
