@@ -3,8 +3,9 @@
 #
 # - Redis: if nothing answers on REDIS_URL (default redis://127.0.0.1:6379), installs Debian's
 #   redis-server when absent and starts it with AOF on and `maxmemory-policy noeviction`.
-# - MongoDB: MongoDB itself cannot be installed here, so FerretDB v1 (a MongoDB wire-protocol server
-#   on SQLite) is built from the Go module proxy when absent and started on loopback, its data under
+# - MongoDB: MongoDB itself cannot be installed here, so FerretDB v1 (a MongoDB wire-protocol server)
+#   is built from the Go module proxy when absent and started on loopback, storing in the local
+#   PostgreSQL when there is one (a role and database `rapport_ferretdb`), else in SQLite under
 #   .data/ferretdb (gitignored). Users with a real MongoDB just set MONGODB_URI.
 #
 # Idempotent: it starts only what is not already answering, and prints what it did.
@@ -79,6 +80,29 @@ else
   log "started Redis on $RHOST:$RPORT (AOF on, noeviction; data in .data/redis)"
 fi
 
+# PostgreSQL for FerretDB: the local server (started if installed but stopped), a role and database
+# of its own. Returns non-zero when PostgreSQL is not available; FerretDB then uses SQLite.
+FERRETDB_PG_URL=${FERRETDB_PG_URL:-postgres://rapport_ferretdb:rapport_ferretdb@127.0.0.1:5432/rapport_ferretdb}
+ensure_postgres() {
+  if ! answers 127.0.0.1 5432; then
+    command -v pg_ctlcluster >/dev/null || return 1
+    local cluster
+    cluster=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1 {print $1" "$2}')
+    [ -n "$cluster" ] || return 1
+    # shellcheck disable=SC2086
+    pg_ctlcluster $cluster start >/dev/null 2>&1 || return 1
+    wait_for 127.0.0.1 5432 PostgreSQL 20 || return 1
+  fi
+  command -v psql >/dev/null && id postgres >/dev/null 2>&1 || return 1
+  local psql=(su postgres -c)
+  [ "$(id -un)" = postgres ] && psql=(bash -c)
+  "${psql[@]}" "psql -qtAc \"select 1 from pg_roles where rolname = 'rapport_ferretdb'\"" 2>/dev/null | grep -q 1 ||
+    "${psql[@]}" "psql -qc \"create role rapport_ferretdb login password 'rapport_ferretdb'\"" >/dev/null 2>&1 || return 1
+  "${psql[@]}" "psql -qtAc \"select 1 from pg_database where datname = 'rapport_ferretdb'\"" 2>/dev/null | grep -q 1 ||
+    "${psql[@]}" "psql -qc 'create database rapport_ferretdb owner rapport_ferretdb'" >/dev/null 2>&1 || return 1
+  return 0
+}
+
 # --- FerretDB (MongoDB wire protocol) ------------------------------------------------------------
 read -r MHOST MPORT < <(hostport "$MONGODB_URI" 27017)
 if answers "$MHOST" "$MPORT"; then
@@ -105,10 +129,28 @@ else
     rm -rf "$src"
     log "built $FERRETDB in $(($(date +%s) - start)) s"
   fi
+  # Storage: PostgreSQL when this machine has it (FerretDB v1's PostgreSQL handler uses indexes; its
+  # SQLite handler scans whole collections, so every query slows down as data grows — measured ~10x
+  # slower end to end, see README "Capacity"), else SQLite. FERRETDB_HANDLER=sqlite|postgresql forces one.
+  handler=${FERRETDB_HANDLER:-auto}
+  if [ "$handler" = auto ]; then
+    handler=sqlite
+    if ensure_postgres; then handler=postgresql; fi
+  elif [ "$handler" = postgresql ]; then
+    ensure_postgres || { log "FERRETDB_HANDLER=postgresql but PostgreSQL is not usable"; exit 1; }
+  fi
   mkdir -p "$DATA/ferretdb"
-  nohup "$FERRETDB" --handler=sqlite --sqlite-url="file:$DATA/ferretdb/" \
-    --listen-addr="$MHOST:$MPORT" --state-dir="$DATA/ferretdb" --debug-addr=- --telemetry=disable --log-level=warn \
-    >"$DATA/ferretdb.log" 2>&1 &
+  if [ "$handler" = postgresql ]; then
+    nohup "$FERRETDB" --handler=postgresql --postgresql-url="$FERRETDB_PG_URL" \
+      --listen-addr="$MHOST:$MPORT" --state-dir="$DATA/ferretdb" --debug-addr=- --telemetry=disable --log-level=warn \
+      >"$DATA/ferretdb.log" 2>&1 &
+    where="PostgreSQL database rapport_ferretdb on 127.0.0.1:5432"
+  else
+    nohup "$FERRETDB" --handler=sqlite --sqlite-url="file:$DATA/ferretdb/" \
+      --listen-addr="$MHOST:$MPORT" --state-dir="$DATA/ferretdb" --debug-addr=- --telemetry=disable --log-level=warn \
+      >"$DATA/ferretdb.log" 2>&1 &
+    where="SQLite data in .data/ferretdb"
+  fi
   wait_for "$MHOST" "$MPORT" FerretDB 20
-  log "started FerretDB $FERRETDB_VERSION on $MHOST:$MPORT (SQLite data in .data/ferretdb, log .data/ferretdb.log)"
+  log "started FerretDB $FERRETDB_VERSION on $MHOST:$MPORT ($where; log .data/ferretdb.log)"
 fi

@@ -8,13 +8,16 @@
 #   bash scripts/redis-cluster.sh status   # cluster state and which port is master of what
 #   bash scripts/redis-cluster.sh url      # the REDIS_URL to give Rapport
 #
-# Ports: REDIS_CLUSTER_PORT (default 7101) … +5; data dir REDIS_CLUSTER_DIR. The first three start as masters; each has one
+# Ports: REDIS_CLUSTER_PORT (default 7101) … +5, bus ports +REDIS_CLUSTER_BUS_OFFSET (10000); data dir
+# REDIS_CLUSTER_DIR. The first three start as masters; each has one
 # replica, so killing one master's process lets its replica take over (cluster-node-timeout 2 s).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BASE=${REDIS_CLUSTER_PORT:-7101}
+# Each node's cluster-bus port is its port + this (Redis's default is 10000).
+BUS_OFFSET=${REDIS_CLUSTER_BUS_OFFSET:-10000}
 PORTS=()
 for i in 0 1 2 3 4 5; do PORTS+=($((BASE + i))); done
 DATA=${REDIS_CLUSTER_DIR:-"$ROOT/.data/redis-cluster"}
@@ -41,6 +44,7 @@ start_node() { # port
   if answers "$port"; then return 0; fi
   redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$dir" \
     --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+    --cluster-port $((port + BUS_OFFSET)) \
     --appendonly yes --maxmemory-policy noeviction --save '' \
     --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
 }

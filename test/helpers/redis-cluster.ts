@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { freePort } from './services';
 
 const run = promisify(execFile);
 const SCRIPT = path.join(__dirname, '../../scripts/redis-cluster.sh');
@@ -35,11 +34,32 @@ export interface PrivateCluster {
   stop(): Promise<void>;
 }
 
+/**
+ * Ports below Linux's ephemeral range (32768+), so no outgoing connection holds one: six node ports
+ * at a random base and their cluster-bus ports 100 above.
+ */
+function randomBase(): number {
+  return 20000 + Math.floor(Math.random() * 12000);
+}
+
 export async function startPrivateCluster(): Promise<PrivateCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startAt(randomBase());
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startAt(base: number): Promise<PrivateCluster> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rapport-cluster-'));
-  // Six consecutive random ports (and their cluster-bus ports, +10000) below 60000.
-  const base = freePort();
-  const env = { ...process.env, REDIS_CLUSTER_PORT: String(base), REDIS_CLUSTER_DIR: dir };
+  const env = {
+    ...process.env,
+    REDIS_CLUSTER_PORT: String(base),
+    REDIS_CLUSTER_BUS_OFFSET: '100',
+    REDIS_CLUSTER_DIR: dir,
+  };
   const ports = Array.from({ length: 6 }, (_, i) => base + i);
   const pids = () =>
     ports.map((p) => {
@@ -59,8 +79,16 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
     }
   };
   process.once('exit', killAll);
-  const { stdout } = await run('bash', [SCRIPT, 'start'], { env });
-  const url = stdout.trim().split('\n').pop()!;
+  let url: string;
+  try {
+    const { stdout } = await run('bash', [SCRIPT, 'start'], { env });
+    url = stdout.trim().split('\n').pop()!;
+  } catch (err) {
+    process.removeListener('exit', killAll);
+    killAll();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
 
   const ask = async (port: number, ...args: string[]): Promise<string | undefined> => {
     const r = new Redis({
