@@ -37,6 +37,21 @@ export interface Intake {
   lastInboundByChannel(): Promise<Record<string, number>>;
 }
 
+/**
+ * The event with NUL characters removed from every string. Providers can deliver one inside a message
+ * body (`%00` in a form), and PostgreSQL-backed MongoDB-protocol stores (FerretDB) can neither store
+ * nor query it: the job would fail on every attempt. Nothing a person wrote is lost by dropping it.
+ */
+export function withoutNul<T>(value: T): T {
+  if (typeof value === 'string')
+    return (value.includes('\u0000') ? value.replace(/\u0000/g, '') : value) as T;
+  if (Array.isArray(value)) return value.map(withoutNul) as T;
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutNul(k), withoutNul(v)])) as T;
+  }
+  return value;
+}
+
 /** Events of one sender share an order key; statuses are ordered per message. */
 export function orderKeyOf(event: InboundEvent): string {
   if (event.type === 'message') return senderOrderKey(event.message.from);
@@ -61,8 +76,9 @@ export function createIntake({
   };
 
   return {
-    async accept(events) {
-      if (events.length === 0) return { queued: [], duplicates: [] };
+    async accept(received) {
+      if (received.length === 0) return { queued: [], duplicates: [] };
+      const events = received.map(withoutNul);
       try {
         // Single-key commands only (no MULTI/MGET across keys), so this also works on Redis Cluster.
         const seen = await Promise.all(events.map((e) => redis.exists(seenKey(eventKey(e)))));

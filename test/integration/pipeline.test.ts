@@ -108,6 +108,17 @@ describe('inbound pipeline', () => {
     expect(await Message.countDocuments({ key: `twilio:SM${'3'.repeat(32)}` })).toBe(1);
   });
 
+  it('stores a message whose body holds NUL characters, without them', async () => {
+    const form = { ...smsFrom('+14155550166', 'SM' + '5'.repeat(32)), Body: 'hello\u0000 there\u0000' };
+    expect((await postTwilio(form)).status).toBe(200);
+    const { Message } = t.app.models;
+    const stored = await eventually(
+      () => Message.findOne({ key: `twilio:SM${'5'.repeat(32)}` }).lean<{ text?: string }>(),
+      (m) => m !== null,
+    );
+    expect(stored?.text).toBe('hello there');
+  });
+
   it('keeps a message from an impossible number as a failed job, not a crash or a retry loop', async () => {
     const form = smsFrom('+999', 'SM' + '4'.repeat(32));
     expect((await postTwilio(form)).status).toBe(200);
