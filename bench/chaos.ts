@@ -2,21 +2,35 @@
  * chaos: messages from many customers go through Rapport while things break, then nothing may be
  * lost, duplicated or reordered.
  *
- * - Private Redis (AOF on, appendfsync always) and a private FerretDB on loopback ports — never the
- *   shared 6379/27017 — each SIGKILLed and restarted once mid-run (Redis at 30 %, the database at 60 %
- *   of the sending time; down for --down seconds).
- * - Rapport's API runs in this process; two worker processes (bench/lib/worker.ts) are SIGKILLed in
- *   turn every --kill-every seconds and restarted while messages are being sent.
+ * - Redis: a private Redis (AOF on, appendfsync always), SIGKILLed at 30 % of the sending time and
+ *   restarted after --down seconds; or, with `--redis cluster`, a private 3-master + 3-replica Redis
+ *   Cluster (scripts/redis-cluster.sh) in which the master holding the most keys is SIGKILLed at 30 %
+ *   (its replica takes over) and restarted --down seconds after the failover (it rejoins as a replica).
+ * - A private FerretDB, SIGKILLed at 60 % and restarted after --down seconds. Never the shared
+ *   6379/27017: every server is on a loopback port of its own, its data in a temporary directory.
+ * - Rapport's API runs in this process, or with --api-processes N in N api processes
+ *   (bench/lib/api.ts), each on its own loopback port; --worker-processes N worker processes
+ *   (bench/lib/worker.ts) are SIGKILLed in turn every --kill-every seconds and restarted.
+ * - --sigterm: every --sigterm-every seconds an api or a worker process (alternately; one that has been
+ *   ready for --sigterm-min-age seconds, so a worker has jobs in hand) is stopped gracefully with
+ *   SIGTERM (`app.close()`, bounded by SHUTDOWN_TIMEOUT_MS; SIGKILLed only if it has not exited 10 s
+ *   after that), then restarted (an api on the same port). Prints how long each took to exit.
  * - The Slack/Twilio/Graph emulators sit behind a loopback proxy that answers ~--fail-rate of calls
  *   with 429 (Retry-After: 1) or 500/502/503 instead of forwarding them.
  * - The load generator (bench/lib/paced-sender.js, its own process) sends each customer's messages in
- *   order and retries 503s and network errors, as providers do.
+ *   order (the next only once the previous was accepted), each request to any api process, and retries
+ *   5xx, 429 and network errors (refused, reset, timed out) — on another api process — as providers do.
  *
  * Verifies: every accepted webhook has exactly one Slack post (0 lost, 0 duplicate posts); at most one
  * send to each customer (the acknowledgement — the only send in this run; 0 duplicate sends);
  * per-customer Slack post order equals send order. Prints the figures; exits 1 on any violation.
  *
- * Usage: npm run chaos [-- --messages 2000 --seconds 60 --customers 300 --kill-every 5 --fail-rate 0.1 --drain 1200]
+ * Usage: npm run chaos [-- --messages 2000 --seconds 60 --customers 300 --kill-every 5 --fail-rate 0.1
+ *   --drain 1200 --down 3 --restart redis,db --sigterm --sigterm-every 8 --sigterm-min-age 10 --api-processes 2
+ *   --worker-processes 2 --shutdown-timeout 25000 --redis single|cluster]
+ * `--kill-every 0` turns the worker SIGKILLs off, `--restart none` the Redis and database restarts,
+ * `--fail-rate 0` the injected failures. Without --api-processes the API runs in this process, except
+ * with --sigterm or --redis cluster (then 2 api processes). --redis cluster defaults to 3 workers.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -25,13 +39,40 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildApp } from '../src/app';
+import { buildApp, type RapportApp } from '../src/app';
 import { loadConfig } from '../src/config';
+import { createRedisConnection } from '../src/queue/connection';
 import { ferretdbBinary, freePort, waitForPort } from '../test/helpers/services';
-import { INBOX, admin, parseArgs, rapportEnv, signedMessages, spawnWorker, stopChild } from './lib/world';
-import { startEmulators } from './lib/world';
+import {
+  INBOX,
+  admin,
+  freeLoopbackPort,
+  gracefulStop,
+  parseArgs,
+  rapportEnv,
+  signedMessages,
+  spawnApi,
+  spawnWorker,
+  startEmulators,
+  whenReady,
+  stopChild,
+  summary,
+  type GracefulStop,
+} from './lib/world';
+import { privateCluster, type Failover, type PrivateCluster } from './lib/cluster';
 
-const args = parseArgs({ messages: '2000', seconds: '60', 'kill-every': '5', 'fail-rate': '0.1', drain: '1200', down: '3' });
+const args = parseArgs({
+  messages: '2000',
+  seconds: '60',
+  'kill-every': '5',
+  'fail-rate': '0.1',
+  drain: '1200',
+  down: '3',
+  restart: 'redis,db',
+  'sigterm-every': '8',
+  'sigterm-min-age': '10',
+  redis: 'single',
+});
 const MESSAGES = Number(args.messages);
 const SECONDS = Number(args.seconds);
 const CUSTOMERS = Number(args.customers ?? Math.max(20, Math.round(MESSAGES / 6)));
@@ -39,16 +80,28 @@ const KILL_EVERY = Number(args['kill-every']) * 1000;
 const FAIL_RATE = Number(args['fail-rate']);
 const DRAIN_MS = Number(args.drain) * 1000;
 const DOWN_MS = Number(args.down) * 1000;
+const RESTART = new Set(args.restart!.split(',').map((s) => s.trim()));
+const CLUSTER = args.redis === 'cluster';
+if (!['single', 'cluster'].includes(args.redis!)) throw new Error(`--redis single|cluster, not ${args.redis}`);
+const SIGTERM = args.sigterm === 'true';
+const SIGTERM_EVERY = Number(args['sigterm-every']) * 1000;
+/** Only a process ready for this long is SIGTERMed (so a worker has had time to take jobs). */
+const SIGTERM_MIN_AGE = Number(args['sigterm-min-age']) * 1000;
+/** 0 = the API in this process (one api). */
+const API_PROCESSES = Number(args['api-processes'] ?? (SIGTERM || CLUSTER ? 2 : 0));
+const WORKER_PROCESSES = Number(args['worker-processes'] ?? (CLUSTER ? 3 : 2));
 const RUN = `chaos${Date.now().toString(36)}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (m: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
 const servers = new Set<ChildProcess>();
 const tempPaths = new Set<string>();
+let cluster: PrivateCluster | undefined;
 // Whatever happens (error, Ctrl-C, timeout), the private servers and their data do not outlive this process.
 process.on('exit', () => {
   for (const c of servers) c.kill('SIGKILL');
   for (const p of tempPaths) rmSync(p, { recursive: true, force: true });
+  cluster?.cleanupSync();
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
@@ -130,11 +183,45 @@ async function flakyProxy(target: string, rate: number, style: 'slack' | 'twilio
   return { url: `http://127.0.0.1:${port}${t.pathname === '/' ? '' : t.pathname}`, failed, close: () => (server.closeAllConnections(), server.close()) };
 }
 
+
+/** A worker or api process; restarted in place (an api on the same port) after every kill or stop. */
+interface Slot {
+  kind: 'api' | 'worker';
+  index: number;
+  port?: number;
+  child?: ChildProcess;
+  /** A kill or graceful stop of this slot is in progress. */
+  busy: boolean;
+  /** We are stopping it (an exit now is not a crash). */
+  stopping: boolean;
+  /** When the current process reported it handles SIGTERM (only such a process is SIGTERMed). */
+  readyAt?: number;
+}
+
 async function main(): Promise<number> {
   const started = Date.now();
-  const redis = privateRedis();
+  const errors: unknown[] = [];
   const ferret = privateFerretDB();
-  await redis.start();
+  const redis = CLUSTER ? undefined : privateRedis();
+  let redisUrl: string;
+  if (CLUSTER) {
+    cluster = await privateCluster();
+    redisUrl = await cluster.start();
+    log(`Redis Cluster on 127.0.0.1:${cluster.ports[0]}–${cluster.ports[5]} (data in ${cluster.dir}); REDIS_URL=${redisUrl}`);
+    // Rapport must make an ioredis Cluster of a seed list (src/queue/connection.ts).
+    let isCluster = false;
+    try {
+      const probe = createRedisConnection(redisUrl, 'producer');
+      isCluster = typeof (probe as unknown as { nodes?: unknown }).nodes === 'function';
+      probe.disconnect();
+    } catch (err) {
+      log(`createRedisConnection(${redisUrl}) threw: ${String(err)}`);
+    }
+    if (!isCluster) throw new Error('Rapport does not connect to a Redis Cluster seed list yet (createRedisConnection did not return a Cluster)');
+  } else {
+    await redis!.start();
+    redisUrl = redis!.url;
+  }
   await ferret.start();
   const emu = await startEmulators();
   const slackProxy = await flakyProxy(emu.slack.url, FAIL_RATE, 'slack');
@@ -142,81 +229,231 @@ async function main(): Promise<number> {
   const graphProxy = await flakyProxy(emu.graph.url, FAIL_RATE, 'graph');
   const env = rapportEnv({
     prefix: `rapport-${RUN}`,
-    redisUrl: redis.url,
+    redisUrl,
     mongoUri: `${ferret.url}/rapport_${RUN}`,
     slackUrl: slackProxy.url.endsWith('/') ? slackProxy.url : `${slackProxy.url}/`,
     twilioUrl: twilioProxy.url,
     graphUrl: graphProxy.url,
+    extra: args['shutdown-timeout'] ? { SHUTDOWN_TIMEOUT_MS: args['shutdown-timeout'] } : {},
   });
-  const app = buildApp(loadConfig({ ...process.env, ...env }), { role: 'api' });
-  const workers: (ChildProcess | undefined)[] = [spawnWorker(env), spawnWorker(env)];
+  const config = loadConfig({ ...process.env, ...env });
+  const shutdownTimeoutMs = config.shutdownTimeoutMs;
+
+  let app: RapportApp | undefined;
+  const apiSlots: Slot[] = [];
+  for (let i = 0; i < API_PROCESSES; i++) apiSlots.push({ kind: 'api', index: i, port: await freeLoopbackPort(), busy: false, stopping: false });
+  const workerSlots: Slot[] = Array.from({ length: WORKER_PROCESSES }, (_, i) => ({ kind: 'worker' as const, index: i, busy: false, stopping: false }));
+  const crashes: { kind: string; index: number; code: number | null; signal: string | null }[] = [];
+  /** Starts the slot's process; resolves when it is ready (an api: listening), or at once with `wait` false. */
+  const startSlot = async (s: Slot, wait = true) => {
+    const child = s.kind === 'api' ? spawnApi(env, s.port!) : spawnWorker(env);
+    s.child = child;
+    s.readyAt = undefined;
+    child.once('exit', (code, signal) => {
+      if (s.stopping && s.child === child) return;
+      crashes.push({ kind: s.kind, index: s.index, code, signal });
+      log(`${s.kind} ${s.index} exited by itself (${signal ?? code})`);
+    });
+    const ready = whenReady(child).then(() => void (s.child === child && (s.readyAt = Date.now())));
+    if (wait) await ready;
+    else ready.catch(() => undefined);
+  };
+  const stopAll = () => Promise.all([...apiSlots, ...workerSlots].map((s) => ((s.stopping = true), stopChild(s.child, 'SIGKILL'))));
+
   let jobFile = '';
   try {
-    const port = await app.listen(0);
-    await app.mongo.ready;
-    const base = `http://127.0.0.1:${port}`;
-    const agent = await admin(base, 'POST', '/agents', { slackUserId: 'U0CHAOSAGENT', name: 'Chaos Agent', inboxChannelId: INBOX, capacity: 10_000 });
+    let bases: string[];
+    if (API_PROCESSES === 0) {
+      app = buildApp(config, { role: 'api' });
+      // `app.listen` binds 0.0.0.0; the benchmark stays on loopback (same server, so `close` still closes it).
+      const listen = app.http.listen.bind(app.http) as (...a: unknown[]) => unknown;
+      Object.assign(app.http, { listen: (p: number, _h: string, ...rest: unknown[]) => listen(p, '127.0.0.1', ...rest) });
+      bases = [`http://127.0.0.1:${await app.listen(0)}`];
+      await app.mongo.ready;
+    } else {
+      await Promise.all(apiSlots.map((s) => startSlot(s)));
+      bases = apiSlots.map((s) => `http://127.0.0.1:${s.port}`);
+    }
+    await Promise.all(workerSlots.map((s) => startSlot(s)));
+    let agent = { status: 0, body: undefined as unknown };
+    for (let i = 0; i < 60 && agent.status !== 201; i++) {
+      if (i) await sleep(500);
+      agent = await admin(bases[0]!, 'POST', '/agents', { slackUserId: 'U0CHAOSAGENT', name: 'Chaos Agent', inboxChannelId: INBOX, capacity: 10_000 }).catch((err: unknown) => ({ status: 0, body: String(err) }));
+    }
     if (agent.status !== 201) throw new Error(`agent not created: ${agent.status} ${JSON.stringify(agent.body)}`);
 
     const requests = signedMessages(RUN, MESSAGES, CUSTOMERS);
     const rate = MESSAGES / SECONDS;
     jobFile = path.join(os.tmpdir(), `rapport-chaos-${process.pid}.json`);
     tempPaths.add(jobFile).add(`${jobFile}.out`);
-    writeFileSync(jobFile, JSON.stringify({ base, rate, retry: true, deadlineMs: SECONDS * 1000 + DRAIN_MS, requests }));
-    log(`sending ${MESSAGES} messages from ${CUSTOMERS} customers over ~${SECONDS} s; fail rate ${FAIL_RATE}; worker kill every ${KILL_EVERY / 1000} s`);
-    const sender = new Promise<{ retried: number; retried503: number; results: { key: string; customer: string; status: number; attempts: number }[] }>((resolve, reject) => {
-      execFile(process.execPath, [path.join(__dirname, 'lib/paced-sender.js'), jobFile, `${jobFile}.out`], { maxBuffer: 1 << 20 }, (err) =>
-        err ? reject(err) : resolve(JSON.parse(readFileSync(`${jobFile}.out`, 'utf8'))),
+    writeFileSync(jobFile, JSON.stringify({ bases, rate, retry: true, deadlineMs: SECONDS * 1000 + DRAIN_MS, requests }));
+    log(
+      `sending ${MESSAGES} messages from ${CUSTOMERS} customers over ~${SECONDS} s to ${API_PROCESSES ? `${API_PROCESSES} api processes` : 'the in-process api'}; ` +
+        `${WORKER_PROCESSES} worker processes; Redis ${CLUSTER ? 'Cluster (3 masters + 3 replicas)' : 'single'}; fail rate ${FAIL_RATE}; ` +
+        `worker SIGKILL ${KILL_EVERY ? `every ${KILL_EVERY / 1000} s` : 'off'}; SIGTERM ${SIGTERM ? `every ${SIGTERM_EVERY / 1000} s (SHUTDOWN_TIMEOUT_MS ${shutdownTimeoutMs})` : 'off'}; ` +
+        `restarts: ${[...RESTART].join(',')}`,
+    );
+    type SenderOut = {
+      retried: number;
+      retried503: number;
+      retriedNetwork: number;
+      failedStatuses: Record<string, number>;
+      networkErrors: Record<string, number>;
+      perBase: { attempts: number; accepted: number; networkErrors: number }[];
+      results: { key: string; customer: string; status: number; attempts: number }[];
+    };
+    const sender = new Promise<SenderOut>((resolve, reject) => {
+      const child = execFile(process.execPath, [path.join(__dirname, 'lib/paced-sender.js'), jobFile, `${jobFile}.out`], { maxBuffer: 1 << 20 }, (err) =>
+        err ? reject(err) : resolve(JSON.parse(readFileSync(`${jobFile}.out`, 'utf8')) as SenderOut),
       );
+      servers.add(child); // killed at exit like the private servers
+      child.once('exit', () => servers.delete(child));
     });
     let sending = true;
     void sender.finally(() => (sending = false)).catch(() => undefined);
 
+    /** Slack posts of customer messages (metadata `rapport_post`, payload key = the webhook's key), in arrival order. */
+    const postCalls = () =>
+      emu.slack.callsTo('chat.postMessage').flatMap((c) => {
+        const meta = c.args.metadata as { event_type?: string; event_payload?: { key?: string } } | undefined;
+        return meta?.event_type === 'rapport_post' && meta.event_payload?.key ? [{ key: meta.event_payload.key, at: c.at }] : [];
+      });
+
     // Chaos while sending.
-    let kills = 0;
     const t0 = Date.now();
+    const at = () => `${((Date.now() - t0) / 1000).toFixed(0)} s`;
+    const tasks: Promise<unknown>[] = [];
+    const task = (p: Promise<unknown>) => tasks.push(p.catch((err: unknown) => (errors.push(err), log(`chaos step failed: ${String(err)}`))));
+    const pick = (slots: Slot[], from: number, minReadyMs?: number) => {
+      for (let k = 0; k < slots.length; k++) {
+        const s = slots[(from + k) % slots.length]!;
+        if (!s.busy && (minReadyMs === undefined || (s.readyAt !== undefined && Date.now() - s.readyAt >= minReadyMs))) return s;
+      }
+      return undefined;
+    };
+    let kills = 0;
+    const graceful: ({ kind: Slot['kind']; index: number; atSeconds: number } & GracefulStop)[] = [];
+    let termInProgress = false;
+    let terms = 0;
+    let apiTerms = 0;
+    let workerTerms = 0;
+    let nextKill = KILL_EVERY;
+    let nextTerm = SIGTERM_EVERY;
     let redisDone = false;
     let dbDone = false;
-    while (sending) {
-      await sleep(Math.min(KILL_EVERY, 1000));
-      const elapsed = Date.now() - t0;
-      if (elapsed >= (kills + 1) * KILL_EVERY) {
-        const i = kills % workers.length;
-        await stopChild(workers[i], 'SIGKILL');
-        kills++;
-        workers[i] = spawnWorker(env);
-        log(`SIGKILLed worker ${i} (kill #${kills}), restarted`);
-      }
-      if (!redisDone && elapsed >= SECONDS * 300) {
-        redisDone = true;
-        log('SIGKILL Redis');
-        await redis.stop();
+    let failover: Failover | undefined;
+    let rejoined: { port: number; role: string; afterMs: number }[] | undefined;
+
+    const sigkill = async (s: Slot) => {
+      s.busy = s.stopping = true;
+      await stopChild(s.child, 'SIGKILL');
+      s.stopping = false;
+      await startSlot(s, s.kind === 'api'); // a worker may take its time to start: that is part of the chaos
+      s.busy = false;
+    };
+    const sigterm = async (s: Slot) => {
+      s.busy = s.stopping = true;
+      s.readyAt = undefined;
+      const atSeconds = Math.round((Date.now() - t0) / 1000);
+      const r = await gracefulStop(s.child!, shutdownTimeoutMs + 10_000);
+      s.stopping = false;
+      graceful.push({ kind: s.kind, index: s.index, atSeconds, ...r });
+      log(`SIGTERM ${s.kind} ${s.index}: ${r.forced ? 'still running, SIGKILLed' : `exited (${r.signal ?? r.code})`} after ${r.ms} ms; restarting`);
+      await startSlot(s);
+      s.busy = false;
+    };
+    const redisFault = async () => {
+      if (cluster) {
+        log('SIGKILL the Redis Cluster master holding the most keys');
+        failover = await cluster.killMaster();
+        log(
+          `killed master 127.0.0.1:${failover.killedPort} (pid ${failover.killedPid}, ${failover.killedKeys} keys); ` +
+            (failover.okAfterMs === undefined
+              ? 'no replica took over within 60 s'
+              : `replica 127.0.0.1:${failover.promotedPort} took over; cluster_state:ok again after ${failover.okAfterMs} ms` +
+                (failover.stateFailAfterMs === undefined ? ' (state fail never observed)' : ` (state fail observed after ${failover.stateFailAfterMs} ms)`)),
+        );
         await sleep(DOWN_MS);
-        await redis.start();
+        rejoined = await cluster.restartDown();
+        log(`restarted ${rejoined.map((r) => `127.0.0.1:${r.port}: rejoined as ${r.role} in ${r.afterMs} ms`).join(', ')}`);
+      } else {
+        log('SIGKILL Redis');
+        await redis!.stop();
+        await sleep(DOWN_MS);
+        await redis!.start();
         log('Redis restarted');
       }
-      if (!dbDone && elapsed >= SECONDS * 600) {
+    };
+
+    let nextProgress = 60_000;
+    while (sending) {
+      await sleep(250);
+      const elapsed = Date.now() - t0;
+      if (elapsed >= nextProgress) {
+        nextProgress += 60_000;
+        const n = new Set(postCalls().map((p) => p.key)).size;
+        log(`progress at ${at()}: ~${Math.min(MESSAGES, Math.round((elapsed / 1000) * (MESSAGES / SECONDS)))} sent, ${n} posted`);
+      }
+      if (KILL_EVERY > 0 && elapsed >= nextKill) {
+        nextKill += KILL_EVERY;
+        const s = pick(workerSlots, kills);
+        if (s) {
+          kills++;
+          await sigkill(s);
+          log(`SIGKILLed worker ${s.index} (kill #${kills}) at ${at()}, restarted`);
+        }
+      }
+      if (SIGTERM && !termInProgress && elapsed >= nextTerm) {
+        const wantApi = apiSlots.length > 0 && (terms % 2 === 0 || workerSlots.length === 0);
+        const s = wantApi ? pick(apiSlots, apiTerms, SIGTERM_MIN_AGE) : pick(workerSlots, workerTerms, SIGTERM_MIN_AGE);
+        if (s) {
+          terms++;
+          if (wantApi) apiTerms++;
+          else workerTerms++;
+          termInProgress = true;
+          log(`SIGTERM ${s.kind} ${s.index} at ${at()}`);
+          task(
+            sigterm(s).finally(() => {
+              termInProgress = false;
+              nextTerm = Date.now() - t0 + SIGTERM_EVERY;
+            }),
+          );
+        }
+      }
+      // A process that died by itself (a crash) is counted and restarted.
+      for (const s of [...apiSlots, ...workerSlots]) {
+        if (!s.busy && s.child && (s.child.exitCode !== null || s.child.signalCode !== null)) {
+          s.busy = true;
+          task(startSlot(s, s.kind === 'api').finally(() => (s.busy = false)));
+        }
+      }
+      if (RESTART.has('redis') && !redisDone && elapsed >= SECONDS * 300) {
+        redisDone = true;
+        task(redisFault());
+      }
+      if (RESTART.has('db') && !dbDone && elapsed >= SECONDS * 600) {
         dbDone = true;
-        log('SIGKILL FerretDB');
-        await ferret.stop();
-        await sleep(DOWN_MS);
-        await ferret.start();
-        log('FerretDB restarted');
+        task(
+          (async () => {
+            log('SIGKILL FerretDB');
+            await ferret.stop();
+            await sleep(DOWN_MS);
+            await ferret.start();
+            log('FerretDB restarted');
+          })(),
+        );
       }
     }
     const sent = await sender;
     const sendSeconds = (Date.now() - t0) / 1000;
+    await Promise.all(tasks); // every process and server back up before draining
     const accepted = sent.results.filter((r) => r.status >= 200 && r.status < 300);
-    log(`sending done in ${sendSeconds.toFixed(0)} s: ${accepted.length} accepted, ${sent.retried503} retries after 503, ${sent.retried} retries in all; draining…`);
+    log(
+      `sending done in ${sendSeconds.toFixed(0)} s: ${accepted.length} accepted, ${sent.retried503} retries after 503, ` +
+        `${sent.retriedNetwork} after network errors, ${sent.retried} retries in all; draining…`,
+    );
 
-    const posted = () => {
-      const order: string[] = [];
-      for (const c of emu.slack.callsTo('chat.postMessage')) {
-        const meta = c.args.metadata as { event_type?: string; event_payload?: { key?: string } } | undefined;
-        if (meta?.event_type === 'rapport_post' && meta.event_payload?.key) order.push(meta.event_payload.key);
-      }
-      return order;
-    };
+    const posted = () => postCalls().map((p) => p.key);
     const acceptedKeys = new Set(accepted.map((r) => r.key));
     const deadline = Date.now() + DRAIN_MS;
     for (let tick = 0; ; tick++) {
@@ -230,7 +467,8 @@ async function main(): Promise<number> {
     const totalSeconds = (Date.now() - t0) / 1000;
 
     // Verify.
-    const order = posted();
+    const calls = postCalls();
+    const order = calls.map((p) => p.key);
     const counts = new Map<string, number>();
     for (const k of order) counts.set(k, (counts.get(k) ?? 0) + 1);
     const lost = [...acceptedKeys].filter((k) => !counts.has(k));
@@ -251,16 +489,39 @@ async function main(): Promise<number> {
     for (const m of emu.graph.messengerMessages()) bump(`psid:${m.recipientId}`);
     const duplicateSends = [...recipients.values()].filter((n) => n > 1).reduce((a, n) => a + n - 1, 0);
     const gaveUp = sent.results.length - accepted.length;
+    const lastPostAt = Math.max(t0, ...calls.map((c) => c.at));
+    const exitMs = (kind: Slot['kind']) => {
+      const ms = graceful.filter((g) => g.kind === kind).map((g) => g.ms);
+      return { ...summary(ms), all: ms };
+    };
+    const forcedStops = graceful.filter((g) => g.forced || g.code !== 0);
 
     const figures = {
       messages: MESSAGES,
       customers: CUSTOMERS,
+      redis: CLUSTER ? 'cluster (3 masters + 3 replicas)' : 'single',
+      apiProcesses: API_PROCESSES || 'in-process',
+      workerProcesses: WORKER_PROCESSES,
       accepted: accepted.length,
+      acceptedPerApi: sent.perBase.map((b) => b.accepted),
       notAcceptedAfterRetries: gaveUp,
       webhookRetriesAfter503: sent.retried503,
+      webhookRetriesAfterNetworkError: sent.retriedNetwork,
       webhookRetriesTotal: sent.retried,
+      failedAttemptStatuses: sent.failedStatuses,
+      networkErrors: sent.networkErrors,
       workerKills: kills,
-      redisRestarts: redisDone ? 1 : 0,
+      gracefulStops: {
+        api: graceful.filter((g) => g.kind === 'api').length,
+        worker: graceful.filter((g) => g.kind === 'worker').length,
+        notGraceful: forcedStops.length,
+        shutdownTimeoutMs,
+        exitMsApi: exitMs('api'),
+        exitMsWorker: exitMs('worker'),
+      },
+      crashes: crashes.length,
+      redisRestarts: !CLUSTER && redisDone ? 1 : 0,
+      ...(CLUSTER ? { clusterFailover: { ...failover, rejoined } } : {}),
       databaseRestarts: dbDone ? 1 : 0,
       injectedFailures: {
         slack: slackProxy.failed,
@@ -275,6 +536,9 @@ async function main(): Promise<number> {
       customersWithAck: recipients.size,
       duplicateSends,
       sendSeconds: Math.round(sendSeconds),
+      /** From the first message sent to the last Slack post. */
+      pipelineSeconds: Math.round((lastPostAt - t0) / 1000),
+      deliveredPerSecond: Math.round((counts.size / Math.max(1, (lastPostAt - t0) / 1000)) * 100) / 100,
       totalSeconds: Math.round(totalSeconds),
       wallSeconds: Math.round((Date.now() - started) / 1000),
     };
@@ -285,6 +549,10 @@ async function main(): Promise<number> {
       duplicateSends && `${duplicateSends} duplicate customer sends`,
       outOfOrder && `${outOfOrder} out-of-order posts`,
       gaveUp && `${gaveUp} webhooks never accepted`,
+      forcedStops.length && `${forcedStops.length} SIGTERMed processes did not exit cleanly within SHUTDOWN_TIMEOUT_MS + 10 s`,
+      crashes.length && `${crashes.length} processes exited by themselves`,
+      CLUSTER && RESTART.has('redis') && failover?.okAfterMs === undefined && 'the Redis Cluster did not fail over',
+      errors.length && `${errors.length} chaos steps failed (${errors.map(String).join('; ')})`,
     ].filter(Boolean);
     if (violations.length) {
       console.log(`FAIL: ${violations.join('; ')}`);
@@ -293,13 +561,14 @@ async function main(): Promise<number> {
     console.log('PASS: 0 lost, 0 duplicate posts, 0 duplicate sends, order preserved');
     return 0;
   } finally {
-    await Promise.all(workers.map((w) => stopChild(w, 'SIGKILL')));
-    await app.close().catch(() => undefined);
+    await stopAll();
+    await app?.close().catch(() => undefined);
     slackProxy.close();
     twilioProxy.close();
     graphProxy.close();
     await emu.close();
-    await redis.destroy();
+    await redis?.destroy();
+    await cluster?.destroy();
     await ferret.destroy();
     if (jobFile) {
       rmSync(jobFile, { force: true });

@@ -17,6 +17,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     );
   });
 }
+// Tell the benchmark (IPC, when spawned with one) that SIGTERM is now handled gracefully.
+process.send?.({ ready: true });
 // Never outlive the parent (a benchmark that crashed must not leave workers behind).
 const parent = process.ppid;
 setInterval(() => {

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { signMetaPayload } from '../../src/channels/meta/signature';
@@ -172,20 +173,84 @@ export function signedMessages(run: string, count: number, customers: number): S
   return out;
 }
 
-/** A worker process: `buildApp(config, { role: 'worker' })` with `env`; SIGTERM closes it. */
+/** Worker and api processes: `buildApp(config, { role })` with `env`; SIGTERM closes them gracefully. */
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-export function spawnWorker(env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', path.join(__dirname, 'worker.ts')], {
+function spawnScript(script: string, env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', path.join(__dirname, script)], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // The IPC channel carries one message, `{ ready: true }`, once the process handles SIGTERM (see `whenReady`).
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   live.add(child);
   child.once('exit', () => live.delete(child));
   return child;
+}
+
+export function spawnWorker(env: Record<string, string>): ChildProcess {
+  return spawnScript('worker.ts', env);
+}
+
+/** An api process (bench/lib/api.ts) listening on 127.0.0.1:`port`; SIGTERM closes it gracefully. */
+export function spawnApi(env: Record<string, string>, port: number): ChildProcess {
+  return spawnScript('api.ts', { ...env, PORT: String(port) });
+}
+
+/** Resolves once `child` reported `{ ready: true }` (built, handling SIGTERM; an api: listening). */
+export function whenReady(child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onMessage = (m: unknown) => (m as { ready?: boolean } | null)?.ready === true && done();
+    const onExit = (code: number | null, signal: string | null) => done(new Error(`exited (${signal ?? code}) before it was ready`));
+    const timer = setTimeout(() => done(new Error(`not ready after ${timeoutMs} ms`)), timeoutMs);
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+/** A port nothing listens on right now on 127.0.0.1 (the OS picks it). */
+export async function freeLoopbackPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface GracefulStop {
+  /** From SIGTERM to the process's exit. */
+  ms: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** It had not exited `timeoutMs` after SIGTERM and was SIGKILLed. */
+  forced: boolean;
+}
+
+/** SIGTERM, then wait for the exit; SIGKILL only if it is still running after `timeoutMs`. */
+export async function gracefulStop(child: ChildProcess, timeoutMs: number): Promise<GracefulStop> {
+  const t0 = Date.now();
+  if (child.exitCode !== null || child.signalCode !== null)
+    return { ms: 0, code: child.exitCode, signal: child.signalCode, forced: false };
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  let forced = false;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    forced = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const [code, signal] = await exited;
+  clearTimeout(timer);
+  return { ms: Date.now() - t0, code, signal, forced };
 }
 
 export async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
