@@ -32,7 +32,7 @@
  * `--fail-rate 0` the injected failures. Without --api-processes the API runs in this process, except
  * with --sigterm or --redis cluster (then 2 api processes). --redis cluster defaults to 3 workers.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -137,13 +137,44 @@ function privateServer(command: string, argsFor: (port: number, dir: string) => 
 const privateRedis = () =>
   privateServer('redis-server', (port, dir) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], 'redis');
 
-/** FerretDB v1 on SQLite (as test/helpers/services.ts privateFerretDB). */
-const privateFerretDB = () =>
-  privateServer(
+/**
+ * A private FerretDB v1. `--db postgresql` (the default when the local PostgreSQL has the role
+ * scripts/dev-services.sh creates): its data in a PostgreSQL database of this run, dropped at exit —
+ * FerretDB's PostgreSQL handler uses indexes, its SQLite handler scans whole collections and slows
+ * down as the run's data grows. `--db sqlite`: data in a temporary directory.
+ */
+const PG_DB = `rapport_${RUN.toLowerCase()}`;
+const psql = (sql: string) => execFileSync('su', ['postgres', '-c', `psql -qtAc "${sql}"`], { stdio: 'pipe' });
+function privateDatabaseOnPostgres(): boolean {
+  if ((args.db ?? 'postgresql') !== 'postgresql') return false;
+  try {
+    psql(`create database ${PG_DB} owner rapport_ferretdb`);
+  } catch {
+    log('PostgreSQL (role rapport_ferretdb, see scripts/dev-services.sh) not usable: FerretDB on SQLite');
+    return false;
+  }
+  process.on('exit', () => {
+    try {
+      psql(`drop database if exists ${PG_DB} with (force)`);
+    } catch {
+      /* best effort */
+    }
+  });
+  return true;
+}
+const privateFerretDB = () => {
+  const pg = privateDatabaseOnPostgres();
+  return privateServer(
     ferretdbBinary(),
-    (port, dir) => ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--listen-addr=127.0.0.1:${port}`, `--state-dir=${dir}`, '--debug-addr=-', '--telemetry=disable', '--log-level=error'],
+    (port, dir) => [
+      ...(pg
+        ? ['--handler=postgresql', `--postgresql-url=postgres://rapport_ferretdb:rapport_ferretdb@127.0.0.1:5432/${PG_DB}`]
+        : ['--handler=sqlite', `--sqlite-url=file:${dir}/`]),
+      `--listen-addr=127.0.0.1:${port}`, `--state-dir=${dir}`, '--debug-addr=-', '--telemetry=disable', '--log-level=error',
+    ],
     'mongodb',
   );
+};
 
 /** Forwards to `target`, except that ~rate of requests get 429 or a 5xx without reaching it. */
 async function flakyProxy(target: string, rate: number, style: 'slack' | 'twilio' | 'graph') {
@@ -266,9 +297,7 @@ async function main(): Promise<number> {
     if (API_PROCESSES === 0) {
       app = buildApp(config, { role: 'api' });
       // `app.listen` binds 0.0.0.0; the benchmark stays on loopback (same server, so `close` still closes it).
-      const listen = app.http.listen.bind(app.http) as (...a: unknown[]) => unknown;
-      Object.assign(app.http, { listen: (p: number, _h: string, ...rest: unknown[]) => listen(p, '127.0.0.1', ...rest) });
-      bases = [`http://127.0.0.1:${await app.listen(0)}`];
+      bases = [`http://127.0.0.1:${await app.listen(0, '127.0.0.1')}`];
       await app.mongo.ready;
     } else {
       await Promise.all(apiSlots.map((s) => startSlot(s)));

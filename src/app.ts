@@ -82,7 +82,8 @@ export interface RapportApp {
   /** The WhatsApp Web session channel, when WHATSAPP_WEB_ENABLED (the session runs in roles whatsapp-web/all). */
   whatsappWeb?: WhatsAppWebChannel;
   /** Starts listening (port 0 picks a free one); resolves with the bound port. */
-  listen(port?: number): Promise<number>;
+  /** Listens on `port` (default PORT) and `host` (default all interfaces); resolves to the port. */
+  listen(port?: number, host?: string): Promise<number>;
   /** Stops taking requests, finishes in-flight jobs, closes connections; bounded by SHUTDOWN_TIMEOUT_MS. */
   close(): Promise<void>;
 }
@@ -315,8 +316,8 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     router,
     slack,
     whatsappWeb,
-    async listen(port = config.port) {
-      server = http.listen(port, '0.0.0.0');
+    async listen(port = config.port, host = '0.0.0.0') {
+      server = http.listen(port, host);
       await once(server, 'listening');
       return (server.address() as AddressInfo).port;
     },

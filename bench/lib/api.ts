@@ -9,10 +9,6 @@ import { loadConfig } from '../../src/config';
 
 const config = loadConfig(process.env);
 const app = buildApp(config, { role: 'api' });
-// `app.listen` binds 0.0.0.0; a benchmark stays on loopback, so bind the same server to 127.0.0.1
-// (still through `app.listen`, so `app.close()` closes it exactly as in production).
-const listen = app.http.listen.bind(app.http) as (...a: unknown[]) => unknown;
-Object.assign(app.http, { listen: (port: number, _host: string, ...rest: unknown[]) => listen(port, '127.0.0.1', ...rest) });
 
 let closing = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -25,7 +21,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     );
   });
 }
-app.listen(config.port).then(
+// A benchmark stays on loopback.
+app.listen(config.port, '127.0.0.1').then(
   // Tell the benchmark (IPC) that it is listening and SIGTERM is handled gracefully.
   () => process.send?.({ ready: true }),
   (err: unknown) => {
