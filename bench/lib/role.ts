@@ -1,0 +1,40 @@
+/**
+ * A Rapport process for the benchmarks: `buildApp(config, { role })` with the environment it was
+ * given. SIGTERM/SIGINT close it gracefully (`app.close()`: stop accepting, finish in-flight work,
+ * bounded by SHUTDOWN_TIMEOUT_MS), as src/main.ts does; the chaos run also SIGKILLs it. It tells the
+ * benchmark over IPC (`{ ready: true }`) once SIGTERM is handled, and never outlives the benchmark.
+ */
+import { buildApp, type Role } from '../../src/app';
+import { loadConfig } from '../../src/config';
+
+export function runRole(role: Extract<Role, 'api' | 'worker'>): void {
+  const config = loadConfig(process.env);
+  const app = buildApp(config, { role });
+  let closing = false;
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (closing) return;
+      closing = true;
+      app.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    });
+  }
+  if (role === 'api') {
+    // An api listens on PORT, on loopback only (a benchmark stays on this machine).
+    app.listen(config.port, '127.0.0.1').then(
+      () => process.send?.({ ready: true }),
+      (err: unknown) => {
+        console.error('api failed to listen', err);
+        process.exit(1);
+      },
+    );
+  } else {
+    process.send?.({ ready: true });
+  }
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(0);
+  }, 1000).unref();
+}
