@@ -157,12 +157,15 @@ async function converse(
   return sent;
 }
 
+/** What Slack holds (calls that failed, e.g. with a 429, posted nothing), each inbox in post order. */
 function slackPosts() {
-  return slack.callsTo('chat.postMessage').map((c) => {
-    const meta = c.args.metadata as
-      { event_type?: string; event_payload?: Record<string, string> } | undefined;
-    return { type: meta?.event_type, payload: meta?.event_payload ?? {}, channel: String(c.args.channel) };
-  });
+  return INBOXES.flatMap((channel) =>
+    slack.messages(channel).map((m) => ({
+      type: m.metadata?.event_type,
+      payload: (m.metadata?.event_payload ?? {}) as Record<string, string>,
+      channel,
+    })),
+  );
 }
 
 /** Every sent message posted once, in each customer's order, all of a customer's posts in one inbox. */
@@ -285,6 +288,24 @@ describe('2 api and 3 worker processes on a Redis Cluster', () => {
   it('keeps per-customer order, dedupe and one owner across processes', async () => {
     const sent = await converse('order', 24, 4, 100);
     await expectDeliveredOnceInOrder(sent);
+  });
+
+  it("honours one process's Slack 429 in every process (the channel's wait is in Redis)", async () => {
+    const inbox = INBOXES[0]!;
+    const before = slack.callsTo('chat.postMessage').length;
+    slack.failNext('chat.postMessage', { status: 429, retryAfterSec: 3 }, { channel: inbox });
+    const sent = await converse('ratelimit', 12, 2, 300);
+    await expectDeliveredOnceInOrder(sent);
+    const toInbox = slack
+      .callsTo('chat.postMessage')
+      .slice(before)
+      .filter((c) => c.args.channel === inbox);
+    const limited = toInbox[0]!.at;
+    // Calls already under way when the 429 was answered may land just after it; after that, no
+    // process calls that channel until Retry-After has passed.
+    const during = toInbox.filter((c) => c.at > limited + 500 && c.at < limited + 3_000);
+    expect(during).toEqual([]);
+    expect(toInbox.filter((c) => c.at >= limited + 3_000).length).toBeGreaterThan(0);
   });
 
   it('loses and doubles nothing while a Redis master is killed and its replica takes over', async () => {
