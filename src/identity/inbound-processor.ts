@@ -6,11 +6,14 @@
  */
 import type { InboundEvent } from '../canonical';
 import type { Logger } from '../logger';
+import type { Customer } from './models';
 import type { IdentityStore } from './resolve';
 
 export interface InboundResult {
   /** The live customer the message was filed under (message events only). */
   customerId?: string;
+  /** That customer's document as resolution read it, when it is the one filed under (saves a read). */
+  customer?: Customer;
   /** Message: newly stored (false for a redelivery). Status: the report changed the message. */
   stored: boolean;
 }
@@ -52,7 +55,7 @@ export function createInboundProcessor({
         },
         stored ? 'inbound message stored' : 'inbound message already stored',
       );
-      return { customerId, stored };
+      return { customerId, stored, ...(customerId === String(customer._id) ? { customer } : {}) };
     },
   };
 }

@@ -23,7 +23,8 @@ export function createInboundPipeline(
       }
       const ref = identityKeyOf(event.message.from, defaultRegion);
       if (!result.customerId || !ref) return result;
-      const customer = await models.Customer.findById(result.customerId).lean<Customer>();
+      const customer =
+        result.customer ?? (await models.Customer.findById(result.customerId).lean<Customer>());
       if (!customer) throw new Error(`customer ${result.customerId} vanished after storing a message`);
       await router.inbound.route(event.message, customer, ref.key);
       return result;
