@@ -163,7 +163,8 @@ describe('Twilio intake while Redis is down', () => {
 
       await redis.start();
       let retry = 0;
-      for (let i = 0; i < 50 && retry !== 200; i++) {
+      // Until the producer has reconnected (its backoff reaches 2 s; slower on a loaded machine).
+      for (let i = 0; i < 150 && retry !== 200; i++) {
         await new Promise((r) => setTimeout(r, 200));
         retry = (await fetch(`${t.baseUrl}/webhooks/twilio`, { method: 'POST', body: raw, headers })).status;
       }

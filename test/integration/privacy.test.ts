@@ -279,11 +279,16 @@ describe('export and erasure of a merged customer', () => {
     const fresh = await eventually(() => idOfKey(`phone:${PHONE}`), Boolean);
     expect(String(fresh)).not.toBe(survivorId);
     expect(String(fresh)).not.toBe(mergedId);
+    // The identity names its new customer before the customer and the message are written: wait for them.
+    const res = await eventually(
+      () =>
+        request(http)
+          .get(`/api/customers/${String(fresh)}/export`)
+          .set(auth),
+      (r) => r.status === 200 && Array.isArray(r.body.messages) && r.body.messages.length > 0,
+    );
     const customer = await w.t.app.models.Customer.findById(fresh).lean();
     expect(customer?.mergedInto).toBeUndefined();
-    const res = await request(http)
-      .get(`/api/customers/${String(fresh)}/export`)
-      .set(auth);
     expect(res.body.messages.map((m: { text: string }) => m.text)).toContain('hello again ECHO-201');
     expect(res.body.messages.some((m: { text: string }) => (m.text ?? '').includes('ALPHA'))).toBe(false);
   });
