@@ -129,8 +129,20 @@ export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[
           'ordered job will retry at the head of its partition',
         );
         o.metrics.jobs.inc({ queue: o.label, outcome: 'retried' });
-        // Pause this partition only, and put the job back at its head.
-        await queue.rateLimit(delay);
+        // Pause this partition only, and put the job back at its head. Any other error thrown from
+        // here would make BullMQ retry the job from the delayed set, letting the partition's next
+        // job overtake it — so if Redis cannot record the pause (an outage, a cluster failover: seen
+        // as a reordered message in the failover test), hold the partition here for the delay
+        // instead, and still hand the job back to the head of the wait list.
+        try {
+          await queue.rateLimit(delay);
+        } catch (limitErr) {
+          o.log.warn(
+            { queue: queue.name, jobId: job.id, err: { message: (limitErr as Error).message } },
+            'could not pause the partition in Redis; holding it in this worker',
+          );
+          await new Promise((r) => setTimeout(r, delay));
+        }
         throw Worker.RateLimitError();
       }
     };
