@@ -2,7 +2,7 @@
  * `rapport agents …` as an operator runs it: in-process, against the real Redis and database, with
  * the same validation and side effects as the admin API.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mongoose from 'mongoose';
@@ -43,6 +43,7 @@ describe('rapport agents', () => {
       'slackUserId,name,inboxChannelId,capacity\nU0CLI2,Dev,C0CLI2,20\nU0CLI3,Eve,C0CLI3,\nbad,Nope,C0CLI4,\n',
     );
     const imported = await run('agents', 'import', csv);
+    rmSync(dir, { recursive: true, force: true });
     expect(imported.code).toBe(1);
     expect(imported.out).toContain('Imported 2 of 3 agents.');
     expect(imported.out).toMatch(/line 4: .*slackUserId/);
