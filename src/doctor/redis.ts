@@ -4,7 +4,7 @@
  * queued). Read from `INFO`, which managed Redis services allow even when they rename `CONFIG`.
  */
 import { Redis } from 'ioredis';
-import { isClusterUrl } from '../queue/connection';
+import { isClusterUrl, redisNodeUrls } from '../queue/connection';
 import { withTimeout } from '../storage/mongo';
 import { messageOf, redactUrl, type DoctorCheck } from './types';
 
@@ -118,10 +118,7 @@ export function redisInfoChecks(info: Record<string, string>, url: string): Doct
  */
 export async function checkRedis(url: string, timeoutMs: number): Promise<DoctorCheck[]> {
   if (!isClusterUrl(url)) return checkRedisNode(url, timeoutMs, false);
-  const nodes = url
-    .split(',')
-    .map((u) => u.trim())
-    .filter(Boolean);
+  const nodes = redisNodeUrls(url);
   return (await Promise.all(nodes.map((node) => checkRedisNode(node, timeoutMs, true)))).flat();
 }
 

@@ -20,12 +20,16 @@ export function isClusterUrl(url: string): boolean {
   return url.includes(',');
 }
 
-function clusterNodes(url: string): { nodes: ClusterNode[]; auth: RedisOptions } {
-  const parsed = url
+/** The node URLs of a `REDIS_URL` (one for a single server, several for a cluster). */
+export function redisNodeUrls(url: string): string[] {
+  return url
     .split(',')
     .map((u) => u.trim())
-    .filter(Boolean)
-    .map((u) => new URL(u));
+    .filter(Boolean);
+}
+
+function clusterNodes(url: string): { nodes: ClusterNode[]; auth: RedisOptions } {
+  const parsed = redisNodeUrls(url).map((u) => new URL(u));
   const first = parsed[0];
   const auth: RedisOptions = {};
   if (first?.username) auth.username = decodeURIComponent(first.username);
@@ -81,7 +85,7 @@ export function createRedisConnection(
  * Every key matching `pattern` (SCAN; on a cluster, over every master), deleted by `remove` or
  * returned. For tests, benchmarks and maintenance; never on a request path.
  */
-export async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
+async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
   const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
   const found: string[] = [];
   for (const server of servers) {

@@ -5,12 +5,30 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+/**
+ * A random port for a private server: 10000–19999, below Linux's ephemeral range (32768+, where
+ * outgoing connections take their local ports — a random port there can be in use) and below the
+ * private Redis Clusters' range (redis-cluster.ts).
+ */
 export function freePort(): number {
-  return 30000 + Math.floor(Math.random() * 20000);
+  return 10000 + Math.floor(Math.random() * 10000);
+}
+
+/** Like `freePort`, but checked: nothing listens on it right now. */
+export async function listenablePort(): Promise<number> {
+  for (;;) {
+    const port = freePort();
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '0.0.0.0', () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
 }
 
 export async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {

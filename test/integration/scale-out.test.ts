@@ -7,13 +7,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
 import { TEST_ADMIN_TOKEN, TEST_TWILIO, testEnv, uniqueName } from '../helpers/env';
 import { startPrivateCluster, type PrivateCluster } from '../helpers/redis-cluster';
+import { listenablePort } from '../helpers/services';
 import { formBody, twilioHeaders } from '../helpers/signing';
 
 jest.setTimeout(240_000);
@@ -35,22 +35,6 @@ let twilio: TwilioEmulator;
 let env: NodeJS.ProcessEnv;
 const procs: Proc[] = [];
 const run = uniqueName('scale');
-
-/**
- * A port for a child process to listen on: below Linux's ephemeral range (32768+, where outgoing
- * connections take their local ports) and below the private cluster's range, and free right now.
- */
-async function listenablePort(): Promise<number> {
-  for (;;) {
-    const port = 10000 + Math.floor(Math.random() * 10000);
-    const free = await new Promise<boolean>((resolve) => {
-      const probe = createServer();
-      probe.once('error', () => resolve(false));
-      probe.listen(port, '0.0.0.0', () => probe.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-}
 
 async function startProcess(role: Proc['role']): Promise<Proc> {
   const port = await listenablePort();
