@@ -70,7 +70,7 @@ describe('dead letters (admin API and CLI)', () => {
     queues = createQueues(redis, { prefix, inboundPartitions: 3 });
     http = express();
     const router = express.Router();
-    router.use(adminAuth(TEST_ADMIN_TOKEN));
+    router.use(adminAuth({ tokens: [{ name: 'admin', token: TEST_ADMIN_TOKEN }], redis, prefix }));
     router.use(express.json());
     router.use(dlqRoutes({ queues }));
     http.use('/api', router);

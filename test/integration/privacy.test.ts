@@ -13,7 +13,7 @@ import { adminAudit } from '../../src/http/admin-audit';
 import { adminRateLimit } from '../../src/http/admin-rate-limit';
 import { privacyRoutes } from '../../src/http/admin-privacy';
 import { errorHandler, notFound } from '../../src/http/errors';
-import { createErasureService, optOutMarkerKey, type ErasureService } from '../../src/privacy/erase';
+import { createErasureService, markerKeysOf, type ErasureService } from '../../src/privacy/erase';
 import { eventually } from '../helpers/eventually';
 import { TEST_ADMIN_TOKEN } from '../helpers/env';
 import { startWorld, type World } from '../helpers/world';
@@ -38,7 +38,7 @@ function mount(service: ErasureService, limit = { perMinute: 10_000, prefix: '' 
     }),
   );
   api.use(adminAudit({ log: app.log.child({ component: 'admin' }) }));
-  api.use(adminAuth(app.config.adminToken));
+  api.use(adminAuth({ tokens: app.config.adminTokens, redis: app.redis, prefix: app.config.queuePrefix }));
   api.use(express.json());
   api.use(
     privacyRoutes({ models: app.models, erasures: service, log: app.log.child({ component: 'admin' }) }),
@@ -56,7 +56,7 @@ function service(extra: Partial<Parameters<typeof createErasureService>[0]> = {}
     slack: app.slack,
     redis: app.redis,
     prefix: app.config.queuePrefix,
-    markerKey: optOutMarkerKey(app.config.adminToken),
+    ...markerKeysOf(app.config),
     log: app.log.child({ component: 'erasure' }),
     ...extra,
   });
