@@ -243,6 +243,8 @@ export interface AdminTokenConfig {
 /** `false` (trust no proxy), a hop count, or the addresses/CIDRs of trusted proxies. */
 export type TrustProxy = false | number | string[];
 
+const ADMIN_TOKEN_REQUIRED =
+  'ADMIN_TOKEN is required (or ADMIN_TOKENS, named tokens: ADMIN_TOKENS=alice:<openssl rand -hex 24>,bob:<…>)';
 const TOKEN_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
 const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
@@ -268,8 +270,7 @@ export function parseAdminTokens(
       problems.push(`ADMIN_TOKENS gives "${name}" a token already in use`);
     else tokens.push({ name, token });
   }
-  if (tokens.length === 0 && problems.length === 0)
-    problems.push('ADMIN_TOKEN or ADMIN_TOKENS is required (e.g. ADMIN_TOKENS=alice:<openssl rand -hex 24>)');
+  if (tokens.length === 0 && problems.length === 0) problems.push(ADMIN_TOKEN_REQUIRED);
   return tokens;
 }
 
@@ -495,6 +496,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       const message = value === undefined && issue.code === 'invalid_type' ? 'is required' : issue.message;
       return `${name} ${message}`;
     });
+    if (!source.ADMIN_TOKEN && !source.ADMIN_TOKENS) problems.push(ADMIN_TOKEN_REQUIRED);
     throw new ConfigError(problems);
   }
   const problems: string[] = [];

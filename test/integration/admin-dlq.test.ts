@@ -229,7 +229,7 @@ describe('dead letters (admin API and CLI)', () => {
     await deadLetters(queues.timers, [{ name: 'sla', data: {} }]);
 
     const one = await api('POST', '/dead-letters/replay?queue=to-agent');
-    expect(one.body).toEqual({ replayed: 1, queues: { 'to-agent': 1 } });
+    expect(one.body).toEqual({ replayed: 1, refused: 0, queues: { 'to-agent': 1 } });
     const rest = await api('POST', '/dead-letters/replay');
     expect(rest.body.replayed).toBe(3);
     expect(rest.body.queues).toMatchObject({ 'inbound-0': 2, timers: 1, 'to-agent': 0 });
