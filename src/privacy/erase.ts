@@ -499,7 +499,10 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     const result = await purgeQueues({
       redis: o.redis,
       prefix: o.prefix,
-      needles: e.plan?.needles ?? [],
+      // Slack thread timestamps find the agents' side (agent-events jobs carry thread_ts, not ids).
+      needles: e.plan
+        ? [...e.plan.needles, ...e.slack.threads.map((t) => t.ts), ...e.slack.refs.map((r) => r.ts)]
+        : [],
       activeWaitMs: o.activeJobWaitMs,
     });
     e.counts.jobsRemoved = (e.counts.jobsRemoved ?? 0) + result.removed;

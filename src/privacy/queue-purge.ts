@@ -7,7 +7,8 @@
  * emails, identity keys, customer ids) is removed, in every state but `active` — completed, failed
  * (dead letters), delayed, waiting, prioritized, paused. A job that is active while the erasure runs
  * is waited for (briefly) and removed once it has finished. The intake's duplicate guard keys
- * (`<prefix>:seen:<message key>`; whatsapp-web keys embed the number) are deleted too.
+ * (`<prefix>:seen:<message key>`; whatsapp-web keys embed the number) are deleted too, and so are
+ * the entries of each queue's event stream that name the customer (job ids, failure texts).
  *
  * Queues are found by their `:meta` key, so a queue added later is covered without a change here.
  */
@@ -104,6 +105,19 @@ async function purgeQueue(queue: Queue, needles: string[], activeWaitMs: number)
   return [removed, active.length];
 }
 
+/** Deletes the entries of a queue's event stream that name the customer (`failed` events carry failedReason). */
+async function purgeEvents(redis: RedisClient, key: string, needles: string[]): Promise<number> {
+  let deleted = 0;
+  let start = '-';
+  for (;;) {
+    const page = await redis.xrange(key, start, '+', 'COUNT', 1000);
+    const hits = page.filter(([, fields]) => needles.some((n) => fields.some((f) => f.includes(n))));
+    if (hits.length > 0) deleted += await redis.xdel(key, ...hits.map(([id]) => id));
+    if (page.length < 1000) return deleted;
+    start = `(${page[page.length - 1]![0]}`;
+  }
+}
+
 export async function purgeQueues(o: QueuePurgeOptions): Promise<QueuePurgeResult> {
   const needles = o.needles.filter((n) => n.length >= 6);
   const result: QueuePurgeResult = { removed: 0, active: 0, seenKeys: 0 };
@@ -114,6 +128,7 @@ export async function purgeQueues(o: QueuePurgeOptions): Promise<QueuePurgeResul
       const [removed, active] = await purgeQueue(queue, needles, o.activeWaitMs ?? 5_000);
       result.removed += removed;
       result.active += active;
+      await purgeEvents(o.redis, `${keyPrefix}:${name}:events`, needles);
     } finally {
       await queue.close();
     }
