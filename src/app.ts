@@ -90,7 +90,11 @@ export interface RapportApp {
 
 export function buildApp(config: Readonly<Config>, options: AppOptions = {}): RapportApp {
   const role = options.role ?? 'all';
-  const log = createLogger({ level: config.logLevel, destination: options.logDestination });
+  const log = createLogger({
+    level: config.logLevel,
+    destination: options.logDestination,
+    dataKey: config.dataKey,
+  });
   const metrics = createMetrics();
 
   const redis = createRedisConnection(config.redisUrl, 'producer');
