@@ -9,7 +9,9 @@
  */
 import { Queue, Worker } from 'bullmq';
 import { eventually } from '../helpers/eventually';
-import { startTestApp } from '../helpers/app';
+import { startTestApp, testEnv, TEST_DATA_KEY } from '../helpers/app';
+import { loadConfig } from '../../src/config';
+import { createErasureService, markerKeysOf } from '../../src/privacy/erase';
 import { startWorld, type World } from '../helpers/world';
 import type { RedisClient } from '../../src/queue/connection';
 import { createRedisConnection, scanKeys } from '../../src/queue/connection';
@@ -177,5 +179,52 @@ describe('erasure without DATA_KEY', () => {
     } finally {
       await t.stop();
     }
+  });
+});
+
+describe('erased opt-outs and DATA_KEY', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld();
+    await w.addAgent({ slackUserId: 'U0STOPPER', name: 'Stan', inboxChannelId: 'C0STOPPER' });
+  });
+  afterAll(() => w.stop());
+
+  /** The erasure service another deployment of the same database would build from `env`. */
+  const serviceFor = (env: Record<string, string | undefined>) =>
+    createErasureService({
+      models: w.t.app.models,
+      redis: w.t.app.redis,
+      prefix: w.t.app.config.queuePrefix,
+      log: w.t.app.log,
+      ...markerKeysOf(loadConfig(testEnv(env))),
+    });
+
+  it("keeps an erased customer's STOP across an ADMIN_TOKEN rotation, and across a DATA_KEY rotation with DATA_KEY_PREVIOUS", async () => {
+    const phone = '+14155550197';
+    await w.sms(phone, 'hello');
+    await w.sms(phone, 'STOP');
+    await eventually(
+      () => w.t.app.models.OptOut.findOne({ identityKey: `phone:${phone}`, optedOut: true }).lean(),
+      Boolean,
+    );
+    const id = (await w.t.app.models.Identity.findOne({ key: `phone:${phone}` }).lean())!.customerId;
+    const erased = await w.admin('DELETE', `/customers/${String(id)}`);
+    expect(erased.body.erasure.counts.optOutMarkers).toBe(1);
+    const key = `phone:${phone}`;
+
+    // A new admin token (same DATA_KEY): the STOP is still known. (Keyed by ADMIN_TOKEN, it was lost.)
+    expect(
+      await serviceFor({ ADMIN_TOKEN: 'a-completely-new-admin-token-42' }).isOptOutErased(key, 'sms'),
+    ).toBe(true);
+    // A new DATA_KEY without the old one: lost (and `rapport doctor` fails on it; see doctor.test.ts).
+    const NEW = 'the-rotated-data-key-0123456789abcdef';
+    expect(await serviceFor({ DATA_KEY: NEW }).isOptOutErased(key, 'sms')).toBe(false);
+    // With the old key in DATA_KEY_PREVIOUS: found, and re-written under the new key…
+    expect(
+      await serviceFor({ DATA_KEY: NEW, DATA_KEY_PREVIOUS: TEST_DATA_KEY }).isOptOutErased(key, 'sms'),
+    ).toBe(true);
+    // …so the new key alone now knows it.
+    expect(await serviceFor({ DATA_KEY: NEW }).isOptOutErased(key, 'sms')).toBe(true);
   });
 });
