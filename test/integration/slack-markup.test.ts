@@ -119,7 +119,9 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
     const thread = await threadWith('m-twa');
     expectNoLiveMarkup(thread);
     const card = thread[0]!;
-    expect(card.text).toContain('*&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil.example|bank.com&gt; &amp;amp;*');
+    expect(card.text).toContain(
+      '*&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil.example|bank.com&gt; &amp;amp;*',
+    );
     expect(JSON.stringify(card.blocks)).toContain('&lt;!channel&gt;');
     const post = customerPost(thread, 'm-twa');
     expect(post.username).toBe(
@@ -172,7 +174,10 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
     const imageUrl: string = event.message.attachments[0].payload.url;
     event.message.attachments.push({
       type: 'fallback',
-      payload: { url: 'https://evil.example/x?a=1&b=2', title: 'm-link <!here> <https://evil.example|bank.com>' },
+      payload: {
+        url: 'https://evil.example/x?a=1&b=2',
+        title: 'm-link <!here> <https://evil.example|bank.com>',
+      },
     });
     expect((await postMeta(payload)).status).toBe(200);
     const thread = await threadWith('m-link');
@@ -215,9 +220,7 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
     expectNoLiveMarkup(w.slack.messages(ESCALATION));
     const reminders = await eventually(
       async () =>
-        w.slack
-          .thread(ALEX.inboxChannelId, thread[0]!.ts)
-          .filter((m) => m.text.includes(':alarm_clock:')),
+        w.slack.thread(ALEX.inboxChannelId, thread[0]!.ts).filter((m) => m.text.includes(':alarm_clock:')),
       (m) => m.length >= 1,
     );
     expect(reminders[0]?.text).toContain('&lt;!channel&gt;');
