@@ -78,7 +78,7 @@ export function createRouter(o: RouterOptions) {
       key: `merged-away:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${escapeSlackText(survivor?.displayName ?? 'another customer')} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; replies here still reach them.`,
+      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${escapeSlackText(survivor?.displayName ?? 'another customer')} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; a reply here still reaches them if you may act on that customer (its owner, their cover or a lead).`,
     });
     await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,
