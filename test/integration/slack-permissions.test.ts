@@ -219,6 +219,17 @@ describe('who may act in Slack', () => {
     await w.command(ALEX.slackUserId, ALEX.inboxChannelId, 'back');
   });
 
+  it('the backup covers an offline owner too, and stops covering when the owner is available again', async () => {
+    await w.admin('PATCH', `/agents/${alexId}`, { status: 'offline' });
+    expect((await w.command(SAM.slackUserId, SAM.inboxChannelId, `whois ${customer.a}`)).text).toContain(
+      'phone:+14155550701',
+    );
+    await w.admin('PATCH', `/agents/${alexId}`, { status: 'available' });
+    expect((await w.command(SAM.slackUserId, SAM.inboxChannelId, `whois ${customer.a}`)).text).toBe(
+      NOT_PERMITTED,
+    );
+  });
+
   it("the card's buttons obey the same rule: a stranger's Close is refused through response_url, the owner's works", async () => {
     const press = async (user: string) => {
       const payload = JSON.parse(
@@ -312,7 +323,7 @@ describe('who may act in Slack', () => {
       );
     expect(count('whois', 'not_agent')).toBeGreaterThanOrEqual(3);
     expect(count('whois', 'inactive')).toBe(1);
-    expect(count('whois', 'not_permitted')).toBeGreaterThanOrEqual(2);
+    expect(count('whois', 'not_permitted')).toBeGreaterThanOrEqual(3);
     expect(count('whois', 'unknown_customer')).toBe(2);
     expect(count('reply', 'not_agent')).toBe(1);
     expect(count('reply', 'not_permitted')).toBe(2);
