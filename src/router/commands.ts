@@ -64,6 +64,7 @@ const HELP = [
   '`/rapport template` — send the approved WhatsApp template (window closed)',
   '`/rapport close` — close the conversation (it reopens when they write)',
   'In a customer thread, or add the customer id (from the card) at the end.',
+  'You act on the customers you own, or cover while their owner is away; leads and admins on any. `link` merges: the owner of both, or a lead.',
 ].join('\n');
 
 /** The customer's name for a Slack text (escaped: the customer chose it). */
