@@ -37,6 +37,7 @@ import { parseCustomerId, type MergeResult, type MergeService } from './merge';
 import { normalizePhone } from './phone';
 import { isDuplicateKeyError } from './resolve';
 import { followToLive, liveCustomerById } from './tombstones';
+import type { ClaimLimits } from './claim-limits';
 
 const scrypt = promisify(scryptCallback) as (
   password: string,
@@ -69,8 +70,49 @@ const EMAIL_WHOLE =
 const PHONE_RUN = /\+?\(?\d[\d\s().\-/\u2010-\u2015]{5,}\d/g;
 /** Longer messages are conversation, not a claim. */
 const MAX_CLAIM_TEXT = 80;
-/** Words allowed around the number or email ("my number is", "it's", "email me at"). */
+/** Words allowed around the number or email for an agent to be offered a claim ("call my wife at"). */
 const MAX_FILLER_WORDS = 6;
+
+/**
+ * The explicit claim forms (README "Claims"), matched against the words before the number or email,
+ * lower-cased, without accents and with single spaces. English, Spanish, Portuguese and French.
+ */
+const NUMBER_WORDS =
+  'number|phone|phone number|mobile|mobile number|cell|cell number|cellphone|whatsapp|whatsapp number|' +
+  'email|e-mail|email address|e-mail address';
+const EXPLICIT_PREFIXES: RegExp[] = [
+  // English: "my number is", "my whatsapp number:", "this is my whatsapp", "my email is".
+  new RegExp(`^my (?:${NUMBER_WORDS})(?: is)?$`),
+  new RegExp(`^this is my (?:${NUMBER_WORDS})$`),
+  // Spanish: "mi número es", "mi número de whatsapp es", "este es mi celular", "mi correo es".
+  /^mi (?:numero|celular|movil|telefono|whatsapp|correo|correo electronico|email|e-mail)(?: de (?:telefono|celular|movil|whatsapp))?(?: es)?$/,
+  /^(?:este|ese) es mi (?:numero|celular|movil|telefono|whatsapp|correo|correo electronico|email|e-mail)(?: de (?:telefono|celular|movil|whatsapp))?$/,
+  // Portuguese: "meu número é", "meu zap é", "este é o meu whatsapp", "meu e-mail é".
+  /^(?:o )?meu (?:numero|celular|telefone|whatsapp|zap|email|e-mail)(?: de (?:telefone|celular|whatsapp))?(?: e)?$/,
+  /^(?:este|esse) e (?:o )?meu (?:numero|celular|telefone|whatsapp|zap|email|e-mail)(?: de (?:telefone|celular|whatsapp))?$/,
+  // French: "mon numéro est", "mon numéro de téléphone :", "voici mon whatsapp", "c'est mon e-mail".
+  /^mon (?:numero|portable|telephone|whatsapp|mail|e-mail|email|adresse mail|adresse e-mail)(?: de (?:telephone|portable|whatsapp))?(?: est)?$/,
+  /^(?:voici|c'est|c’est) mon (?:numero|portable|telephone|whatsapp|mail|e-mail|email|adresse mail|adresse e-mail)(?: de (?:telephone|portable|whatsapp))?$/,
+];
+
+/** Lower case, no accents, single spaces, without the `:`/`-`/`=` that may end a label. */
+function normalizeWords(text: string): string {
+  return text
+    .normalize('NFD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/\s*[:=\-–—]+$/, '')
+    .trim();
+}
+
+/** Whether the text around the value makes an explicit claim: nothing, or a listed form before it. */
+function isExplicit(before: string, after: string): boolean {
+  if (!/^[\s.!]*$/.test(after)) return false;
+  const words = normalizeWords(before);
+  return words === '' || EXPLICIT_PREFIXES.some((p) => p.test(words));
+}
 
 function fillerOk(rest: string): boolean {
   const words = rest
@@ -80,36 +122,76 @@ function fillerOk(rest: string): boolean {
   return words.length <= MAX_FILLER_WORDS && !/\d|@/.test(rest);
 }
 
-/**
- * The phone number or email a message is essentially made of ("+44 20 7946 0958", "my number is
- * 415 555 0123", "it's Ada@Example.com"), or undefined for anything else — longer texts, two
- * numbers, numbers inside a sentence about something else. Pure.
- */
-export function detectClaim(text: string, defaultRegion: CountryCode): ClaimTarget | undefined {
-  const trimmed = text.trim();
-  if (trimmed.length === 0 || trimmed.length > MAX_CLAIM_TEXT) return undefined;
+/** A phone number or email read from a customer message, and how sure we are it is a claim. */
+export interface ReadClaim {
+  target: ClaimTarget;
+  /**
+   * True for an explicit claim (the message is just the number/email, or a form of
+   * `EXPLICIT_PREFIXES` followed by it): a code may be sent automatically. False when the message
+   * merely mentions one ("call my wife at +1 …"): only an agent may decide to send a code.
+   */
+  explicit: boolean;
+}
 
+/** The one number or email of a short message, with the text before and after it. */
+function findValue(
+  trimmed: string,
+  defaultRegion: CountryCode,
+): { target: ClaimTarget; before: string; after: string; rest: string } | undefined {
   const email = EMAIL.exec(trimmed);
   if (email) {
     const value = email[0].replace(/[.]+$/, '').toLowerCase();
     if (!EMAIL_WHOLE.test(value)) return undefined;
-    const rest = trimmed.replace(email[0], ' ');
-    return fillerOk(rest) ? { kind: 'email', value } : undefined;
+    const at = email.index;
+    return {
+      target: { kind: 'email', value },
+      before: trimmed.slice(0, at),
+      after: trimmed.slice(at + email[0].length),
+      rest: trimmed.replace(email[0], ' '),
+    };
   }
-
-  const runs = trimmed.match(PHONE_RUN) ?? [];
+  const runs = [...trimmed.matchAll(PHONE_RUN)];
   if (runs.length !== 1) return undefined;
-  const run = runs[0] ?? '';
-  const rest = trimmed.replace(run, ' ');
-  if (!fillerOk(rest)) return undefined;
-  const e164 = normalizePhone(run.trim(), defaultRegion);
-  return e164 === undefined ? undefined : { kind: 'phone', value: e164 };
+  const run = runs[0]!;
+  const e164 = normalizePhone(run[0].trim(), defaultRegion);
+  if (e164 === undefined) return undefined;
+  return {
+    target: { kind: 'phone', value: e164 },
+    before: trimmed.slice(0, run.index),
+    after: trimmed.slice(run.index + run[0].length),
+    rest: trimmed.replace(run[0], ' '),
+  };
+}
+
+/**
+ * Reads a claim from a customer message: the phone number or email it is essentially made of,
+ * `explicit` when the message is just that or one of the documented claim forms (README "Claims").
+ * Undefined for anything else — longer texts, two numbers, numbers inside a sentence. Pure.
+ */
+export function readClaim(text: string, defaultRegion: CountryCode): ReadClaim | undefined {
+  const trimmed = text.trim();
+  if (trimmed.length === 0 || trimmed.length > MAX_CLAIM_TEXT) return undefined;
+  const found = findValue(trimmed, defaultRegion);
+  if (!found || !fillerOk(found.rest)) return undefined;
+  return { target: found.target, explicit: isExplicit(found.before, found.after) };
+}
+
+/** The phone number or email of a short message, explicit or not (an agent's `/rapport link` value). */
+export function detectClaim(text: string, defaultRegion: CountryCode): ClaimTarget | undefined {
+  return readClaim(text, defaultRegion)?.target;
+}
+
+/** The claim a code was checked against: what was claimed, and attempts left on this code. */
+export interface ClaimRef {
+  kind: ClaimKind;
+  value: string;
 }
 
 export type VerifyOutcome =
   | { outcome: 'none' }
-  | { outcome: 'verified'; merge: MergeResult | undefined }
-  | { outcome: 'wrong' | 'expired' | 'locked' };
+  | { outcome: 'verified'; merge: MergeResult | undefined; claim: ClaimRef }
+  | { outcome: 'wrong'; claim: ClaimRef; attemptsLeft: number }
+  | { outcome: 'expired' | 'locked'; claim: ClaimRef };
 
 export interface StartClaimInput {
   customerId: Types.ObjectId | string;
@@ -133,6 +215,8 @@ export interface ClaimService {
     customerId: Types.ObjectId | string;
     identityKey: string;
     text: string;
+    /** Identifies this attempt (the message key), so a retried job does not count it twice. */
+    attemptId?: string;
   }): Promise<VerifyOutcome>;
   /** Trusted link (agent, admin): merges at once, or attaches a new verified identity. */
   linkIdentity(input: {
@@ -146,6 +230,11 @@ export interface ClaimService {
 export interface ClaimServiceOptions {
   models: IdentityModels;
   merges: MergeService;
+  /**
+   * The per-target attempt budget across claims (claim-limits.ts). @defaultValue none: only the
+   * per-code cap of MAX_CLAIM_ATTEMPTS applies.
+   */
+  limits?: Pick<ClaimLimits, 'takeAttempt'>;
   /** Clock, for expiry. @defaultValue `() => new Date()` */
   now?: () => Date;
 }
@@ -157,6 +246,7 @@ async function hashCode(code: string, salt: string): Promise<Buffer> {
 export function createClaimService({
   models,
   merges,
+  limits,
   now = () => new Date(),
 }: ClaimServiceOptions): ClaimService {
   const { Customer, Identity, Claim, ClaimAttempt } = models;
@@ -264,48 +354,50 @@ export function createClaimService({
       return { claimId: String(created._id), code, alreadyLinked: false };
     },
 
-    async verifyClaim({ customerId, identityKey, text }) {
+    async verifyClaim({ customerId, identityKey, text, attemptId }) {
       const code = text.replace(/\s+/g, '');
       if (!/^\d{6}$/.test(code)) return { outcome: 'none' };
       const claim = await Claim.findOne({ identityKey }).sort({ createdAt: -1, _id: -1 }).lean<Claim>();
       if (!claim) return { outcome: 'none' };
+      const ref: ClaimRef = { kind: claim.kind, value: claim.value };
       const at = now().getTime();
       const expired = at > claim.expiresAt.getTime();
       if (expired && at > claim.expiresAt.getTime() + CLAIM_MEMORY_MS) return { outcome: 'none' };
-      if (claim.status === 'locked') return { outcome: 'locked' };
-      if (claim.status === 'expired') return { outcome: 'expired' };
+      if (claim.status === 'locked') return { outcome: 'locked', claim: ref };
+      if (claim.status === 'expired') return { outcome: 'expired', claim: ref };
       if (claim.status !== 'pending') return { outcome: 'none' };
       if (expired) {
         await Claim.updateOne({ _id: claim._id, status: 'pending' }, { $set: { status: 'expired' } });
-        return { outcome: 'expired' };
+        return { outcome: 'expired', claim: ref };
       }
 
       const attemptNo = await takeAttempt(claim._id);
-      if (attemptNo === undefined) {
+      const budget =
+        attemptNo === undefined
+          ? { ok: false, left: 0 }
+          : ((await limits?.takeAttempt({
+              target: claim.claimedKey,
+              id: attemptId ?? `${String(claim._id)}:${attemptNo}`,
+            })) ?? { ok: true, left: MAX_CLAIM_ATTEMPTS });
+      if (attemptNo === undefined || !budget.ok) {
         await Claim.updateOne({ _id: claim._id, status: 'pending' }, { $set: { status: 'locked' } });
-        return { outcome: 'locked' };
+        return { outcome: 'locked', claim: ref };
       }
       await Claim.updateOne({ _id: claim._id }, { $max: { attempts: attemptNo } });
-      const attempt = claim;
-      const expected = Buffer.from(attempt.codeHash, 'hex');
-      const presented = await hashCode(code, attempt.salt);
+      const expected = Buffer.from(claim.codeHash, 'hex');
+      const presented = await hashCode(code, claim.salt);
       if (expected.length !== presented.length || !timingSafeEqual(expected, presented)) {
-        if (attemptNo >= MAX_CLAIM_ATTEMPTS) {
+        const attemptsLeft = Math.min(MAX_CLAIM_ATTEMPTS - attemptNo, budget.left);
+        if (attemptsLeft <= 0) {
           await Claim.updateOne({ _id: claim._id, status: 'pending' }, { $set: { status: 'locked' } });
-          return { outcome: 'locked' };
+          return { outcome: 'locked', claim: ref };
         }
-        return { outcome: 'wrong' };
+        return { outcome: 'wrong', claim: ref, attemptsLeft };
       }
 
       // Merge (or attach) first, then mark verified: see the module comment.
       const customer = await liveOf(customerId);
-      const merge = await link(
-        customer,
-        { kind: attempt.kind, value: attempt.value },
-        'claim',
-        'claim',
-        `customer:${identityKey}`,
-      );
+      const merge = await link(customer, ref, 'claim', 'claim', `customer:${identityKey}`);
       await Claim.updateOne(
         { _id: claim._id, status: 'pending' },
         {
@@ -316,7 +408,7 @@ export function createClaimService({
           },
         },
       );
-      return { outcome: 'verified', merge };
+      return { outcome: 'verified', merge, claim: ref };
     },
 
     async linkIdentity({ customerId, claim, actor, reason }) {

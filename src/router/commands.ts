@@ -17,6 +17,7 @@ import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { channelLabel, fill } from './texts';
 import { windowState } from './slack-delivery';
+import { applyClaimEffects, CLAIM_OFFER_ACTION, type ClaimOffers } from './claim-plan';
 
 export interface LinkPort {
   /** Trusted link (an agent vouches): merges at once or attaches the identity. */
@@ -33,6 +34,8 @@ export interface CommandsOptions {
   outbox: Outbox;
   config: RouterConfig;
   link?: LinkPort;
+  /** The "Send a code to …" button of claim offers (claims-bridge.ts). */
+  claimOffers?: ClaimOffers;
   redis: RedisClient;
   prefix: string;
   log: Logger;
@@ -236,8 +239,14 @@ export function createCommands(o: CommandsOptions) {
     handoff,
     /** A card button or menu. */
     async interaction(
-      ctx: CommandContext & { actionId: string; selectedUser?: string },
+      ctx: CommandContext & { actionId: string; selectedUser?: string; value?: string },
     ): Promise<string | undefined> {
+      if (ctx.actionId === CLAIM_OFFER_ACTION && o.claimOffers && ctx.value) {
+        const pressed = await o.claimOffers.pressOffer({ userId: ctx.userId, messageKey: ctx.value });
+        await applyClaimEffects(outbox, pressed.effects);
+        log.info({ user: ctx.userId, sent: pressed.effects.length > 0 }, 'claim offer pressed');
+        return pressed.text;
+      }
       if (ctx.actionId === 'rapport_handoff' && ctx.selectedUser)
         return run(ctx, `handoff <@${ctx.selectedUser}>`);
       if (ctx.actionId === 'rapport_close') return run(ctx, 'close');
