@@ -116,11 +116,15 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
     return o.limits.admitCode({ sender: origin.identityKey, target: targetKey, id: origin.messageKey });
   }
 
-  function refused(origin: Origin, target: ClaimTarget, why: CodeRefusal): ClaimEffect[] {
+  /** The key of a claim note: one per message, and one per press of its button. */
+  const noteKey = (origin: Origin, by?: string) =>
+    `claim-note:${origin.messageKey}${by ? `:${by}:${Date.now()}` : ''}`;
+
+  function refused(origin: Origin, target: ClaimTarget, why: CodeRefusal, by?: string): ClaimEffect[] {
     o.onCode?.(why === 'opted_out' ? 'opted_out' : `limited_${why}`);
     const toTarget = why === 'target' || why === 'attempts' || why === 'opted_out';
     return [
-      note(origin.customerId, `claim-note:${origin.messageKey}`, claimTexts.agent.refused(target.value, why)),
+      note(origin.customerId, noteKey(origin, by), claimTexts.agent.refused(target.value, why)),
       answer(
         origin,
         `claim-answer:${origin.messageKey}`,
@@ -137,7 +141,7 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
     const effects: ClaimEffect[] = [];
     if (!started) {
       const admission = await admit(origin, targetKey);
-      if (!admission.ok) return refused(origin, target, admission.limit);
+      if (!admission.ok) return refused(origin, target, admission.limit, by);
       const claim = await claims.startClaim({
         customerId: origin.customerId,
         identityKey: origin.identityKey,
@@ -162,7 +166,7 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
         `claim-ask:${origin.messageKey}`,
         claimTexts.customer.codeSent(describeTarget('phone', target.value)),
       ),
-      note(origin.customerId, `claim-note:${origin.messageKey}`, claimTexts.agent.codeSent(target.value, by)),
+      note(origin.customerId, noteKey(origin, by), claimTexts.agent.codeSent(target.value, by)),
     );
     return effects;
   }

@@ -233,6 +233,14 @@ const BUSINESS = 'Acme Bikes';
 const CODE_TEXT =
   /^Acme Bikes: (\d{6}) is your code to link this number to your (\w+) chat with Acme Bikes\. It expires in 15 minutes\./;
 
+/** `eventually`, failing the test when the condition never holds. */
+async function until<T>(fn: () => Promise<T>, accept: (v: T) => boolean): Promise<T> {
+  const last = await eventually(fn, accept);
+  if (!accept(last))
+    throw new Error(`condition never held; last value: ${JSON.stringify(last).slice(0, 400)}`);
+  return last;
+}
+
 /** Records what Rapport posts to a button's `response_url` (the ephemeral answer). */
 async function responseCatcher(): Promise<{ url: string; bodies: string[]; close(): Promise<void> }> {
   const bodies: string[] = [];
@@ -260,7 +268,7 @@ function claimHelpers(get: () => World) {
         .twilio.messages()
         .filter((m) => m.to === e164 && CODE_TEXT.test(m.body ?? '')),
     codeSentTo: async (e164: string, n = 1) => {
-      const codes = await eventually(
+      const codes = await until(
         async () => h.codesTo(e164),
         (c) => c.length >= n,
       );
@@ -277,19 +285,19 @@ function claimHelpers(get: () => World) {
         .map((m) => String((m.message as { text?: string }).text ?? '')),
     /** Waits for a Messenger answer to `psid` matching `pattern`. */
     answered: (psid: string, pattern: RegExp, n = 1) =>
-      eventually(
+      until(
         async () => h.messengerTo(psid).filter((t) => pattern.test(t)),
         (a) => a.length >= n,
       ),
     posts: () => get().slack.messages(ALEX.inboxChannelId),
     /** The whole thread (card first) holding a post that contains `text`. */
     threadOf: async (text: string) => {
-      const post = await eventually(async () => h.posts().find((m) => m.text.includes(text)), Boolean);
+      const post = await until(async () => h.posts().find((m) => m.text.includes(text)), Boolean);
       return get().slack.thread(ALEX.inboxChannelId, post!.thread_ts ?? post!.ts);
     },
     /** The thread holding `text`, once `count` of its posts contain `also`. */
     threadWith: (text: string, also: string, count = 1) =>
-      eventually(
+      until(
         () => h.threadOf(text),
         (t) => t.filter((m) => m.text.includes(also)).length >= count,
       ),
@@ -359,7 +367,7 @@ describe('claims end to end', () => {
       },
     });
     expect(res.status).toBe(200);
-    return eventually(
+    return until(
       async () => catcher.bodies.length,
       (n) => n > 0,
     ).then(() => {
@@ -374,7 +382,7 @@ describe('claims end to end', () => {
     const thread = await h.threadWith('AIRTEXT', 'mentions +19085550199');
     const offer = thread.find((m) => m.text.includes('mentions +19085550199'));
     await h.threadOf('call my wife');
-    await eventually(
+    await until(
       async () => h.posts().filter((m) => m.text.includes('mentions +14155550302')),
       (m) => m.length === 1,
     );
@@ -397,12 +405,12 @@ describe('claims end to end', () => {
     // The agent presses it: one code, the customer asked for it back, a note naming who sent it.
     expect(await press(ALEX.slackUserId, offer!)).toMatch(/A code is on its way to \+19085550199/);
     await h.codeSentTo('+19085550199');
-    await eventually(
+    await until(
       async () =>
         (await h.threadOf('AIRTEXT')).filter((m) => m.text.includes('<@U0ALEX> sent a code to +19085550199')),
       (m) => m.length === 1,
     );
-    const asked = await eventually(
+    const asked = await until(
       async () =>
         w.twilio
           .messages()
@@ -461,7 +469,7 @@ describe('claims end to end', () => {
     await h.answered(psid, /^Thanks — this chat is now linked to your number ending 50\.$/);
     // The code message joined the phone customer's (survivor's) thread, followed by one claim note.
     const survivor = await h.threadOf('hello from my phone');
-    await eventually(
+    await until(
       async () =>
         (await h.threadOf('hello from my phone')).filter((m) => m.text.includes('sent back the code')),
       (m) => m.length === 1,
@@ -475,7 +483,7 @@ describe('claims end to end', () => {
     expect(survivor[0]?.ts).toBe(after[0]?.ts);
     // The Messenger customer's thread says once where the conversation went, and never that its
     // history is here.
-    await eventually(
+    await until(
       async () =>
         (await h.threadOf(`*[Messenger]* ${wrong}`)).filter((m) => m.text.includes('continues there')),
       (m) => m.length === 1,
@@ -495,7 +503,7 @@ describe('claims end to end', () => {
     await w.messenger(psid, code);
     await h.answered(psid, /That code has expired .* send your number again/);
     const thread = await h.threadOf('my number is +1 415 555 0360');
-    await eventually(
+    await until(
       async () =>
         (await h.threadOf('my number is +1 415 555 0360')).filter((m) => m.text.includes('had expired')),
       (m) => m.length === 1,
@@ -531,7 +539,7 @@ describe('claims end to end', () => {
     // Another customer claiming that number gets no code today.
     await w.messenger('7100000000000371', `my number is ${e164}`);
     await h.answered('7100000000000371', /can't send a code to that number right now/);
-    await eventually(
+    await until(
       async () =>
         h
           .posts()
@@ -557,7 +565,7 @@ describe('claims end to end', () => {
     }
     await w.messenger(psid, 'my number is +1 415 555 0384');
     await h.answered(psid, /We can't send another code right now/);
-    await eventually(
+    await until(
       async () =>
         h
           .posts()
@@ -580,7 +588,7 @@ describe('claims end to end', () => {
     }
     await w.messenger('7100000000000394', 'my number is +1 415 555 0390');
     await h.answered('7100000000000394', /can't send a code to that number right now/);
-    await eventually(
+    await until(
       async () =>
         h
           .posts()
@@ -602,20 +610,20 @@ describe('claims end to end', () => {
     await h.answered('7100000000000395', /can't send a code to that number right now/);
 
     await w.sms('+14155550396', 'STOP');
-    const found = await eventually(
+    const found = await until(
       async () =>
         (await w.admin('GET', `/customers?phone=${encodeURIComponent('+14155550396')}`)).body.customers,
       (c) => Array.isArray(c) && c.length === 1,
     );
     const erased = await w.admin('DELETE', `/customers/${found[0].id}`);
     expect(erased.status).toBeLessThan(300);
-    await eventually(
+    await until(
       async () => w.t.app.models.Identity.countDocuments({ key: 'phone:+14155550396' }),
       (n) => n === 0,
     );
     await w.messenger('7100000000000396', 'my number is +1 415 555 0396');
     await h.answered('7100000000000396', /can't send a code to that number right now/);
-    await eventually(
+    await until(
       async () => h.posts().filter((m) => m.text.includes('opted out of our texts (STOP)')),
       (m) => m.length === 2,
     );
@@ -639,7 +647,7 @@ describe('claims are not an SMS cannon', () => {
     // One sender, six strangers: three codes (per sender per hour), three refusals.
     const attacker = '7200000000000001';
     for (let i = 0; i < 6; i++) await w.messenger(attacker, `my number is +1 212 555 01${10 + i}`);
-    await eventually(
+    await until(
       async () => (await h.metric('sent')) + (await h.metric('limited_sender')),
       (n) => n === 6,
     );
@@ -651,12 +659,12 @@ describe('claims are not an SMS cannon', () => {
       for (let t = 0; t < 2; t++)
         sends.push(w.messenger(`72000000000001${s}0`, `my number is +1 646 555 0${s}${t}0`));
     expect((await Promise.all(sends)).every((r) => r.status === 200)).toBe(true);
-    await eventually(
+    await until(
       async () =>
         (await h.metric('sent')) + (await h.metric('limited_sender')) + (await h.metric('limited_hour')),
       (n) => n === 18,
     );
-    await eventually(
+    await until(
       async () => h.allCodes().length,
       (n) => n === 5,
     );
@@ -666,7 +674,7 @@ describe('claims are not an SMS cannon', () => {
     expect(await h.metric('limited_sender')).toBe(3);
     expect(await h.metric('limited_hour')).toBe(10);
     // Every refused claimant was told, politely, on Messenger.
-    await eventually(
+    await until(
       async () =>
         w.graph
           .messengerMessages()
