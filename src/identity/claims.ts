@@ -1,9 +1,11 @@
 /**
  * Claims: linking identities that share no key (a Messenger PSID and a phone number or email).
  *
- * A customer who writes just a phone number or an email (`detectClaim`) is sent a 6-digit code over
- * the claimed channel (the router sends it) and must send it back on the ORIGINAL channel within
- * 15 minutes. Only then are the two customers merged (reason `claim`), or the claimed identity
+ * A customer who makes an explicit claim (`readClaim(...).explicit`: just a phone number, or a
+ * documented form such as "my number is …" in English, Spanish, Portuguese or French; README
+ * "Claims") is sent a 6-digit code over the claimed channel (the router sends it, within the limits
+ * of claim-limits.ts) and must send it back on the ORIGINAL channel within 15 minutes. A message
+ * that merely mentions a number is not explicit: only an agent may decide to send a code. Only then are the two customers merged (reason `claim`), or the claimed identity
  * attached when nobody had it yet. Receiving the code proves control of the claimed address; sending
  * it back on the original channel proves the same person controls both. Without that, anyone could
  * type someone else's number and read their history.
@@ -11,7 +13,9 @@
  * Rules
  * - Only a message that is exactly six digits (spaces allowed) counts as an attempt; anything else
  *   is ordinary conversation (`none`).
- * - At most 5 attempts per code; the 5th wrong one locks the claim (`locked`). A wrong, expired or
+ * - At most 5 attempts per code; the 5th wrong one locks the claim (`locked`). With `limits`, each
+ *   attempt is also counted against the claimed target's daily budget (across all its claims, so a
+ *   new claim gives no new guesses); a spent budget locks the claim too. A wrong, expired or
  *   locked code merges nothing.
  * - The code is stored as scrypt(code, per-claim salt), never in clear. A new claim from the same
  *   channel supersedes the pending one.
