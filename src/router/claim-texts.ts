@@ -1,18 +1,11 @@
 /**
  * What customers and agents are told about claims, in one place: the code message (naming the
  * business and what the code is for), the answers to codes, and the agent's notes. Customer-
- * controlled values (an email a customer typed) are escaped before they reach Slack.
+ * controlled values (an email a customer typed) are escaped (escapeSlackText) before they reach Slack.
  */
 import type { ClaimLimitName } from '../identity/claim-limits';
+import { escapeSlackText } from '../channels/slack/escape';
 import { channelLabel } from './texts';
-
-/**
- * Escapes `&`, `<` and `>` so a customer's string cannot become a Slack mention or link.
- * (The same rule as Slack's "Escaping text" guide; to be replaced by the shared escaper.)
- */
-export function escapeSlackText(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
 
 /** "your number ending 42" / "your email a…@example.com": enough for the customer to recognise it. */
 export function describeTarget(kind: 'phone' | 'email', value: string): string {

@@ -206,14 +206,20 @@ export function createInboundRouter(o: InboundRouterOptions) {
   };
 }
 
-/** The message for Slack: its text, then attachments, locations and buttons, so nothing is invisible. */
+/**
+ * The message for Slack, as plain text (slack-delivery escapes it): its text, then attachments,
+ * locations and buttons, so nothing is invisible. A link is shown as the URL itself, never behind a
+ * label the customer chose.
+ */
 export function describeParts(message: InboundMessage): string {
   const parts = message.parts.map((p) => {
     switch (p.kind) {
-      case 'media':
-        return p.url
-          ? `:paperclip: <${p.url}|${p.filename ?? p.contentType ?? 'attachment'}>`
-          : `:paperclip: ${p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
+      case 'media': {
+        const file = p.url
+          ? `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'}: ${p.url}`
+          : `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
+        return p.caption ? `${file}\n${p.caption}` : file;
+      }
       case 'location':
         return `:round_pushpin: ${p.name ?? 'Location'} ${p.latitude},${p.longitude}`;
       case 'postback':
