@@ -220,6 +220,9 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
     if (target.kind === 'email')
       return { effects: [note(origin.customerId, key, claimTexts.agent.email(target.value, explicit))] };
     if (explicit) return { effects: await startCode(origin, target) };
+    // A mention of the customer's own number is no claim.
+    if (await models.Identity.exists({ key: `phone:${target.value}`, customerId: origin.customerId }))
+      return { effects: [] };
     o.onCode?.('offered');
     return {
       effects: [
@@ -281,6 +284,8 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
       if (await models.CustomerSend.exists({ key: `claim-code:${message.key}` }))
         return { text: 'A code was already sent for this message.', effects: [] };
       const effects = await startCode(origin, read.target, userId);
+      if (effects.length === 0)
+        return { text: `${read.target.value} already belongs to this customer: no code is needed.`, effects };
       const sent = effects.some((e) => e.kind === 'send' && e.send.origin === 'claim_code');
       return {
         effects,

@@ -603,6 +603,19 @@ describe('claims end to end', () => {
     expect(await h.metric('limited_target')).toBe(1);
   });
 
+  it('shares the limits through Redis: codes another process counted for a number count here too', async () => {
+    // Another api/worker process sent three codes to this number today: its counter is in Redis.
+    const key = claimLimitKeys(w.t.app.config.queuePrefix).target('phone:+14155550397');
+    const now = Date.now();
+    await w.t.app.redis.zadd(key, now - 3000, 'other:1', now - 2000, 'other:2', now - 1000, 'other:3');
+    await w.t.app.redis.pexpire(key, 86_400_000);
+    await w.messenger('7100000000000397', 'my number is +1 415 555 0397');
+    await h.answered('7100000000000397', /can't send a code to that number right now/);
+    await h.settle();
+    expect(h.codesTo('+14155550397')).toHaveLength(0);
+    expect(await w.t.app.redis.zcard(key)).toBe(3);
+  });
+
   it("never sends a code to a number that said STOP, nor to an erased customer's kept opt-out", async () => {
     await w.sms('+14155550395', 'STOP');
     await h.threadOf('opted out of SMS');
