@@ -54,5 +54,12 @@ export interface ClaimOffers {
   pressOffer(input: {
     userId: string;
     messageKey: string;
+    /**
+     * The permission check (src/router/authorize.ts): the refusal text, or undefined when `userId`
+     * may act on the customer (`null`: the message or its customer is gone).
+     */
+    authorize: (
+      customer: { _id: Types.ObjectId; ownerAgentId?: string } | null,
+    ) => Promise<string | undefined>;
   }): Promise<{ text: string; effects: ClaimEffect[] }>;
 }

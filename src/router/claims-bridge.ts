@@ -20,6 +20,7 @@ import type { Types } from 'mongoose';
 import type { ClaimsConfig } from '../config';
 import type { Admission, ClaimLimits } from '../identity/claim-limits';
 import {
+  claimKey,
   detectClaim,
   readClaim,
   type ClaimService,
@@ -52,9 +53,6 @@ export function mergeOutcome(result: MergeResult | undefined): ClaimMerge {
   };
 }
 
-/** Who may press "Send a code to …": true for a permitted agent on this customer. */
-export type ClaimAuthorizer = (slackUserId: string, customerId: Types.ObjectId) => Promise<boolean>;
-
 export interface ClaimsBridgeOptions {
   claims: ClaimService;
   models: RouterModels & IdentityModels;
@@ -63,11 +61,6 @@ export interface ClaimsBridgeOptions {
   limits: ClaimLimits;
   /** An erased customer's kept STOP (privacy/erase.ts). @defaultValue none */
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
-  /**
-   * Who may press the button. @defaultValue any active registered agent (the router's permission
-   * check replaces it when wired in app.ts).
-   */
-  authorize?: ClaimAuthorizer;
   /** Counts each code decision: sent, offered, opted_out, limited_<limit> (metrics). */
   onCode?: (outcome: string) => void;
 }
@@ -95,9 +88,6 @@ const answer = (o: Origin, key: string, text: string): ClaimEffect => ({
 
 export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPort & ClaimOffers {
   const { claims, models, defaultRegion } = o;
-  const authorize: ClaimAuthorizer =
-    o.authorize ??
-    (async (userId) => Boolean(await models.Agent.exists({ slackUserId: userId, active: true })));
 
   /** A STOP on any channel of the target, kept or from an erased customer. */
   async function optedOut(targetKey: string): Promise<boolean> {
@@ -264,11 +254,12 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
       return onClaimText(origin, text);
     },
 
-    async pressOffer({ userId, messageKey }) {
+    async pressOffer({ userId, messageKey, authorize }) {
       const message = await models.Message.findOne({ key: messageKey, direction: 'in' }).lean<Message>();
       const customer = message ? await liveCustomerById(models.Customer, message.customerId) : undefined;
-      if (!message || !customer || !(await authorize(userId, customer._id)))
-        return { text: 'Only a Rapport agent can send a code for this customer.', effects: [] };
+      const refusal = await authorize(customer ?? null);
+      if (refusal !== undefined || !message || !customer)
+        return { text: refusal ?? 'That message is no longer available.', effects: [] };
       const read = readClaim(message.text ?? '', defaultRegion);
       if (!read || read.target.kind !== 'phone')
         return {
@@ -294,7 +285,10 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
           : 'No code was sent: the note in the thread says why.',
       };
     },
-
+    identityKeyOf(value) {
+      const claim = detectClaim(value, defaultRegion);
+      return claim ? claimKey(claim) : undefined;
+    },
     async link({ customerId, value, actor }) {
       const claim = detectClaim(value, defaultRegion);
       if (!claim) return { text: `"${value}" is not a phone number or email address.` };

@@ -398,7 +398,7 @@ describe('claims end to end', () => {
     expect(await h.metric('offered')).toBe(2);
 
     // Someone who is not a Rapport agent presses it: refused, nothing sent.
-    expect(await press('U0STRANGER', offer!)).toMatch(/Only a Rapport agent/);
+    expect(await press('U0STRANGER', offer!)).toMatch(/Only active Rapport agents can act on customers/);
     await h.settle();
     expect(h.codesTo('+19085550199')).toHaveLength(0);
 
