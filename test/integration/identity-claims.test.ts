@@ -229,6 +229,7 @@ describe('claims', () => {
 // The whole app, through its public interface.
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
+const SAM = { slackUserId: 'U0SAM', name: 'Sam', inboxChannelId: 'C0SAM' };
 const BUSINESS = 'Acme Bikes';
 const CODE_TEXT =
   /^Acme Bikes: (\d{6}) is your code to link this number to your (\w+) chat with Acme Bikes\. It expires in 15 minutes\./;
@@ -320,6 +321,9 @@ describe('claims end to end', () => {
   beforeAll(async () => {
     w = await startWorld({ BUSINESS_NAME: BUSINESS });
     await w.addAgent(ALEX);
+    // A teammate who owns none of these customers (away, so every customer goes to Alex).
+    const sam = await w.addAgent(SAM);
+    expect((await w.admin('PATCH', `/agents/${sam.id}`, { status: 'away' })).status).toBe(200);
     catcher = await responseCatcher();
   });
   afterAll(async () => {
@@ -376,7 +380,7 @@ describe('claims end to end', () => {
     });
   }
 
-  it('sends nothing for a message that merely contains a number; the agent gets a "send a code" button only an agent can use', async () => {
+  it('sends nothing for a message that merely contains a number; the agent gets a "send a code" button only a permitted agent can use', async () => {
     await w.sms('+14155550301', 'AIRTEXT +1 (908) 555-0199');
     await w.messenger('7100000000000302', 'call my wife at +1 415 555 0302');
     const thread = await h.threadWith('AIRTEXT', 'mentions +19085550199');
@@ -399,10 +403,12 @@ describe('claims end to end', () => {
 
     // Someone who is not a Rapport agent presses it: refused, nothing sent.
     expect(await press('U0STRANGER', offer!)).toMatch(/Only active Rapport agents can act on customers/);
+    // Nor an agent who neither owns nor covers this customer.
+    expect(await press(SAM.slackUserId, offer!)).toMatch(/agents act only on the customers they own/);
     await h.settle();
     expect(h.codesTo('+19085550199')).toHaveLength(0);
 
-    // The agent presses it: one code, the customer asked for it back, a note naming who sent it.
+    // The owner presses it: one code, the customer asked for it back, a note naming who sent it.
     expect(await press(ALEX.slackUserId, offer!)).toMatch(/A code is on its way to \+19085550199/);
     await h.codeSentTo('+19085550199');
     await until(
