@@ -431,6 +431,10 @@ describe('claims end to end', () => {
     expect(await press(ALEX.slackUserId, offer!)).toMatch(/already sent/);
     await h.settle();
     expect(h.codesTo('+19085550199')).toHaveLength(1);
+    // Neither number nor code reaches the logs (which do hold the presses, by Slack user id).
+    expect(w.t.logs.filter((l) => l.includes('claim offer pressed') && l.includes('U0ALEX'))).toHaveLength(2);
+    const code = CODE_TEXT.exec(h.codesTo('+19085550199')[0]!.body!)![1]!;
+    expect(w.t.logs.filter((l) => /9085550199|4155550301/.test(l) || l.includes(code))).toEqual([]);
   });
 
   it.each([
