@@ -28,6 +28,9 @@
  * - Crash safety: the merge or attach happens BEFORE the claim is marked verified. A crash in
  *   between leaves the claim pending; sending the code again repeats the (idempotent) merge, which
  *   finds the pair already merged or resumes it.
+ * - A retried job of the message that verified a claim (`attemptId`, recorded as `verifiedBy`) is
+ *   answered `verified` again with the same merge, so the confirmation and notes that the router
+ *   appends after it are not lost to a crash in between.
  *
  * Agents and the admin API are trusted: `linkIdentity` merges at once, recorded with its actor.
  */
@@ -253,7 +256,7 @@ export function createClaimService({
   limits,
   now = () => new Date(),
 }: ClaimServiceOptions): ClaimService {
-  const { Customer, Identity, Claim, ClaimAttempt } = models;
+  const { Customer, Identity, Claim, ClaimAttempt, MergeEvent } = models;
 
   /** Counts one attempt; its number (1…5), or undefined when all are used. */
   async function takeAttempt(claimId: Types.ObjectId): Promise<number | undefined> {
@@ -267,6 +270,17 @@ export function createClaimService({
       }
     }
     return undefined;
+  }
+
+  /**
+   * The answer to a retried job of the message that verified `claim` (it crashed before telling
+   * anyone): `verified` again, with the merge it made, so the confirmation and notes are not lost.
+   */
+  async function replayVerified(claim: Claim, ref: ClaimRef): Promise<VerifyOutcome> {
+    const event = claim.mergeEventId
+      ? await MergeEvent.findById(claim.mergeEventId).lean<MergeResult['event']>()
+      : null;
+    return { outcome: 'verified', merge: event ? { event } : undefined, claim: ref };
   }
 
   async function liveOf(customerId: Types.ObjectId | string): Promise<Customer> {
@@ -367,6 +381,8 @@ export function createClaimService({
       const at = now().getTime();
       const expired = at > claim.expiresAt.getTime();
       if (expired && at > claim.expiresAt.getTime() + CLAIM_MEMORY_MS) return { outcome: 'none' };
+      if (claim.status === 'verified' && attemptId !== undefined && claim.verifiedBy === attemptId)
+        return replayVerified(claim, ref);
       if (claim.status === 'locked') return { outcome: 'locked', claim: ref };
       if (claim.status === 'expired') return { outcome: 'expired', claim: ref };
       if (claim.status !== 'pending') return { outcome: 'none' };
@@ -408,6 +424,7 @@ export function createClaimService({
           $set: {
             status: 'verified',
             verifiedAt: now(),
+            ...(attemptId !== undefined ? { verifiedBy: attemptId } : {}),
             ...(merge ? { mergeEventId: merge.event._id } : {}),
           },
         },

@@ -152,6 +152,28 @@ describe('claims', () => {
     expect(late.outcome).toBe('locked');
   });
 
+  it('answers a retried job of the verifying message verified again (and nothing else)', async () => {
+    const { phoneCustomer, messenger, start } = await setup();
+    const input = {
+      customerId: messenger.customer._id,
+      identityKey: messenger.identity.key,
+      text: start.code,
+      attemptId: 'messenger:mid-that-verified',
+    };
+    const first = await claims.verifyClaim(input);
+    const again = await claims.verifyClaim(input);
+    expect(again).toMatchObject({ outcome: 'verified', claim: { kind: 'phone' } });
+    const id = (r: typeof first) => (r.outcome === 'verified' ? String(r.merge?.event._id) : 'none');
+    expect(id(again)).toBe(id(first));
+    expect(String(first.outcome === 'verified' && first.merge?.event.survivorId)).toBe(
+      String(phoneCustomer?.customer._id),
+    );
+    // The same code in another message is not a second verification.
+    expect(await claims.verifyClaim({ ...input, attemptId: 'messenger:another' })).toEqual({
+      outcome: 'none',
+    });
+  });
+
   it('merges nothing when the code comes back after 15 minutes', async () => {
     const { messenger, start } = await setup();
     await models.Claim.updateOne(
