@@ -24,6 +24,7 @@ import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
+import { describeParts, referencedIds, type TargetLookup } from './inbound-text';
 import { channelLabel, fill } from './texts';
 import type { TimerJob } from './sla';
 
@@ -102,6 +103,20 @@ export function createInboundRouter(o: InboundRouterOptions) {
       return fill(config.texts.ackAway, { agent: name, back, cover: backup?.name ?? 'a teammate' });
     }
     return fill(config.texts.ack, { agent: name });
+  }
+
+  /** The stored text of the earlier messages this one reacts to, edits or deletes, by provider id. */
+  async function earlierTexts(message: InboundMessage): Promise<TargetLookup> {
+    const ids = referencedIds(message);
+    if (ids.length === 0) return () => undefined;
+    const found = await models.Message.find(
+      { key: { $in: ids.map((id) => `${message.provider}:${id}`) } },
+      { key: 1, text: 1 },
+    ).lean<{ key: string; text?: string }[]>();
+    const texts = new Map(
+      found.map((m) => [m.key.slice(message.provider.length + 1), m.text ?? '[attachment]']),
+    );
+    return (id) => texts.get(id);
   }
 
   async function scheduleSla(customerId: Types.ObjectId, since: Date): Promise<void> {
@@ -232,7 +247,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
             key: message.key,
             kind: 'message',
             channel: message.channel,
-            text: describeParts(message),
+            text: describeParts(message, await earlierTexts(message)),
             username: `${name} (${channelLabel(message.channel)})`,
           });
 
@@ -258,26 +273,4 @@ export function createInboundRouter(o: InboundRouterOptions) {
       log.debug({ key: message.key, customerId: String(customerId) }, 'message routed');
     },
   };
-}
-
-/** The message for Slack: its text, then attachments, locations and buttons, so nothing is invisible. */
-export function describeParts(message: InboundMessage): string {
-  const parts = message.parts.map((p) => {
-    switch (p.kind) {
-      case 'media':
-        return p.url
-          ? `:paperclip: <${p.url}|${p.filename ?? p.contentType ?? 'attachment'}>`
-          : `:paperclip: ${p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
-      case 'location':
-        return `:round_pushpin: ${p.name ?? 'Location'} ${p.latitude},${p.longitude}`;
-      case 'postback':
-        return `:radio_button: ${p.title}`;
-      case 'unsupported':
-        return `:grey_question: a ${p.providerType} message Rapport cannot show yet`;
-      case 'text':
-        return p.text;
-    }
-  });
-  if (message.parts.length === 0 && message.text) return message.text;
-  return parts.join('\n') || '(empty message)';
 }

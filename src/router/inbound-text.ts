@@ -1,0 +1,181 @@
+/**
+ * What the agent reads in Slack for one customer message: every part rendered for a person —
+ * the text, each file with its name, type and caption, locations, button presses, shared links,
+ * contacts (name and number), orders (items and total), edits, deletions, reactions (with the
+ * message they react to), where the customer came from (ads, links), call-permission answers — and,
+ * for what Rapport cannot render, the provider's type and reason. Nothing the customer sent is left
+ * out. Every customer-controlled string goes through `slackText` before it reaches Slack.
+ */
+import type { InboundMessage, MessagePart, OrderItem, SharedContact } from '../canonical';
+
+/**
+ * Escapes a customer-controlled string for Slack mrkdwn (`&`, `<`, `>`), so it cannot form links,
+ * mentions or broadcasts. The one place inbound text is escaped.
+ */
+export function slackText(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** A Slack link whose label is customer text; a URL that could break the link syntax is shown as text. */
+function slackLink(url: string, label?: string): string {
+  if (!/^https?:\/\/[^\s<>|]+$/i.test(url)) return slackText(label ? `${label} ${url}` : url);
+  return label ? `<${url}|${slackText(label).replace(/\|/g, '¦')}>` : `<${url}>`;
+}
+
+/** "a" or "an" before a word, by its first letter. */
+export function article(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a';
+}
+
+/** Quoted, shortened text of the message a reaction, edit or deletion is about. */
+export interface TargetLookup {
+  (providerMessageId: string): string | undefined;
+}
+
+const MEDIA_LABEL: Record<string, string> = {
+  image: 'image',
+  video: 'video',
+  audio: 'audio',
+  application: 'file',
+  text: 'file',
+};
+
+function mediaLine(p: Extract<MessagePart, { kind: 'media' }>): string {
+  const family = p.contentType?.split('/')[0] ?? '';
+  const kind = MEDIA_LABEL[family] ?? 'file';
+  const name = p.filename ?? kind;
+  const type = p.contentType && !p.contentType.endsWith('/*') ? ` (${slackText(p.contentType)})` : '';
+  const label = p.url ? slackLink(p.url, name) : slackText(name);
+  const lines = [`:paperclip: ${p.filename ? `${kind} ` : ''}${label}${type}`];
+  if (p.caption) lines.push(slackText(p.caption));
+  return lines.join('\n');
+}
+
+function contactLine(c: SharedContact): string {
+  const name = c.name ? `*${slackText(c.name)}*` : 'a contact';
+  const numbers = [...c.phones, ...(c.emails ?? [])].map(slackText).join(', ');
+  return `:bust_in_silhouette: shared ${name}${numbers ? `: ${numbers}` : ' (no number)'}`;
+}
+
+function money(amount: number, currency: string | undefined): string {
+  const rounded = Math.round(amount * 100) / 100;
+  return currency ? `${rounded} ${slackText(currency)}` : String(rounded);
+}
+
+function orderLines(items: OrderItem[], text: string | undefined): string {
+  const lines = items.map(
+    (i) =>
+      `• ${i.quantity} × ${slackText(i.id)}${i.price !== undefined ? ` at ${money(i.price, i.currency)}` : ''}`,
+  );
+  const currencies = new Set(items.map((i) => i.currency));
+  const priced = items.every((i) => i.price !== undefined);
+  const total =
+    priced && currencies.size === 1 && items.length > 0
+      ? `; total ${money(
+          items.reduce((sum, i) => sum + i.quantity * (i.price ?? 0), 0),
+          items[0]!.currency,
+        )}`
+      : '';
+  const count = items.length === 1 ? '1 item' : `${items.length} items`;
+  return [
+    `:shopping_trolley: sent an order (${count}${total})`,
+    ...lines,
+    ...(text ? [slackText(text)] : []),
+  ].join('\n');
+}
+
+function quoted(targetId: string | undefined, lookup: TargetLookup): string {
+  const text = targetId ? lookup(targetId) : undefined;
+  if (text === undefined) return 'a message';
+  const short = text.length > 80 ? `${text.slice(0, 79)}…` : text;
+  return `“${slackText(short.replace(/\s+/g, ' '))}”`;
+}
+
+function referralLine(p: Extract<MessagePart, { kind: 'referral' }>): string {
+  const source = p.source?.toLowerCase();
+  const from =
+    source === 'ad' || source === 'ads'
+      ? 'an ad'
+      : source === 'post'
+        ? 'a post'
+        : source === 'shortlink'
+          ? 'an m.me link'
+          : source === 'customer_chat_plugin'
+            ? 'the chat plugin on a website'
+            : source
+              ? `${article(source)} ${slackText(source)}`
+              : 'a referral';
+  const headline = p.headline ? ` *${slackText(p.headline)}*` : '';
+  const body = p.body ? ` — ${slackText(p.body)}` : '';
+  const url = p.url ? ` ${slackLink(p.url)}` : '';
+  const ref = p.ref ? ` (ref ${slackText(p.ref)})` : '';
+  return `:mega: came from ${from}${headline}${body}${url}${ref}`;
+}
+
+function unsupportedLine(p: Extract<MessagePart, { kind: 'unsupported' }>): string {
+  const type = p.providerType === 'empty' ? 'empty' : slackText(p.providerType);
+  const why = p.detail ? `: ${slackText(p.detail)}` : '';
+  return `:grey_question: sent ${article(type)} ${type} message that Rapport cannot show${why}. Ask the customer to resend it another way if it matters.`;
+}
+
+function partLine(p: MessagePart, lookup: TargetLookup): string {
+  switch (p.kind) {
+    case 'text':
+      return slackText(p.text);
+    case 'media':
+      return mediaLine(p);
+    case 'location': {
+      const label = [p.name, p.address].filter(Boolean).join(', ') || 'a location';
+      const url = p.url ?? `https://maps.google.com/?q=${p.latitude},${p.longitude}`;
+      return `:round_pushpin: shared ${slackLink(url, label)} (${p.latitude}, ${p.longitude})`;
+    }
+    case 'postback':
+      return p.title
+        ? `:radio_button: pressed “${slackText(p.title)}”`
+        : `:radio_button: pressed a button${p.payload ? ` (payload \`${slackText(p.payload).replace(/`/g, "'")}\`)` : ''}`;
+    case 'link':
+      return `:link: shared a link: ${p.url ? slackLink(p.url, p.title) : slackText(p.title ?? '')}`;
+    case 'contacts':
+      return p.contacts.length > 0
+        ? p.contacts.map(contactLine).join('\n')
+        : ':bust_in_silhouette: shared an empty contact card';
+    case 'order':
+      return orderLines(p.items, p.text);
+    case 'edit':
+      return `:pencil2: edited ${quoted(p.targetId, lookup)}:`;
+    case 'revoke':
+      return `:wastebasket: deleted a message${p.targetId && lookup(p.targetId) !== undefined ? ` (${quoted(p.targetId, lookup)})` : ''}`;
+    case 'reaction':
+      return p.emoji
+        ? `reacted ${slackText(p.emoji)} to ${quoted(p.targetId, lookup)}`
+        : `removed their reaction to ${quoted(p.targetId, lookup)}`;
+    case 'referral':
+      return referralLine(p);
+    case 'call_permission':
+      return p.accepted
+        ? ':telephone_receiver: accepted the call request'
+        : ':telephone_receiver: declined the call request';
+    case 'unsupported':
+      return unsupportedLine(p);
+  }
+}
+
+/** The ids of earlier messages this message's parts refer to (reactions, edits, deletions). */
+export function referencedIds(message: InboundMessage): string[] {
+  return message.parts.flatMap((p) =>
+    (p.kind === 'reaction' || p.kind === 'edit' || p.kind === 'revoke') && p.targetId ? [p.targetId] : [],
+  );
+}
+
+/**
+ * The message for Slack, one line (or block of lines) per part, in order. `lookup` gives the text of
+ * an earlier message by its provider id (for reactions, edits and deletions); without it they read
+ * "a message".
+ */
+export function describeParts(message: InboundMessage, lookup: TargetLookup = () => undefined): string {
+  if (message.parts.length === 0) return message.text ? slackText(message.text) : '(empty message)';
+  const lines = message.parts.map((p) => partLine(p, lookup));
+  // "edited …:" reads with the new content on the same line when it is plain text.
+  const edit = message.parts[0]?.kind === 'edit' && message.parts[1]?.kind === 'text';
+  return edit ? `${lines[0]} ${lines.slice(1).join('\n')}` : lines.join('\n');
+}
