@@ -113,8 +113,10 @@ function referralLine(p: Extract<MessagePart, { kind: 'referral' }>): string {
 }
 
 function unsupportedLine(p: Extract<MessagePart, { kind: 'unsupported' }>): string {
-  const type = p.providerType === 'empty' ? 'empty' : slackText(p.providerType);
-  const why = p.detail ? `: ${slackText(p.detail)}` : '';
+  // WhatsApp system notices (number changed, identity changed) are news for the agent, not content.
+  if (p.providerType.startsWith('system.') && p.detail) return `:information_source: ${slackText(p.detail)}`;
+  const type = slackText(p.providerType);
+  const why = p.detail ? ` (${slackText(p.detail.replace(/[.\s]+$/, ''))})` : '';
   return `:grey_question: sent ${article(type)} ${type} message that Rapport cannot show${why}. Ask the customer to resend it another way if it matters.`;
 }
 

@@ -352,7 +352,10 @@ function normalizeMessagesValue(
   const value = parseWire(whatsAppMessagesValueSchema, rawValue, `${where}.value`);
   value.messages?.forEach((raw, i) => {
     const at = `${where}.value.messages[${i}]`;
-    const message = readMessage(raw, at, receivedAt);
+    const read = readMessage(raw, at, receivedAt);
+    // Meta may put the reason for a message it could not render next to it, in the value's errors[].
+    const message =
+      read instanceof Skip || read.errors || !value.errors ? read : { ...read, errors: value.errors };
     const inbound =
       message instanceof Skip ? message : orSkip(() => inboundMessage(value, message, at, receivedAt));
     if (inbound instanceof Skip) batch.ignored.push({ reason: inbound.reason });
