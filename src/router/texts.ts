@@ -49,7 +49,7 @@ export function explainFailure(
       );
     case 'invalid_recipient':
       return withCode(
-        'The provider says this address cannot receive messages (wrong number, blocked or not on this app).',
+        'The provider says this address cannot receive messages (wrong number, blocked or not on this app): check the number with the customer, or reach them on another channel.',
       );
     case 'auth':
       return withCode(
@@ -105,7 +105,8 @@ export function explainDeliveryFailure(
 ): string {
   const said = [error?.title, error?.detail]
     .filter((t, i, all): t is string => Boolean(t) && all.indexOf(t) === i)
-    .join(' — ');
+    .join(' — ')
+    .replace(/[.\s]+$/, '');
   const reason = said ? `: “${said.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')}”` : '';
   const code = error?.code;
   return `:x: ${channelLabel(channel)} could not deliver your reply${reason}. ${explainFailure(failureOfStatusCode(code), code, channel)}`;

@@ -511,7 +511,9 @@ describe('WhatsApp Cloud normalizer', () => {
           {
             code: '131047',
             title: 'Re-engagement message',
-            detail: 'Re-engagement message',
+            // `message` only repeats the title, so the details are kept.
+            detail:
+              'Message failed to send because more than 24 hours have passed since the customer last replied to this number.',
           },
         ],
         at: '2024-06-21T11:23:20.000Z',

@@ -278,7 +278,11 @@ function inboundMessage(
 function providerError(error: WhatsAppError): ProviderError {
   const mapped: ProviderError = { code: String(error.code) };
   if (error.title !== undefined) mapped.title = error.title;
-  const detail = error.message ?? error.error_data?.details;
+  // `message` often repeats `title`; then the details say more.
+  const detail =
+    error.message !== undefined && error.message !== error.title
+      ? error.message
+      : (error.error_data?.details ?? error.message);
   if (detail !== undefined) mapped.detail = detail;
   return mapped;
 }
