@@ -17,6 +17,7 @@ import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { channelLabel, fill } from './texts';
 import { windowState } from './slack-delivery';
+import { escapeSlackText } from '../channels/slack/escape';
 
 export interface LinkPort {
   /** Trusted link (an agent vouches): merges at once or attaches the identity. */
@@ -55,6 +56,11 @@ const HELP = [
   '`/rapport close` — close the conversation (it reopens when they write)',
   'In a customer thread, or add the customer id (from the card) at the end.',
 ].join('\n');
+
+/** The customer's name for a Slack text (escaped: the customer chose it). */
+function nameOf(customer: Customer, fallback: string): string {
+  return escapeSlackText(customer.displayName ?? fallback);
+}
 
 function parseUntil(text: string | undefined, now: Date): Date | undefined {
   if (!text) return undefined;
@@ -102,7 +108,7 @@ export function createCommands(o: CommandsOptions) {
 
   async function handoff(customer: Customer, to: Agent, actor: string): Promise<string> {
     if (customer.ownerAgentId === String(to._id))
-      return `${to.name} already owns ${customer.displayName ?? 'this customer'}.`;
+      return `${to.name} already owns ${nameOf(customer, 'this customer')}.`;
     const { from } = await ownership.transfer(customer._id, to, 'handoff', actor);
     if (await models.CurrentThread.exists({ _id: customer._id })) {
       await outbox.postToAgent(customer._id, {
@@ -117,16 +123,16 @@ export function createCommands(o: CommandsOptions) {
       origin: 'auto',
       text: fill(o.config.texts.handoff, { agent: to.name, previous: from?.name }),
     });
-    return `${customer.displayName ?? 'The customer'} now belongs to ${to.name}; they have been told.`;
+    return `${nameOf(customer, 'The customer')} now belongs to ${to.name}; they have been told.`;
   }
 
   async function whois(customer: Customer): Promise<string> {
     const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
     const owner = await ownership.agentById(customer.ownerAgentId);
     return [
-      `*${customer.displayName ?? 'Unnamed customer'}* (\`${String(customer._id)}\`)`,
+      `*${nameOf(customer, 'Unnamed customer')}* (\`${String(customer._id)}\`)`,
       `Owner: ${owner?.name ?? 'none'} · first seen ${customer.firstSeenAt.toISOString().slice(0, 10)} · last channel ${channelLabel(customer.lastChannel)}`,
-      `Identities: ${identities.map((i) => `${i.key}${i.verified ? '' : ' (unverified)'}`).join(', ') || 'none'}`,
+      `Identities: ${identities.map((i) => `${escapeSlackText(i.key)}${i.verified ? '' : ' (unverified)'}`).join(', ') || 'none'}`,
       `Window: ${windowState(identities)}`,
     ].join('\n');
   }
@@ -200,19 +206,21 @@ export function createCommands(o: CommandsOptions) {
             ),
           { waitMs: 2_000 },
         );
-        return `Closed. It reopens when ${customer.displayName ?? 'the customer'} writes again.`;
+        return `Closed. It reopens when ${nameOf(customer, 'the customer')} writes again.`;
       case 'link': {
         if (!o.link) return 'Linking is not available.';
         const value = args.join(' ');
         if (!value) return 'Usage: `/rapport link <phone|email>`';
         const result = await o.link.link({ customerId: customer._id, value, actor: `slack:${ctx.userId}` });
+        // The answer quotes what was typed (and may name an email a customer gave): plain text.
+        const said = escapeSlackText(result.text);
         await outbox.postToAgent(customer._id, {
           key: `link-note:${String(customer._id)}:${Date.now()}`,
           kind: 'note',
           username: 'Rapport',
-          text: `:link: <@${ctx.userId}> ${result.text}`,
+          text: `:link: <@${ctx.userId}> ${said}`,
         });
-        return result.text;
+        return said;
       }
       case 'template': {
         const t = o.config.whatsappTemplate;

@@ -4,22 +4,18 @@
  * contacts (name and number), orders (items and total), edits, deletions, reactions (with the
  * message they react to), where the customer came from (ads, links), call-permission answers — and,
  * for what Rapport cannot render, the provider's type and reason. Nothing the customer sent is left
- * out. Every customer-controlled string goes through `slackText` before it reaches Slack.
+ * out. The result is plain text with Rapport's own mrkdwn around the customer's strings:
+ * slack-delivery escapes the whole post once (`escapeSlackText`), so nothing here escapes again and
+ * no `<url|label>` link is formed.
  */
 import type { InboundMessage, MessagePart, OrderItem, SharedContact } from '../canonical';
 
 /**
- * Escapes a customer-controlled string for Slack mrkdwn (`&`, `<`, `>`), so it cannot form links,
- * mentions or broadcasts. The one place inbound text is escaped.
+ * A customer's link, shown as the URL itself (never behind a label the customer chose, so the agent
+ * sees where it goes), after its title when there is one.
  */
-export function slackText(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/** A Slack link whose label is customer text; a URL that could break the link syntax is shown as text. */
-function slackLink(url: string, label?: string): string {
-  if (!/^https?:\/\/[^\s<>|]+$/i.test(url)) return slackText(label ? `${label} ${url}` : url);
-  return label ? `<${url}|${slackText(label).replace(/\|/g, '¦')}>` : `<${url}>`;
+function visibleLink(url: string, label?: string): string {
+  return label ? `${label}: ${url}` : url;
 }
 
 /** "a" or "an" before a word, by its first letter. */
@@ -43,29 +39,28 @@ const MEDIA_LABEL: Record<string, string> = {
 function mediaLine(p: Extract<MessagePart, { kind: 'media' }>): string {
   const family = p.contentType?.split('/')[0] ?? '';
   const kind = MEDIA_LABEL[family] ?? 'file';
-  const name = p.filename ?? kind;
-  const type = p.contentType && !p.contentType.endsWith('/*') ? ` (${slackText(p.contentType)})` : '';
-  const label = p.url ? slackLink(p.url, name) : slackText(name);
-  const lines = [`:paperclip: ${p.filename ? `${kind} ` : ''}${label}${type}`];
-  if (p.caption) lines.push(slackText(p.caption));
+  const name = p.filename ? ` ${p.filename}` : '';
+  const type = p.contentType && !p.contentType.endsWith('/*') ? ` (${p.contentType})` : '';
+  const url = p.url ? `: ${p.url}` : '';
+  const lines = [`:paperclip: ${kind}${name}${type}${url}`];
+  if (p.caption) lines.push(p.caption);
   return lines.join('\n');
 }
 
 function contactLine(c: SharedContact): string {
-  const name = c.name ? `*${slackText(c.name)}*` : 'a contact';
-  const numbers = [...c.phones, ...(c.emails ?? [])].map(slackText).join(', ');
+  const name = c.name ? `*${c.name}*` : 'a contact';
+  const numbers = [...c.phones, ...(c.emails ?? [])].join(', ');
   return `:bust_in_silhouette: shared ${name}${numbers ? `: ${numbers}` : ' (no number)'}`;
 }
 
 function money(amount: number, currency: string | undefined): string {
   const rounded = Math.round(amount * 100) / 100;
-  return currency ? `${rounded} ${slackText(currency)}` : String(rounded);
+  return currency ? `${rounded} ${currency}` : String(rounded);
 }
 
 function orderLines(items: OrderItem[], text: string | undefined): string {
   const lines = items.map(
-    (i) =>
-      `• ${i.quantity} × ${slackText(i.id)}${i.price !== undefined ? ` at ${money(i.price, i.currency)}` : ''}`,
+    (i) => `• ${i.quantity} × ${i.id}${i.price !== undefined ? ` at ${money(i.price, i.currency)}` : ''}`,
   );
   const currencies = new Set(items.map((i) => i.currency));
   const priced = items.every((i) => i.price !== undefined);
@@ -77,18 +72,16 @@ function orderLines(items: OrderItem[], text: string | undefined): string {
         )}`
       : '';
   const count = items.length === 1 ? '1 item' : `${items.length} items`;
-  return [
-    `:shopping_trolley: sent an order (${count}${total})`,
-    ...lines,
-    ...(text ? [slackText(text)] : []),
-  ].join('\n');
+  return [`:shopping_trolley: sent an order (${count}${total})`, ...lines, ...(text ? [text] : [])].join(
+    '\n',
+  );
 }
 
 function quoted(targetId: string | undefined, lookup: TargetLookup): string {
   const text = targetId ? lookup(targetId) : undefined;
   if (text === undefined) return 'a message';
   const short = text.length > 80 ? `${text.slice(0, 79)}…` : text;
-  return `“${slackText(short.replace(/\s+/g, ' '))}”`;
+  return `“${short.replace(/\s+/g, ' ')}”`;
 }
 
 function referralLine(p: Extract<MessagePart, { kind: 'referral' }>): string {
@@ -103,40 +96,40 @@ function referralLine(p: Extract<MessagePart, { kind: 'referral' }>): string {
           : source === 'customer_chat_plugin'
             ? 'the chat plugin on a website'
             : source
-              ? `${article(source)} ${slackText(source)}`
+              ? `${article(source)} ${source}`
               : 'a referral';
-  const headline = p.headline ? ` *${slackText(p.headline)}*` : '';
-  const body = p.body ? ` — ${slackText(p.body)}` : '';
-  const url = p.url ? ` ${slackLink(p.url)}` : '';
-  const ref = p.ref ? ` (ref ${slackText(p.ref)})` : '';
+  const headline = p.headline ? ` *${p.headline}*` : '';
+  const body = p.body ? ` — ${p.body}` : '';
+  const url = p.url ? ` ${visibleLink(p.url)}` : '';
+  const ref = p.ref ? ` (ref ${p.ref})` : '';
   return `:mega: came from ${from}${headline}${body}${url}${ref}`;
 }
 
 function unsupportedLine(p: Extract<MessagePart, { kind: 'unsupported' }>): string {
   // WhatsApp system notices (number changed, identity changed) are news for the agent, not content.
-  if (p.providerType.startsWith('system.') && p.detail) return `:information_source: ${slackText(p.detail)}`;
-  const type = slackText(p.providerType);
-  const why = p.detail ? ` (${slackText(p.detail.replace(/[.\s]+$/, ''))})` : '';
+  if (p.providerType.startsWith('system.') && p.detail) return `:information_source: ${p.detail}`;
+  const type = p.providerType;
+  const why = p.detail ? ` (${p.detail.replace(/[.\s]+$/, '')})` : '';
   return `:grey_question: sent ${article(type)} ${type} message that Rapport cannot show${why}. Ask the customer to resend it another way if it matters.`;
 }
 
 function partLine(p: MessagePart, lookup: TargetLookup): string {
   switch (p.kind) {
     case 'text':
-      return slackText(p.text);
+      return p.text;
     case 'media':
       return mediaLine(p);
     case 'location': {
       const label = [p.name, p.address].filter(Boolean).join(', ') || 'a location';
       const url = p.url ?? `https://maps.google.com/?q=${p.latitude},${p.longitude}`;
-      return `:round_pushpin: shared ${slackLink(url, label)} (${p.latitude}, ${p.longitude})`;
+      return `:round_pushpin: shared ${visibleLink(url, label)} (${p.latitude}, ${p.longitude})`;
     }
     case 'postback':
       return p.title
-        ? `:radio_button: pressed “${slackText(p.title)}”`
-        : `:radio_button: pressed a button${p.payload ? ` (payload \`${slackText(p.payload).replace(/`/g, "'")}\`)` : ''}`;
+        ? `:radio_button: pressed “${p.title}”`
+        : `:radio_button: pressed a button${p.payload ? ` (payload \`${p.payload.replace(/`/g, "'")}\`)` : ''}`;
     case 'link':
-      return `:link: shared a link: ${p.url ? slackLink(p.url, p.title) : slackText(p.title ?? '')}`;
+      return `:link: shared a link: ${p.url ? visibleLink(p.url, p.title) : (p.title ?? '')}`;
     case 'contacts':
       return p.contacts.length > 0
         ? p.contacts.map(contactLine).join('\n')
@@ -149,7 +142,7 @@ function partLine(p: MessagePart, lookup: TargetLookup): string {
       return `:wastebasket: deleted a message${p.targetId && lookup(p.targetId) !== undefined ? ` (${quoted(p.targetId, lookup)})` : ''}`;
     case 'reaction':
       return p.emoji
-        ? `reacted ${slackText(p.emoji)} to ${quoted(p.targetId, lookup)}`
+        ? `reacted ${p.emoji} to ${quoted(p.targetId, lookup)}`
         : `removed their reaction to ${quoted(p.targetId, lookup)}`;
     case 'referral':
       return referralLine(p);
@@ -175,7 +168,7 @@ export function referencedIds(message: InboundMessage): string[] {
  * "a message".
  */
 export function describeParts(message: InboundMessage, lookup: TargetLookup = () => undefined): string {
-  if (message.parts.length === 0) return message.text ? slackText(message.text) : '(empty message)';
+  if (message.parts.length === 0) return message.text ? message.text : '(empty message)';
   const lines = message.parts.map((p) => partLine(p, lookup));
   // "edited …:" reads with the new content on the same line when it is plain text.
   const edit = message.parts[0]?.kind === 'edit' && message.parts[1]?.kind === 'text';

@@ -20,6 +20,7 @@ import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
+import { escapeSlackText } from '../channels/slack/escape';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { Outbox } from './outbox';
@@ -178,8 +179,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
           username: 'Rapport',
           text:
             claim.claimKind === 'phone'
-              ? `:key: The customer says ${claim.value} is theirs; a verification code was sent there. Their profiles are merged once they send it back here.`
-              : `:key: The customer says their email is ${claim.value}. Rapport cannot email a code; if you trust it, run \`/rapport link ${claim.value}\` in this thread.`,
+              ? `:key: The customer says ${escapeSlackText(claim.value)} is theirs; a verification code was sent there. Their profiles are merged once they send it back here.`
+              : `:key: The customer says their email is ${escapeSlackText(claim.value)}. Rapport cannot email a code; if you trust it, run \`/rapport link ${escapeSlackText(claim.value)}\` in this thread.`,
         });
       } else if (claim.kind === 'verified') {
         await outbox.postToAgent(customerId, {

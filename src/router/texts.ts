@@ -3,6 +3,7 @@
  * explanations of delivery failures (the agent must always know what happened to what they sent).
  */
 import type { SendFailureReason } from '../channels/sender';
+import { escapeSlackText } from '../channels/slack/escape';
 
 /** Fills `{name}` placeholders; unknown placeholders are left out. */
 export function fill(template: string, values: Record<string, string | undefined>): string {
@@ -107,7 +108,7 @@ export function explainDeliveryFailure(
     .filter((t, i, all): t is string => Boolean(t) && all.indexOf(t) === i)
     .join(' — ')
     .replace(/[.\s]+$/, '');
-  const reason = said ? `: “${said.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')}”` : '';
+  const reason = said ? `: “${escapeSlackText(said)}”` : '';
   const code = error?.code;
   return `:x: ${channelLabel(channel)} could not deliver your reply${reason}. ${explainFailure(failureOfStatusCode(code), code, channel)}`;
 }

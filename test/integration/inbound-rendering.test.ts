@@ -164,7 +164,7 @@ describe('inbound rendering and receipts', () => {
     expect(res.status).toBe(200);
     expect((await shown('MENU_ORDERS_702'))[0]).toContain('pressed a button (payload `MENU_ORDERS_702`)');
     expect((await shown('Size guide 702'))[0]).toContain(
-      ':link: shared a link: <https://shop.example/size-702|Size guide 702>',
+      ':link: shared a link: Size guide 702: https://shop.example/size-702',
     );
   });
 
