@@ -222,7 +222,9 @@ export function createInboundRouter(o: InboundRouterOptions) {
           // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
           // appended by the first run under its own key.
           const last = before?.lastCustomerMessageAt?.getTime();
-          const quiet = last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs;
+          // A reaction or a deletion is shown, but asks nothing: no acknowledgement, no SLA clock.
+          const signal = isSignalOnly(message);
+          const quiet = !signal && (last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs);
           if (quiet) {
             const backup = agent?.backupAgentId ? await ownership.agentById(agent.backupAgentId) : undefined;
             await outbox.sendToCustomer(customerId, {
@@ -251,6 +253,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
             text: describeParts(message, await earlierTexts(message)),
             username: `${name} (${channelLabel(message.channel)})`,
           });
+          if (signal) return;
 
           const awaitingSince = before?.awaitingSince ?? sentAt;
           await Conversation.updateOne(
@@ -274,4 +277,9 @@ export function createInboundRouter(o: InboundRouterOptions) {
       log.debug({ key: message.key, customerId: String(customerId) }, 'message routed');
     },
   };
+}
+
+/** A message that only reacts to or deletes an earlier one: news for the agent, not a question. */
+export function isSignalOnly(message: InboundMessage): boolean {
+  return message.parts.length > 0 && message.parts.every((p) => p.kind === 'reaction' || p.kind === 'revoke');
 }

@@ -203,6 +203,10 @@ describe('inbound rendering and receipts', () => {
       }),
     );
     expect((await shown('reacted 👍'))[0]).toContain('reacted 👍 to “Answer 703 &lt;b&gt;”');
+    // A reaction asks nothing: the conversation is not waiting for an answer again (no SLA clock).
+    await new Promise((r) => setTimeout(r, 500));
+    const conversation = await w.t.app.models.Conversation.findById(send!.customerId).lean();
+    expect(conversation?.awaitingSince).toBeUndefined();
 
     const reactions = () =>
       w.slack.thread(AGENT.inboxChannelId, card!.ts).find((m) => m.ts === reply.ts)?.reactions ?? [];
