@@ -43,6 +43,8 @@ export interface World {
     opts?: { id?: string; name?: string; timestamp?: number },
   ): Promise<Response>;
   messenger(psid: string, text: string, opts?: { mid?: string }): Promise<Response>;
+  /** Any Meta webhook body (Messenger or WhatsApp Cloud), signed with the test app secret. */
+  meta(payload: unknown): Promise<Response>;
   twilioStatus(sid: string, status: string, errorCode?: string): Promise<Response>;
   /** A person replies in a Slack thread: the emulator stores it and Rapport receives the signed event. */
   agentReply(
@@ -215,6 +217,7 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
         ],
       });
     },
+    meta: postMeta,
     twilioStatus(messageSid, status, errorCode) {
       return postTwilio('/webhooks/twilio/status', {
         MessageSid: messageSid,

@@ -6,24 +6,10 @@
  * failure removes both) and a failure reads as a sentence with the provider's reason and what to do;
  * unsupported content is counted in /metrics.
  */
-import { signMetaPayload } from '../../src/channels/meta/signature';
 import { eventually } from '../helpers/eventually';
-import { TEST_META } from '../helpers/env';
 import { CLOUD_PHONE_ID, PAGE_ID, startWorld, type World } from '../helpers/world';
 
 const AGENT = { slackUserId: 'U0RENDER', name: 'Rina', inboxChannelId: 'C0RENDER' };
-
-function postMeta(w: World, payload: unknown): Promise<Response> {
-  const body = Buffer.from(JSON.stringify(payload));
-  return fetch(`${w.t.baseUrl}/webhooks/meta`, {
-    method: 'POST',
-    body,
-    headers: {
-      'content-type': 'application/json',
-      'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, body),
-    },
-  });
-}
 
 /** A WhatsApp Cloud `messages` change from `waId`, as Meta sends it. */
 function cloudValue(waId: string, value: Record<string, unknown>) {
@@ -74,8 +60,7 @@ describe('inbound rendering and receipts', () => {
   it('answers a batch holding an interactive message without a body 200, and shows every event of it', async () => {
     // pywa's recorded sample (interactive without its body, errors[] 131000) next to a text and a
     // video with a caption, in one delivery: the old code refused the whole batch with 400.
-    const res = await postMeta(
-      w,
+    const res = await w.meta(
       cloudValue('4915100000701', {
         messages: [
           { from: '4915100000701', id: 'wamid.render.701a', timestamp: now(), type: 'interactive' },
@@ -128,7 +113,7 @@ describe('inbound rendering and receipts', () => {
   });
 
   it('answers a Messenger postback with only a payload 200 and shows the press', async () => {
-    const res = await postMeta(w, {
+    const res = await w.meta({
       object: 'page',
       entry: [
         {
@@ -188,8 +173,7 @@ describe('inbound rendering and receipts', () => {
     const wamid = send!.providerMessageId as string;
 
     // The customer reacts to the agent's reply.
-    await postMeta(
-      w,
+    await w.meta(
       cloudValue(waId, {
         messages: [
           {
@@ -211,8 +195,7 @@ describe('inbound rendering and receipts', () => {
     const reactions = () =>
       w.slack.thread(AGENT.inboxChannelId, card!.ts).find((m) => m.ts === reply.ts)?.reactions ?? [];
     const status = (state: string, errors?: unknown[]) =>
-      postMeta(
-        w,
+      w.meta(
         cloudValue(waId, {
           statuses: [
             { id: wamid, status: state, timestamp: now(), recipient_id: waId, ...(errors ? { errors } : {}) },

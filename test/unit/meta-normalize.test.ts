@@ -71,15 +71,6 @@ function statusesOf(events: InboundEvent[]) {
   });
 }
 
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}
-
 describe('Messenger normalizer', () => {
   it('turns a text message into one canonical message, non-ASCII text intact', () => {
     const batch = normalizeMessengerPayload(fixture('messenger-text'), RECEIVED_AT);
