@@ -43,9 +43,11 @@ export interface World {
     opts?: { id?: string; name?: string; timestamp?: number },
   ): Promise<Response>;
   messenger(psid: string, text: string, opts?: { mid?: string }): Promise<Response>;
-  /** Any Meta webhook body (Messenger or WhatsApp Cloud), signed with the test app secret. */
-  meta(payload: unknown): Promise<Response>;
   twilioStatus(sid: string, status: string, errorCode?: string): Promise<Response>;
+  /** Any Twilio webhook form, signed, to `POST /webhooks/twilio`. */
+  twilioWebhook(form: Record<string, string>): Promise<Response>;
+  /** Any Meta webhook payload (WhatsApp Cloud or Messenger), signed, to `POST /webhooks/meta`. */
+  metaWebhook(payload: unknown): Promise<Response>;
   /** A person replies in a Slack thread: the emulator stores it and Rapport receives the signed event. */
   agentReply(
     channel: string,
@@ -217,7 +219,8 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
         ],
       });
     },
-    meta: postMeta,
+    twilioWebhook: (form) => postTwilio('/webhooks/twilio', form),
+    metaWebhook: postMeta,
     twilioStatus(messageSid, status, errorCode) {
       return postTwilio('/webhooks/twilio/status', {
         MessageSid: messageSid,

@@ -60,7 +60,7 @@ describe('inbound rendering and receipts', () => {
   it('answers a batch holding an interactive message without a body 200, and shows every event of it', async () => {
     // pywa's recorded sample (interactive without its body, errors[] 131000) next to a text and a
     // video with a caption, in one delivery: the old code refused the whole batch with 400.
-    const res = await w.meta(
+    const res = await w.metaWebhook(
       cloudValue('4915100000701', {
         messages: [
           { from: '4915100000701', id: 'wamid.render.701a', timestamp: now(), type: 'interactive' },
@@ -113,7 +113,7 @@ describe('inbound rendering and receipts', () => {
   });
 
   it('answers a Messenger postback with only a payload 200 and shows the press', async () => {
-    const res = await w.meta({
+    const res = await w.metaWebhook({
       object: 'page',
       entry: [
         {
@@ -173,7 +173,7 @@ describe('inbound rendering and receipts', () => {
     const wamid = send!.providerMessageId as string;
 
     // The customer reacts to the agent's reply.
-    await w.meta(
+    await w.metaWebhook(
       cloudValue(waId, {
         messages: [
           {
@@ -195,7 +195,7 @@ describe('inbound rendering and receipts', () => {
     const reactions = () =>
       w.slack.thread(AGENT.inboxChannelId, card!.ts).find((m) => m.ts === reply.ts)?.reactions ?? [];
     const status = (state: string, errors?: unknown[]) =>
-      w.meta(
+      w.metaWebhook(
         cloudValue(waId, {
           statuses: [
             { id: wamid, status: state, timestamp: now(), recipient_id: waId, ...(errors ? { errors } : {}) },
