@@ -274,10 +274,10 @@ describe('verified claims across apps', () => {
     await w.messenger('7000000000000150', 'my number is +1 415 555 0150');
     const code = await eventually(
       async () =>
-        w.twilio.messages().find((m) => m.to === '+14155550150' && /code is \d{6}/.test(m.body ?? '')),
+        w.twilio.messages().find((m) => m.to === '+14155550150' && /\d{6} is your code/.test(m.body ?? '')),
       Boolean,
     );
-    const digits = /code is (\d{6})/.exec(code!.body!)![1]!;
+    const digits = /(\d{6}) is your code/.exec(code!.body!)![1]!;
     // A wrong code merges nothing.
     await w.messenger('7000000000000150', '000000' === digits ? '111111' : '000000');
     await new Promise((r) => setTimeout(r, 1500));
