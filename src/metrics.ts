@@ -20,6 +20,8 @@ export interface Metrics {
   jobDuration: Histogram<'queue'>;
   /** Slack and channel-provider call failures by provider and reason (rate_limited, server_error, …). */
   providerErrors: Counter<'provider' | 'reason'>;
+  /** Claim code decisions: sent, offered (to an agent), opted_out, limited_<sender|target|hour|day|attempts>. */
+  claimCodes: Counter<'outcome'>;
   /** Slack commands, buttons and thread replies refused by src/router/authorize.ts. */
   slackRefusals: Counter<'action' | 'reason'>;
 }
@@ -76,6 +78,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_sla_breaches_total',
       help: 'SLA timers that fired without a reply: remind (first response) and escalate',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    claimCodes: new Counter({
+      name: 'rapport_claim_codes_total',
+      help: 'Claim code decisions: sent, offered (button for an agent), opted_out, limited_<sender|target|hour|day|attempts>',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
     slackRateLimited: new Counter({

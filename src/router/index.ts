@@ -16,7 +16,8 @@ import { createAgentEvents } from './agent-events';
 import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
-import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
+import { createInboundRouter } from './inbound';
+import type { ClaimMerge, ClaimOffers, ClaimsPort } from './claim-plan';
 import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
@@ -35,6 +36,8 @@ export interface RouterOptions {
   senders: Senders;
   claims?: ClaimsPort;
   link?: LinkPort;
+  /** The "Send a code to …" button (claims-bridge.ts). */
+  claimOffers?: ClaimOffers;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   log: Logger;
   metrics: Metrics;
@@ -71,8 +74,14 @@ export function createRouter(o: RouterOptions) {
     );
   };
 
-  /** The other owner of a merge is told in their thread; the survivor's thread gets the history note. */
-  const onMerged = async (m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string }) => {
+  /**
+   * The other owner of a merge is told in their thread; the survivor's thread gets one note: the
+   * history note, or `survivorNote` (a verified claim's own account of the merge).
+   */
+  const onMerged = async (
+    m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string },
+    survivorNote?: string,
+  ) => {
     if (!m.mergedId || !m.survivorId) return;
     const merged = new Types.ObjectId(m.mergedId);
     const survivor = await models.Customer.findById(m.survivorId).lean();
@@ -87,7 +96,9 @@ export function createRouter(o: RouterOptions) {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
+      text:
+        survivorNote ??
+        `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
   };
 
@@ -179,7 +190,7 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'router' }),
-    onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
+    onMerged: (claim: ClaimMerge, survivorNote?: string) => onMerged(claim, survivorNote),
   });
 
   const authorizer = createAuthorizer({
@@ -209,6 +220,7 @@ export function createRouter(o: RouterOptions) {
     outbox,
     config: o.config,
     link: o.link,
+    claimOffers: o.claimOffers,
     authorizer,
     redis,
     prefix,
