@@ -383,7 +383,7 @@ export const PAGE_JS = String.raw`(function () {
     $('seed').disabled = true;
     note('Seeding agents and customers…');
     api('POST', '/seed').then(function (r) {
-      note('Seeded ' + r.agents + ' agents and ' + r.customers + ' new customers.');
+      note(r.message);
     }, function (err) { note('Seeding failed: ' + err.message, true); }).then(function () {
       $('seed').disabled = false;
       refresh();
