@@ -7,11 +7,13 @@
 import { buildApp, type Role } from './app';
 import { ConfigError, channelStates, loadConfig } from './config';
 import { isCliCommand, runCli } from './cli';
+import { loadEnvFile } from './env-file';
 import { sandboxRequested, sandboxResetRequested, startSandbox, type Sandbox } from './sandbox';
 
 const ROLES: Role[] = ['api', 'worker', 'whatsapp-web', 'all'];
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  loadEnvFile();
   if (isCliCommand(argv[0])) {
     try {
       process.exitCode = await runCli(argv);

@@ -112,6 +112,37 @@ export function sandboxConflicts(env: NodeJS.ProcessEnv): string[] {
 }
 
 /**
+ * The variables sandbox mode lays over the environment: the fixed sandbox credentials and the
+ * emulators' URLs (`rapport doctor` passes placeholders: it only needs the channels to be on).
+ */
+export function sandboxOverrides(
+  env: NodeJS.ProcessEnv,
+  urls: { twilio: string; graph: string; slack: string },
+): NodeJS.ProcessEnv {
+  const { twilio: tw, meta, slack: sl } = SANDBOX_CREDENTIALS;
+  const port = (env.PORT ?? '').trim() || '3000';
+  return {
+    // Twilio signatures are computed over PUBLIC_URL + path; the page signs with the same value.
+    PUBLIC_URL: `http://localhost:${port}`,
+    TWILIO_ACCOUNT_SID: tw.accountSid,
+    TWILIO_AUTH_TOKEN: tw.authToken,
+    TWILIO_SMS_FROM: tw.smsFrom,
+    TWILIO_WHATSAPP_FROM: tw.whatsappFrom,
+    TWILIO_API_BASE_URL: urls.twilio,
+    META_APP_SECRET: meta.appSecret,
+    META_VERIFY_TOKEN: meta.verifyToken,
+    MESSENGER_PAGE_ACCESS_TOKEN: meta.pageAccessToken,
+    WHATSAPP_CLOUD_ACCESS_TOKEN: meta.whatsappToken,
+    WHATSAPP_CLOUD_PHONE_NUMBER_ID: meta.phoneNumberId,
+    META_GRAPH_BASE_URL: urls.graph,
+    SLACK_BOT_TOKEN: sl.botToken,
+    SLACK_SIGNING_SECRET: sl.signingSecret,
+    SLACK_API_URL: urls.slack,
+    SLACK_ESCALATION_CHANNEL: sl.escalationChannel,
+  };
+}
+
+/**
  * Starts the three emulators on loopback and returns the environment that points Rapport at them.
  * Throws ConfigError when real provider variables are also set.
  */
@@ -157,26 +188,11 @@ export async function startSandbox(env: NodeJS.ProcessEnv = process.env): Promis
     throw err;
   }
 
-  const port = (env.PORT ?? '').trim() || '3000';
-  const overrides: NodeJS.ProcessEnv = {
-    // Twilio signatures are computed over PUBLIC_URL + path; the page signs with the same value.
-    PUBLIC_URL: `http://localhost:${port}`,
-    TWILIO_ACCOUNT_SID: tw.accountSid,
-    TWILIO_AUTH_TOKEN: tw.authToken,
-    TWILIO_SMS_FROM: tw.smsFrom,
-    TWILIO_WHATSAPP_FROM: tw.whatsappFrom,
-    TWILIO_API_BASE_URL: emulators.twilio.url,
-    META_APP_SECRET: meta.appSecret,
-    META_VERIFY_TOKEN: meta.verifyToken,
-    MESSENGER_PAGE_ACCESS_TOKEN: meta.pageAccessToken,
-    WHATSAPP_CLOUD_ACCESS_TOKEN: meta.whatsappToken,
-    WHATSAPP_CLOUD_PHONE_NUMBER_ID: meta.phoneNumberId,
-    META_GRAPH_BASE_URL: emulators.graph.url,
-    SLACK_BOT_TOKEN: sl.botToken,
-    SLACK_SIGNING_SECRET: sl.signingSecret,
-    SLACK_API_URL: emulators.slack.url,
-    SLACK_ESCALATION_CHANNEL: sl.escalationChannel,
-  };
+  const overrides = sandboxOverrides(env, {
+    twilio: emulators.twilio.url,
+    graph: emulators.graph.url,
+    slack: emulators.slack.url,
+  });
 
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
