@@ -5,6 +5,7 @@
  * `log.info({ message })` cannot leak. Log ids (channel, message key, customer id, job id) instead.
  */
 import pino, { type Logger } from 'pino';
+import { prettyStream } from './log-pretty';
 
 export type { Logger };
 
@@ -57,8 +58,15 @@ export const REDACT_PATHS = [
 
 export interface LoggerOptions {
   level: string;
-  /** Where lines go; defaults to stdout. Tests pass a stream to inspect what was logged. */
+  /**
+   * Where lines go. Default: stdout, as JSON when it is a file or a pipe (collectors), as readable
+   * lines (log-pretty.ts) when it is a terminal. Tests pass a stream to inspect what was logged.
+   */
   destination?: pino.DestinationStream;
+}
+
+function defaultDestination(): pino.DestinationStream | undefined {
+  return process.stdout.isTTY ? prettyStream(process.stdout) : undefined;
 }
 
 export function createLogger({ level, destination }: LoggerOptions): Logger {
@@ -69,6 +77,6 @@ export function createLogger({ level, destination }: LoggerOptions): Logger {
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       serializers: { err: pino.stdSerializers.err },
     },
-    destination,
+    destination ?? defaultDestination(),
   );
 }
