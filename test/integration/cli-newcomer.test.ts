@@ -17,11 +17,11 @@ import { deletePrefixedKeys } from '../../src/queue/connection';
 import { startSandbox, type Sandbox } from '../../src/sandbox';
 import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
 import { eventually } from '../helpers/eventually';
+import { rapportProcess } from '../helpers/process';
 import { startWorld, type World } from '../helpers/world';
 
 jest.setTimeout(60_000);
 
-const MAIN = path.join(__dirname, '../../src/main.ts');
 const REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 
@@ -49,15 +49,12 @@ describe('the rapport executable reads .env from the working directory', () => {
         'LOG_LEVEL=silent',
       ].join('\n'),
     );
-    const child = spawn(
-      process.execPath,
-      ['-r', require.resolve('@swc-node/register'), MAIN, 'agents', 'list'],
-      {
-        cwd: dir,
-        env: { PATH: process.env.PATH, SWC_NODE_PROJECT: path.join(__dirname, '../../tsconfig.json') },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const r = rapportProcess(['agents', 'list'], dir);
+    const child = spawn(process.execPath, r.args, {
+      cwd: r.cwd,
+      env: { PATH: process.env.PATH, ...r.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

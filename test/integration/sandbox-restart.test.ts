@@ -110,7 +110,9 @@ describe('the sandbox across a restart', () => {
     const again = await api('POST', '/seed');
     expect(again.body.added).toEqual({ agents: [], customers: [] });
     expect(again.body.existing.agents).toEqual(['Alex', 'Sam']);
-    expect(again.body.message).toMatch(/^Added nothing new\. Already there: agents Alex, Sam; customers Dana/);
+    expect(again.body.message).toMatch(
+      /^Added nothing new\. Already there: agents Alex, Sam; customers Dana/,
+    );
 
     // A new customer after the restart gets a thread of their own, with a later ts.
     const robin = (await api('POST', '/people', { name: 'Robin', phone: '+14155550177' })).body;
