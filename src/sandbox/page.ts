@@ -152,6 +152,10 @@ export const PAGE_JS = String.raw`(function () {
     arrows_counterclockwise: '🔄', leftwards_arrow_with_hook: '↩️', handshake: '🤝', door: '🚪'
   };
   var ui = { person: '', app: 'sms', channel: '', thread: '', agent: '', customer: '' };
+  // What was picked survives a reload (and a Rapport restart): kept in this tab's sessionStorage.
+  var UI_KEY = 'rapport-sandbox-ui';
+  try { Object.assign(ui, JSON.parse(sessionStorage.getItem(UI_KEY) || '{}')); } catch (e) { /* start fresh */ }
+  function keepUi() { try { sessionStorage.setItem(UI_KEY, JSON.stringify(ui)); } catch (e) { /* private mode */ } }
   var state = null;
   var shown = {};
 
@@ -251,7 +255,8 @@ export const PAGE_JS = String.raw`(function () {
 
   function renderPeople() {
     var people = state.people;
-    if (!ui.person && people.length > 0) ui.person = people[0].id;
+    var known = people.some(function (p) { return p.id === ui.person; });
+    if ((!ui.person || !known) && people.length > 0) ui.person = people[0].id;
     put('person', people.length === 0 ? '<option value="">(none yet)</option>' : people.map(function (p) {
       return '<option value="' + esc(p.id) + '">' + esc(p.name) + ' · ' + esc(p.phone) + '</option>';
     }).join(''));
@@ -351,6 +356,7 @@ export const PAGE_JS = String.raw`(function () {
   }
 
   function render() {
+    keepUi();
     if (!state) return;
     renderPeople();
     renderPhone();
