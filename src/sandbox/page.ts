@@ -111,6 +111,12 @@ input { padding: 6px 8px; border: 1px solid #bbb; border-radius: 6px; font: inhe
 .customer .recent { font-size: 12px; color: #444; }
 .banner { background: #eef6ff; border: 1px solid #c6dcf5; border-radius: 8px; padding: 8px; margin-bottom: 8px; }
 #slack { display: grid; grid-template-columns: 220px 1fr; border: 1px solid #ccc; border-radius: 8px; overflow: hidden; background: #fff; min-height: 0; }
+.undo { margin-top: 4px; } .undo button { font-size: 12px; padding: 1px 6px; }
+/* Narrow windows (from 800 px): the phone and the Slack sidebar give up width to the threads. */
+@media (max-width: 1100px) {
+  main { grid-template-columns: minmax(280px, 36%) 1fr; gap: 10px; padding: 10px; }
+  #slack { grid-template-columns: 140px 1fr; }
+}
 #sidebar { background: #3f0e40; color: #cfc3cf; display: flex; flex-direction: column; }
 .workspace { color: #fff; font-weight: 700; padding: 12px; border-bottom: 1px solid #5d2c5d; }
 #channels { flex: 1; overflow-y: auto; padding: 8px 0; }
@@ -337,7 +343,13 @@ export const PAGE_JS = String.raw`(function () {
         '<div class="text">' + md(m.text) + '</div>' +
         (m.reactions.length ? '<div class="reactions">' + m.reactions.map(function (r) {
           return '<span class="reaction" title=":' + esc(r) + ':">' + esc(EMOJI[r] || '') + ' <small>' + esc(r.replace(/_/g, ' ')) + '</small></span>';
-        }).join('') + '</div>' : '') + '</div>';
+        }).join('') + '</div>' : '') + undoButtons(m) + '</div>';
+    }
+    /** Edit and delete, as in Slack, while the reply waits out the undo window (⏳). */
+    function undoButtons(m) {
+      if (m.bot || m.reactions.indexOf('hourglass_flowing_sand') < 0) return '';
+      return '<div class="undo"><button type="button" data-edit="' + esc(m.ts) + '">Edit</button> ' +
+        '<button type="button" data-delete="' + esc(m.ts) + '">Delete</button> <small>before it is sent</small></div>';
     }
     put('threads', !channel || channel.threads.length === 0 ? '<div class="empty">No threads in this channel yet.</div>'
       : channel.threads.map(function (t) {
@@ -452,6 +464,18 @@ export const PAGE_JS = String.raw`(function () {
     render();
   });
   $('threads').addEventListener('click', function (e) {
+    var edit = e.target.closest('button[data-edit]');
+    var del = e.target.closest('button[data-delete]');
+    if (edit || del) {
+      var ts = (edit || del).getAttribute(edit ? 'data-edit' : 'data-delete');
+      var text = edit ? window.prompt('Edit your reply (it is sent after the undo delay):') : undefined;
+      if (edit && !text) return;
+      api('POST', '/agent/change', { channel: ui.channel, ts: ts, text: text || undefined }).then(function () {
+        note(edit ? 'Edited: the customer gets the new text.' : 'Deleted: it will not be sent.');
+        refresh();
+      }, function (err) { note(err.message, true); });
+      return;
+    }
     var cid = e.target.closest('code.cid');
     if (cid) { ui.customer = cid.getAttribute('data-id'); refresh(); return; }
     var t = e.target.closest('.thread');

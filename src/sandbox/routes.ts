@@ -27,6 +27,7 @@ import {
   APPS,
   customerMessage,
   deliveryReport,
+  slackChangeEvent,
   slackMessageEvent,
   slashCommand,
   type App,
@@ -118,6 +119,11 @@ const statusBody = z.object({
   app: appSchema,
   ref: z.string().min(1),
   state: z.enum(['delivered', 'read']),
+});
+const changeBody = z.object({
+  channel: z.string().min(1),
+  ts: z.string().min(1),
+  text: z.string().trim().min(1).max(4000).optional(),
 });
 const agentBody = z.object({ name: z.string().trim().min(1).max(40) });
 const replyBody = z.object({
@@ -306,7 +312,14 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   async function writeAsCustomer(req: Request, person: Person, app: App, text: string) {
     const { request, ref } = customerMessage(secrets, app, person, text);
     const res = await post(req, request);
-    const entry: WrittenByCustomer = { personId: person.id, app, text, at: Date.now(), ref, status: res.status };
+    const entry: WrittenByCustomer = {
+      personId: person.id,
+      app,
+      text,
+      at: Date.now(),
+      ref,
+      status: res.status,
+    };
     written.push(entry);
     await keep('page.written', ref, entry);
     return { status: res.status, ref };
@@ -494,6 +507,28 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       }),
     );
     res.json({ status: answer.status, ts: stored.ts });
+  });
+
+  /** The agent edits (text given) or deletes their reply, as in Slack: Rapport gets the event. */
+  api.post('/agent/change', async (req, res) => {
+    const body = parse(changeBody, req.body);
+    const wire = (m: EmulatedMessage) => ({
+      user: m.user,
+      text: m.text,
+      ts: m.ts,
+      ...(m.thread_ts ? { thread_ts: m.thread_ts } : {}),
+    });
+    const before = body.text
+      ? slack.editAsUser(body.channel, body.ts, body.text)
+      : slack.deleteAsUser(body.channel, body.ts);
+    if (!before) throw new PayloadError('ts: no agent message with this ts in this channel');
+    await slack.persisted();
+    const after = body.text ? { ...wire(before), text: body.text } : undefined;
+    const answer = await post(
+      req,
+      slackChangeEvent(secrets, { channel: body.channel, before: wire(before), after }),
+    );
+    res.json({ status: answer.status });
   });
 
   api.post('/agent/command', async (req, res) => {

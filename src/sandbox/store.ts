@@ -42,9 +42,7 @@ export interface SandboxStoreOptions {
 }
 
 async function connect(uri: string): Promise<Connection> {
-  return mongoose
-    .createConnection(uri, { serverSelectionTimeoutMS: 10_000, autoIndex: false })
-    .asPromise();
+  return mongoose.createConnection(uri, { serverSelectionTimeoutMS: 10_000, autoIndex: false }).asPromise();
 }
 
 async function countRapportData(connection: Connection): Promise<number> {

@@ -181,3 +181,74 @@ describe('a thread record whose Slack card is gone', () => {
     expect(w.twilio.messages().filter((m) => m.body === 'meant for someone else')).toEqual([]);
   });
 });
+
+describe('the sandbox page: edit and delete a reply within the undo window', () => {
+  const env = { ...sandboxEnv(), REPLY_UNDO_SECONDS: '3' };
+  let sandbox: Sandbox;
+  let app: RapportApp;
+  let base = '';
+  beforeAll(async () => {
+    sandbox = await startSandbox(env);
+    const config = loadConfig({ ...env, ...sandbox.env });
+    await sandbox.open(config);
+    app = buildApp(config, { role: 'all' });
+    await app.mongo.ready;
+    base = `http://127.0.0.1:${await sandbox.serve(app, { port: 0 })}/sandbox/api`;
+  });
+  afterAll(async () => {
+    await app.mongo.connection.dropDatabase().catch(() => undefined);
+    await deletePrefixedKeys(app.redis, app.config.queuePrefix);
+    await app.close();
+    await sandbox.close();
+  });
+  const post = async (path: string, body?: unknown) =>
+    (await fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    })) as Response;
+
+  it('sends the edited text and never the deleted reply', async () => {
+    const dana = '+14155550123';
+    await post('/seed');
+    const { slack, twilio } = sandbox.emulators;
+    const card = await eventually(
+      async () =>
+        ['C0INBOXALEX', 'C0INBOXSAM']
+          .flatMap((channel) =>
+            slack.messages(channel).map((m) => ({ channel, m, replies: slack.thread(channel, m.ts) })),
+          )
+          .find(
+            (c) =>
+              c.m.metadata?.event_type === 'rapport_card' && c.replies.some((r) => r.text.includes('#1042')),
+          ),
+      Boolean,
+    );
+    const user = card!.channel === 'C0INBOXALEX' ? 'U0ALEX' : 'U0SAM';
+    const reply = async (text: string) =>
+      (await (
+        await post('/agent/reply', { user, channel: card!.channel, threadTs: card!.m.ts, text })
+      ).json()) as {
+        ts: string;
+      };
+    const gone = await reply('Sorry, wrong customer');
+    const fixed = await reply('It ships tomorow');
+    await eventually(
+      async () => slack.thread(card!.channel, card!.m.ts).find((m) => m.ts === fixed.ts)?.reactions ?? [],
+      (r) => r.includes('hourglass_flowing_sand'),
+    );
+    expect((await post('/agent/change', { channel: card!.channel, ts: gone.ts })).status).toBe(200);
+    expect(
+      (await post('/agent/change', { channel: card!.channel, ts: fixed.ts, text: 'It ships tomorrow' }))
+        .status,
+    ).toBe(200);
+    const sent = await eventually(
+      async () => twilio.messages().filter((m) => m.to === dana && (m.body ?? '').includes('ships')),
+      (m) => m.length >= 1,
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sent.map((m) => m.body)).toEqual(['It ships tomorrow']);
+    expect(twilio.messages().filter((m) => (m.body ?? '').includes('wrong customer'))).toEqual([]);
+    expect((await post('/agent/change', { channel: card!.channel, ts: '1.000000' })).status).toBe(400);
+  });
+});

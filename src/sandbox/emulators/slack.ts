@@ -72,6 +72,10 @@ export interface SlackEmulator {
   failNext(method: string, failure: SlackFailure, opts?: { times?: number; channel?: string }): void;
   /** A person writes in the channel (or a thread), as if from the Slack app; returns the stored message. */
   postAsUser(channel: string, message: { user: string; text: string; threadTs?: string }): EmulatedMessage;
+  /** A person edits their own message, as in the Slack app; returns it as it was before, if found. */
+  editAsUser(channel: string, ts: string, text: string): EmulatedMessage | undefined;
+  /** A person deletes their own message, as in the Slack app; returns what was deleted, if found. */
+  deleteAsUser(channel: string, ts: string): EmulatedMessage | undefined;
   /** users.info answers with these details for `id` (any other `U…`/`W…` id gets made-up ones). */
   addUser(user: { id: string; name?: string; realName?: string; tz?: string }): void;
   /** The bytes uploaded for a file id, once its upload URL received them. */
@@ -680,6 +684,25 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
         text: message.text,
         ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
       });
+    },
+    editAsUser(channel, ts, text) {
+      const message = find(channel, ts);
+      if (!message || message.bot_id) return undefined;
+      const before = { ...message };
+      message.text = text;
+      message.edited = { user: message.user, ts: nextTs() };
+      touched.add(message);
+      return before;
+    },
+    deleteAsUser(channel, ts) {
+      const list = channels.get(channel) ?? [];
+      const index = list.findIndex((m) => m.ts === ts && !m.bot_id);
+      const [message] = index >= 0 ? list.splice(index, 1) : [];
+      if (message) {
+        touched.delete(message);
+        removed.push({ channel, ts });
+      }
+      return message;
     },
     addUser(user) {
       users.set(user.id, user);
