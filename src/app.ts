@@ -52,6 +52,7 @@ import { adminAudit } from './http/admin-audit';
 import { customerAdminRoutes } from './http/admin-customers';
 import { createMergeService } from './identity/merge';
 import { createClaimService } from './identity/claims';
+import { createClaimLimits } from './identity/claim-limits';
 import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
 import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
 import type pino from 'pino';
@@ -112,8 +113,6 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
     : undefined;
   const merges = createMergeService(models);
-  const claims = createClaimService({ models, merges });
-  const claimsBridge = createClaimsBridge(claims, models, config.defaultRegion);
   const erasures = createErasureService({
     models,
     slack,
@@ -121,6 +120,17 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     prefix: config.queuePrefix,
     markerKey: optOutMarkerKey(config.adminToken),
     log: log.child({ component: 'erasure' }),
+  });
+  const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
+  const claims = createClaimService({ models, merges, limits: claimLimits });
+  const claimsBridge = createClaimsBridge({
+    claims,
+    models,
+    defaultRegion: config.defaultRegion,
+    config: config.claims,
+    limits: claimLimits,
+    isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
+    onCode: (outcome) => metrics.claimCodes.inc({ outcome }),
   });
   const senders = buildSenders(config);
   const whatsappWeb = config.whatsappWeb.enabled
@@ -153,6 +163,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     senders,
     claims: claimsBridge,
     link: claimsBridge,
+    claimOffers: claimsBridge,
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
     log,
     metrics,

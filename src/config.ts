@@ -7,6 +7,7 @@
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import { z } from 'zod';
 import { parseBusinessHours, type BusinessHours } from './router/business-hours';
+import { DEFAULT_CLAIM_LIMITS, type ClaimLimitsConfig } from './identity/claim-limits';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -163,6 +164,22 @@ const envSchema = z.object({
   MESSENGER_HUMAN_AGENT: boolFromEnv.default(false),
   WHATSAPP_WEB_ENABLED: boolFromEnv.default(false),
   CHROMIUM_PATH: z.string().trim().default('/usr/bin/chromium'),
+  // The business as customers know it: named in claim codes (and anything else sent unprompted).
+  // Plain text only: it goes into SMS bodies and Slack notes.
+  BUSINESS_NAME: optionalString.pipe(
+    z
+      .string()
+      .max(40, 'must be at most 40 characters')
+      .refine((v) => !/[<>\p{Cc}]/u.test(v), 'must be plain text (no < > or control characters)')
+      .refine((v) => !/:\/\/|www\./i.test(v), 'must be a name, not a link')
+      .optional(),
+  ),
+  // Claim codes (src/identity/claim-limits.ts): limits shared by every process through Redis.
+  CLAIM_CODES_PER_SENDER_HOUR: intFromEnv(1, 100).default(DEFAULT_CLAIM_LIMITS.perSenderHour),
+  CLAIM_CODES_PER_TARGET_DAY: intFromEnv(1, 100).default(DEFAULT_CLAIM_LIMITS.perTargetDay),
+  CLAIM_CODES_PER_HOUR: intFromEnv(1, 100_000).default(DEFAULT_CLAIM_LIMITS.perHour),
+  CLAIM_CODES_PER_DAY: intFromEnv(1, 1_000_000).default(DEFAULT_CLAIM_LIMITS.perDay),
+  CLAIM_ATTEMPTS_PER_TARGET_DAY: intFromEnv(1, 100).default(DEFAULT_CLAIM_LIMITS.attemptsPerTargetDay),
   /** Message bodies older than this many days are blanked by the retention job; 0 = keep forever. */
   MESSAGE_RETENTION_DAYS: intFromEnv(0, 36_500).default(0),
 });
@@ -218,6 +235,14 @@ export interface Config {
   router: RouterConfig;
   /** MESSAGE_RETENTION_DAYS; `messageDays` absent = keep message bodies forever. */
   retention: { messageDays?: number };
+  /** Customer claims (src/router/claims-bridge.ts): BUSINESS_NAME and the CLAIM_* limits. */
+  claims: ClaimsConfig;
+}
+
+export interface ClaimsConfig {
+  /** BUSINESS_NAME: named in every claim code; absent = the code says "us". */
+  businessName?: string;
+  limits: ClaimLimitsConfig;
 }
 
 export interface RouterConfig {
@@ -351,6 +376,16 @@ function crossCheck(env: Env, problems: string[]): Config {
     whatsappWeb: { enabled: env.WHATSAPP_WEB_ENABLED, chromiumPath: env.CHROMIUM_PATH },
     inboundPartitions: env.INBOUND_PARTITIONS,
     retention: env.MESSAGE_RETENTION_DAYS > 0 ? { messageDays: env.MESSAGE_RETENTION_DAYS } : {},
+    claims: {
+      businessName: env.BUSINESS_NAME,
+      limits: {
+        perSenderHour: env.CLAIM_CODES_PER_SENDER_HOUR,
+        perTargetDay: env.CLAIM_CODES_PER_TARGET_DAY,
+        perHour: env.CLAIM_CODES_PER_HOUR,
+        perDay: env.CLAIM_CODES_PER_DAY,
+        attemptsPerTargetDay: env.CLAIM_ATTEMPTS_PER_TARGET_DAY,
+      },
+    },
     router: {
       slaFirstResponseMs: env.SLA_FIRST_RESPONSE,
       slaEscalateMs: env.SLA_ESCALATE,

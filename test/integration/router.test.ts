@@ -261,10 +261,10 @@ describe('verified claims across apps', () => {
     await w.messenger('7000000000000150', 'my number is +1 415 555 0150');
     const code = await eventually(
       async () =>
-        w.twilio.messages().find((m) => m.to === '+14155550150' && /code is \d{6}/.test(m.body ?? '')),
+        w.twilio.messages().find((m) => m.to === '+14155550150' && /\d{6} is your code/.test(m.body ?? '')),
       Boolean,
     );
-    const digits = /code is (\d{6})/.exec(code!.body!)![1]!;
+    const digits = /(\d{6}) is your code/.exec(code!.body!)![1]!;
     // A wrong code merges nothing.
     await w.messenger('7000000000000150', '000000' === digits ? '111111' : '000000');
     await new Promise((r) => setTimeout(r, 1500));
@@ -350,6 +350,8 @@ describe('away owners and deactivation', () => {
     const card = w.slack
       .messages(ALEX.inboxChannelId)
       .find((m) => m.metadata?.event_type === 'rapport_card')!;
+    // The backup covers while the owner is away (README "Permissions").
+    expect((await w.command(ALEX.slackUserId, ALEX.inboxChannelId, 'away')).text).toContain('Sam');
     await w.agentReply(ALEX.inboxChannelId, card.ts, SAM.slackUserId, 'Alex is out, I can help');
     const sent = await eventually(
       async () =>
