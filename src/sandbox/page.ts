@@ -111,6 +111,7 @@ input { padding: 6px 8px; border: 1px solid #bbb; border-radius: 6px; font: inhe
 .customer .recent { font-size: 12px; color: #444; }
 .banner { background: #eef6ff; border: 1px solid #c6dcf5; border-radius: 8px; padding: 8px; margin-bottom: 8px; }
 #slack { display: grid; grid-template-columns: 220px 1fr; border: 1px solid #ccc; border-radius: 8px; overflow: hidden; background: #fff; min-height: 0; }
+.card-actions { margin-top: 6px; } .card-actions button, .card-actions select { font-size: 12px; }
 .undo { margin-top: 4px; } .undo button { font-size: 12px; padding: 1px 6px; }
 /* Narrow windows (from 800 px): the phone and the Slack sidebar give up width to the threads. */
 @media (max-width: 1100px) {
@@ -343,7 +344,18 @@ export const PAGE_JS = String.raw`(function () {
         '<div class="text">' + md(m.text) + '</div>' +
         (m.reactions.length ? '<div class="reactions">' + m.reactions.map(function (r) {
           return '<span class="reaction" title=":' + esc(r) + ':">' + esc(EMOJI[r] || '') + ' <small>' + esc(r.replace(/_/g, ' ')) + '</small></span>';
-        }).join('') + '</div>' : '') + undoButtons(m) + '</div>';
+        }).join('') + '</div>' : '') + undoButtons(m) + (card ? cardButtons(m) : '') + '</div>';
+    }
+    /** The card's actions, as Slack shows them: hand off to an agent, send a template, close. */
+    function cardButtons(m) {
+      if (m.kind !== 'rapport_card' || !m.customerId) return '';
+      var others = state.agents.map(function (a) {
+        return '<option value="' + esc(a.slackUserId) + '">' + esc(a.name) + '</option>';
+      }).join('');
+      return '<div class="card-actions" data-card="' + esc(m.ts) + '" data-customer="' + esc(m.customerId) + '">' +
+        '<select data-action="rapport_handoff"><option value="">Hand off to…</option>' + others + '</select> ' +
+        '<button type="button" data-action="rapport_template">Send template</button> ' +
+        '<button type="button" data-action="rapport_close">Close</button></div>';
     }
     /** Edit and delete, as in Slack, while the reply waits out the undo window (⏳). */
     function undoButtons(m) {
@@ -463,7 +475,27 @@ export const PAGE_JS = String.raw`(function () {
     if (channel && channel.agent) ui.agent = channel.agent;
     render();
   });
+  function cardAction(el, selectedUser) {
+    var box = el.closest('.card-actions');
+    if (!ui.agent) { note('Pick who you are first (the agent menu).', true); return; }
+    var body = { user: ui.agent, channel: ui.channel, cardTs: box.getAttribute('data-card'),
+      actionId: el.getAttribute('data-action'), value: box.getAttribute('data-customer'), selectedUser: selectedUser };
+    api('POST', '/agent/action', body).then(function (r) {
+      var out = $('ephemeral');
+      out.hidden = false;
+      out.innerHTML = '<b>Only visible to you</b> · <i>' + esc(el.textContent || 'Hand off') + '</i><br>' +
+        md(r.text || (r.status < 300 ? 'Done.' : 'Rapport answered ' + r.status)) + ' <button type="button" id="dismiss">dismiss</button>';
+      refresh();
+    }, function (err) { note(err.message, true); });
+  }
+  $('threads').addEventListener('change', function (e) {
+    var pick = e.target.closest('select[data-action]');
+    if (pick && pick.value) cardAction(pick, pick.value);
+  });
   $('threads').addEventListener('click', function (e) {
+    var action = e.target.closest('button[data-action]');
+    if (action) { cardAction(action); return; }
+    if (e.target.closest('select[data-action]')) return;
     var edit = e.target.closest('button[data-edit]');
     var del = e.target.closest('button[data-delete]');
     if (edit || del) {

@@ -27,6 +27,7 @@ import {
   APPS,
   customerMessage,
   deliveryReport,
+  blockAction,
   slackChangeEvent,
   slackMessageEvent,
   slashCommand,
@@ -119,6 +120,14 @@ const statusBody = z.object({
   app: appSchema,
   ref: z.string().min(1),
   state: z.enum(['delivered', 'read']),
+});
+const actionBody = z.object({
+  user: z.string().min(1),
+  channel: z.string().min(1),
+  cardTs: z.string().min(1),
+  actionId: z.enum(['rapport_close', 'rapport_template', 'rapport_handoff']),
+  value: z.string().optional(),
+  selectedUser: z.string().optional(),
 });
 const changeBody = z.object({
   channel: z.string().min(1),
@@ -369,6 +378,8 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       text: m.text,
       reactions: m.reactions,
       kind: m.metadata?.event_type ?? null,
+      customerId:
+        typeof m.metadata?.event_payload.customerId === 'string' ? m.metadata.event_payload.customerId : null,
     });
     const channels = [
       ...list.map((a) => ({
@@ -507,6 +518,31 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       }),
     );
     res.json({ status: answer.status, ts: stored.ts });
+  });
+
+  /** What Rapport answered to a card button through `response_url`, by request id. */
+  const answers = new Map<string, (text: string) => void>();
+  api.post('/slack-response/:id', (req, res) => {
+    const text = isRecord(req.body) && typeof req.body.text === 'string' ? req.body.text : '';
+    answers.get(req.params.id)?.(text);
+    res.json({ ok: true });
+  });
+
+  /** A card's button (Close, Send template) or its "Hand off to…" picker, pressed as the agent. */
+  api.post('/agent/action', async (req, res) => {
+    const body = parse(actionBody, req.body);
+    const id = randomDigits(12);
+    const answered = new Promise<string>((resolve) => {
+      answers.set(id, resolve);
+      setTimeout(() => resolve(''), 5_000).unref();
+    });
+    const answer = await post(
+      req,
+      blockAction(secrets, { ...body, responseUrl: `${rapportBase(req)}/sandbox/api/slack-response/${id}` }),
+    );
+    const text = answer.status < 300 ? await answered : '';
+    answers.delete(id);
+    res.json({ status: answer.status, text });
   });
 
   /** The agent edits (text given) or deletes their reply, as in Slack: Rapport gets the event. */

@@ -299,6 +299,50 @@ export function slackChangeEvent(
   };
 }
 
+/** An agent pressed a button (or picked a user) on a card in `channel`, as Slack reports it. */
+export function blockAction(
+  s: ProviderSecrets,
+  a: {
+    channel: string;
+    user: string;
+    cardTs: string;
+    actionId: string;
+    value?: string;
+    selectedUser?: string;
+    responseUrl: string;
+  },
+): SignedRequest {
+  const payload = {
+    type: 'block_actions',
+    user: { id: a.user, team_id: s.slack.teamId },
+    team: { id: s.slack.teamId },
+    api_app_id: 'A0SANDBOX',
+    trigger_id: `${Date.now()}.${hex(6)}`,
+    response_url: a.responseUrl,
+    container: { type: 'message', message_ts: a.cardTs, channel_id: a.channel },
+    channel: { id: a.channel },
+    message: { ts: a.cardTs },
+    actions: [
+      {
+        action_id: a.actionId,
+        type: a.selectedUser ? 'users_select' : 'button',
+        ...(a.value ? { value: a.value } : {}),
+        ...(a.selectedUser ? { selected_user: a.selectedUser } : {}),
+        action_ts: `${Math.floor(Date.now() / 1000)}.${hex(3)}`,
+      },
+    ],
+  };
+  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+  return {
+    path: '/slack/interactions',
+    body,
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      ...signSlackRequest(s.slack.signingSecret, body),
+    },
+  };
+}
+
 /** `/rapport <text>` run by `user` in `channel` (inside a thread when `threadTs` is set). */
 export function slashCommand(
   s: ProviderSecrets,

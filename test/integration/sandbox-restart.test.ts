@@ -250,5 +250,33 @@ describe('the sandbox page: edit and delete a reply within the undo window', () 
     expect(sent.map((m) => m.body)).toEqual(['It ships tomorrow']);
     expect(twilio.messages().filter((m) => (m.body ?? '').includes('wrong customer'))).toEqual([]);
     expect((await post('/agent/change', { channel: card!.channel, ts: '1.000000' })).status).toBe(400);
+
+    // The card's buttons, pressed as the owner: hand off to the other agent; the answer comes back.
+    const other =
+      user === 'U0ALEX'
+        ? { user: 'U0SAM', channel: 'C0INBOXSAM' }
+        : { user: 'U0ALEX', channel: 'C0INBOXALEX' };
+    const customerId = String(card!.m.metadata!.event_payload.customerId);
+    const handoff = await post('/agent/action', {
+      user,
+      channel: card!.channel,
+      cardTs: card!.m.ts,
+      actionId: 'rapport_handoff',
+      value: customerId,
+      selectedUser: other.user,
+    });
+    const answer = (await handoff.json()) as { status: number; text: string };
+    expect(answer.status).toBe(200);
+    expect(answer.text).not.toBe('');
+    await eventually(
+      async () =>
+        slack
+          .messages(other.channel)
+          .filter(
+            (m) =>
+              m.metadata?.event_type === 'rapport_card' && m.metadata.event_payload.customerId === customerId,
+          ),
+      (cards) => cards.length === 1,
+    );
   });
 });
