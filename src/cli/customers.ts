@@ -1,14 +1,16 @@
 /**
  * `rapport customers export|erase`: the same functions as `GET /api/customers/:id/export` and
- * `DELETE /api/customers/:id` (src/privacy), called in-process.
- *   rapport customers export <id> [--out file.json]   JSON to stdout or a file; progress on stderr
- *   rapport customers erase <id> --yes                 erase (idempotent; re-run to continue)
+ * `DELETE /api/customers/:id` (src/privacy), called in-process. A customer is named by id, email or
+ * phone number (lookup.ts).
+ *   rapport customers export <customer> [--out file.json]   JSON to stdout or a file; progress on stderr
+ *   rapport customers erase <customer> --yes                 erase (idempotent; re-run to continue)
  */
 import { writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { isAppError } from '../errors';
 import { createErasureService, markerKeysOf } from '../privacy/erase';
 import { exportCustomer } from '../privacy/export';
+import { resolveCustomer } from './lookup';
 import type { CliCommand, CliContext } from './types';
 
 function flags(args: string[]): { positional: string[]; values: Record<string, string> } {
@@ -31,8 +33,9 @@ function actor(): string {
   }
 }
 
-async function runExport(id: string, out: string | undefined, ctx: CliContext): Promise<number> {
+async function runExport(ref: string, out: string | undefined, ctx: CliContext): Promise<number> {
   const app = await ctx.app();
+  const id = await resolveCustomer(ref, app);
   let lastShown = 0;
   const data = await exportCustomer(app.models, id, {
     onProgress: ({ done, total }) => {
@@ -59,8 +62,9 @@ async function runExport(id: string, out: string | undefined, ctx: CliContext): 
   return 0;
 }
 
-async function runErase(id: string, ctx: CliContext): Promise<number> {
+async function runErase(ref: string, ctx: CliContext): Promise<number> {
   const app = await ctx.app();
+  const id = await resolveCustomer(ref, app);
   const erasures = createErasureService({
     models: app.models,
     slack: app.slack,
@@ -100,7 +104,12 @@ async function runErase(id: string, ctx: CliContext): Promise<number> {
 
 export const customersCommand: CliCommand = {
   summary: 'export or erase a customer (same as /api/customers/:id/export, DELETE /api/customers/:id)',
-  usage: 'rapport customers export <id> [--out file.json] | erase <id> --yes',
+  usage: 'rapport customers export <customer> [--out file.json] | erase <customer> --yes',
+  help: [
+    '<customer> is a customer id, an email address or a phone number (+1 415 555 0123).',
+    '  export <customer> [--out file.json]   everything Rapport holds about them, as JSON',
+    "  erase <customer> --yes                erase them (and Rapport's messages about them in Slack)",
+  ],
   async run(args, ctx) {
     const [sub, ...rest] = args;
     const { positional, values } = flags(rest);
@@ -111,7 +120,7 @@ export const customersCommand: CliCommand = {
     }
     if (sub === 'erase' && values.yes !== 'true') {
       ctx.err(
-        `This permanently erases customer ${id}'s data (and Rapport's messages about them in Slack). Add --yes to confirm.`,
+        `This permanently erases the data of customer ${id} (and Rapport's messages about them in Slack). Add --yes to confirm.`,
       );
       return 2;
     }

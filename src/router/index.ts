@@ -22,7 +22,7 @@ import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
-import { createSlackDelivery } from './slack-delivery';
+import { createCardCheck, createSlackDelivery } from './slack-delivery';
 import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
@@ -212,6 +212,7 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'agent-events' }),
+    ...(o.slack ? { cardNames: createCardCheck(o.slack, redis, prefix) } : {}),
   });
 
   const commands = createCommands({

@@ -154,7 +154,12 @@ export function createOwnership(
       await syncConversation(customerId, String(toAgent._id));
       await record(customerId, customer.ownerAgentId, String(toAgent._id), reason, actor);
       log.info(
-        { customerId: String(customerId), from: customer.ownerAgentId, to: String(toAgent._id), reason },
+        {
+          customerId: String(customerId),
+          fromAgentId: customer.ownerAgentId,
+          toAgentId: String(toAgent._id),
+          reason,
+        },
         'owner changed',
       );
       return { from };
