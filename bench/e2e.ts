@@ -163,7 +163,7 @@ function sampleRss(p: Procs) {
 
 /** Probe: PROBE_CUSTOMERS first contacts, drained; then one message from each of them again. */
 async function probeNewVsReturning(emu: Emulators, base: string, procs: Procs, run: string) {
-  const requests = signedMessages(run, PROBE_CUSTOMERS * 2, PROBE_CUSTOMERS);
+  const requests = signedMessages(run, PROBE_CUSTOMERS * 2, PROBE_CUSTOMERS, 800_000);
   const out: Record<'new' | 'returning', ReturnType<typeof perMessage>> = {} as never;
   for (const [label, batch] of [
     ['new', requests.slice(0, PROBE_CUSTOMERS)],
@@ -211,7 +211,7 @@ async function phase(emu: Emulators, workers: number) {
   const rssSampler = sampleRss(procs);
 
   // Warm-up (not measured): a few customers, so connections, indexes and JIT are warm.
-  const warm = signedMessages(`${RUN}w${workers}x`, 40, 40);
+  const warm = signedMessages(`${RUN}w${workers}x`, 40, 40, 900_000);
   await runSender(base, warm, 20);
   await drain(emu, warm.map((w) => w.key), 30_000);
   const probe = await probeNewVsReturning(emu, base, procs, `${RUN}w${workers}p`);

@@ -99,12 +99,13 @@ const CHANNELS: SignedRequest['channel'][] = ['sms', 'twilio-whatsapp', 'cloud-w
 /**
  * `count` signed inbound messages from `customers` customers, channels mixed evenly (a customer keeps
  * one channel). Customers are visited round-robin, so the first `customers` messages are first
- * contacts and the rest come from returning customers.
+ * contacts and the rest come from returning customers. Customer numbers start at `firstCustomer`, so
+ * batches with different starts (warm-up, probe, run) share no customer.
  */
-export function signedMessages(run: string, count: number, customers: number): SignedRequest[] {
+export function signedMessages(run: string, count: number, customers: number, firstCustomer = 0): SignedRequest[] {
   const out: SignedRequest[] = [];
   for (let i = 0; i < count; i++) {
-    const c = i % customers;
+    const c = firstCustomer + (i % customers);
     const channel = CHANNELS[c % CHANNELS.length]!;
     const id = `${run}${i.toString(36).padStart(7, '0')}`;
     const phone = `+1415${String(2_000_000 + c).padStart(7, '0')}`;
