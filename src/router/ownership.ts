@@ -56,14 +56,22 @@ export function createOwnership(
 
   const openCount = (agentId: string) => Conversation.countDocuments({ ownerAgentId: agentId, open: true });
 
+  /** Open customers per agent, for all of `agentIds` in one aggregate (not one count per agent). */
+  async function openCounts(agentIds: string[]): Promise<Map<string, number>> {
+    const rows = await Conversation.aggregate<{ _id: string; open: number }>([
+      { $match: { open: true, ownerAgentId: { $in: agentIds } } },
+      { $group: { _id: '$ownerAgentId', open: { $sum: 1 } } },
+    ]);
+    return new Map(rows.map((r) => [String(r._id), r.open]));
+  }
+
   async function pickAgent(exclude: string[] = []): Promise<Agent | undefined> {
     const agents = (await Agent.find({ active: true }).lean<Agent[]>()).filter(
       (a) => !exclude.includes(String(a._id)),
     );
     if (agents.length === 0) return undefined;
-    const loads = await Promise.all(
-      agents.map(async (a) => ({ agent: a, open: await openCount(String(a._id)) })),
-    );
+    const open = await openCounts(agents.map((a) => String(a._id)));
+    const loads = agents.map((a) => ({ agent: a, open: open.get(String(a._id)) ?? 0 }));
     const byLoad = (x: { agent: Agent; open: number }, y: { agent: Agent; open: number }) =>
       x.open - y.open ||
       x.agent.createdAt.getTime() - y.agent.createdAt.getTime() ||

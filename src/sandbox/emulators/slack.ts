@@ -20,6 +20,18 @@ export interface SlackCall {
   args: Record<string, unknown>;
   at: number;
   token?: string;
+  /** Refused with 429 by the per-channel posting limit (`limitPosting`); nothing was posted. */
+  rateLimited?: boolean;
+}
+
+/**
+ * Slack's chat.postMessage limit: "1 message per second per channel, short bursts allowed"
+ * (https://docs.slack.dev/reference/methods/chat.postMessage#rate_limiting). A token bucket per
+ * channel: `perSecond` tokens a second, at most `burst` saved up.
+ */
+export interface PostingLimit {
+  perSecond: number;
+  burst: number;
 }
 
 export interface EmulatedFile {
@@ -80,6 +92,8 @@ export interface SlackEmulator {
   addUser(user: { id: string; name?: string; realName?: string; tz?: string }): void;
   /** The bytes uploaded for a file id, once its upload URL received them. */
   fileContent(fileId: string): Buffer | undefined;
+  /** Enforce Slack's per-channel chat.postMessage rate (429 + Retry-After), or stop enforcing it. */
+  limitPosting(limit: PostingLimit | undefined): void;
   /** Forgets calls, messages, files, users and pending failures; keeps token and ids. */
   reset(): void;
   /** Resolves once every message and user changed so far is in the journal (if there is one). */
@@ -254,6 +268,25 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
   const users = new Map<string, SlackUser>();
   let failures = new Map<string, PendingFailure[]>();
   let lastMicros = 0;
+  let postingLimit: PostingLimit | undefined;
+  let buckets = new Map<string, { tokens: number; at: number }>();
+
+  /** Seconds to wait before `channel` may be posted to again, or 0 (a token was taken). */
+  function postingWait(method: string, args: Record<string, unknown>): number {
+    const channel = str(args, 'channel');
+    if (!postingLimit || method !== 'chat.postMessage' || !channel) return 0;
+    const now = Date.now();
+    const b = buckets.get(channel) ?? { tokens: postingLimit.burst, at: now };
+    b.tokens = Math.min(postingLimit.burst, b.tokens + ((now - b.at) / 1000) * postingLimit.perSecond);
+    b.at = now;
+    buckets.set(channel, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((1 - b.tokens) / postingLimit.perSecond));
+  }
+;
   let baseUrl = '';
   /** Changed since the last `persist`: written to the journal before the answer goes out. */
   const touched = new Set<EmulatedMessage>();
@@ -605,7 +638,9 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     }
     const presented = bearer(req) ?? str(args, 'token');
     delete args.token;
-    calls.push({ method, args, at: Date.now(), ...(presented ? { token: presented } : {}) });
+    const wait = postingWait(method, args);
+    calls.push({ method, args, at: Date.now(), ...(presented ? { token: presented } : {}), ...(wait ? { rateLimited: true } : {}) });
+    if (wait) return send(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(wait) });
 
     const failure = takeFailure(method, args);
     if (failure && 'status' in failure && failure.status === 429) {
@@ -709,8 +744,13 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
       touchedUsers.add(user);
     },
     fileContent: (fileId) => files.get(fileId)?.data,
+    limitPosting(limit) {
+      postingLimit = limit;
+      buckets = new Map();
+    },
     reset() {
       calls.length = 0;
+      buckets = new Map();
       channels.clear();
       files.clear();
       users.clear();
