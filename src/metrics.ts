@@ -8,6 +8,8 @@ export interface Metrics {
   registry: Registry;
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   inboundEvents: Counter<'channel' | 'kind' | 'outcome'>;
+  /** Inbound messages (or parts) Rapport could not render, by source and the provider's raw type. */
+  unsupportedInbound: Counter<'channel' | 'type'>;
   webhookRejections: Counter<'route' | 'reason'>;
   lastInbound: Gauge<'channel'>;
   jobs: Counter<'queue' | 'outcome'>;
@@ -40,6 +42,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_inbound_events_total',
       help: 'Inbound webhook events by channel, kind (message/status/ignored) and outcome (queued/duplicate/ignored)',
       labelNames: ['channel', 'kind', 'outcome'],
+      registers: [registry],
+    }),
+    unsupportedInbound: new Counter({
+      name: 'rapport_inbound_unsupported_total',
+      help: 'Inbound message parts Rapport could not render (kept and shown to the agent as unsupported), by channel and provider type',
+      labelNames: ['channel', 'type'],
       registers: [registry],
     }),
     webhookRejections: new Counter({

@@ -25,6 +25,7 @@ import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
+import { describeParts, referencedIds, type TargetLookup } from './inbound-text';
 import { channelLabel, fill } from './texts';
 import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-plan';
 import type { TimerJob } from './sla';
@@ -90,6 +91,20 @@ export function createInboundRouter(o: InboundRouterOptions) {
     return fill(config.texts.ack, { agent: name });
   }
 
+  /** The stored text of the earlier messages this one reacts to, edits or deletes, by provider id. */
+  async function earlierTexts(message: InboundMessage): Promise<TargetLookup> {
+    const ids = referencedIds(message);
+    if (ids.length === 0) return () => undefined;
+    const found = await models.Message.find(
+      { key: { $in: ids.map((id) => `${message.provider}:${id}`) } },
+      { key: 1, text: 1 },
+    ).lean<{ key: string; text?: string }[]>();
+    const texts = new Map(
+      found.map((m) => [m.key.slice(message.provider.length + 1), m.text ?? '[attachment]']),
+    );
+    return (id) => texts.get(id);
+  }
+
   async function scheduleSla(customerId: Types.ObjectId, since: Date): Promise<void> {
     const hours = config.businessHours;
     const now = Date.now();
@@ -148,7 +163,9 @@ export function createInboundRouter(o: InboundRouterOptions) {
           // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
           // appended by the first run under its own key.
           const last = before?.lastCustomerMessageAt?.getTime();
-          const quiet = last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs;
+          // A reaction or a deletion is shown, but asks nothing: no acknowledgement, no SLA clock.
+          const signal = isSignalOnly(message);
+          const quiet = !signal && (last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs);
           if (quiet) {
             const backup = agent?.backupAgentId ? await ownership.agentById(agent.backupAgentId) : undefined;
             await outbox.sendToCustomer(customerId, {
@@ -174,9 +191,10 @@ export function createInboundRouter(o: InboundRouterOptions) {
             key: message.key,
             kind: 'message',
             channel: message.channel,
-            text: describeParts(message),
+            text: describeParts(message, await earlierTexts(message)),
             username: `${name} (${channelLabel(message.channel)})`,
           });
+          if (signal) return;
 
           const awaitingSince = before?.awaitingSince ?? sentAt;
           await Conversation.updateOne(
@@ -206,30 +224,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
   };
 }
 
-/**
- * The message for Slack, as plain text (slack-delivery escapes it): its text, then attachments,
- * locations and buttons, so nothing is invisible. A link is shown as the URL itself, never behind a
- * label the customer chose.
- */
-export function describeParts(message: InboundMessage): string {
-  const parts = message.parts.map((p) => {
-    switch (p.kind) {
-      case 'media': {
-        const file = p.url
-          ? `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'}: ${p.url}`
-          : `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
-        return p.caption ? `${file}\n${p.caption}` : file;
-      }
-      case 'location':
-        return `:round_pushpin: ${p.name ?? 'Location'} ${p.latitude},${p.longitude}`;
-      case 'postback':
-        return `:radio_button: ${p.title}`;
-      case 'unsupported':
-        return `:grey_question: a ${p.providerType} message Rapport cannot show yet`;
-      case 'text':
-        return p.text;
-    }
-  });
-  if (message.parts.length === 0 && message.text) return message.text;
-  return parts.join('\n') || '(empty message)';
+/** A message that only reacts to or deletes an earlier one: news for the agent, not a question. */
+export function isSignalOnly(message: InboundMessage): boolean {
+  return message.parts.length > 0 && message.parts.every((p) => p.kind === 'reaction' || p.kind === 'revoke');
 }

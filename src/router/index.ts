@@ -23,7 +23,7 @@ import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
 import { createSlackDelivery } from './slack-delivery';
-import { explainFailure } from './texts';
+import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
   config: RouterConfig;
@@ -51,6 +51,9 @@ const STATUS_REACTION: Record<string, string | undefined> = {
   failed: 'x',
   undelivered: 'x',
 };
+
+/** The receipt reactions; showing one removes the others. */
+const RECEIPT_REACTIONS = ['white_check_mark', 'eyes', 'x'];
 
 export function createRouter(o: RouterOptions) {
   const { models, queues, redis, prefix, log, metrics } = o;
@@ -226,7 +229,12 @@ export function createRouter(o: RouterOptions) {
         );
       return posts.length + sends.length;
     },
-    /** A provider's delivery report about one of our sends: show it on the agent's Slack message. */
+    /**
+     * A provider's delivery report about one of our sends, shown on the agent's Slack message: one
+     * reaction for the message's current state (read replaces delivered; a failure removes both —
+     * reports arriving out of order do not step back, the stored state decides), and for a failure a
+     * note with the provider's reason and what to do.
+     */
     async onStatus(status: DeliveryStatus): Promise<void> {
       if (!status.providerMessageId) return;
       const send = await models.CustomerSend.findOne({
@@ -234,25 +242,27 @@ export function createRouter(o: RouterOptions) {
         providerMessageId: status.providerMessageId,
       }).lean<CustomerSend>();
       if (!send) return;
-      const reaction = STATUS_REACTION[status.state];
+      const stored = await models.Message.findOne(
+        { key: `${status.provider}:${status.providerMessageId}` },
+        { status: 1 },
+      ).lean<{ status?: { state: string } }>();
+      const state = stored?.status?.state ?? status.state;
+      const reaction = STATUS_REACTION[state];
       if (send.slack && reaction)
-        await react(send.slack, reaction, reaction === 'eyes' ? ['white_check_mark'] : []);
+        await react(
+          send.slack,
+          reaction,
+          RECEIPT_REACTIONS.filter((r) => r !== reaction),
+        );
       if (
         (status.state === 'failed' || status.state === 'undelivered') &&
         (send.origin === 'agent' || send.origin === 'template')
       ) {
-        const code = status.errors[0]?.code;
-        const reason =
-          code === '63016' || code === '131047'
-            ? 'window_closed'
-            : code === '21610'
-              ? 'opted_out'
-              : 'rejected';
         await outbox.postToAgent(send.customerId, {
           key: `status-note:${status.key}`,
           kind: 'note',
           username: 'Rapport',
-          text: `:x: The provider reports your reply was ${status.state}. ${explainFailure(reason, code)}`,
+          text: explainDeliveryFailure(status.channel, status.errors[0]),
         });
       }
     },
