@@ -21,6 +21,12 @@ if [ ! -f .env ]; then
   printf '# Sandbox mode: emulated providers, nothing leaves this machine. Delete SANDBOX=true to run for real.\nSANDBOX=true\nADMIN_TOKEN=%s\n' "$token" >.env
   echo "[start] wrote .env with SANDBOX=true and a new ADMIN_TOKEN (see .env.example for every setting)"
 fi
+# DATA_KEY keys the erase markers and hashed ids in logs (README "Privacy"): a sandbox .env without one
+# gets one, so erase works there from the first start. A real deployment sets its own.
+if grep -q '^SANDBOX=true' .env && ! grep -q '^DATA_KEY=' .env; then
+  printf 'DATA_KEY=%s\n' "$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')" >>.env
+  echo "[start] added a DATA_KEY to .env (sandbox)"
+fi
 set -a
 # shellcheck disable=SC1091
 . ./.env
