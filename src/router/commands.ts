@@ -15,6 +15,8 @@ import { conversationLockKey, withLock } from '../queue/lock';
 import type { Agent, Conversation, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
+import { SEND_AGAIN_ACTION } from './delivery';
+import type { SendAgain } from './send-again';
 import { channelLabel, fill } from './texts';
 import { windowState } from './slack-delivery';
 
@@ -36,6 +38,8 @@ export interface CommandsOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
+  /** The "Send again" button under an uncertain send (send-again.ts). */
+  sendAgain?: SendAgain;
 }
 
 export interface CommandContext {
@@ -236,12 +240,14 @@ export function createCommands(o: CommandsOptions) {
     handoff,
     /** A card button or menu. */
     async interaction(
-      ctx: CommandContext & { actionId: string; selectedUser?: string },
+      ctx: CommandContext & { actionId: string; selectedUser?: string; value?: string },
     ): Promise<string | undefined> {
       if (ctx.actionId === 'rapport_handoff' && ctx.selectedUser)
         return run(ctx, `handoff <@${ctx.selectedUser}>`);
       if (ctx.actionId === 'rapport_close') return run(ctx, 'close');
       if (ctx.actionId === 'rapport_template') return run(ctx, 'template');
+      if (ctx.actionId === SEND_AGAIN_ACTION && ctx.value && o.sendAgain)
+        return o.sendAgain({ userId: ctx.userId, sendKey: ctx.value });
       log.debug({ actionId: ctx.actionId }, 'unknown card action');
       return undefined;
     },

@@ -14,6 +14,7 @@ import type { Queues } from '../queue/queues';
 import { createAgentEvents } from './agent-events';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
+import { createSendAgain } from './send-again';
 import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
 import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
@@ -150,6 +151,7 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'commands' }),
+    sendAgain: createSendAgain({ models, outbox, log: log.child({ component: 'send-again' }) }),
   });
 
   const sla = createSla({

@@ -87,7 +87,16 @@ export interface AgentPost {
   /** Set before the Slack call: a retry first looks for the post in the thread (crash after posting). */
   attemptedAt?: Date;
   slack?: ThreadRef;
+  /** Buttons under a note (e.g. "Send again" after an uncertain send). */
+  actions?: PostAction[];
   createdAt: Date;
+}
+
+/** A button under a note: Slack `action_id`, its label and value. */
+export interface PostAction {
+  actionId: string;
+  text: string;
+  value: string;
 }
 
 export type SendOrigin = 'agent' | 'auto' | 'template' | 'claim_code';
@@ -122,6 +131,13 @@ export interface CustomerSend {
   provider?: Provider;
   channel?: Channel;
   providerMessageId?: string;
+  /**
+   * Provider ids of the parts already accepted (a message with media takes several calls), in
+   * order; a retry resumes after the last one, so no part is sent twice.
+   */
+  parts: string[];
+  /** The key of the uncertain send this one repeats (the agent pressed "Send again"). */
+  resendOf?: string;
   failure?: { reason: string; code?: string; message: string };
   createdAt: Date;
   updatedAt: Date;
@@ -220,6 +236,10 @@ const agentPostSchema = new Schema<AgentPost>(
     state: { type: String, enum: ['pending', 'posted'], required: true },
     attemptedAt: Date,
     slack: threadRef,
+    actions: {
+      type: [new Schema({ actionId: String, text: String, value: String }, { _id: false })],
+      default: undefined,
+    },
   },
   { collection: 'agent_posts', timestamps: { createdAt: true, updatedAt: false } },
 );
@@ -247,6 +267,8 @@ const customerSendSchema = new Schema<CustomerSend>(
     provider: { type: String, enum: PROVIDERS },
     channel: { type: String, enum: CHANNELS },
     providerMessageId: String,
+    parts: { type: [String], default: [] },
+    resendOf: String,
     failure: { type: new Schema({ reason: String, code: String, message: String }, { _id: false }) },
   },
   { collection: 'customer_sends', timestamps: true },

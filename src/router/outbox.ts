@@ -15,7 +15,7 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Channel } from '../canonical';
 import { retryOnDuplicate } from '../identity/resolve';
-import type { AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
+import type { AgentPostKind, CustomerSend, PostAction, RouterModels, SendMedia, SendOrigin } from './models';
 
 export interface NewAgentPost {
   key: string;
@@ -23,6 +23,8 @@ export interface NewAgentPost {
   text: string;
   channel?: Channel;
   username?: string;
+  /** Buttons under the note. */
+  actions?: PostAction[];
 }
 
 export interface NewCustomerSend {
@@ -37,6 +39,10 @@ export interface NewCustomerSend {
   agentSlackUserId?: string;
   /** Hold the send until then (the agent's undo window). */
   sendAfter?: Date;
+  /** Parts an earlier send already got accepted (a "Send again" resumes after them). */
+  parts?: string[];
+  /** The uncertain send this one repeats. */
+  resendOf?: string;
 }
 
 export interface Outbox {
@@ -92,6 +98,7 @@ export function createOutbox(
             $setOnInsert: {
               ...send,
               media: send.media ?? [],
+              parts: send.parts ?? [],
               customerId,
               seq,
               state: 'scheduled',
