@@ -54,6 +54,8 @@ export interface AgentEventsOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
+  /** A reply in a thread with no customer: tells the agent when it is in an inbox channel. */
+  onUnknownThread?: (where: { channel: string; threadTs: string; user: string }) => Promise<void>;
 }
 
 export function createAgentEvents(o: AgentEventsOptions) {
@@ -78,7 +80,9 @@ export function createAgentEvents(o: AgentEventsOptions) {
           if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
             throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
           }
-          log.debug({ channel: event.channel }, 'reply outside a customer thread ignored');
+          if (event.threadTs)
+            await o.onUnknownThread?.({ channel: event.channel, threadTs: event.threadTs, user: event.user });
+          log.info({ channel: event.channel }, 'reply outside a customer thread: not sent');
           return;
         }
         const ref = { channel: event.channel, ts: event.ts };

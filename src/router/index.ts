@@ -15,6 +15,7 @@ import { createAgentEvents } from './agent-events';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
 import { createSendAgain } from './send-again';
+import { SlackApiError } from '../channels/slack/client';
 import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
 import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
@@ -87,6 +88,26 @@ export function createRouter(o: RouterOptions) {
     });
   };
 
+  /** A reply in an inbox channel's thread that has no customer reaches nobody: say so, privately. */
+  const tellUnknownThread = async (w: { channel: string; threadTs: string; user: string }) => {
+    if (!o.slack) return;
+    const inbox =
+      w.channel === o.escalationChannel ||
+      (await models.Agent.exists({ inboxChannelId: w.channel })) !== null;
+    if (!inbox) return;
+    try {
+      await o.slack.postEphemeral(
+        w.channel,
+        w.user,
+        ":warning: This thread is not linked to a customer, so your reply was NOT sent to anyone. Reply in the customer's card thread instead (`/rapport whois` there shows who it is).",
+        w.threadTs,
+      );
+    } catch (err) {
+      if (!(err instanceof SlackApiError) || err.retryable) throw err;
+      log.warn({ channel: w.channel, code: err.code }, 'could not tell the agent their reply reached nobody');
+    }
+  };
+
   const slackDelivery = o.slack
     ? createSlackDelivery({
         models,
@@ -140,6 +161,7 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'agent-events' }),
+    onUnknownThread: (where) => tellUnknownThread(where),
   });
 
   const commands = createCommands({

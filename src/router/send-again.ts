@@ -57,7 +57,10 @@ export function createSendAgain(o: SendAgainOptions): SendAgain {
       username: 'Rapport',
       text: `:repeat: <@${userId}> chose to send the uncertain reply again.`,
     });
-    o.log.info({ sendKey: original.key, customerId: String(original.customerId) }, 'uncertain send repeated by an agent');
+    o.log.info(
+      { sendKey: original.key, customerId: String(original.customerId) },
+      'uncertain send repeated by an agent',
+    );
     return 'Sending it again; the thread shows the result.';
   };
 }

@@ -215,14 +215,23 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
    * card: if so, its thread is recorded too, so a reply in it reaches the customer.
    */
   async function recordOrphanCard(customerId: Types.ObjectId, earlier: CardAttempt): Promise<void> {
-    const ts = await slack.findInChannel(earlier.channel, earlier.oldest, CARD_EVENT_TYPE, 'key', earlier.key);
+    const ts = await slack.findInChannel(
+      earlier.channel,
+      earlier.oldest,
+      CARD_EVENT_TYPE,
+      'key',
+      earlier.key,
+    );
     if (!ts) return;
     await SlackThread.updateOne(
       { channel: earlier.channel, ts },
       { $setOnInsert: { channel: earlier.channel, ts, customerId, agentId: earlier.agentId } },
       { upsert: true },
     );
-    log.info({ customerId: String(customerId), agentId: earlier.agentId }, 'card of an earlier owner recorded');
+    log.info(
+      { customerId: String(customerId), agentId: earlier.agentId },
+      'card of an earlier owner recorded',
+    );
   }
 
   /** Posts the card (or finds the one an earlier attempt posted); returns its ts. */
@@ -234,7 +243,10 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     const agentId = agent ? String(agent._id) : 'unassigned';
     const { attempt, found } = await cardAttempt(customerId, channel, agentId);
     if (found) {
-      log.info({ customerId: String(customerId), agentId }, 'card of an earlier attempt found; not posted again');
+      log.info(
+        { customerId: String(customerId), agentId },
+        'card of an earlier attempt found; not posted again',
+      );
       return found;
     }
     const customer = await Customer.findById(customerId).lean<Customer>();
@@ -245,7 +257,10 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         channel,
         text: agent ? text : `:warning: No agent is available to own this customer.\n${text}`,
         blocks: cardBlocks(text, String(customerId)),
-        metadata: { eventType: CARD_EVENT_TYPE, payload: { customerId: String(customerId), key: attempt.key } },
+        metadata: {
+          eventType: CARD_EVENT_TYPE,
+          payload: { customerId: String(customerId), key: attempt.key },
+        },
       });
       return ts;
     } catch (err) {
@@ -321,7 +336,9 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
             channel: thread.channel,
             threadTs: thread.ts,
             text: render(post, lastPostedChannel),
-            ...(post.actions?.length ? { blocks: noteBlocks(render(post, lastPostedChannel), post.actions) } : {}),
+            ...(post.actions?.length
+              ? { blocks: noteBlocks(render(post, lastPostedChannel), post.actions) }
+              : {}),
             username: post.username,
             iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
             metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },

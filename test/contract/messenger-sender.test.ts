@@ -237,7 +237,9 @@ describe('Messenger sender: lost answers', () => {
     graph.failNext({ status: 429, code: 613 }, { skip: 1 });
     const done: string[] = [];
     const progress = { done, onPart: async (_i: number, id: string) => void done.push(id) };
-    const message = reply({ media: [{ url: 'https://cdn.example.test/a.pdf', contentType: 'application/pdf' }] });
+    const message = reply({
+      media: [{ url: 'https://cdn.example.test/a.pdf', contentType: 'application/pdf' }],
+    });
     expect(await failureOf(sender().send(message, progress))).toMatchObject({ reason: 'rate_limited' });
     await sender().send(message, progress);
     const sent = graph.messengerMessages().map((m) => (m.message.text ? 'text' : 'file'));

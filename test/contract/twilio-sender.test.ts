@@ -314,10 +314,10 @@ describe('Twilio sender: lost answers are looked up, not resent', () => {
     emulator.loseNext({ skip: 1 });
     const done: string[] = [];
     const media = ['a', 'b', 'c'].map((n) => ({ url: `https://cdn.example.test/${n}.jpg` }));
-    await sender({ lookupDelayMs: 0 }).send(
-      sms({ channel: 'whatsapp', media }),
-      { done, onPart: async (_i, id) => void done.push(id) },
-    );
+    await sender({ lookupDelayMs: 0 }).send(sms({ channel: 'whatsapp', media }), {
+      done,
+      onPart: async (_i, id) => void done.push(id),
+    });
     const stored = emulator.messages();
     expect(stored.map((m) => m.mediaUrls[0])).toEqual(media.map((m) => m.url));
     expect(done).toEqual(stored.map((m) => m.sid));

@@ -63,7 +63,12 @@ describe('WhatsApp Cloud failures map to what the agent is told', () => {
     ['131016 service unavailable', { status: 400, code: 131016 }, 'unavailable', '131016'],
     ['502 bad gateway: may have been taken', { status: 502 }, 'uncertain', '502'],
     ['bare 503: not handled', { status: 503 }, 'unavailable', '503'],
-    ['500 with code 131000 (documented: failed to send)', { status: 500, code: 131000 }, 'unavailable', '131000'],
+    [
+      '500 with code 131000 (documented: failed to send)',
+      { status: 500, code: 131000 },
+      'unavailable',
+      '131000',
+    ],
     ['timeout after the request was written', { transport: 'timeout' }, 'uncertain', 'timeout'],
     ['connection refused', { transport: 'refused' }, 'unavailable', 'refused'],
     ['100 invalid parameter', { status: 400, code: 100 }, 'rejected', '100'],

@@ -204,7 +204,7 @@ export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
     }
     if (sid !== undefined) return sid;
     throw new OutboundError(
-      'Twilio: no answer, and the message is not in the account\'s list, so it was not taken',
+      "Twilio: no answer, and the message is not in the account's list, so it was not taken",
       'twilio',
       'unavailable',
       lost.providerCode,

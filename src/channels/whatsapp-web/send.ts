@@ -276,7 +276,12 @@ export function createSendProcessor(
     const ids: string[] = [...(job.data.done ?? [])];
     const fail = (reason: SendFailureReason, text: string): SendJobResult => {
       o.onOutcome?.(reason);
-      return { ok: false, reason, message: text, ...(ids.length > 0 ? { providerMessageIds: [...ids] } : {}) };
+      return {
+        ok: false,
+        reason,
+        message: text,
+        ...(ids.length > 0 ? { providerMessageIds: [...ids] } : {}),
+      };
     };
     if (Date.now() - job.timestamp > o.maxSendAgeMs) {
       return fail('unavailable', 'expired: waited too long for a WhatsApp Web session');

@@ -163,7 +163,12 @@ function parseJsonFields(args: Record<string, unknown>): Record<string, unknown>
 }
 
 /** Is `ts` within Slack's `oldest`/`latest` bounds (exclusive unless `inclusive`)? */
-function inRange(ts: string, oldest: string | undefined, latest: string | undefined, inclusive: boolean): boolean {
+function inRange(
+  ts: string,
+  oldest: string | undefined,
+  latest: string | undefined,
+  inclusive: boolean,
+): boolean {
   const t = Number(ts);
   if (oldest !== undefined && (inclusive ? t < Number(oldest) : t <= Number(oldest))) return false;
   if (latest !== undefined && (inclusive ? t > Number(latest) : t >= Number(latest))) return false;
