@@ -339,4 +339,20 @@ describe('Twilio sender: lost answers are looked up, not resent', () => {
     expect(err).toMatchObject({ reason: 'unavailable', retryable: true });
     expectNoSecret(err);
   });
+
+  it('a timeout whose message Twilio does not list (yet) stays uncertain: it may still be in flight', async () => {
+    const slow = createServer((req, res) => {
+      if (req.method === 'POST') return; // never answers: the sender times out
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ messages: [], next_page_uri: null, page: 0, page_size: 20, uri: req.url }));
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const { port } = slow.address() as AddressInfo;
+    const err = await failureOf(
+      sender({ apiBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200, lookupDelayMs: 0 }).send(sms()),
+    );
+    slow.closeAllConnections();
+    await new Promise<void>((resolve) => slow.close(() => resolve()));
+    expect(err).toMatchObject({ reason: 'uncertain', retryable: false, providerCode: 'timeout' });
+  });
 });

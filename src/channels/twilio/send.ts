@@ -9,8 +9,10 @@
  * A lost answer (timeout, reset, an unknown 5xx) is not resent blindly: the sender lists the
  * account's latest messages to that number and from our number, and a message created since the
  * attempt with the same body and media count is the one we sent (Twilio creates the Message
- * resource before it answers 201). Found: sent. Not found: Twilio did not take it, so it is
- * retryable. The lookup itself failing leaves the send `uncertain` (the agent is told).
+ * resource before it answers 201). Found: sent. Not found after an answer or a dropped connection:
+ * Twilio did not take it, so it is retryable; not found after our own timeout proves nothing (the
+ * request may still be in flight), so it stays `uncertain`, as when the lookup itself fails (the
+ * agent is told).
  * `DateSent` is not used as the filter: it has day granularity and a queued message has none yet.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -25,6 +27,7 @@ import {
   headerValue,
   isRecord,
   outboundErrorFrom,
+  ProviderResponseError,
   transportKind,
   type ProviderFailure,
 } from '../send-errors';
@@ -203,6 +206,8 @@ export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
       throw lost;
     }
     if (sid !== undefined) return sid;
+    // After a timeout our request may still be in flight at Twilio: not listed yet proves nothing.
+    if (lost.cause instanceof ProviderResponseError && lost.cause.transport === 'timeout') throw lost;
     throw new OutboundError(
       "Twilio: no answer, and the message is not in the account's list, so it was not taken",
       'twilio',
