@@ -539,7 +539,12 @@ async function main(): Promise<number> {
     const disorder: string[] = [];
     for (const [customer, keys] of byCustomer) {
       const seen = keys.filter((k) => position.has(k)).map((k) => position.get(k)!);
-      for (let i = 1; i < seen.length; i++) if (seen[i]! < seen[i - 1]!) (outOfOrder++, disorder.push(customer));
+      for (let i = 1; i < seen.length; i++) {
+        if (seen[i]! < seen[i - 1]!) {
+          outOfOrder++;
+          disorder.push(customer);
+        }
+      }
     }
     // Acknowledgements (every send that is not an agent reply): at most one per customer.
     const recipients = new Map<string, number>();
@@ -607,6 +612,8 @@ async function main(): Promise<number> {
       outOfOrder,
       acknowledgements: [...recipients.values()].reduce((a, b) => a + b, 0),
       customersWithAck: recipients.size,
+      /** Customers with no acknowledgement: its send was uncertain (the agent was told) or failed. */
+      customersWithoutAck: CUSTOMERS - recipients.size,
       duplicateAcks,
       duplicateSends,
       sendSeconds: Math.round(sendSeconds),

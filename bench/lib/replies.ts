@@ -3,8 +3,8 @@
  * the reply, a signed Slack event tells an api process, retried on another one as Slack retries),
  * and afterwards every reply is checked at the providers and in Slack:
  * - delivered: its marker is in exactly one message the Twilio/Graph emulators accepted;
- * - told: not delivered (or not provably), and the agent got a note in the thread about it (an
- *   uncertain or failed send: the `send-note:<send key>:…` post);
+ * - told: not delivered, and the agent got a note in the thread about it (an uncertain or failed
+ *   send: the `send-note:<send key>:…` post) or a private warning that the reply reached nobody;
  * - duplicate: delivered more than once; silently lost: neither delivered nor told.
  */
 import { randomBytes } from 'node:crypto';
@@ -23,6 +23,7 @@ export interface ReplyDriverOptions {
 interface SentReply {
   marker: string;
   ts: string;
+  threadTs: string;
   accepted: boolean;
 }
 
@@ -96,7 +97,7 @@ export function createReplyDriver(o: ReplyDriverOptions) {
         channel_type: 'channel',
       },
     });
-    const reply: SentReply = { marker, ts: stored.ts, accepted: false };
+    const reply: SentReply = { marker, ts: stored.ts, threadTs: card.ts, accepted: false };
     sent.push(reply);
     reply.accepted = await postEvent(body);
     return true;
@@ -114,9 +115,20 @@ export function createReplyDriver(o: ReplyDriverOptions) {
     return keys;
   }
 
+  /** Thread ts of the private warnings that a reply reached nobody (an unknown thread). */
+  function warnedThreads(): Set<string> {
+    return new Set(
+      o.emu.slack
+        .callsTo('chat.postEphemeral')
+        .map((c) => String(c.args.thread_ts ?? ''))
+        .filter(Boolean),
+    );
+  }
+
   function figures(): ReplyFigures {
     const texts = providerTexts(o.emu);
     const noted = notedSendKeys();
+    const warned = warnedThreads();
     const out: ReplyFigures = {
       replies: sent.length,
       acceptedEvents: sent.filter((r) => r.accepted).length,
@@ -127,7 +139,7 @@ export function createReplyDriver(o: ReplyDriverOptions) {
     };
     for (const r of sent) {
       const times = texts.filter((t) => t.includes(r.marker)).length;
-      const told = noted.has(`slack:${o.inbox}:${r.ts}`);
+      const told = noted.has(`slack:${o.inbox}:${r.ts}`) || warned.has(r.threadTs);
       if (times > 1) out.duplicates += times - 1;
       if (times >= 1) out.delivered++;
       else if (told) out.toldUncertainOrFailed++;

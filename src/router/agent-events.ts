@@ -14,6 +14,7 @@
  * - `sms:`, `whatsapp:` or `messenger:` at the start picks the channel for that reply.
  */
 import type { Job } from 'bullmq';
+import type { Types } from 'mongoose';
 import type { Channel } from '../canonical';
 import { mentionsSomeone, type AgentEvent } from '../channels/slack/normalize';
 import type { IdentityModels } from '../identity/models';
@@ -54,6 +55,8 @@ export interface AgentEventsOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
+  /** A thread with no record: records it if its parent is one of our cards, returning the customer. */
+  adoptThread?: (channel: string, threadTs: string) => Promise<Types.ObjectId | undefined>;
   /** A reply in a thread with no customer: tells the agent when it is in an inbox channel. */
   onUnknownThread?: (where: { channel: string; threadTs: string; user: string }) => Promise<void>;
 }
@@ -75,7 +78,9 @@ export function createAgentEvents(o: AgentEventsOptions) {
     async handle(job: Job<AgentEventJob>): Promise<void> {
       const event = job.data;
       if (event.type === 'thread_reply') {
-        const customerId = await threadCustomer(event.channel, event.threadTs);
+        const customerId =
+          (await threadCustomer(event.channel, event.threadTs)) ??
+          (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
         if (!customerId) {
           if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
             throw new DeferError(500, 'thread not recorded yet (a card just posted?)');

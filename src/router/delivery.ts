@@ -210,7 +210,12 @@ export function createDelivery(o: DeliveryOptions) {
     );
     o.onFailed?.(reason);
     log.info({ sendKey: send.key, reason, code }, 'send failed; agent told');
-    if (send.origin === 'agent' || send.origin === 'template') await tellAgent(send, text, reason);
+    // An automatic reply that may not have gone out is the agent's to check too.
+    const tell =
+      send.origin === 'agent' ||
+      send.origin === 'template' ||
+      (reason === 'uncertain' && send.origin === 'auto');
+    if (tell) await tellAgent(send, text, reason);
   }
 
   /** What the agent reads when a send's outcome is unknown (a lost answer or a crash mid-call). */

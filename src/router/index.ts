@@ -21,7 +21,7 @@ import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
-import { createSlackDelivery } from './slack-delivery';
+import { CARD_EVENT_TYPE, createSlackDelivery } from './slack-delivery';
 import { explainFailure } from './texts';
 
 export interface RouterOptions {
@@ -86,6 +86,28 @@ export function createRouter(o: RouterOptions) {
       username: 'Rapport',
       text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
+  };
+
+  /**
+   * A reply under a card whose thread record is missing (its answer was lost and the retry has not
+   * run yet, or the process died between posting and recording): the card's metadata names the
+   * customer, so the thread is recorded here and the reply is not lost.
+   */
+  const adoptCardThread = async (channel: string, ts: string): Promise<Types.ObjectId | undefined> => {
+    if (!o.slack) return undefined;
+    const meta = await o.slack.metadataAt(channel, ts);
+    const id = meta?.eventType === CARD_EVENT_TYPE ? meta.payload.customerId : undefined;
+    if (typeof id !== 'string' || !Types.ObjectId.isValid(id)) return undefined;
+    const customerId = new Types.ObjectId(id);
+    const customer = await models.Customer.findById(customerId, { ownerAgentId: 1, mergedInto: 1 }).lean();
+    if (!customer) return undefined;
+    await models.SlackThread.updateOne(
+      { channel, ts },
+      { $setOnInsert: { channel, ts, customerId, agentId: customer.ownerAgentId ?? 'unassigned' } },
+      { upsert: true },
+    );
+    log.info({ customerId: id }, 'card thread recorded from its metadata');
+    return customer.mergedInto ?? customerId;
   };
 
   /** A reply in an inbox channel's thread that has no customer reaches nobody: say so, privately. */
@@ -162,6 +184,7 @@ export function createRouter(o: RouterOptions) {
     prefix,
     log: log.child({ component: 'agent-events' }),
     onUnknownThread: (where) => tellUnknownThread(where),
+    adoptThread: (channel, ts) => adoptCardThread(channel, ts),
   });
 
   const commands = createCommands({

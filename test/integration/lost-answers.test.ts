@@ -226,6 +226,34 @@ describe('lost answers: each reply reaches the customer once, or the agent is to
     ).toHaveLength(1);
   });
 
+  it('a card that went out but was never recorded (the process died in between): a reply under it is sent', async () => {
+    const phone = '+14155550807';
+    expect((await w.sms(phone, 'orphan card 807')).status).toBe(200);
+    await threadWith(w, 'orphan card 807');
+    const identity = await w.t.app.models.Identity.findOne({ key: `phone:${phone}` }).lean();
+    const customerId = String(identity!.customerId);
+    // The card as Rapport posts it, with its metadata, but no thread record written.
+    const res = await fetch(`${w.slack.url}chat.postMessage`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${w.slack.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        channel: ALEX.inboxChannelId,
+        text: 'card',
+        metadata: { event_type: 'rapport_card', event_payload: { customerId, key: `${customerId}:orphan` } },
+      }),
+    });
+    const { ts } = (await res.json()) as { ts: string };
+    const orphan = { channel: ALEX.inboxChannelId, ts };
+    const { send } = await agentReplies(orphan, 'Reply under an unrecorded card');
+    expect(send).toMatchObject({ state: 'sent' });
+    expect(
+      w.twilio.messages().filter((m) => m.to === phone && m.body === 'Reply under an unrecorded card'),
+    ).toHaveLength(1);
+    expect(await w.t.app.models.SlackThread.findOne(orphan).lean()).toMatchObject({
+      customerId: identity!.customerId,
+    });
+  });
+
   it('a reply in an inbox thread that belongs to no customer: the agent is told privately', async () => {
     const stray = w.slack.postAsUser(ALEX.inboxChannelId, {
       user: ALEX.slackUserId,

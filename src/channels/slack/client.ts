@@ -96,6 +96,11 @@ export interface SlackClient {
     field: string,
     value: string,
   ): Promise<string | undefined>;
+  /** The metadata of the top-level message at `ts` (`conversations.history`), if it has any. */
+  metadataAt(
+    channel: string,
+    ts: string,
+  ): Promise<{ eventType: string; payload: Record<string, unknown> } | undefined>;
   updateMessage(channel: string, ts: string, args: { text: string; blocks?: unknown[] }): Promise<void>;
   /** A message already gone (`message_not_found`) counts as deleted. */
   deleteMessage(channel: string, ts: string): Promise<void>;
@@ -312,6 +317,24 @@ export function createSlackClient(options: SlackClientOptions): SlackClient {
           value,
         ),
       );
+    },
+
+    async metadataAt(channel, ts) {
+      const res = await call('conversations.history', () =>
+        web.conversations.history({
+          channel,
+          latest: ts,
+          oldest: ts,
+          inclusive: true,
+          limit: 1,
+          include_all_metadata: true,
+        }),
+      );
+      const message = (res.messages ?? []).find((m) => m.ts === ts);
+      const metadata: unknown = message?.metadata;
+      if (!isRecord(metadata) || typeof metadata.event_type !== 'string') return undefined;
+      const payload = isRecord(metadata.event_payload) ? metadata.event_payload : {};
+      return { eventType: metadata.event_type, payload };
     },
 
     async updateMessage(channel, ts, args) {
