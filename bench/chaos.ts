@@ -193,7 +193,8 @@ async function flakyProxy(target: string, rate: number, lostRate: number, style:
   const failed = { '429': 0, '5xx': 0, lost: 0, calls: 0 };
   const server: Server = createServer((req, res) => {
     failed.calls++;
-    if (Math.random() < rate) {
+    const draw = Math.random();
+    if (draw < rate) {
       req.resume();
       const r = Math.random();
       const status = r < 0.34 ? 429 : r < 0.67 ? 500 : r < 0.84 ? 502 : 503;
@@ -209,7 +210,7 @@ async function flakyProxy(target: string, rate: number, lostRate: number, style:
       res.end(JSON.stringify(body));
       return;
     }
-    const lose = Math.random() < lostRate;
+    const lose = draw < rate + lostRate;
     if (lose) failed.lost++;
     const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
       if (lose) {
@@ -602,6 +603,12 @@ async function main(): Promise<number> {
         twilio: twilioProxy.failed,
         graph: graphProxy.failed,
       },
+      /** Share of proxied calls whose answer was lost, per service. */
+      lostAnswerShare: Object.fromEntries(
+        Object.entries({ slack: slackProxy.failed, twilio: twilioProxy.failed, graph: graphProxy.failed }).map(
+          ([k, f]) => [k, Math.round((f.lost / Math.max(1, f.calls)) * 1000) / 1000],
+        ),
+      ),
       slackPosts: order.length,
       cards: cardsPerCustomer.size,
       lost: lost.length,
