@@ -8,6 +8,8 @@ export interface Metrics {
   registry: Registry;
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   inboundEvents: Counter<'channel' | 'kind' | 'outcome'>;
+  /** Inbound messages (or parts) Rapport could not render, by source and the provider's raw type. */
+  unsupportedInbound: Counter<'channel' | 'type'>;
   webhookRejections: Counter<'route' | 'reason'>;
   lastInbound: Gauge<'channel'>;
   jobs: Counter<'queue' | 'outcome'>;
@@ -19,6 +21,10 @@ export interface Metrics {
   jobDuration: Histogram<'queue'>;
   /** Slack and channel-provider call failures by provider and reason (rate_limited, server_error, …). */
   providerErrors: Counter<'provider' | 'reason'>;
+  /** Claim code decisions: sent, offered (to an agent), opted_out, limited_<sender|target|hour|day|attempts>. */
+  claimCodes: Counter<'outcome'>;
+  /** Slack commands, buttons and thread replies refused by src/router/authorize.ts. */
+  slackRefusals: Counter<'action' | 'reason'>;
 }
 
 export function createMetrics(): Metrics {
@@ -37,6 +43,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_inbound_events_total',
       help: 'Inbound webhook events by channel, kind (message/status/ignored) and outcome (queued/duplicate/ignored)',
       labelNames: ['channel', 'kind', 'outcome'],
+      registers: [registry],
+    }),
+    unsupportedInbound: new Counter({
+      name: 'rapport_inbound_unsupported_total',
+      help: 'Inbound message parts Rapport could not render (kept and shown to the agent as unsupported), by channel and provider type',
+      labelNames: ['channel', 'type'],
       registers: [registry],
     }),
     webhookRejections: new Counter({
@@ -75,6 +87,12 @@ export function createMetrics(): Metrics {
       labelNames: ['kind'],
       registers: [registry],
     }),
+    claimCodes: new Counter({
+      name: 'rapport_claim_codes_total',
+      help: 'Claim code decisions: sent, offered (button for an agent), opted_out, limited_<sender|target|hour|day|attempts>',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     slackRateLimited: new Counter({
       name: 'rapport_slack_rate_limited_total',
       help: 'Slack calls answered 429 (the channel is paused for Retry-After)',
@@ -91,6 +109,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_provider_errors_total',
       help: 'Failed calls to Slack and the channel providers (twilio, whatsapp-cloud, messenger, whatsapp-web) by reason',
       labelNames: ['provider', 'reason'],
+      registers: [registry],
+    }),
+    slackRefusals: new Counter({
+      name: 'rapport_slack_refusals_total',
+      help: 'Slack actions refused by the permission model, by action (whois, handoff, reply, …) and reason (not_agent, inactive, not_permitted, unknown_customer, not_owner_of_both)',
+      labelNames: ['action', 'reason'],
       registers: [registry],
     }),
   };

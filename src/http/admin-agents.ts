@@ -7,9 +7,10 @@ import { Types } from 'mongoose';
 import { z } from 'zod';
 import { ConflictError, NotFoundError, PayloadError } from '../errors';
 import type { Logger } from '../logger';
-import type { Agent, RouterModels } from '../router/models';
+import { AGENT_ROLES, type Agent, type RouterModels } from '../router/models';
 import type { Router as RapportRouter } from '../router';
 import type { Customer, IdentityModels } from '../identity/models';
+import { adminActor } from './admin-auth';
 
 const slackId = (prefix: string) =>
   z
@@ -26,6 +27,8 @@ export const createAgentSchema = z.object({
     .string()
     .regex(/^[0-9a-f]{24}$/i, 'must be an agent id')
     .optional(),
+  /** What they may do in Slack (README "Permissions"). */
+  role: z.enum(AGENT_ROLES).default('agent'),
 });
 
 export const updateAgentSchema = z
@@ -38,6 +41,7 @@ export const updateAgentSchema = z
       .regex(/^[0-9a-f]{24}$/i, 'must be an agent id')
       .nullable(),
     status: z.enum(['available', 'away', 'offline']),
+    role: z.enum(AGENT_ROLES),
     awayUntil: z.iso.datetime().nullable(),
     active: z.boolean(),
   })
@@ -59,6 +63,7 @@ export function agentJson(a: Agent) {
     inboxChannelId: a.inboxChannelId,
     capacity: a.capacity,
     backupAgentId: a.backupAgentId ?? null,
+    role: a.role ?? 'agent',
     status: a.status,
     awayUntil: a.awayUntil?.toISOString() ?? null,
     active: a.active,
@@ -87,7 +92,7 @@ export function agentAdminRoutes(o: {
     if (await Agent.exists({ slackUserId: body.slackUserId }))
       throw new ConflictError('an agent with this slackUserId exists');
     const agent = await Agent.create({ ...body, status: 'available', active: true });
-    o.log.info({ agentId: String(agent._id), actor: 'admin' }, 'agent created');
+    o.log.info({ agentId: String(agent._id), actor: adminActor(res) }, 'agent created');
     res.status(201).json(agentJson(agent.toObject()));
   });
 
@@ -137,10 +142,10 @@ export function agentAdminRoutes(o: {
       for (const customer of owned) {
         const next = await o.router.ownership.pickAgent([String(agent._id)]);
         if (!next) break;
-        await o.router.commands.handoff(customer, next, 'admin');
+        await o.router.commands.handoff(customer, next, adminActor(res));
         reassigned++;
       }
-      o.log.info({ agentId: String(agent._id), reassigned, actor: 'admin' }, 'agent deactivated');
+      o.log.info({ agentId: String(agent._id), reassigned, actor: adminActor(res) }, 'agent deactivated');
     }
     const updated = await find(req.params.id);
     res.json({

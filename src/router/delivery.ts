@@ -31,7 +31,7 @@ import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
-import type { CustomerSend, PostAction, RouterModels } from './models';
+import type { AgentPostButton, CustomerSend, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import { ago, channelLabel, explainFailure } from './texts';
 
@@ -155,7 +155,8 @@ export function createDelivery(o: DeliveryOptions) {
     const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
     // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase.ts).
     const erasedOptOut = !optOut && (await o.isErasedOptOut?.(identity.key, channel));
-    if ((optOut?.optedOut || erasedOptOut) && send.origin !== 'claim_code') {
+    // Claim codes too: a number that said STOP never gets one (claims-bridge.ts checks first).
+    if (optOut?.optedOut || erasedOptOut) {
       return { failure: { reason: 'opted_out', message: explainFailure('opted_out') } };
     }
     const to = identity.kind === 'psid' ? (identity.value.split(':')[1] ?? '') : identity.value;
@@ -189,15 +190,15 @@ export function createDelivery(o: DeliveryOptions) {
 
   async function tellAgent(send: CustomerSend, text: string, reason: string): Promise<void> {
     const uncertain = reason === 'uncertain';
-    const actions: PostAction[] | undefined = uncertain
-      ? [{ actionId: SEND_AGAIN_ACTION, text: 'Send again', value: send.key }]
+    const button: AgentPostButton | undefined = uncertain
+      ? { actionId: SEND_AGAIN_ACTION, text: 'Send again', value: send.key }
       : undefined;
     await outbox.postToAgent(send.customerId, {
       key: `send-note:${send.key}:${send.attempts}`,
       kind: 'note',
       text,
       username: 'Rapport',
-      ...(actions ? { actions } : {}),
+      ...(button ? { button } : {}),
     });
     const mark = uncertain ? 'grey_question' : 'x';
     if (send.slack) await o.react(send.slack, mark, ['hourglass_flowing_sand', 'outbox_tray']);

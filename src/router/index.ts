@@ -6,23 +6,26 @@ import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
 import type { DeliveryStatus } from '../canonical';
 import type { SlackClient } from '../channels/slack/client';
+import { escapeSlackText } from '../channels/slack/escape';
 import type { RouterConfig } from '../config';
 import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { Queues } from '../queue/queues';
 import { createAgentEvents } from './agent-events';
+import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
 import { createSendAgain } from './send-again';
 import { SlackApiError } from '../channels/slack/client';
-import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
+import { createInboundRouter } from './inbound';
+import type { ClaimMerge, ClaimOffers, ClaimsPort } from './claim-plan';
 import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
 import { CARD_EVENT_TYPE, createSlackDelivery } from './slack-delivery';
-import { explainFailure } from './texts';
+import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
   config: RouterConfig;
@@ -35,6 +38,8 @@ export interface RouterOptions {
   senders: Senders;
   claims?: ClaimsPort;
   link?: LinkPort;
+  /** The "Send a code to …" button (claims-bridge.ts). */
+  claimOffers?: ClaimOffers;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   log: Logger;
   metrics: Metrics;
@@ -48,6 +53,9 @@ const STATUS_REACTION: Record<string, string | undefined> = {
   failed: 'x',
   undelivered: 'x',
 };
+
+/** The receipt reactions; showing one removes the others. */
+const RECEIPT_REACTIONS = ['white_check_mark', 'eyes', 'x'];
 
 export function createRouter(o: RouterOptions) {
   const { models, queues, redis, prefix, log, metrics } = o;
@@ -68,8 +76,14 @@ export function createRouter(o: RouterOptions) {
     );
   };
 
-  /** The other owner of a merge is told in their thread; the survivor's thread gets the history note. */
-  const onMerged = async (m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string }) => {
+  /**
+   * The other owner of a merge is told in their thread; the survivor's thread gets one note: the
+   * history note, or `survivorNote` (a verified claim's own account of the merge).
+   */
+  const onMerged = async (
+    m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string },
+    survivorNote?: string,
+  ) => {
     if (!m.mergedId || !m.survivorId) return;
     const merged = new Types.ObjectId(m.mergedId);
     const survivor = await models.Customer.findById(m.survivorId).lean();
@@ -78,13 +92,15 @@ export function createRouter(o: RouterOptions) {
       key: `merged-away:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${survivor?.displayName ?? 'another customer'} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; replies here still reach them.`,
+      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${escapeSlackText(survivor?.displayName ?? 'another customer')} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; a reply here still reaches them if you may act on that customer (its owner, their cover or a lead).`,
     });
     await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
+      text:
+        survivorNote ??
+        `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
   };
 
@@ -172,14 +188,25 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'router' }),
-    onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
+    onMerged: (claim: ClaimMerge, survivorNote?: string) => onMerged(claim, survivorNote),
   });
 
+  const authorizer = createAuthorizer({
+    models,
+    log: log.child({ component: 'authorize' }),
+    onRefused: (action, reason) => metrics.slackRefusals.inc({ action, reason }),
+  });
+
+  const slack = o.slack;
   const agentEvents = createAgentEvents({
     models,
     outbox,
     replyUndoMs: o.config.replyUndoMs,
     react,
+    authorizer,
+    tellUser: slack
+      ? (ref, text) => slack.postEphemeral(ref.channel, ref.user, text, ref.threadTs)
+      : undefined,
     redis,
     prefix,
     log: log.child({ component: 'agent-events' }),
@@ -193,6 +220,8 @@ export function createRouter(o: RouterOptions) {
     outbox,
     config: o.config,
     link: o.link,
+    claimOffers: o.claimOffers,
+    authorizer,
     redis,
     prefix,
     log: log.child({ component: 'commands' }),
@@ -214,6 +243,8 @@ export function createRouter(o: RouterOptions) {
   return {
     outbox,
     ownership,
+    /** The Slack permission check (authorize.ts), for every command and interaction. */
+    authorizer,
     inbound,
     slackDelivery,
     delivery,
@@ -245,7 +276,12 @@ export function createRouter(o: RouterOptions) {
         );
       return posts.length + sends.length;
     },
-    /** A provider's delivery report about one of our sends: show it on the agent's Slack message. */
+    /**
+     * A provider's delivery report about one of our sends, shown on the agent's Slack message: one
+     * reaction for the message's current state (read replaces delivered; a failure removes both —
+     * reports arriving out of order do not step back, the stored state decides), and for a failure a
+     * note with the provider's reason and what to do.
+     */
     async onStatus(status: DeliveryStatus): Promise<void> {
       if (!status.providerMessageId) return;
       const send = await models.CustomerSend.findOne({
@@ -253,25 +289,27 @@ export function createRouter(o: RouterOptions) {
         providerMessageId: status.providerMessageId,
       }).lean<CustomerSend>();
       if (!send) return;
-      const reaction = STATUS_REACTION[status.state];
+      const stored = await models.Message.findOne(
+        { key: `${status.provider}:${status.providerMessageId}` },
+        { status: 1 },
+      ).lean<{ status?: { state: string } }>();
+      const state = stored?.status?.state ?? status.state;
+      const reaction = STATUS_REACTION[state];
       if (send.slack && reaction)
-        await react(send.slack, reaction, reaction === 'eyes' ? ['white_check_mark'] : []);
+        await react(
+          send.slack,
+          reaction,
+          RECEIPT_REACTIONS.filter((r) => r !== reaction),
+        );
       if (
         (status.state === 'failed' || status.state === 'undelivered') &&
         (send.origin === 'agent' || send.origin === 'template')
       ) {
-        const code = status.errors[0]?.code;
-        const reason =
-          code === '63016' || code === '131047'
-            ? 'window_closed'
-            : code === '21610'
-              ? 'opted_out'
-              : 'rejected';
         await outbox.postToAgent(send.customerId, {
           key: `status-note:${status.key}`,
           kind: 'note',
           username: 'Rapport',
-          text: `:x: The provider reports your reply was ${status.state}. ${explainFailure(reason, code)}`,
+          text: explainDeliveryFailure(status.channel, status.errors[0]),
         });
       }
     },

@@ -20,6 +20,7 @@ import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
 import { ago } from './texts';
+import { escapeSlackText } from '../channels/slack/escape';
 
 export interface TimerJob {
   kind: 'remind' | 'escalate';
@@ -76,7 +77,7 @@ export function createSla(o: SlaOptions) {
       if (!customer || customer.mergedInto) return;
       const owner = await ownership.agentById(customer.ownerAgentId);
       const waited = ago(Date.now() - new Date(awaitingSince).getTime());
-      const name = customer.displayName ?? 'A customer';
+      const name = escapeSlackText(customer.displayName ?? 'A customer');
       const breach = `${o.prefix}:sla:${kind}:${customerId}:${awaitingSince}`;
       if ((await o.redis.set(`${breach}:counted`, '1', 'EX', MARK_TTL_S, 'NX')) === 'OK') o.onBreach?.(kind);
       if (kind === 'remind') {

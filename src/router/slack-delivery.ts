@@ -17,11 +17,12 @@ import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
+import { escapeSlackText } from '../channels/slack/escape';
 import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
-import type { AgentPost, CurrentThread, PostAction, RouterModels } from './models';
+import type { AgentPost, AgentPostButton, CurrentThread, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { ago, channelLabel } from './texts';
@@ -75,22 +76,6 @@ export async function noteRateLimit(
   }
 }
 
-/** A note's text with its buttons under it (e.g. "Send again"). */
-export function noteBlocks(text: string, actions: readonly PostAction[]): unknown[] {
-  return [
-    { type: 'section', text: { type: 'mrkdwn', text } },
-    {
-      type: 'actions',
-      elements: actions.map((a) => ({
-        type: 'button',
-        action_id: a.actionId,
-        text: { type: 'plain_text', text: a.text },
-        value: a.value,
-      })),
-    },
-  ];
-}
-
 export function windowState(identities: Identity[], now = Date.now()): string {
   const parts: string[] = [];
   for (const channel of ['whatsapp', 'messenger'] as const) {
@@ -113,7 +98,26 @@ function describeIdentity(identity: Identity): string {
   const channels = Object.keys(identity.lastInboundAt ?? {}).map(channelLabel);
   const value =
     identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
-  return `${value}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
+  return `${escapeSlackText(value)}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
+}
+
+/** A post with a button under it: its text as a section, then the button. */
+function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
+  return [
+    { type: 'section', text: { type: 'mrkdwn', text } },
+    {
+      type: 'actions',
+      elements: [
+        {
+          type: 'button',
+          action_id: button.actionId,
+          // plain_text: Slack renders it literally, so no escaping is needed (max 75 characters).
+          text: { type: 'plain_text', text: button.text.slice(0, 75) },
+          value: button.value.slice(0, 2000),
+        },
+      ],
+    },
+  ];
 }
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
@@ -130,11 +134,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       .reverse()
       .map(
         (m) =>
-          `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${(m.text ?? '[attachment]').slice(0, 120)}`,
+          `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${escapeSlackText((m.text ?? '[attachment]').slice(0, 120)).replace(/\n/g, '\n> ')}`,
       )
       .join('\n');
     return [
-      `:bust_in_silhouette: *${customer.displayName ?? 'New customer'}*  ·  id \`${String(customer._id)}\``,
+      `:bust_in_silhouette: *${escapeSlackText(customer.displayName ?? 'New customer')}*  ·  id \`${String(customer._id)}\``,
       `*Owner:* ${ownerName ?? 'unassigned'}   *First seen:* ${customer.firstSeenAt.toISOString().slice(0, 16).replace('T', ' ')} UTC   *Last channel:* ${channelLabel(customer.lastChannel)}`,
       `*Identities:* ${identities.map(describeIdentity).join('; ') || 'none'}`,
       `*Window:* ${windowState(identities)}`,
@@ -297,13 +301,14 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     return { channel, ts };
   }
 
+  /** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
   function render(post: AgentPost, previousChannel: string | undefined): string {
     if (post.kind === 'note') return post.text;
     const switched =
       previousChannel && post.channel && previousChannel !== post.channel
         ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
         : '';
-    return `${switched}*[${channelLabel(post.channel)}]* ${post.text}`;
+    return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
   }
 
   async function flush(customerId: Types.ObjectId): Promise<void> {
@@ -332,14 +337,13 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
         let ts: string;
         try {
+          const text = render(post, lastPostedChannel);
           ({ ts } = await slack.postMessage({
             channel: thread.channel,
             threadTs: thread.ts,
-            text: render(post, lastPostedChannel),
-            ...(post.actions?.length
-              ? { blocks: noteBlocks(render(post, lastPostedChannel), post.actions) }
-              : {}),
-            username: post.username,
+            text,
+            ...(post.button ? { blocks: buttonBlocks(text, post.button) } : {}),
+            username: post.username === undefined ? undefined : escapeSlackText(post.username),
             iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
             metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
           }));
