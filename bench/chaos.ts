@@ -16,17 +16,21 @@
  *   SIGTERM (`app.close()`, bounded by SHUTDOWN_TIMEOUT_MS; SIGKILLed only if it has not exited 10 s
  *   after that), then restarted (an api on the same port). Prints how long each took to exit.
  * - The Slack/Twilio/Graph emulators sit behind a loopback proxy that answers ~--fail-rate of calls
- *   with 429 (Retry-After: 1) or 500/502/503 instead of forwarding them.
+ *   with 429 (Retry-After: 1) or 500/502/503 instead of forwarding them, and loses the answer of
+ *   ~--lost-rate of them: the call is forwarded and carried out, then the connection is dropped.
+ * - An agent answers in customer threads (--replies, signed Slack events; bench/lib/replies.ts).
  * - The load generator (bench/lib/paced-sender.js, its own process) sends each customer's messages in
  *   order (the next only once the previous was accepted), each request to any api process, and retries
  *   5xx, 429 and network errors (refused, reset, timed out) — on another api process — as providers do.
  *
- * Verifies: every accepted webhook has exactly one Slack post (0 lost, 0 duplicate posts); at most one
- * send to each customer (the acknowledgement — the only send in this run; 0 duplicate sends);
- * per-customer Slack post order equals send order. Prints the figures; exits 1 on any violation.
+ * Verifies: every accepted webhook has exactly one Slack post (0 lost, 0 duplicate posts); one card
+ * per customer (0 duplicate cards); at most one acknowledgement per customer and no agent reply
+ * delivered twice (0 duplicate sends); every agent reply delivered or the agent told it is
+ * uncertain/failed (0 silently lost replies); per-customer Slack post order equals send order.
+ * Prints the figures; exits 1 on any violation.
  *
  * Usage: npm run chaos [-- --messages 2000 --seconds 60 --customers 300 --kill-every 5 --fail-rate 0.1
- *   --drain 1200 --down 3 --restart redis,db --sigterm --sigterm-every 8 --sigterm-min-age 10 --api-processes 2
+ *   --lost-rate 0.2 --replies 500 --drain 1200 --down 3 --restart redis,db --sigterm --sigterm-every 8 --sigterm-min-age 10 --api-processes 2
  *   --worker-processes 2 --shutdown-timeout 25000 --redis single|cluster]
  * `--kill-every 0` turns the worker SIGKILLs off, `--restart none` the Redis and database restarts,
  * `--fail-rate 0` the injected failures. Without --api-processes the API runs in this process, except
@@ -60,12 +64,14 @@ import {
   type GracefulStop,
 } from './lib/world';
 import { privateCluster, type Failover, type PrivateCluster } from './lib/cluster';
+import { createReplyDriver } from './lib/replies';
 
 const args = parseArgs({
   messages: '2000',
   seconds: '60',
   'kill-every': '5',
   'fail-rate': '0.1',
+  'lost-rate': '0.2',
   drain: '1200',
   down: '3',
   restart: 'redis,db',
@@ -78,6 +84,8 @@ const SECONDS = Number(args.seconds);
 const CUSTOMERS = Number(args.customers ?? Math.max(20, Math.round(MESSAGES / 6)));
 const KILL_EVERY = Number(args['kill-every']) * 1000;
 const FAIL_RATE = Number(args['fail-rate']);
+const LOST_RATE = Number(args['lost-rate']);
+const REPLIES = Number(args.replies ?? Math.round(MESSAGES / 4));
 const DRAIN_MS = Number(args.drain) * 1000;
 const DOWN_MS = Number(args.down) * 1000;
 const RESTART = new Set(args.restart!.split(',').map((s) => s.trim()));
@@ -176,12 +184,17 @@ const privateFerretDB = () => {
   );
 };
 
-/** Forwards to `target`, except that ~rate of requests get 429 or a 5xx without reaching it. */
-async function flakyProxy(target: string, rate: number, style: 'slack' | 'twilio' | 'graph') {
+/**
+ * Forwards to `target`, except that ~rate of requests get 429 or a 5xx without reaching it, and
+ * ~lostRate of them are carried out but their answer is lost (the connection dropped unanswered).
+ */
+async function flakyProxy(target: string, rate: number, lostRate: number, style: 'slack' | 'twilio' | 'graph') {
   const t = new URL(target);
-  const failed = { '429': 0, '5xx': 0 };
+  const failed = { '429': 0, '5xx': 0, lost: 0, calls: 0 };
   const server: Server = createServer((req, res) => {
-    if (Math.random() < rate) {
+    failed.calls++;
+    const draw = Math.random();
+    if (draw < rate) {
       req.resume();
       const r = Math.random();
       const status = r < 0.34 ? 429 : r < 0.67 ? 500 : r < 0.84 ? 502 : 503;
@@ -197,7 +210,14 @@ async function flakyProxy(target: string, rate: number, style: 'slack' | 'twilio
       res.end(JSON.stringify(body));
       return;
     }
+    const lose = draw < rate + lostRate;
+    if (lose) failed.lost++;
     const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      if (lose) {
+        r.resume();
+        r.on('end', () => res.socket?.destroy());
+        return;
+      }
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
     });
@@ -255,9 +275,9 @@ async function main(): Promise<number> {
   }
   await ferret.start();
   const emu = await startEmulators();
-  const slackProxy = await flakyProxy(emu.slack.url, FAIL_RATE, 'slack');
-  const twilioProxy = await flakyProxy(emu.twilio.url, FAIL_RATE, 'twilio');
-  const graphProxy = await flakyProxy(emu.graph.url, FAIL_RATE, 'graph');
+  const slackProxy = await flakyProxy(emu.slack.url, FAIL_RATE, LOST_RATE, 'slack');
+  const twilioProxy = await flakyProxy(emu.twilio.url, FAIL_RATE, LOST_RATE, 'twilio');
+  const graphProxy = await flakyProxy(emu.graph.url, FAIL_RATE, LOST_RATE, 'graph');
   const env = rapportEnv({
     prefix: `rapport-${RUN}`,
     redisUrl,
@@ -340,6 +360,14 @@ async function main(): Promise<number> {
     });
     let sending = true;
     void sender.finally(() => (sending = false)).catch(() => undefined);
+    const replies = createReplyDriver({
+      emu,
+      bases: () => bases,
+      inbox: INBOX,
+      agentUserId: 'U0CHAOSAGENT',
+      signingSecret: env.SLACK_SIGNING_SECRET!,
+    });
+    const replying = replies.run(REPLIES, SECONDS, () => sending);
 
     /** Slack posts of customer messages (metadata `rapport_post`, payload key = the webhook's key), in arrival order. */
     const postCalls = () =>
@@ -474,6 +502,7 @@ async function main(): Promise<number> {
       }
     }
     const sent = await sender;
+    await replying;
     const sendSeconds = (Date.now() - t0) / 1000;
     await Promise.all(tasks); // every process and server back up before draining
     const accepted = sent.results.filter((r) => r.status >= 200 && r.status < 300);
@@ -488,8 +517,9 @@ async function main(): Promise<number> {
     for (let tick = 0; ; tick++) {
       const have = new Set(posted());
       const missing = [...acceptedKeys].filter((k) => !have.has(k)).length;
-      if (missing === 0 || Date.now() > deadline) break;
-      if (tick % 15 === 0) log(`draining: ${acceptedKeys.size - missing}/${acceptedKeys.size} posted`);
+      const open = replies.figures().silentlyLost;
+      if ((missing === 0 && open === 0) || Date.now() > deadline) break;
+      if (tick % 15 === 0) log(`draining: ${acceptedKeys.size - missing}/${acceptedKeys.size} posted, ${open} replies not yet delivered or told`);
       await sleep(1000);
     }
     await sleep(5000); // let late duplicates show up
@@ -507,16 +537,32 @@ async function main(): Promise<number> {
     let outOfOrder = 0;
     const byCustomer = new Map<string, string[]>();
     for (const r of sent.results) if (r.status >= 200 && r.status < 300) (byCustomer.get(r.customer) ?? byCustomer.set(r.customer, []).get(r.customer)!).push(r.key);
-    for (const keys of byCustomer.values()) {
+    const disorder: string[] = [];
+    for (const [customer, keys] of byCustomer) {
       const seen = keys.filter((k) => position.has(k)).map((k) => position.get(k)!);
-      for (let i = 1; i < seen.length; i++) if (seen[i]! < seen[i - 1]!) outOfOrder++;
+      for (let i = 1; i < seen.length; i++) {
+        if (seen[i]! < seen[i - 1]!) {
+          outOfOrder++;
+          disorder.push(customer);
+        }
+      }
     }
+    // Acknowledgements (every send that is not an agent reply): at most one per customer.
     const recipients = new Map<string, number>();
-    const bump = (to: string) => recipients.set(to, (recipients.get(to) ?? 0) + 1);
-    for (const m of emu.twilio.messages()) bump(m.to);
-    for (const m of emu.graph.whatsappMessages()) bump(`wa:${m.waId}`);
-    for (const m of emu.graph.messengerMessages()) bump(`psid:${m.recipientId}`);
-    const duplicateSends = [...recipients.values()].filter((n) => n > 1).reduce((a, n) => a + n - 1, 0);
+    const bump = (to: string, text: string) => !text.includes('[chaos-reply-') && recipients.set(to, (recipients.get(to) ?? 0) + 1);
+    for (const m of emu.twilio.messages()) bump(m.to, m.body ?? '');
+    for (const m of emu.graph.whatsappMessages()) bump(`wa:${m.waId}`, JSON.stringify(m.body));
+    for (const m of emu.graph.messengerMessages()) bump(`psid:${m.recipientId}`, String(m.message.text ?? ''));
+    const duplicateAcks = [...recipients.values()].filter((n) => n > 1).reduce((a, n) => a + n - 1, 0);
+    const ackedTwice = [...recipients].filter(([, n]) => n > 1).map(([to]) => to);
+    const replyFigures = replies.figures();
+    const duplicateSends = duplicateAcks + replyFigures.duplicates;
+    const cardsPerCustomer = new Map<string, number>();
+    for (const m of emu.slack.messages(INBOX)) {
+      const id = m.metadata?.event_type === 'rapport_card' ? m.metadata.event_payload.customerId : undefined;
+      if (typeof id === 'string') cardsPerCustomer.set(id, (cardsPerCustomer.get(id) ?? 0) + 1);
+    }
+    const duplicateCards = [...cardsPerCustomer.values()].reduce((a, n) => a + n - 1, 0);
     const gaveUp = sent.results.length - accepted.length;
     const lastPostAt = Math.max(t0, ...calls.map((c) => c.at));
     const exitMs = (kind: Slot['kind']) => {
@@ -557,12 +603,25 @@ async function main(): Promise<number> {
         twilio: twilioProxy.failed,
         graph: graphProxy.failed,
       },
+      /** Share of proxied calls whose answer was lost, per service. */
+      lostAnswerShare: Object.fromEntries(
+        Object.entries({ slack: slackProxy.failed, twilio: twilioProxy.failed, graph: graphProxy.failed }).map(
+          ([k, f]) => [k, Math.round((f.lost / Math.max(1, f.calls)) * 1000) / 1000],
+        ),
+      ),
       slackPosts: order.length,
+      cards: cardsPerCustomer.size,
       lost: lost.length,
       duplicatePosts,
+      duplicateCards,
+      agentReplies: replyFigures,
+      silentlyLostReplies: replyFigures.silentlyLost,
       outOfOrder,
-      customerSends: [...recipients.values()].reduce((a, b) => a + b, 0),
+      acknowledgements: [...recipients.values()].reduce((a, b) => a + b, 0),
       customersWithAck: recipients.size,
+      /** Customers with no acknowledgement: its send was uncertain (the agent was told) or failed. */
+      customersWithoutAck: CUSTOMERS - recipients.size,
+      duplicateAcks,
       duplicateSends,
       sendSeconds: Math.round(sendSeconds),
       /** From the first message sent to the last Slack post. */
@@ -572,10 +631,14 @@ async function main(): Promise<number> {
       wallSeconds: Math.round((Date.now() - started) / 1000),
     };
     console.log(JSON.stringify(figures, null, 2));
+    if (ackedTwice.length > 0 || disorder.length > 0) console.log(JSON.stringify({ ackedTwice, disorder }));
     const violations = [
       lost.length && `${lost.length} accepted but never posted within --drain (lost, or the pipeline too slow; e.g. ${lost.slice(0, 3).join(', ')})`,
       duplicatePosts && `${duplicatePosts} duplicate Slack posts`,
+      duplicateCards && `${duplicateCards} duplicate cards`,
       duplicateSends && `${duplicateSends} duplicate customer sends`,
+      replyFigures.silentlyLost && `${replyFigures.silentlyLost} agent replies silently lost (neither delivered nor the agent told)`,
+      replyFigures.replies < REPLIES && `only ${replyFigures.replies} of ${REPLIES} agent replies were made`,
       outOfOrder && `${outOfOrder} out-of-order posts`,
       gaveUp && `${gaveUp} webhooks never accepted`,
       forcedStops.length && `${forcedStops.length} SIGTERMed processes did not exit cleanly within SHUTDOWN_TIMEOUT_MS + 10 s`,
@@ -587,7 +650,7 @@ async function main(): Promise<number> {
       console.log(`FAIL: ${violations.join('; ')}`);
       return 1;
     }
-    console.log('PASS: 0 lost, 0 duplicate posts, 0 duplicate sends, order preserved');
+    console.log('PASS: 0 lost, 0 duplicate posts, 0 duplicate cards, 0 duplicate sends, 0 silently lost replies, order preserved');
     return 0;
   } finally {
     await stopAll();

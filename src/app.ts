@@ -116,7 +116,11 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const slack = config.slack
     ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
     : undefined;
-  const merges = createMergeService(models);
+  const merges = createMergeService(models, {
+    log: log.child({ component: 'merge' }),
+    onResumeFailed: (_id, _failures, alert) =>
+      metrics.mergeResumeFailures.inc({ outcome: alert ? 'alert' : 'failed' }),
+  });
   const erasures = createErasureService({
     models,
     slack,

@@ -15,6 +15,7 @@ export interface Metrics {
   jobs: Counter<'queue' | 'outcome'>;
   sends: Counter<'channel' | 'provider' | 'outcome'>;
   slaBreaches: Counter<'kind'>;
+  mergeResumeFailures: Counter<'outcome'>;
   slackRateLimited: Counter;
   /** How long jobs ran (processedOn → finishedOn), completed or failed; see queue/queue-metrics.ts. */
   jobDuration: Histogram<'queue'>;
@@ -60,6 +61,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_last_inbound_timestamp_seconds',
       help: 'Unix time of the last inbound customer message accepted, per channel (alert on time() - this)',
       labelNames: ['channel'],
+      registers: [registry],
+    }),
+    mergeResumeFailures: new Counter({
+      name: 'rapport_merge_resume_failures_total',
+      help: 'Failed resumptions of half-done merges; outcome=alert once one event failed 5 times in a process',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
     jobs: new Counter({

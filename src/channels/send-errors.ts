@@ -21,11 +21,17 @@ export interface ProviderFailure {
   message?: string;
   /** The raw `Retry-After` header, seconds or an HTTP date. */
   retryAfter?: string;
-  /** Why no answer arrived. */
-  transport?: 'timeout' | 'network';
+  /**
+   * Why no answer arrived: `refused` before anything was written (connection refused, name not
+   * found: certainly not accepted); `timeout` or `network` (reset, closed) after the request may
+   * have been written: the outcome is unknown.
+   */
+  transport?: Transport;
   /** Graph `fbtrace_id`, handy when talking to Meta support. */
   traceId?: string;
 }
+
+export type Transport = 'timeout' | 'network' | 'refused';
 
 export interface FailureClass {
   reason: SendFailureReason;
@@ -49,6 +55,11 @@ function codeString(f: ProviderFailure): string | undefined {
   return f.status !== undefined ? String(f.status) : f.transport;
 }
 
+/** No answer: certainly not accepted if the connection was refused, otherwise unknown. */
+function noAnswer(f: ProviderFailure): SendFailureReason {
+  return f.transport === 'refused' ? 'unavailable' : 'uncertain';
+}
+
 function withRetry(reason: SendFailureReason, f: ProviderFailure, now: number): FailureClass {
   const retryable = reason === 'rate_limited' || reason === 'unavailable';
   const retryAfterMs = retryable ? parseRetryAfter(f.retryAfter, now) : undefined;
@@ -69,16 +80,19 @@ const TWILIO_INVALID_RECIPIENT = new Set([
 
 /**
  * Twilio REST errors (`{code, message, more_info, status}`):
- * 63016 window closed, 21610 opted out, 20429/429 rate limited, 5xx and no answer unavailable,
+ * 63016 window closed, 21610 opted out, 20429/429 rate limited, 503 (Twilio's "Service
+ * Unavailable", 20503: the request was not handled) and a refused connection unavailable; any other
+ * 5xx, a timeout or a reset uncertain (the message may exist: the sender looks it up);
  * 21211/21408/21612/21614/63003 invalid recipient, 20003/401/403 auth, other 4xx rejected.
  */
 export function classifyTwilioFailure(f: ProviderFailure, now: number = Date.now()): FailureClass {
   const reason = ((): SendFailureReason => {
-    if (f.status === undefined) return 'unavailable';
+    if (f.status === undefined) return noAnswer(f);
     if (f.code === 63016) return 'window_closed';
     if (f.code === 21610) return 'opted_out';
     if (f.code === 20429 || f.status === 429) return 'rate_limited';
-    if (f.status >= 500) return 'unavailable';
+    if (f.status === 503 || f.code === 20503) return 'unavailable';
+    if (f.status >= 500) return 'uncertain';
     if (f.code !== undefined && TWILIO_INVALID_RECIPIENT.has(f.code)) return 'invalid_recipient';
     if (f.code === 20003 || f.status === 401 || f.status === 403) return 'auth';
     return 'rejected';
@@ -98,27 +112,35 @@ const GRAPH_RATE_LIMITED = new Set([
   131056, // WhatsApp pair rate limit (same recipient too often)
 ]);
 
-/** Graph codes that mean "Meta had a problem, try again". */
+/**
+ * Graph codes Meta documents as "not processed, retry": the message was not sent.
+ * https://developers.facebook.com/docs/graph-api/guides/error-handling,
+ * https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+ */
 const GRAPH_TRANSIENT = new Set([
-  1, // unknown error
-  2, // temporary service error
-  131000, // WhatsApp: something went wrong
-  131016, // WhatsApp: service unavailable
+  1, // API Unknown: "possibly a temporary issue due to downtime. Wait and retry"
+  2, // API Service: "temporary issue due to downtime. Wait and retry"
+  131000, // WhatsApp: "Message failed to send because of an unknown error"
+  131016, // WhatsApp: "A service is temporarily unavailable"
 ]);
 
 function graphCommon(f: ProviderFailure): SendFailureReason | undefined {
-  if (f.status === undefined) return 'unavailable';
+  if (f.status === undefined) return noAnswer(f);
   if ((f.code !== undefined && GRAPH_RATE_LIMITED.has(f.code)) || f.status === 429) return 'rate_limited';
   if (f.code === 190) return 'auth';
-  if (f.status >= 500 || (f.code !== undefined && GRAPH_TRANSIENT.has(f.code))) return 'unavailable';
+  if (f.code !== undefined && GRAPH_TRANSIENT.has(f.code)) return 'unavailable';
+  // A 5xx without a documented code (a proxy's 502/504, an empty body) says nothing of the send.
+  if (f.status === 503 && f.code === undefined) return 'unavailable';
+  if (f.status >= 500) return 'uncertain';
   return undefined;
 }
 
 /**
  * WhatsApp Cloud errors (`{error:{code, error_subcode, message, type, fbtrace_id}}`):
  * 131047 window closed; 4/80007/130429/131056 and 429 rate limited; 131026/131030 invalid
- * recipient (131030: not in the test number's allowed list); 190 auth; 5xx, no answer and
- * 1/2/131000/131016 unavailable; 401/403 without a known code auth; anything else rejected.
+ * recipient (131030: not in the test number's allowed list); 190 auth; 1/2/131000/131016, a bare
+ * 503 and a refused connection unavailable; another 5xx, a timeout or a reset uncertain; 401/403
+ * without a known code auth; anything else rejected.
  */
 export function classifyWhatsAppCloudFailure(f: ProviderFailure, now: number = Date.now()): FailureClass {
   const reason = ((): SendFailureReason => {
@@ -135,7 +157,8 @@ export function classifyWhatsAppCloudFailure(f: ProviderFailure, now: number = D
 /**
  * Messenger Send API errors (Graph shape; the SDK camelCases them, the sender undoes that):
  * 10/2018278 window closed; 551 and 100/2018001 invalid recipient; 4/17/32/613/80006 and 429 rate
- * limited; 190 auth; 5xx, no answer and 1/2 unavailable; anything else rejected.
+ * limited; 190 auth; 1/2, a bare 503 and a refused connection unavailable; another 5xx, a timeout
+ * or a reset uncertain; anything else rejected.
  */
 export function classifyMessengerFailure(f: ProviderFailure, now: number = Date.now()): FailureClass {
   const reason = ((): SendFailureReason => {
@@ -166,6 +189,7 @@ const REASON_TEXT: Record<SendFailureReason, string> = {
   opted_out: 'the customer has opted out',
   rate_limited: 'rate limited',
   unavailable: 'provider unavailable',
+  uncertain: 'no answer from the provider, so it may or may not have been delivered',
   invalid_recipient: 'the recipient cannot receive this message',
   auth: 'credentials rejected',
   unsupported: 'content not supported',
@@ -188,7 +212,7 @@ export class ProviderResponseError extends Error {
   readonly code: number | undefined;
   readonly subcode: number | undefined;
   readonly traceId: string | undefined;
-  readonly transport: 'timeout' | 'network' | undefined;
+  readonly transport: Transport | undefined;
   constructor(failure: ProviderFailure, secrets: readonly string[]) {
     super(
       failure.message !== undefined
@@ -278,13 +302,22 @@ export function headerValue(headers: unknown, name: string): string | undefined 
   return undefined;
 }
 
-/** Timeout or network failure of an axios or fetch call, by the error's code or name. */
-export function transportKind(err: unknown): 'timeout' | 'network' {
-  if (isRecord(err)) {
-    const code = typeof err.code === 'string' ? err.code : undefined;
-    const name = typeof err.name === 'string' ? err.name : undefined;
+/** Errors raised before a byte of the request left: the provider cannot have accepted it. */
+const NOT_CONNECTED = /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)\b/;
+
+/**
+ * Timeout, refused connection or other network failure of an axios or fetch call, by the error's
+ * (or its cause's) code, name or message. Only `refused` proves nothing was sent.
+ */
+export function transportKind(err: unknown): Transport {
+  for (let e: unknown = err, depth = 0; isRecord(e) && depth < 4; e = e.cause, depth++) {
+    const code = typeof e.code === 'string' ? e.code : undefined;
+    const name = typeof e.name === 'string' ? e.name : undefined;
+    const message = typeof e.message === 'string' ? e.message : '';
     if (code === 'ECONNABORTED' || code === 'ETIMEDOUT' || name === 'TimeoutError' || name === 'AbortError')
       return 'timeout';
+    if ((code !== undefined && NOT_CONNECTED.test(code)) || NOT_CONNECTED.test(message)) return 'refused';
+    if (/timeout of \d+ms exceeded/i.test(message)) return 'timeout';
   }
   return 'network';
 }

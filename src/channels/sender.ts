@@ -49,11 +49,42 @@ export interface SendResult {
   providerMessageId: string;
 }
 
+/**
+ * Part-by-part progress of a message that takes several provider calls (text + media items, one
+ * call each). The caller records each accepted part before the next goes out, and a retry passes
+ * what was recorded so it resumes after the last accepted part: no part is sent twice.
+ */
+export interface SendProgress {
+  /** Provider ids of the parts an earlier attempt got accepted, in order; those are skipped. */
+  done: readonly string[];
+  /** Called after part `index` was accepted; awaited before the next part is sent. */
+  onPart(index: number, providerMessageId: string): Promise<void>;
+}
+
 export interface ChannelSender {
   readonly provider: Provider;
   readonly channels: readonly Channel[];
   /** Throws `OutboundError` (never a raw SDK error). */
-  send(message: OutboundMessage): Promise<SendResult>;
+  send(message: OutboundMessage, progress?: SendProgress): Promise<SendResult>;
+}
+
+/**
+ * Sends `parts` in order with `sendPart`, skipping those `progress.done` already has and reporting
+ * each accepted one. Returns the id of the first part (earlier attempt's or this one's).
+ */
+export async function sendInParts<P>(
+  provider: Provider,
+  parts: readonly P[],
+  progress: SendProgress | undefined,
+  sendPart: (part: P, index: number) => Promise<string>,
+): Promise<SendResult> {
+  const ids = (progress?.done ?? []).slice(0, parts.length);
+  for (let i = ids.length; i < parts.length; i++) {
+    const id = await sendPart(parts[i] as P, i);
+    ids.push(id);
+    await progress?.onPart(i, id);
+  }
+  return { provider, providerMessageId: ids[0] as string };
 }
 
 /**
@@ -61,7 +92,10 @@ export interface ChannelSender {
  * - `window_closed`: outside the messaging window (Twilio 63016, Graph 131047, Messenger 10/2018278)
  * - `opted_out`: the customer opted out (Twilio 21610)
  * - `rate_limited`: slow down (429, Twilio 20429, Graph 4/80007/130429); retryable after `retryAfterMs`
- * - `unavailable`: 5xx, network error, timeout before the provider answered; retryable
+ * - `unavailable`: the provider certainly did not take it (connection refused, a 5xx or code the
+ *   provider documents as "not processed"); retryable
+ * - `uncertain`: the answer was lost (timeout or reset after the request was written, an unknown
+ *   5xx): it may have been accepted. Never resent blindly — see README "Sending: lost answers"
  * - `invalid_recipient`: the address cannot receive this (e.g. Twilio 21211/21614, Graph 131026)
  * - `auth`: our credentials are wrong (401/403, Twilio 20003, Graph 190)
  * - `unsupported`: the channel cannot carry this content
@@ -72,6 +106,7 @@ export type SendFailureReason =
   | 'opted_out'
   | 'rate_limited'
   | 'unavailable'
+  | 'uncertain'
   | 'invalid_recipient'
   | 'auth'
   | 'unsupported'

@@ -51,7 +51,8 @@
  * survivor to be live: if it was merged again since, that later merge must be undone first.
  */
 import { Types } from 'mongoose';
-import { AppError, ConflictError, NotFoundError, PayloadError } from '../errors';
+import { AppError, ConflictError, isAppError, NotFoundError, PayloadError } from '../errors';
+import type { Logger } from '../logger';
 import { isDuplicateKeyError } from './resolve';
 import type {
   Customer,
@@ -115,6 +116,12 @@ export interface MergeServiceOptions {
    * a crash (the crash-safety tests use that); a re-run continues from the stored event.
    */
   onStep?: (step: MergeStep, eventId: Types.ObjectId) => void | Promise<void>;
+  /** Where a resumed merge that fails is reported (ids and error, never profile data). */
+  log?: Logger;
+  /** Failures of one event's resumption, in this process, before it is reported as an alert. @defaultValue 5 */
+  alertAfter?: number;
+  /** Called on every failed resumption: `alert` once `failures` reaches `alertAfter` (metrics). */
+  onResumeFailed?: (eventId: string, failures: number, alert: boolean) => void;
 }
 
 export interface MergeService {
@@ -168,6 +175,27 @@ function olderOf(a: Customer, b: Customer): Customer {
 
 export function createMergeService(models: IdentityModels, options: MergeServiceOptions = {}): MergeService {
   const { Customer, Identity, Message, MergeEvent, MergeLock } = models;
+  /** Failed resumptions per event in this process (in memory: the event document is not written to). */
+  const resumeFailures = new Map<string, number>();
+  const alertAfter = options.alertAfter ?? 5;
+
+  function reportResumeFailure(event: MergeEventDoc, err: unknown): void {
+    const eventId = String(event._id);
+    const failures = (resumeFailures.get(eventId) ?? 0) + 1;
+    resumeFailures.set(eventId, failures);
+    const alert = failures >= alertAfter;
+    const context = {
+      mergeEventId: eventId,
+      survivorId: String(event.survivorId),
+      mergedId: String(event.mergedId),
+      status: event.status,
+      failures,
+      err: { name: err instanceof Error ? err.name : 'Error', code: isAppError(err) ? err.code : undefined },
+    };
+    if (alert) options.log?.error(context, 'merge keeps failing to resume: needs a look');
+    else options.log?.warn(context, 'resuming a merge failed; retried next sweep');
+    options.onResumeFailed?.(eventId, failures, alert);
+  }
   const step = async (name: MergeStep, id: Types.ObjectId) => {
     await options.onStep?.(name, id);
   };
@@ -711,10 +739,12 @@ export function createMergeService(models: IdentityModels, options: MergeService
       for (const event of stale) {
         try {
           await (event.status === 'undoing' ? runUndo(event) : runMerge(event));
+          resumeFailures.delete(String(event._id));
           resumed++;
-        } catch {
-          // Cancelled (conflict) or still busy: counted; a busy one is picked up again next time.
+        } catch (err) {
+          // Cancelled (conflict), still busy, or broken: reported with ids; picked up again next time.
           failed++;
+          reportResumeFailure(event, err);
         }
       }
       return { resumed, failed };

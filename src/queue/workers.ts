@@ -14,7 +14,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job, type Processor } fr
 import { isAppError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
-import { createRedisConnection } from './connection';
+import { createRedisConnection, type RedisClient } from './connection';
 import { prefixFor } from './options';
 import type { PartitionedQueue } from './partitions';
 
@@ -97,6 +97,23 @@ export interface OrderedWorkersOptions<T> extends Omit<QueueWorkerOptions<T>, 'q
   maxAttempts?: number;
 }
 
+/**
+ * How many of the job's runs were deferrals (`count` one more first). Kept in Redis beside the
+ * partition (a day's expiry), since BullMQ's `attemptsStarted` counts every run, deferred or not.
+ */
+async function deferrals(client: RedisClient, prefix: string, job: Job, count: boolean): Promise<number> {
+  const key = `${prefix}:${job.queueName}:deferrals:${job.id ?? ''}`;
+  try {
+    if (!count) return Number((await client.get(key)) ?? 0);
+    const n = await client.incr(key);
+    await client.expire(key, 24 * 3600);
+    return n;
+  } catch {
+    // Redis unreachable: the partition pause below fails too and holds the job; count nothing.
+    return 0;
+  }
+}
+
 /** One worker per partition; each partition runs one job at a time across every process, in order. */
 export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[] {
   const maxAttempts = o.maxAttempts ?? 8;
@@ -112,9 +129,17 @@ export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[
       } catch (err) {
         if (isAppError(err) && !err.retryable) throw new UnrecoverableError(`${err.code}: ${err.message}`);
         if (err instanceof UnrecoverableError) throw err;
-        if (job.attemptsStarted >= maxAttempts) {
+        // A deferral only waited: it is counted apart and does not use up an attempt.
+        const deferred = await deferrals(
+          connection,
+          prefixFor(queue.name, o.prefix, connection),
+          job,
+          err instanceof DeferError,
+        );
+        const attempts = job.attemptsStarted - deferred;
+        if (!(err instanceof DeferError) && attempts >= maxAttempts) {
           throw new UnrecoverableError(
-            `gave up after ${job.attemptsStarted} attempts: ${err instanceof Error ? err.message : String(err)}`,
+            `gave up after ${attempts} attempts: ${err instanceof Error ? err.message : String(err)}`,
           );
         }
         const delay = err instanceof DeferError ? err.delayMs : backoffMs(job.attemptsStarted);

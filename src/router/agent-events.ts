@@ -17,6 +17,7 @@
  *   it gets ⛔ and its author an ephemeral note saying why (nothing about the customer).
  */
 import type { Job } from 'bullmq';
+import type { Types } from 'mongoose';
 import type { Channel } from '../canonical';
 import { mentionsSomeone, type AgentEvent } from '../channels/slack/normalize';
 import type { IdentityModels } from '../identity/models';
@@ -69,6 +70,10 @@ export interface AgentEventsOptions {
    * @defaultValue every recorded thread is trusted
    */
   cardNames?(ref: { channel: string; ts: string }, customerId: string): Promise<boolean>;
+  /** A thread with no record: records it if its parent is one of our cards, returning the customer. */
+  adoptThread?: (channel: string, threadTs: string) => Promise<Types.ObjectId | undefined>;
+  /** A reply in a thread with no customer: tells the agent when it is in an inbox channel. */
+  onUnknownThread?: (where: { channel: string; threadTs: string; user: string }) => Promise<void>;
 }
 
 export function createAgentEvents(o: AgentEventsOptions) {
@@ -106,16 +111,20 @@ export function createAgentEvents(o: AgentEventsOptions) {
     async handle(job: Job<AgentEventJob>): Promise<void> {
       const event = job.data;
       if (event.type === 'thread_reply') {
-        const customerId = await threadCustomer(event.channel, event.threadTs);
-        if (customerId === null) {
+        const recorded = await threadCustomer(event.channel, event.threadTs);
+        if (recorded === null) {
           await o.react({ channel: event.channel, ts: event.ts }, 'warning');
           return; // never to a customer this thread may not belong to
         }
+        const customerId =
+          recorded ?? (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
         if (!customerId) {
           if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
             throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
           }
-          log.debug({ channel: event.channel }, 'reply outside a customer thread ignored');
+          if (event.threadTs)
+            await o.onUnknownThread?.({ channel: event.channel, threadTs: event.threadTs, user: event.user });
+          log.info({ channel: event.channel }, 'reply outside a customer thread: not sent');
           return;
         }
         const ref = { channel: event.channel, ts: event.ts };

@@ -20,6 +20,8 @@ import type { AgentAuthorization, Authorizer } from './authorize';
 import type { Agent, Conversation, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
+import { SEND_AGAIN_ACTION } from './delivery';
+import type { SendAgain } from './send-again';
 import { channelLabel, fill } from './texts';
 import { windowState } from './slack-delivery';
 import { applyClaimEffects, CLAIM_OFFER_ACTION, type ClaimOffers } from './claim-plan';
@@ -49,6 +51,8 @@ export interface CommandsOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
+  /** The "Send again" button under an uncertain send (send-again.ts). */
+  sendAgain?: SendAgain;
 }
 
 export interface CommandContext {
@@ -342,6 +346,15 @@ export function createCommands(o: CommandsOptions) {
         return run(ctx, `handoff <@${ctx.selectedUser}>`);
       if (ctx.actionId === 'rapport_close') return run(ctx, 'close');
       if (ctx.actionId === 'rapport_template') return run(ctx, 'template');
+      if (ctx.actionId === SEND_AGAIN_ACTION && ctx.value && o.sendAgain)
+        return o.sendAgain({
+          userId: ctx.userId,
+          sendKey: ctx.value,
+          authorize: async (customer) => {
+            const may = await authorize({ slackUserId: ctx.userId, action: 'reply', customer });
+            return may.allowed ? undefined : may.text;
+          },
+        });
       log.debug({ actionId: ctx.actionId }, 'unknown card action');
       return undefined;
     },

@@ -8,25 +8,37 @@
  * text is sent and the agent is told what they can do instead. Never silent.
  *
  * Exactly once: the send is marked `sending` (attempts + 1) before the provider call and `sent` with
- * the provider's message id after. A definite refusal (an HTTP error answer) goes back to
- * `scheduled` for a retry with backoff; a send found still `sending` on a later run means the process
- * died during the call — it may or may not have gone out, so it is NOT resent automatically: the
- * agent is told it is uncertain. Permanent errors fail at once and are explained in the thread.
+ * the provider's message id after. A send is retried (back to `scheduled`, with backoff) only when
+ * the provider certainly did not take it (`unavailable`, `rate_limited`: see send-errors.ts). A lost
+ * answer the sender could not resolve (`uncertain`: Twilio looks the message up itself, WhatsApp
+ * Cloud and Messenger cannot) and a send found still `sending` on a later run (the process died
+ * during the call) are NOT resent: the send fails as `uncertain` and the agent is told in the thread,
+ * with a "Send again" button (send-again.ts) for an explicit, recorded second send. Each accepted
+ * part of a multi-part message is recorded (`parts`) before the next goes out, so a retry resumes
+ * after it. Permanent errors fail at once and are explained in the thread.
  */
 import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import type { Channel, Provider } from '../canonical';
-import { OutboundError, type ChannelSender, type OutboundMessage } from '../channels/sender';
+import {
+  OutboundError,
+  type ChannelSender,
+  type OutboundMessage,
+  type SendProgress,
+} from '../channels/sender';
 import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
-import type { CustomerSend, RouterModels } from './models';
+import type { AgentPostButton, CustomerSend, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import { ago, channelLabel, explainFailure } from './texts';
 
 export type Senders = Partial<Record<Provider, ChannelSender>>;
+
+/** The `action_id` of the "Send again" button under an uncertain send's note (send-again.ts). */
+export const SEND_AGAIN_ACTION = 'rapport_send_again';
 
 export interface DeliveryOptions {
   models: RouterModels & IdentityModels;
@@ -176,14 +188,20 @@ export function createDelivery(o: DeliveryOptions) {
     };
   }
 
-  async function tellAgent(send: CustomerSend, text: string): Promise<void> {
+  async function tellAgent(send: CustomerSend, text: string, reason: string): Promise<void> {
+    const uncertain = reason === 'uncertain';
+    const button: AgentPostButton | undefined = uncertain
+      ? { actionId: SEND_AGAIN_ACTION, text: 'Send again', value: send.key }
+      : undefined;
     await outbox.postToAgent(send.customerId, {
       key: `send-note:${send.key}:${send.attempts}`,
       kind: 'note',
       text,
       username: 'Rapport',
+      ...(button ? { button } : {}),
     });
-    if (send.slack) await o.react(send.slack, 'x', ['hourglass_flowing_sand', 'outbox_tray']);
+    const mark = uncertain ? 'grey_question' : 'x';
+    if (send.slack) await o.react(send.slack, mark, ['hourglass_flowing_sand', 'outbox_tray']);
   }
 
   async function fail(send: CustomerSend, reason: string, text: string, code?: string): Promise<void> {
@@ -193,12 +211,36 @@ export function createDelivery(o: DeliveryOptions) {
     );
     o.onFailed?.(reason);
     log.info({ sendKey: send.key, reason, code }, 'send failed; agent told');
-    if (send.origin === 'agent' || send.origin === 'template') await tellAgent(send, text);
+    // An automatic reply that may not have gone out is the agent's to check too.
+    const tell =
+      send.origin === 'agent' ||
+      send.origin === 'template' ||
+      (reason === 'uncertain' && send.origin === 'auto');
+    if (tell) await tellAgent(send, text, reason);
+  }
+
+  /** What the agent reads when a send's outcome is unknown (a lost answer or a crash mid-call). */
+  function uncertainText(send: CustomerSend, channel: Channel | undefined, detail?: string): string {
+    const where = channel ? ` on ${channelLabel(channel)}` : '';
+    const parts = send.parts?.length ? ` (${send.parts.length} part(s) of it were accepted before that)` : '';
+    return `:grey_question: Delivery uncertain${where}: ${detail ?? explainFailure('uncertain')}${parts} It was not resent automatically, since that could send it twice. Check with the customer, or press *Send again*.`;
+  }
+
+  /** Records an accepted part before the next one goes out. */
+  function progressOf(send: CustomerSend): SendProgress {
+    return {
+      done: send.parts ?? [],
+      onPart: async (index, id) => {
+        if (index < (send.parts?.length ?? 0)) return;
+        await CustomerSend.updateOne({ _id: send._id }, { $push: { parts: id } });
+      },
+    };
   }
 
   async function sendOne(send: CustomerSend, customer: Customer): Promise<void> {
     if (send.state === 'sending') {
-      await fail(send, 'uncertain', explainFailure('uncertain'));
+      const fresh = await CustomerSend.findById(send._id).lean<CustomerSend>();
+      await fail(fresh ?? send, 'uncertain', uncertainText(fresh ?? send, send.channel));
       return;
     }
     const routed = await chooseRoute(send, customer);
@@ -241,7 +283,7 @@ export function createDelivery(o: DeliveryOptions) {
     if (marked.modifiedCount !== 1) return; // cancelled or handled meanwhile
     const attempts = send.attempts + 1;
     try {
-      const result = await route.sender.send(message);
+      const result = await route.sender.send(message, progressOf(send));
       // The stored message first, then `sent`: a status callback that finds the send finds the message.
       await Message.updateOne(
         { key: `${result.provider}:${result.providerMessageId}` },
@@ -284,6 +326,15 @@ export function createDelivery(o: DeliveryOptions) {
       if (!(err instanceof OutboundError)) {
         // Not a provider answer (our bug, the database): leave it `sending` → uncertain on the next run.
         throw err;
+      }
+      if (err.reason === 'uncertain') {
+        const fresh = await CustomerSend.findById(send._id).lean<CustomerSend>();
+        return fail(
+          { ...(fresh ?? send), attempts },
+          'uncertain',
+          uncertainText(fresh ?? send, route.channel, `${err.message}.`),
+          err.providerCode,
+        );
       }
       if (err.retryable && attempts < maxAttempts) {
         await CustomerSend.updateOne({ _id: send._id }, { $set: { state: 'scheduled' } });

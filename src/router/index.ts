@@ -16,13 +16,15 @@ import { createAgentEvents } from './agent-events';
 import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
+import { createSendAgain } from './send-again';
+import { SlackApiError } from '../channels/slack/client';
 import { createInboundRouter } from './inbound';
 import type { ClaimMerge, ClaimOffers, ClaimsPort } from './claim-plan';
 import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
-import { createCardCheck, createSlackDelivery } from './slack-delivery';
+import { CARD_EVENT_TYPE, createCardCheck, createSlackDelivery } from './slack-delivery';
 import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
@@ -148,6 +150,48 @@ export function createRouter(o: RouterOptions) {
     }
   };
 
+  /**
+   * A reply under a card whose thread record is missing (its answer was lost and the retry has not
+   * run yet, or the process died between posting and recording): the card's metadata names the
+   * customer, so the thread is recorded here and the reply is not lost.
+   */
+  const adoptCardThread = async (channel: string, ts: string): Promise<Types.ObjectId | undefined> => {
+    if (!o.slack) return undefined;
+    const meta = await o.slack.metadataAt(channel, ts);
+    const id = meta?.eventType === CARD_EVENT_TYPE ? meta.payload.customerId : undefined;
+    if (typeof id !== 'string' || !Types.ObjectId.isValid(id)) return undefined;
+    const customerId = new Types.ObjectId(id);
+    const customer = await models.Customer.findById(customerId, { ownerAgentId: 1, mergedInto: 1 }).lean();
+    if (!customer) return undefined;
+    await models.SlackThread.updateOne(
+      { channel, ts },
+      { $setOnInsert: { channel, ts, customerId, agentId: customer.ownerAgentId ?? 'unassigned' } },
+      { upsert: true },
+    );
+    log.info({ customerId: id }, 'card thread recorded from its metadata');
+    return customer.mergedInto ?? customerId;
+  };
+
+  /** A reply in an inbox channel's thread that has no customer reaches nobody: say so, privately. */
+  const tellUnknownThread = async (w: { channel: string; threadTs: string; user: string }) => {
+    if (!o.slack) return;
+    const inbox =
+      w.channel === o.escalationChannel ||
+      (await models.Agent.exists({ inboxChannelId: w.channel })) !== null;
+    if (!inbox) return;
+    try {
+      await o.slack.postEphemeral(
+        w.channel,
+        w.user,
+        ":warning: This thread is not linked to a customer, so your reply was NOT sent to anyone. Reply in the customer's card thread instead (`/rapport whois` there shows who it is).",
+        w.threadTs,
+      );
+    } catch (err) {
+      if (!(err instanceof SlackApiError) || err.retryable) throw err;
+      log.warn({ channel: w.channel, code: err.code }, 'could not tell the agent their reply reached nobody');
+    }
+  };
+
   const slackDelivery = o.slack
     ? createSlackDelivery({
         models,
@@ -213,6 +257,8 @@ export function createRouter(o: RouterOptions) {
     prefix,
     log: log.child({ component: 'agent-events' }),
     ...(o.slack ? { cardNames: createCardCheck(o.slack, redis, prefix) } : {}),
+    onUnknownThread: (where) => tellUnknownThread(where),
+    adoptThread: (channel, ts) => adoptCardThread(channel, ts),
   });
 
   const commands = createCommands({
@@ -226,6 +272,7 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'commands' }),
+    sendAgain: createSendAgain({ models, outbox, log: log.child({ component: 'send-again' }) }),
   });
 
   const sla = createSla({

@@ -145,6 +145,13 @@ export interface CustomerSend {
   provider?: Provider;
   channel?: Channel;
   providerMessageId?: string;
+  /**
+   * Provider ids of the parts already accepted (a message with media takes several calls), in
+   * order; a retry resumes after the last one, so no part is sent twice.
+   */
+  parts: string[];
+  /** The key of the uncertain send this one repeats (the agent pressed "Send again"). */
+  resendOf?: string;
   failure?: { reason: string; code?: string; message: string };
   createdAt: Date;
   updatedAt: Date;
@@ -275,6 +282,8 @@ const customerSendSchema = new Schema<CustomerSend>(
     provider: { type: String, enum: PROVIDERS },
     channel: { type: String, enum: CHANNELS },
     providerMessageId: String,
+    parts: { type: [String], default: [] },
+    resendOf: String,
     failure: { type: new Schema({ reason: String, code: String, message: String }, { _id: false }) },
   },
   { collection: 'customer_sends', timestamps: true },

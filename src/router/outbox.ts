@@ -46,6 +46,10 @@ export interface NewCustomerSend {
   agentSlackUserId?: string;
   /** Hold the send until then (the agent's undo window). */
   sendAfter?: Date;
+  /** Parts an earlier send already got accepted (a "Send again" resumes after them). */
+  parts?: string[];
+  /** The uncertain send this one repeats. */
+  resendOf?: string;
 }
 
 export interface Outbox {
@@ -101,6 +105,7 @@ export function createOutbox(
             $setOnInsert: {
               ...send,
               media: send.media ?? [],
+              parts: send.parts ?? [],
               customerId,
               seq,
               state: 'scheduled',

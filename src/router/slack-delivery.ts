@@ -4,6 +4,9 @@
  * - The thread is opened by a customer card (who they are, their identities and channels, owner,
  *   first seen, last channel, messaging-window state, recent history) in the owner's inbox channel.
  * - Posts go out strictly in outbox order, each labelled with its channel; a channel switch shows.
+ * - Never two cards for one thread opening: the card carries a per-attempt key as metadata, the
+ *   attempt is recorded in Redis before the call, and a retry looks the key up in the channel
+ *   (`conversations.history`) before posting again; a card found there gets its thread record.
  * - Never two posts for one item: each post carries its outbox key as Slack message metadata, the
  *   attempt is recorded before the call, and a retry after an unrecorded attempt looks the key up in
  *   the thread (`conversations.replies`) before posting again.
@@ -191,6 +194,101 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     ];
   }
 
+  interface CardAttempt {
+    channel: string;
+    agentId: string;
+    key: string;
+    /** Slack-style seconds of the attempt, for `conversations.history`'s `oldest`. */
+    oldest: string;
+  }
+  const cardAttemptKey = (customerId: Types.ObjectId) => `${prefix}:card-attempt:${String(customerId)}`;
+
+  /**
+   * The card this opening already posted (a lost answer to an earlier attempt), or the attempt to
+   * make now, recorded before the call. Returns the found ts, if any, with the attempt.
+   */
+  async function cardAttempt(
+    customerId: Types.ObjectId,
+    channel: string,
+    agentId: string,
+  ): Promise<{ attempt: CardAttempt; found?: string }> {
+    const stored = await redis.get(cardAttemptKey(customerId));
+    const earlier = stored ? (JSON.parse(stored) as CardAttempt) : undefined;
+    if (earlier && earlier.channel === channel && earlier.agentId === agentId) {
+      const found = await slack.findInChannel(channel, earlier.oldest, CARD_EVENT_TYPE, 'key', earlier.key);
+      return { attempt: earlier, ...(found ? { found } : {}) };
+    }
+    if (earlier) await recordOrphanCard(customerId, earlier);
+    const attempt: CardAttempt = {
+      channel,
+      agentId,
+      key: `${String(customerId)}:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}`,
+      // A minute of slack for clock skew between us and Slack.
+      oldest: String(Math.floor(Date.now() / 1000) - 60),
+    };
+    await redis.set(cardAttemptKey(customerId), JSON.stringify(attempt), 'EX', 7 * 24 * 3600);
+    return { attempt };
+  }
+
+  /**
+   * An earlier attempt for another owner or channel whose answer was lost may still have posted its
+   * card: if so, its thread is recorded too, so a reply in it reaches the customer.
+   */
+  async function recordOrphanCard(customerId: Types.ObjectId, earlier: CardAttempt): Promise<void> {
+    const ts = await slack.findInChannel(
+      earlier.channel,
+      earlier.oldest,
+      CARD_EVENT_TYPE,
+      'key',
+      earlier.key,
+    );
+    if (!ts) return;
+    await SlackThread.updateOne(
+      { channel: earlier.channel, ts },
+      { $setOnInsert: { channel: earlier.channel, ts, customerId, agentId: earlier.agentId } },
+      { upsert: true },
+    );
+    log.info(
+      { customerId: String(customerId), agentId: earlier.agentId },
+      'card of an earlier owner recorded',
+    );
+  }
+
+  /** Posts the card (or finds the one an earlier attempt posted); returns its ts. */
+  async function postCard(
+    customerId: Types.ObjectId,
+    channel: string,
+    agent: { _id: unknown; name?: string } | undefined,
+  ): Promise<string> {
+    const agentId = agent ? String(agent._id) : 'unassigned';
+    const { attempt, found } = await cardAttempt(customerId, channel, agentId);
+    if (found) {
+      log.info(
+        { customerId: String(customerId), agentId },
+        'card of an earlier attempt found; not posted again',
+      );
+      return found;
+    }
+    const customer = await Customer.findById(customerId).lean<Customer>();
+    if (!customer) throw new Error(`customer ${String(customerId)} not found`);
+    const text = await cardText(customer, agent?.name);
+    try {
+      const { ts } = await slack.postMessage({
+        channel,
+        text: agent ? text : `:warning: No agent is available to own this customer.\n${text}`,
+        blocks: cardBlocks(text, String(customerId)),
+        metadata: {
+          eventType: CARD_EVENT_TYPE,
+          payload: { customerId: String(customerId), key: attempt.key },
+        },
+      });
+      return ts;
+    } catch (err) {
+      await noteRateLimit(redis, prefix, channel, err);
+      throw err;
+    }
+  }
+
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
   async function ensureThread(
     customerId: Types.ObjectId,
@@ -203,21 +301,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     const channel = agent?.inboxChannelId ?? o.escalationChannel;
     if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
     await respectChannelLimit(redis, prefix, channel);
-    const customer = await Customer.findById(customerId).lean<Customer>();
-    if (!customer) throw new Error(`customer ${String(customerId)} not found`);
-    const text = await cardText(customer, agent?.name);
-    let ts: string;
-    try {
-      ({ ts } = await slack.postMessage({
-        channel,
-        text: agent ? text : `:warning: No agent is available to own this customer.\n${text}`,
-        blocks: cardBlocks(text, String(customerId)),
-        metadata: { eventType: CARD_EVENT_TYPE, payload: { customerId: String(customerId) } },
-      }));
-    } catch (err) {
-      await noteRateLimit(redis, prefix, channel, err);
-      throw err;
-    }
+    const ts = await postCard(customerId, channel, agent ?? undefined);
     const recorded = await SlackThread.findOneAndUpdate(
       { channel, ts },
       { $setOnInsert: { channel, ts, customerId, agentId } },
@@ -232,6 +316,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
       { upsert: true },
     );
+    await redis.del(cardAttemptKey(customerId));
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
     return { channel, ts };
   }

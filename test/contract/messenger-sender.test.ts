@@ -208,19 +208,42 @@ describe('Messenger sender: failures', () => {
         }),
     );
 
-    it('a timeout is unavailable and retryable, without the token', async () => {
+    it('a timeout is uncertain and not retried (Messenger cannot be asked), without the token', async () => {
       const { port } = hanging.address() as AddressInfo;
       const err = await failureOf(
         sender({ graphBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200 }).send(reply()),
       );
-      expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'timeout' });
+      expect(err).toMatchObject({ reason: 'uncertain', retryable: false, providerCode: 'timeout' });
       expectNoToken(err);
     });
 
     it('a refused connection is unavailable and retryable, without the token', async () => {
       const err = await failureOf(sender({ graphBaseUrl: 'http://127.0.0.1:1' }).send(reply()));
-      expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'network' });
+      expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'refused' });
       expectNoToken(err);
     });
+  });
+});
+
+describe('Messenger sender: lost answers', () => {
+  it('a lost answer is uncertain and not retryable: the Send API did take the message', async () => {
+    graph.loseNext();
+    const err = await failureOf(sender().send(reply()));
+    expect(err).toMatchObject({ reason: 'uncertain', retryable: false });
+    expect(graph.messengerMessages()).toHaveLength(1);
+  });
+
+  it('text then a file: after the text is accepted and the file is throttled, a retry sends only the file', async () => {
+    graph.failNext({ status: 429, code: 613 }, { skip: 1 });
+    const done: string[] = [];
+    const progress = { done, onPart: async (_i: number, id: string) => void done.push(id) };
+    const message = reply({
+      media: [{ url: 'https://cdn.example.test/a.pdf', contentType: 'application/pdf' }],
+    });
+    expect(await failureOf(sender().send(message, progress))).toMatchObject({ reason: 'rate_limited' });
+    await sender().send(message, progress);
+    const sent = graph.messengerMessages().map((m) => (m.message.text ? 'text' : 'file'));
+    expect(sent).toEqual(['text', 'file']);
+    expect(done).toEqual(graph.messengerMessages().map((m) => m.messageId));
   });
 });

@@ -269,22 +269,90 @@ describe('Twilio sender: no answer', () => {
       }),
   );
 
-  it('a timeout is unavailable and retryable, without the token', async () => {
+  it('a timeout whose lookup cannot answer either is uncertain and not retried, without the token', async () => {
     const { port } = hanging.address() as AddressInfo;
     const err = await failureOf(
-      sender({ apiBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200 }).send(sms()),
+      sender({ apiBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200, lookupDelayMs: 0 }).send(sms()),
     );
-    expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'timeout' });
+    expect(err).toMatchObject({ reason: 'uncertain', retryable: false, providerCode: 'timeout' });
     expectNoSecret(err);
   });
 
-  it('a refused connection is unavailable and retryable', async () => {
+  it('a refused connection is unavailable and retryable (nothing was written)', async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const { port } = closed.address() as AddressInfo;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
     const err = await failureOf(sender({ apiBaseUrl: `http://127.0.0.1:${port}` }).send(sms()));
-    expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'network' });
+    expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'refused' });
     expectNoSecret(err);
+  });
+});
+
+describe('Twilio sender: lost answers are looked up, not resent', () => {
+  it('a lost answer: the sender lists the messages to that number and returns the one Twilio took', async () => {
+    emulator.loseNext();
+    const result = await sender({ lookupDelayMs: 0 }).send(sms({ text: 'Lost but sent' }));
+    const stored = emulator.messages();
+    expect(stored).toHaveLength(1);
+    expect(result.providerMessageId).toBe(stored[0]?.sid);
+    const posts = emulator.requests.filter((r) => r.method === 'POST');
+    expect(posts).toHaveLength(1);
+    const lists = emulator.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/Messages.json'));
+    expect(lists[0]?.params).toMatchObject({ To: CUSTOMER, From: '+15550001111' });
+  });
+
+  it('an earlier identical message is not taken for the lost one (it was created before the attempt)', async () => {
+    await sender().send(sms({ text: 'Same words' }));
+    await new Promise((r) => setTimeout(r, 1_100)); // date_created has whole seconds
+    emulator.failNext({ status: 502, code: 20500 });
+    const err = await failureOf(sender({ lookupDelayMs: 0 }).send(sms({ text: 'Same words' })));
+    expect(err).toMatchObject({ reason: 'unavailable', retryable: true });
+  });
+
+  it('a WhatsApp message with three media and a lost answer on the second: each part exactly once', async () => {
+    emulator.loseNext({ skip: 1 });
+    const done: string[] = [];
+    const media = ['a', 'b', 'c'].map((n) => ({ url: `https://cdn.example.test/${n}.jpg` }));
+    await sender({ lookupDelayMs: 0 }).send(sms({ channel: 'whatsapp', media }), {
+      done,
+      onPart: async (_i, id) => void done.push(id),
+    });
+    const stored = emulator.messages();
+    expect(stored.map((m) => m.mediaUrls[0])).toEqual(media.map((m) => m.url));
+    expect(done).toEqual(stored.map((m) => m.sid));
+  });
+
+  it('a dropped connection whose message Twilio does not list was not taken: retryable', async () => {
+    // POSTs are dropped unprocessed; the list answers (empty) as Twilio would.
+    const dropping = createServer((req, res) => {
+      if (req.method === 'POST') return req.socket.destroy();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ messages: [], next_page_uri: null, page: 0, page_size: 20, uri: req.url }));
+    });
+    await new Promise<void>((resolve) => dropping.listen(0, '127.0.0.1', resolve));
+    const { port } = dropping.address() as AddressInfo;
+    const err = await failureOf(
+      sender({ apiBaseUrl: `http://127.0.0.1:${port}`, lookupDelayMs: 0 }).send(sms()),
+    );
+    await new Promise<void>((resolve) => dropping.close(() => resolve()));
+    expect(err).toMatchObject({ reason: 'unavailable', retryable: true });
+    expectNoSecret(err);
+  });
+
+  it('a timeout whose message Twilio does not list (yet) stays uncertain: it may still be in flight', async () => {
+    const slow = createServer((req, res) => {
+      if (req.method === 'POST') return; // never answers: the sender times out
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ messages: [], next_page_uri: null, page: 0, page_size: 20, uri: req.url }));
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const { port } = slow.address() as AddressInfo;
+    const err = await failureOf(
+      sender({ apiBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200, lookupDelayMs: 0 }).send(sms()),
+    );
+    slow.closeAllConnections();
+    await new Promise<void>((resolve) => slow.close(() => resolve()));
+    expect(err).toMatchObject({ reason: 'uncertain', retryable: false, providerCode: 'timeout' });
   });
 });

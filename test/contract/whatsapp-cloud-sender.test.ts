@@ -2,6 +2,8 @@
  * The WhatsApp Cloud sender (plain fetch) against the local Graph emulator: the exact `/messages`
  * bodies each kind of reply becomes, and how Graph's failures reach the agent.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import {
   createWhatsAppCloudSender,
@@ -224,7 +226,50 @@ describe('WhatsApp Cloud sender: failures', () => {
   });
 
   it('a refused connection is unavailable and retryable', async () => {
-    const err = await failureOf(sender({ graphBaseUrl: 'http://127.0.0.1:1' }).send(reply()));
-    expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'network' });
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const err = await failureOf(sender({ graphBaseUrl: `http://127.0.0.1:${port}` }).send(reply()));
+    expect(err).toMatchObject({ reason: 'unavailable', retryable: true, providerCode: 'refused' });
+  });
+});
+
+describe('WhatsApp Cloud sender: lost answers and parts', () => {
+  const media = [
+    { url: 'https://cdn.example.test/p1.jpg', contentType: 'image/jpeg' },
+    { url: 'https://cdn.example.test/p2.jpg', contentType: 'image/jpeg' },
+    { url: 'https://cdn.example.test/p3.jpg', contentType: 'image/jpeg' },
+  ];
+  const links = () => graph.whatsappMessages().map((m) => (m.body.image as { link: string }).link);
+  const recorder = () => {
+    const done: string[] = [];
+    return { done, onPart: async (_i: number, id: string) => void done.push(id) };
+  };
+
+  it('a lost answer is uncertain and not retryable: Graph did take the message', async () => {
+    graph.loseNext();
+    const err = await failureOf(sender().send(reply()));
+    expect(err).toMatchObject({ reason: 'uncertain', retryable: false });
+    expect(graph.whatsappMessages()).toHaveLength(1);
+  });
+
+  it('a 5xx without a documented code is uncertain; code 2 (documented: retry) is retryable', async () => {
+    graph.failNext({ status: 500, code: 1234 });
+    expect(await failureOf(sender().send(reply()))).toMatchObject({ reason: 'uncertain', retryable: false });
+    graph.failNext({ status: 500, code: 2 });
+    expect(await failureOf(sender().send(reply()))).toMatchObject({ reason: 'unavailable', retryable: true });
+  });
+
+  it('records each accepted part; a retry resumes after the last one and sends no part twice', async () => {
+    graph.failNext({ status: 503 }, { skip: 1 });
+    const progress = recorder();
+    const err = await failureOf(sender().send(reply({ media }), progress));
+    expect(err).toMatchObject({ reason: 'unavailable', retryable: true });
+    expect(progress.done).toHaveLength(1);
+    const result = await sender().send(reply({ media }), progress);
+    expect(links()).toEqual(media.map((m) => m.url));
+    expect(progress.done).toEqual(graph.whatsappMessages().map((m) => m.id));
+    expect(result.providerMessageId).toBe(progress.done[0]);
   });
 });

@@ -471,3 +471,38 @@ describe('crash safety', () => {
 });
 
 export type { Types };
+
+describe('resumeMerges reports a merge that keeps failing', () => {
+  it('logs each failure with the event and customer ids and the count, and alerts after N', async () => {
+    const { older, newer } = await pair();
+    crashAfter = 'survivor-locked';
+    await expect(
+      merges.mergeCustomers({ aId: newer, bId: older, reason: 'admin', actor: 'admin' }),
+    ).rejects.toBeInstanceOf(SimulatedCrash);
+    crashAfter = undefined;
+    const lines: Record<string, unknown>[] = [];
+    const alerts: boolean[] = [];
+    // A service whose every resumption breaks at the same step, as a merge with a persistent fault does.
+    const broken = createMergeService(models, {
+      onStep: (step) => {
+        if (step === 'merged-tombstoned') throw new SimulatedCrash('still broken');
+      },
+      log: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) }),
+      alertAfter: 3,
+      onResumeFailed: (_id, _n, alert) => void alerts.push(alert),
+    });
+    for (let i = 0; i < 3; i++)
+      expect(await broken.resumeMerges({ olderThanMs: 0 })).toMatchObject({ failed: 1 });
+    const event = await models.MergeEvent.findOne({ mergedId: newer }).lean();
+    expect(lines.map((l) => [l.level, l.failures, l.mergeEventId, l.survivorId, l.mergedId])).toEqual([
+      [40, 1, String(event!._id), older, newer],
+      [40, 2, String(event!._id), older, newer],
+      [50, 3, String(event!._id), older, newer],
+    ]);
+    expect(alerts).toEqual([false, false, true]);
+    // Nothing about the customers themselves is logged.
+    expect(JSON.stringify(lines)).not.toMatch(/Ada|\+1415/);
+    // Finished by a healthy run, it is not reported again.
+    expect(await merges.resumeMerges({ olderThanMs: 0 })).toMatchObject({ resumed: 1, failed: 0 });
+  });
+});

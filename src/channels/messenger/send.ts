@@ -5,11 +5,12 @@
  * The SDK puts the page token in the query string, so its errors (AxiosError with `config.url`)
  * and its debug request log would leak it: the client gets a no-op `onRequest`, and errors are
  * narrowed to plain data before they become an OutboundError — the SDK error is never the cause.
+ * A lost answer is `uncertain` (the Send API cannot list what was sent): never resent blindly.
  */
 import { MessengerClient, type MessengerTypes } from 'messaging-api-messenger';
 import type { Channel } from '../../canonical';
-import type { ChannelSender, OutboundMedia, OutboundMessage, SendResult } from '../sender';
-import { OutboundError } from '../sender';
+import type { ChannelSender, OutboundMedia, OutboundMessage, SendProgress, SendResult } from '../sender';
+import { OutboundError, sendInParts } from '../sender';
 import {
   classifyMessengerFailure,
   contentError,
@@ -17,6 +18,7 @@ import {
   headerValue,
   isRecord,
   outboundErrorFrom,
+  transportKind,
   type ProviderFailure,
 } from '../send-errors';
 
@@ -82,9 +84,9 @@ export function messengerMessages(message: OutboundMessage): MessengerTypes.Mess
 function messengerFailureOf(err: unknown): ProviderFailure {
   const response = isRecord(err) && isRecord(err.response) ? err.response : undefined;
   if (response === undefined || typeof response.status !== 'number') {
-    // The axios-error wrapper drops `code`; its message is axios's own ("timeout of 10000ms exceeded").
-    const text = isRecord(err) && typeof err.message === 'string' ? err.message : '';
-    return { transport: /timeout/i.test(text) ? 'timeout' : 'network' };
+    // The axios-error wrapper drops `code`; its message is axios's own ("timeout of 10000ms
+    // exceeded", "connect ECONNREFUSED …"), which transportKind reads.
+    return { transport: transportKind(err) };
   }
   return graphFailureFromBody(response.status, response.data, headerValue(response.headers, 'retry-after'));
 }
@@ -125,15 +127,11 @@ export function createMessengerSender(o: MessengerSenderOptions): ChannelSender 
   return {
     provider: 'messenger',
     channels,
-    async send(message: OutboundMessage): Promise<SendResult> {
-      const bodies = messengerMessages(message);
+    async send(message: OutboundMessage, progress?: SendProgress): Promise<SendResult> {
       const tagged = message.messengerTag === 'HUMAN_AGENT';
-      let first: string | undefined;
-      for (const body of bodies) {
-        const id = await sendOne(message.to, body, tagged);
-        first ??= id;
-      }
-      return { provider: 'messenger', providerMessageId: first as string };
+      return sendInParts('messenger', messengerMessages(message), progress, (body) =>
+        sendOne(message.to, body, tagged),
+      );
     },
   };
 }

@@ -85,6 +85,22 @@ export interface SlackClient {
     field: string,
     value: string,
   ): Promise<string | undefined>;
+  /**
+   * As findInThread, for a top-level message of `channel` posted at or after `oldest` (a Slack ts):
+   * pages through `conversations.history` with `include_all_metadata=true`.
+   */
+  findInChannel(
+    channel: string,
+    oldest: string,
+    eventType: string,
+    field: string,
+    value: string,
+  ): Promise<string | undefined>;
+  /** The metadata of the top-level message at `ts` (`conversations.history`), if it has any. */
+  metadataAt(
+    channel: string,
+    ts: string,
+  ): Promise<{ eventType: string; payload: Record<string, unknown> } | undefined>;
   updateMessage(channel: string, ts: string, args: { text: string; blocks?: unknown[] }): Promise<void>;
   /** A message already gone (`message_not_found`) counts as deleted. */
   deleteMessage(channel: string, ts: string): Promise<void>;
@@ -206,6 +222,27 @@ function required(method: string, value: unknown, key: string): string {
   return field;
 }
 
+/** The ts of the first paged message whose metadata is `eventType` with `payload[field] === value`. */
+async function firstWithMetadata(
+  pages: AsyncIterable<unknown>,
+  eventType: string,
+  field: string,
+  value: string,
+): Promise<string | undefined> {
+  for await (const page of pages) {
+    const messages: unknown = isRecord(page) ? page.messages : undefined;
+    const list: unknown[] = Array.isArray(messages) ? messages : [];
+    for (const message of list) {
+      if (!isRecord(message)) continue;
+      const metadata = message.metadata;
+      if (!isRecord(metadata) || metadata.event_type !== eventType) continue;
+      const payload = metadata.event_payload;
+      if (isRecord(payload) && payload[field] === value) return stringField(message, 'ts');
+    }
+  }
+  return undefined;
+}
+
 export function createSlackClient(options: SlackClientOptions): SlackClient {
   if (options.token.length === 0) throw new Error('createSlackClient: token is empty');
   const web = new WebClient(options.token, {
@@ -262,23 +299,42 @@ export function createSlackClient(options: SlackClientOptions): SlackClient {
       const method = 'conversations.replies';
       try {
         const pages = web.paginate(method, { channel, ts: threadTs, include_all_metadata: true, limit: 200 });
-        for await (const page of pages) {
-          const messages: unknown = isRecord(page) ? page.messages : undefined;
-          const list: unknown[] = Array.isArray(messages) ? messages : [];
-          for (const message of list) {
-            if (!isRecord(message)) continue;
-            const metadata = message.metadata;
-            if (!isRecord(metadata) || metadata.event_type !== eventType) continue;
-            const payload = metadata.event_payload;
-            if (isRecord(payload) && payload[field] === value) return stringField(message, 'ts');
-          }
-        }
-        return undefined;
+        return await firstWithMetadata(pages, eventType, field, value);
       } catch (err) {
         const mapped = toSlackApiError(method, err);
         if (mapped instanceof SlackApiError && mapped.slackError === 'thread_not_found') return undefined;
         throw mapped;
       }
+    },
+
+    async findInChannel(channel, oldest, eventType, field, value) {
+      const method = 'conversations.history';
+      return call(method, () =>
+        firstWithMetadata(
+          web.paginate(method, { channel, oldest, inclusive: true, include_all_metadata: true, limit: 200 }),
+          eventType,
+          field,
+          value,
+        ),
+      );
+    },
+
+    async metadataAt(channel, ts) {
+      const res = await call('conversations.history', () =>
+        web.conversations.history({
+          channel,
+          latest: ts,
+          oldest: ts,
+          inclusive: true,
+          limit: 1,
+          include_all_metadata: true,
+        }),
+      );
+      const message = (res.messages ?? []).find((m) => m.ts === ts);
+      const metadata: unknown = message?.metadata;
+      if (!isRecord(metadata) || typeof metadata.event_type !== 'string') return undefined;
+      const payload = isRecord(metadata.event_payload) ? metadata.event_payload : {};
+      return { eventType: metadata.event_type, payload };
     },
 
     async updateMessage(channel, ts, args) {

@@ -5,19 +5,29 @@
  * `apiBaseUrl` (a local emulator in tests, a proxy in odd deployments). The same subclass notes the
  * answer's headers per send (through AsyncLocalStorage, because one client serves concurrent sends)
  * so a 429's `Retry-After` survives — twilio's RestException drops headers.
+ *
+ * A lost answer (timeout, reset, an unknown 5xx) is not resent blindly: the sender lists the
+ * account's latest messages to that number and from our number, and a message created since the
+ * attempt with the same body and media count is the one we sent (Twilio creates the Message
+ * resource before it answers 201). Found: sent. Not found after an answer or a dropped connection:
+ * Twilio did not take it, so it is retryable; not found after our own timeout proves nothing (the
+ * request may still be in flight), so it stays `uncertain`, as when the lookup itself fails (the
+ * agent is told).
+ * `DateSent` is not used as the filter: it has day granularity and a queued message has none yet.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient';
 import type { Channel } from '../../canonical';
-import type { ChannelSender, OutboundMessage, SendResult } from '../sender';
-import { OutboundError } from '../sender';
+import type { ChannelSender, OutboundMessage, SendProgress, SendResult } from '../sender';
+import { OutboundError, sendInParts } from '../sender';
 import {
   classifyTwilioFailure,
   contentError,
   headerValue,
   isRecord,
   outboundErrorFrom,
+  ProviderResponseError,
   transportKind,
   type ProviderFailure,
 } from '../send-errors';
@@ -35,6 +45,8 @@ export interface TwilioSenderOptions {
   statusCallbackUrl?: string;
   /** Per-request timeout. @defaultValue `10_000` */
   timeoutMs?: number;
+  /** Wait before looking a lost answer's message up (Twilio may still be creating it). @defaultValue `1_000` */
+  lookupDelayMs?: number;
 }
 
 type CreateParams = Parameters<ReturnType<typeof twilio>['messages']['create']>[0];
@@ -151,6 +163,25 @@ function twilioFailureOf(err: unknown, headers: unknown): ProviderFailure {
   return { transport: 'network', ...(err instanceof Error ? { message: err.message } : {}) };
 }
 
+/** What the Messages list answers per message (the SDK's MessageInstance, the fields used here). */
+interface ListedMessage {
+  sid: string;
+  body: string;
+  numMedia: string;
+  dateCreated: Date;
+  direction: string;
+}
+
+/** Does a listed message look like the one `params` created at or after `since`? (pure) */
+export function matchesSent(m: ListedMessage, params: CreateParams, since: number): boolean {
+  // date_created has whole seconds only.
+  if (m.dateCreated.getTime() < Math.floor(since / 1000) * 1000) return false;
+  if (!m.direction.startsWith('outbound')) return false;
+  if (params.contentSid !== undefined) return true;
+  const media = Array.isArray(params.mediaUrl) ? params.mediaUrl.length : params.mediaUrl ? 1 : 0;
+  return (m.body ?? '') === (params.body ?? '') && Number(m.numMedia || 0) === media;
+}
+
 /** A `ChannelSender` for SMS and WhatsApp through Twilio's Messages API. */
 export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
   const probes = new AsyncLocalStorage<ResponseProbe>();
@@ -159,8 +190,36 @@ export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
   const secrets = [o.authToken, Buffer.from(`${o.accountSid}:${o.authToken}`).toString('base64')];
   const channels: readonly Channel[] = ['sms', 'whatsapp'];
 
+  /** The sid of the message `params` created since `since`, if Twilio lists one; throws if it cannot tell. */
+  async function lookUp(params: CreateParams, since: number): Promise<string | undefined> {
+    await new Promise((resolve) => setTimeout(resolve, o.lookupDelayMs ?? 1_000));
+    const listed = await client.messages.list({ to: params.to, from: params.from, limit: 20, pageSize: 20 });
+    return listed.find((m) => matchesSent(m, params, since))?.sid;
+  }
+
+  /** After a lost answer: the listed message, else retryable; uncertain if the lookup fails too. */
+  async function resolveLost(params: CreateParams, since: number, lost: OutboundError): Promise<string> {
+    let sid: string | undefined;
+    try {
+      sid = await lookUp(params, since);
+    } catch {
+      throw lost;
+    }
+    if (sid !== undefined) return sid;
+    // After a timeout our request may still be in flight at Twilio: not listed yet proves nothing.
+    if (lost.cause instanceof ProviderResponseError && lost.cause.transport === 'timeout') throw lost;
+    throw new OutboundError(
+      "Twilio: no answer, and the message is not in the account's list, so it was not taken",
+      'twilio',
+      'unavailable',
+      lost.providerCode,
+      { cause: lost.cause },
+    );
+  }
+
   async function createOne(params: CreateParams): Promise<string> {
     const probe: ResponseProbe = {};
+    const since = Date.now();
     try {
       const created = await probes.run(probe, () => client.messages.create(params));
       if (typeof created.sid !== 'string' || created.sid.length === 0) {
@@ -170,21 +229,17 @@ export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
     } catch (err) {
       if (err instanceof OutboundError) throw err;
       const failure = twilioFailureOf(err, probe.headers);
-      throw outboundErrorFrom('twilio', failure, classifyTwilioFailure(failure), secrets);
+      const error = outboundErrorFrom('twilio', failure, classifyTwilioFailure(failure), secrets);
+      if (error.reason === 'uncertain') return resolveLost(params, since, error);
+      throw error;
     }
   }
 
   return {
     provider: 'twilio',
     channels,
-    async send(message: OutboundMessage): Promise<SendResult> {
-      const calls = twilioMessageParams(message, o);
-      let first: string | undefined;
-      for (const params of calls) {
-        const sid = await createOne(params);
-        first ??= sid;
-      }
-      return { provider: 'twilio', providerMessageId: first as string };
+    async send(message: OutboundMessage, progress?: SendProgress): Promise<SendResult> {
+      return sendInParts('twilio', twilioMessageParams(message, o), progress, (params) => createOne(params));
     },
   };
 }

@@ -5,10 +5,13 @@
  * One outbound message may take several calls (one per media item); the id of the first is
  * returned. `to` always carries `+` and the country code: without the `+`, Meta prepends the
  * business number's own country code.
+ *
+ * A lost answer (timeout, reset, a 5xx without a documented code) is `uncertain`: the Cloud API has
+ * no way to list what was sent, so the caller does not resend and tells the agent.
  */
 import type { Channel } from '../../canonical';
-import type { ChannelSender, OutboundMedia, OutboundMessage, SendResult } from '../sender';
-import { OutboundError } from '../sender';
+import type { ChannelSender, OutboundMedia, OutboundMessage, SendProgress, SendResult } from '../sender';
+import { OutboundError, sendInParts } from '../sender';
 import {
   classifyWhatsAppCloudFailure,
   contentError,
@@ -206,14 +209,8 @@ export function createWhatsAppCloudSender(o: WhatsAppCloudSenderOptions): Channe
   return {
     provider: 'whatsapp-cloud',
     channels,
-    async send(message: OutboundMessage): Promise<SendResult> {
-      const bodies = cloudMessageBodies(message);
-      let first: string | undefined;
-      for (const body of bodies) {
-        const id = await post(body);
-        first ??= id;
-      }
-      return { provider: 'whatsapp-cloud', providerMessageId: first as string };
+    async send(message: OutboundMessage, progress?: SendProgress): Promise<SendResult> {
+      return sendInParts('whatsapp-cloud', cloudMessageBodies(message), progress, post);
     },
   };
 }

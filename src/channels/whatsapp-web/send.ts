@@ -15,8 +15,10 @@
  * The worker answers with a result object rather than throwing, so the provider-specific reason
  * (`invalid_recipient`, `unsupported`, …) survives the trip through Redis and comes back to the
  * caller as the same `OutboundError`. A job that *fails* (the worker process died mid-send, BullMQ
- * marks it stalled) is reported as `unavailable`: the message may or may not have gone out, and a
- * retry may send it twice — see README "Sending".
+ * marks it stalled) is reported as `uncertain`: the message may or may not have gone out, so it is
+ * not queued again (the agent is told, with a "Send again" button) — see README "Sending".
+ * A multi-part message (several media) reports each accepted part's id, also on failure, and a
+ * retried job skips the parts already accepted.
  */
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import type { RedisClient } from '../../queue/connection';
@@ -29,23 +31,34 @@ import {
   type OutboundMedia,
   type OutboundMessage,
   type SendFailureReason,
+  type SendProgress,
 } from '../sender';
 import { PROVIDER } from './normalize';
 import type { WhatsAppWebClientLike, WwebMedia } from './wire';
 
 export interface SendJobData {
   message: OutboundMessage;
+  /** Ids of the parts an earlier attempt got accepted: the session skips them. */
+  done?: string[];
 }
 
 export type SendJobResult =
   | { ok: true; providerMessageId: string; providerMessageIds: string[] }
-  | { ok: false; reason: SendFailureReason; message: string; providerCode?: string };
+  | {
+      ok: false;
+      reason: SendFailureReason;
+      message: string;
+      providerCode?: string;
+      /** Parts WhatsApp accepted before the failure (earlier attempts' included). */
+      providerMessageIds?: string[];
+    };
 
 const SEND_FAILURE_REASONS: readonly SendFailureReason[] = [
   'window_closed',
   'opted_out',
   'rate_limited',
   'unavailable',
+  'uncertain',
   'invalid_recipient',
   'auth',
   'unsupported',
@@ -67,17 +80,30 @@ export function parseSendJobResult(value: unknown): SendJobResult | undefined {
     return { ok: true, providerMessageId: v.providerMessageId, providerMessageIds: ids };
   }
   if (v.ok === false && isReason(v.reason)) {
+    const ids = Array.isArray(v.providerMessageIds)
+      ? v.providerMessageIds.filter((x): x is string => typeof x === 'string')
+      : undefined;
     return {
       ok: false,
       reason: v.reason,
       message: typeof v.message === 'string' ? v.message : 'send failed',
       ...(typeof v.providerCode === 'string' ? { providerCode: v.providerCode } : {}),
+      ...(ids && ids.length > 0 ? { providerMessageIds: ids } : {}),
     };
   }
   return undefined;
 }
 
 const retryable = (reason: SendFailureReason) => reason === 'unavailable' || reason === 'rate_limited';
+
+/** Reports the parts a job got accepted beyond those already recorded (`done` is updated). */
+async function record(result: SendJobResult, done: string[], progress: SendProgress | undefined) {
+  const ids = result.providerMessageIds ?? [];
+  for (let i = done.length; i < ids.length; i++) {
+    done.push(ids[i] as string);
+    await progress?.onPart(i, ids[i] as string);
+  }
+}
 
 /**
  * The international digits of a recipient: `+14155550123`, `14155550123`, or the raw jid
@@ -137,10 +163,11 @@ export function createWhatsAppWebSender({
   return {
     provider: PROVIDER,
     channels: ['whatsapp'],
-    async send(message) {
+    async send(message, progress) {
       validateOutbound(message);
       const jobId = jobIdFor(`${PROVIDER}-out:${message.key}`);
       let job: Job<SendJobData> | undefined;
+      const done = [...(progress?.done ?? [])];
       try {
         await ready;
         job = await queue.getJob(jobId);
@@ -148,16 +175,26 @@ export function createWhatsAppWebSender({
           const state = await job.getState();
           if (state === 'completed') {
             const result = parseSendJobResult(job.returnvalue);
+            if (result) await record(result, done, progress);
             if (result?.ok) return { provider: PROVIDER, providerMessageId: result.providerMessageId };
             if (result && !retryable(result.reason)) throw failureOf(result);
             await job.remove();
             job = undefined;
-          } else if (state === 'failed' || state === 'unknown') {
+          } else if (state === 'failed') {
+            // The session process died (stalled) mid-send: it may have gone out. Not resent blindly.
+            throw new OutboundError(
+              'the WhatsApp Web session stopped while sending this message',
+              PROVIDER,
+              'uncertain',
+              undefined,
+            );
+          } else if (state === 'unknown') {
             await job.remove().catch(() => undefined);
             job = undefined;
           }
         }
-        job ??= await queue.add('send', { message } satisfies SendJobData, {
+        const data: SendJobData = { message, ...(done.length > 0 ? { done } : {}) };
+        job ??= await queue.add('send', data, {
           jobId,
           attempts: 1,
           removeOnComplete: { age: 24 * 3600 },
@@ -194,6 +231,7 @@ export function createWhatsAppWebSender({
           'unavailable',
           undefined,
         );
+      await record(result, done, progress);
       if (!result.ok) throw failureOf(result);
       return { provider: PROVIDER, providerMessageId: result.providerMessageId };
     },
@@ -233,12 +271,18 @@ export interface SendProcessorOptions {
 export function createSendProcessor(
   o: SendProcessorOptions,
 ): (job: Job<SendJobData>) => Promise<SendJobResult> {
-  const fail = (reason: SendFailureReason, message: string): SendJobResult => {
-    o.onOutcome?.(reason);
-    return { ok: false, reason, message };
-  };
   return async (job) => {
     const message = job.data.message;
+    const ids: string[] = [...(job.data.done ?? [])];
+    const fail = (reason: SendFailureReason, text: string): SendJobResult => {
+      o.onOutcome?.(reason);
+      return {
+        ok: false,
+        reason,
+        message: text,
+        ...(ids.length > 0 ? { providerMessageIds: [...ids] } : {}),
+      };
+    };
     if (Date.now() - job.timestamp > o.maxSendAgeMs) {
       return fail('unavailable', 'expired: waited too long for a WhatsApp Web session');
     }
@@ -275,14 +319,15 @@ export function createSendProcessor(
       }
     }
 
-    const ids: string[] = [];
     try {
       const text = message.text?.trim() === '' ? undefined : message.text;
       if (media.length === 0) {
-        ids.push((await client.sendMessage(chatId, text ?? '')).id._serialized);
+        if (ids.length === 0) ids.push((await client.sendMessage(chatId, text ?? '')).id._serialized);
       } else {
-        // One file per WhatsApp message; the text goes under the first one.
+        // One file per WhatsApp message; the text goes under the first one. Parts an earlier
+        // attempt got accepted are skipped.
         for (const [i, file] of media.entries()) {
+          if (i < ids.length) continue;
           const options = i === 0 && text !== undefined ? { caption: text } : undefined;
           ids.push((await client.sendMessage(chatId, file, options)).id._serialized);
         }

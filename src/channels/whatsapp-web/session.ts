@@ -11,9 +11,10 @@
  * so a late event from a dead client cannot change the state of its successor.
  *
  * Inbound: `message` and `message_ack` events are normalised (`normalize.ts`) and handed to the same
- * intake as the webhooks (same dedupe), one at a time in arrival order. A failed hand-over is retried
- * with backoff; messages that still could not be queued are picked up by the catch-up after the next
- * `ready` if they are still unread (see README "Messages received while down").
+ * intake as the webhooks (same dedupe), one at a time in arrival order. A failed hand-over (Redis
+ * down) is retried with backoff until Redis is back, however long that takes — a live message is
+ * never dropped after a timeout — and once Redis answers again the unread chats are caught up too
+ * (on every such reconnect, not only after `ready`; see README "Messages received while down").
  *
  * Outbound: `sender()` works in any process (`send.ts`); the holder runs the send worker, paused
  * whenever the session is not `ready`.
@@ -565,7 +566,10 @@ export function createWhatsAppWebChannel(o: WhatsAppWebChannelOptions): WhatsApp
     void track(inboundChain);
   };
 
-  /** Hands events to the intake, retrying a Redis hiccup for about half a minute. */
+  /**
+   * Hands events to the intake, retrying until Redis is back (only stopping the channel gives up);
+   * after an outage the unread chats are caught up, since messages may have arrived meanwhile.
+   */
   const accept = async (events: InboundEvent[], kind: 'message' | 'status'): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -573,14 +577,27 @@ export function createWhatsAppWebChannel(o: WhatsAppWebChannelOptions): WhatsApp
         if (queued.length) metrics.inbound.inc({ ...labels, kind, outcome: 'queued' }, queued.length);
         if (duplicates.length)
           metrics.inbound.inc({ ...labels, kind, outcome: 'duplicate' }, duplicates.length);
+        if (attempt > 1) afterIntakeOutage(attempt);
         return;
       } catch (err) {
-        if (attempt >= 6 || stopped) {
+        if (stopped) {
           metrics.inbound.inc({ ...labels, kind, outcome: 'failed' }, events.length);
           throw err;
         }
+        if (attempt === 6)
+          log.warn({ err: { message: (err as Error).message } }, 'intake unreachable; still retrying');
         await sleep(Math.min(500 * 2 ** (attempt - 1), 8_000));
       }
+    }
+  };
+
+  /** Redis answered again after failing: catch up unread chats (queued behind the current event). */
+  const afterIntakeOutage = (attempts: number) => {
+    log.info({ attempts }, 'intake reachable again; catching up unread chats');
+    const c = client;
+    if (catchUp && c && current.state === 'ready') {
+      const gen = generation;
+      enqueueInbound(() => catchUpUnread(c, gen, catchUp));
     }
   };
 

@@ -18,6 +18,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
+import { LostAnswers, loseAnswer } from './lost';
 
 export interface GraphRecordedRequest {
   method: string;
@@ -78,8 +79,16 @@ export interface GraphEmulator {
   requests: GraphRecordedRequest[];
   whatsappMessages(): WhatsAppCloudSent[];
   messengerMessages(): MessengerSent[];
-  /** The next `times` (default 1) POSTs — only those whose path matches `path`, if given — fail like this. */
-  failNext(failure: GraphFailure, opts?: { times?: number; path?: RegExp }): void;
+  /**
+   * The next `times` (default 1) POSTs — only those whose path matches `path`, if given, and after
+   * letting `skip` (default 0) of them through — fail like this.
+   */
+  failNext(failure: GraphFailure, opts?: { times?: number; path?: RegExp; skip?: number }): void;
+  /**
+   * The next `times` (default 1) POSTs — only those whose path matches `path`, if given — are
+   * processed and stored, then the connection is dropped without an answer (a lost answer).
+   */
+  loseNext(opts?: { times?: number; path?: RegExp; skip?: number }): void;
   /** Sends to this wa_id (digits, `+` optional) or PSID fail as outside the 24-hour window. */
   closeWindowFor(recipient: string): void;
   openWindowFor(recipient: string): void;
@@ -107,6 +116,8 @@ export interface GraphEmulatorOptions {
 interface PendingFailure {
   failure: GraphFailure;
   remaining: number;
+  /** Matching requests still let through before this failure applies. */
+  skip: number;
   path?: RegExp;
 }
 
@@ -242,6 +253,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
   let failures: PendingFailure[] = [];
   let closedWindows = new Set<string>();
   let profiles = new Map<string, GraphProfile>();
+  const lost = new LostAnswers<RegExp>();
 
   function tokenOf(req: IncomingMessage, query: Record<string, string>): string | undefined {
     const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
@@ -271,6 +283,10 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     const index = failures.findIndex((f) => f.path === undefined || f.path.test(path));
     if (index < 0) return undefined;
     const pending = failures[index] as PendingFailure;
+    if (pending.skip > 0) {
+      pending.skip -= 1;
+      return undefined;
+    }
     pending.remaining -= 1;
     if (pending.remaining <= 0) failures.splice(index, 1);
     return pending.failure;
@@ -368,6 +384,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
         );
       requireToken(token, [isWhatsApp ? opts.whatsappToken : opts.pageToken], query);
       if (malformed) throw invalid('The request body is not valid JSON.');
+      if (lost.take((m) => m === undefined || m.test(url.pathname))) loseAnswer(res);
       const injected = takeFailure(url.pathname);
       if (injected) {
         throw new GraphHttpError(
@@ -440,7 +457,15 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     whatsappMessages: () => [...whatsapp],
     messengerMessages: () => [...messenger],
     failNext(failure, o = {}) {
-      failures.push({ failure, remaining: o.times ?? 1, ...(o.path !== undefined ? { path: o.path } : {}) });
+      failures.push({
+        failure,
+        remaining: o.times ?? 1,
+        skip: o.skip ?? 0,
+        ...(o.path !== undefined ? { path: o.path } : {}),
+      });
+    },
+    loseNext(o = {}) {
+      lost.add(o.times ?? 1, o.path, o.skip);
     },
     closeWindowFor(recipient) {
       closedWindows.add(recipient.replace(/^\+/, ''));
@@ -463,6 +488,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       whatsapp = [];
       messenger = [];
       failures = [];
+      lost.clear();
       closedWindows = new Set();
       profiles = new Map();
     },

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
+import { loseAnswer } from './lost';
 
 export interface SlackCall {
   method: string;
@@ -64,7 +65,12 @@ export interface EmulatedMessage {
   edited?: { user: string; ts: string };
 }
 
-export type SlackFailure = { status: 429; retryAfterSec: number } | { status: 500 } | { error: string };
+/**
+ * 429 with Retry-After, HTTP 500, an `ok:false` error, or `{ lost: true }`: the call is carried out
+ * (the message posted), then the connection is dropped without an answer.
+ */
+export type SlackFailure =
+  { status: 429; retryAfterSec: number } | { status: 500 } | { error: string } | { lost: true };
 
 export interface SlackEmulator {
   /** e.g. `http://127.0.0.1:PORT/api/`; pass as SLACK_API_URL. */
@@ -179,6 +185,19 @@ function parseJsonFields(args: Record<string, unknown>): Record<string, unknown>
   return args;
 }
 
+/** Is `ts` within Slack's `oldest`/`latest` bounds (exclusive unless `inclusive`)? */
+function inRange(
+  ts: string,
+  oldest: string | undefined,
+  latest: string | undefined,
+  inclusive: boolean,
+): boolean {
+  const t = Number(ts);
+  if (oldest !== undefined && (inclusive ? t < Number(oldest) : t <= Number(oldest))) return false;
+  if (latest !== undefined && (inclusive ? t > Number(latest) : t >= Number(latest))) return false;
+  return true;
+}
+
 async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -286,7 +305,6 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     }
     return Math.max(1, Math.ceil((1 - b.tokens) / postingLimit.perSecond));
   }
-;
   let baseUrl = '';
   /** Changed since the last `persist`: written to the journal before the answer goes out. */
   const touched = new Set<EmulatedMessage>();
@@ -417,6 +435,28 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     return out;
   }
 
+  /** One page of `all` by `limit` and `cursor`, in Slack's shape (metadata if asked for). */
+  function pageOf(all: EmulatedMessage[], args: Record<string, unknown>): Record<string, unknown> {
+    const limit = Math.max(1, Math.min(1000, Number(str(args, 'limit') ?? 1000) || 1000));
+    const cursor = str(args, 'cursor');
+    let offset = 0;
+    if (cursor) {
+      const decoded = /^offset:(\d+)$/.exec(Buffer.from(cursor, 'base64').toString('utf8'));
+      if (!decoded?.[1]) throw new SlackMethodError('invalid_cursor');
+      offset = Number(decoded[1]);
+    }
+    const includeMetadata = bool(args, 'include_all_metadata');
+    const page = all.slice(offset, offset + limit).map((m) => wire(m, includeMetadata));
+    const hasMore = offset + limit < all.length;
+    return {
+      messages: page,
+      has_more: hasMore,
+      ...(hasMore
+        ? { response_metadata: { next_cursor: Buffer.from(`offset:${offset + limit}`).toString('base64') } }
+        : {}),
+    };
+  }
+
   function fileObject(file: StoredFile): EmulatedFile {
     const { data: _data, ...rest } = file;
     return rest;
@@ -523,25 +563,17 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
       const ts = requireStr(args, 'ts', 'thread_not_found');
       const anchor = find(channel, ts);
       if (!anchor) throw new SlackMethodError('thread_not_found');
-      const all = threadOf(channel, anchor.thread_ts ?? anchor.ts);
-      const limit = Math.max(1, Math.min(1000, Number(str(args, 'limit') ?? 1000) || 1000));
-      const cursor = str(args, 'cursor');
-      let offset = 0;
-      if (cursor) {
-        const decoded = /^offset:(\d+)$/.exec(Buffer.from(cursor, 'base64').toString('utf8'));
-        if (!decoded?.[1]) throw new SlackMethodError('invalid_cursor');
-        offset = Number(decoded[1]);
-      }
-      const includeMetadata = bool(args, 'include_all_metadata');
-      const page = all.slice(offset, offset + limit).map((m) => wire(m, includeMetadata));
-      const hasMore = offset + limit < all.length;
-      return {
-        messages: page,
-        has_more: hasMore,
-        ...(hasMore
-          ? { response_metadata: { next_cursor: Buffer.from(`offset:${offset + limit}`).toString('base64') } }
-          : {}),
-      };
+      return pageOf(threadOf(channel, anchor.thread_ts ?? anchor.ts), args);
+    },
+
+    'conversations.history': (args) => {
+      const channel = requireStr(args, 'channel', 'channel_not_found');
+      // Top-level messages only (thread replies are not in history unless broadcast), newest first.
+      const all = (channels.get(channel) ?? [])
+        .filter((m) => m.thread_ts === undefined || m.thread_ts === m.ts || m.reply_broadcast)
+        .filter((m) => inRange(m.ts, str(args, 'oldest'), str(args, 'latest'), bool(args, 'inclusive')))
+        .reverse();
+      return pageOf(all, args);
     },
 
     'users.info': (args) => {
@@ -642,7 +674,11 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     calls.push({ method, args, at: Date.now(), ...(presented ? { token: presented } : {}), ...(wait ? { rateLimited: true } : {}) });
     if (wait) return send(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(wait) });
 
-    const failure = takeFailure(method, args);
+    let failure = takeFailure(method, args);
+    if (failure && 'lost' in failure) {
+      loseAnswer(res);
+      failure = undefined;
+    }
     if (failure && 'status' in failure && failure.status === 429) {
       return send(
         res,

@@ -5,13 +5,15 @@
  * `sid:token`, Message resource JSON and error JSON `{code, message, more_info, status}`. It records every request and every accepted message,
  * and can be told to fail (`failNext`) or to treat a number as opted out (`optOut`).
  *
- * Routes: POST /2010-04-01/Accounts/{Sid}/Messages.json, GET …/Messages/{MessageSid}.json,
- * GET /2010-04-01/Accounts/{Sid}.json.
+ * Routes: POST /2010-04-01/Accounts/{Sid}/Messages.json, GET …/Messages.json (To, From, PageSize;
+ * newest first), GET …/Messages/{MessageSid}.json, GET /2010-04-01/Accounts/{Sid}.json.
+ * `loseNext` processes a creation and then drops the connection unanswered (a lost answer).
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
+import { LostAnswers, loseAnswer } from './lost';
 
 export interface TwilioRecordedRequest {
   method: string;
@@ -56,8 +58,16 @@ export interface TwilioEmulator {
   url: string;
   requests: TwilioRecordedRequest[];
   messages(): SentTwilioMessage[];
-  /** The next `times` (default 1) message creations — only to `to`, if given — fail like this. */
-  failNext(failure: TwilioFailure, opts?: { times?: number; to?: string }): void;
+  /**
+   * The next `times` (default 1) message creations — only to `to`, if given, and after letting
+   * `skip` (default 0) of them through — fail like this.
+   */
+  failNext(failure: TwilioFailure, opts?: { times?: number; to?: string; skip?: number }): void;
+  /**
+   * The next `times` (default 1) message creations — only to `to`, if given — are processed and
+   * stored, then the connection is dropped without an answer (a lost answer).
+   */
+  loseNext(opts?: { times?: number; to?: string; skip?: number }): void;
   /** Sends to this number (with or without `whatsapp:`) fail with 21610, as after a STOP. */
   optOut(number: string): void;
   /** Forgets requests, messages, pending failures and opt-outs. */
@@ -70,6 +80,8 @@ export interface TwilioEmulator {
 interface PendingFailure {
   failure: TwilioFailure;
   remaining: number;
+  /** Matching requests still let through before this failure applies. */
+  skip: number;
   to?: string;
 }
 
@@ -147,6 +159,7 @@ export async function startTwilioEmulator(opts: {
   let messages: SentTwilioMessage[] = [];
   let failures: PendingFailure[] = [];
   let optedOut = new Set<string>();
+  const lost = new LostAnswers<string>();
 
   function messageJson(m: SentTwilioMessage) {
     return {
@@ -179,6 +192,10 @@ export async function startTwilioEmulator(opts: {
     );
     if (index < 0) return undefined;
     const pending = failures[index] as PendingFailure;
+    if (pending.skip > 0) {
+      pending.skip -= 1;
+      return undefined;
+    }
     pending.remaining -= 1;
     if (pending.remaining <= 0) failures.splice(index, 1);
     return pending.failure;
@@ -186,6 +203,7 @@ export async function startTwilioEmulator(opts: {
 
   async function createMessage(res: ServerResponse, params: Record<string, string | string[]>) {
     const to = one(params.To);
+    if (lost.take((m) => m === undefined || (to !== undefined && bare(m) === bare(to)))) loseAnswer(res);
     const from = one(params.From);
     const body = one(params.Body);
     const mediaUrls = many(params.MediaUrl);
@@ -242,6 +260,29 @@ export async function startTwilioEmulator(opts: {
     send(res, 201, messageJson(message));
   }
 
+  /** GET Messages.json: newest first, filtered by `To`/`From`, one page of `PageSize` (≤ 1000). */
+  function listMessages(res: ServerResponse, url: URL) {
+    const to = url.searchParams.get('To');
+    const from = url.searchParams.get('From');
+    const size = Math.max(1, Math.min(1000, Number(url.searchParams.get('PageSize') ?? 50) || 50));
+    const page = messages
+      .filter((m) => (to === null || m.to === to) && (from === null || m.from === from))
+      .reverse()
+      .slice(0, size);
+    const uri = `${API}/Accounts/${opts.accountSid}/Messages.json?PageSize=${size}&Page=0`;
+    send(res, 200, {
+      messages: page.map(messageJson),
+      end: Math.max(0, page.length - 1),
+      first_page_uri: uri,
+      next_page_uri: null,
+      page: 0,
+      page_size: size,
+      previous_page_uri: null,
+      start: 0,
+      uri,
+    });
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://emulator');
     const raw = await readBody(req);
@@ -282,6 +323,9 @@ export async function startTwilioEmulator(opts: {
     if (messagesPart !== undefined && messageSid === undefined && req.method === 'POST') {
       return createMessage(res, params);
     }
+    if (messagesPart !== undefined && messageSid === undefined && req.method === 'GET') {
+      return listMessages(res, url);
+    }
     if (messageSid !== undefined && req.method === 'GET') {
       const found = messages.find((m) => m.sid === messageSid);
       if (!found) return twilioError(res, 404, 20404, `The requested resource ${url.pathname} was not found`);
@@ -304,7 +348,15 @@ export async function startTwilioEmulator(opts: {
     requests,
     messages: () => [...messages],
     failNext(failure, o = {}) {
-      failures.push({ failure, remaining: o.times ?? 1, ...(o.to !== undefined ? { to: o.to } : {}) });
+      failures.push({
+        failure,
+        remaining: o.times ?? 1,
+        skip: o.skip ?? 0,
+        ...(o.to !== undefined ? { to: o.to } : {}),
+      });
+    },
+    loseNext(o = {}) {
+      lost.add(o.times ?? 1, o.to, o.skip);
     },
     optOut(number) {
       optedOut.add(bare(number));
@@ -313,6 +365,7 @@ export async function startTwilioEmulator(opts: {
       requests.length = 0;
       messages = [];
       failures = [];
+      lost.clear();
       optedOut = new Set();
     },
     restore(records) {

@@ -1,0 +1,166 @@
+/**
+ * Agent replies for the chaos run: an agent answers in customer threads (the Slack emulator stores
+ * the reply, a signed Slack event tells an api process, retried on another one as Slack retries),
+ * and afterwards every reply is checked at the providers and in Slack:
+ * - delivered: its marker is in exactly one message the Twilio/Graph emulators accepted;
+ * - told: not delivered, and the agent got a note in the thread about it (an uncertain or failed
+ *   send: the `send-note:<send key>:…` post) or a private warning that the reply reached nobody;
+ * - duplicate: delivered more than once; silently lost: neither delivered nor told.
+ */
+import { randomBytes } from 'node:crypto';
+import { signSlackRequest } from '../../src/channels/slack/signature';
+import type { Emulators } from './world';
+
+export interface ReplyDriverOptions {
+  emu: Emulators;
+  /** The api base URLs (one is picked per event; another on failure). */
+  bases: () => string[];
+  inbox: string;
+  agentUserId: string;
+  signingSecret: string;
+}
+
+interface SentReply {
+  marker: string;
+  ts: string;
+  threadTs: string;
+  accepted: boolean;
+}
+
+export interface ReplyFigures {
+  replies: number;
+  acceptedEvents: number;
+  delivered: number;
+  toldUncertainOrFailed: number;
+  duplicates: number;
+  silentlyLost: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Texts of every message the providers accepted (Twilio bodies, Cloud text bodies, Messenger texts). */
+export function providerTexts(emu: Emulators): string[] {
+  return [
+    ...emu.twilio.messages().map((m) => m.body ?? ''),
+    ...emu.graph.whatsappMessages().map((m) => JSON.stringify(m.body)),
+    ...emu.graph.messengerMessages().map((m) => String(m.message.text ?? '')),
+  ];
+}
+
+export function createReplyDriver(o: ReplyDriverOptions) {
+  const sent: SentReply[] = [];
+  let n = 0;
+
+  async function postEvent(body: string): Promise<boolean> {
+    for (let attempt = 0; attempt < 30; attempt++) {
+      const bases = o.bases();
+      const base = bases[(attempt + n) % bases.length]!;
+      try {
+        const res = await fetch(`${base}/slack/events`, {
+          method: 'POST',
+          body,
+          headers: { 'content-type': 'application/json', ...signSlackRequest(o.signingSecret, body) },
+          signal: AbortSignal.timeout(10_000),
+        });
+        if (res.status === 200) return true;
+      } catch {
+        // an api restarting: try another, as Slack retries
+      }
+      await sleep(500);
+    }
+    return false;
+  }
+
+  /** One reply in a random customer thread; false if no thread exists yet. */
+  async function replyOnce(): Promise<boolean> {
+    const cards = o.emu.slack.messages(o.inbox).filter((m) => m.metadata?.event_type === 'rapport_card');
+    const card = cards[Math.floor(Math.random() * cards.length)];
+    if (!card) return false;
+    const marker = `[chaos-reply-${++n}-${randomBytes(3).toString('hex')}]`;
+    const text = `Answer ${marker}`;
+    const stored = o.emu.slack.postAsUser(o.inbox, { user: o.agentUserId, text, threadTs: card.ts });
+    const body = JSON.stringify({
+      token: 'legacy',
+      team_id: o.emu.slack.teamId,
+      api_app_id: 'A0CHAOS',
+      type: 'event_callback',
+      event_id: `EvCHAOS${n}${randomBytes(3).toString('hex').toUpperCase()}`,
+      event_time: Math.floor(Date.now() / 1000),
+      event: {
+        type: 'message',
+        channel: o.inbox,
+        user: o.agentUserId,
+        text,
+        ts: stored.ts,
+        thread_ts: card.ts,
+        event_ts: stored.ts,
+        channel_type: 'channel',
+      },
+    });
+    const reply: SentReply = { marker, ts: stored.ts, threadTs: card.ts, accepted: false };
+    sent.push(reply);
+    reply.accepted = await postEvent(body);
+    return true;
+  }
+
+  /** Keys of the thread notes about sends (`send-note:<send key>:<attempt>`), from what Slack received. */
+  function notedSendKeys(): Set<string> {
+    const keys = new Set<string>();
+    for (const c of o.emu.slack.callsTo('chat.postMessage')) {
+      const meta = c.args.metadata as { event_payload?: { key?: string } } | undefined;
+      const key = meta?.event_payload?.key;
+      const match = key ? /^send-note:(slack:[^:]+:[^:]+):/.exec(key) : null;
+      if (match?.[1]) keys.add(match[1]);
+    }
+    return keys;
+  }
+
+  /** Thread ts of the private warnings that a reply reached nobody (an unknown thread). */
+  function warnedThreads(): Set<string> {
+    return new Set(
+      o.emu.slack
+        .callsTo('chat.postEphemeral')
+        .map((c) => String(c.args.thread_ts ?? ''))
+        .filter(Boolean),
+    );
+  }
+
+  function figures(): ReplyFigures {
+    const texts = providerTexts(o.emu);
+    const noted = notedSendKeys();
+    const warned = warnedThreads();
+    const out: ReplyFigures = {
+      replies: sent.length,
+      acceptedEvents: sent.filter((r) => r.accepted).length,
+      delivered: 0,
+      toldUncertainOrFailed: 0,
+      duplicates: 0,
+      silentlyLost: 0,
+    };
+    for (const r of sent) {
+      const times = texts.filter((t) => t.includes(r.marker)).length;
+      const told = noted.has(`slack:${o.inbox}:${r.ts}`) || warned.has(r.threadTs);
+      if (times > 1) out.duplicates += times - 1;
+      if (times >= 1) out.delivered++;
+      else if (told) out.toldUncertainOrFailed++;
+      else out.silentlyLost++;
+    }
+    return out;
+  }
+
+  return {
+    /** Sends `total` replies spread over `seconds` (waiting for threads to exist). */
+    async run(total: number, seconds: number, stillSending: () => boolean): Promise<void> {
+      const gap = (seconds * 1000) / Math.max(1, total);
+      while (sent.length < total) {
+        const started = Date.now();
+        if (!(await replyOnce())) await sleep(200);
+        const wait = gap - (Date.now() - started);
+        if (wait > 0 && stillSending()) await sleep(wait);
+      }
+    },
+    figures,
+    /** True once every reply is delivered or told (nothing pending). */
+    settled: () => figures().silentlyLost === 0,
+  };
+}
