@@ -54,6 +54,11 @@ import { createMergeService } from './identity/merge';
 import { createClaimService } from './identity/claims';
 import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
 import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
+import { createMediaStore } from './media/store';
+import { createInboundMedia } from './media/inbound';
+import type { MediaFetchOptions } from './media/fetch';
+import { createMediaStore as createWhatsAppWebMediaStore } from './channels/whatsapp-web/media';
+import { createBlobStore } from './channels/whatsapp-web/store';
 import type pino from 'pino';
 
 export type Role = 'api' | 'worker' | 'whatsapp-web' | 'all';
@@ -142,6 +147,13 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   // Any process can send through the session: the sender queues the job for the session holder.
   if (whatsappWeb) senders['whatsapp-web'] = whatsappWeb.sender();
   const runsSession = whatsappWeb !== undefined && (role === 'whatsapp-web' || role === 'all');
+  const mediaStore = createMediaStore(mongo.connection);
+  const inboundMedia = createInboundMedia({
+    store: mediaStore,
+    fetch: mediaFetchOptions(config, mongo),
+    maxBytes: config.media.maxBytes,
+    log: log.child({ component: 'media' }),
+  });
   const router = createRouter({
     config: config.router,
     models,
@@ -154,6 +166,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     claims: claimsBridge,
     link: claimsBridge,
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
+    media: { store: mediaStore, inbound: inboundMedia },
     log,
     metrics,
   });
@@ -385,6 +398,28 @@ function buildSenders(config: Readonly<Config>): Senders {
     });
   }
   return senders;
+}
+
+/** How inbound files are fetched: each provider's credentials and base URL. */
+function mediaFetchOptions(config: Readonly<Config>, mongo: MongoHandle): MediaFetchOptions {
+  const kept = createWhatsAppWebMediaStore({ blobs: createBlobStore({ connection: mongo.connection }) });
+  return {
+    graph: {
+      baseUrl: (config.graph.baseUrl ?? 'https://graph.facebook.com').replace(/\/+$/, ''),
+      version: config.graph.version,
+      ...(config.whatsappCloud ? { whatsappToken: config.whatsappCloud.accessToken } : {}),
+    },
+    ...(config.twilio
+      ? {
+          twilio: {
+            accountSid: config.twilio.accountSid,
+            authToken: config.twilio.authToken,
+            apiBaseUrl: config.twilio.apiBaseUrl ?? 'https://api.twilio.com',
+          },
+        }
+      : {}),
+    whatsappWeb: (id) => kept.get(id),
+  };
 }
 
 /** Posts operator alerts (WhatsApp Web QR codes, repeated failures) to the escalation channel. */

@@ -15,6 +15,8 @@
 import type { Queue } from 'bullmq';
 import type { Types } from 'mongoose';
 import type { InboundMessage } from '../canonical';
+import type { InboundFile, InboundMedia } from '../media/inbound';
+import { describeInboundFile } from '../media/text';
 import type { RouterConfig } from '../config';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
@@ -56,6 +58,8 @@ export interface InboundRouterOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
+  /** Stores the message's files before it is posted (src/media); absent: files are linked. */
+  media?: Pick<InboundMedia, 'keep'>;
   /** Tell the owner of a merged-away customer (router/index.ts). */
   onMerged?: (outcome: Extract<ClaimOutcome, { kind: 'verified' }>) => Promise<void>;
 }
@@ -190,6 +194,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
         return;
       }
 
+      // Files first, outside the lock: a slow download holds up this customer only.
+      const files = o.media ? await o.media.keep(message, customerId) : undefined;
       // The conversation's owner is written below, under the conversation lock.
       const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
         customer,
@@ -232,8 +238,9 @@ export function createInboundRouter(o: InboundRouterOptions) {
             key: message.key,
             kind: 'message',
             channel: message.channel,
-            text: describeParts(message),
+            text: describeParts(message, files),
             username: `${name} (${channelLabel(message.channel)})`,
+            ...(files?.some((f) => f.kind === 'stored') ? { files: postFiles(files) } : {}),
           });
 
           const awaitingSince = before?.awaitingSince ?? sentAt;
@@ -260,14 +267,31 @@ export function createInboundRouter(o: InboundRouterOptions) {
   };
 }
 
-/** The message for Slack: its text, then attachments, locations and buttons, so nothing is invisible. */
-export function describeParts(message: InboundMessage): string {
+/** The stored files, as the Slack outbox uploads them. */
+function postFiles(files: InboundFile[]) {
+  return files.flatMap((f) =>
+    f.kind === 'stored'
+      ? [{ mediaId: f.id, filename: f.filename, contentType: f.contentType, bytes: f.bytes }]
+      : [],
+  );
+}
+
+/**
+ * The message for Slack: its text, then attachments, locations and buttons, so nothing is
+ * invisible. With `files` (what src/media made of the media parts, in order), each file is named
+ * (it is uploaded right after) or explained.
+ */
+export function describeParts(message: InboundMessage, files?: InboundFile[]): string {
+  let mediaIndex = 0;
   const parts = message.parts.map((p) => {
     switch (p.kind) {
-      case 'media':
+      case 'media': {
+        const file = files?.[mediaIndex++];
+        if (file) return describeInboundFile(file, p.caption);
         return p.url
           ? `:paperclip: <${p.url}|${p.filename ?? p.contentType ?? 'attachment'}>`
           : `:paperclip: ${p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
+      }
       case 'location':
         return `:round_pushpin: ${p.name ?? 'Location'} ${p.latitude},${p.longitude}`;
       case 'postback':

@@ -11,6 +11,8 @@ import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { Queues } from '../queue/queues';
+import type { InboundMedia } from '../media/inbound';
+import type { MediaStore } from '../media/store';
 import { createAgentEvents } from './agent-events';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
@@ -34,6 +36,8 @@ export interface RouterOptions {
   claims?: ClaimsPort;
   link?: LinkPort;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
+  /** Customers' files (src/media): stored on the way in, uploaded into threads. */
+  media?: { store: MediaStore; inbound: InboundMedia };
   log: Logger;
   metrics: Metrics;
 }
@@ -95,6 +99,7 @@ export function createRouter(o: RouterOptions) {
         ownership,
         outbox,
         escalationChannel: o.escalationChannel,
+        media: o.media?.store,
         log: log.child({ component: 'to-agent' }),
         onRateLimited: () => metrics.slackRateLimited.inc(),
       })
@@ -127,6 +132,7 @@ export function createRouter(o: RouterOptions) {
     claims: o.claims,
     redis,
     prefix,
+    media: o.media?.inbound,
     log: log.child({ component: 'router' }),
     onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
   });

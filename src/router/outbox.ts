@@ -15,7 +15,7 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Channel } from '../canonical';
 import { retryOnDuplicate } from '../identity/resolve';
-import type { AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
+import type { AgentPostFile, AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
 
 export interface NewAgentPost {
   key: string;
@@ -23,6 +23,7 @@ export interface NewAgentPost {
   text: string;
   channel?: Channel;
   username?: string;
+  files?: AgentPostFile[];
 }
 
 export interface NewCustomerSend {

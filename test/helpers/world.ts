@@ -44,6 +44,10 @@ export interface World {
   ): Promise<Response>;
   messenger(psid: string, text: string, opts?: { mid?: string }): Promise<Response>;
   twilioStatus(sid: string, status: string, errorCode?: string): Promise<Response>;
+  /** A signed Meta webhook with this payload. */
+  postMeta(payload: unknown): Promise<Response>;
+  /** A signed Twilio webhook with these form fields. */
+  postTwilio(path: string, form: Record<string, string>): Promise<Response>;
   /** A person replies in a Slack thread: the emulator stores it and Rapport receives the signed event. */
   agentReply(
     channel: string,
@@ -254,6 +258,8 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
       return { ts: stored.ts, res, body };
     },
     slackEvent,
+    postMeta,
+    postTwilio,
     async command(user, channel, text, threadTs) {
       const params = new URLSearchParams({
         token: 'legacy',

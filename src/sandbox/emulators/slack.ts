@@ -51,7 +51,11 @@ export interface EmulatedMessage {
   edited?: { user: string; ts: string };
 }
 
-export type SlackFailure = { status: 429; retryAfterSec: number } | { status: 500 } | { error: string };
+/** `after: true`: the call takes effect, then answers 500 (a response lost on the way back). */
+export type SlackFailure =
+  | { status: 429; retryAfterSec: number }
+  | { status: 500; after?: boolean }
+  | { error: string };
 
 export interface SlackEmulator {
   /** e.g. `http://127.0.0.1:PORT/api/`; pass as SLACK_API_URL. */
@@ -552,16 +556,19 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
         { 'retry-after': String(failure.retryAfterSec) },
       );
     }
-    if (failure && 'status' in failure)
+    const lostAnswer = failure !== undefined && 'after' in failure && failure.after === true;
+    if (failure && 'status' in failure && !lostAnswer)
       return send(res, failure.status, { ok: false, error: 'internal_error' });
-    if (failure) return send(res, 200, { ok: false, error: failure.error });
+    if (failure && 'error' in failure) return send(res, 200, { ok: false, error: failure.error });
 
     if (!presented) return send(res, 200, { ok: false, error: 'not_authed' });
     if (presented !== token) return send(res, 200, { ok: false, error: 'invalid_auth' });
     const handler = methods[method];
     if (!handler) return send(res, 200, { ok: false, error: 'unknown_method', req_method: method });
     try {
-      return send(res, 200, { ok: true, ...handler(args) });
+      const answer = handler(args);
+      if (lostAnswer) return send(res, 500, { ok: false, error: 'internal_error' });
+      return send(res, 200, { ok: true, ...answer });
     } catch (err) {
       if (err instanceof SlackMethodError) return send(res, 200, { ok: false, error: err.error });
       throw err;
