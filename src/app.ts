@@ -116,6 +116,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const slack = config.slack
     ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
     : undefined;
+  const mediaStore = createMediaStore(mongo.connection);
   const merges = createMergeService(models);
   const claims = createClaimService({ models, merges });
   const claimsBridge = createClaimsBridge(claims, models, config.defaultRegion);
@@ -125,6 +126,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     redis,
     prefix: config.queuePrefix,
     markerKey: optOutMarkerKey(config.adminToken),
+    media: mediaStore,
     log: log.child({ component: 'erasure' }),
   });
   const senders = buildSenders(config);
@@ -147,7 +149,6 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   // Any process can send through the session: the sender queues the job for the session holder.
   if (whatsappWeb) senders['whatsapp-web'] = whatsappWeb.sender();
   const runsSession = whatsappWeb !== undefined && (role === 'whatsapp-web' || role === 'all');
-  const mediaStore = createMediaStore(mongo.connection);
   const inboundMedia = createInboundMedia({
     store: mediaStore,
     fetch: mediaFetchOptions(config, mongo),
@@ -234,7 +235,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
     api.use(dlqRoutes({ queues }));
     // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
-    api.use(privacyRoutes({ models, erasures, log: log.child({ component: 'admin' }) }));
+    api.use(privacyRoutes({ models, erasures, media: mediaStore, log: log.child({ component: 'admin' }) }));
     api.use(
       customerAdminRoutes({
         models,
@@ -267,6 +268,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       registry: metrics.registry,
       log: log.child({ component: 'retention' }),
       erasures,
+      media: { store: mediaStore, days: config.media.retentionDays },
     });
     // Merges left half-done by a crash are finished by whichever worker finds them.
     resumeTimer = setInterval(() => {

@@ -13,12 +13,15 @@ import { Router } from 'express';
 import { isAppError } from '../errors';
 import type { Logger } from '../logger';
 import type { ErasureService } from '../privacy/erase';
+import type { MediaStore } from '../media/store';
 import { exportCustomer, type AppModels } from '../privacy/export';
 
 export interface PrivacyRoutesOptions {
   models: AppModels;
   erasures: ErasureService;
   log: Logger;
+  /** Customers' files: listed in the export, served by `GET /customers/:id/files/:fileId`. */
+  media?: MediaStore;
   /** Recorded as the actor of every action. @defaultValue `'admin'` */
   actor?: string;
 }
@@ -30,7 +33,7 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
   router.get('/customers/:id/export', async (req, res) => {
     const id = req.params.id;
     try {
-      const data = await exportCustomer(o.models, id);
+      const data = await exportCustomer(o.models, id, { media: o.media });
       o.log.info(
         { actor, action: 'customer.export', customerId: data.customer.id, messages: data.messages.length },
         'customer exported',
@@ -51,6 +54,21 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
       }
       throw err;
     }
+  });
+
+  router.get('/customers/:id/files/:fileId', async (req, res) => {
+    const media = o.media;
+    const data = media ? await exportCustomer(o.models, req.params.id, { media }) : undefined;
+    const file = data?.files.find((f) => f.id === req.params.fileId);
+    if (!media || !file) {
+      res.status(404).json({ error: { code: 'not_found', message: 'no such file for this customer' } });
+      return;
+    }
+    o.log.info({ actor, action: 'customer.file', customerId: req.params.id, fileId: file.id }, 'file exported');
+    res.setHeader('Content-Type', file.contentType);
+    res.setHeader('Content-Length', String(file.bytes));
+    res.setHeader('Content-Disposition', `attachment; filename="${file.id}"`);
+    media.open(file.id).pipe(res);
   });
 
   router.delete('/customers/:id', async (req, res) => {

@@ -12,7 +12,10 @@ import { randomBytes } from 'node:crypto';
 import { eventually } from '../helpers/eventually';
 import { fixtureBytes, twilioFixture } from '../helpers/fixtures';
 import { CLOUD_PHONE_ID, PAGE_ID, startWorld, type World } from '../helpers/world';
-import { TEST_TWILIO } from '../helpers/env';
+import { Registry } from 'prom-client';
+import { TEST_ADMIN_TOKEN, TEST_TWILIO } from '../helpers/env';
+import { createMediaStore } from '../../src/media/store';
+import { createRetentionPurge } from '../../src/privacy/retention';
 import type { EmulatedMessage } from '../emulators/slack';
 
 const ALEX = { slackUserId: 'U0ALEXM', name: 'Alex', inboxChannelId: 'C0MEDIA' };
@@ -213,5 +216,74 @@ describe('inbound media: customers’ files in the Slack thread', () => {
     );
     expect(again.filter((m) => m.files)).toHaveLength(1);
     expect(fileBytes(replies.find((m) => m.files))!.equals(bytes)).toBe(true);
+  });
+});
+
+describe('customers’ files in export, erasure and retention', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld();
+    await w.addAgent(ALEX);
+  });
+  afterAll(() => w.stop());
+
+  async function customerWithFile(waId: string, bytes: Buffer): Promise<string> {
+    const mediaId = w.graph.addWhatsAppMedia(bytes, 'image/jpeg');
+    await w.postMeta(cloudImage(waId, mediaId, `photo from ${waId}`));
+    const found = await eventually(
+      async () => (await w.admin('GET', `/customers?phone=%2B${waId}`)).body?.customers?.[0]?.id as string,
+      Boolean,
+    );
+    await eventually(
+      async () => (await w.admin('GET', `/customers/${found}/export`)).body.files.length,
+      (n) => n === 1,
+    );
+    return found;
+  }
+
+  test('the export lists the file and its bytes download through the admin API', async () => {
+    const bytes = randomBytes(25_000);
+    const id = await customerWithFile('15550108001', bytes);
+    const data = (await w.admin('GET', `/customers/${id}/export`)).body;
+    expect(data.files[0]).toMatchObject({ direction: 'in', contentType: 'image/jpeg', bytes: 25_000 });
+    const res = await fetch(`${w.t.baseUrl}${data.files[0].download}`, {
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    });
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+    const other = await fetch(`${w.t.baseUrl}/api/customers/${id}/files/in-nope`, {
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+    });
+    expect(other.status).toBe(404);
+  });
+
+  test('erasing the customer deletes their files', async () => {
+    const id = await customerWithFile('15550108002', randomBytes(5_000));
+    const store = createMediaStore(w.t.app.mongo.connection);
+    expect(await store.forCustomer(id)).toHaveLength(1);
+    const erased = await w.admin('DELETE', `/customers/${id}`);
+    expect([200, 202]).toContain(erased.status);
+    expect(await store.forCustomer(id)).toHaveLength(0);
+    const chunks = await w.t.app.mongo.connection.collection('media.chunks').countDocuments({});
+    const files = await w.t.app.mongo.connection.collection('media.files').countDocuments({});
+    // Only the other tests' files remain, each with its one chunk.
+    expect(chunks).toBe(files);
+  });
+
+  test('retention deletes files older than MEDIA_RETENTION_DAYS and keeps newer ones', async () => {
+    const id = await customerWithFile('15550108003', randomBytes(5_000));
+    const store = createMediaStore(w.t.app.mongo.connection);
+    const purge = createRetentionPurge({
+      config: { retention: {} },
+      models: w.t.app.models,
+      registry: new Registry(),
+      log: w.t.app.log,
+      media: { store, days: 30 },
+    });
+    expect((await purge.runOnce(new Date())).files).toBe(0);
+    expect(await store.forCustomer(id)).toHaveLength(1);
+    const later = await purge.runOnce(new Date(Date.now() + 31 * 86_400_000));
+    expect(later.files).toBeGreaterThanOrEqual(1);
+    expect(await store.forCustomer(id)).toHaveLength(0);
   });
 });
