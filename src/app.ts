@@ -57,6 +57,8 @@ import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/wh
 import { createMediaStore } from './media/store';
 import { createInboundMedia } from './media/inbound';
 import type { MediaFetchOptions } from './media/fetch';
+import { createOutboundMedia } from './media/outbound';
+import { mediaRoutes } from './http/media';
 import { createMediaStore as createWhatsAppWebMediaStore } from './channels/whatsapp-web/media';
 import { createBlobStore } from './channels/whatsapp-web/store';
 import type pino from 'pino';
@@ -167,7 +169,18 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     claims: claimsBridge,
     link: claimsBridge,
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
-    media: { store: mediaStore, inbound: inboundMedia },
+    media: {
+      store: mediaStore,
+      inbound: inboundMedia,
+      outbound: createOutboundMedia({
+        store: mediaStore,
+        slack,
+        publicUrl: config.publicUrl,
+        urlSecret: config.media.urlSecret,
+        urlTtlMs: config.media.urlTtlMs,
+        maxBytes: config.media.maxBytes,
+      }),
+    },
     log,
     metrics,
   });
@@ -224,6 +237,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       );
     }
     // The queue dashboard checks the admin token itself (bearer, or Basic with the token as password).
+    http.use(mediaRoutes({ store: mediaStore, urlSecret: config.media.urlSecret, log: webhookLog }));
     http.use(queueDashboard({ queues, adminToken: config.adminToken, basePath: '/admin/queues' }));
     const api = express.Router();
     // Rate limit before auth, so token guessing is limited too; every admin call is audited (ids only).

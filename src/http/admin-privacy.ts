@@ -64,7 +64,10 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
       res.status(404).json({ error: { code: 'not_found', message: 'no such file for this customer' } });
       return;
     }
-    o.log.info({ actor, action: 'customer.file', customerId: req.params.id, fileId: file.id }, 'file exported');
+    o.log.info(
+      { actor, action: 'customer.file', customerId: req.params.id, fileId: file.id },
+      'file exported',
+    );
     res.setHeader('Content-Type', file.contentType);
     res.setHeader('Content-Length', String(file.bytes));
     res.setHeader('Content-Disposition', `attachment; filename="${file.id}"`);

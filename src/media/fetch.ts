@@ -99,7 +99,10 @@ async function fromCloud(part: MediaPart, o: MediaFetchOptions, timeoutMs: numbe
     last = reasonOf(file.status);
     if (last !== 'expired') break;
   }
-  throw new MediaFetchError(last, last === 'expired' ? 'the media URL expired twice' : 'the media URL failed');
+  throw new MediaFetchError(
+    last,
+    last === 'expired' ? 'the media URL expired twice' : 'the media URL failed',
+  );
 }
 
 async function fromTwilio(part: MediaPart, o: MediaFetchOptions, timeoutMs: number): Promise<FetchedMedia> {

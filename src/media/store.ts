@@ -114,7 +114,9 @@ export function createMediaStore(connection: Connection): MediaStore {
   }
 
   async function deleteWhere(filter: Record<string, unknown>): Promise<number> {
-    const docs = await filesColl().find(filter, { projection: { _id: 1 } }).toArray();
+    const docs = await filesColl()
+      .find(filter, { projection: { _id: 1 } })
+      .toArray();
     for (const doc of docs) {
       // Chunks first: a crash in between leaves an orphan files document a retry deletes again.
       await chunks().deleteMany({ files_id: doc._id });
@@ -135,7 +137,11 @@ export function createMediaStore(connection: Connection): MediaStore {
       // `as never`: GridFS ids are ObjectIds in the driver's types, but any value is allowed.
       const upload = bucket().openUploadStreamWithId(id as never, metadata.filename, { metadata });
       try {
-        await pipeline(source, byteCap(maxBytes, () => undefined), upload);
+        await pipeline(
+          source,
+          byteCap(maxBytes, () => undefined),
+          upload,
+        );
       } catch (err) {
         await upload.abort().catch(() => undefined);
         await chunks().deleteMany({ files_id: id });

@@ -13,6 +13,7 @@ import type { Metrics } from '../metrics';
 import type { Queues } from '../queue/queues';
 import type { InboundMedia } from '../media/inbound';
 import type { MediaStore } from '../media/store';
+import type { OutboundMediaPreparer } from '../media/outbound';
 import { createAgentEvents } from './agent-events';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
@@ -37,7 +38,7 @@ export interface RouterOptions {
   link?: LinkPort;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   /** Customers' files (src/media): stored on the way in, uploaded into threads. */
-  media?: { store: MediaStore; inbound: InboundMedia };
+  media?: { store: MediaStore; inbound: InboundMedia; outbound?: OutboundMediaPreparer };
   log: Logger;
   metrics: Metrics;
 }
@@ -115,6 +116,7 @@ export function createRouter(o: RouterOptions) {
     messengerHumanAgent: o.config.messengerHumanAgent,
     templates: o.config.whatsappTemplate,
     isErasedOptOut: o.isErasedOptOut,
+    media: o.media?.outbound,
     react,
     onSent: (channel, provider) => metrics.sends.inc({ channel, provider, outcome: 'sent' }),
     onFailed: (reason) => {

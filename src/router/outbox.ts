@@ -15,7 +15,14 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Channel } from '../canonical';
 import { retryOnDuplicate } from '../identity/resolve';
-import type { AgentPostFile, AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
+import type {
+  AgentPostFile,
+  AgentPostKind,
+  CustomerSend,
+  RouterModels,
+  SendMedia,
+  SendOrigin,
+} from './models';
 
 export interface NewAgentPost {
   key: string;

@@ -138,7 +138,9 @@ describe('inbound media: customers’ files in the Slack thread', () => {
       (m) => m.text.includes('first try'),
       (r) => r.length > 0,
     );
-    expect(first[0]!.text).toMatch(/:warning: The customer sent image\/png; it cannot be shown here: .*expired/);
+    expect(first[0]!.text).toMatch(
+      /:warning: The customer sent image\/png; it cannot be shown here: .*expired/,
+    );
     expect(first.some((m) => m.files)).toBe(false);
 
     const refused = w.graph.addWhatsAppMedia(randomBytes(1000), 'image/png');
@@ -169,7 +171,9 @@ describe('inbound media: customers’ files in the Slack thread', () => {
     const bytes = randomBytes(40_000);
     const mediaUrl = w.twilio.addMedia(bytes, 'image/jpeg');
     const from = '+15550107010';
-    expect((await w.postTwilio('/webhooks/twilio', twilioMedia(from, mediaUrl, 'damaged box'))).status).toBe(200);
+    expect((await w.postTwilio('/webhooks/twilio', twilioMedia(from, mediaUrl, 'damaged box'))).status).toBe(
+      200,
+    );
     expect((await w.twilioWhatsApp(from, 'and one more thing')).status).toBe(200);
     const replies = await threadOf(
       (m) => m.text.includes('damaged box'),
@@ -189,10 +193,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
     const url = w.graph.addMessengerAttachment(bytes, 'image/png');
     await w.postMeta(messengerAttachment('7302918465099001', url));
     const replies = await eventually(
-      async () =>
-        w.slack
-          .messages(ALEX.inboxChannelId)
-          .filter((m) => m.files && fileBytes(m)?.equals(bytes)),
+      async () => w.slack.messages(ALEX.inboxChannelId).filter((m) => m.files && fileBytes(m)?.equals(bytes)),
       (r) => r.length > 0,
     );
     expect(replies).toHaveLength(1);

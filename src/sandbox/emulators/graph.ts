@@ -470,7 +470,11 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       requireToken(token, [opts.whatsappToken], query);
       const injected = takeFailure(url.pathname);
       if (injected)
-        throw new GraphHttpError(injected.status, injected.code ?? defaultCode(injected.status), 'Emulated failure');
+        throw new GraphHttpError(
+          injected.status,
+          injected.code ?? defaultCode(injected.status),
+          'Emulated failure',
+        );
       return mediaLookup(res, node, media.get(node)!);
     }
 
