@@ -169,7 +169,10 @@ const envSchema = z.object({
   /** Largest file kept (inbound) or sent (outbound); default 100 MiB, WhatsApp's document limit. */
   MEDIA_MAX_BYTES: intFromEnv(1024, 2 * 1024 * 1024 * 1024).default(100 * 1024 * 1024),
   /** Files older than this many days are deleted; default MESSAGE_RETENTION_DAYS; 0 = keep. */
-  MEDIA_RETENTION_DAYS: intFromEnv(0, 36_500).optional(),
+  MEDIA_RETENTION_DAYS: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    intFromEnv(0, 36_500).optional(),
+  ),
   /** How long a signed media URL (`GET /media/…`, for Twilio MediaUrl) stays valid. */
   MEDIA_URL_TTL_SECONDS: intFromEnv(60, 86_400).default(900),
 });

@@ -87,7 +87,11 @@ async function fromCloud(part: MediaPart, o: MediaFetchOptions, timeoutMs: numbe
   for (let attempt = 0; attempt < 2; attempt++) {
     const meta = await get(metaUrl, auth, timeoutMs);
     if (!meta.ok) throw new MediaFetchError(reasonOf(meta.status), `media id lookup answered ${meta.status}`);
-    const info = (await meta.json()) as { url?: unknown; mime_type?: unknown; file_size?: unknown };
+    const info = (await meta.json().catch(() => ({}))) as {
+      url?: unknown;
+      mime_type?: unknown;
+      file_size?: unknown;
+    };
     if (typeof info.url !== 'string') throw new MediaFetchError('refused', 'media id lookup gave no URL');
     const file = await get(info.url, auth, timeoutMs);
     if (file.ok) {
@@ -105,10 +109,18 @@ async function fromCloud(part: MediaPart, o: MediaFetchOptions, timeoutMs: numbe
   );
 }
 
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
 async function fromTwilio(part: MediaPart, o: MediaFetchOptions, timeoutMs: number): Promise<FetchedMedia> {
   if (!part.url) throw new MediaFetchError('refused', 'no media URL');
   const twilio = o.twilio;
-  const sameOrigin = twilio && new URL(part.url).origin === new URL(twilio.apiBaseUrl).origin;
+  const sameOrigin = twilio && originOf(part.url) === originOf(twilio.apiBaseUrl);
   const headers: Record<string, string> = sameOrigin
     ? {
         authorization: `Basic ${Buffer.from(`${twilio.accountSid}:${twilio.authToken}`).toString('base64')}`,
