@@ -251,6 +251,12 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         await done();
         continue;
       }
+      // Erased or expired (retention) before it could be posted: nothing left to upload.
+      if (!(await store.info(file.mediaId))) {
+        log.warn({ key: post.key, index: i }, 'file gone before its upload; skipped');
+        await done();
+        continue;
+      }
       try {
         const { uploadUrl, fileId } = await slack.getUploadUrl(file.filename, file.bytes);
         await AgentPost.updateOne({ _id: post._id }, { $set: { [`files.${i}.slackFileId`]: fileId } });
