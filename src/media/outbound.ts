@@ -20,7 +20,7 @@ import { channelLabel } from '../router/texts';
 import { formatBytes } from './inbound';
 import { checkMedia } from './limits';
 import { MediaTooLargeError, mediaId, type MediaStore } from './store';
-import { escapeSlackText } from './text';
+import { escapeSlackText } from '../channels/slack/escape';
 
 export interface OutboundMediaOptions {
   store: MediaStore;

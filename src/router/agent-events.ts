@@ -12,6 +12,9 @@
  *   and deleting it in Slack cancels it (editing it changes what is sent). After: 📤 sent, ✅
  *   delivered, 👀 read, ❌ failed with the reason in the thread. Notes get 📝. Every send is visible.
  * - `sms:`, `whatsapp:` or `messenger:` at the start picks the channel for that reply.
+ * - A reply that would be sent is sent only if its author may act on the customer (authorize.ts:
+ *   an active agent who owns or covers them, or a lead/admin). Anyone else's reply is never sent:
+ *   it gets ⛔ and its author an ephemeral note saying why (nothing about the customer).
  */
 import type { Job } from 'bullmq';
 import type { Channel } from '../canonical';
@@ -22,6 +25,8 @@ import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
+import { SlackApiError } from '../channels/slack/client';
+import type { Authorizer } from './authorize';
 import type { RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 
@@ -51,6 +56,10 @@ export interface AgentEventsOptions {
   outbox: Outbox;
   replyUndoMs: number;
   react(ref: { channel: string; ts: string }, name: string, remove?: string[]): Promise<void>;
+  /** Who may send (src/router/authorize.ts). */
+  authorizer: Authorizer;
+  /** An ephemeral message to one person in a thread (Slack `chat.postEphemeral`). */
+  tellUser?(ref: { channel: string; threadTs: string; user: string }, text: string): Promise<void>;
   redis: RedisClient;
   prefix: string;
   log: Logger;
@@ -67,6 +76,20 @@ export function createAgentEvents(o: AgentEventsOptions) {
     // Follow a merge: replies in the merged-away customer's old thread reach the survivor.
     const customer = await Customer.findById(thread.customerId).lean();
     return customer?.mergedInto ?? thread.customerId;
+  }
+
+  /** A reply that must not be sent: marked ⛔ for everyone, and its author is told why. */
+  async function refuseReply(event: Extract<AgentEventJob, { type: 'thread_reply' }>, why: string) {
+    await o.react({ channel: event.channel, ts: event.ts }, 'no_entry_sign');
+    const text = `:no_entry: Your reply was not sent to the customer. ${why} It stays in the thread as a message to your teammates.`;
+    await o
+      .tellUser?.({ channel: event.channel, threadTs: event.threadTs, user: event.user }, text)
+      .catch((err: unknown) =>
+        log.warn(
+          { channel: event.channel, slackError: err instanceof SlackApiError ? err.slackError : 'unknown' },
+          'refusal note not posted',
+        ),
+      );
   }
 
   return {
@@ -96,6 +119,16 @@ export function createAgentEvents(o: AgentEventsOptions) {
           await o.react(ref, 'memo');
           return;
         }
+        const customer = await Customer.findById(customerId, { ownerAgentId: 1 }).lean();
+        const may = await o.authorizer.authorizeAgentAction({
+          slackUserId: event.user,
+          action: 'reply',
+          customer: customer ?? null,
+        });
+        if (!may.allowed) {
+          await refuseReply(event, may.why);
+          return;
+        }
         // Files go with the reply: src/media checks, downloads and signs them when it is sent.
         const media = event.files.flatMap((f) => {
           const url = f.urlPrivateDownload ?? f.urlPrivate;
@@ -119,16 +152,9 @@ export function createAgentEvents(o: AgentEventsOptions) {
           });
         }
         if (!reply.text.trim() && media.length === 0) return;
-        // A teammate covering for the owner answers under their own name: the customer knows who
-        // wrote, and ownership stays where it was.
-        const [customer, author] = await Promise.all([
-          Customer.findById(customerId, { ownerAgentId: 1 }).lean(),
-          models.Agent.findOne({ slackUserId: event.user }).lean(),
-        ]);
-        const attributed =
-          author && customer?.ownerAgentId && String(author._id) !== customer.ownerAgentId
-            ? `${reply.text}\n— ${author.name}`
-            : reply.text;
+        // A teammate covering for the owner (or a lead) answers under their own name: the customer
+        // knows who wrote, and ownership stays where it was.
+        const attributed = may.basis === 'owner' ? reply.text : `${reply.text}\n— ${may.agent.name}`;
         await outbox.sendToCustomer(customerId, {
           key: `slack:${event.channel}:${event.ts}`,
           origin: 'agent',

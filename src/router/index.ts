@@ -6,6 +6,7 @@ import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
 import type { DeliveryStatus } from '../canonical';
 import type { SlackClient } from '../channels/slack/client';
+import { escapeSlackText } from '../channels/slack/escape';
 import type { RouterConfig } from '../config';
 import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
@@ -15,6 +16,7 @@ import type { InboundMedia } from '../media/inbound';
 import type { MediaStore } from '../media/store';
 import type { OutboundMediaPreparer } from '../media/outbound';
 import { createAgentEvents } from './agent-events';
+import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
 import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
@@ -81,7 +83,7 @@ export function createRouter(o: RouterOptions) {
       key: `merged-away:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${survivor?.displayName ?? 'another customer'} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; replies here still reach them.`,
+      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${escapeSlackText(survivor?.displayName ?? 'another customer')} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; a reply here still reaches them if you may act on that customer (its owner, their cover or a lead).`,
     });
     await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,
@@ -139,11 +141,22 @@ export function createRouter(o: RouterOptions) {
     onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
   });
 
+  const authorizer = createAuthorizer({
+    models,
+    log: log.child({ component: 'authorize' }),
+    onRefused: (action, reason) => metrics.slackRefusals.inc({ action, reason }),
+  });
+
+  const slack = o.slack;
   const agentEvents = createAgentEvents({
     models,
     outbox,
     replyUndoMs: o.config.replyUndoMs,
     react,
+    authorizer,
+    tellUser: slack
+      ? (ref, text) => slack.postEphemeral(ref.channel, ref.user, text, ref.threadTs)
+      : undefined,
     redis,
     prefix,
     log: log.child({ component: 'agent-events' }),
@@ -155,6 +168,7 @@ export function createRouter(o: RouterOptions) {
     outbox,
     config: o.config,
     link: o.link,
+    authorizer,
     redis,
     prefix,
     log: log.child({ component: 'commands' }),
@@ -175,6 +189,8 @@ export function createRouter(o: RouterOptions) {
   return {
     outbox,
     ownership,
+    /** The Slack permission check (authorize.ts), for every command and interaction. */
+    authorizer,
     inbound,
     slackDelivery,
     delivery,

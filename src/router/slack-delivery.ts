@@ -14,6 +14,7 @@ import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
+import { escapeSlackText } from '../channels/slack/escape';
 import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
@@ -97,7 +98,7 @@ function describeIdentity(identity: Identity): string {
   const channels = Object.keys(identity.lastInboundAt ?? {}).map(channelLabel);
   const value =
     identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
-  return `${value}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
+  return `${escapeSlackText(value)}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
 }
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
@@ -114,11 +115,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       .reverse()
       .map(
         (m) =>
-          `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${(m.text ?? '[attachment]').slice(0, 120)}`,
+          `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${escapeSlackText((m.text ?? '[attachment]').slice(0, 120)).replace(/\n/g, '\n> ')}`,
       )
       .join('\n');
     return [
-      `:bust_in_silhouette: *${customer.displayName ?? 'New customer'}*  ·  id \`${String(customer._id)}\``,
+      `:bust_in_silhouette: *${escapeSlackText(customer.displayName ?? 'New customer')}*  ·  id \`${String(customer._id)}\``,
       `*Owner:* ${ownerName ?? 'unassigned'}   *First seen:* ${customer.firstSeenAt.toISOString().slice(0, 16).replace('T', ' ')} UTC   *Last channel:* ${channelLabel(customer.lastChannel)}`,
       `*Identities:* ${identities.map(describeIdentity).join('; ') || 'none'}`,
       `*Window:* ${windowState(identities)}`,
@@ -199,13 +200,14 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     return { channel, ts };
   }
 
+  /** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
   function render(post: AgentPost, previousChannel: string | undefined): string {
     if (post.kind === 'note') return post.text;
     const switched =
       previousChannel && post.channel && previousChannel !== post.channel
         ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
         : '';
-    return `${switched}*[${channelLabel(post.channel)}]* ${post.text}`;
+    return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
   }
 
   /** The post's text, exactly once (its key in the message metadata; looked up after a crash). */
@@ -224,7 +226,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         channel: thread.channel,
         threadTs: thread.ts,
         text: render(post, lastPostedChannel),
-        username: post.username,
+        username: post.username === undefined ? undefined : escapeSlackText(post.username),
         iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
         metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
       }));

@@ -44,10 +44,10 @@ export interface World {
   ): Promise<Response>;
   messenger(psid: string, text: string, opts?: { mid?: string }): Promise<Response>;
   twilioStatus(sid: string, status: string, errorCode?: string): Promise<Response>;
-  /** A signed Meta webhook with this payload. */
-  postMeta(payload: unknown): Promise<Response>;
-  /** A signed Twilio webhook with these form fields. */
-  postTwilio(path: string, form: Record<string, string>): Promise<Response>;
+  /** Any Twilio webhook form, signed, to `POST /webhooks/twilio`. */
+  twilioWebhook(form: Record<string, string>): Promise<Response>;
+  /** Any Meta webhook payload (WhatsApp Cloud or Messenger), signed, to `POST /webhooks/meta`. */
+  metaWebhook(payload: unknown): Promise<Response>;
   /** A person replies in a Slack thread: the emulator stores it and Rapport receives the signed event. */
   agentReply(
     channel: string,
@@ -227,6 +227,8 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
         ],
       });
     },
+    twilioWebhook: (form) => postTwilio('/webhooks/twilio', form),
+    metaWebhook: postMeta,
     twilioStatus(messageSid, status, errorCode) {
       return postTwilio('/webhooks/twilio/status', {
         MessageSid: messageSid,
@@ -291,8 +293,6 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
       return { ts: stored.ts, res: await slackEvent(body) };
     },
     slackEvent,
-    postMeta,
-    postTwilio,
     async command(user, channel, text, threadTs) {
       const params = new URLSearchParams({
         token: 'legacy',

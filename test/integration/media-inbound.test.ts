@@ -94,14 +94,16 @@ describe('inbound media: customers’ files in the Slack thread', () => {
   test('a WhatsApp Cloud photo is fetched with the token and uploaded into the thread with its caption', async () => {
     const bytes = randomBytes(60_000);
     const mediaId = w.graph.addWhatsAppMedia(bytes, 'image/jpeg');
-    const res = await w.postMeta(cloudImage('15550107001', mediaId, 'The box <!channel> arrived like this'));
+    const res = await w.metaWebhook(
+      cloudImage('15550107001', mediaId, 'The box <!channel> arrived like this'),
+    );
     expect(res.status).toBe(200);
     const replies = await threadOf(
       (m) => m.text.includes('The box'),
       (r) => r.some((m) => m.files),
     );
     const text = replies.find((m) => m.text.includes('The box'))!;
-    expect(text.text).toContain(':paperclip: image-1.jpg — The box &lt;!channel&gt; arrived like this');
+    expect(text.text).toContain(':paperclip: image-1.jpg\nThe box &lt;!channel&gt; arrived like this');
     const file = replies.find((m) => m.files)!;
     expect(replies.indexOf(file)).toBe(replies.indexOf(text) + 1);
     expect(file.files![0]!.name).toBe('image-1.jpg');
@@ -121,7 +123,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
     const bytes = randomBytes(30_000);
     const mediaId = w.graph.addWhatsAppMedia(bytes, 'application/pdf');
     w.graph.expireNextMediaUrls(1);
-    await w.postMeta(cloudImage('15550107002', mediaId, 'receipt', 'application/pdf'));
+    await w.metaWebhook(cloudImage('15550107002', mediaId, 'receipt', 'application/pdf'));
     const replies = await threadOf(
       (m) => m.text.includes('receipt'),
       (r) => r.some((m) => m.files),
@@ -133,7 +135,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
   test('a URL that stays expired, and a refused lookup, each leave a clear line and keep the caption', async () => {
     const gone = w.graph.addWhatsAppMedia(randomBytes(1000), 'image/png');
     w.graph.expireNextMediaUrls(2);
-    await w.postMeta(cloudImage('15550107003', gone, 'first try', 'image/png'));
+    await w.metaWebhook(cloudImage('15550107003', gone, 'first try', 'image/png'));
     const first = await threadOf(
       (m) => m.text.includes('first try'),
       (r) => r.length > 0,
@@ -145,7 +147,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
 
     const refused = w.graph.addWhatsAppMedia(randomBytes(1000), 'image/png');
     w.graph.failNext({ status: 400, code: 100 }, { path: new RegExp(`/${refused}$`) });
-    await w.postMeta(cloudImage('15550107004', refused, 'second try', 'image/png'));
+    await w.metaWebhook(cloudImage('15550107004', refused, 'second try', 'image/png'));
     const second = await threadOf(
       (m) => m.text.includes('second try'),
       (r) => r.length > 0,
@@ -156,7 +158,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
   test('a file over MEDIA_MAX_BYTES is described with its type, size and why, and nothing is uploaded', async () => {
     const mediaId = w.graph.addWhatsAppMedia(randomBytes(MAX + 50_000), 'video/mp4');
     const uploadsBefore = w.slack.callsTo('files.getUploadURLExternal').length;
-    await w.postMeta(cloudImage('15550107005', mediaId, 'big video', 'video/mp4'));
+    await w.metaWebhook(cloudImage('15550107005', mediaId, 'big video', 'video/mp4'));
     const replies = await threadOf(
       (m) => m.text.includes('big video'),
       (r) => r.length > 0,
@@ -171,9 +173,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
     const bytes = randomBytes(40_000);
     const mediaUrl = w.twilio.addMedia(bytes, 'image/jpeg');
     const from = '+15550107010';
-    expect((await w.postTwilio('/webhooks/twilio', twilioMedia(from, mediaUrl, 'damaged box'))).status).toBe(
-      200,
-    );
+    expect((await w.twilioWebhook(twilioMedia(from, mediaUrl, 'damaged box'))).status).toBe(200);
     expect((await w.twilioWhatsApp(from, 'and one more thing')).status).toBe(200);
     const replies = await threadOf(
       (m) => m.text.includes('damaged box'),
@@ -191,7 +191,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
   test('a Messenger attachment is fetched from its payload URL', async () => {
     const bytes = randomBytes(20_000);
     const url = w.graph.addMessengerAttachment(bytes, 'image/png');
-    await w.postMeta(messengerAttachment('7302918465099001', url));
+    await w.metaWebhook(messengerAttachment('7302918465099001', url));
     const replies = await eventually(
       async () => w.slack.messages(ALEX.inboxChannelId).filter((m) => m.files && fileBytes(m)?.equals(bytes)),
       (r) => r.length > 0,
@@ -204,7 +204,7 @@ describe('inbound media: customers’ files in the Slack thread', () => {
     const bytes = randomBytes(10_000);
     const mediaId = w.graph.addWhatsAppMedia(bytes, 'image/jpeg');
     w.slack.failNext('files.completeUploadExternal', { status: 500, after: true });
-    await w.postMeta(cloudImage('15550107020', mediaId, 'only once'));
+    await w.metaWebhook(cloudImage('15550107020', mediaId, 'only once'));
     const replies = await threadOf(
       (m) => m.text.includes('only once'),
       (r) => r.some((m) => m.files),
@@ -230,7 +230,7 @@ describe('customers’ files in export, erasure and retention', () => {
 
   async function customerWithFile(waId: string, bytes: Buffer): Promise<string> {
     const mediaId = w.graph.addWhatsAppMedia(bytes, 'image/jpeg');
-    await w.postMeta(cloudImage(waId, mediaId, `photo from ${waId}`));
+    await w.metaWebhook(cloudImage(waId, mediaId, `photo from ${waId}`));
     const found = await eventually(
       async () => (await w.admin('GET', `/customers?phone=%2B${waId}`)).body?.customers?.[0]?.id as string,
       Boolean,

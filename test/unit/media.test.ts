@@ -6,7 +6,6 @@ import { checkMedia } from '../../src/media/limits';
 import { signMediaUrl, verifyMediaUrl } from '../../src/media/outbound';
 import { defaultFilename, formatBytes } from '../../src/media/inbound';
 import { mediaId } from '../../src/media/store';
-import { escapeSlackText } from '../../src/media/text';
 
 const MB = 1_000_000;
 
@@ -79,8 +78,5 @@ describe('naming and sizes', () => {
     expect(mediaId('in', 'twilio:MM1', 0)).toBe(mediaId('in', 'twilio:MM1', 0));
     expect(mediaId('in', 'twilio:MM1', 0)).not.toBe(mediaId('in', 'twilio:MM1', 1));
     expect(mediaId('out', 'slack:C1:1.2', 0)).toMatch(/^out-[A-Za-z0-9_-]{32}$/);
-  });
-  it('escapes what Slack would read as markup', () => {
-    expect(escapeSlackText('<!channel> & <https://x|y>')).toBe('&lt;!channel&gt; &amp; &lt;https://x|y&gt;');
   });
 });
