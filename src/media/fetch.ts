@@ -37,6 +37,10 @@ export interface FetchedMedia {
 }
 
 export interface MediaFetchOptions {
+  /**
+   * `baseUrl` is META_GRAPH_BASE_URL. Messenger files are fetched only from Meta's CDN hosts when it
+   * is Graph itself, and only from its origin when it points elsewhere (an emulator or a proxy).
+   */
   graph?: { baseUrl: string; version: string; whatsappToken?: string };
   twilio?: { accountSid: string; authToken: string; apiBaseUrl: string };
   /** The bytes WhatsApp Web's session kept for a `providerMediaId`. */
@@ -86,7 +90,12 @@ async function fromCloud(part: MediaPart, o: MediaFetchOptions, timeoutMs: numbe
   // One fresh URL per try: Meta's URLs last about five minutes.
   for (let attempt = 0; attempt < 2; attempt++) {
     const meta = await get(metaUrl, auth, timeoutMs);
-    if (!meta.ok) throw new MediaFetchError(reasonOf(meta.status), `media id lookup answered ${meta.status}`);
+    if (!meta.ok) {
+      await meta.body?.cancel();
+      // The lookup itself: any 4xx is a refusal (a bad id or token), not an expired link.
+      const reason = meta.status === 429 || meta.status >= 500 ? 'unavailable' : 'refused';
+      throw new MediaFetchError(reason, `media id lookup answered ${meta.status}`);
+    }
     const info = (await meta.json().catch(() => ({}))) as {
       url?: unknown;
       mime_type?: unknown;
@@ -117,15 +126,29 @@ function originOf(url: string): string | undefined {
   }
 }
 
+const META_CDN = /(^|\.)(fbcdn\.net|fbsbx\.com|facebook\.com)$/;
+
+/** Whether a Messenger attachment URL is one Meta serves (never an arbitrary host: no SSRF). */
+function isMetaFileUrl(url: string, graphBaseUrl: string | undefined): boolean {
+  const graph = graphBaseUrl ? originOf(graphBaseUrl) : undefined;
+  if (graph && graph !== 'https://graph.facebook.com') return originOf(url) === graph;
+  try {
+    const u = new URL(url);
+    return u.protocol === 'https:' && META_CDN.test(u.hostname);
+  } catch {
+    return false;
+  }
+}
+
 async function fromTwilio(part: MediaPart, o: MediaFetchOptions, timeoutMs: number): Promise<FetchedMedia> {
   if (!part.url) throw new MediaFetchError('refused', 'no media URL');
   const twilio = o.twilio;
-  const sameOrigin = twilio && originOf(part.url) === originOf(twilio.apiBaseUrl);
-  const headers: Record<string, string> = sameOrigin
-    ? {
-        authorization: `Basic ${Buffer.from(`${twilio.accountSid}:${twilio.authToken}`).toString('base64')}`,
-      }
-    : {};
+  // Only Twilio's own API serves MediaUrls: the credentials never go elsewhere, nothing else is fetched.
+  if (!twilio || originOf(part.url) !== originOf(twilio.apiBaseUrl))
+    throw new MediaFetchError('refused', 'the media URL is not on the Twilio API');
+  const headers = {
+    authorization: `Basic ${Buffer.from(`${twilio.accountSid}:${twilio.authToken}`).toString('base64')}`,
+  };
   const res = await get(part.url, headers, timeoutMs);
   if (!res.ok) {
     await res.body?.cancel();
@@ -134,8 +157,10 @@ async function fromTwilio(part: MediaPart, o: MediaFetchOptions, timeoutMs: numb
   return streamOf(res);
 }
 
-async function fromUrl(part: MediaPart, timeoutMs: number): Promise<FetchedMedia> {
+async function fromUrl(part: MediaPart, o: MediaFetchOptions, timeoutMs: number): Promise<FetchedMedia> {
   if (!part.url) throw new MediaFetchError('refused', 'no media URL');
+  if (!isMetaFileUrl(part.url, o.graph?.baseUrl))
+    throw new MediaFetchError('refused', 'the attachment URL is not on a Meta host');
   const res = await get(part.url, {}, timeoutMs);
   if (!res.ok) {
     await res.body?.cancel();
@@ -164,7 +189,7 @@ export function fetchMedia(provider: Provider, part: MediaPart, o: MediaFetchOpt
     case 'twilio':
       return fromTwilio(part, o, timeoutMs);
     case 'messenger':
-      return fromUrl(part, timeoutMs);
+      return fromUrl(part, o, timeoutMs);
     case 'whatsapp-web':
       return fromWhatsAppWeb(part, o);
   }

@@ -290,7 +290,7 @@ export function describeParts(message: InboundMessage, files?: InboundFile[]): s
       case 'media': {
         const kept = files?.[mediaIndex++];
         const file = kept
-          ? describeInboundFile(kept)
+          ? describeInboundFile(kept, p.url)
           : p.url
             ? `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'}: ${p.url}`
             : `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
