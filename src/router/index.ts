@@ -4,7 +4,7 @@
  */
 import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
-import type { DeliveryStatus } from '../canonical';
+import type { DeliveryState, DeliveryStatus } from '../canonical';
 import type { SlackClient } from '../channels/slack/client';
 import { escapeSlackText } from '../channels/slack/escape';
 import type { RouterConfig } from '../config';
@@ -19,13 +19,14 @@ import { createAgentEvents } from './agent-events';
 import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
-import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
+import { createInboundRouter } from './inbound';
+import type { ClaimMerge, ClaimOffers, ClaimsPort } from './claim-plan';
 import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
 import { createSlackDelivery } from './slack-delivery';
-import { explainFailure } from './texts';
+import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
   config: RouterConfig;
@@ -38,6 +39,8 @@ export interface RouterOptions {
   senders: Senders;
   claims?: ClaimsPort;
   link?: LinkPort;
+  /** The "Send a code to …" button (claims-bridge.ts). */
+  claimOffers?: ClaimOffers;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   /** Customers' files (src/media): stored on the way in, uploaded into threads. */
   media?: { store: MediaStore; inbound: InboundMedia; outbound?: OutboundMediaPreparer };
@@ -53,6 +56,9 @@ const STATUS_REACTION: Record<string, string | undefined> = {
   failed: 'x',
   undelivered: 'x',
 };
+
+/** The receipt reactions; showing one removes the others. */
+const RECEIPT_REACTIONS = ['white_check_mark', 'eyes', 'x'];
 
 export function createRouter(o: RouterOptions) {
   const { models, queues, redis, prefix, log, metrics } = o;
@@ -73,8 +79,14 @@ export function createRouter(o: RouterOptions) {
     );
   };
 
-  /** The other owner of a merge is told in their thread; the survivor's thread gets the history note. */
-  const onMerged = async (m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string }) => {
+  /**
+   * The other owner of a merge is told in their thread; the survivor's thread gets one note: the
+   * history note, or `survivorNote` (a verified claim's own account of the merge).
+   */
+  const onMerged = async (
+    m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string },
+    survivorNote?: string,
+  ) => {
     if (!m.mergedId || !m.survivorId) return;
     const merged = new Types.ObjectId(m.mergedId);
     const survivor = await models.Customer.findById(m.survivorId).lean();
@@ -89,8 +101,56 @@ export function createRouter(o: RouterOptions) {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
+      text:
+        survivorNote ??
+        `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
+  };
+
+  /** States a watermark report must not overwrite (it would step the receipt back). */
+  const AT_OR_AFTER: Partial<Record<DeliveryState, DeliveryState[]>> = {
+    delivered: ['delivered', 'read', 'played', 'failed', 'undelivered'],
+    read: ['read', 'played', 'failed', 'undelivered'],
+  };
+
+  /**
+   * A Messenger delivery or read watermark: every reply to that customer sent before it is delivered
+   * (or read). Each such reply's stored state moves forward and its Slack message shows it.
+   */
+  const onWatermark = async (status: DeliveryStatus): Promise<void> => {
+    const skip = AT_OR_AFTER[status.state];
+    const to = status.recipient;
+    if (status.provider !== 'messenger' || !status.watermark || to?.kind !== 'psid' || !skip) return;
+    const filter = {
+      provider: 'messenger' as const,
+      direction: 'out' as const,
+      identityKey: `psid:${to.pageId}:${to.psid}`,
+      sentAt: { $lte: new Date(status.watermark) },
+      'status.state': { $nin: skip },
+    };
+    const covered = await models.Message.find(filter, { providerMessageId: 1 })
+      .sort({ sentAt: -1 })
+      .limit(20)
+      .lean<{ providerMessageId: string }[]>();
+    const entry = { key: status.key, state: status.state, at: new Date(status.at), providerErrors: [] };
+    for (const { providerMessageId } of covered) {
+      const moved = await models.Message.updateOne(
+        { ...filter, providerMessageId },
+        { $set: { status: entry } },
+      );
+      if (moved.modifiedCount === 0) continue;
+      const send = await models.CustomerSend.findOne({
+        provider: 'messenger',
+        providerMessageId,
+      }).lean<CustomerSend>();
+      const reaction = STATUS_REACTION[status.state];
+      if (send?.slack && reaction)
+        await react(
+          send.slack,
+          reaction,
+          RECEIPT_REACTIONS.filter((r) => r !== reaction),
+        );
+    }
   };
 
   const slackDelivery = o.slack
@@ -138,7 +198,7 @@ export function createRouter(o: RouterOptions) {
     prefix,
     media: o.media?.inbound,
     log: log.child({ component: 'router' }),
-    onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
+    onMerged: (claim: ClaimMerge, survivorNote?: string) => onMerged(claim, survivorNote),
   });
 
   const authorizer = createAuthorizer({
@@ -168,6 +228,7 @@ export function createRouter(o: RouterOptions) {
     outbox,
     config: o.config,
     link: o.link,
+    claimOffers: o.claimOffers,
     authorizer,
     redis,
     prefix,
@@ -222,33 +283,40 @@ export function createRouter(o: RouterOptions) {
         );
       return posts.length + sends.length;
     },
-    /** A provider's delivery report about one of our sends: show it on the agent's Slack message. */
+    /**
+     * A provider's delivery report about one of our sends, shown on the agent's Slack message: one
+     * reaction for the message's current state (read replaces delivered; a failure removes both —
+     * reports arriving out of order do not step back, the stored state decides), and for a failure a
+     * note with the provider's reason and what to do.
+     */
     async onStatus(status: DeliveryStatus): Promise<void> {
-      if (!status.providerMessageId) return;
+      if (!status.providerMessageId) return onWatermark(status);
       const send = await models.CustomerSend.findOne({
         provider: status.provider,
         providerMessageId: status.providerMessageId,
       }).lean<CustomerSend>();
       if (!send) return;
-      const reaction = STATUS_REACTION[status.state];
+      const stored = await models.Message.findOne(
+        { key: `${status.provider}:${status.providerMessageId}` },
+        { status: 1 },
+      ).lean<{ status?: { state: string } }>();
+      const state = stored?.status?.state ?? status.state;
+      const reaction = STATUS_REACTION[state];
       if (send.slack && reaction)
-        await react(send.slack, reaction, reaction === 'eyes' ? ['white_check_mark'] : []);
+        await react(
+          send.slack,
+          reaction,
+          RECEIPT_REACTIONS.filter((r) => r !== reaction),
+        );
       if (
         (status.state === 'failed' || status.state === 'undelivered') &&
         (send.origin === 'agent' || send.origin === 'template')
       ) {
-        const code = status.errors[0]?.code;
-        const reason =
-          code === '63016' || code === '131047'
-            ? 'window_closed'
-            : code === '21610'
-              ? 'opted_out'
-              : 'rejected';
         await outbox.postToAgent(send.customerId, {
           key: `status-note:${status.key}`,
           kind: 'note',
           username: 'Rapport',
-          text: `:x: The provider reports your reply was ${status.state}. ${explainFailure(reason, code)}`,
+          text: explainDeliveryFailure(status.channel, status.errors[0]),
         });
       }
     },

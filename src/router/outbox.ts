@@ -17,6 +17,7 @@ import type { Channel } from '../canonical';
 import { retryOnDuplicate } from '../identity/resolve';
 import type {
   AgentPostFile,
+  AgentPostButton,
   AgentPostKind,
   CustomerSend,
   RouterModels,
@@ -31,6 +32,8 @@ export interface NewAgentPost {
   channel?: Channel;
   username?: string;
   files?: AgentPostFile[];
+  /** A button under the post (e.g. "Send a code to …"); its press comes back as a Slack interaction. */
+  button?: AgentPostButton;
 }
 
 export interface NewCustomerSend {

@@ -20,7 +20,7 @@ import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
 import type { MediaStore } from '../media/store';
-import type { AgentPost, CurrentThread, RouterModels, ThreadRef } from './models';
+import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { ago, channelLabel } from './texts';
@@ -99,6 +99,25 @@ function describeIdentity(identity: Identity): string {
   const value =
     identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
   return `${escapeSlackText(value)}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
+}
+
+/** A post with a button under it: its text as a section, then the button. */
+function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
+  return [
+    { type: 'section', text: { type: 'mrkdwn', text } },
+    {
+      type: 'actions',
+      elements: [
+        {
+          type: 'button',
+          action_id: button.actionId,
+          // plain_text: Slack renders it literally, so no escaping is needed (max 75 characters).
+          text: { type: 'plain_text', text: button.text.slice(0, 75) },
+          value: button.value.slice(0, 2000),
+        },
+      ],
+    },
+  ];
 }
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
@@ -222,10 +241,12 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
     let ts: string;
     try {
+      const text = render(post, lastPostedChannel);
       ({ ts } = await slack.postMessage({
         channel: thread.channel,
         threadTs: thread.ts,
-        text: render(post, lastPostedChannel),
+        text,
+        ...(post.button ? { blocks: buttonBlocks(text, post.button) } : {}),
         username: post.username === undefined ? undefined : escapeSlackText(post.username),
         iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
         metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
