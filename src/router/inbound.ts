@@ -17,7 +17,6 @@ import type { Queue } from 'bullmq';
 import type { Types } from 'mongoose';
 import type { InboundMessage } from '../canonical';
 import type { InboundFile, InboundMedia } from '../media/inbound';
-import { describeInboundFile } from '../media/text';
 import type { RouterConfig } from '../config';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
