@@ -10,7 +10,8 @@
  * 3-master Redis Cluster (scripts/redis-cluster.sh, started if needed) instead of REDIS_URL.
  *
  * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60
- *        --agents 50 --slack-limits]
+ *        --agents 50 --slack-limits
+ *        --media 0.2 --media-bytes 100000]
  * (`--workers` is the old name of `--processes`.) `--agents N` (default 50) creates N agents, each with
  * their own inbox channel, so customers spread over N channels as on a real team. `--slack-limits`
  * makes the Slack emulator enforce Slack's per-channel chat.postMessage rate (1 a second, bursts of
@@ -22,6 +23,11 @@
  * so a run that did not drain is not inflated) and in a probe before it, on the idle system — 20
  * first contacts, drained, then one message from each of them again — for new vs returning.
  * The api runs in its own process (bench/lib/api.ts), so each process's peak RSS is its own.
+ *
+ * `--media F` makes a fraction F of the messages carry a file of `--media-bytes` bytes (default
+ * 100000), fetched from the emulators, stored in GridFS and uploaded into the thread; the report then
+ * compares media and text messages (the cost of a file) and counts the files uploaded.
+
  * Writes bench/results/e2e-<date>.{json,md,svg}. Needs Redis on 127.0.0.1:6379 and a MongoDB-protocol
  * server on 127.0.0.1:27017 (npm run services); uses its own key prefix and database and removes them.
  */
@@ -77,6 +83,8 @@ const REDIS_URL = CLUSTER
   ? execFileSync('bash', [path.join(__dirname, '../scripts/redis-cluster.sh'), 'start'], { encoding: 'utf8' }).trim()
   : (process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const MONGO = process.env.MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
+const MEDIA = Number(args.media ?? '0');
+const MEDIA_BYTES = Number(args['media-bytes'] ?? '100000');
 const RUN = `e2e${Date.now().toString(36)}`;
 
 interface SendResult {
@@ -218,7 +226,8 @@ async function phase(emu: Emulators, workers: number) {
   await resetCounts(procs);
   const limitedBefore = emu.slack.callsTo('chat.postMessage').filter((c) => c.rateLimited).length;
 
-  const requests = signedMessages(`${RUN}w${workers}`, Math.round(SECONDS * RATE), CUSTOMERS);
+  const mix = MEDIA > 0 ? { fraction: MEDIA, bytes: MEDIA_BYTES, emulators: emu } : undefined;
+  const requests = signedMessages(`${RUN}w${workers}`, Math.round(SECONDS * RATE), CUSTOMERS, 0, mix);
   process.stdout.write(`[${workers} worker(s)] sending ${requests.length} webhooks at ${RATE}/s to ${CUSTOMERS} customers over ${AGENTS} agents${SLACK_LIMITS ? ' (Slack limits on)' : ''}…\n`);
   const sent = await runSender(base, requests, RATE);
   const accepted = sent.results.filter((r) => r.status >= 200 && r.status < 300);
@@ -255,6 +264,7 @@ async function phase(emu: Emulators, workers: number) {
     toOutbox.push(created - sentAt.get(k)!);
     if (posts.has(k)) slackStage.push(posts.get(k)! - created);
   }
+  const mediaCost = MEDIA > 0 ? await mediaReport(app, emu, requests, accepted, posts) : undefined;
   const firstSend = Math.min(...accepted.map((r) => r.sentAt));
   const lastPost = Math.max(...latencies.map((l) => l.at + l.ms));
   const result = {
@@ -280,6 +290,7 @@ async function phase(emu: Emulators, workers: number) {
     dbCommandsPerMessage: { run: dbRun, new: probe.new, returning: probe.returning },
     rss,
     timeline: timeline(latencies),
+    ...(mediaCost ? { media: mediaCost } : {}),
   };
 
   await Promise.all([procs.api, ...procs.workers].map((c) => stopChild(c)));
@@ -287,6 +298,37 @@ async function phase(emu: Emulators, workers: number) {
   await deletePrefixedKeys(app.redis, prefix);
   await app.close();
   return result;
+}
+
+/** The media mix's cost: latency of messages with a file vs without, files uploaded, bytes stored. */
+async function mediaReport(
+  app: ReturnType<typeof buildApp>,
+  emu: Emulators,
+  requests: SignedRequest[],
+  accepted: SendResult[],
+  posts: Map<string, number>,
+) {
+  const withFile = new Set(requests.filter((r) => r.media).map((r) => r.key));
+  const ms = (media: boolean) =>
+    accepted.filter((r) => posts.has(r.key) && withFile.has(r.key) === media).map((r) => posts.get(r.key)! - r.sentAt);
+  const expected = accepted.filter((r) => withFile.has(r.key)).length;
+  // Files reach Slack after their message's line: wait (bounded) for the uploads to finish.
+  const deadline = Date.now() + DRAIN_MS;
+  const uploaded = () => emu.slack.callsTo('files.completeUploadExternal').length;
+  while (uploaded() < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+  // Summed here, not with $group: FerretDB v1 answered 0 for `$sum: '$length'`.
+  const files = await app.mongo.connection.collection('media.files').find({}, { projection: { length: 1 } }).toArray();
+  const stored = { n: files.length, bytes: files.reduce((a, f) => a + Number(f.length ?? 0), 0) };
+  return {
+    fraction: MEDIA,
+    fileBytes: MEDIA_BYTES,
+    messagesWithFile: expected,
+    filesUploaded: uploaded(),
+    filesStored: stored.n,
+    storedMb: Math.round((stored.bytes / 1_048_576) * 10) / 10,
+    latencyWithFile: summary(ms(true)),
+    latencyText: summary(ms(false)),
+  };
 }
 
 function timeline(lat: { at: number; ms: number }[]): { t: number; p50: number; p95: number; n: number }[] {
@@ -428,6 +470,14 @@ function markdown(report: Report): string {
   const f = (s: Stage) => `${s.p50} / ${s.p95} / ${s.p99}`;
   for (const r of report.runs)
     out.push(line([r.workers, f(r.stages.intake), f(r.stages.inboundQueueWait), f(r.stages.identityAndRouting), f(r.stages.webhookToOutbox), f(r.stages.outboxToSlack)]));
+  const mediaRuns = report.runs.filter((r) => r.media);
+  if (mediaRuns.length > 0) {
+    out.push('', `## Media mix (a fraction of messages carry a file; webhook → message line in Slack, ms p50 / p95 / p99)`, '', line(['workers', 'fraction', 'file bytes', 'with a file', 'text only', 'files uploaded / expected', 'stored in GridFS']), line(['---:', '---:', '---:', '---', '---', '---:', '---:']));
+    for (const r of mediaRuns) {
+      const m = r.media!;
+      out.push(line([r.workers, m.fraction, m.fileBytes, f(m.latencyWithFile), f(m.latencyText), `${m.filesUploaded} / ${m.messagesWithFile}`, `${m.filesStored} files, ${m.storedMb} MB`]));
+    }
+  }
   const b = report.baselines;
   out.push(
     '',

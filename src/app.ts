@@ -55,6 +55,13 @@ import { createClaimService } from './identity/claims';
 import { createClaimLimits } from './identity/claim-limits';
 import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
 import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
+import { createMediaStore } from './media/store';
+import { createInboundMedia } from './media/inbound';
+import type { MediaFetchOptions } from './media/fetch';
+import { createOutboundMedia } from './media/outbound';
+import { mediaRoutes } from './http/media';
+import { createMediaStore as createWhatsAppWebMediaStore } from './channels/whatsapp-web/media';
+import { createBlobStore } from './channels/whatsapp-web/store';
 import type pino from 'pino';
 
 export type Role = 'api' | 'worker' | 'whatsapp-web' | 'all';
@@ -116,6 +123,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const slack = config.slack
     ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
     : undefined;
+  const mediaStore = createMediaStore(mongo.connection);
   const merges = createMergeService(models, {
     log: log.child({ component: 'merge' }),
     onResumeFailed: (_id, _failures, alert) =>
@@ -128,6 +136,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     prefix: config.queuePrefix,
     ...markerKeysOf(config),
     defaultRegion: config.defaultRegion,
+    media: mediaStore,
     log: log.child({ component: 'erasure' }),
   });
   const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
@@ -161,6 +170,12 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   // Any process can send through the session: the sender queues the job for the session holder.
   if (whatsappWeb) senders['whatsapp-web'] = whatsappWeb.sender();
   const runsSession = whatsappWeb !== undefined && (role === 'whatsapp-web' || role === 'all');
+  const inboundMedia = createInboundMedia({
+    store: mediaStore,
+    fetch: mediaFetchOptions(config, mongo),
+    maxBytes: config.media.maxBytes,
+    log: log.child({ component: 'media' }),
+  });
   const router = createRouter({
     config: config.router,
     models,
@@ -174,6 +189,18 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     link: claimsBridge,
     claimOffers: claimsBridge,
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
+    media: {
+      store: mediaStore,
+      inbound: inboundMedia,
+      outbound: createOutboundMedia({
+        store: mediaStore,
+        slack,
+        publicUrl: config.publicUrl,
+        urlSecret: config.media.urlSecret,
+        urlTtlMs: config.media.urlTtlMs,
+        maxBytes: config.media.maxBytes,
+      }),
+    },
     log,
     metrics,
   });
@@ -240,6 +267,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       adminAuth({ tokens: config.adminTokens, redis, prefix: config.queuePrefix, log: adminLog, basic }),
     ];
     http.use(queueDashboard({ queues, guard: guard(true), basePath: '/admin/queues' }));
+    http.use(mediaRoutes({ store: mediaStore, urlSecret: config.media.urlSecret, log: webhookLog }));
     const api = express.Router();
     // Every admin call is audited (ids only), under the name of the token that made it.
     api.use(...guard(false));
@@ -248,7 +276,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
     api.use(dlqRoutes({ queues, isErased: (job) => erasures.isErasedJob(job.data, job.timestamp) }));
     // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
-    api.use(privacyRoutes({ models, erasures, log: log.child({ component: 'admin' }) }));
+    api.use(privacyRoutes({ models, erasures, media: mediaStore, log: log.child({ component: 'admin' }) }));
     api.use(
       customerAdminRoutes({
         models,
@@ -281,6 +309,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       registry: metrics.registry,
       log: log.child({ component: 'retention' }),
       erasures,
+      media: { store: mediaStore, days: config.media.retentionDays },
     });
     // Merges left half-done by a crash are finished by whichever worker finds them.
     resumeTimer = setInterval(() => {
@@ -413,6 +442,28 @@ function buildSenders(config: Readonly<Config>): Senders {
     });
   }
   return senders;
+}
+
+/** How inbound files are fetched: each provider's credentials and base URL. */
+function mediaFetchOptions(config: Readonly<Config>, mongo: MongoHandle): MediaFetchOptions {
+  const kept = createWhatsAppWebMediaStore({ blobs: createBlobStore({ connection: mongo.connection }) });
+  return {
+    graph: {
+      baseUrl: (config.graph.baseUrl ?? 'https://graph.facebook.com').replace(/\/+$/, ''),
+      version: config.graph.version,
+      ...(config.whatsappCloud ? { whatsappToken: config.whatsappCloud.accessToken } : {}),
+    },
+    ...(config.twilio
+      ? {
+          twilio: {
+            accountSid: config.twilio.accountSid,
+            authToken: config.twilio.authToken,
+            apiBaseUrl: config.twilio.apiBaseUrl ?? 'https://api.twilio.com',
+          },
+        }
+      : {}),
+    whatsappWeb: (id) => kept.get(id),
+  };
 }
 
 /** Posts operator alerts (WhatsApp Web QR codes, repeated failures) to the escalation channel. */

@@ -4,6 +4,7 @@
  * go. A channel whose credentials are all absent is disabled (and /readyz says so); a channel with
  * only some of them is a configuration error, because that is almost always a typo.
  */
+import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import { z } from 'zod';
@@ -188,6 +189,15 @@ const envSchema = z.object({
   CLAIM_ATTEMPTS_PER_TARGET_DAY: intFromEnv(1, 100).default(DEFAULT_CLAIM_LIMITS.attemptsPerTargetDay),
   /** Message bodies older than this many days are blanked by the retention job; 0 = keep forever. */
   MESSAGE_RETENTION_DAYS: intFromEnv(0, 36_500).default(0),
+  /** Largest file kept (inbound) or sent (outbound); default 100 MiB, WhatsApp's document limit. */
+  MEDIA_MAX_BYTES: intFromEnv(1024, 2 * 1024 * 1024 * 1024).default(100 * 1024 * 1024),
+  /** Files older than this many days are deleted; default MESSAGE_RETENTION_DAYS; 0 = keep. */
+  MEDIA_RETENTION_DAYS: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    intFromEnv(0, 36_500).optional(),
+  ),
+  /** How long a signed media URL (`GET /media/…`, for Twilio MediaUrl) stays valid. */
+  MEDIA_URL_TTL_SECONDS: intFromEnv(60, 86_400).default(900),
 });
 
 type Env = z.output<typeof envSchema>;
@@ -252,6 +262,18 @@ export interface Config {
   retention: { messageDays?: number };
   /** Customer claims (src/router/claims-bridge.ts): BUSINESS_NAME and the CLAIM_* limits. */
   claims: ClaimsConfig;
+  media: MediaConfig;
+}
+
+export interface MediaConfig {
+  /** MEDIA_MAX_BYTES */
+  maxBytes: number;
+  /** MEDIA_RETENTION_DAYS (default MESSAGE_RETENTION_DAYS); absent = keep files forever. */
+  retentionDays?: number;
+  /** MEDIA_URL_TTL_SECONDS, in ms. */
+  urlTtlMs: number;
+  /** Key of the signed media URLs, derived from DATA_KEY, else the first admin token (no extra secret). */
+  urlSecret: string;
 }
 
 export interface ClaimsConfig {
@@ -477,6 +499,7 @@ function crossCheck(env: Env, problems: string[]): Config {
     whatsappWeb: { enabled: env.WHATSAPP_WEB_ENABLED, chromiumPath: env.CHROMIUM_PATH },
     inboundPartitions: env.INBOUND_PARTITIONS,
     retention: env.MESSAGE_RETENTION_DAYS > 0 ? { messageDays: env.MESSAGE_RETENTION_DAYS } : {},
+    media: mediaConfig(env, env.DATA_KEY ?? adminTokens[0]?.token ?? ''),
     claims: {
       businessName: env.BUSINESS_NAME,
       limits: {
@@ -555,5 +578,15 @@ export function channelStates(config: Config): Record<string, { enabled: boolean
     messenger: config.messenger ? on : off('Messenger credentials not set'),
     'whatsapp-web': config.whatsappWeb.enabled ? on : off('WHATSAPP_WEB_ENABLED is false'),
     slack: config.slack ? on : off('Slack credentials not set'),
+  };
+}
+
+function mediaConfig(env: Env, key: string): MediaConfig {
+  const days = env.MEDIA_RETENTION_DAYS ?? env.MESSAGE_RETENTION_DAYS;
+  return {
+    maxBytes: env.MEDIA_MAX_BYTES,
+    ...(days > 0 ? { retentionDays: days } : {}),
+    urlTtlMs: env.MEDIA_URL_TTL_SECONDS * 1000,
+    urlSecret: createHmac('sha256', key).update('rapport media url v1').digest('base64url'),
   };
 }

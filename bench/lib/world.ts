@@ -92,6 +92,8 @@ export interface SignedRequest {
   path: string;
   body: string;
   headers: Record<string, string>;
+  /** The message carries a file (the media mix). */
+  media?: boolean;
 }
 
 const CHANNELS: SignedRequest['channel'][] = ['sms', 'twilio-whatsapp', 'cloud-whatsapp', 'messenger'];
@@ -102,7 +104,33 @@ const CHANNELS: SignedRequest['channel'][] = ['sms', 'twilio-whatsapp', 'cloud-w
  * contacts and the rest come from returning customers. Customer numbers start at `firstCustomer`, so
  * batches with different starts (warm-up, probe, run) share no customer.
  */
-export function signedMessages(run: string, count: number, customers: number, firstCustomer = 0): SignedRequest[] {
+/**
+ * A media mix for signedMessages: every `1/fraction`-th message carries a file of `bytes` bytes,
+ * registered on the emulator its provider fetches from (Graph media id, Twilio MediaUrl, Messenger
+ * CDN URL).
+ */
+export interface MediaMix {
+  fraction: number;
+  bytes: number;
+  emulators: Pick<Emulators, 'graph' | 'twilio'>;
+}
+
+/** The file of message `i`, registered on its provider's emulator; undefined for a text message. */
+function mediaOf(mix: MediaMix | undefined, i: number, channel: SignedRequest['channel']) {
+  if (!mix || mix.fraction <= 0 || Math.floor((i + 1) * mix.fraction) === Math.floor(i * mix.fraction)) return undefined;
+  const data = Buffer.alloc(mix.bytes, i % 251);
+  if (channel === 'cloud-whatsapp') return { mediaId: mix.emulators.graph.addWhatsAppMedia(data, 'image/jpeg') };
+  if (channel === 'messenger') return { url: mix.emulators.graph.addMessengerAttachment(data, 'image/jpeg') };
+  return { url: mix.emulators.twilio.addMedia(data, 'image/jpeg') };
+}
+
+export function signedMessages(
+  run: string,
+  count: number,
+  customers: number,
+  firstCustomer = 0,
+  mix?: MediaMix,
+): SignedRequest[] {
   const out: SignedRequest[] = [];
   for (let i = 0; i < count; i++) {
     const c = firstCustomer + (i % customers);
@@ -110,6 +138,7 @@ export function signedMessages(run: string, count: number, customers: number, fi
     const id = `${run}${i.toString(36).padStart(7, '0')}`;
     const phone = `+1415${String(2_000_000 + c).padStart(7, '0')}`;
     const text = `bench message ${i} from customer ${c}`;
+    const media = mediaOf(mix, i, channel);
     if (channel === 'sms' || channel === 'twilio-whatsapp') {
       const sid = `SM${id.padEnd(32, '0')}`;
       const wa = channel === 'twilio-whatsapp';
@@ -121,7 +150,8 @@ export function signedMessages(run: string, count: number, customers: number, fi
         From: wa ? `whatsapp:${phone}` : phone,
         To: wa ? 'whatsapp:+15550002222' : '+15550001111',
         Body: text,
-        NumMedia: '0',
+        NumMedia: media?.url ? '1' : '0',
+        ...(media?.url ? { MediaUrl0: media.url, MediaContentType0: 'image/jpeg' } : {}),
         NumSegments: '1',
         SmsStatus: 'received',
         ApiVersion: '2010-04-01',
@@ -130,6 +160,7 @@ export function signedMessages(run: string, count: number, customers: number, fi
       out.push({
         key: `twilio:${sid}`,
         customer: `${channel}:${c}`,
+        ...(media ? { media: true } : {}),
         channel,
         path: '/webhooks/twilio',
         body: new URLSearchParams(form).toString(),
@@ -148,20 +179,21 @@ export function signedMessages(run: string, count: number, customers: number, fi
                 messaging_product: 'whatsapp',
                 metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
                 contacts: [{ profile: { name: `Customer ${c}` }, wa_id: phone.slice(1) }],
-                messages: [{ from: phone.slice(1), id: `wamid.${id}`, timestamp: String(Math.floor(ts / 1000)), type: 'text', text: { body: text } }],
+                messages: [{ from: phone.slice(1), id: `wamid.${id}`, timestamp: String(Math.floor(ts / 1000)), ...(media?.mediaId ? { type: 'image', image: { id: media.mediaId, mime_type: 'image/jpeg', caption: text } } : { type: 'text', text: { body: text } }) }],
               } }] }],
             }
           : {
               object: 'page',
               entry: [{ id: PAGE_ID, time: ts, messaging: [{
                 sender: { id: `7${String(1_000_000_000 + c)}` }, recipient: { id: PAGE_ID }, timestamp: ts,
-                message: { mid: `m_${id}`, text },
+                message: { mid: `m_${id}`, ...(media?.url ? { attachments: [{ type: 'image', payload: { url: media.url } }] } : { text }) },
               }] }],
             };
       const body = JSON.stringify(payload);
       out.push({
         key: channel === 'cloud-whatsapp' ? `whatsapp-cloud:wamid.${id}` : `messenger:m_${id}`,
         customer: `${channel}:${c}`,
+        ...(media ? { media: true } : {}),
         channel,
         path: '/webhooks/meta',
         body,

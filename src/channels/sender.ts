@@ -12,6 +12,8 @@ export interface OutboundMedia {
   url: string;
   contentType?: string;
   filename?: string;
+  /** The bytes, when Rapport holds them (an agent's file): senders that upload use this. */
+  load?: () => Promise<Buffer>;
 }
 
 /** An approved template, for messages outside WhatsApp's 24-hour window. */

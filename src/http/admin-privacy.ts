@@ -14,12 +14,15 @@ import { isAppError } from '../errors';
 import type { Logger } from '../logger';
 import { adminActor } from './admin-auth';
 import type { ErasureService } from '../privacy/erase';
+import type { MediaStore } from '../media/store';
 import { exportCustomer, type AppModels } from '../privacy/export';
 
 export interface PrivacyRoutesOptions {
   models: AppModels;
   erasures: ErasureService;
   log: Logger;
+  /** Customers' files: listed in the export, served by `GET /customers/:id/files/:fileId`. */
+  media?: MediaStore;
 }
 
 export function privacyRoutes(o: PrivacyRoutesOptions): Router {
@@ -29,7 +32,7 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
     const actor = adminActor(res);
     const id = req.params.id;
     try {
-      const data = await exportCustomer(o.models, id);
+      const data = await exportCustomer(o.models, id, { media: o.media });
       o.log.info(
         { actor, action: 'customer.export', customerId: data.customer.id, messages: data.messages.length },
         'customer exported',
@@ -50,6 +53,25 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
       }
       throw err;
     }
+  });
+
+  router.get('/customers/:id/files/:fileId', async (req, res) => {
+    const actor = adminActor(res);
+    const media = o.media;
+    const data = media ? await exportCustomer(o.models, req.params.id, { media }) : undefined;
+    const file = data?.files.find((f) => f.id === req.params.fileId);
+    if (!media || !file) {
+      res.status(404).json({ error: { code: 'not_found', message: 'no such file for this customer' } });
+      return;
+    }
+    o.log.info(
+      { actor, action: 'customer.file', customerId: req.params.id, fileId: file.id },
+      'file exported',
+    );
+    res.setHeader('Content-Type', file.contentType);
+    res.setHeader('Content-Length', String(file.bytes));
+    res.setHeader('Content-Disposition', `attachment; filename="${file.id}"`);
+    media.open(file.id).pipe(res);
   });
 
   router.delete('/customers/:id', async (req, res) => {

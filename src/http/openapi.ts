@@ -187,6 +187,13 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     responses: { 200: { description: 'The export' }, 410: { description: 'The customer was erased' } },
   },
   {
+    method: 'get',
+    path: '/customers/:id/files/:fileId',
+    tag: 'privacy',
+    summary: "The bytes of one of the customer's files (listed in the export's files[])",
+    responses: { 200: { description: 'The file' }, 404: { description: 'No such file for this customer' } },
+  },
+  {
     method: 'delete',
     path: '/customers/:id',
     tag: 'privacy',

@@ -11,6 +11,7 @@
  * | customers (live + tombstones)          | deleted                                                      |
  * | messages                               | kept as bodiless records (direction, channel, times, status codes): `text`, `parts`, `replyTo` removed, `identityKey` = `erased`, provider error details removed; a key or provider id that embeds the number (whatsapp-web ids do) is replaced |
  * | Slack outbox (agent_posts), sends      | deleted (pending ones are thereby cancelled)                 |
+ * | files (GridFS `media`, src/media)      | deleted with the outboxes                                    |
  * | claims + claim attempts                | deleted (also claims by others on these identities)          |
  * | merge events                           | inside the family: deleted; with an outside customer (undone/cancelled): snapshots, keys and taken fields removed |
  * | conversation, threads, owner history   | deleted                                                      |
@@ -65,6 +66,7 @@ import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
 import type { AgentPost, CustomerSend, OptOut, SlackThread, CurrentThread } from '../router/models';
+import type { MediaStore } from '../media/store';
 import { customerFamily, type AppModels } from './export';
 import {
   ERASURE_STEPS,
@@ -97,6 +99,8 @@ export interface ErasureServiceOptions {
   /** How long the jobs step waits for a matching active job to finish. @defaultValue 5000 */
   activeJobWaitMs?: number;
   log: Logger;
+  /** Customers' files (GridFS): deleted with the outboxes. */
+  media?: Pick<MediaStore, 'deleteForCustomer'>;
   /** Time one run may spend on Slack before leaving the rest to `resume()`. @defaultValue 20000 */
   slackBudgetMs?: number;
   /** Longest Retry-After waited in-line; a longer one ends the run (resumed later). @defaultValue 30000 */
@@ -430,6 +434,7 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     }
     await models.AgentPost.deleteMany({ customerId: { $in: e.customerIds } });
     await models.CustomerSend.deleteMany({ customerId: { $in: e.customerIds } });
+    for (const id of e.customerIds) await o.media?.deleteForCustomer(String(id));
     for (const id of e.customerIds) await o.redis.del(`${o.prefix}:seq:${String(id)}`).catch(() => undefined);
   }
 

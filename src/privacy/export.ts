@@ -11,6 +11,7 @@
  * secrets, not information about the person.
  */
 import type { Types } from 'mongoose';
+import type { MediaStore } from '../media/store';
 import { NotFoundError } from '../errors';
 import { parseCustomerId } from '../identity/merge';
 import type { Claim, Customer, Identity, IdentityModels, MergeEvent, Message } from '../identity/models';
@@ -35,6 +36,8 @@ export interface ExportOptions {
   pageSize?: number;
   /** Clock (tests). */
   now?: () => Date;
+  /** Lists the customer's files (GridFS); each is downloadable at `download`. */
+  media?: Pick<MediaStore, 'forCustomer'>;
 }
 
 export const EXPORT_FORMAT = 'rapport.customer-export/1';
@@ -232,6 +235,8 @@ export async function exportCustomer(
       models.CurrentThread.find({ _id: { $in: ids } }).lean<CurrentThread[]>(),
     ]);
 
+  const files = options.media ? await filesOf(options.media, family, String(live._id)) : [];
+
   return {
     format: EXPORT_FORMAT,
     exportedAt: (options.now?.() ?? new Date()).toISOString(),
@@ -287,7 +292,10 @@ export async function exportCustomer(
         createdAt: iso(p.createdAt),
       })),
     },
+    /** The customer's files (photos, voice notes, documents both ways); bytes at `download`. */
+    files,
     counts: {
+      files: files.length,
       identities: identities.length,
       messages: messages.length,
       merges: merges.length,
@@ -295,6 +303,22 @@ export async function exportCustomer(
       slackPosts: posts.length,
     },
   };
+}
+
+/** The family's files, each with its admin API download path. */
+async function filesOf(media: Pick<MediaStore, 'forCustomer'>, family: Customer[], liveId: string) {
+  const lists = await Promise.all(family.map((c) => media.forCustomer(String(c._id))));
+  return lists.flat().map((f) => ({
+    id: f.id,
+    customerId: f.metadata.customerId,
+    direction: f.metadata.direction,
+    key: f.metadata.key,
+    filename: f.metadata.filename,
+    contentType: f.metadata.contentType,
+    bytes: f.bytes,
+    storedAt: f.uploadDate.toISOString(),
+    download: `/api/customers/${liveId}/files/${f.id}`,
+  }));
 }
 
 export type CustomerExport = Awaited<ReturnType<typeof exportCustomer>>;

@@ -20,6 +20,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { createRedisConnection } from '../queue/connection';
 import { DEFAULT_JOB_OPTIONS, prefixFor } from '../queue/options';
+import type { MediaStore } from '../media/store';
 import type { ErasureService } from './erase';
 import type { AppModels } from './export';
 
@@ -45,6 +46,14 @@ export interface RetentionOptions {
   erasureResumeEveryMs?: number;
   /** Documents per update. @defaultValue 500 */
   batchSize?: number;
+  /** Customers' files (GridFS), deleted after `days` (MEDIA_RETENTION_DAYS). */
+  media?: MediaRetention;
+}
+
+export interface MediaRetention {
+  store: Pick<MediaStore, 'deleteOlderThan'>;
+  /** Absent: files are kept. */
+  days?: number;
 }
 
 export interface RetentionResult {
@@ -52,6 +61,8 @@ export interface RetentionResult {
   messages: number;
   agentPosts: number;
   customerSends: number;
+  /** Files deleted (absent when file retention is off). */
+  files?: number;
 }
 
 export interface Retention {
@@ -71,7 +82,7 @@ function purgedCounter(registry: Registry): Counter<'collection'> {
   if (existing) return existing as Counter<'collection'>;
   return new Counter({
     name: PURGED_METRIC,
-    help: 'Message bodies blanked by the retention job, by collection (messages, agent_posts, customer_sends)',
+    help: 'Message bodies blanked (messages, agent_posts, customer_sends) and files deleted (media) by the retention job',
     labelNames: ['collection'],
     registers: [registry],
   });
@@ -85,6 +96,7 @@ export interface RetentionPurgeOptions {
   log: Logger;
   /** Documents per update. @defaultValue 500 */
   batchSize?: number;
+  media?: MediaRetention;
 }
 
 /** The purge itself, without a queue (startRetention schedules it; a one-off run can call it). */
@@ -112,8 +124,19 @@ export function createRetentionPurge(o: RetentionPurgeOptions): {
     return total;
   }
 
+  /** Files older than MEDIA_RETENTION_DAYS; undefined when files are kept. */
+  async function purgeFiles(now: Date): Promise<{ files?: number }> {
+    const fileDays = o.media?.days;
+    if (!o.media || !fileDays) return {};
+    const files = await o.media.store.deleteOlderThan(new Date(now.getTime() - fileDays * DAY_MS));
+    purged.inc({ collection: 'media' }, files);
+    if (files > 0) log.info({ files, days: fileDays }, 'retention deleted files');
+    return { files };
+  }
+
   async function runOnce(now = new Date()): Promise<RetentionResult> {
-    if (!days) return { cutoff: null, messages: 0, agentPosts: 0, customerSends: 0 };
+    const files = await purgeFiles(now);
+    if (!days) return { cutoff: null, messages: 0, agentPosts: 0, customerSends: 0, ...files };
     const cutoff = new Date(now.getTime() - days * DAY_MS);
     const messages = await inBatches(
       () =>
@@ -159,7 +182,7 @@ export function createRetentionPurge(o: RetentionPurgeOptions): {
         'retention purged message bodies',
       );
     }
-    return { cutoff: cutoff.toISOString(), messages, agentPosts, customerSends };
+    return { cutoff: cutoff.toISOString(), messages, agentPosts, customerSends, ...files };
   }
 
   return { runOnce };
@@ -168,7 +191,7 @@ export function createRetentionPurge(o: RetentionPurgeOptions): {
 export function startRetention(o: RetentionOptions): Retention {
   const { log } = o;
   const everyMs = o.everyMs ?? 3_600_000;
-  const days = o.config.retention.messageDays;
+  const days = o.config.retention.messageDays || o.media?.days;
   const { runOnce } = createRetentionPurge(o);
   // `maintenance` is this module's own queue (not in names.ts' list of message-carrying queues).
   const queueConnection = createRedisConnection(o.redisUrl, 'worker');

@@ -152,22 +152,37 @@ export function createAgentEvents(o: AgentEventsOptions) {
           await refuseReply(event, may.why);
           return;
         }
-        if (event.files.length > 0) {
+        // Files go with the reply: src/media checks, downloads and signs them when it is sent.
+        const media = event.files.flatMap((f) => {
+          const url = f.urlPrivateDownload ?? f.urlPrivate;
+          if (!url) return [];
+          return [
+            {
+              url,
+              slackFileId: f.id,
+              ...(f.name ? { filename: f.name } : {}),
+              ...(f.mimetype ? { contentType: f.mimetype } : {}),
+              ...(f.size !== undefined ? { bytes: f.size } : {}),
+            },
+          ];
+        });
+        if (media.length < event.files.length) {
           await outbox.postToAgent(customerId, {
             key: `files-note:${event.channel}:${event.ts}`,
             kind: 'note',
             username: 'Rapport',
-            text: ':paperclip: Files attached in Slack are not sent to customers yet (Slack files are private to this workspace); paste a public link instead. The text of your reply is sent.',
+            text: ':paperclip: A file in your reply has no download link (a Slack Connect or external file), so it was not sent; upload it to Slack directly or paste a link.',
           });
-          if (!reply.text.trim()) return;
         }
+        if (!reply.text.trim() && media.length === 0) return;
         // A teammate covering for the owner (or a lead) answers under their own name: the customer
         // knows who wrote, and ownership stays where it was.
         const attributed = may.basis === 'owner' ? reply.text : `${reply.text}\n— ${may.agent.name}`;
         await outbox.sendToCustomer(customerId, {
           key: `slack:${event.channel}:${event.ts}`,
           origin: 'agent',
-          text: attributed,
+          ...(attributed.trim() ? { text: attributed } : {}),
+          ...(media.length > 0 ? { media } : {}),
           via: reply.via,
           slack: ref,
           agentSlackUserId: event.user,

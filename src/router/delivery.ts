@@ -29,6 +29,7 @@ import {
 } from '../channels/sender';
 import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
+import type { OutboundMediaPreparer } from '../media/outbound';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
 import type { AgentPostButton, CustomerSend, RouterModels } from './models';
@@ -56,6 +57,8 @@ export interface DeliveryOptions {
   templates?: { twilioContentSid?: string; cloudName?: string };
   /** Reactions on the agent's Slack message. */
   react(ref: { channel: string; ts: string }, name: string, remove?: string[]): Promise<void>;
+  /** Agents' Slack files: checked against the channel, downloaded, signed (src/media). */
+  media?: Pick<OutboundMediaPreparer, 'prepare'>;
   onSent?: (channel: Channel, provider: Provider) => void;
   onFailed?: (reason: string) => void;
 }
@@ -266,13 +269,19 @@ export function createDelivery(o: DeliveryOptions) {
         );
       template = { ...send.template, id };
     }
+    let media: OutboundMessage['media'] = send.media ?? [];
+    if (o.media && media.length > 0) {
+      const prepared = await o.media.prepare(send, route);
+      if ('refused' in prepared) return fail(send, 'unsupported', prepared.refused);
+      media = prepared.media;
+    }
     const message: OutboundMessage = {
       key: send.key,
       channel: route.channel,
       provider: route.provider,
       to: route.to,
       text: send.text,
-      media: send.media ?? [],
+      media,
       template,
       messengerTag: window.tag,
     };

@@ -8,6 +8,8 @@
  * slack-delivery escapes the whole post once (`escapeSlackText`), so nothing here escapes again and
  * no `<url|label>` link is formed.
  */
+import type { InboundFile } from '../media/inbound';
+import { describeInboundFile } from '../media/text';
 import type { InboundMessage, MessagePart, OrderItem, SharedContact } from '../canonical';
 
 /**
@@ -167,9 +169,19 @@ export function referencedIds(message: InboundMessage): string[] {
  * an earlier message by its provider id (for reactions, edits and deletions); without it they read
  * "a message".
  */
-export function describeParts(message: InboundMessage, lookup: TargetLookup = () => undefined): string {
+export function describeParts(
+  message: InboundMessage,
+  lookup: TargetLookup = () => undefined,
+  /** What src/media made of the media parts, in order: a kept file is named, a failed one explained. */
+  files?: InboundFile[],
+): string {
   if (message.parts.length === 0) return message.text ? message.text : '(empty message)';
-  const lines = message.parts.map((p) => partLine(p, lookup));
+  let mediaIndex = 0;
+  const lines = message.parts.map((p) => {
+    const file = p.kind === 'media' ? files?.[mediaIndex++] : undefined;
+    if (p.kind !== 'media' || !file) return partLine(p, lookup);
+    return [describeInboundFile(file, p.url), ...(p.caption ? [p.caption] : [])].join('\n');
+  });
   // "edited …:" reads with the new content on the same line when it is plain text.
   const edit = message.parts[0]?.kind === 'edit' && message.parts[1]?.kind === 'text';
   return edit ? `${lines[0]} ${lines.slice(1).join('\n')}` : lines.join('\n');

@@ -16,6 +16,7 @@
 import type { Queue } from 'bullmq';
 import type { Types } from 'mongoose';
 import type { InboundMessage } from '../canonical';
+import type { InboundFile, InboundMedia } from '../media/inbound';
 import type { RouterConfig } from '../config';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
@@ -43,6 +44,8 @@ export interface InboundRouterOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
+  /** Stores the message's files before it is posted (src/media); absent: files are linked. */
+  media?: Pick<InboundMedia, 'keep'>;
   /** Tell both threads of a merge (router/index.ts); `survivorNote` replaces the generic one. */
   onMerged?: (outcome: ClaimMerge, survivorNote?: string) => Promise<void>;
 }
@@ -147,6 +150,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
       const customerId = customer._id;
       const name = customer.displayName ?? 'Customer';
 
+      // Files first, outside the lock: a slow download holds up this customer only.
+      const files = o.media ? await o.media.keep(message, customerId) : undefined;
       // The conversation's owner is written below, under the conversation lock.
       const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
         customer,
@@ -191,8 +196,9 @@ export function createInboundRouter(o: InboundRouterOptions) {
             key: message.key,
             kind: 'message',
             channel: message.channel,
-            text: describeParts(message, await earlierTexts(message)),
+            text: describeParts(message, await earlierTexts(message), files),
             username: `${name} (${channelLabel(message.channel)})`,
+            ...(files?.some((f) => f.kind === 'stored') ? { files: postFiles(files) } : {}),
           });
           if (signal) return;
 
@@ -222,6 +228,15 @@ export function createInboundRouter(o: InboundRouterOptions) {
       log.debug({ key: message.key, customerId: String(customerId) }, 'message routed');
     },
   };
+}
+
+/** The stored files, as the Slack outbox uploads them. */
+function postFiles(files: InboundFile[]) {
+  return files.flatMap((f) =>
+    f.kind === 'stored'
+      ? [{ mediaId: f.id, filename: f.filename, contentType: f.contentType, bytes: f.bytes }]
+      : [],
+  );
 }
 
 /** A message that only reacts to or deletes an earlier one: news for the agent, not a question. */

@@ -12,6 +12,9 @@ import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { Queues } from '../queue/queues';
+import type { InboundMedia } from '../media/inbound';
+import type { MediaStore } from '../media/store';
+import type { OutboundMediaPreparer } from '../media/outbound';
 import { createAgentEvents } from './agent-events';
 import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
@@ -41,6 +44,8 @@ export interface RouterOptions {
   /** The "Send a code to …" button (claims-bridge.ts). */
   claimOffers?: ClaimOffers;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
+  /** Customers' files (src/media): stored on the way in, uploaded into threads. */
+  media?: { store: MediaStore; inbound: InboundMedia; outbound?: OutboundMediaPreparer };
   log: Logger;
   metrics: Metrics;
 }
@@ -201,6 +206,7 @@ export function createRouter(o: RouterOptions) {
         ownership,
         outbox,
         escalationChannel: o.escalationChannel,
+        media: o.media?.store,
         log: log.child({ component: 'to-agent' }),
         onRateLimited: () => metrics.slackRateLimited.inc(),
       })
@@ -216,6 +222,7 @@ export function createRouter(o: RouterOptions) {
     messengerHumanAgent: o.config.messengerHumanAgent,
     templates: o.config.whatsappTemplate,
     isErasedOptOut: o.isErasedOptOut,
+    media: o.media?.outbound,
     react,
     onSent: (channel, provider) => metrics.sends.inc({ channel, provider, outcome: 'sent' }),
     onFailed: (reason) => {
@@ -233,6 +240,7 @@ export function createRouter(o: RouterOptions) {
     claims: o.claims,
     redis,
     prefix,
+    media: o.media?.inbound,
     log: log.child({ component: 'router' }),
     onMerged: (claim: ClaimMerge, survivorNote?: string) => onMerged(claim, survivorNote),
   });

@@ -110,16 +110,33 @@ export interface AgentPost {
   /** Set before the Slack call: a retry first looks for the post in the thread (crash after posting). */
   attemptedAt?: Date;
   slack?: ThreadRef;
+  /** Files (in GridFS, src/media) uploaded into the thread right after the text, in order. */
+  files?: AgentPostFile[];
   createdAt: Date;
+}
+
+/** A file of an agent post. `slackFileId` is recorded before the upload is completed (exactly once). */
+export interface AgentPostFile {
+  mediaId: string;
+  filename: string;
+  contentType: string;
+  bytes: number;
+  slackFileId?: string;
+  posted?: boolean;
 }
 
 export type SendOrigin = 'agent' | 'auto' | 'template' | 'claim_code';
 export type SendState = 'scheduled' | 'sending' | 'sent' | 'failed' | 'cancelled';
 
 export interface SendMedia {
+  /** A URL the provider can fetch; for an agent's Slack file, its `url_private_download`. */
   url: string;
   contentType?: string;
   filename?: string;
+  /** An agent's Slack file: downloaded with the bot token into GridFS (`mediaId`) before sending. */
+  slackFileId?: string;
+  bytes?: number;
+  mediaId?: string;
 }
 
 /** Outbox to the customer: agent replies and automatic messages, sent in `seq` order. */
@@ -255,6 +272,22 @@ const agentPostSchema = new Schema<AgentPost>(
     state: { type: String, enum: ['pending', 'posted'], required: true },
     attemptedAt: Date,
     slack: threadRef,
+    files: {
+      type: [
+        new Schema<AgentPostFile>(
+          {
+            mediaId: { type: String, required: true },
+            filename: { type: String, required: true },
+            contentType: { type: String, required: true },
+            bytes: { type: Number, required: true },
+            slackFileId: String,
+            posted: Boolean,
+          },
+          { _id: false },
+        ),
+      ],
+      default: undefined,
+    },
   },
   { collection: 'agent_posts', timestamps: { createdAt: true, updatedAt: false } },
 );
@@ -268,7 +301,19 @@ const customerSendSchema = new Schema<CustomerSend>(
     origin: { type: String, enum: ['agent', 'auto', 'template', 'claim_code'], required: true },
     text: String,
     media: {
-      type: [new Schema({ url: String, contentType: String, filename: String }, { _id: false })],
+      type: [
+        new Schema(
+          {
+            url: String,
+            contentType: String,
+            filename: String,
+            slackFileId: String,
+            bytes: Number,
+            mediaId: String,
+          },
+          { _id: false },
+        ),
+      ],
       default: [],
     },
     template: { type: Schema.Types.Mixed },

@@ -16,6 +16,7 @@ import type { RedisClient } from '../queue/connection';
 import type { Channel } from '../canonical';
 import { retryOnDuplicate } from '../identity/resolve';
 import type {
+  AgentPostFile,
   AgentPostButton,
   AgentPostKind,
   CustomerSend,
@@ -30,6 +31,7 @@ export interface NewAgentPost {
   text: string;
   channel?: Channel;
   username?: string;
+  files?: AgentPostFile[];
   /** A button under the post (e.g. "Send a code to …"); its press comes back as a Slack interaction. */
   button?: AgentPostButton;
 }

@@ -22,7 +22,8 @@ import type { Customer, Identity, IdentityModels, Message } from '../identity/mo
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
-import type { AgentPost, AgentPostButton, CurrentThread, RouterModels } from './models';
+import type { MediaStore } from '../media/store';
+import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { ago, channelLabel } from './texts';
@@ -42,6 +43,8 @@ export interface SlackDeliveryOptions {
   outbox: Outbox;
   escalationChannel?: string;
   log: Logger;
+  /** Where inbound files wait to be uploaded (src/media). */
+  media?: MediaStore;
   /** Called when a channel is rate limited (metrics). */
   onRateLimited?: (channel: string) => void;
 }
@@ -331,6 +334,75 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
   }
 
+  /** The post's text, exactly once (its key in the message metadata; looked up after a crash). */
+  async function postText(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string): Promise<void> {
+    if (post.attemptedAt) {
+      const ts = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
+      if (ts) {
+        await AgentPost.updateOne({ _id: post._id }, { $set: { slack: { channel: thread.channel, ts } } });
+        return;
+      }
+    }
+    await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
+    let ts: string;
+    try {
+      const text = render(post, lastPostedChannel);
+      ({ ts } = await slack.postMessage({
+        channel: thread.channel,
+        threadTs: thread.ts,
+        text,
+        ...(post.button ? { blocks: buttonBlocks(text, post.button) } : {}),
+        username: post.username === undefined ? undefined : escapeSlackText(post.username),
+        iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
+        metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
+      }));
+    } catch (err) {
+      await noteRateLimit(redis, prefix, thread.channel, err);
+      throw err;
+    }
+    await AgentPost.updateOne({ _id: post._id }, { $set: { slack: { channel: thread.channel, ts } } });
+  }
+
+  /**
+   * The post's files into the thread with Slack's external upload flow, each exactly once: the
+   * Slack file id is recorded before the upload is completed, so a retry after a crash first looks
+   * for that file in the thread; an upload never completed was never shown, and starts over.
+   */
+  async function uploadFiles(post: AgentPost, thread: ThreadRef): Promise<void> {
+    const store = o.media;
+    if (!store) return;
+    for (const [i, file] of (post.files ?? []).entries()) {
+      if (file.posted) continue;
+      const done = async () =>
+        AgentPost.updateOne({ _id: post._id }, { $set: { [`files.${i}.posted`]: true } });
+      if (file.slackFileId && (await slack.fileInThread(thread.channel, thread.ts, file.slackFileId))) {
+        await done();
+        continue;
+      }
+      // Erased or expired (retention) before it could be posted: nothing left to upload.
+      if (!(await store.info(file.mediaId))) {
+        log.warn({ key: post.key, index: i }, 'file gone before its upload; skipped');
+        await done();
+        continue;
+      }
+      try {
+        const { uploadUrl, fileId } = await slack.getUploadUrl(file.filename, file.bytes);
+        await AgentPost.updateOne({ _id: post._id }, { $set: { [`files.${i}.slackFileId`]: fileId } });
+        await slack.putUpload(uploadUrl, store.open(file.mediaId), file.bytes);
+        await slack.completeUpload({
+          fileId,
+          title: file.filename,
+          channel: thread.channel,
+          threadTs: thread.ts,
+        });
+      } catch (err) {
+        await noteRateLimit(redis, prefix, thread.channel, err);
+        throw err;
+      }
+      await done();
+    }
+  }
+
   async function flush(customerId: Types.ObjectId): Promise<void> {
     await withLock(redis, `${prefix}:lock:to-agent:${String(customerId)}`, 120_000, async () => {
       const pending = await AgentPost.find({ customerId, state: 'pending' })
@@ -344,37 +416,9 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       let lastPostedChannel = thread.lastPostedChannel;
       for (const post of pending) {
         await respectChannelLimit(redis, prefix, thread.channel);
-        if (post.attemptedAt) {
-          const ts = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
-          if (ts) {
-            await AgentPost.updateOne(
-              { _id: post._id },
-              { $set: { state: 'posted', slack: { channel: thread.channel, ts } } },
-            );
-            continue;
-          }
-        }
-        await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
-        let ts: string;
-        try {
-          const text = render(post, lastPostedChannel);
-          ({ ts } = await slack.postMessage({
-            channel: thread.channel,
-            threadTs: thread.ts,
-            text,
-            ...(post.button ? { blocks: buttonBlocks(text, post.button) } : {}),
-            username: post.username === undefined ? undefined : escapeSlackText(post.username),
-            iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
-            metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
-          }));
-        } catch (err) {
-          await noteRateLimit(redis, prefix, thread.channel, err);
-          throw err;
-        }
-        await AgentPost.updateOne(
-          { _id: post._id },
-          { $set: { state: 'posted', slack: { channel: thread.channel, ts } } },
-        );
+        if (!post.slack) await postText(post, thread, lastPostedChannel);
+        if (post.files?.length) await uploadFiles(post, thread);
+        await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted' } });
         if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
           lastPostedChannel = post.channel;

@@ -39,6 +39,7 @@ export const PAGE_HTML = String.raw`<!doctype html>
       <div id="phone-messages"></div>
       <form id="phone-compose">
         <input id="phone-text" placeholder="Write as the customer…" autocomplete="off">
+        <input id="phone-file" type="file" title="Attach a file (photo, PDF…)">
         <button type="submit">Send</button>
       </form>
     </div>
@@ -64,6 +65,7 @@ export const PAGE_HTML = String.raw`<!doctype html>
         </div>
         <div class="row">
           <input id="slack-text" placeholder="Reply in the thread, or /rapport help" autocomplete="off">
+          <input id="slack-file" type="file" title="Attach a file to the reply">
           <button type="submit">Send</button>
         </div>
       </form>
@@ -136,6 +138,7 @@ input { padding: 6px 8px; border: 1px solid #bbb; border-radius: 6px; font: inhe
 .msg .app { font-size: 10px; background: #ddd; border-radius: 3px; padding: 0 3px; font-weight: 400; }
 .msg.human .author { color: #1164a3; }
 .msg .text { white-space: normal; word-wrap: break-word; }
+img.inline { display: block; max-width: 220px; max-height: 220px; margin-top: 4px; border-radius: 6px; }
 .msg.card .text { background: #fafafa; border-left: 4px solid #611f69; padding: 6px 8px; }
 .quote { display: block; border-left: 3px solid #ccc; padding-left: 6px; color: #555; }
 .reactions .reaction { display: inline-block; border: 1px solid #d0d7e2; border-radius: 10px; padding: 0 6px; margin-right: 4px; background: #f2f7fd; }
@@ -172,6 +175,22 @@ export const PAGE_JS = String.raw`(function () {
       return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
     });
   }
+  /** The picked file of input \`id\` as { name, type, data (base64) }, or null; clears the input. */
+  function pickedFile(id) {
+    var input = $(id);
+    var f = input.files && input.files[0];
+    if (!f) return Promise.resolve(null);
+    return new Promise(function (resolve, reject) {
+      var reader = new FileReader();
+      reader.onload = function () {
+        input.value = '';
+        resolve({ name: f.name, type: f.type || 'application/octet-stream', data: String(reader.result).split(',')[1] || '' });
+      };
+      reader.onerror = function () { reject(new Error('could not read the file')); };
+      reader.readAsDataURL(f);
+    });
+  }
+  function inlineImage(src) { return src ? '<img class="inline" alt="" src="' + esc(src) + '">' : ''; }
   function note(text, isError) { var n = $('note'); n.textContent = text || ''; n.className = isError ? 'error' : ''; }
   function time(at) { return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' }); }
   /** Sets innerHTML only when it changed; returns whether it did. */
@@ -286,12 +305,12 @@ export const PAGE_JS = String.raw`(function () {
     var html = phone.messages.length === 0 ? '<div class="empty">No messages on this app yet. Write below as ' + esc(p.name) + '.</div>'
       : phone.messages.map(function (m) {
         if (m.from === 'customer') {
-          return '<div class="bubble mine">' + esc(m.text) + '<span class="meta">' + time(m.at) +
+          return '<div class="bubble mine">' + esc(m.text) + inlineImage(m.image) + '<span class="meta">' + time(m.at) +
             (m.status < 300 ? ' ✓ received by Rapport' : ' ⚠ Rapport answered ' + m.status) + '</span></div>';
         }
         var acts = '<button type="button" data-status="delivered">mark delivered</button>' +
           (ui.app === 'sms' ? '' : '<button type="button" data-status="read">mark read</button>');
-        return '<div class="bubble theirs" data-ref="' + esc(m.ref) + '">' + esc(m.text) + '<span class="meta">' + time(m.at) +
+        return '<div class="bubble theirs" data-ref="' + esc(m.ref) + '">' + esc(m.text) + inlineImage(m.image) + '<span class="meta">' + time(m.at) +
           (m.state ? ' · reported ' + esc(m.state) : '') + '</span><span class="acts">' + acts + '</span></div>';
       }).join('');
     if (put('phone-messages', html)) $('phone-messages').scrollTop = 1e9;
@@ -342,6 +361,9 @@ export const PAGE_JS = String.raw`(function () {
       return '<div class="msg ' + (m.bot ? 'bot' : 'human') + (card && m.kind === 'rapport_card' ? ' card' : '') + '">' +
         '<div class="author">' + esc(m.author) + (m.bot ? ' <span class="app">APP</span>' : '') + '</div>' +
         '<div class="text">' + md(m.text) + '</div>' +
+        (m.files || []).map(function (f) {
+          return f.image ? inlineImage(f.src) : '<div>📎 <a href="' + esc(f.src) + '" target="_blank" rel="noopener">' + esc(f.name) + '</a></div>';
+        }).join('') +
         (m.reactions.length ? '<div class="reactions">' + m.reactions.map(function (r) {
           return '<span class="reaction" title=":' + esc(r) + ':">' + esc(EMOJI[r] || '') + ' <small>' + esc(r.replace(/_/g, ' ')) + '</small></span>';
         }).join('') + '</div>' : '') + undoButtons(m) + (card ? cardButtons(m) : '') + '</div>';
@@ -444,10 +466,12 @@ export const PAGE_JS = String.raw`(function () {
     e.preventDefault();
     var input = $('phone-text');
     var text = input.value.trim();
-    if (!text) return;
+    if (!text && !($('phone-file').files || []).length) return;
     if (!ui.person) { note('Create or pick a customer first.', true); return; }
     input.value = '';
-    api('POST', '/customer/send', { person: ui.person, app: ui.app, text: text }).then(function (r) {
+    pickedFile('phone-file').then(function (file) {
+      return api('POST', '/customer/send', file ? { person: ui.person, app: ui.app, text: text, file: file } : { person: ui.person, app: ui.app, text: text });
+    }).then(function (r) {
       if (r.status >= 300) note('Rapport answered the webhook with ' + r.status, true);
       refresh();
     }, function (err) { note(err.message, true); });
@@ -518,11 +542,12 @@ export const PAGE_JS = String.raw`(function () {
     e.preventDefault();
     var input = $('slack-text');
     var text = input.value.trim();
-    if (!text) return;
+    var hasFile = ($('slack-file').files || []).length > 0;
+    if (!text && !hasFile) return;
     if (!ui.agent) { note('Add an agent first (or seed demo data).', true); return; }
     if (!ui.channel) { note('Pick a channel first.', true); return; }
     var body = { user: ui.agent, channel: ui.channel, threadTs: ui.thread || undefined, text: text };
-    if (text.charAt(0) === '/') {
+    if (text.charAt(0) === '/' && !hasFile) {
       input.value = '';
       api('POST', '/agent/command', body).then(function (r) {
         var box = $('ephemeral');
@@ -534,7 +559,10 @@ export const PAGE_JS = String.raw`(function () {
     }
     if (!ui.thread) { note('Click a customer thread to reply in it.', true); return; }
     input.value = '';
-    api('POST', '/agent/reply', body).then(function (r) {
+    pickedFile('slack-file').then(function (file) {
+      if (file) body.file = file;
+      return api('POST', '/agent/reply', body);
+    }).then(function (r) {
       if (r.status >= 300) note('Rapport answered the Slack event with ' + r.status, true);
       refresh();
     }, function (err) { note(err.message, true); });

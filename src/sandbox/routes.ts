@@ -32,6 +32,7 @@ import {
   slackMessageEvent,
   slashCommand,
   type App,
+  type CustomerFile,
   type DeliveryState,
   type ProviderSecrets,
   type SignedRequest,
@@ -58,6 +59,8 @@ interface Person {
 }
 
 interface WrittenByCustomer {
+  /** The page's URL of the customer's own attached file. */
+  image?: string;
   personId: string;
   app: App;
   text: string;
@@ -114,7 +117,21 @@ const personBody = z.object({
   name: z.string().trim().min(1).max(60),
   phone: z.string().trim().max(32).optional(),
 });
-const sendBody = z.object({ person: z.string(), app: appSchema, text: z.string().trim().min(1).max(1600) });
+/** A file picked on the page: name, type and base64 bytes (at most ~5 MB). */
+const fileBody = z.object({
+  name: z.string().trim().min(1).max(200),
+  type: z.string().trim().min(1).max(100),
+  data: z.string().max(7_000_000),
+});
+const withTextOrFile = (b: { text: string; file?: unknown }) => b.text.length > 0 || b.file !== undefined;
+const sendBody = z
+  .object({
+    person: z.string(),
+    app: appSchema,
+    text: z.string().trim().max(1600).default(''),
+    file: fileBody.optional(),
+  })
+  .refine(withTextOrFile, 'text or file required');
 const statusBody = z.object({
   person: z.string(),
   app: appSchema,
@@ -141,6 +158,15 @@ const replyBody = z.object({
   threadTs: z.string().optional(),
   text: z.string().trim().min(1).max(4000),
 });
+const fileReplyBody = z
+  .object({
+    user: z.string().min(1),
+    channel: z.string().min(1),
+    threadTs: z.string().optional(),
+    text: z.string().trim().max(4000).default(''),
+    file: fileBody.optional(),
+  })
+  .refine(withTextOrFile, 'text or file required');
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body ?? {});
@@ -318,48 +344,127 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     return res;
   }
 
-  async function writeAsCustomer(req: Request, person: Person, app: App, text: string) {
-    const { request, ref } = customerMessage(secrets, app, person, text);
+  // Files shown on the page (the customer's own, and what Rapport sent by WhatsApp Cloud id).
+  const pageFiles = new Map<string, { data: Buffer; type: string }>();
+  const keepFile = (data: Buffer, type: string, id = `f${pageFiles.size + 1}`) => {
+    pageFiles.set(id, { data, type });
+    return `/sandbox/api/file/${encodeURIComponent(id)}`;
+  };
+
+  /** Registers the customer's file where their provider serves it, as the provider would. */
+  function customerFile(app: App, file: z.output<typeof fileBody>): CustomerFile {
+    const data = Buffer.from(file.data, 'base64');
+    const base = { contentType: file.type, filename: file.name };
+    if (app === 'whatsapp-cloud') return { ...base, mediaId: graph.addWhatsAppMedia(data, file.type) };
+    if (app === 'messenger') return { ...base, url: graph.addMessengerAttachment(data, file.type) };
+    return { ...base, url: twilio.addMedia(data, file.type) };
+  }
+
+  async function writeAsCustomer(
+    req: Request,
+    person: Person,
+    app: App,
+    text: string,
+    file?: z.output<typeof fileBody>,
+  ) {
+    const attached = file ? customerFile(app, file) : undefined;
+    const { request, ref } = customerMessage(secrets, app, person, text, attached);
     const res = await post(req, request);
+    const image =
+      file && file.type.startsWith('image/')
+        ? keepFile(Buffer.from(file.data, 'base64'), file.type)
+        : undefined;
     const entry: WrittenByCustomer = {
       personId: person.id,
       app,
-      text,
+      text: text || `[${file?.name ?? 'file'}]`,
       at: Date.now(),
       ref,
       status: res.status,
+      ...(image ? { image } : {}),
     };
     written.push(entry);
     await keep('page.written', ref, entry);
     return { status: res.status, ref };
   }
 
+  /** The page's URL of an image Rapport sent: its own /media URL, or the Cloud upload kept here. */
+  function sentImage(
+    url: string | undefined,
+    cloudId: string | undefined,
+    type?: string,
+  ): string | undefined {
+    if (cloudId) {
+      const up = graph.uploadedMedia(cloudId);
+      return up && up.mimeType.startsWith('image/')
+        ? keepFile(up.data, up.mimeType, `cloud-${cloudId}`)
+        : undefined;
+    }
+    if (!url || (type && type !== 'image')) return undefined;
+    const parsed = new URL(url, config.publicUrl);
+    return parsed.pathname.startsWith('/media/') ? `${parsed.pathname}${parsed.search}` : undefined;
+  }
+
   /** Everything Rapport sent this person on this app, from the emulators' records. */
-  function received(person: Person, app: App): { text: string; at: number; ref: string }[] {
+  function received(
+    person: Person,
+    app: App,
+  ): { text: string; at: number; ref: string; image?: string | undefined }[] {
     if (app === 'sms' || app === 'twilio-whatsapp') {
       const to = app === 'sms' ? person.phone : `whatsapp:${person.phone}`;
       return twilio
         .messages()
         .filter((m) => m.to === to)
-        .map((m) => ({ text: describeTwilio(m), at: m.at, ref: m.sid }));
+        .map((m) => ({
+          text: describeTwilio(m),
+          at: m.at,
+          ref: m.sid,
+          image: sentImage(m.mediaUrls[0], undefined),
+        }));
     }
     if (app === 'whatsapp-cloud') {
       const waId = digits(person.phone);
       return graph
         .whatsappMessages()
         .filter((m) => m.waId === waId)
-        .map((m) => ({ text: describeCloud(m.body, m.type), at: m.at, ref: m.id }));
+        .map((m) => {
+          const part = m.body[m.type];
+          const id =
+            m.type === 'image' && isRecord(part) && typeof part.id === 'string' ? part.id : undefined;
+          return {
+            text: describeCloud(m.body, m.type),
+            at: m.at,
+            ref: m.id,
+            image: sentImage(undefined, id),
+          };
+        });
     }
     return graph
       .messengerMessages()
       .filter((m) => m.recipientId === person.psid)
-      .map((m) => ({ text: describeMessenger(m.message), at: m.at, ref: m.messageId }));
+      .map((m) => {
+        const a = isRecord(m.message.attachment) ? m.message.attachment : undefined;
+        const url = a && isRecord(a.payload) && typeof a.payload.url === 'string' ? a.payload.url : undefined;
+        return {
+          text: describeMessenger(m.message),
+          at: m.at,
+          ref: m.messageId,
+          image: sentImage(url, undefined, typeof a?.type === 'string' ? a.type : undefined),
+        };
+      });
   }
 
   function phoneView(person: Person, app: App) {
     const mine = written
       .filter((w) => w.personId === person.id && w.app === app)
-      .map((w) => ({ from: 'customer' as const, text: w.text, at: w.at, ref: w.ref, status: w.status }));
+      .map((w) => ({
+        from: 'customer' as const,
+        text: w.text,
+        at: w.at,
+        ref: w.ref,
+        status: w.status,
+        image: w.image,
+      }));
     const theirs = received(person, app).map((r) => ({
       from: 'business' as const,
       ...r,
@@ -380,6 +485,11 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       kind: m.metadata?.event_type ?? null,
       customerId:
         typeof m.metadata?.event_payload.customerId === 'string' ? m.metadata.event_payload.customerId : null,
+      files: (m.files ?? []).map((f) => ({
+        name: f.name,
+        image: f.mimetype.startsWith('image/'),
+        src: `/sandbox/api/slack-file/${encodeURIComponent(f.id)}?channel=${encodeURIComponent(m.channel)}`,
+      })),
     });
     const channels = [
       ...list.map((a) => ({
@@ -436,7 +546,25 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   router.get('/sandbox/app.css', asset('text/css; charset=utf-8', PAGE_CSS));
 
   const api = Router();
+  // Attached files travel as base64 in these two; everything else stays small.
+  api.use(['/customer/send', '/agent/reply'], express.json({ limit: '8mb' }));
   api.use(express.json({ limit: '64kb' }));
+
+  api.get('/file/:id', (req, res) => {
+    const file = pageFiles.get(req.params.id);
+    if (!file) throw new PayloadError('no such file');
+    res.set('content-type', file.type).send(file.data);
+  });
+
+  api.get('/slack-file/:id', (req, res) => {
+    const data = slack.fileContent(req.params.id);
+    const file = slack
+      .messages(String(req.query.channel ?? ''))
+      .flatMap((m) => m.files ?? [])
+      .find((f) => f.id === req.params.id);
+    if (!data) throw new PayloadError('no such file');
+    res.set('content-type', file?.mimetype ?? 'application/octet-stream').send(data);
+  });
 
   api.get('/state', async (req, res) => {
     const q = (name: string) =>
@@ -468,7 +596,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
 
   api.post('/customer/send', async (req, res) => {
     const body = parse(sendBody, req.body);
-    res.json(await writeAsCustomer(req, personOf(body.person), body.app, body.text));
+    res.json(await writeAsCustomer(req, personOf(body.person), body.app, body.text, body.file));
   });
 
   api.post('/customer/status', async (req, res) => {
@@ -500,12 +628,18 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   });
 
   api.post('/agent/reply', async (req, res) => {
-    const body = parse(replyBody, req.body);
-    const stored = slack.postAsUser(body.channel, {
-      user: body.user,
-      text: body.text,
-      threadTs: body.threadTs,
-    });
+    const body = parse(fileReplyBody, req.body);
+    const who = { user: body.user, text: body.text, ...(body.threadTs ? { threadTs: body.threadTs } : {}) };
+    const stored = body.file
+      ? slack.uploadAsUser(body.channel, {
+          ...who,
+          file: {
+            name: body.file.name,
+            mimetype: body.file.type,
+            data: Buffer.from(body.file.data, 'base64'),
+          },
+        })
+      : slack.postAsUser(body.channel, who);
     await slack.persisted();
     const answer = await post(
       req,
@@ -515,6 +649,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
         text: body.text,
         ts: stored.ts,
         threadTs: body.threadTs,
+        ...(stored.files ? { files: stored.files } : {}),
       }),
     );
     res.json({ status: answer.status, ts: stored.ts });

@@ -72,11 +72,28 @@ function meta(s: ProviderSecrets, payload: unknown): SignedRequest {
 }
 
 /** A customer's message, as the provider of `app` delivers it; `ref` is the provider message id. */
+/** A file the customer attaches, as its provider refers to it (registered on the emulator). */
+export interface CustomerFile {
+  /** Twilio `MediaUrl0`, Messenger `payload.url`. */
+  url?: string;
+  /** WhatsApp Cloud media id. */
+  mediaId?: string;
+  contentType: string;
+  filename: string;
+}
+
+/** The WhatsApp Cloud message type for a file. */
+function cloudType(contentType: string): 'image' | 'video' | 'audio' | 'document' {
+  const kind = contentType.split('/')[0];
+  return kind === 'image' || kind === 'video' || kind === 'audio' ? kind : 'document';
+}
+
 export function customerMessage(
   s: ProviderSecrets,
   app: App,
   customer: Customer,
   text: string,
+  file?: CustomerFile,
 ): { request: SignedRequest; ref: string } {
   const now = Date.now();
   if (app === 'sms' || app === 'twilio-whatsapp') {
@@ -85,7 +102,8 @@ export function customerMessage(
     const fields: Record<string, string> = {
       ToCountry: 'US',
       SmsMessageSid: sid,
-      NumMedia: '0',
+      NumMedia: file?.url ? '1' : '0',
+      ...(file?.url ? { MediaUrl0: file.url, MediaContentType0: file.contentType } : {}),
       SmsSid: sid,
       SmsStatus: 'received',
       Body: text,
@@ -122,8 +140,19 @@ export function customerMessage(
                     from: waId,
                     id,
                     timestamp: String(Math.floor(now / 1000)),
-                    type: 'text',
-                    text: { body: text },
+                    ...(file?.mediaId
+                      ? {
+                          type: cloudType(file.contentType),
+                          [cloudType(file.contentType)]: {
+                            id: file.mediaId,
+                            mime_type: file.contentType,
+                            ...(text ? { caption: text } : {}),
+                            ...(cloudType(file.contentType) === 'document'
+                              ? { filename: file.filename }
+                              : {}),
+                          },
+                        }
+                      : { type: 'text', text: { body: text } }),
                   },
                 ],
               },
@@ -146,7 +175,20 @@ export function customerMessage(
             sender: { id: customer.psid },
             recipient: { id: s.meta.pageId },
             timestamp: now,
-            message: { mid, text },
+            message: {
+              mid,
+              ...(text ? { text } : {}),
+              ...(file?.url
+                ? {
+                    attachments: [
+                      {
+                        type: file.contentType.startsWith('image/') ? 'image' : 'file',
+                        payload: { url: file.url },
+                      },
+                    ],
+                  }
+                : {}),
+            },
           },
         ],
       },
@@ -227,7 +269,7 @@ export function deliveryReport(
 /** An agent's message in Slack (a thread reply when `threadTs` is set), as the Events API delivers it. */
 export function slackMessageEvent(
   s: ProviderSecrets,
-  m: { channel: string; user: string; text: string; ts: string; threadTs?: string },
+  m: { channel: string; user: string; text: string; ts: string; threadTs?: string; files?: unknown[] },
 ): SignedRequest {
   const body = JSON.stringify({
     token: 'legacy',
@@ -238,6 +280,7 @@ export function slackMessageEvent(
     event_time: Math.floor(Date.now() / 1000),
     event: {
       type: 'message',
+      ...(m.files?.length ? { subtype: 'file_share', files: m.files, upload: false } : {}),
       channel: m.channel,
       user: m.user,
       text: m.text,

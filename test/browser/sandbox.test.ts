@@ -18,6 +18,12 @@ import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
 
 jest.setTimeout(60_000);
 
+/** A 1×1 PNG (a real image: the browser must decode it). */
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
+  'base64',
+);
+
 const ARTIFACTS = path.join(__dirname, '..', '..', 'test-artifacts');
 const CHROMIUM_ARGS = [
   '--headless',
@@ -185,6 +191,61 @@ describe('the /sandbox page', () => {
 
     // The page talked to nothing but itself.
     expect(requested.filter((url) => !url.startsWith(`${baseUrl}/sandbox`))).toEqual([]);
+    await page.close();
+  });
+
+  it('attaches photos on both sides and shows them inline on the phone and in Slack', async () => {
+    const { slack, graph } = sandbox!.emulators;
+    const page = await browser!.newPage({ viewport: { width: 1440, height: 960 } });
+    page.setDefaultTimeout(20_000);
+    await page.goto(`${baseUrl}/sandbox`);
+    await page.click('#seed');
+    await page.locator('#agent option', { hasText: 'Sam' }).waitFor({ state: 'attached' });
+    await page.click('#new-person');
+    await page.fill('#person-name', 'Pat Lens');
+    await page.fill('#person-phone', '+1 415 555 0177');
+    await page.click('#person-form button[type=submit]');
+    await page.locator('#phone-title', { hasText: 'Pat Lens' }).waitFor();
+
+    // The customer sends a photo on WhatsApp (Cloud API).
+    await page.click('#apps button[data-app="whatsapp-cloud"]');
+    await page.fill('#phone-text', 'my broken part');
+    await page.setInputFiles('#phone-file', { name: 'part.png', mimeType: 'image/png', buffer: PNG });
+    await page.click('#phone-compose button[type=submit]');
+    await page.locator('#phone-messages .bubble.mine img.inline').waitFor();
+    const fileIn = await eventually(
+      async () =>
+        ['C0INBOXALEX', 'C0INBOXSAM'].flatMap((c) => slack.messages(c).filter((m) => m.files?.length)),
+      (m) => m.length > 0,
+    );
+    expect(slack.fileContent(fileIn[0]!.files![0]!.id)?.equals(PNG)).toBe(true);
+    await page.locator('#profile button[data-thread]').first().click();
+    const thread = page.locator('#threads .thread.on');
+    await thread.locator('img.inline').first().waitFor();
+    expect(
+      await thread
+        .locator('img.inline')
+        .first()
+        .evaluate((i) => (i as unknown as { naturalWidth: number }).naturalWidth),
+    ).toBe(1);
+
+    // The agent answers with a photo: it reaches the phone (uploaded to the Cloud API) and shows there.
+    await page.fill('#slack-text', 'a new one is on its way');
+    await page.setInputFiles('#slack-file', { name: 'new.png', mimeType: 'image/png', buffer: PNG });
+    await page.click('#slack-compose button[type=submit]');
+    const sent = await eventually(
+      async () => graph.whatsappMessages().find((m) => m.type === 'image' && m.waId === '14155550177'),
+      Boolean,
+    );
+    const id = (sent!.body.image as { id: string }).id;
+    expect(graph.uploadedMedia(id)?.data.equals(PNG)).toBe(true);
+    const shown = page.locator('#phone-messages .bubble.theirs img.inline');
+    await shown.waitFor();
+    expect(await shown.evaluate((i) => (i as unknown as { naturalWidth: number }).naturalWidth)).toBe(1);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page
+      .locator('#phone-side')
+      .screenshot({ path: path.join(ARTIFACTS, 'sandbox-media-customer.png') });
     await page.close();
   });
 });

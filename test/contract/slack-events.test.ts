@@ -95,6 +95,8 @@ describe('Slack events over the wire', () => {
           name: 'return-label.pdf',
           mimetype: 'application/pdf',
           urlPrivate: 'https://files.slack.com/files-pri/T07RAPP0RT1-F07LABEL0001/return-label.pdf',
+          urlPrivateDownload:
+            'https://files.slack.com/files-pri/T07RAPP0RT1-F07LABEL0001/download/return-label.pdf',
           size: 48213,
         },
       ],

@@ -56,6 +56,14 @@ export interface World {
     text: string,
     opts?: { eventId?: string },
   ): Promise<{ ts: string; res: Response; body: string }>;
+  /** A person replies in a thread with a file attached (`file_share`), as Slack sends it. */
+  agentFileReply(
+    channel: string,
+    threadTs: string,
+    user: string,
+    text: string,
+    file: { name: string; mimetype: string; data: Buffer },
+  ): Promise<{ ts: string; res: Response }>;
   slackEvent(body: string, headers?: Record<string, string>): Promise<Response>;
   command(
     user: string,
@@ -258,6 +266,31 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
       });
       const res = await slackEvent(body);
       return { ts: stored.ts, res, body };
+    },
+    async agentFileReply(channel, threadTs, user, text, file) {
+      const stored = slack.uploadAsUser(channel, { user, text, threadTs, file });
+      const body = JSON.stringify({
+        token: 'legacy',
+        team_id: slack.teamId,
+        api_app_id: 'A0RAPPORT',
+        type: 'event_callback',
+        event_id: `Ev${String(++seq).padStart(8, '0')}${randomBytes(3).toString('hex').toUpperCase()}`,
+        event_time: Math.floor(Date.now() / 1000),
+        event: {
+          type: 'message',
+          subtype: 'file_share',
+          channel,
+          user,
+          text,
+          files: stored.files,
+          upload: false,
+          ts: stored.ts,
+          thread_ts: threadTs,
+          event_ts: stored.ts,
+          channel_type: 'channel',
+        },
+      });
+      return { ts: stored.ts, res: await slackEvent(body) };
     },
     slackEvent,
     async command(user, channel, text, threadTs) {

@@ -36,6 +36,24 @@ describe('configuration', () => {
     ]);
   });
 
+  it('media: MEDIA_MAX_BYTES defaults to 100 MiB, file retention follows message retention unless set', () => {
+    const plain = loadConfig(testEnv());
+    expect(plain.media.maxBytes).toBe(100 * 1024 * 1024);
+    expect(plain.media.retentionDays).toBeUndefined();
+    expect(plain.media.urlTtlMs).toBe(900_000);
+    expect(loadConfig(testEnv({ MEDIA_RETENTION_DAYS: '' })).media.retentionDays).toBeUndefined();
+    expect(loadConfig(testEnv({ MESSAGE_RETENTION_DAYS: '30' })).media.retentionDays).toBe(30);
+    const own = loadConfig(testEnv({ MESSAGE_RETENTION_DAYS: '30', MEDIA_RETENTION_DAYS: '7' }));
+    expect(own.media.retentionDays).toBe(7);
+    expect(
+      loadConfig(testEnv({ MESSAGE_RETENTION_DAYS: '30', MEDIA_RETENTION_DAYS: '0' })).media.retentionDays,
+    ).toBeUndefined();
+    expect(problemsOf(testEnv({ MEDIA_MAX_BYTES: '10', MEDIA_URL_TTL_SECONDS: 'soon' }))).toEqual([
+      expect.stringMatching(/^MEDIA_MAX_BYTES /),
+      expect.stringMatching(/^MEDIA_URL_TTL_SECONDS /),
+    ]);
+  });
+
   it('reports every problem at once', () => {
     const problems = problemsOf(
       testEnv({ PORT: 'abc', MONGODB_URI: 'nope', ADMIN_TOKEN: undefined, DEFAULT_REGION: 'XX' }),

@@ -14,6 +14,7 @@ import {
   type ChatPostMessageArguments,
   type FilesUploadV2Arguments,
 } from '@slack/web-api';
+import { Readable } from 'node:stream';
 import { AppError } from '../../errors';
 
 export interface SlackClientOptions {
@@ -119,6 +120,25 @@ export interface SlackClient {
     initialComment?: string;
   }): Promise<void>;
   userInfo(userId: string): Promise<{ id: string; name?: string; realName?: string; tz?: string }>;
+  /** files.getUploadURLExternal: reserves a file id and a one-time upload URL (step 1 of 3). */
+  getUploadUrl(filename: string, length: number): Promise<{ uploadUrl: string; fileId: string }>;
+  /** Step 2: POSTs the bytes to the upload URL (the URL is the credential: no token is sent). */
+  putUpload(uploadUrl: string, body: Readable, length: number): Promise<void>;
+  /** Step 3, files.completeUploadExternal: shares the uploaded file in the channel (or thread). */
+  completeUpload(args: {
+    fileId: string;
+    title: string;
+    channel: string;
+    threadTs?: string;
+    initialComment?: string;
+  }): Promise<void>;
+  /** True when a message of the thread carries file `fileId` (a completed upload, seen again). */
+  fileInThread(channel: string, threadTs: string, fileId: string): Promise<boolean>;
+  /**
+   * GETs a file's `url_private_download` with the bot token (`files:read`). The token goes only to
+   * Slack's file host (`files.slack.com`) or, with SLACK_API_URL, to that origin.
+   */
+  downloadFile(url: string, timeoutMs?: number): Promise<Response>;
 }
 
 /** The block type WebClient's argument types expect; blocks are validated by Slack, not here. */
@@ -388,6 +408,73 @@ export function createSlackClient(options: SlackClientOptions): SlackClient {
           throw new SlackApiError('files.uploadV2', 'upload_failed', true, undefined, { cause: err });
         }
         throw err;
+      }
+    },
+
+    async getUploadUrl(filename, length) {
+      const method = 'files.getUploadURLExternal';
+      const res = await call(method, () => web.files.getUploadURLExternal({ filename, length }));
+      return { uploadUrl: required(method, res, 'upload_url'), fileId: required(method, res, 'file_id') };
+    },
+
+    async putUpload(uploadUrl, body, length) {
+      let res: Response;
+      try {
+        res = await fetch(uploadUrl, {
+          method: 'POST',
+          body: Readable.toWeb(body) as ReadableStream<Uint8Array>,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(length) },
+          duplex: 'half',
+          signal: AbortSignal.timeout(Math.max(options.timeoutMs ?? 10_000, 120_000)),
+        } as RequestInit);
+      } catch (err) {
+        throw new SlackApiError('files.upload', 'upload_failed', true, undefined, { cause: err });
+      }
+      await res.body?.cancel();
+      if (!res.ok) throw new SlackApiError('files.upload', `http_${res.status}`, res.status >= 500);
+    },
+
+    async completeUpload(args) {
+      await call('files.completeUploadExternal', () =>
+        web.files.completeUploadExternal({
+          files: [{ id: args.fileId, title: args.title }],
+          channel_id: args.channel,
+          ...(args.threadTs ? { thread_ts: args.threadTs } : {}),
+          ...(args.initialComment ? { initial_comment: args.initialComment } : {}),
+        }),
+      );
+    },
+
+    async fileInThread(channel, threadTs, fileId) {
+      const method = 'conversations.replies';
+      try {
+        for await (const page of web.paginate(method, { channel, ts: threadTs, limit: 200 })) {
+          const messages: unknown = isRecord(page) ? page.messages : undefined;
+          for (const message of Array.isArray(messages) ? (messages as unknown[]) : []) {
+            const files: unknown = isRecord(message) ? message.files : undefined;
+            if (Array.isArray(files) && files.some((f) => stringField(f, 'id') === fileId)) return true;
+          }
+        }
+        return false;
+      } catch (err) {
+        const mapped = toSlackApiError(method, err);
+        if (mapped instanceof SlackApiError && mapped.slackError === 'thread_not_found') return false;
+        throw mapped;
+      }
+    },
+
+    async downloadFile(url, timeoutMs = 60_000) {
+      const origin = new URL(url).origin;
+      const allowed = options.apiUrl ? new URL(options.apiUrl).origin : 'https://files.slack.com';
+      if (origin !== allowed) throw new SlackApiError('files.download', 'foreign_file_host', false);
+      try {
+        return await fetch(url, {
+          headers: { authorization: `Bearer ${options.token}` },
+          redirect: 'manual',
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (err) {
+        throw new SlackApiError('files.download', 'request_failed', true, undefined, { cause: err });
       }
     },
 

@@ -28,6 +28,8 @@ export interface SlackFile {
   mimetype?: string;
   /** Needs the bot token (`Authorization: Bearer`) and the `files:read` scope to download. */
   urlPrivate?: string;
+  /** The download form of `urlPrivate` (same auth); preferred for fetching the bytes. */
+  urlPrivateDownload?: string;
   size?: number;
 }
 
@@ -165,6 +167,7 @@ function fileOf(file: SlackWireFile): SlackFile {
   if (file.name) out.name = file.name;
   if (file.mimetype) out.mimetype = file.mimetype;
   if (file.url_private) out.urlPrivate = file.url_private;
+  if (file.url_private_download) out.urlPrivateDownload = file.url_private_download;
   if (typeof file.size === 'number') out.size = file.size;
   return out;
 }

@@ -163,6 +163,7 @@ export function cloudMessageBodies(message: OutboundMessage): CloudMessageBody[]
 export function createWhatsAppCloudSender(o: WhatsAppCloudSenderOptions): ChannelSender {
   const base = (o.graphBaseUrl ?? 'https://graph.facebook.com').replace(/\/+$/, '');
   const endpoint = `${base}/${o.graphVersion}/${encodeURIComponent(o.phoneNumberId)}/messages`;
+  const mediaEndpoint = `${base}/${o.graphVersion}/${encodeURIComponent(o.phoneNumberId)}/media`;
   const timeoutMs = o.timeoutMs ?? 10_000;
   const secrets = [o.accessToken];
   const channels: readonly Channel[] = ['whatsapp'];
@@ -206,11 +207,53 @@ export function createWhatsAppCloudSender(o: WhatsAppCloudSenderOptions): Channe
     return id;
   }
 
+  /** POST /{phone-number-id}/media (multipart): the Cloud API's own copy, sent by id. */
+  async function upload(media: OutboundMedia, data: Buffer): Promise<string> {
+    const form = new FormData();
+    form.append('messaging_product', 'whatsapp');
+    form.append('type', media.contentType ?? 'application/octet-stream');
+    const blob = new Blob([new Uint8Array(data)], { type: media.contentType ?? 'application/octet-stream' });
+    form.append('file', blob, media.filename ?? 'file');
+    let response: Response;
+    let json: unknown;
+    try {
+      response = await fetch(mediaEndpoint, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${o.accessToken}` },
+        body: form,
+        signal: AbortSignal.timeout(Math.max(timeoutMs, 60_000)),
+      });
+      json = await response.json().catch(() => undefined);
+    } catch (err) {
+      throw fail({ transport: transportKind(err) });
+    }
+    if (!response.ok)
+      throw fail(
+        graphFailureFromBody(response.status, json, response.headers.get('retry-after') ?? undefined),
+      );
+    const id = isRecord(json) ? json.id : undefined;
+    if (typeof id !== 'string') throw contentError('whatsapp-cloud', 'rejected', 'media upload gave no id');
+    return id;
+  }
+
+  /** A media body whose file Rapport holds is sent by uploaded id instead of by link. */
+  async function byUploadedId(body: CloudMessageBody, message: OutboundMessage): Promise<CloudMessageBody> {
+    const type = typeof body.type === 'string' ? body.type : '';
+    const object = (body as Record<string, unknown>)[type];
+    if (!isRecord(object) || typeof object.link !== 'string') return body;
+    const media = (message.media ?? []).find((m) => m.url === object.link && m.load);
+    if (!media?.load) return body;
+    const { link: _link, ...rest } = object;
+    return { ...body, [type]: { ...rest, id: await upload(media, await media.load()) } };
+  }
+
   return {
     provider: 'whatsapp-cloud',
     channels,
     async send(message: OutboundMessage, progress?: SendProgress): Promise<SendResult> {
-      return sendInParts('whatsapp-cloud', cloudMessageBodies(message), progress, post);
+      return sendInParts('whatsapp-cloud', cloudMessageBodies(message), progress, async (body) =>
+        post(await byUploadedId(body, message)),
+      );
     },
   };
 }

@@ -11,10 +11,16 @@
  *   answers `{recipient_id, message_id}`.
  * - GET /{version}/me — either token (for `doctor`).
  * - GET /{version}/{psid}?fields=first_name,last_name,… — Messenger user profile (page token).
+ * - GET /{version}/{media-id} — WhatsApp Cloud media lookup (WhatsApp token); answers
+ *   `{messaging_product, url, mime_type, sha256, file_size, id}`. The `url` (here
+ *   /whatsapp_business/attachments/?mid=…&ext=…) needs the same token and expires (404 after).
+ * - POST /{version}/{phoneNumberId}/media — WhatsApp Cloud media upload (multipart `file`,
+ *   `type`, `messaging_product`); answers `{id}`, which a send may then use as `image.id`, ….
+ * - GET /messenger-cdn/{id} — a Messenger attachment's `payload.url` (no token, like Meta's CDN).
  * A wrong or missing token answers 401 with code 190. `closeWindowFor` makes sends outside a
  * template (WhatsApp) or a message tag (Messenger) fail as Meta does after 24 hours.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
@@ -94,6 +100,14 @@ export interface GraphEmulator {
   openWindowFor(recipient: string): void;
   /** The profile GET /{psid} answers; unknown PSIDs answer Graph's "does not exist" error. */
   setProfile(psid: string, profile: GraphProfile): void;
+  /** A file a WhatsApp customer sent: returns its media id (the webhook's `image.id`, …). */
+  addWhatsAppMedia(data: Buffer, mimeType: string, opts?: { id?: string }): string;
+  /** A Messenger attachment: returns its `payload.url`. */
+  addMessengerAttachment(data: Buffer, mimeType: string): string;
+  /** The next `times` media URLs handed out are already expired when fetched. */
+  expireNextMediaUrls(times?: number): void;
+  /** Files uploaded to /{phoneNumberId}/media, by the id the upload answered. */
+  uploadedMedia(id: string): { data: Buffer; mimeType: string; type?: string } | undefined;
   /** Forgets requests, messages, failures, closed windows and profiles. */
   reset(): void;
   /** Takes back the messages and profiles a journal kept (before any request). */
@@ -150,14 +164,23 @@ function defaultCode(status: number): number {
   return 100;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }
+
+interface EmulatedMedia {
+  data: Buffer;
+  mimeType: string;
+  type?: string;
+}
+
+/** How long a WhatsApp media URL lives (Meta: about five minutes). */
+const MEDIA_URL_TTL_MS = 5 * 60_000;
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', ...headers });
@@ -254,6 +277,10 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
   let closedWindows = new Set<string>();
   let profiles = new Map<string, GraphProfile>();
   const lost = new LostAnswers<RegExp>();
+  let media = new Map<string, EmulatedMedia>();
+  let cdn = new Map<string, EmulatedMedia>();
+  let expireUrls = 0;
+  let origin = '';
 
   function tokenOf(req: IncomingMessage, query: Record<string, string>): string | undefined {
     const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
@@ -342,15 +369,73 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     sendJson(res, 200, { recipient_id: psid, message_id: messageId });
   }
 
+  function mediaLookup(res: ServerResponse, id: string, file: EmulatedMedia) {
+    const expiresAt = expireUrls > 0 ? (expireUrls--, Date.now() - 1_000) : Date.now() + MEDIA_URL_TTL_MS;
+    const sha256 = createHash('sha256').update(file.data).digest('hex');
+    sendJson(res, 200, {
+      messaging_product: 'whatsapp',
+      url: `${origin}/whatsapp_business/attachments/?mid=${id}&ext=${Math.floor(expiresAt / 1000)}&hash=${sha256.slice(0, 16)}`,
+      mime_type: file.mimeType,
+      sha256,
+      file_size: file.data.length,
+      id,
+    });
+  }
+
+  function serveFile(res: ServerResponse, file: EmulatedMedia) {
+    res.writeHead(200, { 'content-type': file.mimeType, 'content-length': String(file.data.length) });
+    res.end(file.data);
+  }
+
+  /** The CDN side: attachments (token, expiry) and Messenger files (open). */
+  function serveDownload(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
+    if (url.pathname === '/whatsapp_business/attachments/') {
+      requireToken(tokenOf(req, {}), [opts.whatsappToken], {});
+      const file = media.get(url.searchParams.get('mid') ?? '');
+      const ext = Number(url.searchParams.get('ext'));
+      if (!file || !(ext * 1000 > Date.now())) throw new GraphHttpError(404, 100, 'URL expired or not found');
+      serveFile(res, file);
+      return true;
+    }
+    const messengerFile = /^\/messenger-cdn\/([\w-]+)$/.exec(url.pathname);
+    if (messengerFile) {
+      const file = cdn.get(messengerFile[1]!);
+      if (!file) throw new GraphHttpError(404, 100, 'Not found');
+      serveFile(res, file);
+      return true;
+    }
+    return false;
+  }
+
+  async function mediaUpload(req: IncomingMessage, res: ServerResponse, raw: Buffer) {
+    const form = await new Response(raw, {
+      headers: { 'content-type': req.headers['content-type'] ?? '' },
+    })
+      .formData()
+      .catch(() => undefined);
+    const file = form?.get('file');
+    if (!form || form.get('messaging_product') !== 'whatsapp' || !file || typeof file === 'string')
+      throw invalid('The parameter file is required.');
+    const id = String(Math.floor(1e15 + Math.random() * 8e15));
+    const type = form.get('type');
+    media.set(id, {
+      data: Buffer.from(await file.arrayBuffer()),
+      mimeType: file.type || 'application/octet-stream',
+      ...(typeof type === 'string' ? { type } : {}),
+    });
+    sendJson(res, 200, { id });
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://emulator');
     const query = Object.fromEntries(url.searchParams);
     const raw = await readBody(req);
     let body: unknown;
     let malformed = false;
-    if (raw.length > 0) {
+    const isMultipart = (req.headers['content-type'] ?? '').startsWith('multipart/form-data');
+    if (raw.length > 0 && !isMultipart) {
       try {
-        body = JSON.parse(raw);
+        body = JSON.parse(raw.toString('utf8'));
       } catch {
         malformed = true;
       }
@@ -363,7 +448,8 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       headers: { ...req.headers },
     });
 
-    const route = /^\/(v\d+\.\d+)\/([^/]+)(\/messages)?\/?$/.exec(url.pathname);
+    if (req.method === 'GET' && serveDownload(req, res, url)) return;
+    const route = /^\/(v\d+\.\d+)\/([^/]+)(\/messages|\/media)?\/?$/.exec(url.pathname);
     if (!route) throw new GraphHttpError(400, 2500, 'Unknown path components: ' + url.pathname);
     const [, , node, edge] = route as unknown as [string, string, string, string | undefined];
     const token = tokenOf(req, query);
@@ -399,7 +485,23 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
           },
         );
       }
+      if (edge === '/media') {
+        if (!isWhatsApp) throw invalid('Media upload is for WhatsApp phone numbers.');
+        return mediaUpload(req, res, raw);
+      }
       return isWhatsApp ? whatsappSend(res, body) : messengerSend(res, body);
+    }
+
+    if (method === 'GET' && edge === undefined && media.has(node)) {
+      requireToken(token, [opts.whatsappToken], query);
+      const injected = takeFailure(url.pathname);
+      if (injected)
+        throw new GraphHttpError(
+          injected.status,
+          injected.code ?? defaultCode(injected.status),
+          'Emulated failure',
+        );
+      return mediaLookup(res, node, media.get(node)!);
     }
 
     if (method === 'GET' && edge === undefined) {
@@ -450,9 +552,24 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  origin = `http://127.0.0.1:${port}`;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: origin,
+    addWhatsAppMedia(data, mimeType, o = {}) {
+      const id = o.id ?? String(Math.floor(1e15 + Math.random() * 8e15));
+      media.set(id, { data, mimeType });
+      return id;
+    },
+    addMessengerAttachment(data, mimeType) {
+      const id = randomBytes(12).toString('hex');
+      cdn.set(id, { data, mimeType });
+      return `${origin}/messenger-cdn/${id}`;
+    },
+    expireNextMediaUrls(times = 1) {
+      expireUrls += times;
+    },
+    uploadedMedia: (id) => media.get(id),
     requests,
     whatsappMessages: () => [...whatsapp],
     messengerMessages: () => [...messenger],
@@ -491,6 +608,9 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       lost.clear();
       closedWindows = new Set();
       profiles = new Map();
+      media = new Map();
+      cdn = new Map();
+      expireUrls = 0;
     },
     close() {
       return new Promise<void>((resolve, reject) => {

@@ -42,6 +42,8 @@ export interface EmulatedFile {
   mimetype: string;
   size: number;
   url_private: string;
+  /** Needs the bot token, like Slack's (without it Slack answers its HTML sign-in page). */
+  url_private_download?: string;
 }
 
 export interface EmulatedMessage {
@@ -67,10 +69,11 @@ export interface EmulatedMessage {
 
 /**
  * 429 with Retry-After, HTTP 500, an `ok:false` error, or `{ lost: true }`: the call is carried out
- * (the message posted), then the connection is dropped without an answer.
+ * (the message posted), then the connection is dropped without an answer; `{ status: 500, after: true }`:
+ * the call takes effect, then answers 500 (a response lost on the way back).
  */
 export type SlackFailure =
-  { status: 429; retryAfterSec: number } | { status: 500 } | { error: string } | { lost: true };
+  { status: 429; retryAfterSec: number } | { status: 500; after?: boolean } | { error: string } | { lost: true };
 
 export interface SlackEmulator {
   /** e.g. `http://127.0.0.1:PORT/api/`; pass as SLACK_API_URL. */
@@ -94,6 +97,16 @@ export interface SlackEmulator {
   editAsUser(channel: string, ts: string, text: string): EmulatedMessage | undefined;
   /** A person deletes their own message, as in the Slack app; returns what was deleted, if found. */
   deleteAsUser(channel: string, ts: string): EmulatedMessage | undefined;
+  /** A person shares a file (with optional text) in the channel or a thread, as from the Slack app. */
+  uploadAsUser(
+    channel: string,
+    message: {
+      user: string;
+      text: string;
+      threadTs?: string;
+      file: { name: string; mimetype: string; data: Buffer };
+    },
+  ): EmulatedMessage;
   /** users.info answers with these details for `id` (any other `U…`/`W…` id gets made-up ones). */
   addUser(user: { id: string; name?: string; realName?: string; tz?: string }): void;
   /** The bytes uploaded for a file id, once its upload URL received them. */
@@ -645,6 +658,19 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     },
   };
 
+  /** GET url_private(_download): the bytes with the bot token, Slack's sign-in page without. */
+  function handleFileDownload(req: IncomingMessage, res: ServerResponse, fileId: string): void {
+    const file = files.get(fileId);
+    if (bearer(req) !== token) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end('<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>');
+      return;
+    }
+    if (!file?.data) return send(res, 404, 'Not Found');
+    res.writeHead(200, { 'content-type': file.mimetype, 'content-length': String(file.data.length) });
+    res.end(file.data);
+  }
+
   async function handleUpload(req: IncomingMessage, res: ServerResponse, fileId: string): Promise<void> {
     const file = files.get(fileId);
     const body = await readBody(req);
@@ -687,9 +713,10 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
         { 'retry-after': String(failure.retryAfterSec) },
       );
     }
-    if (failure && 'status' in failure)
+    const lostAnswer = failure !== undefined && 'after' in failure && failure.after === true;
+    if (failure && 'status' in failure && !lostAnswer)
       return send(res, failure.status, { ok: false, error: 'internal_error' });
-    if (failure) return send(res, 200, { ok: false, error: failure.error });
+    if (failure && 'error' in failure) return send(res, 200, { ok: false, error: failure.error });
 
     if (!presented) return send(res, 200, { ok: false, error: 'not_authed' });
     if (presented !== token) return send(res, 200, { ok: false, error: 'invalid_auth' });
@@ -703,6 +730,7 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
       throw err;
     }
     await persist();
+    if (lostAnswer) return send(res, 500, { ok: false, error: 'internal_error' });
     return send(res, 200, { ok: true, ...answer });
   }
 
@@ -710,11 +738,14 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const api = /^\/api\/([A-Za-z0-9_.]+)$/.exec(url.pathname);
     const upload = /^\/upload\/v1\/([A-Z0-9]+)$/.exec(url.pathname);
+    const download = /^\/files-pri\/[A-Z0-9]+-([A-Z0-9]+)\//.exec(url.pathname);
     const handled = api?.[1]
       ? handleApi(req, res, url, api[1])
       : upload?.[1]
         ? handleUpload(req, res, upload[1])
-        : Promise.resolve(send(res, 404, 'Not Found'));
+        : download?.[1] && req.method === 'GET'
+          ? Promise.resolve(handleFileDownload(req, res, download[1]))
+          : Promise.resolve(send(res, 404, 'Not Found'));
     handled.catch((err: unknown) => {
       if (!res.headersSent) send(res, 500, { ok: false, error: 'emulator_error', detail: String(err) });
     });
@@ -774,6 +805,29 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
         removed.push({ channel, ts });
       }
       return message;
+    },
+    uploadAsUser(channel, message) {
+      const id = nextId('F');
+      const name = message.file.name;
+      const stored: StoredFile = {
+        id,
+        name,
+        title: name,
+        mimetype: message.file.mimetype,
+        size: message.file.data.length,
+        url_private: `${baseUrl}files-pri/${teamId}-${id}/${encodeURIComponent(name)}`,
+        url_private_download: `${baseUrl}files-pri/${teamId}-${id}/download/${encodeURIComponent(name)}`,
+        data: message.file.data,
+      };
+      files.set(id, stored);
+      return store({
+        channel,
+        ts: nextTs(),
+        user: message.user,
+        text: message.text,
+        ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
+        files: [fileObject(stored)],
+      });
     },
     addUser(user) {
       users.set(user.id, user);

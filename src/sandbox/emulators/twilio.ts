@@ -6,7 +6,9 @@
  * and can be told to fail (`failNext`) or to treat a number as opted out (`optOut`).
  *
  * Routes: POST /2010-04-01/Accounts/{Sid}/Messages.json, GET …/Messages.json (To, From, PageSize;
- * newest first), GET …/Messages/{MessageSid}.json, GET /2010-04-01/Accounts/{Sid}.json.
+ * newest first), GET …/Messages/{MessageSid}.json, GET /2010-04-01/Accounts/{Sid}.json, and inbound
+ * media as Twilio serves a `MediaUrlN`: GET …/Messages/{MessageSid}/Media/{MediaSid} (Basic auth)
+ * answers 307 to a pre-signed file-store URL (/s3/…, no auth), which serves the bytes.
  * `loseNext` processes a creation and then drops the connection unanswered (a lost answer).
  */
 import { randomBytes } from 'node:crypto';
@@ -70,6 +72,8 @@ export interface TwilioEmulator {
   loseNext(opts?: { times?: number; to?: string; skip?: number }): void;
   /** Sends to this number (with or without `whatsapp:`) fail with 21610, as after a STOP. */
   optOut(number: string): void;
+  /** A file a customer sent: returns its `MediaUrl` (`…/Messages/{MM…}/Media/{ME…}`). */
+  addMedia(data: Buffer, contentType: string): string;
   /** Forgets requests, messages, pending failures and opt-outs. */
   reset(): void;
   /** Takes back the messages a journal kept (before any request). */
@@ -160,6 +164,16 @@ export async function startTwilioEmulator(opts: {
   let failures: PendingFailure[] = [];
   let optedOut = new Set<string>();
   const lost = new LostAnswers<string>();
+  let media = new Map<string, { data: Buffer; contentType: string; key: string }>();
+  let origin = '';
+
+  /** The file store behind the redirect: pre-signed URLs, no auth (as S3 behind Twilio). */
+  function serveStored(res: ServerResponse, key: string): void {
+    const file = [...media.values()].find((m) => m.key === key);
+    if (!file) return send(res, 404, { message: 'NoSuchKey' });
+    res.writeHead(200, { 'content-type': file.contentType, 'content-length': String(file.data.length) });
+    res.end(file.data);
+  }
 
   function messageJson(m: SentTwilioMessage) {
     return {
@@ -296,8 +310,20 @@ export async function startTwilioEmulator(opts: {
       headers: { ...req.headers },
     });
 
+    const stored = /^\/s3\/([\w-]+)$/.exec(url.pathname);
+    if (stored && req.method === 'GET') return serveStored(res, stored[1]!);
     if (!auth || auth.user !== opts.accountSid || auth.password !== opts.authToken) {
       return twilioError(res, 401, 20003, 'Authenticate');
+    }
+    const mediaRoute = new RegExp(`^${API}/Accounts/${opts.accountSid}/Messages/MM\\w+/Media/(ME\\w+)$`).exec(
+      url.pathname,
+    );
+    if (mediaRoute && req.method === 'GET') {
+      const file = media.get(mediaRoute[1]!);
+      if (!file) return twilioError(res, 404, 20404, `The requested resource ${url.pathname} was not found`);
+      res.writeHead(307, { location: `${origin}/s3/${file.key}` });
+      res.end();
+      return;
     }
     const route = new RegExp(`^${API}/Accounts/([^/]+?)(/Messages(?:/([^/]+?))?)?\\.json$`).exec(
       url.pathname,
@@ -342,9 +368,16 @@ export async function startTwilioEmulator(opts: {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  origin = `http://127.0.0.1:${port}`;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: origin,
+    addMedia(data, contentType) {
+      const mediaSid = `ME${randomBytes(16).toString('hex')}`;
+      const messageSid = `MM${randomBytes(16).toString('hex')}`;
+      media.set(mediaSid, { data, contentType, key: randomBytes(16).toString('hex') });
+      return `${origin}${API}/Accounts/${opts.accountSid}/Messages/${messageSid}/Media/${mediaSid}`;
+    },
     requests,
     messages: () => [...messages],
     failNext(failure, o = {}) {
@@ -367,6 +400,7 @@ export async function startTwilioEmulator(opts: {
       failures = [];
       lost.clear();
       optedOut = new Set();
+      media = new Map();
     },
     restore(records) {
       messages.push(...recordsOf<SentTwilioMessage>(records, 'twilio.message'));
