@@ -229,6 +229,13 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
         claims,
         defaultRegion: config.defaultRegion,
         onMerged: (result) => router.onMerged(mergeOutcome(result)),
+        onUnmerged: (result) =>
+          router.onUnmerged({
+            survivorId: String(result.event.survivorId),
+            restoredId: String(result.event.mergedId),
+            mergeId: String(result.event._id),
+          }),
+        rename: (id, name) => router.naming.rename(id, name, 'admin', 'admin'),
       }),
     );
     http.use('/api', api);

@@ -3,12 +3,14 @@
  * `DELETE /api/customers/:id` (src/privacy), called in-process.
  *   rapport customers export <id> [--out file.json]   JSON to stdout or a file; progress on stderr
  *   rapport customers erase <id> --yes                 erase (idempotent; re-run to continue)
+ *   rapport customers name <id> <name…>                name or correct the name (as PATCH /api/customers/:id)
  */
 import { writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { isAppError } from '../errors';
 import { createErasureService, optOutMarkerKey } from '../privacy/erase';
 import { exportCustomer } from '../privacy/export';
+import { parseCustomerId } from '../identity/merge';
 import type { CliCommand, CliContext } from './types';
 
 function flags(args: string[]): { positional: string[]; values: Record<string, string> } {
@@ -97,11 +99,33 @@ async function runErase(id: string, ctx: CliContext): Promise<number> {
   return 0;
 }
 
+/** The same as `PATCH /api/customers/:id` `{ displayName }`: the Slack card follows. */
+async function runName(id: string, name: string, ctx: CliContext): Promise<number> {
+  const app = await ctx.app();
+  const customer = await app.router.naming.rename(parseCustomerId(id), name, 'admin', actor());
+  if (ctx.json) ctx.out(JSON.stringify({ id: String(customer._id), displayName: customer.displayName }));
+  else ctx.out(`Customer ${String(customer._id)} is now named "${customer.displayName ?? ''}".`);
+  return 0;
+}
+
 export const customersCommand: CliCommand = {
-  summary: 'export or erase a customer (same as /api/customers/:id/export, DELETE /api/customers/:id)',
-  usage: 'rapport customers export <id> [--out file.json] | erase <id> --yes',
+  summary:
+    'export, erase or name a customer (same as /api/customers/:id/export, DELETE and PATCH /api/customers/:id)',
+  usage: 'rapport customers export <id> [--out file.json] | erase <id> --yes | name <id> <name…>',
   async run(args, ctx) {
     const [sub, ...rest] = args;
+    if (sub === 'name') {
+      const [id, ...words] = rest;
+      if (!id || words.length === 0) {
+        ctx.err(`Usage: ${customersCommand.usage}`);
+        return 2;
+      }
+      return runName(id, words.join(' '), ctx).catch((err: unknown) => {
+        if (!isAppError(err)) throw err;
+        ctx.err(`Failed (${err.status}): ${err.message}`);
+        return 1;
+      });
+    }
     const { positional, values } = flags(rest);
     const id = positional[0];
     if (!id || (sub !== 'export' && sub !== 'erase')) {

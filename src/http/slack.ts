@@ -105,6 +105,7 @@ export function slackRoutes(o: SlackRoutesOptions): Router {
           threadTs: interaction.threadTs ?? interaction.messageTs,
           actionId: action.actionId,
           selectedUser: action.selectedUser,
+          value: action.value,
         });
         if (text) replies.push(text);
       }

@@ -22,7 +22,8 @@ import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
-import type { RouterModels, SlackThread } from './models';
+import type { ThreadNotice } from './card-updates';
+import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 
 export type AgentEventJob = Exclude<AgentEvent, { type: 'url_verification' } | { type: 'ignored' }>;
@@ -51,9 +52,19 @@ export interface AgentEventsOptions {
   outbox: Outbox;
   replyUndoMs: number;
   react(ref: { channel: string; ts: string }, name: string, remove?: string[]): Promise<void>;
+  /** Shows one agent a notice in a thread (card-updates.ts). */
+  notify?: (notice: ThreadNotice) => Promise<void>;
   redis: RedisClient;
   prefix: string;
   log: Logger;
+}
+
+/**
+ * A covering teammate answers under their own name ("— Sam" below the text): the customer knows
+ * who wrote, and ownership stays where it was. Applied to the reply and to every edit of it.
+ */
+function signed(text: string, author: Agent | null | undefined, ownerAgentId: string | undefined): string {
+  return author && ownerAgentId && String(author._id) !== ownerAgentId ? `${text}\n— ${author.name}` : text;
 }
 
 export function createAgentEvents(o: AgentEventsOptions) {
@@ -61,19 +72,57 @@ export function createAgentEvents(o: AgentEventsOptions) {
   const { SlackThread, CustomerSend, Conversation, Customer } = models;
 
   async function threadCustomer(channel: string, threadTs: string | undefined) {
+    return (await threadOf(channel, threadTs))?.customerId;
+  }
+
+  /**
+   * The customer a thread belongs to, and whether the thread was left behind by a handoff (the
+   * customer's conversation moved to another owner's thread: replies there are not sent).
+   */
+  async function threadOf(channel: string, threadTs: string | undefined) {
     if (!threadTs) return undefined;
     const thread = await SlackThread.findOne({ channel, ts: threadTs }).lean<SlackThread>();
     if (!thread) return undefined;
-    // Follow a merge: replies in the merged-away customer's old thread reach the survivor.
     const customer = await Customer.findById(thread.customerId).lean();
-    return customer?.mergedInto ?? thread.customerId;
+    // Follow a merge: replies in the merged-away customer's old thread reach the survivor.
+    if (customer?.mergedInto) return { customerId: customer.mergedInto };
+    const current = await models.CurrentThread.findById(thread.customerId).lean<CurrentThread>();
+    const owner = customer?.ownerAgentId;
+    // Left behind: opened for an earlier owner, or the owner has a newer thread (A → B → A).
+    const moved =
+      (owner !== undefined && thread.agentId !== owner) ||
+      (current !== null && current.ts !== thread.ts && current.agentId === owner);
+    return { customerId: thread.customerId, moved, ownerAgentId: customer?.ownerAgentId, current };
+  }
+
+  /** A reply typed in a thread left behind by a handoff: not sent; the agent is told where to answer. */
+  async function refuseInOldThread(
+    event: { channel: string; ts: string; threadTs?: string; user: string },
+    where: { ownerAgentId?: string; current: CurrentThread | null },
+  ): Promise<void> {
+    const owner = where.ownerAgentId ? await models.Agent.findById(where.ownerAgentId).lean() : null;
+    const place =
+      where.current && where.current.agentId === where.ownerAgentId
+        ? `their thread in <#${where.current.channel}>`
+        : owner
+          ? `${owner.name}'s inbox (<#${owner.inboxChannelId}>)`
+          : 'the escalation channel';
+    await o.react({ channel: event.channel, ts: event.ts }, 'no_entry_sign');
+    await o.notify?.({
+      key: `moved:${event.channel}:${event.ts}`,
+      channel: event.channel,
+      threadTs: event.threadTs ?? event.ts,
+      user: event.user,
+      text: `:no_entry_sign: Not sent: this customer was handed off${owner ? ` to ${owner.name}` : ''}, and this thread is no longer theirs. Answer in ${place}.`,
+    });
   }
 
   return {
     async handle(job: Job<AgentEventJob>): Promise<void> {
       const event = job.data;
       if (event.type === 'thread_reply') {
-        const customerId = await threadCustomer(event.channel, event.threadTs);
+        const thread = await threadOf(event.channel, event.threadTs);
+        const customerId = thread?.customerId;
         if (!customerId) {
           if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
             throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
@@ -96,6 +145,11 @@ export function createAgentEvents(o: AgentEventsOptions) {
           await o.react(ref, 'memo');
           return;
         }
+        if (thread.moved) {
+          await refuseInOldThread(event, thread);
+          log.info({ customerId: String(customerId) }, 'reply in a handed-off thread not sent');
+          return;
+        }
         if (event.files.length > 0) {
           await outbox.postToAgent(customerId, {
             key: `files-note:${event.channel}:${event.ts}`,
@@ -105,16 +159,11 @@ export function createAgentEvents(o: AgentEventsOptions) {
           });
           if (!reply.text.trim()) return;
         }
-        // A teammate covering for the owner answers under their own name: the customer knows who
-        // wrote, and ownership stays where it was.
         const [customer, author] = await Promise.all([
           Customer.findById(customerId, { ownerAgentId: 1 }).lean(),
           models.Agent.findOne({ slackUserId: event.user }).lean(),
         ]);
-        const attributed =
-          author && customer?.ownerAgentId && String(author._id) !== customer.ownerAgentId
-            ? `${reply.text}\n— ${author.name}`
-            : reply.text;
+        const attributed = signed(reply.text, author, customer?.ownerAgentId);
         await outbox.sendToCustomer(customerId, {
           key: `slack:${event.channel}:${event.ts}`,
           origin: 'agent',
@@ -196,9 +245,19 @@ export function createAgentEvents(o: AgentEventsOptions) {
           await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
           return;
         }
+        // The edit keeps the covering teammate's signature, as the reply had it.
+        const [customer, author] = await Promise.all([
+          Customer.findById(send.customerId, { ownerAgentId: 1 }).lean(),
+          send.agentSlackUserId ? models.Agent.findOne({ slackUserId: send.agentSlackUserId }).lean() : null,
+        ]);
         await CustomerSend.updateOne(
           { key, state: 'scheduled' },
-          { $set: { text: reply.text, ...(reply.via ? { via: reply.via } : {}) } },
+          {
+            $set: {
+              text: signed(reply.text, author, customer?.ownerAgentId),
+              ...(reply.via ? { via: reply.via } : {}),
+            },
+          },
         );
       }
     },

@@ -61,6 +61,7 @@ export function createClaimsBridge(
         text: `linked ${claim.value}: it belonged to another customer, now merged into this one (undo: POST /api/merges/${String(result.event._id)}/undo).`,
         mergedOwnerAgentId: result.mergedOwnerAgentId,
         mergedId: String(result.event.mergedId),
+        survivorId: String(result.event.survivorId),
       };
     },
   };

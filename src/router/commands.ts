@@ -12,11 +12,13 @@ import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
-import type { Agent, Conversation, RouterModels, SlackThread } from './models';
+import type { Agent, Conversation, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { channelLabel, fill } from './texts';
-import { windowState } from './slack-delivery';
+import { windowState } from './card';
+import type { CardUpdates } from './card-updates';
+import { nameFromSlack, type Naming } from './naming';
 
 export interface LinkPort {
   /** Trusted link (an agent vouches): merges at once or attaches the identity. */
@@ -24,7 +26,7 @@ export interface LinkPort {
     customerId: Types.ObjectId;
     value: string;
     actor: string;
-  }): Promise<{ text: string; mergedOwnerAgentId?: string; mergedId?: string }>;
+  }): Promise<{ text: string; mergedOwnerAgentId?: string; mergedId?: string; survivorId?: string }>;
 }
 
 export interface CommandsOptions {
@@ -33,6 +35,11 @@ export interface CommandsOptions {
   outbox: Outbox;
   config: RouterConfig;
   link?: LinkPort;
+  /** Card refreshes and notices in a given thread (card-updates.ts). */
+  cards: CardUpdates;
+  naming: Naming;
+  /** Tells the owner who lost a customer to a merge (router/index.ts onMerged). */
+  onMerged?: (m: { survivorId?: string; mergedId?: string }) => Promise<void>;
   redis: RedisClient;
   prefix: string;
   log: Logger;
@@ -51,6 +58,7 @@ const HELP = [
   '`/rapport back` — available again, with a summary of what happened',
   '`/rapport link <phone|email>` — this customer is also that number/email (merges their profiles)',
   '`/rapport whois` — who this customer is',
+  '`/rapport name <name>` — name the customer or correct their name (the card follows)',
   '`/rapport template` — send the approved WhatsApp template (window closed)',
   '`/rapport close` — close the conversation (it reopens when they write)',
   'In a customer thread, or add the customer id (from the card) at the end.',
@@ -104,20 +112,36 @@ export function createCommands(o: CommandsOptions) {
     if (customer.ownerAgentId === String(to._id))
       return `${to.name} already owns ${customer.displayName ?? 'this customer'}.`;
     const { from } = await ownership.transfer(customer._id, to, 'handoff', actor);
-    if (await models.CurrentThread.exists({ _id: customer._id })) {
-      await outbox.postToAgent(customer._id, {
-        key: `handoff-note:${String(customer._id)}:${String(to._id)}:${Date.now()}`,
-        kind: 'note',
-        username: 'Rapport',
-        text: `:arrow_right: Handed off from ${from?.name ?? 'nobody'} to <@${to.slackUserId}> by <@${actor}>. The conversation continues in ${to.name}'s inbox (<#${to.inboxChannelId}>).`,
-      });
-    }
+    await tellThreads(customer, from, to, actor);
     await outbox.sendToCustomer(customer._id, {
       key: `handoff-tell:${String(customer._id)}:${String(to._id)}:${Date.now()}`,
       origin: 'auto',
       text: fill(o.config.texts.handoff, { agent: to.name, previous: from?.name }),
     });
     return `${customer.displayName ?? 'The customer'} now belongs to ${to.name}; they have been told.`;
+  }
+
+  /**
+   * The old thread says where the customer went (posted into that thread itself: the outbox posts
+   * into the current one); the new owner's thread opens with a fresh card and a note.
+   */
+  async function tellThreads(customer: Customer, from: Agent | undefined, to: Agent, actor: string) {
+    const old = await models.CurrentThread.findById(customer._id).lean<CurrentThread>();
+    if (!old) return;
+    const by = /^[UW][A-Z0-9]+$/.test(actor) ? `<@${actor}>` : actor === 'admin' ? 'an admin' : actor;
+    const stamp = `${String(customer._id)}:${String(to._id)}:${Date.now()}`;
+    await o.cards.notify({
+      key: `handoff-note:${stamp}`,
+      channel: old.channel,
+      threadTs: old.ts,
+      text: `:arrow_right: Handed off from ${from?.name ?? 'nobody'} to <@${to.slackUserId}> by ${by}. The conversation continues in ${to.name}'s inbox (<#${to.inboxChannelId}>); replies typed here are no longer sent to the customer.`,
+    });
+    await outbox.postToAgent(customer._id, {
+      key: `handoff-in:${stamp}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:arrow_left: <@${to.slackUserId}> this customer was handed to you by ${by}${from ? ` (from ${from.name})` : ''}. Their earlier conversation is in <#${old.channel}>.`,
+    });
   }
 
   async function whois(customer: Customer): Promise<string> {
@@ -188,6 +212,8 @@ export function createCommands(o: CommandsOptions) {
       }
       case 'whois':
         return whois(customer);
+      case 'name':
+        return nameFromSlack(o.naming, customer, args.join(' '), ctx.userId);
       case 'close':
         await withLock(
           redis,
@@ -206,6 +232,9 @@ export function createCommands(o: CommandsOptions) {
         const value = args.join(' ');
         if (!value) return 'Usage: `/rapport link <phone|email>`';
         const result = await o.link.link({ customerId: customer._id, value, actor: `slack:${ctx.userId}` });
+        // A merge may have taken the customer from another agent: they are told in their thread.
+        if (result.mergedId) await o.onMerged?.({ survivorId: result.survivorId, mergedId: result.mergedId });
+        else await o.cards.requestRefresh(customer._id);
         await outbox.postToAgent(customer._id, {
           key: `link-note:${String(customer._id)}:${Date.now()}`,
           kind: 'note',
@@ -236,11 +265,12 @@ export function createCommands(o: CommandsOptions) {
     handoff,
     /** A card button or menu. */
     async interaction(
-      ctx: CommandContext & { actionId: string; selectedUser?: string },
+      ctx: CommandContext & { actionId: string; selectedUser?: string; value?: string },
     ): Promise<string | undefined> {
       if (ctx.actionId === 'rapport_handoff' && ctx.selectedUser)
         return run(ctx, `handoff <@${ctx.selectedUser}>`);
       if (ctx.actionId === 'rapport_close') return run(ctx, 'close');
+      if (ctx.actionId === 'rapport_name' && ctx.value) return run(ctx, `name ${ctx.value}`);
       if (ctx.actionId === 'rapport_template') return run(ctx, 'template');
       log.debug({ actionId: ctx.actionId }, 'unknown card action');
       return undefined;

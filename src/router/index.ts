@@ -10,6 +10,7 @@ import type { RouterConfig } from '../config';
 import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
+import type { Job } from 'bullmq';
 import type { Queues } from '../queue/queues';
 import { createAgentEvents } from './agent-events';
 import { createCommands, type LinkPort } from './commands';
@@ -19,7 +20,9 @@ import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
-import { createSlackDelivery } from './slack-delivery';
+import { createSlackDelivery, type ToAgentJob } from './slack-delivery';
+import { createCardUpdates, isCardJob, type CardJob } from './card-updates';
+import { createNaming } from './naming';
 import { explainFailure } from './texts';
 
 export interface RouterOptions {
@@ -57,6 +60,17 @@ export function createRouter(o: RouterOptions) {
   );
   const ownership = createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
 
+  const cards = createCardUpdates({
+    models,
+    slack: o.slack,
+    redis,
+    prefix,
+    queue: queues['to-agent'],
+    ownership,
+    log: log.child({ component: 'card' }),
+  });
+  const naming = createNaming({ models, cards, log: log.child({ component: 'naming' }) });
+
   const react = async (ref: { channel: string; ts: string }, name: string, remove: string[] = []) => {
     if (!o.slack) return;
     await queues['to-agent'].add(
@@ -84,9 +98,36 @@ export function createRouter(o: RouterOptions) {
       username: 'Rapport',
       text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
+    await cards.requestRefresh(m.survivorId);
   };
 
-  const slackDelivery = o.slack
+  /**
+   * A merge was undone: the restored customer's owner gets them back and is told in that customer's
+   * thread; the survivor's thread says what left. Both cards are refreshed.
+   */
+  const onUnmerged = async (m: { survivorId: string; restoredId: string; mergeId: string }) => {
+    const [survivor, restored] = await Promise.all([
+      models.Customer.findById(m.survivorId).lean(),
+      models.Customer.findById(m.restoredId).lean(),
+    ]);
+    const owner = await ownership.agentById(restored?.ownerAgentId);
+    await outbox.postToAgent(new Types.ObjectId(m.restoredId), {
+      key: `unmerged:${m.mergeId}:${m.restoredId}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:leftwards_arrow_with_hook: ${owner ? `<@${owner.slackUserId}> ` : ''}The merge with customer \`${m.survivorId}\` was undone: this customer is separate again${owner ? ` and yours (${owner.name})` : ''}, with their own identities and history. Replies here reach them.`,
+    });
+    await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
+      key: `unmerged:${m.mergeId}:${m.survivorId}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:leftwards_arrow_with_hook: The merge with customer \`${m.restoredId}\` was undone: their identities and history left this customer${survivor?.ownerAgentId !== restored?.ownerAgentId && owner ? ` and are back with ${owner.name}` : ''}.`,
+    });
+    await cards.requestRefresh(m.survivorId);
+    await cards.requestRefresh(m.restoredId);
+  };
+
+  const postDelivery = o.slack
     ? createSlackDelivery({
         models,
         slack: o.slack,
@@ -99,6 +140,13 @@ export function createRouter(o: RouterOptions) {
         onRateLimited: () => metrics.slackRateLimited.inc(),
       })
     : undefined;
+  // The to-agent queue carries posts and reactions (slack-delivery.ts) and card edits and thread
+  // notices (card-updates.ts).
+  const slackDelivery = postDelivery && {
+    ...postDelivery,
+    handle: (job: Job<ToAgentJob | CardJob>): Promise<void> =>
+      isCardJob(job.data) ? cards.handle(job as Job<CardJob>) : postDelivery.handle(job as Job<ToAgentJob>),
+  };
 
   const delivery = createDelivery({
     models,
@@ -136,6 +184,7 @@ export function createRouter(o: RouterOptions) {
     outbox,
     replyUndoMs: o.config.replyUndoMs,
     react,
+    notify: (notice) => cards.notify(notice),
     redis,
     prefix,
     log: log.child({ component: 'agent-events' }),
@@ -147,6 +196,9 @@ export function createRouter(o: RouterOptions) {
     outbox,
     config: o.config,
     link: o.link,
+    cards,
+    naming,
+    onMerged: (m) => onMerged(m),
     redis,
     prefix,
     log: log.child({ component: 'commands' }),
@@ -174,6 +226,9 @@ export function createRouter(o: RouterOptions) {
     commands,
     sla,
     onMerged,
+    onUnmerged,
+    cards,
+    naming,
     /**
      * Re-queues the flush of every outbox with items left waiting longer than `olderThanMs` — e.g.
      * a flush job that ran out of attempts while Slack or a provider was failing. Flushes are

@@ -54,7 +54,19 @@ export function createOwnership(
     return (await Agent.findById(id).lean<Agent>()) ?? undefined;
   };
 
-  const openCount = (agentId: string) => Conversation.countDocuments({ ownerAgentId: agentId, open: true });
+  /**
+   * Live count: an open conversation of a customer merged into another (a tombstone) is not a
+   * customer any more; the survivor's conversation counts for its own owner.
+   */
+  const openCount = async (agentId: string) => {
+    const open = await Conversation.find({ ownerAgentId: agentId, open: true }, { _id: 1 }).lean();
+    if (open.length === 0) return 0;
+    const merged = await Customer.countDocuments({
+      _id: { $in: open.map((c) => c._id) },
+      mergedInto: { $ne: null },
+    });
+    return open.length - merged;
+  };
 
   async function pickAgent(exclude: string[] = []): Promise<Agent | undefined> {
     const agents = (await Agent.find({ active: true }).lean<Agent[]>()).filter(

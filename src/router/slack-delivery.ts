@@ -14,14 +14,15 @@ import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
-import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
+import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
 import type { AgentPost, CurrentThread, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
-import { ago, channelLabel } from './texts';
+import { cardBlocks, cardText } from './card';
+import { channelLabel } from './texts';
 
 export const POST_EVENT_TYPE = 'rapport_post';
 export const CARD_EVENT_TYPE = 'rapport_card';
@@ -41,8 +42,6 @@ export interface SlackDeliveryOptions {
   /** Called when a channel is rate limited (metrics). */
   onRateLimited?: (channel: string) => void;
 }
-
-const WINDOW_MS = 24 * 3600_000;
 
 /** Per-channel "do not call before" marker, shared by every process. */
 export function channelWaitKey(prefix: string, channel: string): string {
@@ -72,88 +71,11 @@ export async function noteRateLimit(
   }
 }
 
-export function windowState(identities: Identity[], now = Date.now()): string {
-  const parts: string[] = [];
-  for (const channel of ['whatsapp', 'messenger'] as const) {
-    const last = identities
-      .map((i) => i.lastInboundAt?.[channel]?.getTime())
-      .filter((t): t is number => t !== undefined)
-      .sort((a, b) => b - a)[0];
-    if (last === undefined) continue;
-    const left = last + WINDOW_MS - now;
-    parts.push(
-      left > 0
-        ? `${channelLabel(channel)} window open (${ago(left)} left)`
-        : `${channelLabel(channel)} window closed (last message ${ago(now - last)} ago)`,
-    );
-  }
-  return parts.length > 0 ? parts.join('; ') : 'no messaging window applies (SMS)';
-}
-
-function describeIdentity(identity: Identity): string {
-  const channels = Object.keys(identity.lastInboundAt ?? {}).map(channelLabel);
-  const value =
-    identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
-  return `${value}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
-}
+export { windowState } from './card';
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
-  const { AgentPost, CurrentThread, SlackThread, Customer, Identity, Message } = models;
-
-  async function cardText(customer: Customer, ownerName: string | undefined): Promise<string> {
-    const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
-    const recent = await Message.find({ customerId: customer._id })
-      .sort({ sentAt: -1 })
-      .limit(5)
-      .lean<Message[]>();
-    const history = recent
-      .reverse()
-      .map(
-        (m) =>
-          `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${(m.text ?? '[attachment]').slice(0, 120)}`,
-      )
-      .join('\n');
-    return [
-      `:bust_in_silhouette: *${customer.displayName ?? 'New customer'}*  ·  id \`${String(customer._id)}\``,
-      `*Owner:* ${ownerName ?? 'unassigned'}   *First seen:* ${customer.firstSeenAt.toISOString().slice(0, 16).replace('T', ' ')} UTC   *Last channel:* ${channelLabel(customer.lastChannel)}`,
-      `*Identities:* ${identities.map(describeIdentity).join('; ') || 'none'}`,
-      `*Window:* ${windowState(identities)}`,
-      history ? `*Recent:*\n${history}` : '',
-      '_Reply in this thread to answer (it is sent after a short undo delay — delete your message to cancel). Start with `note:` or mention someone for an internal note._',
-    ]
-      .filter(Boolean)
-      .join('\n');
-  }
-
-  function cardBlocks(text: string, customerId: string): unknown[] {
-    return [
-      { type: 'section', text: { type: 'mrkdwn', text } },
-      {
-        type: 'actions',
-        block_id: `rapport_card_${customerId}`,
-        elements: [
-          {
-            type: 'users_select',
-            action_id: 'rapport_handoff',
-            placeholder: { type: 'plain_text', text: 'Hand off to…' },
-          },
-          {
-            type: 'button',
-            action_id: 'rapport_template',
-            text: { type: 'plain_text', text: 'Send template' },
-            value: customerId,
-          },
-          {
-            type: 'button',
-            action_id: 'rapport_close',
-            text: { type: 'plain_text', text: 'Close' },
-            value: customerId,
-          },
-        ],
-      },
-    ];
-  }
+  const { AgentPost, CurrentThread, SlackThread, Customer } = models;
 
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
   async function ensureThread(
@@ -169,7 +91,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     await respectChannelLimit(redis, prefix, channel);
     const customer = await Customer.findById(customerId).lean<Customer>();
     if (!customer) throw new Error(`customer ${String(customerId)} not found`);
-    const text = await cardText(customer, agent?.name);
+    const text = await cardText(models, customer, agent?.name);
     let ts: string;
     try {
       ({ ts } = await slack.postMessage({

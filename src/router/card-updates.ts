@@ -1,0 +1,176 @@
+/**
+ * Keeps the customer card true: when what it shows changes (a name that arrives later or is set by
+ * an agent, a new identity after a claim or link, a new owner, a messaging window opening or
+ * closing), the card in the customer's current thread is edited in place with `chat.update`.
+ * Also posts notices into a specific (older) thread, which the outbox cannot do: the outbox always
+ * posts into the customer's current thread.
+ *
+ * Rate-limit aware, and never inline:
+ * - `requestRefresh` only queues a `to-agent` job, coalesced per customer: a Redis marker (SET NX)
+ *   lets one job wait at a time; the job clears the marker before it reads, so a change made while
+ *   it runs queues another one and nothing is missed.
+ * - The job compares a digest of the card's facts (card.ts `cardFacts`) with the last one it wrote
+ *   and calls Slack only when they differ; a burst of messages costs no Slack call.
+ * - A channel's 429 is recorded and respected as for every post (slack-delivery.ts), and the job is
+ *   deferred, not failed. It runs under the customer's to-agent lock, so it never races the card's
+ *   first post.
+ * - An open window schedules one refresh for the moment it closes.
+ */
+import type { Job, Queue } from 'bullmq';
+import type { Types } from 'mongoose';
+import { SlackApiError, type SlackClient } from '../channels/slack/client';
+import type { Customer, Identity, IdentityModels } from '../identity/models';
+import type { Logger } from '../logger';
+import type { RedisClient } from '../queue/connection';
+import { withLock } from '../queue/lock';
+import { cardBlocks, cardFacts, cardText, nextWindowClose } from './card';
+import type { CurrentThread, RouterModels } from './models';
+import type { Ownership } from './ownership';
+import { noteRateLimit, respectChannelLimit } from './slack-delivery';
+
+export const NOTICE_EVENT_TYPE = 'rapport_notice';
+
+/** A note for one thread (not necessarily the customer's current one). */
+export interface ThreadNotice {
+  /** Idempotency key: one post per key, even when the job is retried. */
+  key: string;
+  channel: string;
+  threadTs: string;
+  text: string;
+  /** Show it to this Slack user only (chat.postEphemeral) instead of posting it. */
+  user?: string;
+}
+
+export type CardJob = { card: { customerId: string } } | { notice: ThreadNotice };
+
+export interface CardUpdatesOptions {
+  models: RouterModels & IdentityModels;
+  slack?: SlackClient;
+  redis: RedisClient;
+  prefix: string;
+  /** The `to-agent` queue (Slack writes share its workers and per-channel limits). */
+  queue: Queue;
+  ownership: Ownership;
+  log: Logger;
+  /**
+   * How long a refresh waits for more changes before it runs.
+   * @defaultValue 1000
+   */
+  coalesceMs?: number;
+}
+
+const FACTS_TTL_S = 30 * 24 * 3600;
+
+export function isCardJob(data: unknown): data is CardJob {
+  return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
+}
+
+export function createCardUpdates(o: CardUpdatesOptions) {
+  const { models, redis, prefix, queue, log } = o;
+  const { CurrentThread, Customer, Identity } = models;
+  const coalesceMs = o.coalesceMs ?? 1_000;
+  const pendingKey = (id: string) => `${prefix}:card-pending:${id}`;
+  const factsKey = (id: string) => `${prefix}:card-facts:${id}`;
+
+  async function requestRefresh(customerId: Types.ObjectId | string, delayMs = coalesceMs): Promise<void> {
+    if (!o.slack) return;
+    const id = String(customerId);
+    if ((await redis.set(pendingKey(id), '1', 'PX', 60_000, 'NX')) !== 'OK') return;
+    await queue.add(
+      'card',
+      { card: { customerId: id } },
+      { jobId: `card~${id}~${Date.now().toString(36)}`, delay: delayMs },
+    );
+  }
+
+  async function scheduleWindowClose(id: string, identities: Identity[]): Promise<void> {
+    const closeAt = nextWindowClose(identities);
+    if (closeAt === undefined) return;
+    await queue.add(
+      'card',
+      { card: { customerId: id } },
+      { jobId: `cardw~${id}~${closeAt}`, delay: Math.max(0, closeAt - Date.now()) + 1_000 },
+    );
+  }
+
+  /** Edits the card in the customer's current thread if its facts changed since the last edit. */
+  async function refresh(slack: SlackClient, id: string): Promise<void> {
+    await redis.del(pendingKey(id));
+    await withLock(
+      redis,
+      `${prefix}:lock:to-agent:${id}`,
+      60_000,
+      async () => {
+        const [current, customer] = await Promise.all([
+          CurrentThread.findById(id).lean<CurrentThread>(),
+          Customer.findById(id).lean<Customer>(),
+        ]);
+        // No thread yet (its card will be posted fresh), or merged away (its thread says so).
+        if (!current || !customer || customer.mergedInto) return;
+        const owner = await o.ownership.agentById(customer.ownerAgentId);
+        // The owner changed and their thread is not open yet: it opens with a fresh card.
+        if (current.agentId !== (owner ? String(owner._id) : 'unassigned')) return;
+        const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
+        const facts = cardFacts(current.ts, customer, owner?.name, identities);
+        if ((await redis.get(factsKey(id))) !== facts) {
+          await respectChannelLimit(redis, prefix, current.channel);
+          const text = await cardText(models, customer, owner?.name, identities);
+          try {
+            await slack.updateMessage(current.channel, current.ts, {
+              text: owner ? text : `:warning: No agent is available to own this customer.\n${text}`,
+              blocks: cardBlocks(text, id),
+            });
+          } catch (err) {
+            await noteRateLimit(redis, prefix, current.channel, err);
+            if (!(err instanceof SlackApiError && err.slackError === 'message_not_found')) throw err;
+            log.warn({ customerId: id }, 'customer card is gone from Slack; not updated');
+          }
+          await redis.set(factsKey(id), facts, 'EX', FACTS_TTL_S);
+          log.info({ customerId: id }, 'customer card updated');
+        }
+        await scheduleWindowClose(id, identities);
+      },
+      { waitMs: 2_000 },
+    );
+  }
+
+  /** Posts (or shows one user) a notice in a given thread, once per key. */
+  async function postNotice(slack: SlackClient, n: ThreadNotice, retried: boolean): Promise<void> {
+    await respectChannelLimit(redis, prefix, n.channel);
+    try {
+      if (n.user) {
+        await slack.postEphemeral(n.channel, n.user, n.text, n.threadTs);
+        return;
+      }
+      if (retried && (await slack.findInThread(n.channel, n.threadTs, NOTICE_EVENT_TYPE, 'key', n.key)))
+        return;
+      await slack.postMessage({
+        channel: n.channel,
+        threadTs: n.threadTs,
+        text: n.text,
+        username: 'Rapport',
+        iconEmoji: ':memo:',
+        metadata: { eventType: NOTICE_EVENT_TYPE, payload: { key: n.key } },
+      });
+    } catch (err) {
+      await noteRateLimit(redis, prefix, n.channel, err);
+      throw err;
+    }
+  }
+
+  return {
+    requestRefresh,
+    /** Queues a notice for one thread (see ThreadNotice). */
+    async notify(notice: ThreadNotice): Promise<void> {
+      if (!o.slack) return;
+      await queue.add('notice', { notice }, { jobId: `notice~${notice.key.replaceAll(':', '~')}` });
+    },
+    async handle(job: Job<CardJob>): Promise<void> {
+      if (!o.slack) return;
+      if ('card' in job.data) return refresh(o.slack, job.data.card.customerId);
+      return postNotice(o.slack, job.data.notice, job.attemptsMade > 0);
+    },
+  };
+}
+
+export type CardUpdates = ReturnType<typeof createCardUpdates>;
