@@ -24,7 +24,7 @@ import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { withLock } from '../queue/lock';
 import { cardBlocks, cardFacts, cardText, nextWindowClose } from './card';
-import type { CurrentThread, RouterModels } from './models';
+import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
 
@@ -61,16 +61,30 @@ export interface CardUpdatesOptions {
 
 const FACTS_TTL_S = 30 * 24 * 3600;
 
+function liveCard(text: string, id: string, owner: Agent | undefined) {
+  const shown = owner ? text : `:warning: No agent is available to own this customer.\n${text}`;
+  return { text: shown, blocks: cardBlocks(shown, id) };
+}
+
+/** A card in a thread left behind by a handoff: where the customer is now; no buttons. */
+function movedCard(text: string, owner: Agent | undefined) {
+  const banner = owner
+    ? `:arrow_right: *Now with ${owner.name}* — the conversation continues in <#${owner.inboxChannelId}>. Replies typed in this thread are not sent.`
+    : ':arrow_right: *This conversation moved* — replies typed in this thread are not sent.';
+  const shown = `${banner}\n${text}`;
+  return { text: shown, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: shown } }] };
+}
+
 export function isCardJob(data: unknown): data is CardJob {
   return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
 }
 
 export function createCardUpdates(o: CardUpdatesOptions) {
   const { models, redis, prefix, queue, log } = o;
-  const { CurrentThread, Customer, Identity } = models;
+  const { CurrentThread, Customer, Identity, SlackThread } = models;
   const coalesceMs = o.coalesceMs ?? 1_000;
   const pendingKey = (id: string) => `${prefix}:card-pending:${id}`;
-  const factsKey = (id: string) => `${prefix}:card-facts:${id}`;
+  const factsKey = (t: { channel: string; ts: string }) => `${prefix}:card-facts:${t.channel}:${t.ts}`;
 
   async function requestRefresh(customerId: Types.ObjectId | string, delayMs = coalesceMs): Promise<void> {
     if (!o.slack) return;
@@ -93,7 +107,10 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     );
   }
 
-  /** Edits the card in the customer's current thread if its facts changed since the last edit. */
+  /**
+   * Edits the cards of the customer's threads whose facts changed since their last edit: the
+   * current thread's card in full; a card left behind by a handoff says where the customer went.
+   */
   async function refresh(slack: SlackClient, id: string): Promise<void> {
     await redis.del(pendingKey(id));
     await withLock(
@@ -108,30 +125,40 @@ export function createCardUpdates(o: CardUpdatesOptions) {
         // No thread yet (its card will be posted fresh), or merged away (its thread says so).
         if (!current || !customer || customer.mergedInto) return;
         const owner = await o.ownership.agentById(customer.ownerAgentId);
-        // The owner changed and their thread is not open yet: it opens with a fresh card.
-        if (current.agentId !== (owner ? String(owner._id) : 'unassigned')) return;
-        const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
-        const facts = cardFacts(current.ts, customer, owner?.name, identities);
-        if ((await redis.get(factsKey(id))) !== facts) {
-          await respectChannelLimit(redis, prefix, current.channel);
-          const text = await cardText(models, customer, owner?.name, identities);
-          try {
-            await slack.updateMessage(current.channel, current.ts, {
-              text: owner ? text : `:warning: No agent is available to own this customer.\n${text}`,
-              blocks: cardBlocks(text, id),
-            });
-          } catch (err) {
-            await noteRateLimit(redis, prefix, current.channel, err);
-            if (!(err instanceof SlackApiError && err.slackError === 'message_not_found')) throw err;
-            log.warn({ customerId: id }, 'customer card is gone from Slack; not updated');
-          }
-          await redis.set(factsKey(id), facts, 'EX', FACTS_TTL_S);
-          log.info({ customerId: id }, 'customer card updated');
+        const ownerId = owner ? String(owner._id) : 'unassigned';
+        const [identities, threads] = await Promise.all([
+          Identity.find({ customerId: customer._id }).lean<Identity[]>(),
+          SlackThread.find({ customerId: customer._id }).lean<SlackThread[]>(),
+        ]);
+        let text: string | undefined;
+        for (const thread of threads) {
+          const live = thread.ts === current.ts && current.agentId === ownerId;
+          const facts = cardFacts(`${thread.ts}${live ? '' : ':moved'}`, customer, owner?.name, identities);
+          if ((await redis.get(factsKey(thread))) === facts) continue;
+          text ??= await cardText(models, customer, owner?.name, identities);
+          await editCard(slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
+          await redis.set(factsKey(thread), facts, 'EX', FACTS_TTL_S);
+          log.info({ customerId: id, live }, 'customer card updated');
         }
         await scheduleWindowClose(id, identities);
       },
       { waitMs: 2_000 },
     );
+  }
+
+  async function editCard(
+    slack: SlackClient,
+    thread: { channel: string; ts: string },
+    card: { text: string; blocks: unknown[] },
+  ): Promise<void> {
+    await respectChannelLimit(redis, prefix, thread.channel);
+    try {
+      await slack.updateMessage(thread.channel, thread.ts, card);
+    } catch (err) {
+      await noteRateLimit(redis, prefix, thread.channel, err);
+      if (!(err instanceof SlackApiError && err.slackError === 'message_not_found')) throw err;
+      log.warn({ channel: thread.channel }, 'customer card is gone from Slack; not updated');
+    }
   }
 
   /** Posts (or shows one user) a notice in a given thread, once per key. */

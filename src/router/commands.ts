@@ -142,6 +142,7 @@ export function createCommands(o: CommandsOptions) {
       username: 'Rapport',
       text: `:arrow_left: <@${to.slackUserId}> this customer was handed to you by ${by}${from ? ` (from ${from.name})` : ''}. Their earlier conversation is in <#${old.channel}>.`,
     });
+    await o.cards.requestRefresh(customer._id);
   }
 
   async function whois(customer: Customer): Promise<string> {
