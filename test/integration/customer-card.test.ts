@@ -8,6 +8,8 @@ import { signSlackRequest } from '../../src/channels/slack/signature';
 import type { EmulatedMessage } from '../emulators/slack';
 import { eventually } from '../helpers/eventually';
 import { SLACK_SECRET, startWorld, type World } from '../helpers/world';
+import { testEnv } from '../helpers/env';
+import { runCli } from '../../src/cli';
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
 const SAM = { slackUserId: 'U0SAM', name: 'Sam', inboxChannelId: 'C0SAM' };
@@ -212,6 +214,57 @@ describe('the customer card stays true', () => {
     expect((await w.admin('PATCH', '/customers/0123456789abcdef01234567', { displayName: 'A' })).status).toBe(
       404,
     );
+  });
+});
+
+describe('rapport customers name (CLI)', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld();
+    await w.addAgent(ALEX);
+  });
+  afterAll(() => w.stop());
+
+  it('names a customer from the command line: the worker edits the card', async () => {
+    await w.sms('+14155550610', 'cli customer 610');
+    const card = (await eventually(
+      async () =>
+        w.slack.messages(ALEX.inboxChannelId).find((m) => m.metadata?.event_type === 'rapport_card'),
+      Boolean,
+    ))!;
+    const id = /id `([0-9a-f]{24})`/.exec(card.text)![1]!;
+    const c = w.t.app.config;
+    // The CLI process of an operator: same database, queues and Slack as the running worker.
+    const env = testEnv({
+      MONGODB_URI: c.mongodbUri,
+      QUEUE_PREFIX: c.queuePrefix,
+      SLACK_BOT_TOKEN: w.slack.token,
+      SLACK_SIGNING_SECRET: SLACK_SECRET,
+      SLACK_API_URL: w.slack.url,
+      LOG_LEVEL: 'silent',
+    });
+    const saved = { ...process.env };
+    Object.assign(process.env, env);
+    const out: string[] = [];
+    const err: string[] = [];
+    let code: number;
+    try {
+      code = await runCli(['customers', 'name', id, 'Carla', 'Cli'], {
+        out: (l: string) => out.push(l) > 0,
+        err: (l: string) => err.push(l) > 0,
+      });
+      expect(await runCli(['customers', 'name', id], { out: () => true, err: () => true })).toBe(2);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+    expect(code).toBe(0);
+    expect(out.join('\n')).toContain('is now named "Carla Cli"');
+    const shown = await eventually(
+      async () => w.slack.messages(ALEX.inboxChannelId).find((m) => m.ts === card.ts)?.text ?? '',
+      (t) => t.includes('*Carla Cli*'),
+    );
+    expect(shown).toContain('*Carla Cli*');
   });
 });
 
