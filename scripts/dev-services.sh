@@ -18,9 +18,11 @@ mkdir -p "$DATA"
 
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 MONGODB_URI=${MONGODB_URI:-mongodb://127.0.0.1:27017/rapport}
-# FerretDB v1.24.1 is not served by the Go module proxy here ("This module version is not available");
-# v1.24.0 is the newest v1 release that is. Override with FERRETDB_VERSION.
-FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.0}
+# FerretDB v1.24.2, the last v1 release, is served by the Go module proxy here (v1.24.1 was refused
+# for a while; v1.24.0 is the fallback when the wanted version cannot be downloaded). Override with
+# FERRETDB_VERSION.
+FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.2}
+FERRETDB_FALLBACK_VERSION=v1.24.0
 
 log() { printf '[dev-services] %s\n' "$*"; }
 
@@ -112,23 +114,35 @@ else
   GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
   GOBIN_DIR=$("$GO" env GOPATH)/bin
   FERRETDB=${FERRETDB:-$GOBIN_DIR/ferretdb}
-  if [ ! -x "$FERRETDB" ]; then
+  # The binary's version is kept beside it, so changing FERRETDB_VERSION rebuilds it.
+  if [ ! -x "$FERRETDB" ] || [ "$(cut -d' ' -f1 "$FERRETDB.version" 2>/dev/null)" != "$FERRETDB_VERSION" ]; then
     log "building FerretDB $FERRETDB_VERSION (about 1-2 minutes)"
     start=$(date +%s)
+    wanted=$FERRETDB_VERSION
     # `go install pkg@version` needs the module's version list, which the proxy refuses for FerretDB;
     # downloading the exact version and building it from its own go.mod works and is equivalent.
-    dir=$("$GO" mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    if ! dir=$("$GO" mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" 2>/dev/null |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || [ -z "$dir" ]; then
+      log "FerretDB $FERRETDB_VERSION cannot be downloaded; building $FERRETDB_FALLBACK_VERSION instead"
+      FERRETDB_VERSION=$FERRETDB_FALLBACK_VERSION
+      dir=$("$GO" mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    fi
     src=$(mktemp -d)
     cp -r "$dir/." "$src"
     chmod -R u+w "$src"
     # A release build normally gets its version from `git describe`; the module zip has no .git.
     echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
     mkdir -p "$GOBIN_DIR"
-    (cd "$src" && "$GO" build -o "$FERRETDB" ./cmd/ferretdb)
+    # Build beside the target and rename over it: a running FerretDB keeps its old file.
+    (cd "$src" && "$GO" build -o "$FERRETDB.new" ./cmd/ferretdb)
+    mv -f "$FERRETDB.new" "$FERRETDB"
+    # The file records what was asked for (and what was built), so a fallback is not rebuilt each start.
+    echo "$wanted $FERRETDB_VERSION" >"$FERRETDB.version"
     rm -rf "$src"
     log "built $FERRETDB in $(($(date +%s) - start)) s"
   fi
+  FERRETDB_VERSION=$(cut -d' ' -f2 "$FERRETDB.version" 2>/dev/null || echo "$FERRETDB_VERSION")
   # Storage: PostgreSQL when this machine has it (FerretDB v1's PostgreSQL handler uses indexes; its
   # SQLite handler scans whole collections, so every query slows down as data grows — measured ~10x
   # slower end to end, see README "Capacity"), else SQLite. FERRETDB_HANDLER=sqlite|postgresql forces one.

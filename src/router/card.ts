@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
+import { escapeSlackText } from '../channels/slack/escape';
 import { ago, channelLabel } from './texts';
 
 /** WhatsApp's and Messenger's customer-service window. */
@@ -53,12 +54,7 @@ function describeIdentity(identity: Identity): string {
   const channels = Object.keys(identity.lastInboundAt ?? {}).map(channelLabel);
   const value =
     identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
-  return `${value}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
-}
-
-/** Escapes Slack's control characters in a customer-controlled string (names come from providers). */
-export function escapeSlackText(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return `${escapeSlackText(value)}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
 }
 
 /** The card's name line: the customer's name, or "New customer" until one is known. */
@@ -104,7 +100,7 @@ export async function cardText(
     .reverse()
     .map(
       (m) =>
-        `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${(m.text ?? '[attachment]').slice(0, 120)}`,
+        `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${escapeSlackText((m.text ?? '[attachment]').slice(0, 120)).replace(/\n/g, '\n> ')}`,
     )
     .join('\n');
   return [

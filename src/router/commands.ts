@@ -19,6 +19,7 @@ import { channelLabel, fill } from './texts';
 import { windowState } from './card';
 import type { CardUpdates } from './card-updates';
 import { nameFromSlack, type Naming } from './naming';
+import { escapeSlackText } from '../channels/slack/escape';
 
 export interface LinkPort {
   /** Trusted link (an agent vouches): merges at once or attaches the identity. */
@@ -63,6 +64,11 @@ const HELP = [
   '`/rapport close` — close the conversation (it reopens when they write)',
   'In a customer thread, or add the customer id (from the card) at the end.',
 ].join('\n');
+
+/** The customer's name for a Slack text (escaped: the customer chose it). */
+function nameOf(customer: Customer, fallback: string): string {
+  return escapeSlackText(customer.displayName ?? fallback);
+}
 
 function parseUntil(text: string | undefined, now: Date): Date | undefined {
   if (!text) return undefined;
@@ -110,7 +116,7 @@ export function createCommands(o: CommandsOptions) {
 
   async function handoff(customer: Customer, to: Agent, actor: string): Promise<string> {
     if (customer.ownerAgentId === String(to._id))
-      return `${to.name} already owns ${customer.displayName ?? 'this customer'}.`;
+      return `${to.name} already owns ${nameOf(customer, 'this customer')}.`;
     const { from } = await ownership.transfer(customer._id, to, 'handoff', actor);
     await tellThreads(customer, from, to, actor);
     await outbox.sendToCustomer(customer._id, {
@@ -118,7 +124,7 @@ export function createCommands(o: CommandsOptions) {
       origin: 'auto',
       text: fill(o.config.texts.handoff, { agent: to.name, previous: from?.name }),
     });
-    return `${customer.displayName ?? 'The customer'} now belongs to ${to.name}; they have been told.`;
+    return `${nameOf(customer, 'The customer')} now belongs to ${to.name}; they have been told.`;
   }
 
   /**
@@ -149,9 +155,9 @@ export function createCommands(o: CommandsOptions) {
     const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
     const owner = await ownership.agentById(customer.ownerAgentId);
     return [
-      `*${customer.displayName ?? 'Unnamed customer'}* (\`${String(customer._id)}\`)`,
+      `*${nameOf(customer, 'Unnamed customer')}* (\`${String(customer._id)}\`)`,
       `Owner: ${owner?.name ?? 'none'} · first seen ${customer.firstSeenAt.toISOString().slice(0, 10)} · last channel ${channelLabel(customer.lastChannel)}`,
-      `Identities: ${identities.map((i) => `${i.key}${i.verified ? '' : ' (unverified)'}`).join(', ') || 'none'}`,
+      `Identities: ${identities.map((i) => `${escapeSlackText(i.key)}${i.verified ? '' : ' (unverified)'}`).join(', ') || 'none'}`,
       `Window: ${windowState(identities)}`,
     ].join('\n');
   }
@@ -227,7 +233,7 @@ export function createCommands(o: CommandsOptions) {
             ),
           { waitMs: 2_000 },
         );
-        return `Closed. It reopens when ${customer.displayName ?? 'the customer'} writes again.`;
+        return `Closed. It reopens when ${nameOf(customer, 'the customer')} writes again.`;
       case 'link': {
         if (!o.link) return 'Linking is not available.';
         const value = args.join(' ');
@@ -236,13 +242,15 @@ export function createCommands(o: CommandsOptions) {
         // A merge may have taken the customer from another agent: they are told in their thread.
         if (result.mergedId) await o.onMerged?.({ survivorId: result.survivorId, mergedId: result.mergedId });
         else await o.cards.requestRefresh(customer._id);
+        // The answer quotes what was typed (and may name an email a customer gave): plain text.
+        const said = escapeSlackText(result.text);
         await outbox.postToAgent(customer._id, {
           key: `link-note:${String(customer._id)}:${Date.now()}`,
           kind: 'note',
           username: 'Rapport',
-          text: `:link: <@${ctx.userId}> ${result.text}`,
+          text: `:link: <@${ctx.userId}> ${said}`,
         });
-        return result.text;
+        return said;
       }
       case 'template': {
         const t = o.config.whatsappTemplate;

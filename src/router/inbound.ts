@@ -20,6 +20,7 @@ import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
+import { escapeSlackText } from '../channels/slack/escape';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { Outbox } from './outbox';
@@ -171,8 +172,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
           username: 'Rapport',
           text:
             claim.claimKind === 'phone'
-              ? `:key: The customer says ${claim.value} is theirs; a verification code was sent there. Their profiles are merged once they send it back here.`
-              : `:key: The customer says their email is ${claim.value}. Rapport cannot email a code; if you trust it, run \`/rapport link ${claim.value}\` in this thread.`,
+              ? `:key: The customer says ${escapeSlackText(claim.value)} is theirs; a verification code was sent there. Their profiles are merged once they send it back here.`
+              : `:key: The customer says their email is ${escapeSlackText(claim.value)}. Rapport cannot email a code; if you trust it, run \`/rapport link ${escapeSlackText(claim.value)}\` in this thread.`,
         });
       } else if (claim.kind === 'verified') {
         await outbox.postToAgent(customerId, {
@@ -268,14 +269,20 @@ export function createInboundRouter(o: InboundRouterOptions) {
   };
 }
 
-/** The message for Slack: its text, then attachments, locations and buttons, so nothing is invisible. */
+/**
+ * The message for Slack, as plain text (slack-delivery escapes it): its text, then attachments,
+ * locations and buttons, so nothing is invisible. A link is shown as the URL itself, never behind a
+ * label the customer chose.
+ */
 export function describeParts(message: InboundMessage): string {
   const parts = message.parts.map((p) => {
     switch (p.kind) {
-      case 'media':
-        return p.url
-          ? `:paperclip: <${p.url}|${p.filename ?? p.contentType ?? 'attachment'}>`
-          : `:paperclip: ${p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
+      case 'media': {
+        const file = p.url
+          ? `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'}: ${p.url}`
+          : `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
+        return p.caption ? `${file}\n${p.caption}` : file;
+      }
       case 'location':
         return `:round_pushpin: ${p.name ?? 'Location'} ${p.latitude},${p.longitude}`;
       case 'postback':

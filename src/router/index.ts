@@ -6,6 +6,7 @@ import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
 import type { DeliveryStatus } from '../canonical';
 import type { SlackClient } from '../channels/slack/client';
+import { escapeSlackText } from '../channels/slack/escape';
 import type { RouterConfig } from '../config';
 import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
@@ -90,7 +91,7 @@ export function createRouter(o: RouterOptions) {
       key: `merged-away:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${survivor?.displayName ?? 'another customer'} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; replies here still reach them.`,
+      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${escapeSlackText(survivor?.displayName ?? 'another customer')} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; replies here still reach them.`,
     });
     await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,

@@ -81,7 +81,13 @@ export interface AgentPost {
   seq: number;
   kind: AgentPostKind;
   channel?: Channel;
+  /**
+   * `message`: the customer's content as plain text (slack-delivery escapes it when posting).
+   * `note`: Rapport's own Slack mrkdwn; whoever writes one passes every customer-controlled piece
+   * through `escapeSlackText`.
+   */
   text: string;
+  /** Plain text (the customer's name, or `Rapport`); escaped when posted. */
   username?: string;
   state: 'pending' | 'posted';
   /** Set before the Slack call: a retry first looks for the post in the thread (crash after posting). */

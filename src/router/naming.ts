@@ -12,7 +12,7 @@ import { NotFoundError, PayloadError } from '../errors';
 import type { Customer, IdentityModels } from '../identity/models';
 import { followToLive } from '../identity/tombstones';
 import type { Logger } from '../logger';
-import { escapeSlackText } from './card';
+import { escapeSlackText } from '../channels/slack/escape';
 import type { CardUpdates } from './card-updates';
 
 /** Longest name accepted (Slack shows a post's username up to 80 characters). */

@@ -15,6 +15,7 @@ import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
 import { ago } from './texts';
+import { escapeSlackText } from '../channels/slack/escape';
 
 export interface TimerJob {
   kind: 'remind' | 'escalate';
@@ -46,7 +47,7 @@ export function createSla(o: SlaOptions) {
       if (!customer || customer.mergedInto) return;
       const owner = await ownership.agentById(customer.ownerAgentId);
       const waited = ago(Date.now() - new Date(awaitingSince).getTime());
-      const name = customer.displayName ?? 'A customer';
+      const name = escapeSlackText(customer.displayName ?? 'A customer');
       o.onBreach?.(kind);
       if (kind === 'remind') {
         await outbox.postToAgent(id, {

@@ -14,6 +14,7 @@ import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
+import { escapeSlackText } from '../channels/slack/escape';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
@@ -118,13 +119,14 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     return { channel, ts };
   }
 
+  /** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
   function render(post: AgentPost, previousChannel: string | undefined): string {
     if (post.kind === 'note') return post.text;
     const switched =
       previousChannel && post.channel && previousChannel !== post.channel
         ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
         : '';
-    return `${switched}*[${channelLabel(post.channel)}]* ${post.text}`;
+    return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
   }
 
   async function flush(customerId: Types.ObjectId): Promise<void> {
@@ -157,7 +159,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
             channel: thread.channel,
             threadTs: thread.ts,
             text: render(post, lastPostedChannel),
-            username: post.username,
+            username: post.username === undefined ? undefined : escapeSlackText(post.username),
             iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
             metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
           }));

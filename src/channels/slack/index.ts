@@ -2,6 +2,7 @@
  * The Slack channel adapter (the agents' side): request signing, inbound payload parsing and the Web
  * API client. Transport only; the router decides what the events mean.
  */
+export { escapeSlackText } from './escape';
 export { SLACK_SIGNATURE_MAX_AGE_MS, signSlackRequest, verifySlackSignature } from './signature';
 export {
   decodeSlackText,
