@@ -23,7 +23,7 @@ import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { withLock } from '../queue/lock';
-import { cardBlocks, cardFacts, cardText, nextWindowClose } from './card';
+import { CARD_FACTS_TTL_S, cardBlocks, cardFacts, cardFactsKey, cardText, nextWindowClose } from './card';
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
@@ -59,8 +59,6 @@ export interface CardUpdatesOptions {
   coalesceMs?: number;
 }
 
-const FACTS_TTL_S = 30 * 24 * 3600;
-
 function liveCard(text: string, id: string, owner: Agent | undefined) {
   const shown = owner ? text : `:warning: No agent is available to own this customer.\n${text}`;
   return { text: shown, blocks: cardBlocks(shown, id) };
@@ -84,7 +82,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   const { CurrentThread, Customer, Identity, SlackThread } = models;
   const coalesceMs = o.coalesceMs ?? 1_000;
   const pendingKey = (id: string) => `${prefix}:card-pending:${id}`;
-  const factsKey = (t: { channel: string; ts: string }) => `${prefix}:card-facts:${t.channel}:${t.ts}`;
+  const factsKey = (t: { channel: string; ts: string }) => cardFactsKey(prefix, t);
 
   async function requestRefresh(customerId: Types.ObjectId | string, delayMs = coalesceMs): Promise<void> {
     if (!o.slack) return;
@@ -133,11 +131,11 @@ export function createCardUpdates(o: CardUpdatesOptions) {
         let text: string | undefined;
         for (const thread of threads) {
           const live = thread.ts === current.ts && current.agentId === ownerId;
-          const facts = cardFacts(`${thread.ts}${live ? '' : ':moved'}`, customer, owner?.name, identities);
+          const facts = cardFacts(live ? 'live' : 'moved', customer, owner?.name, identities);
           if ((await redis.get(factsKey(thread))) === facts) continue;
           text ??= await cardText(models, customer, owner?.name, identities);
           await editCard(slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
-          await redis.set(factsKey(thread), facts, 'EX', FACTS_TTL_S);
+          await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
           log.info({ customerId: id, live }, 'customer card updated');
         }
         await scheduleWindowClose(id, identities);

@@ -62,9 +62,20 @@ export function cardName(customer: Pick<Customer, 'displayName'>): string {
   return customer.displayName ? escapeSlackText(customer.displayName) : 'New customer';
 }
 
-/** What a refresh compares: a digest of the event-driven parts of the card for one thread. */
+/** Where the digest of what a card (one thread's) last showed is kept. */
+export function cardFactsKey(prefix: string, thread: { channel: string; ts: string }): string {
+  return `${prefix}:card-facts:${thread.channel}:${thread.ts}`;
+}
+
+/** How long a card's digest is kept (a card untouched for longer is edited once more, harmlessly). */
+export const CARD_FACTS_TTL_S = 30 * 24 * 3600;
+
+/**
+ * What a refresh compares: a digest of the event-driven parts of the card. `variant`: `live` for
+ * the customer's current thread, `moved` for one left behind by a handoff.
+ */
 export function cardFacts(
-  threadTs: string,
+  variant: 'live' | 'moved',
   customer: Customer,
   ownerName: string | undefined,
   identities: Identity[],
@@ -74,7 +85,7 @@ export function cardFacts(
     ({ channel, last }) => `${channel}:${last + WINDOW_MS > now ? 'open' : 'closed'}`,
   );
   const facts = {
-    threadTs,
+    variant,
     name: customer.displayName ?? null,
     owner: ownerName ?? null,
     identities: identities.map(describeIdentity).sort(),
@@ -82,6 +93,17 @@ export function cardFacts(
     lastChannel: customer.lastChannel ?? null,
   };
   return createHash('sha256').update(JSON.stringify(facts)).digest('base64url');
+}
+
+/** The card's text and the digest of its facts, for a new card (slack-delivery.ts). */
+export async function renderCard(
+  models: IdentityModels,
+  customer: Customer,
+  ownerName: string | undefined,
+): Promise<{ text: string; facts: string }> {
+  const identities = await models.Identity.find({ customerId: customer._id }).lean<Identity[]>();
+  const text = await cardText(models, customer, ownerName, identities);
+  return { text, facts: cardFacts('live', customer, ownerName, identities) };
 }
 
 /** The card's text (also Slack's notification fallback). */

@@ -22,7 +22,7 @@ import { DeferError } from '../queue/workers';
 import type { AgentPost, CurrentThread, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
-import { cardBlocks, cardText } from './card';
+import { CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
 import { channelLabel } from './texts';
 
 export const POST_EVENT_TYPE = 'rapport_post';
@@ -92,7 +92,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     await respectChannelLimit(redis, prefix, channel);
     const customer = await Customer.findById(customerId).lean<Customer>();
     if (!customer) throw new Error(`customer ${String(customerId)} not found`);
-    const text = await cardText(models, customer, agent?.name);
+    const { text, facts } = await renderCard(models, customer, agent?.name);
     let ts: string;
     try {
       ({ ts } = await slack.postMessage({
@@ -105,6 +105,8 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       await noteRateLimit(redis, prefix, channel, err);
       throw err;
     }
+    // What the card shows, so a refresh edits it only when that changes (card-updates.ts).
+    await redis.set(cardFactsKey(prefix, { channel, ts }), facts, 'EX', CARD_FACTS_TTL_S);
     await SlackThread.updateOne(
       { channel, ts },
       { $setOnInsert: { channel, ts, customerId, agentId } },

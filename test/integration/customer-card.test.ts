@@ -30,7 +30,13 @@ describe('the customer card stays true', () => {
   const cardOf = async (text: string) => {
     for (const agent of AGENTS)
       for (const card of cards(agent.inboxChannelId))
-        if (w.slack.thread(agent.inboxChannelId, card.ts).some((r) => r.text.includes(text)))
+        // Replies only: the card itself quotes recent messages.
+        if (
+          w.slack
+            .thread(agent.inboxChannelId, card.ts)
+            .slice(1)
+            .some((r) => r.text.includes(text))
+        )
           return { channel: agent.inboxChannelId, card, agent };
     return undefined;
   };
@@ -194,6 +200,35 @@ describe('the customer card stays true', () => {
     expect((await w.command(agent.slackUserId, channel, 'name', card.ts)).text).toContain('Usage');
   });
 
+  it('edits the card once per change: a burst of messages that changes nothing costs no chat.update', async () => {
+    for (let i = 1; i <= 5; i++) await w.sms('+14155550607', `burst ${i} 607`);
+    const { channel, card, agent } = await found('burst 1 607');
+    await eventually(
+      async () => w.slack.thread(channel, card.ts).filter((m) => /burst \d 607/.test(m.text)).length,
+      (n) => n === 5,
+    );
+    // Longer than the coalescing delay: any refresh queued by the burst has run.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(w.slack.callsTo('chat.update').filter((c) => c.args.ts === card.ts)).toHaveLength(0);
+    // A change to what it shows: exactly one edit.
+    await w.command(agent.slackUserId, channel, 'name Burst Person', card.ts);
+    await cardShows(channel, card.ts, '*Burst Person*');
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(w.slack.callsTo('chat.update').filter((c) => c.args.ts === card.ts)).toHaveLength(1);
+  });
+
+  it('waits out a 429 on chat.update for Retry-After, then edits the card', async () => {
+    await w.sms('+14155550608', 'rate limited 608');
+    const { channel, card, agent } = await found('rate limited 608');
+    w.slack.failNext('chat.update', { status: 429, retryAfterSec: 1 }, { channel });
+    await w.command(agent.slackUserId, channel, 'name Rita', card.ts);
+    const shown = await cardShows(channel, card.ts, '*Rita*');
+    expect(shown?.text).toContain('*Rita*');
+    const calls = w.slack.callsTo('chat.update').filter((c) => c.args.ts === card.ts);
+    expect(calls).toHaveLength(2);
+    expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(1_000);
+  });
+
   it("names a customer from the card's name field and from the admin API", async () => {
     await w.sms('+14155550606', 'name me 606');
     const { channel, card, agent } = await found('name me 606');
@@ -281,7 +316,12 @@ describe('merges, links and undos tell the owners; open counts are live', () => 
     w.slack
       .messages(channel)
       .filter((m) => m.metadata?.event_type === 'rapport_card')
-      .find((c) => w.slack.thread(channel, c.ts).some((r) => r.text.includes(text)));
+      .find((c) =>
+        w.slack
+          .thread(channel, c.ts)
+          .slice(1)
+          .some((r) => r.text.includes(text)),
+      );
   const openOf = async (name: string) =>
     ((await w.admin('GET', '/agents')).body.agents as { name: string; openCustomers: number }[]).find(
       (a) => a.name === name,
