@@ -36,7 +36,7 @@ import { createInboundPipeline } from './router/pipeline';
 import { createSlackClient, type SlackClient } from './channels/slack/client';
 import { createTwilioSender } from './channels/twilio/send';
 import { createWhatsAppCloudSender } from './channels/whatsapp-cloud/send';
-import { createMessengerSender } from './channels/messenger/send';
+import { createMessengerProfiles, createMessengerSender } from './channels/messenger/send';
 import { slackRoutes } from './http/slack';
 import { adminAuth } from './http/admin-auth';
 import { agentAdminRoutes } from './http/admin-agents';
@@ -154,6 +154,14 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     claims: claimsBridge,
     link: claimsBridge,
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
+    messengerProfiles: config.messenger
+      ? createMessengerProfiles({
+          pageAccessToken: config.messenger.pageAccessToken,
+          graphBaseUrl: config.graph.baseUrl,
+          graphVersion: config.graph.version,
+          appSecret: config.meta?.appSecret,
+        })
+      : undefined,
     log,
     metrics,
   });

@@ -52,6 +52,8 @@ export interface CardUpdatesOptions {
   queue: Queue;
   ownership: Ownership;
   log: Logger;
+  /** Messenger's User Profile API (webhooks carry no name): asked once per nameless Messenger customer. */
+  messengerProfiles?: { name(psid: string): Promise<string | undefined> };
   /**
    * How long a refresh waits for more changes before it runs.
    * @defaultValue 1000
@@ -111,6 +113,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
    */
   async function refresh(slack: SlackClient, id: string): Promise<void> {
     await redis.del(pendingKey(id));
+    await fillMessengerName(id);
     await withLock(
       redis,
       `${prefix}:lock:to-agent:${id}`,
@@ -141,6 +144,33 @@ export function createCardUpdates(o: CardUpdatesOptions) {
         await scheduleWindowClose(id, identities);
       },
       { waitMs: 2_000 },
+    );
+  }
+
+  /**
+   * A nameless customer with a Messenger identity: their name from the User Profile API, asked once
+   * per identity (a Redis marker), outside the to-agent lock, and set only if nobody named them meanwhile.
+   */
+  async function fillMessengerName(id: string): Promise<void> {
+    if (!o.messengerProfiles) return;
+    const customer = await Customer.findById(id, { displayName: 1, mergedInto: 1 }).lean<Customer>();
+    if (!customer || customer.displayName != null || customer.mergedInto) return;
+    const identity = await Identity.findOne({ customerId: customer._id, kind: 'psid' }).lean<Identity>();
+    const psid = identity?.value.split(':')[1];
+    if (!identity || !psid) return;
+    const asked = await redis.set(`${prefix}:profile-asked:${identity.key}`, '1', 'EX', 7 * 24 * 3600, 'NX');
+    if (asked !== 'OK') return;
+    let name: string | undefined;
+    try {
+      name = (await o.messengerProfiles.name(psid))?.slice(0, 80);
+    } catch {
+      log.warn({ customerId: id }, 'messenger profile lookup failed; the card stays without a name');
+      return;
+    }
+    if (!name) return;
+    await Customer.updateOne(
+      { _id: customer._id, displayName: null },
+      { $set: { displayName: name, 'profile.name': { value: name, source: 'messenger', at: new Date() } } },
     );
   }
 

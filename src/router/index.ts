@@ -38,6 +38,8 @@ export interface RouterOptions {
   claims?: ClaimsPort;
   link?: LinkPort;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
+  /** Messenger's User Profile API, for the card's name (Messenger webhooks carry none). */
+  messengerProfiles?: { name(psid: string): Promise<string | undefined> };
   log: Logger;
   metrics: Metrics;
 }
@@ -68,6 +70,7 @@ export function createRouter(o: RouterOptions) {
     prefix,
     queue: queues['to-agent'],
     ownership,
+    messengerProfiles: o.messengerProfiles,
     log: log.child({ component: 'card' }),
   });
   const naming = createNaming({ models, cards, log: log.child({ component: 'naming' }) });

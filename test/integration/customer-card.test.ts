@@ -102,6 +102,22 @@ describe('the customer card stays true', () => {
     expect(cards(channel).filter((c) => c.text.includes(id))).toHaveLength(1);
   });
 
+  it("shows a Messenger customer's name from Messenger's profile (webhooks carry none), asked once", async () => {
+    w.graph.setProfile('PSID603', { first_name: 'Mira', last_name: 'Kowalski' });
+    await w.messenger('PSID603', 'hi from messenger 603');
+    const { channel, card } = await found('hi from messenger 603');
+    const shown = await cardShows(channel, card.ts, '*Mira Kowalski*');
+    expect(shown?.text).toContain('*Mira Kowalski*');
+    expect(shown?.text).toContain('Messenger window open');
+    await w.messenger('PSID603', 'again from messenger 603');
+    const post = await eventually(
+      async () => w.slack.thread(channel, card.ts).find((m) => m.text.includes('again from messenger 603')),
+      Boolean,
+    );
+    expect(post?.username).toBe('Mira Kowalski (Messenger)');
+    expect(w.graph.requests.filter((r) => r.path.endsWith('/PSID603'))).toHaveLength(1);
+  });
+
   it('shows the window closing when its 24 hours are over', async () => {
     const { channel, card } = await found('first by sms 601');
     // The customer last wrote on WhatsApp 24 hours ago less 3 seconds.
