@@ -15,6 +15,16 @@ const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
 const SAM = { slackUserId: 'U0SAM', name: 'Sam', inboxChannelId: 'C0SAM' };
 const AGENTS = [ALEX, SAM];
 
+/** The first customer card posted in `channel`, once there is one. */
+async function firstCardIn(w: World, channel: string): Promise<EmulatedMessage> {
+  const card = await eventually(
+    async () => w.slack.messages(channel).find((m) => m.metadata?.event_type === 'rapport_card'),
+    Boolean,
+  );
+  if (!card) throw new Error(`no card in ${channel}`);
+  return card;
+}
+
 describe('the customer card stays true', () => {
   let w: World;
   beforeAll(async () => {
@@ -278,11 +288,7 @@ describe('rapport customers name (CLI)', () => {
 
   it('names a customer from the command line: the worker edits the card', async () => {
     await w.sms('+14155550610', 'cli customer 610');
-    const card = (await eventually(
-      async () =>
-        w.slack.messages(ALEX.inboxChannelId).find((m) => m.metadata?.event_type === 'rapport_card'),
-      Boolean,
-    ))!;
+    const card = await firstCardIn(w, ALEX.inboxChannelId);
     const id = /id `([0-9a-f]{24})`/.exec(card.text)![1]!;
     const c = w.t.app.config;
     // The CLI process of an operator: same database, queues and Slack as the running worker.
@@ -462,11 +468,7 @@ describe("an edited reply keeps the covering teammate's signature", () => {
 
   it('sends the edited text signed "— Sam" when Sam edits his reply in Alex’s thread', async () => {
     await w.sms('+14155550901', 'question 901');
-    const card = (await eventually(
-      async () =>
-        w.slack.messages(ALEX.inboxChannelId).find((m) => m.metadata?.event_type === 'rapport_card'),
-      Boolean,
-    ))!;
+    const card = await firstCardIn(w, ALEX.inboxChannelId);
     const reply = await w.agentReply(
       ALEX.inboxChannelId,
       card.ts,
