@@ -97,9 +97,17 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     );
   }
 
+  /**
+   * One pending refresh per customer at the next window close: a later message moves the close, and
+   * the earlier refresh, finding the window still open, schedules the next one then.
+   */
   async function scheduleWindowClose(id: string, identities: Identity[]): Promise<void> {
     const closeAt = nextWindowClose(identities);
     if (closeAt === undefined) return;
+    const key = `${prefix}:card-window:${id}`;
+    const scheduled = Number(await redis.get(key));
+    if (scheduled > Date.now() && scheduled <= closeAt) return;
+    await redis.set(key, String(closeAt), 'PX', closeAt - Date.now() + 60_000);
     await queue.add(
       'card',
       { card: { customerId: id } },
