@@ -23,7 +23,16 @@ import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { withLock } from '../queue/lock';
-import { CARD_FACTS_TTL_S, cardBlocks, cardFacts, cardFactsKey, cardText, nextWindowClose } from './card';
+import { followToLive } from '../identity/tombstones';
+import {
+  CARD_FACTS_TTL_S,
+  cardBlocks,
+  cardFacts,
+  cardFactsKey,
+  cardName,
+  cardText,
+  nextWindowClose,
+} from './card';
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
@@ -131,8 +140,9 @@ export function createCardUpdates(o: CardUpdatesOptions) {
           CurrentThread.findById(id).lean<CurrentThread>(),
           Customer.findById(id).lean<Customer>(),
         ]);
-        // No thread yet (its card will be posted fresh), or merged away (its thread says so).
-        if (!current || !customer || customer.mergedInto) return;
+        if (customer?.mergedInto) return markMergedAway(slack, customer);
+        // No thread yet: its card will be posted fresh.
+        if (!current || !customer) return;
         const owner = await o.ownership.agentById(customer.ownerAgentId);
         const ownerId = owner ? String(owner._id) : 'unassigned';
         const [identities, threads] = await Promise.all([
@@ -153,6 +163,19 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       },
       { waitMs: 2_000 },
     );
+  }
+
+  /** The cards of a customer merged into another say where their conversation continues. */
+  async function markMergedAway(slack: SlackClient, customer: Customer): Promise<void> {
+    const survivor = await followToLive(Customer, customer);
+    const owner = await o.ownership.agentById(survivor.ownerAgentId);
+    const facts = cardFacts('merged', survivor, owner?.name, []);
+    const text = `:twisted_rightwards_arrows: *Merged into ${cardName(survivor)}* (id \`${String(survivor._id)}\`)${owner ? `, owned by ${owner.name} (<#${owner.inboxChannelId}>)` : ''}. Their identities and history are there now; replies typed in this thread still reach them.`;
+    for (const thread of await SlackThread.find({ customerId: customer._id }).lean<SlackThread[]>()) {
+      if ((await redis.get(factsKey(thread))) === facts) continue;
+      await editCard(slack, thread, { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] });
+      await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
+    }
   }
 
   /**

@@ -75,7 +75,7 @@ export const CARD_FACTS_TTL_S = 30 * 24 * 3600;
  * the customer's current thread, `moved` for one left behind by a handoff.
  */
 export function cardFacts(
-  variant: 'live' | 'moved',
+  variant: 'live' | 'moved' | 'merged',
   customer: Customer,
   ownerName: string | undefined,
   identities: Identity[],

@@ -103,6 +103,7 @@ export function createRouter(o: RouterOptions) {
       text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
     await cards.requestRefresh(m.survivorId);
+    await cards.requestRefresh(m.mergedId);
   };
 
   /**

@@ -375,6 +375,12 @@ describe('merges, links and undos tell the owners; open counts are live', () => 
       Boolean,
     );
     expect(told?.text).toContain('Alex');
+    // Its card says so too.
+    const merged = await eventually(
+      async () => w.slack.messages(SAM.inboxChannelId).find((m) => m.ts === psidCard.ts)?.text ?? '',
+      (t) => t.includes('Merged into'),
+    );
+    expect(merged).toContain(`<#${ALEX.inboxChannelId}>`);
     // The survivor's card shows the Messenger identity.
     await eventually(
       async () => w.slack.messages(ALEX.inboxChannelId).find((m) => m.ts === phoneCard.ts)?.text ?? '',
@@ -403,6 +409,12 @@ describe('merges, links and undos tell the owners; open counts are live', () => 
       Boolean,
     );
     expect(survivorNote).toBeDefined();
+    // The restored customer's card is theirs again.
+    const restored = await eventually(
+      async () => w.slack.messages(SAM.inboxChannelId).find((m) => m.ts === psidCard.ts)?.text ?? '',
+      (t) => !t.includes('Merged into') && t.includes('*Owner:* Sam'),
+    );
+    expect(restored).toContain('Messenger user PSID701');
     expect(await openOf('Sam')).toBe(2);
   });
 });
