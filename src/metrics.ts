@@ -18,6 +18,8 @@ export interface Metrics {
   jobDuration: Histogram<'queue'>;
   /** Slack and channel-provider call failures by provider and reason (rate_limited, server_error, …). */
   providerErrors: Counter<'provider' | 'reason'>;
+  /** Slack commands, buttons and thread replies refused by src/router/authorize.ts. */
+  slackRefusals: Counter<'action' | 'reason'>;
 }
 
 export function createMetrics(): Metrics {
@@ -84,6 +86,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_provider_errors_total',
       help: 'Failed calls to Slack and the channel providers (twilio, whatsapp-cloud, messenger, whatsapp-web) by reason',
       labelNames: ['provider', 'reason'],
+      registers: [registry],
+    }),
+    slackRefusals: new Counter({
+      name: 'rapport_slack_refusals_total',
+      help: 'Slack actions refused by the permission model, by action (whois, handoff, reply, …) and reason (not_agent, inactive, not_permitted, unknown_customer, not_owner_of_both)',
+      labelNames: ['action', 'reason'],
       registers: [registry],
     }),
   };

@@ -1,8 +1,8 @@
 /**
  * `rapport agents add|list|update`: the same operations as `/api/agents`.
- *   rapport agents add --slack U123 --name Alex --channel C123 [--capacity 50] [--backup <agentId>]
+ *   rapport agents add --slack U123 --name Alex --channel C123 [--capacity 50] [--backup <agentId>] [--role agent|lead|admin]
  *   rapport agents list [--json]
- *   rapport agents update <agentId> [--name …] [--channel …] [--capacity N] [--status available|away|offline] [--active false]
+ *   rapport agents update <agentId> [--name …] [--channel …] [--capacity N] [--status available|away|offline] [--role agent|lead|admin] [--active false]
  *   rapport agents import <file.csv>   header: slackUserId,name,inboxChannelId[,capacity]; progress on stderr
  */
 import { readFileSync } from 'node:fs';
@@ -40,7 +40,7 @@ async function call(ctx: Parameters<CliCommand['run']>[1], method: string, path:
 export const agentsCommand: CliCommand = {
   summary: 'add, list and update agents (same as /api/agents)',
   usage:
-    'rapport agents add --slack U… --name … --channel C… [--capacity N] [--backup id] | list | update <id> [--status …] [--active false] | import <file.csv>',
+    'rapport agents add --slack U… --name … --channel C… [--capacity N] [--backup id] [--role agent|lead|admin] | list | update <id> [--status …] [--role …] [--active false] | import <file.csv>',
   async run(args, ctx) {
     const [sub, ...rest] = args;
     const { positional, values } = flags(rest);
@@ -53,6 +53,7 @@ export const agentsCommand: CliCommand = {
         inboxChannelId: values.channel,
         ...(values.capacity ? { capacity: Number(values.capacity) } : {}),
         ...(values.backup ? { backupAgentId: values.backup } : {}),
+        ...(values.role ? { role: values.role } : {}),
       });
     } else if (sub === 'import' && positional[0]) {
       return importCsv(positional[0], ctx);
@@ -62,6 +63,7 @@ export const agentsCommand: CliCommand = {
       if (values.channel) patch.inboxChannelId = values.channel;
       if (values.capacity) patch.capacity = Number(values.capacity);
       if (values.status) patch.status = values.status;
+      if (values.role) patch.role = values.role;
       if (values.backup) patch.backupAgentId = values.backup === 'none' ? null : values.backup;
       if (values.active) patch.active = values.active === 'true';
       res = await call(ctx, 'PATCH', `/agents/${positional[0]}`, patch);
@@ -82,13 +84,14 @@ export const agentsCommand: CliCommand = {
         slackUserId: string;
         inboxChannelId: string;
         status: string;
+        role?: string;
         active: boolean;
         openCustomers: number;
         capacity: number;
       }[];
       for (const a of agents)
         ctx.out(
-          `${a.id}  ${a.name.padEnd(16)} ${a.slackUserId.padEnd(12)} ${a.inboxChannelId.padEnd(12)} ${a.active ? a.status : 'inactive'}  ${a.openCustomers}/${a.capacity} open`,
+          `${a.id}  ${a.name.padEnd(16)} ${a.slackUserId.padEnd(12)} ${a.inboxChannelId.padEnd(12)} ${(a.role ?? 'agent').padEnd(6)} ${a.active ? a.status : 'inactive'}  ${a.openCustomers}/${a.capacity} open`,
         );
       if (agents.length === 0)
         ctx.out('No agents yet. Add one: rapport agents add --slack U… --name … --channel C…');

@@ -7,7 +7,7 @@ import { Types } from 'mongoose';
 import { z } from 'zod';
 import { ConflictError, NotFoundError, PayloadError } from '../errors';
 import type { Logger } from '../logger';
-import type { Agent, RouterModels } from '../router/models';
+import { AGENT_ROLES, type Agent, type RouterModels } from '../router/models';
 import type { Router as RapportRouter } from '../router';
 import type { Customer, IdentityModels } from '../identity/models';
 
@@ -26,6 +26,8 @@ export const createAgentSchema = z.object({
     .string()
     .regex(/^[0-9a-f]{24}$/i, 'must be an agent id')
     .optional(),
+  /** What they may do in Slack (README "Permissions"). */
+  role: z.enum(AGENT_ROLES).default('agent'),
 });
 
 export const updateAgentSchema = z
@@ -38,6 +40,7 @@ export const updateAgentSchema = z
       .regex(/^[0-9a-f]{24}$/i, 'must be an agent id')
       .nullable(),
     status: z.enum(['available', 'away', 'offline']),
+    role: z.enum(AGENT_ROLES),
     awayUntil: z.iso.datetime().nullable(),
     active: z.boolean(),
   })
@@ -59,6 +62,7 @@ export function agentJson(a: Agent) {
     inboxChannelId: a.inboxChannelId,
     capacity: a.capacity,
     backupAgentId: a.backupAgentId ?? null,
+    role: a.role ?? 'agent',
     status: a.status,
     awayUntil: a.awayUntil?.toISOString() ?? null,
     active: a.active,

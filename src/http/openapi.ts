@@ -61,6 +61,7 @@ const agentView = z.object({
   inboxChannelId: z.string(),
   capacity: z.number().int(),
   backupAgentId: z.string().nullable(),
+  role: z.enum(['agent', 'lead', 'admin']),
   status: z.enum(['available', 'away', 'offline']),
   awayUntil: z.string().nullable(),
   active: z.boolean(),

@@ -12,6 +12,9 @@
  *   and deleting it in Slack cancels it (editing it changes what is sent). After: 📤 sent, ✅
  *   delivered, 👀 read, ❌ failed with the reason in the thread. Notes get 📝. Every send is visible.
  * - `sms:`, `whatsapp:` or `messenger:` at the start picks the channel for that reply.
+ * - A reply that would be sent is sent only if its author may act on the customer (authorize.ts:
+ *   an active agent who owns or covers them, or a lead/admin). Anyone else's reply is never sent:
+ *   it gets ⛔ and its author an ephemeral note saying why (nothing about the customer).
  */
 import type { Job } from 'bullmq';
 import type { Channel } from '../canonical';
@@ -22,7 +25,8 @@ import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
-import type { ThreadNotice } from './card-updates';
+import { SlackApiError } from '../channels/slack/client';
+import type { Authorizer } from './authorize';
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 
@@ -52,8 +56,10 @@ export interface AgentEventsOptions {
   outbox: Outbox;
   replyUndoMs: number;
   react(ref: { channel: string; ts: string }, name: string, remove?: string[]): Promise<void>;
-  /** Shows one agent a notice in a thread (card-updates.ts). */
-  notify?: (notice: ThreadNotice) => Promise<void>;
+  /** Who may send (src/router/authorize.ts). */
+  authorizer: Authorizer;
+  /** An ephemeral message to one person in a thread (Slack `chat.postEphemeral`). */
+  tellUser?(ref: { channel: string; threadTs: string; user: string }, text: string): Promise<void>;
   redis: RedisClient;
   prefix: string;
   log: Logger;
@@ -95,11 +101,8 @@ export function createAgentEvents(o: AgentEventsOptions) {
     return { customerId: thread.customerId, moved, ownerAgentId: customer?.ownerAgentId, current };
   }
 
-  /** A reply typed in a thread left behind by a handoff: not sent; the agent is told where to answer. */
-  async function refuseInOldThread(
-    event: { channel: string; ts: string; threadTs?: string; user: string },
-    where: { ownerAgentId?: string; current: CurrentThread | null },
-  ): Promise<void> {
+  /** Where a reply typed in a thread left behind by a handoff should go. */
+  async function whereToAnswer(where: { ownerAgentId?: string; current?: CurrentThread | null }) {
     const owner = where.ownerAgentId ? await models.Agent.findById(where.ownerAgentId).lean() : null;
     const place =
       where.current && where.current.agentId === where.ownerAgentId
@@ -107,14 +110,21 @@ export function createAgentEvents(o: AgentEventsOptions) {
         : owner
           ? `${owner.name}'s inbox (<#${owner.inboxChannelId}>)`
           : 'the escalation channel';
+    return `This customer was handed off${owner ? ` to ${owner.name}` : ''} and this thread is no longer theirs: answer in ${place}.`;
+  }
+
+  /** A reply that must not be sent: marked ⛔ for everyone, and its author is told why. */
+  async function refuseReply(event: Extract<AgentEventJob, { type: 'thread_reply' }>, why: string) {
     await o.react({ channel: event.channel, ts: event.ts }, 'no_entry_sign');
-    await o.notify?.({
-      key: `moved:${event.channel}:${event.ts}`,
-      channel: event.channel,
-      threadTs: event.threadTs ?? event.ts,
-      user: event.user,
-      text: `:no_entry_sign: Not sent: this customer was handed off${owner ? ` to ${owner.name}` : ''}, and this thread is no longer theirs. Answer in ${place}.`,
-    });
+    const text = `:no_entry: Your reply was not sent to the customer. ${why} It stays in the thread as a message to your teammates.`;
+    await o
+      .tellUser?.({ channel: event.channel, threadTs: event.threadTs, user: event.user }, text)
+      .catch((err: unknown) =>
+        log.warn(
+          { channel: event.channel, slackError: err instanceof SlackApiError ? err.slackError : 'unknown' },
+          'refusal note not posted',
+        ),
+      );
   }
 
   return {
@@ -145,9 +155,20 @@ export function createAgentEvents(o: AgentEventsOptions) {
           await o.react(ref, 'memo');
           return;
         }
+        // A thread left behind by a handoff: the reply is not sent, its author is told where to answer.
         if (thread.moved) {
-          await refuseInOldThread(event, thread);
+          await refuseReply(event, await whereToAnswer(thread));
           log.info({ customerId: String(customerId) }, 'reply in a handed-off thread not sent');
+          return;
+        }
+        const customer = await Customer.findById(customerId, { ownerAgentId: 1 }).lean();
+        const may = await o.authorizer.authorizeAgentAction({
+          slackUserId: event.user,
+          action: 'reply',
+          customer: customer ?? null,
+        });
+        if (!may.allowed) {
+          await refuseReply(event, may.why);
           return;
         }
         if (event.files.length > 0) {
@@ -159,11 +180,9 @@ export function createAgentEvents(o: AgentEventsOptions) {
           });
           if (!reply.text.trim()) return;
         }
-        const [customer, author] = await Promise.all([
-          Customer.findById(customerId, { ownerAgentId: 1 }).lean(),
-          models.Agent.findOne({ slackUserId: event.user }).lean(),
-        ]);
-        const attributed = signed(reply.text, author, customer?.ownerAgentId);
+        // A teammate covering for the owner (or a lead) answers under their own name: the customer
+        // knows who wrote, and ownership stays where it was.
+        const attributed = may.basis === 'owner' ? reply.text : `${reply.text}\n— ${may.agent.name}`;
         await outbox.sendToCustomer(customerId, {
           key: `slack:${event.channel}:${event.ts}`,
           origin: 'agent',

@@ -6,7 +6,7 @@
  */
 import type { CountryCode } from 'libphonenumber-js';
 import type { Types } from 'mongoose';
-import { detectClaim, type ClaimService } from '../identity/claims';
+import { claimKey, detectClaim, type ClaimService } from '../identity/claims';
 import type { MergeResult } from '../identity/merge';
 import type { RouterModels } from './models';
 import type { LinkPort } from './commands';
@@ -46,6 +46,10 @@ export function createClaimsBridge(
         value: claim.value,
         claimKind: claim.kind,
       };
+    },
+    identityKeyOf(value) {
+      const claim = detectClaim(value, defaultRegion);
+      return claim ? claimKey(claim) : undefined;
     },
     async link({ customerId, value, actor }) {
       const claim = detectClaim(value, defaultRegion);

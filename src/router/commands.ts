@@ -2,6 +2,10 @@
  * `/rapport …` slash commands and the customer card's buttons. Commands answer at once (Slack wants
  * an answer within 3 s) with an ephemeral text; anything slow is queued.
  *
+ * Who may: every subcommand but `help` asks authorize.ts first — the caller must be an active
+ * agent, and a subcommand on a customer needs the owner, their cover or a lead/admin (`link`, a
+ * trusted merge: the owner of every customer involved, or a lead/admin). Buttons run the same code.
+ *
  * Which customer: the thread the command was run in (Slack sends `thread_ts` there), else a customer
  * id given as the last argument (the card shows it), e.g. `/rapport handoff @sam 65f0…`.
  */
@@ -12,6 +16,7 @@ import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
+import type { AgentAuthorization, Authorizer } from './authorize';
 import type { Agent, Conversation, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
@@ -28,6 +33,8 @@ export interface LinkPort {
     value: string;
     actor: string;
   }): Promise<{ text: string; mergedOwnerAgentId?: string; mergedId?: string; survivorId?: string }>;
+  /** The identity key `link` would attach for `value` (`phone:+…`, `email:…`), if it is one. */
+  identityKeyOf(value: string): string | undefined;
 }
 
 export interface CommandsOptions {
@@ -36,6 +43,8 @@ export interface CommandsOptions {
   outbox: Outbox;
   config: RouterConfig;
   link?: LinkPort;
+  /** Who may act (src/router/authorize.ts). */
+  authorizer: Authorizer;
   /** Card refreshes and notices in a given thread (card-updates.ts). */
   cards: CardUpdates;
   naming: Naming;
@@ -63,6 +72,7 @@ const HELP = [
   '`/rapport template` — send the approved WhatsApp template (window closed)',
   '`/rapport close` — close the conversation (it reopens when they write)',
   'In a customer thread, or add the customer id (from the card) at the end.',
+  'You act on the customers you own, or cover while their owner is away; leads and admins on any. `link` merges: the owner of both, or a lead.',
 ].join('\n');
 
 /** The customer's name for a Slack text (escaped: the customer chose it). */
@@ -83,25 +93,45 @@ function parseUntil(text: string | undefined, now: Date): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
+/** The subcommands that act on one customer (the caller must own or cover them, or be a lead). */
+const CUSTOMER_COMMANDS = ['handoff', 'whois', 'close', 'link', 'template', 'name'] as const;
+type CustomerCommand = (typeof CUSTOMER_COMMANDS)[number];
+
+function isCustomerCommand(sub: string): sub is CustomerCommand {
+  return (CUSTOMER_COMMANDS as readonly string[]).includes(sub);
+}
+
+type Allowed = Extract<AgentAuthorization, { allowed: true }>;
+
 export function createCommands(o: CommandsOptions) {
   const { models, ownership, outbox, log, redis, prefix } = o;
+  const { authorizeAgentAction: authorize } = o.authorizer;
   const { Agent, SlackThread, Customer, Identity, Conversation, AgentPost } = models;
 
-  async function customerFor(ctx: CommandContext, args: string[]): Promise<Customer | undefined> {
-    const last = args[args.length - 1];
-    let id: Types.ObjectId | undefined;
-    if (last && /^[0-9a-f]{24}$/i.test(last)) {
-      id = new Types.ObjectId(last);
-      args.pop();
-    } else if (ctx.threadTs) {
-      id = (await SlackThread.findOne({ channel: ctx.channelId, ts: ctx.threadTs }).lean<SlackThread>())
-        ?.customerId;
-    }
-    if (!id) return undefined;
+  /** The customer, following merges; null when there is none by that id. */
+  async function liveCustomer(id: Types.ObjectId): Promise<Customer | null> {
     let customer = await Customer.findById(id).lean<Customer>();
     for (let hops = 0; customer?.mergedInto && hops < 8; hops++)
       customer = await Customer.findById(customer.mergedInto).lean<Customer>();
-    return customer ?? undefined;
+    return customer ?? null;
+  }
+
+  /**
+   * The customer a command names: an id as the last argument, else the thread it was run in.
+   * undefined: none named; null: an id or thread that leads to no customer.
+   */
+  async function customerFor(ctx: CommandContext, args: string[]): Promise<Customer | null | undefined> {
+    const last = args[args.length - 1];
+    if (last && /^[0-9a-f]{24}$/i.test(last)) {
+      args.pop();
+      return liveCustomer(new Types.ObjectId(last));
+    }
+    if (!ctx.threadTs) return undefined;
+    const thread = await SlackThread.findOne({
+      channel: ctx.channelId,
+      ts: ctx.threadTs,
+    }).lean<SlackThread>();
+    return thread ? liveCustomer(thread.customerId) : undefined;
   }
 
   async function agentByMention(arg: string | undefined): Promise<Agent | undefined> {
@@ -180,37 +210,101 @@ export function createCommands(o: CommandsOptions) {
     return `Welcome back, ${agent.name}. While you were away: ${posts} customer message${posts === 1 ? '' : 's'}; ${waiting.length} customer${waiting.length === 1 ? ' is' : 's are'} waiting for you.`;
   }
 
-  async function run(ctx: CommandContext, text: string): Promise<string> {
-    const args = text.trim().split(/\s+/).filter(Boolean);
-    const sub = (args.shift() ?? 'help').toLowerCase();
-    const me = await Agent.findOne({ slackUserId: ctx.userId }).lean<Agent>();
-    switch (sub) {
-      case 'away': {
-        if (!me) return 'You are not a Rapport agent yet (ask an admin to add you).';
-        const until = parseUntil(args.join(' ') || undefined, new Date());
-        await Agent.updateOne(
-          { _id: me._id },
-          {
-            $set: { status: 'away', awaySince: new Date(), ...(until ? { awayUntil: until } : {}) },
-            ...(until ? {} : { $unset: { awayUntil: 1 } }),
-          },
-        );
-        const backup = await ownership.agentById(me.backupAgentId);
-        return `You are away${until ? ` until ${until.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}. ${backup ? `${backup.name} is mentioned in your threads and covers.` : 'You have no backup set; teammates can still answer in your threads.'}`;
-      }
-      case 'back': {
-        if (!me) return 'You are not a Rapport agent yet.';
-        await Agent.updateOne({ _id: me._id }, { $set: { status: 'available' }, $unset: { awayUntil: 1 } });
-        const summary = await summaryFor(me);
-        await Agent.updateOne({ _id: me._id }, { $unset: { awaySince: 1 } });
-        return summary;
-      }
-      case 'help':
-        return HELP;
+  async function away(me: Agent, args: string[]): Promise<string> {
+    const until = parseUntil(args.join(' ') || undefined, new Date());
+    await Agent.updateOne(
+      { _id: me._id },
+      {
+        $set: { status: 'away', awaySince: new Date(), ...(until ? { awayUntil: until } : {}) },
+        ...(until ? {} : { $unset: { awayUntil: 1 } }),
+      },
+    );
+    const backup = await ownership.agentById(me.backupAgentId);
+    return `You are away${until ? ` until ${until.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}. ${backup ? `${backup.name} is mentioned in your threads and covers.` : 'You have no backup set: only a lead or an admin can answer in your threads while you are away.'}`;
+  }
+
+  async function back(me: Agent): Promise<string> {
+    await Agent.updateOne({ _id: me._id }, { $set: { status: 'available' }, $unset: { awayUntil: 1 } });
+    const summary = await summaryFor(me);
+    await Agent.updateOne({ _id: me._id }, { $unset: { awaySince: 1 } });
+    return summary;
+  }
+
+  async function close(customer: Customer): Promise<string> {
+    await withLock(
+      redis,
+      conversationLockKey(prefix, String(customer._id)),
+      10_000,
+      () =>
+        Conversation.updateOne(
+          { _id: customer._id },
+          { $set: { open: false }, $unset: { awaitingSince: 1 } },
+        ),
+      { waitMs: 2_000 },
+    );
+    return `Closed. It reopens when ${nameOf(customer, 'the customer')} writes again.`;
+  }
+
+  /** The live customer already holding `value`, if it is not `customer` (the link would merge it). */
+  async function otherHolder(customer: Customer, value: string): Promise<Customer | undefined> {
+    const key = o.link?.identityKeyOf(value);
+    if (!key) return undefined;
+    const identity = await Identity.findOne({ key }, { customerId: 1 }).lean<Identity>();
+    if (!identity) return undefined;
+    const holder = await liveCustomer(identity.customerId);
+    return holder && !holder._id.equals(customer._id) ? holder : undefined;
+  }
+
+  /**
+   * A trusted link: the owner of every customer it touches, or a lead/admin (authorize.ts); covering
+   * for the owner is not enough. Refused, the caller learns only that the value is someone's.
+   */
+  async function link(ctx: CommandContext, customer: Customer, may: Allowed, value: string) {
+    if (!o.link) return 'Linking is not available.';
+    if (!value) return 'Usage: `/rapport link <phone|email>`';
+    const request = { slackUserId: ctx.userId, action: 'link', customer } as const;
+    if (may.basis === 'cover') return o.authorizer.refuse(request, 'not_owner_of_both', may.agent).text;
+    const other = await otherHolder(customer, value);
+    if (other) {
+      const may = await authorize({ slackUserId: ctx.userId, action: 'link', customer: other, need: 'own' });
+      if (!may.allowed) return may.text;
     }
-    const customer = await customerFor(ctx, args);
-    if (!customer)
-      return `Run this in a customer thread, or add the customer id (shown on the card).\n\n${HELP}`;
+    const result = await o.link.link({ customerId: customer._id, value, actor: `slack:${ctx.userId}` });
+    // A merge may have taken the customer from another agent: they are told in their thread.
+    if (result.mergedId) await o.onMerged?.({ survivorId: result.survivorId, mergedId: result.mergedId });
+    else await o.cards.requestRefresh(customer._id);
+    // The answer quotes what was typed (and may name an email a customer gave): plain text.
+    const said = escapeSlackText(result.text);
+    await outbox.postToAgent(customer._id, {
+      key: `link-note:${String(customer._id)}:${Date.now()}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:link: <@${ctx.userId}> ${said}`,
+    });
+    return said;
+  }
+
+  async function template(ctx: CommandContext, customer: Customer): Promise<string> {
+    const t = o.config.whatsappTemplate;
+    if (!t.twilioContentSid && !t.cloudName)
+      return 'No WhatsApp template is configured (WHATSAPP_TEMPLATE_CONTENT_SID or WHATSAPP_CLOUD_TEMPLATE).';
+    await outbox.sendToCustomer(customer._id, {
+      key: `template:${String(customer._id)}:${ctx.userId}:${Date.now()}`,
+      origin: 'template',
+      via: 'whatsapp' as Channel,
+      template: { id: '', language: t.cloudLanguage },
+    });
+    return 'The approved template is on its way; the thread shows the result.';
+  }
+
+  /** A subcommand on one customer, once the caller may act on them. */
+  async function onCustomer(
+    ctx: CommandContext,
+    sub: CustomerCommand,
+    customer: Customer,
+    may: Allowed,
+    args: string[],
+  ): Promise<string> {
     switch (sub) {
       case 'handoff': {
         const to = await agentByMention(args[0]);
@@ -219,54 +313,36 @@ export function createCommands(o: CommandsOptions) {
       }
       case 'whois':
         return whois(customer);
+      case 'close':
+        return close(customer);
+      case 'link':
+        return link(ctx, customer, may, args.join(' '));
+      case 'template':
+        return template(ctx, customer);
       case 'name':
         return nameFromSlack(o.naming, customer, args.join(' '), ctx.userId);
-      case 'close':
-        await withLock(
-          redis,
-          conversationLockKey(prefix, String(customer._id)),
-          10_000,
-          () =>
-            Conversation.updateOne(
-              { _id: customer._id },
-              { $set: { open: false }, $unset: { awaitingSince: 1 } },
-            ),
-          { waitMs: 2_000 },
-        );
-        return `Closed. It reopens when ${nameOf(customer, 'the customer')} writes again.`;
-      case 'link': {
-        if (!o.link) return 'Linking is not available.';
-        const value = args.join(' ');
-        if (!value) return 'Usage: `/rapport link <phone|email>`';
-        const result = await o.link.link({ customerId: customer._id, value, actor: `slack:${ctx.userId}` });
-        // A merge may have taken the customer from another agent: they are told in their thread.
-        if (result.mergedId) await o.onMerged?.({ survivorId: result.survivorId, mergedId: result.mergedId });
-        else await o.cards.requestRefresh(customer._id);
-        // The answer quotes what was typed (and may name an email a customer gave): plain text.
-        const said = escapeSlackText(result.text);
-        await outbox.postToAgent(customer._id, {
-          key: `link-note:${String(customer._id)}:${Date.now()}`,
-          kind: 'note',
-          username: 'Rapport',
-          text: `:link: <@${ctx.userId}> ${said}`,
-        });
-        return said;
-      }
-      case 'template': {
-        const t = o.config.whatsappTemplate;
-        if (!t.twilioContentSid && !t.cloudName)
-          return 'No WhatsApp template is configured (WHATSAPP_TEMPLATE_CONTENT_SID or WHATSAPP_CLOUD_TEMPLATE).';
-        await outbox.sendToCustomer(customer._id, {
-          key: `template:${String(customer._id)}:${ctx.userId}:${Date.now()}`,
-          origin: 'template',
-          via: 'whatsapp' as Channel,
-          template: { id: '', language: t.cloudLanguage },
-        });
-        return 'The approved template is on its way; the thread shows the result.';
-      }
-      default:
-        return `Unknown command \`${sub}\`.\n\n${HELP}`;
     }
+  }
+
+  async function run(ctx: CommandContext, text: string): Promise<string> {
+    const args = text.trim().split(/\s+/).filter(Boolean);
+    const sub = (args.shift() ?? 'help').toLowerCase();
+    if (sub === 'help') return HELP;
+    const known = sub === 'away' || sub === 'back' || isCustomerCommand(sub);
+    const action = known ? sub : 'other';
+    // Everything but help needs an active agent, before anything about a customer is looked up.
+    const caller = await authorize({ slackUserId: ctx.userId, action });
+    if (!caller.allowed) return caller.text;
+    if (sub === 'away') return away(caller.agent, args);
+    if (sub === 'back') return back(caller.agent);
+    if (!isCustomerCommand(sub)) return `Unknown command \`${escapeSlackText(sub)}\`.\n\n${HELP}`;
+    const customer = await customerFor(ctx, args);
+    if (customer === undefined)
+      return `Run this in a customer thread, or add the customer id (shown on the card).\n\n${HELP}`;
+    const may = await authorize({ slackUserId: ctx.userId, action: sub, customer });
+    if (!may.allowed) return may.text;
+    if (!customer) throw new Error('authorize allowed an action on no customer');
+    return onCustomer(ctx, sub, customer, may, args);
   }
 
   return {
@@ -279,8 +355,8 @@ export function createCommands(o: CommandsOptions) {
       if (ctx.actionId === 'rapport_handoff' && ctx.selectedUser)
         return run(ctx, `handoff <@${ctx.selectedUser}>`);
       if (ctx.actionId === 'rapport_close') return run(ctx, 'close');
-      if (ctx.actionId === 'rapport_name' && ctx.value) return run(ctx, `name ${ctx.value}`);
       if (ctx.actionId === 'rapport_template') return run(ctx, 'template');
+      if (ctx.actionId === 'rapport_name' && ctx.value) return run(ctx, `name ${ctx.value}`);
       log.debug({ actionId: ctx.actionId }, 'unknown card action');
       return undefined;
     },

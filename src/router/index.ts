@@ -14,6 +14,7 @@ import type { Metrics } from '../metrics';
 import type { Job } from 'bullmq';
 import type { Queues } from '../queue/queues';
 import { createAgentEvents } from './agent-events';
+import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
 import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
@@ -94,7 +95,7 @@ export function createRouter(o: RouterOptions) {
       key: `merged-away:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${escapeSlackText(survivor?.displayName ?? 'another customer')} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; replies here still reach them.`,
+      text: `:twisted_rightwards_arrows: This customer turned out to be the same person as ${escapeSlackText(survivor?.displayName ?? 'another customer')} (\`${m.survivorId}\`), owned by ${owner?.name ?? 'nobody'}. Their conversation continues there; a reply here still reaches them if you may act on that customer (its owner, their cover or a lead).`,
     });
     await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,
@@ -184,12 +185,22 @@ export function createRouter(o: RouterOptions) {
     onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
   });
 
+  const authorizer = createAuthorizer({
+    models,
+    log: log.child({ component: 'authorize' }),
+    onRefused: (action, reason) => metrics.slackRefusals.inc({ action, reason }),
+  });
+
+  const slack = o.slack;
   const agentEvents = createAgentEvents({
     models,
     outbox,
     replyUndoMs: o.config.replyUndoMs,
     react,
-    notify: (notice) => cards.notify(notice),
+    authorizer,
+    tellUser: slack
+      ? (ref, text) => slack.postEphemeral(ref.channel, ref.user, text, ref.threadTs)
+      : undefined,
     redis,
     prefix,
     log: log.child({ component: 'agent-events' }),
@@ -201,6 +212,7 @@ export function createRouter(o: RouterOptions) {
     outbox,
     config: o.config,
     link: o.link,
+    authorizer,
     cards,
     naming,
     onMerged: (m) => onMerged(m),
@@ -224,6 +236,8 @@ export function createRouter(o: RouterOptions) {
   return {
     outbox,
     ownership,
+    /** The Slack permission check (authorize.ts), for every command and interaction. */
+    authorizer,
     inbound,
     slackDelivery,
     delivery,

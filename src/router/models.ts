@@ -13,6 +13,13 @@ import { CHANNELS, PROVIDERS } from '../identity/models';
 
 export type AgentStatus = 'available' | 'away' | 'offline';
 
+/**
+ * What an agent may do in Slack (src/router/authorize.ts): an `agent` acts on the customers they
+ * own or cover; a `lead` or `admin` acts on any customer.
+ */
+export const AGENT_ROLES = ['agent', 'lead', 'admin'] as const;
+export type AgentRole = (typeof AGENT_ROLES)[number];
+
 export interface Agent {
   _id: Types.ObjectId;
   slackUserId: string;
@@ -21,6 +28,8 @@ export interface Agent {
   /** Open customers this agent can own before assignment prefers others. */
   capacity: number;
   backupAgentId?: string;
+  /** Absent on agents created before roles existed: read as `agent`. */
+  role?: AgentRole;
   status: AgentStatus;
   awayUntil?: Date;
   awaySince?: Date;
@@ -173,6 +182,7 @@ const agentSchema = new Schema<Agent>(
     inboxChannelId: { type: String, required: true },
     capacity: { type: Number, required: true, default: 50 },
     backupAgentId: String,
+    role: { type: String, enum: AGENT_ROLES, default: 'agent' },
     status: { type: String, enum: ['available', 'away', 'offline'], required: true, default: 'available' },
     awayUntil: Date,
     awaySince: Date,

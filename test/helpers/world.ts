@@ -44,6 +44,10 @@ export interface World {
   ): Promise<Response>;
   messenger(psid: string, text: string, opts?: { mid?: string }): Promise<Response>;
   twilioStatus(sid: string, status: string, errorCode?: string): Promise<Response>;
+  /** Any Twilio webhook form, signed, to `POST /webhooks/twilio`. */
+  twilioWebhook(form: Record<string, string>): Promise<Response>;
+  /** Any Meta webhook payload (WhatsApp Cloud or Messenger), signed, to `POST /webhooks/meta`. */
+  metaWebhook(payload: unknown): Promise<Response>;
   /** A person replies in a Slack thread: the emulator stores it and Rapport receives the signed event. */
   agentReply(
     channel: string,
@@ -215,6 +219,8 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
         ],
       });
     },
+    twilioWebhook: (form) => postTwilio('/webhooks/twilio', form),
+    metaWebhook: postMeta,
     twilioStatus(messageSid, status, errorCode) {
       return postTwilio('/webhooks/twilio/status', {
         MessageSid: messageSid,

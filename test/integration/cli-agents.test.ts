@@ -53,4 +53,35 @@ describe('rapport agents', () => {
     const names = (JSON.parse(listed.out) as { agents: { name: string }[] }).agents.map((a) => a.name);
     expect(names).toEqual(['Cleo', 'Dev', 'Eve']);
   });
+
+  it('sets the Slack role: --role on add and update, agent by default, a wrong role refused', async () => {
+    const lead = await run(
+      'agents',
+      'add',
+      '--slack',
+      'U0CLI5',
+      '--name',
+      'Lena',
+      '--channel',
+      'C0CLI5',
+      '--role',
+      'lead',
+    );
+    expect(lead.code).toBe(0);
+    const list = async () =>
+      (
+        JSON.parse((await run('agents', 'list', '--json')).out) as {
+          agents: { id: string; name: string; role: string }[];
+        }
+      ).agents;
+    const cleo = (await list()).find((a) => a.name === 'Cleo')!;
+    expect(cleo.role).toBe('agent');
+    expect((await list()).find((a) => a.name === 'Lena')?.role).toBe('lead');
+    expect((await run('agents', 'update', cleo.id, '--role', 'admin')).code).toBe(0);
+    expect((await list()).find((a) => a.name === 'Cleo')?.role).toBe('admin');
+    const bad = await run('agents', 'update', cleo.id, '--role', 'boss');
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/role/);
+    expect((await run('agents', 'list')).out).toMatch(/Lena\s+U0CLI5\s+C0CLI5\s+lead\s+available/);
+  });
 });

@@ -182,7 +182,7 @@ describe('the customer card stays true', () => {
       async () =>
         w.slack
           .callsTo('chat.postEphemeral')
-          .find((c) => c.args.user === from.slackUserId && String(c.args.text).includes('Not sent')),
+          .find((c) => c.args.user === from.slackUserId && String(c.args.text).includes('was not sent')),
       Boolean,
     );
     expect(String(told?.args.text)).toContain(`<#${to.inboxChannelId}>`);
@@ -330,7 +330,8 @@ describe('merges, links and undos tell the owners; open counts are live', () => 
   beforeAll(async () => {
     w = await startWorld();
     await w.addAgent(ALEX);
-    await w.addAgent(SAM);
+    // A lead: a /rapport link that merges another agent's customer needs one (or the owner of both).
+    expect((await w.admin('POST', '/agents', { ...SAM, role: 'lead' })).status).toBe(201);
   });
   afterAll(() => w.stop());
 
@@ -363,7 +364,7 @@ describe('merges, links and undos tell the owners; open counts are live', () => 
     ))!;
     expect(await openOf('Sam')).toBe(1);
 
-    // Sam links their Messenger customer to the phone number Alex's customer uses: a merge.
+    // Sam (a lead) links their Messenger customer to the phone number Alex's customer uses: a merge.
     const res = await w.command(SAM.slackUserId, SAM.inboxChannelId, 'link +14155550701', psidCard.ts);
     expect(res.text).toContain('merged');
     const mergeId = /merges\/([0-9a-f]{24})\/undo/.exec(res.text)?.[1];

@@ -353,6 +353,8 @@ describe('away owners and deactivation', () => {
     const card = w.slack
       .messages(ALEX.inboxChannelId)
       .find((m) => m.metadata?.event_type === 'rapport_card')!;
+    // The backup covers while the owner is away (README "Permissions").
+    expect((await w.command(ALEX.slackUserId, ALEX.inboxChannelId, 'away')).text).toContain('Sam');
     await w.agentReply(ALEX.inboxChannelId, card.ts, SAM.slackUserId, 'Alex is out, I can help');
     const sent = await eventually(
       async () =>

@@ -9,14 +9,12 @@
  * meta/whatsapp-image.json, meta/messenger-attachment.json, shaped as in Twilio's and Meta's webhook
  * references) with the customer-controlled fields replaced.
  */
-import { signMetaPayload } from '../../src/channels/meta/signature';
 import { normalizeWhatsAppWebMessage } from '../../src/channels/whatsapp-web/normalize';
 import type { EmulatedMessage } from '../../src/sandbox/emulators/slack';
 import { eventually } from '../helpers/eventually';
 import { fixtureBytes, twilioFixture } from '../helpers/fixtures';
-import { TEST_META, TEST_TWILIO } from '../helpers/env';
-import { formBody, twilioHeaders } from '../helpers/signing';
-import { CLOUD_PHONE_ID, ESCALATION, PAGE_ID, PUBLIC_URL, startWorld, type World } from '../helpers/world';
+import { TEST_TWILIO } from '../helpers/env';
+import { CLOUD_PHONE_ID, ESCALATION, PAGE_ID, startWorld, type World } from '../helpers/world';
 import { fakeMessage, OWN_JID } from '../fakes/whatsapp-web-client';
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
@@ -42,25 +40,6 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
     await w.addAgent(ALEX);
   });
   afterAll(() => w.stop());
-
-  const postMeta = (payload: unknown) => {
-    const body = Buffer.from(JSON.stringify(payload));
-    return fetch(`${w.t.baseUrl}/webhooks/meta`, {
-      method: 'POST',
-      body,
-      headers: {
-        'content-type': 'application/json',
-        'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, body),
-      },
-    });
-  };
-
-  const postTwilio = (form: Record<string, string>) =>
-    fetch(`${w.t.baseUrl}/webhooks/twilio`, {
-      method: 'POST',
-      body: formBody(form),
-      headers: twilioHeaders(`${PUBLIC_URL}/webhooks/twilio`, form),
-    });
 
   /** The customer's thread (card first) once it holds `posts` customer posts containing `marker`. */
   async function threadWith(marker: string, posts = 1): Promise<EmulatedMessage[]> {
@@ -115,11 +94,13 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
       SmsMessageSid: sid,
       MediaUrl0: `https://api.twilio.com/2010-04-01/Accounts/${TEST_TWILIO.accountSid}/Messages/${sid}/Media/ME1?a=1&b=2`,
     };
-    expect((await postTwilio(hostile)).status).toBe(200);
+    expect((await w.twilioWebhook(hostile)).status).toBe(200);
     const thread = await threadWith('m-twa');
     expectNoLiveMarkup(thread);
     const card = thread[0]!;
-    expect(card.text).toContain('*&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil.example|bank.com&gt; &amp;amp;*');
+    expect(card.text).toContain(
+      '*&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil.example|bank.com&gt; &amp;amp;*',
+    );
     expect(JSON.stringify(card.blocks)).toContain('&lt;!channel&gt;');
     const post = customerPost(thread, 'm-twa');
     expect(post.username).toBe(
@@ -150,7 +131,7 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
       caption: 'm-doc <https://evil.example|bank.com>',
     };
     delete message.image;
-    expect((await postMeta(payload)).status).toBe(200);
+    expect((await w.metaWebhook(payload)).status).toBe(200);
     const thread = await threadWith('m-doc');
     expectNoLiveMarkup(thread);
     expect(customerPost(thread, 'm-cloud').text).toContain('&lt;!here&gt;');
@@ -172,9 +153,12 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
     const imageUrl: string = event.message.attachments[0].payload.url;
     event.message.attachments.push({
       type: 'fallback',
-      payload: { url: 'https://evil.example/x?a=1&b=2', title: 'm-link <!here> <https://evil.example|bank.com>' },
+      payload: {
+        url: 'https://evil.example/x?a=1&b=2',
+        title: 'm-link <!here> <https://evil.example|bank.com>',
+      },
     });
-    expect((await postMeta(payload)).status).toBe(200);
+    expect((await w.metaWebhook(payload)).status).toBe(200);
     const thread = await threadWith('m-link');
     expectNoLiveMarkup(thread);
     expect(customerPost(thread, 'm-msgr').text).toContain('&lt;!channel&gt;');
@@ -215,9 +199,7 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
     expectNoLiveMarkup(w.slack.messages(ESCALATION));
     const reminders = await eventually(
       async () =>
-        w.slack
-          .thread(ALEX.inboxChannelId, thread[0]!.ts)
-          .filter((m) => m.text.includes(':alarm_clock:')),
+        w.slack.thread(ALEX.inboxChannelId, thread[0]!.ts).filter((m) => m.text.includes(':alarm_clock:')),
       (m) => m.length >= 1,
     );
     expect(reminders[0]?.text).toContain('&lt;!channel&gt;');
