@@ -475,7 +475,8 @@ describe("an edited reply keeps the covering teammate's signature", () => {
   beforeAll(async () => {
     w = await startWorld({ REPLY_UNDO_SECONDS: '3' });
     await w.addAgent(ALEX);
-    await w.addAgent(SAM);
+    // Sam may answer Alex's customers (a lead); his replies there are signed "— Sam".
+    expect((await w.admin('POST', '/agents', { ...SAM, role: 'lead' })).status).toBe(201);
   });
   afterAll(() => w.stop());
 
