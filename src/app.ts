@@ -44,7 +44,7 @@ import { dlqRoutes } from './http/admin-dlq';
 import { openApiRoute } from './http/openapi';
 import { queueDashboard } from './http/admin-queues';
 import { observeJobDurations, registerChannelMetrics, registerQueueMetrics } from './queue/queue-metrics';
-import { createErasureService, optOutMarkerKey } from './privacy/erase';
+import { createErasureService, markerKeysOf } from './privacy/erase';
 import { startRetention, type Retention } from './privacy/retention';
 import { privacyRoutes } from './http/admin-privacy';
 import { adminRateLimit } from './http/admin-rate-limit';
@@ -52,6 +52,7 @@ import { adminAudit } from './http/admin-audit';
 import { customerAdminRoutes } from './http/admin-customers';
 import { createMergeService } from './identity/merge';
 import { createClaimService } from './identity/claims';
+import { createClaimLimits } from './identity/claim-limits';
 import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
 import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
 import type pino from 'pino';
@@ -90,7 +91,11 @@ export interface RapportApp {
 
 export function buildApp(config: Readonly<Config>, options: AppOptions = {}): RapportApp {
   const role = options.role ?? 'all';
-  const log = createLogger({ level: config.logLevel, destination: options.logDestination });
+  const log = createLogger({
+    level: config.logLevel,
+    destination: options.logDestination,
+    dataKey: config.dataKey,
+  });
   const metrics = createMetrics();
 
   const redis = createRedisConnection(config.redisUrl, 'producer');
@@ -112,15 +117,25 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
     : undefined;
   const merges = createMergeService(models);
-  const claims = createClaimService({ models, merges });
-  const claimsBridge = createClaimsBridge(claims, models, config.defaultRegion);
   const erasures = createErasureService({
     models,
     slack,
     redis,
     prefix: config.queuePrefix,
-    markerKey: optOutMarkerKey(config.adminToken),
+    ...markerKeysOf(config),
+    defaultRegion: config.defaultRegion,
     log: log.child({ component: 'erasure' }),
+  });
+  const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
+  const claims = createClaimService({ models, merges, limits: claimLimits });
+  const claimsBridge = createClaimsBridge({
+    claims,
+    models,
+    defaultRegion: config.defaultRegion,
+    config: config.claims,
+    limits: claimLimits,
+    isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
+    onCode: (outcome) => metrics.claimCodes.inc({ outcome }),
   });
   const senders = buildSenders(config);
   const whatsappWeb = config.whatsappWeb.enabled
@@ -153,6 +168,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     senders,
     claims: claimsBridge,
     link: claimsBridge,
+    claimOffers: claimsBridge,
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
     messengerProfiles: config.messenger
       ? createMessengerProfiles({
@@ -169,7 +185,9 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
 
   const http = express();
   http.disable('x-powered-by');
-  http.set('trust proxy', true);
+  // Only TRUST_PROXY decides whose X-Forwarded-For is believed (req.ip keys the admin limits);
+  // Twilio signatures are checked against PUBLIC_URL, never the forwarded host or protocol.
+  http.set('trust proxy', config.trustProxy);
   http.use(requestMetrics(metrics));
   http.use(
     healthRoutes({
@@ -217,17 +235,22 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
         }),
       );
     }
-    // The queue dashboard checks the admin token itself (bearer, or Basic with the token as password).
-    http.use(queueDashboard({ queues, adminToken: config.adminToken, basePath: '/admin/queues' }));
+    // One guard for the whole admin surface: the generous per-peer limit, then the token check
+    // (with its tight limit on failures); the dashboard also takes Basic auth for browsers.
+    const adminLog = log.child({ component: 'admin' });
+    const guard = (basic: boolean) => [
+      adminRateLimit({ redis, prefix: config.queuePrefix, perMinute: 600, log: adminLog }),
+      adminAudit({ log: adminLog }),
+      adminAuth({ tokens: config.adminTokens, redis, prefix: config.queuePrefix, log: adminLog, basic }),
+    ];
+    http.use(queueDashboard({ queues, guard: guard(true), basePath: '/admin/queues' }));
     const api = express.Router();
-    // Rate limit before auth, so token guessing is limited too; every admin call is audited (ids only).
-    api.use(adminRateLimit({ redis, prefix: config.queuePrefix, perMinute: 600, log }));
-    api.use(adminAudit({ log: log.child({ component: 'admin' }) }));
-    api.use(adminAuth(config.adminToken));
+    // Every admin call is audited (ids only), under the name of the token that made it.
+    api.use(...guard(false));
     api.use(express.json({ limit: '1mb' }));
     api.use(openApiRoute());
     api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
-    api.use(dlqRoutes({ queues }));
+    api.use(dlqRoutes({ queues, isErased: (job) => erasures.isErasedJob(job.data, job.timestamp) }));
     // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
     api.use(privacyRoutes({ models, erasures, log: log.child({ component: 'admin' }) }));
     api.use(

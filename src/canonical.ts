@@ -27,11 +27,46 @@ export type MessagePart =
       caption?: string;
       filename?: string;
     }
-  /** A button press (Messenger postback); treated like text by the agent side. */
-  | { kind: 'postback'; title: string; payload?: string }
-  | { kind: 'location'; latitude: number; longitude: number; name?: string; address?: string }
-  /** Anything we cannot render yet; kept so nothing is dropped silently. */
-  | { kind: 'unsupported'; providerType: string };
+  /** A button press (Messenger postback); treated like text by the agent side. A press may carry only a payload. */
+  | { kind: 'postback'; title?: string; payload?: string }
+  | { kind: 'location'; latitude: number; longitude: number; name?: string; address?: string; url?: string }
+  /** A link the customer shared (Messenger `fallback`), with its title when the provider gives one. */
+  | { kind: 'link'; url?: string; title?: string }
+  /** Contact cards the customer shared. */
+  | { kind: 'contacts'; contacts: SharedContact[] }
+  /** A cart sent from a catalogue. */
+  | { kind: 'order'; items: OrderItem[]; text?: string }
+  /** The customer edited an earlier message; the new content follows as further parts. */
+  | { kind: 'edit'; targetId?: string }
+  /** The customer deleted an earlier message. */
+  | { kind: 'revoke'; targetId?: string }
+  /** A reaction to an earlier message; no emoji means the reaction was removed. */
+  | { kind: 'reaction'; targetId: string; emoji?: string }
+  /** Where the conversation came from: an ad, a post, an m.me link. */
+  | { kind: 'referral'; source?: string; headline?: string; body?: string; url?: string; ref?: string }
+  /** The customer's answer to a request for permission to call them. */
+  | { kind: 'call_permission'; accepted: boolean }
+  /**
+   * Anything we cannot render yet, with the provider's raw type and, when it says why, its reason;
+   * kept so nothing is dropped silently.
+   */
+  | { kind: 'unsupported'; providerType: string; detail?: string };
+
+/** One shared contact card: whatever of name and numbers the provider gave. */
+export interface SharedContact {
+  name?: string;
+  phones: string[];
+  emails?: string[];
+}
+
+/** One line of an order. */
+export interface OrderItem {
+  id: string;
+  quantity: number;
+  /** Unit price, in `currency`. */
+  price?: number;
+  currency?: string;
+}
 
 export interface InboundMessage {
   /** `${provider}:${providerMessageId}` — the idempotency key end to end. */
@@ -42,7 +77,7 @@ export interface InboundMessage {
   from: Address;
   /** Business number (E.164 or as the provider reports it) or page id. */
   to: string;
-  /** All text of the message (text parts, captions, postback titles) joined; absent if none. */
+  /** All text of the message (text parts, captions, postback titles, shared links) joined; absent if none. */
   text?: string;
   parts: MessagePart[];
   /** The customer's name as the provider reports it. */
@@ -92,7 +127,8 @@ export function textOf(parts: MessagePart[]): string | undefined {
   const texts = parts.flatMap((p) => {
     if (p.kind === 'text') return [p.text];
     if (p.kind === 'media' && p.caption) return [p.caption];
-    if (p.kind === 'postback') return [p.title];
+    if (p.kind === 'postback') return p.title ? [p.title] : [];
+    if (p.kind === 'link') return [p.title, p.url].filter((t): t is string => Boolean(t));
     return [];
   });
   return texts.length > 0 ? texts.join('\n') : undefined;

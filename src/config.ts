@@ -4,9 +4,11 @@
  * go. A channel whose credentials are all absent is disabled (and /readyz says so); a channel with
  * only some of them is a configuration error, because that is almost always a typo.
  */
+import { isIP } from 'node:net';
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import { z } from 'zod';
 import { parseBusinessHours, type BusinessHours } from './router/business-hours';
+import { DEFAULT_CLAIM_LIMITS, type ClaimLimitsConfig } from './identity/claim-limits';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -103,7 +105,12 @@ const envSchema = z.object({
     .trim()
     .regex(/^[A-Za-z0-9_{}.-]+$/, 'may only contain letters, digits, _ . - { }')
     .default('rapport'),
-  ADMIN_TOKEN: z.string({ error: 'is required' }).min(16, 'must be at least 16 characters'),
+  // At least one of ADMIN_TOKEN / ADMIN_TOKENS (checked in crossCheck).
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  ADMIN_TOKENS: optionalString,
+  TRUST_PROXY: optionalString,
+  DATA_KEY: z.string().trim().min(32, 'must be at least 32 characters').optional(),
+  DATA_KEY_PREVIOUS: optionalString,
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   DEFAULT_REGION: z
     .string()
@@ -178,6 +185,22 @@ const envSchema = z.object({
     .refine((words) => words.every((w) => /^[\p{L}\p{N}]+$/u.test(w)), 'single words only, comma-separated'),
   WHATSAPP_WEB_ENABLED: boolFromEnv.default(false),
   CHROMIUM_PATH: z.string().trim().default('/usr/bin/chromium'),
+  // The business as customers know it: named in claim codes (and anything else sent unprompted).
+  // Plain text only: it goes into SMS bodies and Slack notes.
+  BUSINESS_NAME: optionalString.pipe(
+    z
+      .string()
+      .max(40, 'must be at most 40 characters')
+      .refine((v) => !/[<>\p{Cc}]/u.test(v), 'must be plain text (no < > or control characters)')
+      .refine((v) => !/:\/\/|www\./i.test(v), 'must be a name, not a link')
+      .optional(),
+  ),
+  // Claim codes (src/identity/claim-limits.ts): limits shared by every process through Redis.
+  CLAIM_CODES_PER_SENDER_HOUR: intFromEnv(1, 100).default(DEFAULT_CLAIM_LIMITS.perSenderHour),
+  CLAIM_CODES_PER_TARGET_DAY: intFromEnv(1, 100).default(DEFAULT_CLAIM_LIMITS.perTargetDay),
+  CLAIM_CODES_PER_HOUR: intFromEnv(1, 100_000).default(DEFAULT_CLAIM_LIMITS.perHour),
+  CLAIM_CODES_PER_DAY: intFromEnv(1, 1_000_000).default(DEFAULT_CLAIM_LIMITS.perDay),
+  CLAIM_ATTEMPTS_PER_TARGET_DAY: intFromEnv(1, 100).default(DEFAULT_CLAIM_LIMITS.attemptsPerTargetDay),
   /** Message bodies older than this many days are blanked by the retention job; 0 = keep forever. */
   MESSAGE_RETENTION_DAYS: intFromEnv(0, 36_500).default(0),
 });
@@ -217,7 +240,16 @@ export interface Config {
   mongodbUri: string;
   /** Prefix of every BullMQ key; wrap it in `{}` for Redis Cluster hash tags. */
   queuePrefix: string;
+  /** Every admin token with its name (ADMIN_TOKEN is named `admin`); the audit log's actor is the name. */
+  adminTokens: readonly AdminTokenConfig[];
+  /** The token in-process callers (the sandbox) present: ADMIN_TOKEN, else the first of ADMIN_TOKENS. */
   adminToken: string;
+  /** TRUST_PROXY: express's `trust proxy` (false = the TCP peer is the client). */
+  trustProxy: TrustProxy;
+  /** DATA_KEY: keys the erased customers' opt-out markers and the hashed ids in logs. Erase needs it. */
+  dataKey?: string;
+  /** DATA_KEY_PREVIOUS: earlier DATA_KEYs, still read (see docs/privacy.md, rotation). */
+  previousDataKeys: readonly string[];
   logLevel: (typeof LOG_LEVELS)[number];
   defaultRegion: CountryCode;
   webhookMaxBytes: number;
@@ -233,6 +265,85 @@ export interface Config {
   router: RouterConfig;
   /** MESSAGE_RETENTION_DAYS; `messageDays` absent = keep message bodies forever. */
   retention: { messageDays?: number };
+  /** Customer claims (src/router/claims-bridge.ts): BUSINESS_NAME and the CLAIM_* limits. */
+  claims: ClaimsConfig;
+}
+
+export interface ClaimsConfig {
+  /** BUSINESS_NAME: named in every claim code; absent = the code says "us". */
+  businessName?: string;
+  limits: ClaimLimitsConfig;
+}
+
+export interface AdminTokenConfig {
+  name: string;
+  token: string;
+}
+
+/** `false` (trust no proxy), a hop count, or the addresses/CIDRs of trusted proxies. */
+export type TrustProxy = false | number | string[];
+
+const ADMIN_TOKEN_REQUIRED =
+  'ADMIN_TOKEN is required (or ADMIN_TOKENS, named tokens: ADMIN_TOKENS=alice:<openssl rand -hex 24>,bob:<…>)';
+const TOKEN_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** ADMIN_TOKEN (named `admin`) and ADMIN_TOKENS (`name:token,name:token`), each checked. */
+export function parseAdminTokens(
+  single: string | undefined,
+  list: string | undefined,
+  problems: string[],
+): AdminTokenConfig[] {
+  const tokens: AdminTokenConfig[] = single ? [{ name: 'admin', token: single }] : [];
+  for (const [i, raw] of (list ?? '').split(',').entries()) {
+    const entry = raw.trim();
+    if (!entry) continue;
+    const colon = entry.indexOf(':');
+    const name = colon > 0 ? entry.slice(0, colon) : '';
+    const token = colon > 0 ? entry.slice(colon + 1) : '';
+    if (!TOKEN_NAME.test(name))
+      problems.push(`ADMIN_TOKENS entry ${i + 1} must be name:token (name: letters, digits, _ . @ -)`);
+    else if (token.length < 16)
+      problems.push(`ADMIN_TOKENS token of "${name}" must be at least 16 characters`);
+    else if (tokens.some((t) => t.name === name)) problems.push(`ADMIN_TOKENS names "${name}" twice`);
+    else if (tokens.some((t) => t.token === token))
+      problems.push(`ADMIN_TOKENS gives "${name}" a token already in use`);
+    else tokens.push({ name, token });
+  }
+  if (tokens.length === 0 && problems.length === 0) problems.push(ADMIN_TOKEN_REQUIRED);
+  return tokens;
+}
+
+/** TRUST_PROXY: unset/false/0 = trust nobody; a hop count; or a comma list of IPs/CIDRs (or loopback, linklocal, uniquelocal). */
+export function parseTrustProxy(raw: string | undefined, problems: string[]): TrustProxy {
+  const v = (raw ?? '').trim().toLowerCase();
+  if (v === '' || v === 'false' || v === '0') return false;
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    if (hops <= 10) return hops;
+    problems.push('TRUST_PROXY hop count must be between 0 and 10');
+    return false;
+  }
+  const parts = v
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const bad = parts.filter((p) => {
+    if (PROXY_NAMES.has(p)) return false;
+    const [addr, bits, extra] = p.split('/');
+    const family = isIP(addr ?? '');
+    if (family === 0 || extra !== undefined) return true;
+    if (bits === undefined) return false;
+    return !/^\d+$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128);
+  });
+  if (bad.length > 0 || parts.length === 0) {
+    problems.push(
+      `TRUST_PROXY must be a hop count (e.g. 1) or a comma-separated list of proxy addresses/CIDRs (e.g. 10.0.0.0/8,loopback); not ${bad.join(', ') || 'empty'}` +
+        (v === 'true' ? ' ("true" would trust any client\'s X-Forwarded-For)' : ''),
+    );
+    return false;
+  }
+  return parts;
 }
 
 export interface RouterConfig {
@@ -348,13 +459,28 @@ function crossCheck(env: Env, problems: string[]): Config {
     problems.push('SLA_ESCALATE must be longer than SLA_FIRST_RESPONSE');
   }
 
+  const adminTokens = parseAdminTokens(env.ADMIN_TOKEN, env.ADMIN_TOKENS, problems);
+  const trustProxy = parseTrustProxy(env.TRUST_PROXY, problems);
+  const previousDataKeys = (env.DATA_KEY_PREVIOUS ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
+  if (previousDataKeys.some((k) => k.length < 32))
+    problems.push('DATA_KEY_PREVIOUS keys must be at least 32 characters each');
+  if (previousDataKeys.length > 0 && !env.DATA_KEY)
+    problems.push('DATA_KEY_PREVIOUS is set but DATA_KEY is not');
+
   return {
     port: env.PORT,
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     redisUrl: env.REDIS_URL,
     mongodbUri: env.MONGODB_URI,
     queuePrefix: env.QUEUE_PREFIX,
-    adminToken: env.ADMIN_TOKEN,
+    adminTokens,
+    adminToken: adminTokens[0]?.token ?? '',
+    trustProxy,
+    dataKey: env.DATA_KEY,
+    previousDataKeys,
     logLevel: env.LOG_LEVEL,
     defaultRegion: env.DEFAULT_REGION as CountryCode,
     webhookMaxBytes: env.WEBHOOK_MAX_BYTES,
@@ -368,6 +494,16 @@ function crossCheck(env: Env, problems: string[]): Config {
     whatsappWeb: { enabled: env.WHATSAPP_WEB_ENABLED, chromiumPath: env.CHROMIUM_PATH },
     inboundPartitions: env.INBOUND_PARTITIONS,
     retention: env.MESSAGE_RETENTION_DAYS > 0 ? { messageDays: env.MESSAGE_RETENTION_DAYS } : {},
+    claims: {
+      businessName: env.BUSINESS_NAME,
+      limits: {
+        perSenderHour: env.CLAIM_CODES_PER_SENDER_HOUR,
+        perTargetDay: env.CLAIM_CODES_PER_TARGET_DAY,
+        perHour: env.CLAIM_CODES_PER_HOUR,
+        perDay: env.CLAIM_CODES_PER_DAY,
+        attemptsPerTargetDay: env.CLAIM_ATTEMPTS_PER_TARGET_DAY,
+      },
+    },
     router: {
       slaFirstResponseMs: env.SLA_FIRST_RESPONSE,
       slaEscalateMs: env.SLA_ESCALATE,
@@ -413,6 +549,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       const message = value === undefined && issue.code === 'invalid_type' ? 'is required' : issue.message;
       return `${name} ${message}`;
     });
+    if (!source.ADMIN_TOKEN && !source.ADMIN_TOKENS) problems.push(ADMIN_TOKEN_REQUIRED);
     throw new ConfigError(problems);
   }
   const problems: string[] = [];

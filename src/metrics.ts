@@ -8,6 +8,8 @@ export interface Metrics {
   registry: Registry;
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   inboundEvents: Counter<'channel' | 'kind' | 'outcome'>;
+  /** Inbound messages (or parts) Rapport could not render, by source and the provider's raw type. */
+  unsupportedInbound: Counter<'channel' | 'type'>;
   webhookRejections: Counter<'route' | 'reason'>;
   lastInbound: Gauge<'channel'>;
   jobs: Counter<'queue' | 'outcome'>;
@@ -18,6 +20,8 @@ export interface Metrics {
   jobDuration: Histogram<'queue'>;
   /** Slack and channel-provider call failures by provider and reason (rate_limited, server_error, …). */
   providerErrors: Counter<'provider' | 'reason'>;
+  /** Claim code decisions: sent, offered (to an agent), opted_out, limited_<sender|target|hour|day|attempts>. */
+  claimCodes: Counter<'outcome'>;
   /** Slack commands, buttons and thread replies refused by src/router/authorize.ts. */
   slackRefusals: Counter<'action' | 'reason'>;
 }
@@ -38,6 +42,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_inbound_events_total',
       help: 'Inbound webhook events by channel, kind (message/status/ignored) and outcome (queued/duplicate/ignored)',
       labelNames: ['channel', 'kind', 'outcome'],
+      registers: [registry],
+    }),
+    unsupportedInbound: new Counter({
+      name: 'rapport_inbound_unsupported_total',
+      help: 'Inbound message parts Rapport could not render (kept and shown to the agent as unsupported), by channel and provider type',
+      labelNames: ['channel', 'type'],
       registers: [registry],
     }),
     webhookRejections: new Counter({
@@ -68,6 +78,12 @@ export function createMetrics(): Metrics {
       name: 'rapport_sla_breaches_total',
       help: 'SLA timers that fired without a reply: remind (first response) and escalate',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    claimCodes: new Counter({
+      name: 'rapport_claim_codes_total',
+      help: 'Claim code decisions: sent, offered (button for an agent), opted_out, limited_<sender|target|hour|day|attempts>',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
     slackRateLimited: new Counter({

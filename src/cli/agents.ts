@@ -6,6 +6,7 @@
  *   rapport agents import <file.csv>   header: slackUserId,name,inboxChannelId[,capacity]; progress on stderr
  */
 import { readFileSync } from 'node:fs';
+import { cliAdminToken } from './token';
 import type { CliCommand } from './types';
 
 function flags(args: string[]): { positional: string[]; values: Record<string, string> } {
@@ -28,7 +29,7 @@ async function call(ctx: Parameters<CliCommand['run']>[1], method: string, path:
   try {
     const res = await fetch(`http://127.0.0.1:${port}/api${path}`, {
       method,
-      headers: { authorization: `Bearer ${ctx.config.adminToken}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${cliAdminToken(ctx.config)}`, 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };

@@ -8,7 +8,7 @@
 import { writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { isAppError } from '../errors';
-import { createErasureService, optOutMarkerKey } from '../privacy/erase';
+import { createErasureService, markerKeysOf } from '../privacy/erase';
 import { exportCustomer } from '../privacy/export';
 import { parseCustomerId } from '../identity/merge';
 import type { CliCommand, CliContext } from './types';
@@ -68,7 +68,8 @@ async function runErase(id: string, ctx: CliContext): Promise<number> {
     slack: app.slack,
     redis: app.redis,
     prefix: ctx.config.queuePrefix,
-    markerKey: optOutMarkerKey(ctx.config.adminToken),
+    ...markerKeysOf(ctx.config),
+    defaultRegion: ctx.config.defaultRegion,
     log: app.log.child({ component: 'erasure' }),
     // Nobody waits on an HTTP answer here: give Slack more time before leaving it to the worker.
     slackBudgetMs: 120_000,

@@ -10,6 +10,7 @@
  * `--queue`, `inbound` means every inbound partition. `--data` shows the job's data, which is
  * customer data: use it only when you need it.
  */
+import { cliAdminToken } from './token';
 import type { CliCommand, CliContext } from './types';
 import type { DeadLetterJson } from '../http/admin-dlq';
 
@@ -47,7 +48,7 @@ async function adminClient(ctx: CliContext) {
     async call(method: string, path: string): Promise<ApiResult> {
       const res = await fetch(`http://127.0.0.1:${port}/api${path}`, {
         method,
-        headers: { authorization: `Bearer ${ctx.config.adminToken}` },
+        headers: { authorization: `Bearer ${cliAdminToken(ctx.config)}` },
       });
       const text = await res.text();
       return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };

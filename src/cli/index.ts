@@ -9,6 +9,7 @@ import { agentsCommand } from './agents';
 import { customersCommand } from './customers';
 import { dlqCommand } from './dlq';
 import { doctorCommand, runDoctorCli } from './doctor';
+import { CliTokenError } from './token';
 import type { CliCommand, CliContext } from './types';
 
 export type { CliCommand, CliContext } from './types';
@@ -65,6 +66,10 @@ export async function runCli(
   };
   try {
     return await command.run(args, ctx);
+  } catch (err) {
+    if (!(err instanceof CliTokenError)) throw err;
+    io.err(err.message);
+    return 2;
   } finally {
     await app?.close();
   }

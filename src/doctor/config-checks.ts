@@ -112,6 +112,16 @@ export function checkConfiguration(env: NodeJS.ProcessEnv): ConfigCheckResult {
       fix: `Set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (docs/setup-slack.md).`,
     });
   }
+  if (config.twilio?.smsFrom && !config.claims.businessName) {
+    checks.push({
+      id: 'config.business_name',
+      section: 'config',
+      status: 'warn',
+      title: 'Business name',
+      detail: 'BUSINESS_NAME is not set: claim codes texted to customers cannot say who sent them',
+      fix: 'Set BUSINESS_NAME to the name customers know you by (README "Claims").',
+    });
+  }
   return { config, checks, channels };
 }
 

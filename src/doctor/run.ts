@@ -6,6 +6,7 @@
 import type { Config } from '../config';
 import { checkConfiguration, checkPublicUrlShape } from './config-checks';
 import { checkMongo } from './mongo';
+import { checkDataKeyMarkers, dataKeyPresence } from './data-key';
 import { checkChromium, checkGraph, checkPublicUrlReachable, checkSlack, checkTwilio } from './providers';
 import { checkRedis } from './redis';
 import type { DoctorCheck, DoctorReport } from './types';
@@ -66,7 +67,8 @@ function configuredChecks(
   timeoutMs: number,
 ): Promise<DoctorCheck[]>[] {
   return [
-    Promise.resolve([checkPublicUrlShape(env.PUBLIC_URL, config)]),
+    Promise.resolve([checkPublicUrlShape(env.PUBLIC_URL, config), dataKeyPresence(config)]),
+    checkDataKeyMarkers(config, timeoutMs),
     checkPublicUrlReachable(config, timeoutMs).then((c) => [c]),
     checkTwilio(config, timeoutMs),
     checkGraph(config, timeoutMs),

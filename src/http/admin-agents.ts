@@ -10,6 +10,7 @@ import type { Logger } from '../logger';
 import { AGENT_ROLES, type Agent, type RouterModels } from '../router/models';
 import type { Router as RapportRouter } from '../router';
 import type { Customer, IdentityModels } from '../identity/models';
+import { adminActor } from './admin-auth';
 
 const slackId = (prefix: string) =>
   z
@@ -91,7 +92,7 @@ export function agentAdminRoutes(o: {
     if (await Agent.exists({ slackUserId: body.slackUserId }))
       throw new ConflictError('an agent with this slackUserId exists');
     const agent = await Agent.create({ ...body, status: 'available', active: true });
-    o.log.info({ agentId: String(agent._id), actor: 'admin' }, 'agent created');
+    o.log.info({ agentId: String(agent._id), actor: adminActor(res) }, 'agent created');
     res.status(201).json(agentJson(agent.toObject()));
   });
 
@@ -141,10 +142,10 @@ export function agentAdminRoutes(o: {
       for (const customer of owned) {
         const next = await o.router.ownership.pickAgent([String(agent._id)]);
         if (!next) break;
-        await o.router.commands.handoff(customer, next, 'admin');
+        await o.router.commands.handoff(customer, next, adminActor(res));
         reassigned++;
       }
-      o.log.info({ agentId: String(agent._id), reassigned, actor: 'admin' }, 'agent deactivated');
+      o.log.info({ agentId: String(agent._id), reassigned, actor: adminActor(res) }, 'agent deactivated');
     }
     const updated = await find(req.params.id);
     res.json({

@@ -1,10 +1,12 @@
 /**
- * One log line per admin API call: actor, method, route shape, target ids, status, duration. The
+ * One log line per admin API call: actor (the name of the admin token that authenticated it, or
+ * `anonymous`), method, route shape, target ids, status, duration. The
  * path is logged with ids only (24-hex ids and Slack ids are kept as targets); the query string is
  * never logged, since lookups carry phone numbers and emails there (`/customers?phone=…`).
  */
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logger';
+import { adminActor } from './admin-auth';
 
 const ID = /^[0-9a-f]{24}$/i;
 
@@ -21,15 +23,14 @@ export function routeShape(path: string): { route: string; targets: string[] } {
   return { route: segments.join('/'), targets };
 }
 
-export function adminAudit(o: { log: Logger; actor?: string }): RequestHandler {
-  const actor = o.actor ?? 'admin';
+export function adminAudit(o: { log: Logger }): RequestHandler {
   return (req, res, next) => {
     const started = Date.now();
     res.on('finish', () => {
       const { route, targets } = routeShape(req.baseUrl + req.path);
       o.log.info(
         {
-          actor: res.statusCode === 401 ? 'anonymous' : actor,
+          actor: adminActor(res),
           method: req.method,
           route,
           targets,

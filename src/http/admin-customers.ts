@@ -24,6 +24,7 @@ import type { Customer, Identity, IdentityModels, Message } from '../identity/mo
 import { normalizePhone } from '../identity/phone';
 import { followToLive } from '../identity/tombstones';
 import { NotFoundError } from '../errors';
+import { adminActor } from './admin-auth';
 
 /** How many messages `GET /customers/:id` returns, newest first. */
 const RECENT_MESSAGES = 50;
@@ -198,14 +199,14 @@ export function customerAdminRoutes(options: CustomerAdminOptions): Router {
       bId: parseCustomerId(body.otherId),
       survivorId: body.survivorId,
       reason: 'admin',
-      actor: 'admin',
+      actor: adminActor(res),
     });
     await options.onMerged?.(result);
     res.json({ merge: mergeView(result) });
   });
 
   router.post('/merges/:id/undo', async (req, res) => {
-    const result = await merges.undoMerge(req.params.id, 'admin');
+    const result = await merges.undoMerge(req.params.id, adminActor(res));
     await options.onUnmerged?.(result);
     res.json({ merge: mergeView(result) });
   });
@@ -223,7 +224,7 @@ export function customerAdminRoutes(options: CustomerAdminOptions): Router {
       if (!EMAIL.test(email)) throw new PayloadError('email: not a valid email address');
       claim = { kind: 'email', value: email.toLowerCase() };
     }
-    const result = await claims.linkIdentity({ customerId: id, claim, actor: 'admin', reason: 'admin' });
+    const result = await claims.linkIdentity({ customerId: id, claim, actor: adminActor(res), reason: 'admin' });
     if ('attached' in result) {
       res.json({
         attached: true,

@@ -10,17 +10,34 @@
  *
  * Job data is customer data (phone numbers, message bodies), so it is left out unless the caller
  * asks with `?include=data`. Only jobs in the failed state are touched: replaying or dropping a
- * waiting or active job through this API answers 409.
+ * waiting or active job through this API answers 409. A dead letter of a customer erased since it
+ * was queued is never replayed (409 `erased_customer`; the bulk replay skips and counts it): it
+ * would recreate the customer. Erasure normally removes those jobs; this guards the ones that failed
+ * while the erasure ran.
  */
 import { Router, type Request } from 'express';
 import type { Job, Queue } from 'bullmq';
-import { ConflictError, NotFoundError, PayloadError } from '../errors';
+import { AppError, ConflictError, NotFoundError, PayloadError } from '../errors';
 import type { Queues } from '../queue/queues';
 
 export interface DlqRoutesOptions {
   queues: Queues;
   /** Most dead letters one list answers with. @defaultValue 1000 */
   maxLimit?: number;
+  /** Whether a job belongs to a customer erased since it was queued (ErasureService.isErasedJob). */
+  isErased?: (job: Job) => Promise<boolean>;
+}
+
+/** Replaying this dead letter would recreate an erased customer. */
+export class ErasedCustomerJobError extends AppError {
+  constructor() {
+    super(
+      'this dead letter belongs to an erased customer and cannot be replayed; drop it',
+      'erased_customer',
+      409,
+      false,
+    );
+  }
 }
 
 export interface DeadLetterJson {
@@ -64,7 +81,7 @@ export function deadLetterJson(
   };
 }
 
-export function dlqRoutes({ queues, maxLimit = 1000 }: DlqRoutesOptions): Router {
+export function dlqRoutes({ queues, maxLimit = 1000, isErased }: DlqRoutesOptions): Router {
   const all = concreteQueues(queues);
   const router = Router();
 
@@ -117,6 +134,7 @@ export function dlqRoutes({ queues, maxLimit = 1000 }: DlqRoutesOptions): Router
   router.post('/dead-letters/replay', async (req, res) => {
     const perQueue: Record<string, number> = {};
     let replayed = 0;
+    let refused = 0;
     for (const [name, queue] of selected(req)) {
       // Snapshot the ids first: replayed jobs leave the failed set (and may come back to it if they
       // fail again), so paging through the live set would skip some and repeat others.
@@ -130,13 +148,17 @@ export function dlqRoutes({ queues, maxLimit = 1000 }: DlqRoutesOptions): Router
       for (const id of ids) {
         const job = await queue.getJob(id);
         if (!job || (await job.getState()) !== 'failed') continue;
+        if (await isErased?.(job)) {
+          refused++;
+          continue;
+        }
         await job.retry('failed');
         n++;
       }
       perQueue[name] = n;
       replayed += n;
     }
-    res.json({ replayed, queues: perQueue });
+    res.json({ replayed, refused, queues: perQueue });
   });
 
   router.get('/dead-letters/:queue/:id', async (req, res) => {
@@ -148,6 +170,7 @@ export function dlqRoutes({ queues, maxLimit = 1000 }: DlqRoutesOptions): Router
   router.post('/dead-letters/:queue/:id/replay', async (req, res) => {
     const [name, job] = await failedJob(req);
     await requireFailed(job);
+    if (await isErased?.(job)) throw new ErasedCustomerJobError();
     await job.retry('failed');
     res.json({ replayed: true, queue: name, id: String(job.id) });
   });

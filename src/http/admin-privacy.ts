@@ -7,11 +7,12 @@
  * - Erase answers 200 with the audit record when finished, 202 when its Slack part continues in the
  *   background (rate limits); calling it again is safe and reports the same erasure. 409 when a
  *   merge on the customer is running (retry) or the erasure is already running.
- * - Every call is logged with actor and customer id only.
+ * - Every call is logged with actor (the admin token's name) and customer id only.
  */
 import { Router } from 'express';
 import { isAppError } from '../errors';
 import type { Logger } from '../logger';
+import { adminActor } from './admin-auth';
 import type { ErasureService } from '../privacy/erase';
 import { exportCustomer, type AppModels } from '../privacy/export';
 
@@ -19,15 +20,13 @@ export interface PrivacyRoutesOptions {
   models: AppModels;
   erasures: ErasureService;
   log: Logger;
-  /** Recorded as the actor of every action. @defaultValue `'admin'` */
-  actor?: string;
 }
 
 export function privacyRoutes(o: PrivacyRoutesOptions): Router {
   const router = Router();
-  const actor = o.actor ?? 'admin';
 
   router.get('/customers/:id/export', async (req, res) => {
+    const actor = adminActor(res);
     const id = req.params.id;
     try {
       const data = await exportCustomer(o.models, id);
@@ -54,6 +53,7 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
   });
 
   router.delete('/customers/:id', async (req, res) => {
+    const actor = adminActor(res);
     const erasure = await o.erasures.erase(req.params.id, actor);
     o.log.info(
       {
@@ -69,6 +69,7 @@ export function privacyRoutes(o: PrivacyRoutesOptions): Router {
   });
 
   router.get('/customers/:id/erasure', async (req, res) => {
+    const actor = adminActor(res);
     const erasure = await o.erasures.find(req.params.id);
     o.log.info({ actor, action: 'customer.erasure.get', customerId: req.params.id }, 'erasure looked up');
     if (!erasure) {

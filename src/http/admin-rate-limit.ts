@@ -1,16 +1,20 @@
 /**
- * A fixed-window rate limit for the admin API, shared by every api replica through Redis.
+ * Fixed-window rate limits for the admin surface (`/api`, `/admin/queues`), shared by every api
+ * replica through Redis.
  *
- * One key per client and window (`<prefix>:admin-rl:<client>:<window>`), counted with one Lua call
- * on that single key (INCR, and PEXPIRE on the first hit), so it is atomic and Redis Cluster safe.
- * Over the limit: 429 with `Retry-After` (seconds to the next window). Mount it before `adminAuth`
- * so guessing tokens is limited too.
+ * One key per client and window (`<prefix>:<name>:<client>:<window>`), counted with one Lua call on
+ * that single key (INCR, and PEXPIRE on the first hit), so it is atomic and Redis Cluster safe.
+ * Over the limit: 429 with `Retry-After` (seconds to the next window).
+ *
+ * The client is the real peer (`req.ip`), which names the TCP peer unless `TRUST_PROXY` tells
+ * express which proxies may set `X-Forwarded-For` (see config.ts): with the default (trust nobody)
+ * a client cannot escape its limit by rotating that header.
  *
  * If Redis cannot answer, requests are let through (and logged): the admin API still needs its
  * bearer token, and an operator locked out of erasure during a Redis outage is worse than a briefly
  * unlimited, authenticated API.
  */
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { RedisClient } from '../queue/connection';
 import type { Logger } from '../logger';
 
@@ -18,11 +22,11 @@ export interface AdminRateLimitOptions {
   redis: RedisClient;
   /** Key prefix (QUEUE_PREFIX). */
   prefix: string;
-  /** Requests per client per minute. @defaultValue 120 */
+  /** Requests per client per window. @defaultValue 120 */
   perMinute?: number;
   /** Window length. @defaultValue 60000 */
   windowMs?: number;
-  /** Who a request counts against. @defaultValue the client IP (`req.ip`, honours `trust proxy`) */
+  /** Who a request counts against. @defaultValue the client IP (`req.ip`, honours TRUST_PROXY) */
   keyOf?: (req: Request) => string;
   log?: Logger;
   now?: () => number;
@@ -32,36 +36,79 @@ const HIT = `local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`;
 
-export function adminRateLimit(o: AdminRateLimitOptions): RequestHandler {
-  const limit = o.perMinute ?? 120;
-  const windowMs = o.windowMs ?? 60_000;
+/** The real peer a request counts against (`req.ip` honours TRUST_PROXY only). */
+export const peerOf = (req: Request): string => req.ip ?? req.socket.remoteAddress ?? 'unknown';
+
+/** A counter per client and fixed window, in Redis. */
+export interface WindowCounter {
+  readonly limit: number;
+  /** Adds one hit; resolves to the window's count after it. */
+  hit(client: string): Promise<number>;
+  /** The window's count, without adding one. */
+  peek(client: string): Promise<number>;
+  /** Seconds until the current window ends (at least 1). */
+  retryAfter(): number;
+}
+
+export function windowCounter(o: {
+  redis: RedisClient;
+  /** Full key stem, e.g. `<prefix>:admin-rl`. */
+  stem: string;
+  limit: number;
+  windowMs: number;
+  now?: () => number;
+}): WindowCounter {
   const now = o.now ?? Date.now;
-  const keyOf = o.keyOf ?? ((req: Request) => req.ip ?? 'unknown');
+  const keyOf = (client: string) => `${o.stem}:${client}:${Math.floor(now() / o.windowMs)}`;
+  return {
+    limit: o.limit,
+    hit: (client) => o.redis.eval(HIT, 1, keyOf(client), String(o.windowMs * 2)) as Promise<number>,
+    peek: async (client) => Number((await o.redis.get(keyOf(client))) ?? 0),
+    retryAfter() {
+      const t = now();
+      return Math.max(1, Math.ceil(((Math.floor(t / o.windowMs) + 1) * o.windowMs - t) / 1000));
+    },
+  };
+}
+
+/** Answers 429 with `Retry-After` and the usual JSON error body. */
+export function tooManyRequests(res: Response, retryAfter: number, message = 'too many requests'): void {
+  res.setHeader('Retry-After', String(retryAfter));
+  res.status(429).json({ error: { code: 'rate_limited', message: `${message}; retry in ${retryAfter} s` } });
+}
+
+/** Logs that Redis could not count, and lets the request through (see module comment). */
+export function letThrough(log: Logger | undefined, err: unknown, what: string): void {
+  log?.warn(
+    { err: { message: err instanceof Error ? err.message : String(err) } },
+    `${what} unavailable; request let through`,
+  );
+}
+
+export function adminRateLimit(o: AdminRateLimitOptions): RequestHandler {
+  const counter = windowCounter({
+    redis: o.redis,
+    stem: `${o.prefix}:admin-rl`,
+    limit: o.perMinute ?? 120,
+    windowMs: o.windowMs ?? 60_000,
+    now: o.now,
+  });
+  const keyOf = o.keyOf ?? peerOf;
   return (req, res, next) => {
-    const t = now();
-    const window = Math.floor(t / windowMs);
-    const key = `${o.prefix}:admin-rl:${keyOf(req)}:${window}`;
-    (o.redis.eval(HIT, 1, key, String(windowMs * 2)) as Promise<number>).then(
+    counter.hit(keyOf(req)).then(
       (count) => {
-        const remaining = Math.max(0, limit - count);
-        res.setHeader('X-RateLimit-Limit', String(limit));
-        res.setHeader('X-RateLimit-Remaining', String(remaining));
-        if (count <= limit) {
+        res.setHeader('X-RateLimit-Limit', String(counter.limit));
+        res.setHeader('X-RateLimit-Remaining', String(Math.max(0, counter.limit - count)));
+        if (count <= counter.limit) {
           next();
           return;
         }
-        const retryAfter = Math.max(1, Math.ceil(((window + 1) * windowMs - t) / 1000));
-        res.setHeader('Retry-After', String(retryAfter));
+        const retryAfter = counter.retryAfter();
         o.log?.info({ route: req.baseUrl + req.path, retryAfter }, 'admin API rate limited');
-        res
-          .status(429)
-          .json({ error: { code: 'rate_limited', message: `too many requests; retry in ${retryAfter} s` } });
+        tooManyRequests(res, retryAfter);
       },
       (err: unknown) => {
-        o.log?.warn(
-          { err: { message: err instanceof Error ? err.message : String(err) } },
-          'admin rate limit unavailable; request let through',
-        );
+        letThrough(o.log, err, 'admin rate limit');
         next();
       },
     );

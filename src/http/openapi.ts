@@ -205,8 +205,11 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     summary: 'Erase a customer (safe to repeat)',
     responses: {
       200: { description: 'Erased; the audit record' },
-      202: { description: 'Erased; the Slack part continues in the background' },
+      202: {
+        description: 'Erased; the Slack part (or a job still being processed) continues in the background',
+      },
       409: { description: 'A merge or the erasure is running' },
+      503: { description: 'DATA_KEY is not configured (code `data_key_missing`): nothing was erased' },
     },
   },
   {
@@ -235,7 +238,12 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     tag: 'dead-letters',
     summary: 'Replay every dead letter (of one queue)',
     query: z.object({ queue: z.string().optional() }),
-    responses: { 200: { description: '`{ replayed, queues }`' } },
+    responses: {
+      200: {
+        description:
+          '`{ replayed, refused, queues }`; `refused` counts dead letters of customers erased since they were queued (not replayed)',
+      },
+    },
   },
   {
     method: 'get',
@@ -255,7 +263,10 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     summary: 'Put one dead letter back on its queue',
     responses: {
       200: { description: 'Replayed' },
-      409: { description: 'The job is not in the failed state' },
+      409: {
+        description:
+          'The job is not in the failed state, or it belongs to a customer erased since it was queued (code `erased_customer`)',
+      },
     },
   },
   {
@@ -338,6 +349,7 @@ function operation(spec: ApiRouteSpec, params: string[]): Record<string, unknown
   if ((spec.body || spec.query) && !responses['400']) responses['400'] = ref('responses', 'ValidationError');
   if (params.length > 0 && !responses['404']) responses['404'] = ref('responses', 'NotFound');
   responses['401'] = ref('responses', 'Unauthorized');
+  responses['429'] = ref('responses', 'RateLimited');
   const bodyName = spec.body ? NAMED_BODIES.get(spec.body) : undefined;
   return {
     operationId: operationId(spec),
@@ -390,7 +402,9 @@ export function buildOpenApi(routes: ApiRouteSpec[], options: OpenApiOptions = {
       title: 'Rapport admin API',
       version: '1.0.0',
       description:
-        'Operator API of Rapport. Every call needs `Authorization: Bearer <ADMIN_TOKEN>`. Errors are ' +
+        'Operator API of Rapport. Every call needs `Authorization: Bearer <token>`, an admin token (ADMIN_TOKEN, or one of ' +
+        'the named ADMIN_TOKENS; the audit log records its name). Per client: 600 calls a minute, and 10 failed ' +
+        'authentications a minute, after which every call answers 429 with Retry-After until the minute ends. Errors are ' +
         '`{ "error": { "code", "message" } }`; a request that fails validation is 400 and the message names the field and the reason.',
     },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
@@ -399,7 +413,9 @@ export function buildOpenApi(routes: ApiRouteSpec[], options: OpenApiOptions = {
     tags: [...new Set(routes.map((r) => r.tag))].map((name) => ({ name })),
     paths,
     components: {
-      securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } },
+      securitySchemes: {
+        bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN or a token of ADMIN_TOKENS' },
+      },
       schemas,
       responses: {
         ValidationError: errorResponse(
@@ -407,6 +423,9 @@ export function buildOpenApi(routes: ApiRouteSpec[], options: OpenApiOptions = {
         ),
         Unauthorized: errorResponse('Missing or wrong admin token'),
         NotFound: errorResponse('No such resource'),
+        RateLimited: errorResponse(
+          'Too many calls, or too many failed authentications, from this client (code `rate_limited`; see Retry-After)',
+        ),
       },
     },
   };

@@ -7,7 +7,7 @@
  */
 import express, { Router, type Request } from 'express';
 import type { WebhookAdapter, WebhookRequest } from '../channels/adapter';
-import { sourceOf } from '../canonical';
+import { sourceOf, type MessagePart } from '../canonical';
 import { AppError, UnsupportedMediaTypeError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -30,6 +30,17 @@ export function toWebhookRequest(req: Request): WebhookRequest {
     headers: req.headers,
     rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
   };
+}
+
+/** The provider's type as a metric label: bounded, so a sender cannot mint label values. */
+function typeLabel(providerType: string): string {
+  return /^[a-z][a-z0-9_.]{0,39}$/i.test(providerType) ? providerType.toLowerCase() : 'other';
+}
+
+function countUnsupported(metrics: Metrics, channel: string, parts: MessagePart[]): void {
+  for (const part of parts)
+    if (part.kind === 'unsupported')
+      metrics.unsupportedInbound.inc({ channel, type: typeLabel(part.providerType) });
 }
 
 function mediaType(header: string | undefined): string | undefined {
@@ -76,6 +87,7 @@ export function webhookRoute({ path, adapter, intake, metrics, log, maxBytes }: 
           metrics.inboundEvents.inc({ channel: sourceOf(channel, provider), kind: event.type, outcome });
           if (outcome === 'queued' && event.type === 'message') {
             metrics.lastInbound.set({ channel: sourceOf(channel, provider) }, Date.now() / 1000);
+            countUnsupported(metrics, sourceOf(channel, provider), event.message.parts);
           }
         }
       }

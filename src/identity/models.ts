@@ -221,6 +221,8 @@ export interface Claim {
   attempts: number;
   status: ClaimStatus;
   verifiedAt?: Date;
+  /** The attempt (message key) that verified it: a retry of that message is answered `verified` again. */
+  verifiedBy?: string;
   mergeEventId?: Types.ObjectId;
   createdAt: Date;
   updatedAt: Date;
@@ -416,6 +418,7 @@ const claimSchema = new Schema<Claim>(
       required: true,
     },
     verifiedAt: Date,
+    verifiedBy: String,
     mergeEventId: Schema.Types.ObjectId,
   },
   { collection: 'claims', timestamps: true },

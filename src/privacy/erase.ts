@@ -18,13 +18,22 @@
  * | Slack: cards and Rapport's posts       | `chat.delete`d (a bot token can delete the bot's own messages) |
  * | Slack: agents' replies and notes       | cannot be deleted or edited with a bot token (`cant_delete_message`, `cant_update_message`): a notice is posted in each thread saying the data was erased and that people's messages there must be deleted by a person or by workspace retention; their number is in the audit counts (`slackHumanRemaining`) |
  *
+ * | BullMQ jobs (every queue, every state)  | removed when their data, id, failure text or result names the customer (queue-purge.ts) |
+ *
  * Opt-out markers: honouring STOP is a legal duty (TCPA/CTIA in the US, PECR in the UK, ePrivacy)
  * that outlives the customer record, and erasure must not re-enable messaging a number that asked
  * not to be messaged. So an active opt-out leaves HMAC-SHA256(markerKey, `<identityKey>|<channel>`)
  * in `erased_opt_outs`: enough to answer "did this number opt out?" when it writes again, useless to
  * list numbers. It is keyed (not a bare hash) because the phone-number space is small enough to
- * brute-force a plain SHA-256 in seconds. `isOptOutErased()` checks it (the router should consult
- * it when an identity is first seen; see README).
+ * brute-force a plain SHA-256 in seconds. `isOptOutErased()` checks it (the router consults it
+ * when an identity is first seen). The key comes from DATA_KEY, a secret of its own (not an admin
+ * token, whose rotation would silently forget every marker); without DATA_KEY erase refuses with
+ * 503 `data_key_missing`. Earlier keys (DATA_KEY_PREVIOUS, and the ADMIN_TOKEN-derived key of older
+ * versions) are still read, and a marker found under one is re-written under the current key.
+ *
+ * Tombstones: the erasure record keeps keyed hashes of the erased identity keys, so a dead letter
+ * queued before the erasure (its data names the number) can be refused on replay
+ * (`isErasedJob`), instead of recreating the customer.
  *
  * Running it: an `erasures` document drives fixed, idempotent steps (like merge.ts's MergeEvent).
  * The plan (family ids, identity keys, Slack refs) is written with the document, once; each step
@@ -41,12 +50,16 @@
  * `slackFailed` and skipped.
  */
 import { createHmac } from 'node:crypto';
+import type { CountryCode } from 'libphonenumber-js';
 import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import { AppError, NotFoundError } from '../errors';
 import { MergeBusyError, parseCustomerId } from '../identity/merge';
+import { identityKeyOf } from '../identity/resolve';
+import type { Address } from '../canonical';
+import { purgeQueues } from './queue-purge';
 import type { Customer, Identity, MergeLock, Message, StatusEntry } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
@@ -58,6 +71,7 @@ import {
   ZERO_COUNTS,
   registerPrivacyModels,
   type Erasure,
+  type ErasedOptOut as ErasedOptOutDoc,
   type ErasureCounts,
   type ErasureStep,
   type PrivacyModels,
@@ -71,8 +85,17 @@ export interface ErasureServiceOptions {
   redis: RedisClient;
   /** QUEUE_PREFIX, for the per-family lock and the outbox sequence keys. */
   prefix: string;
-  /** Secret for the opt-out markers' HMAC. Changing it orphans existing markers. */
-  markerKey: string;
+  /**
+   * Secret for the opt-out markers' and tombstones' HMAC (`dataKeyFrom(DATA_KEY)`). Absent: erase
+   * refuses (DataKeyMissingError); lookups use the previous keys only.
+   */
+  markerKey?: string;
+  /** Earlier marker keys, still read (DATA_KEY_PREVIOUS; the ADMIN_TOKEN-derived legacy key). @defaultValue [] */
+  previousMarkerKeys?: string[];
+  /** DEFAULT_REGION, to read phone numbers in dead letters. @defaultValue 'US' */
+  defaultRegion?: CountryCode;
+  /** How long the jobs step waits for a matching active job to finish. @defaultValue 5000 */
+  activeJobWaitMs?: number;
   log: Logger;
   /** Time one run may spend on Slack before leaving the rest to `resume()`. @defaultValue 20000 */
   slackBudgetMs?: number;
@@ -109,6 +132,20 @@ export interface ErasureService {
   resume(options?: { olderThanMs?: number }): Promise<{ resumed: number; failed: number }>;
   /** Whether an erased customer had opted out of `channel` on `identityKey` (keep honouring it). */
   isOptOutErased(identityKey: string, channel: string): Promise<boolean>;
+  /** Whether a queued job (its data, queued at `queuedAt` ms) belongs to a customer erased since. */
+  isErasedJob(data: unknown, queuedAt: number): Promise<boolean>;
+}
+
+/** DATA_KEY is not set: erasing would leave opt-out markers nobody could read after a key change. */
+export class DataKeyMissingError extends AppError {
+  constructor() {
+    super(
+      'erase needs DATA_KEY (a secret of 32+ characters, e.g. `openssl rand -hex 32`, the same in every process); see docs/privacy.md',
+      'data_key_missing',
+      503,
+      false,
+    );
+  }
 }
 
 /** Another run of the same erasure holds it; retry shortly. */
@@ -123,18 +160,55 @@ class SlackIncomplete extends Error {}
 
 export const ERASED_IDENTITY_KEY = 'erased';
 
+/** Keyed hash of an erased identity key (tombstone; see module comment). */
+export function identityHash(markerKey: string, identityKey: string): string {
+  return createHmac('sha256', markerKey).update(`tombstone|${identityKey}`).digest('hex');
+}
+
 /** HMAC marker id of an opt-out (see module comment). */
 export function optOutMarker(markerKey: string, identityKey: string, channel: string): string {
   return createHmac('sha256', markerKey).update(`${identityKey}|${channel}`).digest('hex');
 }
 
 /**
- * The marker key the app uses, derived from ADMIN_TOKEN (the one server-side secret every role
- * has), so the API, the CLI and workers agree. Rotating ADMIN_TOKEN orphans existing markers; a
- * dedicated secret would avoid that (see README).
+ * The marker key of versions before DATA_KEY, derived from ADMIN_TOKEN. Only read now (markers
+ * written then are still honoured, and re-written under DATA_KEY when found).
  */
 export function optOutMarkerKey(adminToken: string): string {
   return createHmac('sha256', adminToken).update('rapport/erased-opt-out-marker/v1').digest('hex');
+}
+
+/** The marker key derived from a DATA_KEY. */
+export function dataMarkerKey(dataKey: string): string {
+  return createHmac('sha256', dataKey).update('rapport/data-key/erasure-markers/v1').digest('hex');
+}
+
+/** A short public id of a marker key (stored with markers; doctor compares it with the configured keys). */
+export function markerKeyId(markerKey: string): string {
+  return createHmac('sha256', markerKey).update('rapport/key-id').digest('hex').slice(0, 12);
+}
+
+/** The erasure service's keys from config: DATA_KEY writes; DATA_KEY_PREVIOUS and legacy ADMIN_TOKEN keys are read. */
+export function markerKeysOf(config: {
+  dataKey?: string;
+  previousDataKeys: readonly string[];
+  adminTokens: readonly { token: string }[];
+}): { markerKey?: string; previousMarkerKeys: string[] } {
+  return {
+    markerKey: config.dataKey ? dataMarkerKey(config.dataKey) : undefined,
+    previousMarkerKeys: [
+      ...config.previousDataKeys.map(dataMarkerKey),
+      ...config.adminTokens.map((t) => optOutMarkerKey(t.token)),
+    ],
+  };
+}
+
+/** The sender address of a queued inbound message event, if `data` is one. */
+function senderOf(data: unknown): Address | undefined {
+  if (typeof data !== 'object' || data === null) return undefined;
+  const message = (data as { message?: { from?: Address } }).message;
+  const from = message?.from;
+  return from && typeof from === 'object' && typeof from.kind === 'string' ? from : undefined;
 }
 
 /** Strings that identify the person and may be embedded in ids (e.g. whatsapp-web message ids). */
@@ -193,6 +267,7 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
   const slackBudgetMs = o.slackBudgetMs ?? 20_000;
   const maxSlackWaitMs = o.maxSlackWaitMs ?? 30_000;
   const slackAttempts = o.slackAttempts ?? 5;
+  const allKeys = [...(o.markerKey ? [o.markerKey] : []), ...(o.previousMarkerKeys ?? [])];
   const lockKey = (liveId: Types.ObjectId) => `${o.prefix}:lock:erasure:${String(liveId)}`;
   const lockTtlMs = slackBudgetMs + 10 * 60_000;
 
@@ -261,7 +336,8 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
       actor,
       status: 'in_progress',
       stepsDone: [],
-      plan: { identityKeys: keys, needles: needlesOf(identities) },
+      plan: { identityKeys: keys, needles: [...needlesOf(identities), ...keys, ...ids.map(String)] },
+      identityHashes: keys.map((k) => identityHash(o.markerKey!, k)),
       slack: { refs, threads, next: 0, noticesPosted: [] },
       counts: {
         ...ZERO_COUNTS,
@@ -298,8 +374,15 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     for (const opt of optOuts) {
       if (!opt.optedOut) continue;
       await ErasedOptOut.updateOne(
-        { _id: optOutMarker(o.markerKey, opt.identityKey, opt.channel) },
-        { $setOnInsert: { channel: opt.channel, erasureId: e._id, at: opt.at } },
+        { _id: optOutMarker(o.markerKey!, opt.identityKey, opt.channel) },
+        {
+          $setOnInsert: {
+            channel: opt.channel,
+            erasureId: e._id,
+            at: opt.at,
+            kid: markerKeyId(o.markerKey!),
+          },
+        },
         { upsert: true },
       );
       markers++;
@@ -409,6 +492,29 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
 
   async function eraseCustomers(e: Erasure): Promise<void> {
     await models.Customer.deleteMany({ _id: { $in: e.customerIds } });
+  }
+
+  /** Job payloads in Redis (see queue-purge.ts); an active job left over is retried by a re-run. */
+  async function eraseJobs(e: Erasure): Promise<boolean> {
+    const result = await purgeQueues({
+      redis: o.redis,
+      prefix: o.prefix,
+      // Slack thread timestamps find the agents' side (agent-events jobs carry thread_ts, not ids).
+      needles: e.plan
+        ? [...e.plan.needles, ...e.slack.threads.map((t) => t.ts), ...e.slack.refs.map((r) => r.ts)]
+        : [],
+      activeWaitMs: o.activeJobWaitMs,
+    });
+    e.counts.jobsRemoved = (e.counts.jobsRemoved ?? 0) + result.removed;
+    await save(e, { 'counts.jobsRemoved': e.counts.jobsRemoved });
+    if (result.active > 0) {
+      log.info(
+        { erasureId: String(e._id), active: result.active },
+        'erasure: jobs still active; resuming later',
+      );
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -540,6 +646,7 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     merges: eraseMerges,
     router: eraseRouterRecords,
     customers: eraseCustomers,
+    jobs: eraseJobs,
     settle,
     slack: eraseSlack,
   };
@@ -588,6 +695,7 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     models: privacy,
 
     async erase(rawId, actor) {
+      if (!o.markerKey) throw new DataKeyMissingError();
       const id = parseCustomerId(rawId);
       const existing = await findDoc(id);
       if (existing) {
@@ -638,7 +746,36 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     },
 
     async isOptOutErased(identityKey, channel) {
-      return (await ErasedOptOut.exists({ _id: optOutMarker(o.markerKey, identityKey, channel) })) !== null;
+      const ids = allKeys.map((k) => optOutMarker(k, identityKey, channel));
+      const found = await ErasedOptOut.findOne({ _id: { $in: ids } }).lean<ErasedOptOutDoc>();
+      if (!found) return false;
+      // Found under an earlier key: copy it under the current one, so that key can go some day.
+      if (o.markerKey && found._id !== ids[0]) {
+        const { _id: _old, ...rest } = found;
+        await ErasedOptOut.updateOne(
+          { _id: ids[0] },
+          { $setOnInsert: { ...rest, kid: markerKeyId(o.markerKey) } },
+          { upsert: true },
+        ).catch((err: unknown) => log.warn({ err }, 'opt-out marker re-key failed'));
+      }
+      return true;
+    },
+
+    async isErasedJob(data, queuedAt) {
+      const customerId = (data as { customerId?: unknown } | null)?.customerId;
+      const asId =
+        typeof customerId === 'string' && /^[0-9a-f]{24}$/i.test(customerId) ? customerId : undefined;
+      if (asId && (await Erasure.exists({ customerIds: new Types.ObjectId(asId) }))) return true;
+      const from = senderOf(data);
+      const ref = from ? identityKeyOf(from, o.defaultRegion ?? 'US') : undefined;
+      if (!ref) return false;
+      const hashes = allKeys.map((k) => identityHash(k, ref.key));
+      return (
+        (await Erasure.exists({
+          identityHashes: { $in: hashes },
+          startedAt: { $gte: new Date(queuedAt) },
+        })) !== null
+      );
     },
   };
 }

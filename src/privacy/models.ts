@@ -22,6 +22,7 @@ export const ERASURE_STEPS = [
   'merges',
   'router',
   'customers',
+  'jobs',
   'settle',
   'slack',
 ] as const;
@@ -53,6 +54,8 @@ export interface ErasureCounts {
   slackNotices: number;
   /** Agents' own messages (replies) that a bot token cannot delete; a notice points at them. */
   slackHumanRemaining: number;
+  /** BullMQ jobs (any queue, any state) that held the customer's data, removed. */
+  jobsRemoved: number;
 }
 
 export interface Erasure {
@@ -69,6 +72,11 @@ export interface Erasure {
   stepsDone: ErasureStep[];
   /** Transient (personal data): removed by the last step. */
   plan?: { identityKeys: string[]; needles: string[] };
+  /**
+   * Keyed hashes (DATA_KEY) of the erased identity keys, kept: a dead letter queued before the
+   * erasure that names one of them is refused on replay. Useless to list numbers without DATA_KEY.
+   */
+  identityHashes: string[];
   slack: {
     refs: SlackRef[];
     /** Threads (parent = card) that get a notice before their bot messages are deleted. */
@@ -88,6 +96,8 @@ export interface Erasure {
 export interface ErasedOptOut {
   /** HMAC-SHA256(markerKey, `${identityKey}|${channel}`), hex. */
   _id: string;
+  /** Which DATA_KEY wrote it (`dataKeyId`); absent on markers of versions keyed by ADMIN_TOKEN. */
+  kid?: string;
   channel: string;
   erasureId: Types.ObjectId;
   at: Date;
@@ -114,6 +124,7 @@ export const ZERO_COUNTS: ErasureCounts = {
   slackFailed: 0,
   slackNotices: 0,
   slackHumanRemaining: 0,
+  jobsRemoved: 0,
 };
 
 const slackRefSchema = new Schema<SlackRef>(
@@ -130,6 +141,7 @@ const erasureSchema = new Schema<Erasure>(
     requestedId: { type: Schema.Types.ObjectId, required: true },
     liveId: { type: Schema.Types.ObjectId, required: true },
     customerIds: { type: [Schema.Types.ObjectId], index: true, default: [] },
+    identityHashes: { type: [String], index: true, default: [] },
     actor: { type: String, required: true },
     status: { type: String, enum: ['in_progress', 'done'], required: true, index: true },
     stepsDone: { type: [String], default: [] },
@@ -155,6 +167,7 @@ const erasureSchema = new Schema<Erasure>(
 const erasedOptOutSchema = new Schema<ErasedOptOut>(
   {
     _id: { type: String, required: true },
+    kid: { type: String, required: false, index: true },
     channel: { type: String, required: true },
     erasureId: { type: Schema.Types.ObjectId, required: true },
     at: { type: Date, required: true },

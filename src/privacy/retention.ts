@@ -180,7 +180,9 @@ export function startRetention(o: RetentionOptions): Retention {
     defaultJobOptions: DEFAULT_JOB_OPTIONS,
   });
   // While Redis is down BullMQ reports connection errors here; /readyz shows the outage.
-  queue.on('error', (err) => log.debug({ err, queue: MAINTENANCE_QUEUE }, 'maintenance queue connection error'));
+  queue.on('error', (err) =>
+    log.debug({ err, queue: MAINTENANCE_QUEUE }, 'maintenance queue connection error'),
+  );
 
   const worker = new Worker(
     MAINTENANCE_QUEUE,

@@ -85,7 +85,7 @@ export function createRedisConnection(
  * Every key matching `pattern` (SCAN; on a cluster, over every master), deleted by `remove` or
  * returned. For tests, benchmarks and maintenance; never on a request path.
  */
-async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
+export async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
   const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
   const found: string[] = [];
   for (const server of servers) {

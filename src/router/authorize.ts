@@ -20,7 +20,17 @@ import type { Agent, AgentRole, RouterModels } from './models';
 
 /** What is being done, as counted in metrics (a fixed set, so labels stay bounded). */
 export type SlackAction =
-  'away' | 'back' | 'whois' | 'handoff' | 'close' | 'link' | 'template' | 'name' | 'reply' | 'other';
+  | 'away'
+  | 'back'
+  | 'whois'
+  | 'handoff'
+  | 'close'
+  | 'link'
+  | 'template'
+  | 'name'
+  | 'reply'
+  | 'claim'
+  | 'other';
 
 export type RefusalReason =
   'not_agent' | 'inactive' | 'not_permitted' | 'unknown_customer' | 'not_owner_of_both';

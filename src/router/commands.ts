@@ -24,6 +24,7 @@ import { channelLabel, fill } from './texts';
 import { windowState } from './card';
 import type { CardUpdates } from './card-updates';
 import { nameFromSlack, type Naming } from './naming';
+import { applyClaimEffects, CLAIM_OFFER_ACTION, type ClaimOffers } from './claim-plan';
 import { escapeSlackText } from '../channels/slack/escape';
 
 export interface LinkPort {
@@ -43,6 +44,8 @@ export interface CommandsOptions {
   outbox: Outbox;
   config: RouterConfig;
   link?: LinkPort;
+  /** The "Send a code to …" button of claim offers (claims-bridge.ts). */
+  claimOffers?: ClaimOffers;
   /** Who may act (src/router/authorize.ts). */
   authorizer: Authorizer;
   /** Card refreshes and notices in a given thread (card-updates.ts). */
@@ -352,6 +355,19 @@ export function createCommands(o: CommandsOptions) {
     async interaction(
       ctx: CommandContext & { actionId: string; selectedUser?: string; value?: string },
     ): Promise<string | undefined> {
+      if (ctx.actionId === CLAIM_OFFER_ACTION && o.claimOffers && ctx.value) {
+        const pressed = await o.claimOffers.pressOffer({
+          userId: ctx.userId,
+          messageKey: ctx.value,
+          authorize: async (customer) => {
+            const may = await authorize({ slackUserId: ctx.userId, action: 'claim', customer });
+            return may.allowed ? undefined : may.text;
+          },
+        });
+        await applyClaimEffects(outbox, pressed.effects);
+        log.info({ user: ctx.userId, sent: pressed.effects.length > 0 }, 'claim offer pressed');
+        return pressed.text;
+      }
       if (ctx.actionId === 'rapport_handoff' && ctx.selectedUser)
         return run(ctx, `handoff <@${ctx.selectedUser}>`);
       if (ctx.actionId === 'rapport_close') return run(ctx, 'close');

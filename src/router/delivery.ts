@@ -143,7 +143,8 @@ export function createDelivery(o: DeliveryOptions) {
     const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
     // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase.ts).
     const erasedOptOut = !optOut && (await o.isErasedOptOut?.(identity.key, channel));
-    if ((optOut?.optedOut || erasedOptOut) && send.origin !== 'claim_code') {
+    // Claim codes too: a number that said STOP never gets one (claims-bridge.ts checks first).
+    if (optOut?.optedOut || erasedOptOut) {
       return { failure: { reason: 'opted_out', message: explainFailure('opted_out') } };
     }
     const to = identity.kind === 'psid' ? (identity.value.split(':')[1] ?? '') : identity.value;

@@ -3,8 +3,9 @@
  *
  * In order, each step idempotent (a retried job repeats them all and changes nothing twice):
  * 1. opt-out keywords (STOP / START) on SMS and WhatsApp are recorded and shown to the agent;
- * 2. claims: a 6-digit code may verify a pending claim (merge), or a message that is just a phone
- *    number or email starts one (a code is sent over the claimed channel);
+ * 2. claims (claims-bridge.ts): a 6-digit code may verify a pending claim (merge: the message then
+ *    belongs to the survivor), an explicit claim starts one; what the claim step appends (answers,
+ *    notes) follows the message's own post, in step 5;
  * 3. the owner is ensured (assigned on first contact, sticky after);
  * 4. the acknowledgement: the first message of a conversation, or the first after a quiet period,
  *    gets an automatic reply naming the owner (away owner: when they are back and who covers;
@@ -20,12 +21,13 @@ import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
-import { escapeSlackText } from '../channels/slack/escape';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
+import { describeParts, referencedIds, type TargetLookup } from './inbound-text';
 import { channelLabel, fill } from './texts';
+import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-plan';
 import type { TimerJob } from './sla';
 
 /** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
@@ -37,22 +39,6 @@ export const START_WORDS = ['START', 'UNSTOP', 'YES', 'OPTIN'];
  */
 export const CHAT_START_WORDS = ['START', 'UNSTOP'];
 
-export type ClaimOutcome =
-  | { kind: 'none' }
-  | { kind: 'verified'; survivorId?: string; mergedId?: string; mergeId?: string; otherOwnerAgentId?: string }
-  | { kind: 'rejected'; reason: 'wrong' | 'expired' | 'locked' }
-  | { kind: 'code_needed'; claimKey: string; code: string; value: string; claimKind: 'phone' | 'email' }
-  | { kind: 'already_linked' };
-
-/** The identity module's claims, seen from the router (wired in router/index.ts). */
-export interface ClaimsPort {
-  handle(input: {
-    customerId: Types.ObjectId;
-    identityKey: string;
-    message: InboundMessage;
-  }): Promise<ClaimOutcome>;
-}
-
 export interface InboundRouterOptions {
   models: RouterModels & IdentityModels;
   outbox: Outbox;
@@ -63,8 +49,8 @@ export interface InboundRouterOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
-  /** Tell the owner of a merged-away customer (router/index.ts). */
-  onMerged?: (outcome: Extract<ClaimOutcome, { kind: 'verified' }>) => Promise<void>;
+  /** Tell both threads of a merge (router/index.ts); `survivorNote` replaces the generic one. */
+  onMerged?: (outcome: ClaimMerge, survivorNote?: string) => Promise<void>;
 }
 
 function keyword(text: string | undefined): string | undefined {
@@ -113,6 +99,20 @@ export function createInboundRouter(o: InboundRouterOptions) {
     return fill(config.texts.ack, { agent: name });
   }
 
+  /** The stored text of the earlier messages this one reacts to, edits or deletes, by provider id. */
+  async function earlierTexts(message: InboundMessage): Promise<TargetLookup> {
+    const ids = referencedIds(message);
+    if (ids.length === 0) return () => undefined;
+    const found = await models.Message.find(
+      { key: { $in: ids.map((id) => `${message.provider}:${id}`) } },
+      { key: 1, text: 1 },
+    ).lean<{ key: string; text?: string }[]>();
+    const texts = new Map(
+      found.map((m) => [m.key.slice(message.provider.length + 1), m.text ?? '[attachment]']),
+    );
+    return (id) => texts.get(id);
+  }
+
   async function scheduleSla(customerId: Types.ObjectId, since: Date): Promise<void> {
     const hours = config.businessHours;
     const now = Date.now();
@@ -134,70 +134,26 @@ export function createInboundRouter(o: InboundRouterOptions) {
 
   return {
     /** Routes one stored inbound message of `customer` (the live one) from `identityKey`. */
-    async route(message: InboundMessage, customer: Customer, identityKey: string): Promise<void> {
-      const customerId = customer._id;
+    async route(message: InboundMessage, routed: Customer, identityKey: string): Promise<void> {
+      let customer = routed;
       const at = new Date(message.sentAt);
       const sentAt = Number.isNaN(at.getTime()) ? new Date() : at;
-      const name = customer.displayName ?? 'Customer';
 
       const optNote = await recordOptOut(identityKey, message);
       if (optNote)
-        await outbox.postToAgent(customerId, {
+        await outbox.postToAgent(customer._id, {
           key: `optout:${message.key}`,
           kind: 'note',
           text: optNote,
           username: 'Rapport',
         });
 
-      const claim = o.claims
-        ? await o.claims.handle({ customerId, identityKey, message })
-        : { kind: 'none' as const };
-      if (claim.kind === 'code_needed') {
-        if (claim.claimKind === 'phone') {
-          await outbox.sendToCustomer(customerId, {
-            key: `claim-code:${message.key}`,
-            origin: 'claim_code',
-            toIdentityKey: claim.claimKey,
-            text: `Your verification code is ${claim.code}. Send it back on ${channelLabel(message.channel)} within 15 minutes to link this number to your conversation.`,
-          });
-          await outbox.sendToCustomer(customerId, {
-            key: `claim-ask:${message.key}`,
-            origin: 'auto',
-            text: `We've sent a 6-digit code to ${claim.value}. Please send it here to confirm it's yours.`,
-          });
-        }
-        await outbox.postToAgent(customerId, {
-          key: `claim-note:${message.key}`,
-          kind: 'note',
-          username: 'Rapport',
-          text:
-            claim.claimKind === 'phone'
-              ? `:key: The customer says ${escapeSlackText(claim.value)} is theirs; a verification code was sent there. Their profiles are merged once they send it back here.`
-              : `:key: The customer says their email is ${escapeSlackText(claim.value)}. Rapport cannot email a code; if you trust it, run \`/rapport link ${escapeSlackText(claim.value)}\` in this thread.`,
-        });
-      } else if (claim.kind === 'verified') {
-        await outbox.postToAgent(customerId, {
-          key: `claim-verified:${message.key}`,
-          kind: 'note',
-          username: 'Rapport',
-          text: ':white_check_mark: The customer confirmed the code: their identities are now linked and their history is in this thread.',
-        });
-        await o.onMerged?.(claim);
-        // The code itself is not a message for the agent.
-        return;
-      } else if (claim.kind === 'rejected') {
-        await outbox.sendToCustomer(customerId, {
-          key: `claim-rejected:${message.key}`,
-          origin: 'auto',
-          text:
-            claim.reason === 'wrong'
-              ? "That code doesn't match. Please check it and try again."
-              : claim.reason === 'expired'
-                ? 'That code has expired. Send the number again to get a new one.'
-                : 'Too many wrong codes; the link was cancelled. Send the number again to start over.',
-        });
-        return;
-      }
+      // Claims first (a code may merge this customer into another); what they append follows the
+      // message itself, which is always posted (a six-digit message may be an order number).
+      const plan = o.claims ? await o.claims.handle({ customer, identityKey, message }) : undefined;
+      if (plan?.customer) customer = plan.customer;
+      const customerId = customer._id;
+      const name = customer.displayName ?? 'Customer';
 
       // The conversation's owner is written below, under the conversation lock.
       const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
@@ -215,7 +171,9 @@ export function createInboundRouter(o: InboundRouterOptions) {
           // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
           // appended by the first run under its own key.
           const last = before?.lastCustomerMessageAt?.getTime();
-          const quiet = last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs;
+          // A reaction or a deletion is shown, but asks nothing: no acknowledgement, no SLA clock.
+          const signal = isSignalOnly(message);
+          const quiet = !signal && (last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs);
           if (quiet) {
             const backup = agent?.backupAgentId ? await ownership.agentById(agent.backupAgentId) : undefined;
             await outbox.sendToCustomer(customerId, {
@@ -241,9 +199,10 @@ export function createInboundRouter(o: InboundRouterOptions) {
             key: message.key,
             kind: 'message',
             channel: message.channel,
-            text: describeParts(message),
+            text: describeParts(message, await earlierTexts(message)),
             username: `${name} (${channelLabel(message.channel)})`,
           });
+          if (signal) return;
 
           const awaitingSince = before?.awaitingSince ?? sentAt;
           await Conversation.updateOne(
@@ -264,35 +223,16 @@ export function createInboundRouter(o: InboundRouterOptions) {
         },
         { waitMs: 10_000 },
       );
+      if (plan) {
+        await applyClaimEffects(outbox, plan.effects);
+        if (plan.merged) await o.onMerged?.(plan.merged.outcome, plan.merged.survivorNote);
+      }
       log.debug({ key: message.key, customerId: String(customerId) }, 'message routed');
     },
   };
 }
 
-/**
- * The message for Slack, as plain text (slack-delivery escapes it): its text, then attachments,
- * locations and buttons, so nothing is invisible. A link is shown as the URL itself, never behind a
- * label the customer chose.
- */
-export function describeParts(message: InboundMessage): string {
-  const parts = message.parts.map((p) => {
-    switch (p.kind) {
-      case 'media': {
-        const file = p.url
-          ? `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'}: ${p.url}`
-          : `:paperclip: ${p.filename ?? p.contentType ?? 'attachment'} (media id ${p.providerMediaId ?? '?'})`;
-        return p.caption ? `${file}\n${p.caption}` : file;
-      }
-      case 'location':
-        return `:round_pushpin: ${p.name ?? 'Location'} ${p.latitude},${p.longitude}`;
-      case 'postback':
-        return `:radio_button: ${p.title}`;
-      case 'unsupported':
-        return `:grey_question: a ${p.providerType} message Rapport cannot show yet`;
-      case 'text':
-        return p.text;
-    }
-  });
-  if (message.parts.length === 0 && message.text) return message.text;
-  return parts.join('\n') || '(empty message)';
+/** A message that only reacts to or deletes an earlier one: news for the agent, not a question. */
+export function isSignalOnly(message: InboundMessage): boolean {
+  return message.parts.length > 0 && message.parts.every((p) => p.kind === 'reaction' || p.kind === 'revoke');
 }

@@ -17,7 +17,8 @@ import { createAgentEvents } from './agent-events';
 import { createAuthorizer } from './authorize';
 import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
-import { createInboundRouter, type ClaimOutcome, type ClaimsPort } from './inbound';
+import { createInboundRouter } from './inbound';
+import type { ClaimMerge, ClaimOffers, ClaimsPort } from './claim-plan';
 import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
@@ -25,7 +26,7 @@ import { createSla } from './sla';
 import { createSlackDelivery, type ToAgentJob } from './slack-delivery';
 import { createCardUpdates, isCardJob, type CardJob } from './card-updates';
 import { createNaming } from './naming';
-import { explainFailure } from './texts';
+import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
   config: RouterConfig;
@@ -38,6 +39,8 @@ export interface RouterOptions {
   senders: Senders;
   claims?: ClaimsPort;
   link?: LinkPort;
+  /** The "Send a code to …" button (claims-bridge.ts). */
+  claimOffers?: ClaimOffers;
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   /** Messenger's User Profile API, for the card's name (Messenger webhooks carry none). */
   messengerProfiles?: { name(psid: string): Promise<string | undefined> };
@@ -53,6 +56,9 @@ const STATUS_REACTION: Record<string, string | undefined> = {
   failed: 'x',
   undelivered: 'x',
 };
+
+/** The receipt reactions; showing one removes the others. */
+const RECEIPT_REACTIONS = ['white_check_mark', 'eyes', 'x'];
 
 export function createRouter(o: RouterOptions) {
   const { models, queues, redis, prefix, log, metrics } = o;
@@ -85,8 +91,14 @@ export function createRouter(o: RouterOptions) {
     );
   };
 
-  /** The other owner of a merge is told in their thread; the survivor's thread gets the history note. */
-  const onMerged = async (m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string }) => {
+  /**
+   * The other owner of a merge is told in their thread; the survivor's thread gets one note: the
+   * history note, or `survivorNote` (a verified claim's own account of the merge).
+   */
+  const onMerged = async (
+    m: { survivorId?: string; mergedId?: string; otherOwnerAgentId?: string },
+    survivorNote?: string,
+  ) => {
     if (!m.mergedId || !m.survivorId) return;
     const merged = new Types.ObjectId(m.mergedId);
     const survivor = await models.Customer.findById(m.survivorId).lean();
@@ -101,7 +113,9 @@ export function createRouter(o: RouterOptions) {
       key: `merged-into:${m.mergedId}:${m.survivorId}`,
       kind: 'note',
       username: 'Rapport',
-      text: `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
+      text:
+        survivorNote ??
+        `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
     await cards.requestRefresh(m.survivorId);
     await cards.requestRefresh(m.mergedId);
@@ -182,7 +196,7 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'router' }),
-    onMerged: (claim: Extract<ClaimOutcome, { kind: 'verified' }>) => onMerged(claim),
+    onMerged: (claim: ClaimMerge, survivorNote?: string) => onMerged(claim, survivorNote),
   });
 
   const authorizer = createAuthorizer({
@@ -212,6 +226,7 @@ export function createRouter(o: RouterOptions) {
     outbox,
     config: o.config,
     link: o.link,
+    claimOffers: o.claimOffers,
     authorizer,
     cards,
     naming,
@@ -272,7 +287,12 @@ export function createRouter(o: RouterOptions) {
         );
       return posts.length + sends.length;
     },
-    /** A provider's delivery report about one of our sends: show it on the agent's Slack message. */
+    /**
+     * A provider's delivery report about one of our sends, shown on the agent's Slack message: one
+     * reaction for the message's current state (read replaces delivered; a failure removes both —
+     * reports arriving out of order do not step back, the stored state decides), and for a failure a
+     * note with the provider's reason and what to do.
+     */
     async onStatus(status: DeliveryStatus): Promise<void> {
       if (!status.providerMessageId) return;
       const send = await models.CustomerSend.findOne({
@@ -280,25 +300,27 @@ export function createRouter(o: RouterOptions) {
         providerMessageId: status.providerMessageId,
       }).lean<CustomerSend>();
       if (!send) return;
-      const reaction = STATUS_REACTION[status.state];
+      const stored = await models.Message.findOne(
+        { key: `${status.provider}:${status.providerMessageId}` },
+        { status: 1 },
+      ).lean<{ status?: { state: string } }>();
+      const state = stored?.status?.state ?? status.state;
+      const reaction = STATUS_REACTION[state];
       if (send.slack && reaction)
-        await react(send.slack, reaction, reaction === 'eyes' ? ['white_check_mark'] : []);
+        await react(
+          send.slack,
+          reaction,
+          RECEIPT_REACTIONS.filter((r) => r !== reaction),
+        );
       if (
         (status.state === 'failed' || status.state === 'undelivered') &&
         (send.origin === 'agent' || send.origin === 'template')
       ) {
-        const code = status.errors[0]?.code;
-        const reason =
-          code === '63016' || code === '131047'
-            ? 'window_closed'
-            : code === '21610'
-              ? 'opted_out'
-              : 'rejected';
         await outbox.postToAgent(send.customerId, {
           key: `status-note:${status.key}`,
           kind: 'note',
           username: 'Rapport',
-          text: `:x: The provider reports your reply was ${status.state}. ${explainFailure(reason, code)}`,
+          text: explainDeliveryFailure(status.channel, status.errors[0]),
         });
       }
     },

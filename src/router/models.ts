@@ -82,6 +82,13 @@ export interface SlackThread {
 
 export type AgentPostKind = 'message' | 'note';
 
+/** A button under an agent post: Slack sends `actionId` and `value` back when it is pressed. */
+export interface AgentPostButton {
+  actionId: string;
+  text: string;
+  value: string;
+}
+
 /** Outbox into Slack: one item per customer message or note, posted in `seq` order. */
 export interface AgentPost {
   _id: Types.ObjectId;
@@ -98,6 +105,7 @@ export interface AgentPost {
   text: string;
   /** Plain text (the customer's name, or `Rapport`); escaped when posted. */
   username?: string;
+  button?: AgentPostButton;
   state: 'pending' | 'posted';
   /** Set before the Slack call: a retry first looks for the post in the thread (crash after posting). */
   attemptedAt?: Date;
@@ -233,6 +241,10 @@ const agentPostSchema = new Schema<AgentPost>(
     channel: { type: String, enum: CHANNELS },
     text: { type: String, required: true },
     username: String,
+    button: {
+      type: new Schema({ actionId: String, text: String, value: String }, { _id: false }),
+      default: undefined,
+    },
     state: { type: String, enum: ['pending', 'posted'], required: true },
     attemptedAt: Date,
     slack: threadRef,

@@ -15,7 +15,14 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Channel } from '../canonical';
 import { retryOnDuplicate } from '../identity/resolve';
-import type { AgentPostKind, CustomerSend, RouterModels, SendMedia, SendOrigin } from './models';
+import type {
+  AgentPostButton,
+  AgentPostKind,
+  CustomerSend,
+  RouterModels,
+  SendMedia,
+  SendOrigin,
+} from './models';
 
 export interface NewAgentPost {
   key: string;
@@ -23,6 +30,8 @@ export interface NewAgentPost {
   text: string;
   channel?: Channel;
   username?: string;
+  /** A button under the post (e.g. "Send a code to …"); its press comes back as a Slack interaction. */
+  button?: AgentPostButton;
 }
 
 export interface NewCustomerSend {

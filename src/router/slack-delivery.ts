@@ -19,7 +19,7 @@ import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
-import type { AgentPost, CurrentThread, RouterModels } from './models';
+import type { AgentPost, AgentPostButton, CurrentThread, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
@@ -73,6 +73,25 @@ export async function noteRateLimit(
 }
 
 export { windowState } from './card';
+
+/** A post with a button under it: its text as a section, then the button. */
+function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
+  return [
+    { type: 'section', text: { type: 'mrkdwn', text } },
+    {
+      type: 'actions',
+      elements: [
+        {
+          type: 'button',
+          action_id: button.actionId,
+          // plain_text: Slack renders it literally, so no escaping is needed (max 75 characters).
+          text: { type: 'plain_text', text: button.text.slice(0, 75) },
+          value: button.value.slice(0, 2000),
+        },
+      ],
+    },
+  ];
+}
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
@@ -157,10 +176,12 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
         let ts: string;
         try {
+          const text = render(post, lastPostedChannel);
           ({ ts } = await slack.postMessage({
             channel: thread.channel,
             threadTs: thread.ts,
-            text: render(post, lastPostedChannel),
+            text,
+            ...(post.button ? { blocks: buttonBlocks(text, post.button) } : {}),
             username: post.username === undefined ? undefined : escapeSlackText(post.username),
             iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
             metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },

@@ -3,6 +3,7 @@
  * explanations of delivery failures (the agent must always know what happened to what they sent).
  */
 import type { SendFailureReason } from '../channels/sender';
+import { escapeSlackText } from '../channels/slack/escape';
 
 /** Fills `{name}` placeholders; unknown placeholders are left out. */
 export function fill(template: string, values: Record<string, string | undefined>): string {
@@ -49,7 +50,7 @@ export function explainFailure(
       );
     case 'invalid_recipient':
       return withCode(
-        'The provider says this address cannot receive messages (wrong number, blocked or not on this app).',
+        'The provider says this address cannot receive messages (wrong number, blocked or not on this app): check the number with the customer, or reach them on another channel.',
       );
     case 'auth':
       return withCode(
@@ -66,6 +67,48 @@ export function explainFailure(
       return 'There is no enabled channel that can reach this customer (the app they used is not configured any more).';
     case 'rejected':
     default:
-      return withCode('The provider refused the message.');
+      return withCode(
+        'The provider refused the message. Try again later, or reach the customer another way (start a reply with `sms:` to text them).',
+      );
   }
+}
+
+/** Provider error codes of delivery reports that say which failure it is; the rest are `rejected`. */
+const STATUS_FAILURE: Record<string, SendFailureReason> = {
+  // Outside the 24-hour window (Twilio, WhatsApp Cloud).
+  '63016': 'window_closed',
+  '131047': 'window_closed',
+  // Opted out (Twilio).
+  '21610': 'opted_out',
+  // Unreachable, unknown, landline or not on WhatsApp.
+  '30003': 'invalid_recipient',
+  '30005': 'invalid_recipient',
+  '30006': 'invalid_recipient',
+  '63003': 'invalid_recipient',
+  '131026': 'invalid_recipient',
+  // Throttled.
+  '130429': 'rate_limited',
+  '131056': 'rate_limited',
+};
+
+/** What a failed delivery report means, from its provider error code. */
+export function failureOfStatusCode(code: string | undefined): SendFailureReason {
+  return (code !== undefined ? STATUS_FAILURE[code] : undefined) ?? 'rejected';
+}
+
+/**
+ * The note for a reply the provider later reported as not delivered: one sentence with the
+ * provider's own reason (escaped: it is the provider's text), then what the agent can do.
+ */
+export function explainDeliveryFailure(
+  channel: string,
+  error: { code?: string; title?: string; detail?: string } | undefined,
+): string {
+  const said = [error?.title, error?.detail]
+    .filter((t, i, all): t is string => Boolean(t) && all.indexOf(t) === i)
+    .join(' — ')
+    .replace(/[.\s]+$/, '');
+  const reason = said ? `: “${escapeSlackText(said)}”` : '';
+  const code = error?.code;
+  return `:x: ${channelLabel(channel)} could not deliver your reply${reason}. ${explainFailure(failureOfStatusCode(code), code, channel)}`;
 }

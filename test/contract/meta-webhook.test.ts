@@ -207,8 +207,9 @@ describe('Meta webhook with a channel disabled', () => {
     whatsappOnly.verify(req);
     const batch = whatsappOnly.normalize(whatsappOnly.parse(req), new Date());
     expect(batch.events).toEqual([]);
+    // Three messages, a reaction, a delivery and a read: all counted as not taken.
     expect(batch.ignored).toHaveLength(6);
-    expect(batch.ignored.filter((i) => i.reason.startsWith('messenger is disabled'))).toHaveLength(5);
+    expect(batch.ignored.filter((i) => i.reason.startsWith('messenger is disabled'))).toHaveLength(6);
   });
 
   it('still takes the enabled channel’s events', () => {

@@ -53,6 +53,7 @@ const CASES: ContractCase[] = [
   metaCase('messenger-batch', [
     'messenger:m_Ae1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1vW2xY3zA4bC5dE6fG7hI8jK9lM0nO1pQ2rS3tU4vW5xY6zA7bC8dE9f',
     'messenger:m_Lc9kD2sW7qP4xN1vB8mZ3tR6yH0gF5jA2eU9iO4oK7lM1nQ8bV3cX6zS0dT5wY2rE9uI4pA7hG1fJ6kL3mN8oB5q',
+    'messenger:reaction:m_Rq7vB2nX9kL4tW1yPc8hZd3gJs6aEu0iMf5oQk2BwR7tYn4XlC1vS9hDgA6pEjF3mUcO8kNwRb0sLy5TqHx2eIdVm:react:1718883001101',
     'messenger:m_Zx8yW7vU6tS5rQ4pO3nM2lK1jI0hG9fE8dC7bA6zY5xW4vU3tS2rQ1pO0nM9lK8jI7hG6fE5dC4bA3zY2xW1vU0t',
     'messenger:m_Kp3xW8qZ1vN6rT0yLb5hJc2dGs9aEu4iMf7oQk3BwR8tYn1XlC6vS0hDgA5pEjF9mUcO2kNwRb7sLy4TqHx3eIdVg:delivered',
     'messenger:watermark:104857392018374:6841203957712046:read:1718883001500',

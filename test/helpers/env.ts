@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 export const TEST_TWILIO = { accountSid: 'AC' + 'a1'.repeat(16), authToken: 'test-twilio-auth-token' };
 export const TEST_META = { appSecret: 'test-meta-app-secret', verifyToken: 'test-verify-token' };
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789';
+export const TEST_DATA_KEY = 'test-data-key-0123456789abcdef0123456789';
 
 export function uniqueName(label: string): string {
   return `t${label}${randomBytes(4).toString('hex')}`;
@@ -19,6 +20,7 @@ export function testEnv(overrides: Record<string, string | undefined> = {}): Nod
     MONGODB_URI: `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
     QUEUE_PREFIX: `rapport-${name}`,
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    DATA_KEY: TEST_DATA_KEY,
     LOG_LEVEL: 'info',
     DEFAULT_REGION: 'US',
     TWILIO_ACCOUNT_SID: TEST_TWILIO.accountSid,

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import express from 'express';
 import mongoose, { type Connection } from 'mongoose';
+import { Redis } from 'ioredis';
 import pino from 'pino';
 import request from 'supertest';
 import type { Address, InboundMessage } from '../../src/canonical';
@@ -22,6 +23,8 @@ const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 
 let conn: Connection;
+const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+const prefix = `rapport-admincust-${randomBytes(4).toString('hex')}`;
 let models: IdentityModels;
 let processor: InboundProcessor;
 let http: express.Express;
@@ -38,7 +41,7 @@ beforeAll(async () => {
   const claims = createClaimService({ models, merges });
   http = express();
   const api = express.Router();
-  api.use(adminAuth(TEST_ADMIN_TOKEN));
+  api.use(adminAuth({ tokens: [{ name: 'admin', token: TEST_ADMIN_TOKEN }], redis, prefix }));
   api.use(express.json());
   api.use(
     customerAdminRoutes({
@@ -57,6 +60,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await conn.dropDatabase().catch(() => undefined);
   await conn.close();
+  redis.disconnect();
 });
 
 let n = 0;

@@ -70,7 +70,7 @@ describe('dead letters (admin API and CLI)', () => {
     queues = createQueues(redis, { prefix, inboundPartitions: 3 });
     http = express();
     const router = express.Router();
-    router.use(adminAuth(TEST_ADMIN_TOKEN));
+    router.use(adminAuth({ tokens: [{ name: 'admin', token: TEST_ADMIN_TOKEN }], redis, prefix }));
     router.use(express.json());
     router.use(dlqRoutes({ queues }));
     http.use('/api', router);
@@ -229,7 +229,7 @@ describe('dead letters (admin API and CLI)', () => {
     await deadLetters(queues.timers, [{ name: 'sla', data: {} }]);
 
     const one = await api('POST', '/dead-letters/replay?queue=to-agent');
-    expect(one.body).toEqual({ replayed: 1, queues: { 'to-agent': 1 } });
+    expect(one.body).toEqual({ replayed: 1, refused: 0, queues: { 'to-agent': 1 } });
     const rest = await api('POST', '/dead-letters/replay');
     expect(rest.body.replayed).toBe(3);
     expect(rest.body.queues).toMatchObject({ 'inbound-0': 2, timers: 1, 'to-agent': 0 });

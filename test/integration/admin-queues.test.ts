@@ -9,6 +9,7 @@ import express from 'express';
 import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
+import { adminAuth } from '../../src/http/admin-auth';
 import { queueDashboard } from '../../src/http/admin-queues';
 import { createMetrics } from '../../src/metrics';
 import { closeQueues, createQueues, type Queues } from '../../src/queue/queues';
@@ -34,7 +35,8 @@ describe('queue dashboard and queue metrics', () => {
     redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
     queues = createQueues(redis, { prefix, inboundPartitions: 3 });
     const http = express();
-    http.use(queueDashboard({ queues, adminToken: TEST_ADMIN_TOKEN, basePath: '/admin/queues' }));
+    const guard = [adminAuth({ tokens: [{ name: 'admin', token: TEST_ADMIN_TOKEN }], redis, prefix, basic: true })];
+    http.use(queueDashboard({ queues, guard, basePath: '/admin/queues' }));
     server = http.listen(0, '127.0.0.1');
     await once(server, 'listening');
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

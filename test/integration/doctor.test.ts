@@ -6,6 +6,7 @@
  */
 import { createServer } from 'node:net';
 import { runCli } from '../../src/cli';
+import { dataMarkerKey, markerKeyId } from '../../src/privacy/erase';
 import type { DoctorCheck, DoctorReport } from '../../src/doctor/types';
 import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
 import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
@@ -99,6 +100,37 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.stop();
   await Promise.all([slack?.close(), twilio?.close(), graph?.close()]);
+});
+
+describe('rapport doctor: DATA_KEY', () => {
+  it('warns without DATA_KEY, and fails when erased opt-out markers were written with a key no longer configured', async () => {
+    const noKey = await doctorJson({ ...goodEnv, DATA_KEY: '' });
+    expect(check(noKey.report, 'config.data-key')).toMatchObject({
+      status: 'warn',
+      detail: expect.stringContaining('503 data_key_missing'),
+    });
+    // A marker as an erasure under an earlier DATA_KEY wrote it.
+    const oldKey = 'an-earlier-data-key-0123456789abcdef';
+    const markers = app.app.mongo.connection.db!.collection('erased_opt_outs');
+    await markers.insertOne({
+      _id: 'doctor-test-marker' as never,
+      kid: markerKeyId(dataMarkerKey(oldKey)),
+      channel: 'sms',
+      at: new Date(),
+    });
+    try {
+      const rotated = await doctorJson(goodEnv);
+      expect(check(rotated.report, 'config.data-key.markers')).toMatchObject({
+        status: 'fail',
+        fix: expect.stringContaining('DATA_KEY_PREVIOUS'),
+      });
+      expect(rotated.code).toBe(1);
+      const kept = await doctorJson({ ...goodEnv, DATA_KEY_PREVIOUS: oldKey });
+      expect(check(kept.report, 'config.data-key.markers').status).toBe('ok');
+    } finally {
+      await markers.deleteOne({ _id: 'doctor-test-marker' as never });
+    }
+  });
 });
 
 describe('rapport doctor', () => {

@@ -138,13 +138,36 @@ describe('Twilio intake', () => {
       /rapport_inbound_events_total\{channel="twilio",kind="ignored",outcome="ignored"\} 1/,
     );
   });
+});
 
-  it('never logs the phone number, the message body or the signature', async () => {
+describe('Twilio intake logs', () => {
+  // Trace level: every line the intake path can write is written, so "not in the logs" means something.
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ PUBLIC_URL, LOG_LEVEL: 'trace' }, { role: 'api', waitForMongo: false });
+  });
+  afterAll(() => t.stop());
+
+  it('never logs the phone number, the message body or the signature, even at trace level', async () => {
     const { raw, form } = twilioFixture('sms');
-    await post(raw, twilioHeaders(`${PUBLIC_URL}/webhooks/twilio`, form));
-    const logs = t.logs.join('\n');
+    const headers = twilioHeaders(`${PUBLIC_URL}/webhooks/twilio`, form);
+    const before = t.logs.length;
+    expect((await fetch(`${t.baseUrl}/webhooks/twilio`, { method: 'POST', body: raw, headers })).status).toBe(
+      200,
+    );
+    // A tampered copy is refused, and its refusal is logged too.
+    const tampered = { ...headers, 'x-twilio-signature': 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=' };
+    expect(
+      (await fetch(`${t.baseUrl}/webhooks/twilio`, { method: 'POST', body: raw, headers: tampered })).status,
+    ).toBe(403);
+    const lines = t.logs.slice(before);
+    // The scan has something to read: the accepted webhook and the refusal were both logged.
+    expect(lines.some((l) => l.includes('webhook accepted'))).toBe(true);
+    expect(lines.some((l) => l.includes('"status":403') || l.includes('signature'))).toBe(true);
+    const logs = lines.join('\n');
     expect(logs).not.toContain('4155550123');
-    expect(logs).not.toContain('has not arrived');
+    expect(logs).not.toContain(form.Body!);
+    expect(logs).not.toContain(headers['x-twilio-signature']!);
   });
 });
 

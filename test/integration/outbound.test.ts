@@ -459,7 +459,7 @@ describe('outbound delivery: agent replies reach the customer', () => {
       (n) => n.some((t) => t.includes('63016')),
     );
     expect(notes.find((t) => t.includes('63016'))).toMatch(
-      /reports your reply was failed.*window is closed/s,
+      /could not deliver your reply\..*window is closed/s,
     );
   });
 

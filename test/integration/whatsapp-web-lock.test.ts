@@ -64,12 +64,24 @@ describe('whatsapp-web session lock', () => {
     const x = h.channel({ clientId: 'number-one', createClient: (o) => one.create(o) });
     const y = h.channel({ clientId: 'number-two', createClient: (o) => two.create(o) });
     await Promise.all([x.start(), y.start()]);
-    await eventually(
+    const states = await eventually(
       async () => [x.state().state, y.state().state].join(','),
       (s) => s === 'ready,ready',
       5_000,
     );
+    // Both run a session at once: each built its own client and holds its own lease in Redis.
+    expect(states).toBe('ready,ready');
+    expect([one.clients.length, two.clients.length]).toEqual([1, 1]);
+    const [lockOne, lockTwo] = await Promise.all([
+      h.redis.get(lockKeyFor(h.prefix, 'number-one')),
+      h.redis.get(lockKeyFor(h.prefix, 'number-two')),
+    ]);
+    expect(lockOne).toBeTruthy();
+    expect(lockTwo).toBeTruthy();
     await Promise.all([x.stop(), y.stop()]);
+    // Stopping releases both leases.
+    expect(await h.redis.get(lockKeyFor(h.prefix, 'number-one'))).toBeNull();
+    expect(await h.redis.get(lockKeyFor(h.prefix, 'number-two'))).toBeNull();
   });
 
   it('stops the session when another process has taken the lease', async () => {

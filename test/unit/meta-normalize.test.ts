@@ -71,15 +71,6 @@ function statusesOf(events: InboundEvent[]) {
   });
 }
 
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}
-
 describe('Messenger normalizer', () => {
   it('turns a text message into one canonical message, non-ASCII text intact', () => {
     const batch = normalizeMessengerPayload(fixture('messenger-text'), RECEIVED_AT);
@@ -232,11 +223,25 @@ describe('Messenger normalizer', () => {
     expect(batch.events.map(eventKey)).toEqual([
       'messenger:m_Ae1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1vW2xY3zA4bC5dE6fG7hI8jK9lM0nO1pQ2rS3tU4vW5xY6zA7bC8dE9f',
       'messenger:m_Lc9kD2sW7qP4xN1vB8mZ3tR6yH0gF5jA2eU9iO4oK7lM1nQ8bV3cX6zS0dT5wY2rE9uI4pA7hG1fJ6kL3mN8oB5q',
+      'messenger:reaction:m_Rq7vB2nX9kL4tW1yPc8hZd3gJs6aEu0iMf5oQk2BwR7tYn4XlC1vS9hDgA6pEjF3mUcO8kNwRb0sLy5TqHx2eIdVm:react:1718883001101',
       'messenger:m_Zx8yW7vU6tS5rQ4pO3nM2lK1jI0hG9fE8dC7bA6zY5xW4vU3tS2rQ1pO0nM9lK8jI7hG6fE5dC4bA3zY2xW1vU0t',
       'messenger:m_Kp3xW8qZ1vN6rT0yLb5hJc2dGs9aEu4iMf7oQk3BwR8tYn1XlC6vS0hDgA5pEjF9mUcO2kNwRb7sLy4TqHx3eIdVg:delivered',
       `messenger:watermark:${PAGE_ID}:6841203957712046:read:1718883001500`,
     ]);
-    expect(batch.ignored).toEqual([{ reason: 'messenger reaction event not handled' }]);
+    expect(batch.ignored).toEqual([]);
+  });
+
+  it('keeps a reaction as a reaction part on the message it reacts to', () => {
+    const batch = normalizeMessengerPayload(fixture('messenger-batch'), RECEIVED_AT);
+    const reaction = batch.events[2];
+    expect(reaction?.type === 'message' && reaction.message.parts).toEqual([
+      {
+        kind: 'reaction',
+        targetId:
+          'm_Rq7vB2nX9kL4tW1yPc8hZd3gJs6aEu0iMf5oQk2BwR7tYn4XlC1vS9hDgA6pEjF3mUcO8kNwRb0sLy5TqHx2eIdVm',
+        emoji: expect.any(String),
+      },
+    ]);
   });
 
   it('keeps a quick reply’s payload as a postback part', () => {
@@ -267,13 +272,13 @@ describe('Messenger normalizer', () => {
 
   it('records which message a reply quotes', () => {
     const batch = normalizeMessengerPayload(fixture('messenger-batch'), RECEIVED_AT);
-    const third = batch.events[2];
-    expect(third?.type === 'message' && third.message.replyTo).toBe(
+    const fourth = batch.events[3];
+    expect(fourth?.type === 'message' && fourth.message.replyTo).toBe(
       'm_Kp3xW8qZ1vN6rT0yLb5hJc2dGs9aEu4iMf7oQk3BwR8tYn1XlC6vS0hDgA5pEjF9mUcO2kNwRb7sLy4TqHx3eIdVg',
     );
   });
 
-  it('keeps unknown attachment types as unsupported parts and shared links as text', () => {
+  it('keeps unknown attachment types as unsupported parts, shared links as links and file names', () => {
     const payload = messengerPayload(
       messengerEvent({
         message: {
@@ -289,9 +294,9 @@ describe('Messenger normalizer', () => {
     );
     expect(onlyMessage(normalizeMessengerPayload(payload, RECEIVED_AT).events).parts).toEqual([
       { kind: 'unsupported', providerType: 'ig_post' },
-      { kind: 'text', text: 'Returns policy\nhttps://shop.example/returns' },
+      { kind: 'link', url: 'https://shop.example/returns', title: 'Returns policy' },
       { kind: 'media', url: 'https://cdn.fbsbx.com/v/t59.3654-21/voice.mp4', contentType: 'audio/*' },
-      { kind: 'media', url: 'https://cdn.fbsbx.com/v/t59.2708-21/invoice.pdf' },
+      { kind: 'media', url: 'https://cdn.fbsbx.com/v/t59.2708-21/invoice.pdf', filename: 'invoice.pdf' },
     ]);
   });
 
@@ -345,19 +350,38 @@ describe('Messenger normalizer', () => {
     });
   });
 
-  it('refuses a message without a mid', () => {
-    const payload = messengerPayload(messengerEvent({ message: { text: 'no id' } }));
-    const err = thrown(() => normalizeMessengerPayload(payload, RECEIVED_AT));
-    expect(err).toBeInstanceOf(PayloadError);
-    expect(err).toMatchObject({ status: 400, message: expect.stringContaining('entry[0].messaging[0]') });
+  it('keeps a message it cannot read as unsupported, and the rest of the batch', () => {
+    const payload = {
+      object: 'page',
+      entry: [
+        {
+          id: PAGE_ID,
+          time: 1718882345678,
+          messaging: [
+            messengerEvent({ message: { text: 'no id' } }),
+            messengerEvent({ postback: { payload: 'ONLY_A_PAYLOAD' } }),
+            messengerEvent({ message: { mid: 'm_next', text: 'still here' } }),
+          ],
+        },
+      ],
+    };
+    const batch = normalizeMessengerPayload(payload, RECEIVED_AT);
+    expect(batch.events.map((e) => e.type === 'message' && e.message.parts)).toEqual([
+      [{ kind: 'unsupported', providerType: 'message', detail: expect.stringContaining('message.mid') }],
+      [{ kind: 'postback', payload: 'ONLY_A_PAYLOAD' }],
+      [{ kind: 'text', text: 'still here' }],
+    ]);
   });
 
-  it('refuses a message without a sender', () => {
+  it('ignores, without refusing the batch, an event it cannot tie to a customer', () => {
     const payload = messengerPayload({
       ...messengerEvent({ message: { mid: 'm_x', text: 'hi' } }),
       sender: undefined,
     });
-    expect(() => normalizeMessengerPayload(payload, RECEIVED_AT)).toThrow(PayloadError);
+    expect(normalizeMessengerPayload(payload, RECEIVED_AT)).toEqual({
+      events: [],
+      ignored: [{ reason: 'messenger message from a sender without a PSID' }],
+    });
   });
 
   it('refuses a payload that is not a Messenger page object', () => {
@@ -478,7 +502,9 @@ describe('WhatsApp Cloud normalizer', () => {
           {
             code: '131047',
             title: 'Re-engagement message',
-            detail: 'Re-engagement message',
+            // `message` only repeats the title, so the details are kept.
+            detail:
+              'Message failed to send because more than 24 hours have passed since the customer last replied to this number.',
           },
         ],
         at: '2024-06-21T11:23:20.000Z',
@@ -513,13 +539,25 @@ describe('WhatsApp Cloud normalizer', () => {
     ]);
   });
 
-  it('keeps reactions and unsupported messages as unsupported parts instead of dropping them', () => {
+  it('keeps reactions as reaction parts and unsupported messages with Meta’s reason', () => {
     const batch = normalizeWhatsAppCloudPayload(fixture('whatsapp-unsupported'), RECEIVED_AT);
     expect(batch.ignored).toEqual([]);
     expect(batch.events).toHaveLength(2);
     expect(batch.events.map((e) => e.type === 'message' && e.message.parts)).toEqual([
-      [{ kind: 'unsupported', providerType: 'reaction' }],
-      [{ kind: 'unsupported', providerType: 'unsupported' }],
+      [
+        {
+          kind: 'reaction',
+          targetId: 'wamid.HBgNNDkxNTExMjM0NTY3OBUCABEYEjk0QzFBN0UzRjI4QjYwRDU3OQA=',
+          emoji: '👍',
+        },
+      ],
+      [
+        {
+          kind: 'unsupported',
+          providerType: 'unsupported',
+          detail: 'Message type is currently not supported.',
+        },
+      ],
     ]);
     expect(batch.events.map((e) => e.type === 'message' && e.message.text)).toEqual([undefined, undefined]);
     expect(batch.events.map((e) => e.type === 'message' && e.message.profileName)).toEqual([
@@ -612,28 +650,48 @@ describe('WhatsApp Cloud normalizer', () => {
     });
   });
 
-  it('refuses a message without an id', () => {
+  it('ignores a message without an id and keeps the rest of the batch', () => {
     const payload = whatsAppPayload({
-      messages: [whatsAppMessage({ id: undefined, type: 'text', text: { body: 'hi' } })],
+      messages: [
+        whatsAppMessage({ id: undefined, type: 'text', text: { body: 'hi' } }),
+        whatsAppMessage({ id: 'wamid.next', type: 'text', text: { body: 'still here' } }),
+      ],
     });
-    const err = thrown(() => normalizeWhatsAppCloudPayload(payload, RECEIVED_AT));
-    expect(err).toBeInstanceOf(PayloadError);
-    expect(err).toMatchObject({
-      status: 400,
-      message: expect.stringContaining('entry[0].changes[0].value.messages[0]'),
-    });
+    const batch = normalizeWhatsAppCloudPayload(payload, RECEIVED_AT);
+    expect(batch.ignored).toEqual([
+      { reason: expect.stringContaining('entry[0].changes[0].value.messages[0]: not a message') },
+    ]);
+    expect(onlyMessage(batch.events).text).toBe('still here');
   });
 
-  it('refuses a message whose type names content that is missing', () => {
-    const payload = whatsAppPayload({ messages: [whatsAppMessage({ type: 'image' })] });
-    expect(() => normalizeWhatsAppCloudPayload(payload, RECEIVED_AT)).toThrow(PayloadError);
+  it('keeps a message whose type names content that is missing as unsupported, with Meta’s reason', () => {
+    // Recorded by pywa (tests/data/updates/message.json#interactive_message_with_err): Meta sends an
+    // interactive message without its body and explains why in the value's errors[].
+    const payload = whatsAppPayload({
+      messages: [whatsAppMessage({ type: 'interactive' }), whatsAppMessage({ type: 'image' })],
+      errors: [
+        {
+          code: 131000,
+          title: 'Something went wrong',
+          error_data: { details: 'Unsupported webhook payload' },
+        },
+      ],
+    });
+    const batch = normalizeWhatsAppCloudPayload(payload, RECEIVED_AT);
+    expect(batch.events.map((e) => e.type === 'message' && e.message.parts)).toEqual([
+      [{ kind: 'unsupported', providerType: 'interactive', detail: 'Unsupported webhook payload' }],
+      [{ kind: 'unsupported', providerType: 'image', detail: 'Unsupported webhook payload' }],
+    ]);
   });
 
-  it('refuses a status without a recipient', () => {
+  it('ignores a status without a recipient instead of refusing the batch', () => {
     const payload = whatsAppPayload({
       statuses: [{ id: 'wamid.x', status: 'sent', timestamp: '1718882500' }],
     });
-    expect(() => normalizeWhatsAppCloudPayload(payload, RECEIVED_AT)).toThrow(PayloadError);
+    expect(normalizeWhatsAppCloudPayload(payload, RECEIVED_AT)).toEqual({
+      events: [],
+      ignored: [{ reason: expect.stringContaining('statuses[0]') }],
+    });
   });
 });
 

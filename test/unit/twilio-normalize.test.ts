@@ -61,12 +61,34 @@ describe('Twilio normalisation', () => {
     expect(normalizeTwilioMessage({ ...form, From: 'messenger:1234567890' }, AT)).toBeUndefined();
   });
 
-  it('refuses a message without a sender or with a bogus media count', () => {
+  it('refuses a message without a sender; keeps a bogus media count as unsupported parts', () => {
     const { form } = twilioFixture('sms');
     const { From: _from, ...noFrom } = form;
     expect(() => normalizeTwilioMessage(noFrom, AT)).toThrow(PayloadError);
-    expect(() => normalizeTwilioMessage({ ...form, NumMedia: '2' }, AT)).toThrow('missing MediaUrl0');
-    expect(() => normalizeTwilioMessage({ ...form, NumMedia: 'lots' }, AT)).toThrow(PayloadError);
+    expect(normalizeTwilioMessage({ ...form, NumMedia: '1' }, AT)?.parts).toContainEqual({
+      kind: 'unsupported',
+      providerType: 'media',
+      detail: 'MediaUrl0 is missing',
+    });
+    expect(normalizeTwilioMessage({ ...form, NumMedia: 'lots' }, AT)?.parts).toContainEqual({
+      kind: 'unsupported',
+      providerType: 'media',
+      detail: 'NumMedia lots is not a count',
+    });
+  });
+
+  it('reads a template button reply and a call-permission reply', () => {
+    const { form } = twilioFixture('sms');
+    const button = { ...form, Body: 'Reschedule', ButtonText: 'Reschedule', ButtonPayload: 'reschedule_42' };
+    expect(normalizeTwilioMessage(button, AT)?.parts).toEqual([
+      { kind: 'postback', title: 'Reschedule', payload: 'reschedule_42' },
+    ]);
+    expect(normalizeTwilioMessage({ ...form, Body: '', ButtonPayload: 'ACCEPTED' }, AT)?.parts).toEqual([
+      { kind: 'call_permission', accepted: true },
+    ]);
+    expect(normalizeTwilioMessage({ ...form, Body: '', ButtonPayload: 'REJECTED' }, AT)?.parts).toEqual([
+      { kind: 'call_permission', accepted: false },
+    ]);
   });
 
   it('turns status callbacks into status events, keeping the error code', () => {
@@ -85,8 +107,8 @@ describe('Twilio normalisation', () => {
     });
   });
 
-  it('refuses an unknown status value', () => {
+  it('leaves out (does not refuse) a status value it does not know', () => {
     const { form } = twilioFixture('status-delivered');
-    expect(() => normalizeTwilioStatus({ ...form, MessageStatus: 'exploded' }, AT)).toThrow(PayloadError);
+    expect(normalizeTwilioStatus({ ...form, MessageStatus: 'exploded' }, AT)).toBeUndefined();
   });
 });

@@ -154,10 +154,29 @@ describe('whatsapp-web normalisation', () => {
   });
 
   it('keeps message types it cannot render as unsupported parts instead of dropping them', () => {
-    const m = normalizeWhatsAppWebMessage(message({ type: 'vcard', body: 'BEGIN:VCARD…' }), {
+    const m = normalizeWhatsAppWebMessage(message({ type: 'poll_creation', body: 'Lunch?' }), {
       receivedAt: RECEIVED,
     });
-    expect(m?.parts).toEqual([{ kind: 'unsupported', providerType: 'vcard' }]);
+    expect(m?.parts).toEqual([{ kind: 'unsupported', providerType: 'poll_creation' }]);
+  });
+
+  it('reads a shared contact card: its name and numbers', () => {
+    // The vCard WhatsApp Web sends for a shared contact (whatsapp-web.js `Message.vCards`).
+    const vcard = [
+      'BEGIN:VCARD',
+      'VERSION:3.0',
+      'N:Doe;Jane;;;',
+      'FN:Jane Doe',
+      'item1.TEL;waid=15551234567:+1 555-123-4567',
+      'item1.X-ABLabel:Mobile',
+      'END:VCARD',
+    ].join('\n');
+    const m = normalizeWhatsAppWebMessage(message({ type: 'vcard', body: vcard, vCards: [vcard] }), {
+      receivedAt: RECEIVED,
+    });
+    expect(m?.parts).toEqual([
+      { kind: 'contacts', contacts: [{ name: 'Jane Doe', phones: ['+1 555-123-4567'] }] },
+    ]);
   });
 
   it('links a reply to the message it quotes', () => {

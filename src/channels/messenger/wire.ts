@@ -43,6 +43,8 @@ export const messengerAttachmentSchema = z.looseObject({
     .nullish(),
   title: z.string().nullish(),
   url: z.string().nullish(),
+  /** The documented `fallback` sample spells the shared link's address `URL`. */
+  URL: z.string().nullish(),
 });
 
 export const messengerMessageSchema = z.looseObject({
@@ -55,13 +57,41 @@ export const messengerMessageSchema = z.looseObject({
   /** The message this one replies to (Instagram story replies carry `story` instead of `mid`). */
   reply_to: z.looseObject({ mid: z.string().optional() }).optional(),
   attachments: z.array(messengerAttachmentSchema).optional(),
+  /** Set on the first message after an ad click. */
+  referral: z.unknown().optional(),
 });
 
 /** A button, Get Started or persistent-menu press. Older payloads carry no `mid`. */
 export const messengerPostbackSchema = z.looseObject({
   mid: z.string().min(1).optional(),
-  title: z.string(),
+  /** Absent on some presses (e.g. from a persistent menu of another app): only `payload` arrives. */
+  title: z.string().optional(),
   payload: z.string().optional(),
+  /** Set when the press started the thread from an m.me link or an ad. */
+  referral: z.unknown().optional(),
+});
+
+/** A reaction to a message (`message_reactions` field); `action` is `react` or `unreact`. */
+export const messengerReactionSchema = z.looseObject({
+  mid: z.string().min(1),
+  action: z.string().optional(),
+  emoji: z.string().optional(),
+  reaction: z.string().optional(),
+});
+
+/** Where the customer came from: an m.me link, an ad (`ads_context_data`), the chat plugin. */
+export const messengerReferralSchema = z.looseObject({
+  ref: z.string().nullish(),
+  source: z.string().optional(),
+  type: z.string().optional(),
+  ads_context_data: z
+    .looseObject({
+      ad_title: z.string().optional(),
+      photo_url: z.string().optional(),
+      post_id: z.string().optional(),
+    })
+    .optional(),
+  referer_uri: z.string().optional(),
 });
 
 /** Delivery receipt: `mids` may be absent (older clients); `watermark` is always present. */
@@ -89,6 +119,8 @@ export const messengerEventSchema = z.looseObject({
   postback: messengerPostbackSchema.optional(),
   delivery: messengerDeliverySchema.optional(),
   read: messengerReadSchema.optional(),
+  reaction: messengerReactionSchema.optional(),
+  referral: messengerReferralSchema.optional(),
 });
 
 export type MessengerBody = z.output<typeof messengerBodySchema>;
@@ -99,3 +131,5 @@ export type MessengerAttachment = z.output<typeof messengerAttachmentSchema>;
 export type MessengerPostback = z.output<typeof messengerPostbackSchema>;
 export type MessengerDelivery = z.output<typeof messengerDeliverySchema>;
 export type MessengerRead = z.output<typeof messengerReadSchema>;
+export type MessengerReaction = z.output<typeof messengerReactionSchema>;
+export type MessengerReferral = z.output<typeof messengerReferralSchema>;

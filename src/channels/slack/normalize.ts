@@ -255,6 +255,11 @@ export function parseSlackEvent(rawBody: Buffer): AgentEvent {
   if (callback.event.type !== 'message') {
     return { type: 'ignored', eventId, reason: `event type ${callback.event.type}` };
   }
+  // Bot posts (ours included) are never routed, so a shape we would not read must not refuse them:
+  // Slack's documented bot_message sample has no `channel`.
+  const raw = callback.event as { subtype?: unknown; bot_id?: unknown };
+  if (raw.subtype === 'bot_message' || (typeof raw.bot_id === 'string' && raw.subtype === undefined))
+    return { type: 'ignored', eventId, reason: 'bot message' };
   const event = parseWire(slackMessageEventSchema, callback.event, 'message event');
   return normalizeMessageEvent(eventId, callback.team_id, event);
 }

@@ -60,8 +60,11 @@ export function createTwilioWebhook({
       return formOf(req.rawBody);
     },
     normalize(form, receivedAt): NormalizedBatch {
-      if (kind === 'status')
-        return { events: [{ type: 'status', status: normalizeTwilioStatus(form, receivedAt) }], ignored: [] };
+      if (kind === 'status') {
+        const status = normalizeTwilioStatus(form, receivedAt);
+        if (!status) return { events: [], ignored: [{ reason: 'twilio status value not handled' }] };
+        return { events: [{ type: 'status', status }], ignored: [] };
+      }
       const message = normalizeTwilioMessage(form, receivedAt);
       if (!message) return { events: [], ignored: [{ reason: 'twilio address of an unsupported channel' }] };
       return { events: [{ type: 'message', message }], ignored: [] };

@@ -32,6 +32,70 @@ export function splitTwilioAddress(address: string): { channel: Channel; number:
 }
 
 /**
+ * A reply to a WhatsApp template button. Twilio sends the button's id in `ButtonPayload`; replies to a
+ * call permission request carry ACCEPTED or REJECTED there.
+ */
+function buttonPart(form: TwilioForm): MessagePart | undefined {
+  const payload = field(form, 'ButtonPayload');
+  const title = field(form, 'ButtonText');
+  if (payload === undefined && title === undefined) return undefined;
+  const upper = payload?.toUpperCase();
+  if (upper === 'ACCEPTED' || upper === 'REJECTED')
+    return { kind: 'call_permission', accepted: upper === 'ACCEPTED' };
+  return { kind: 'postback', ...(title ? { title } : {}), ...(payload ? { payload } : {}) };
+}
+
+function mediaParts(form: TwilioForm): MessagePart[] {
+  const count = Number(field(form, 'NumMedia') ?? '0');
+  if (!Number.isInteger(count) || count < 0 || count > 20)
+    return [
+      {
+        kind: 'unsupported',
+        providerType: 'media',
+        detail: `NumMedia ${field(form, 'NumMedia')} is not a count`,
+      },
+    ];
+  return Array.from({ length: count }, (_, i): MessagePart => {
+    const url = field(form, `MediaUrl${i}`);
+    const contentType = field(form, `MediaContentType${i}`);
+    if (!url)
+      return { kind: 'unsupported', providerType: contentType ?? 'media', detail: `MediaUrl${i} is missing` };
+    return { kind: 'media', url, ...(contentType ? { contentType } : {}) };
+  });
+}
+
+function locationPart(form: TwilioForm): MessagePart | undefined {
+  const lat = field(form, 'Latitude');
+  const lng = field(form, 'Longitude');
+  if (!lat || !lng || !Number.isFinite(Number(lat)) || !Number.isFinite(Number(lng))) return undefined;
+  const name = field(form, 'Label');
+  const address = field(form, 'Address');
+  return {
+    kind: 'location',
+    latitude: Number(lat),
+    longitude: Number(lng),
+    ...(name ? { name } : {}),
+    ...(address ? { address } : {}),
+  };
+}
+
+/** Text, button reply, media and location, in that order; never empty (an empty message is `unsupported`). */
+function partsOf(form: TwilioForm): MessagePart[] {
+  const parts: MessagePart[] = [];
+  const button = buttonPart(form);
+  const body = field(form, 'Body');
+  // A button reply's Body repeats the button's text.
+  if (body && !(button && body === field(form, 'ButtonText'))) parts.push({ kind: 'text', text: body });
+  if (button) parts.push(button);
+  parts.push(...mediaParts(form));
+  const location = locationPart(form);
+  if (location) parts.push(location);
+  if (parts.length === 0)
+    parts.push({ kind: 'unsupported', providerType: field(form, 'MessageType') ?? 'empty' });
+  return parts;
+}
+
+/**
  * Returns undefined for addresses of channels Rapport does not take through Twilio (e.g.
  * `messenger:…`): those are ignored, not errors.
  */
@@ -45,31 +109,7 @@ export function normalizeTwilioMessage(form: TwilioForm, receivedAt: Date): Inbo
   }
   const to = splitTwilioAddress(required(form, 'To'));
 
-  const parts: MessagePart[] = [];
-  const body = field(form, 'Body');
-  if (body) parts.push({ kind: 'text', text: body });
-  const numMedia = Number(field(form, 'NumMedia') ?? '0');
-  if (!Number.isInteger(numMedia) || numMedia < 0 || numMedia > 20)
-    throw new PayloadError('NumMedia is not a count');
-  for (let i = 0; i < numMedia; i++) {
-    const url = field(form, `MediaUrl${i}`);
-    if (!url) throw new PayloadError(`missing MediaUrl${i}`);
-    parts.push({ kind: 'media', url, contentType: field(form, `MediaContentType${i}`) });
-  }
-  const lat = field(form, 'Latitude');
-  const lng = field(form, 'Longitude');
-  if (lat && lng && Number.isFinite(Number(lat)) && Number.isFinite(Number(lng))) {
-    parts.push({
-      kind: 'location',
-      latitude: Number(lat),
-      longitude: Number(lng),
-      name: field(form, 'Label'),
-      address: field(form, 'Address'),
-    });
-  }
-  if (parts.length === 0)
-    parts.push({ kind: 'unsupported', providerType: field(form, 'MessageType') ?? 'empty' });
-
+  const parts = partsOf(form);
   const at = receivedAt.toISOString();
   return {
     key: `twilio:${sid}`,
@@ -104,14 +144,13 @@ const STATE_OF: Record<TwilioMessageStatus, DeliveryState> = {
   received: 'received',
 };
 
-export function normalizeTwilioStatus(form: TwilioForm, receivedAt: Date): DeliveryStatus {
+/** Undefined for a status value Twilio added that Rapport does not know (ignored, not refused). */
+export function normalizeTwilioStatus(form: TwilioForm, receivedAt: Date): DeliveryStatus | undefined {
   const sid = field(form, 'MessageSid') ?? field(form, 'SmsSid');
   if (!sid) throw new PayloadError('missing MessageSid');
   const status = (field(form, 'MessageStatus') ?? field(form, 'SmsStatus'))?.toLowerCase();
   if (!status) throw new PayloadError('missing MessageStatus');
-  if (!(TWILIO_MESSAGE_STATUSES as readonly string[]).includes(status)) {
-    throw new PayloadError(`unknown MessageStatus ${status}`);
-  }
+  if (!(TWILIO_MESSAGE_STATUSES as readonly string[]).includes(status)) return undefined;
   const recipient = splitTwilioAddress(field(form, 'To') ?? '');
   const errorCode = field(form, 'ErrorCode');
   const at = receivedAt.toISOString();

@@ -1,10 +1,13 @@
 /**
  * Pure: WhatsApp Cloud API webhook payloads (`object: "whatsapp_business_account"`) → canonical
  * events. Every message and status of every change of every entry becomes an event or an ignored
- * entry; message types Rapport cannot render become an `unsupported` part, never dropped. A
- * structurally invalid message or status throws PayloadError and refuses the whole request.
+ * entry; message types Rapport cannot render, and messages whose content has an undocumented shape
+ * (Meta sends `interactive` without a body, with `errors[]` 131000), become an `unsupported` part,
+ * never dropped. Meta signed the payload, so nothing in it refuses the request: a status, change or
+ * entry that cannot be read is ignored (logged and counted) and the rest of the batch goes on. Only a
+ * body that is not a WhatsApp webhook at all throws PayloadError (400).
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import {
   textOf,
   type DeliveryStatus,
@@ -31,6 +34,11 @@ import {
   type WhatsAppMessagesValue,
   type WhatsAppStatus,
 } from './wire';
+
+/** An item of the batch that cannot be read: ignored (logged and counted), the rest goes on. */
+class Skip {
+  constructor(readonly reason: string) {}
+}
 
 function parseWire<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
   const result = schema.safeParse(value);
@@ -67,49 +75,176 @@ function mediaPart(media: WhatsAppMedia): MessagePart {
   return part;
 }
 
-function missing(where: string, type: string): PayloadError {
-  return new PayloadError(`whatsapp-cloud ${where}: type is ${type} but ${type} is missing`);
+/** The reason Meta gives in a message's `errors[]` ("Unsupported webhook payload"), if any. */
+function errorDetail(message: WhatsAppMessage): string | undefined {
+  const error = whatsAppErrorSchema.safeParse(message.errors?.[0]).data;
+  if (!error) return undefined;
+  return error.error_data?.details ?? error.message ?? error.title;
 }
 
-function partOf(message: WhatsAppMessage, where: string): MessagePart {
+/** A message Rapport cannot show: kept with its raw type and Meta's reason. */
+function unsupported(message: WhatsAppMessage, type: string = message.type): MessagePart {
+  const detail = errorDetail(message);
+  return detail !== undefined
+    ? { kind: 'unsupported', providerType: type, detail }
+    : { kind: 'unsupported', providerType: type };
+}
+
+function locationPart(location: NonNullable<WhatsAppMessage['location']>): MessagePart {
+  const { latitude, longitude, name, address, url } = location;
+  return {
+    kind: 'location',
+    latitude,
+    longitude,
+    ...(name !== undefined ? { name } : {}),
+    ...(address !== undefined ? { address } : {}),
+    ...(url !== undefined ? { url } : {}),
+  };
+}
+
+function contactsPart(contacts: NonNullable<WhatsAppMessage['contacts']>): MessagePart {
+  return {
+    kind: 'contacts',
+    contacts: contacts.map((c) => {
+      const n = c.name;
+      const name =
+        n?.formatted_name ?? ([n?.first_name, n?.last_name].filter(Boolean).join(' ') || undefined);
+      const phones = (c.phones ?? []).flatMap((p) =>
+        (p.phone ?? p.wa_id) ? [p.phone ?? `+${p.wa_id}`] : [],
+      );
+      const emails = (c.emails ?? []).flatMap((e) => (e.email ? [e.email] : []));
+      return { ...(name ? { name } : {}), phones, ...(emails.length ? { emails } : {}) };
+    }),
+  };
+}
+
+function orderPart(order: NonNullable<WhatsAppMessage['order']>): MessagePart {
+  return {
+    kind: 'order',
+    items: (order.product_items ?? []).map((i) => ({
+      id: i.product_retailer_id,
+      quantity: i.quantity,
+      ...(i.item_price !== undefined ? { price: i.item_price } : {}),
+      ...(i.currency !== undefined ? { currency: i.currency } : {}),
+    })),
+    ...(order.text ? { text: order.text } : {}),
+  };
+}
+
+function interactivePart(message: WhatsAppMessage): MessagePart {
+  const { interactive } = message;
+  // Meta sends `interactive` without a body when it cannot render it (errors[] 131000).
+  if (!interactive) return unsupported(message);
+  const reply = interactive.button_reply ?? interactive.list_reply;
+  if (reply?.title !== undefined || reply?.id !== undefined)
+    return {
+      kind: 'postback',
+      ...(reply.title !== undefined ? { title: reply.title } : {}),
+      ...(reply.id !== undefined ? { payload: reply.id } : {}),
+    };
+  const response = interactive.call_permission_reply?.response;
+  if (response === 'accept' || response === 'reject')
+    return { kind: 'call_permission', accepted: response === 'accept' };
+  // e.g. nfm_reply (WhatsApp Flows): a form response we cannot render yet.
+  return unsupported(message, `interactive.${interactive.type ?? 'unknown'}`);
+}
+
+/** The parts of one message by its `type`; never throws: what cannot be read is `unsupported`. */
+function contentParts(message: WhatsAppMessage): MessagePart[] {
   const { type } = message;
-  if (type === 'text') {
-    if (!message.text) throw missing(where, type);
-    return { kind: 'text', text: message.text.body };
-  }
+  if (type === 'text')
+    return message.text ? [{ kind: 'text', text: message.text.body }] : [unsupported(message)];
   if (isMediaType(type)) {
     const media = message[type];
-    if (!media) throw missing(where, type);
-    return mediaPart(media);
+    return media ? [mediaPart(media)] : [unsupported(message)];
   }
-  if (type === 'location') {
-    const { location } = message;
-    if (!location) throw missing(where, type);
-    const part: MessagePart = {
-      kind: 'location',
-      latitude: location.latitude,
-      longitude: location.longitude,
-    };
-    if (location.name !== undefined) part.name = location.name;
-    if (location.address !== undefined) part.address = location.address;
-    return part;
+  switch (type) {
+    case 'location':
+      return message.location ? [locationPart(message.location)] : [unsupported(message)];
+    case 'button': {
+      const { button } = message;
+      if (!button) return [unsupported(message)];
+      return [
+        {
+          kind: 'postback',
+          ...(button.text !== undefined ? { title: button.text } : {}),
+          ...(button.payload !== undefined ? { payload: button.payload } : {}),
+        },
+      ];
+    }
+    case 'interactive':
+      return [interactivePart(message)];
+    case 'contacts':
+      return message.contacts ? [contactsPart(message.contacts)] : [unsupported(message)];
+    case 'order':
+      return message.order ? [orderPart(message.order)] : [unsupported(message)];
+    case 'reaction':
+      return message.reaction
+        ? [
+            {
+              kind: 'reaction',
+              targetId: message.reaction.message_id,
+              ...(message.reaction.emoji ? { emoji: message.reaction.emoji } : {}),
+            },
+          ]
+        : [unsupported(message)];
+    case 'revoke':
+      return [
+        {
+          kind: 'revoke',
+          ...(message.revoke?.original_message_id ? { targetId: message.revoke.original_message_id } : {}),
+        },
+      ];
+    case 'edit':
+      return editParts(message);
+    case 'system':
+      return [
+        {
+          kind: 'unsupported',
+          providerType: `system.${message.system?.type ?? 'unknown'}`,
+          ...(message.system?.body ? { detail: message.system.body } : {}),
+        },
+      ];
+    case 'unsupported':
+      return [
+        unsupported(
+          message,
+          message.unsupported?.type ? `unsupported.${message.unsupported.type}` : 'unsupported',
+        ),
+      ];
+    default:
+      return [unsupported(message)];
   }
-  if (type === 'button') {
-    const { button } = message;
-    if (!button) throw missing(where, type);
-    return button.payload !== undefined
-      ? { kind: 'postback', title: button.text, payload: button.payload }
-      : { kind: 'postback', title: button.text };
-  }
-  if (type === 'interactive') {
-    const { interactive } = message;
-    if (!interactive) throw missing(where, type);
-    const reply = interactive.button_reply ?? interactive.list_reply;
-    if (reply) return { kind: 'postback', title: reply.title, payload: reply.id };
-    // e.g. nfm_reply (WhatsApp Flows): a form response we cannot render yet.
-    return { kind: 'unsupported', providerType: `interactive.${interactive.type}` };
-  }
-  return { kind: 'unsupported', providerType: type };
+}
+
+/** An edit: the marker, then the new content (its inner message has no from/id/timestamp of its own). */
+function editParts(message: WhatsAppMessage): MessagePart[] {
+  const marker: MessagePart = {
+    kind: 'edit',
+    ...(message.edit?.original_message_id ? { targetId: message.edit.original_message_id } : {}),
+  };
+  const inner = whatsAppMessageSchema.safeParse({
+    from: message.from,
+    id: message.id,
+    timestamp: message.timestamp,
+    ...(message.edit?.message as object | undefined),
+  });
+  return inner.success ? [marker, ...contentParts(inner.data)] : [marker, unsupported(message)];
+}
+
+function referralPart(referral: NonNullable<WhatsAppMessage['referral']>): MessagePart {
+  return {
+    kind: 'referral',
+    ...(referral.source_type !== undefined ? { source: referral.source_type } : {}),
+    ...(referral.headline !== undefined ? { headline: referral.headline } : {}),
+    ...(referral.body !== undefined ? { body: referral.body } : {}),
+    ...(referral.source_url !== undefined ? { url: referral.source_url } : {}),
+  };
+}
+
+function partsOf(message: WhatsAppMessage): MessagePart[] {
+  const parts = contentParts(message);
+  return message.referral ? [referralPart(message.referral), ...parts] : parts;
 }
 
 function inboundMessage(
@@ -121,7 +256,7 @@ function inboundMessage(
   const from = plusDigits(message.from);
   if (!from) throw new PayloadError(`whatsapp-cloud ${where}: from is not a wa_id`);
   const { display_phone_number: display, phone_number_id: phoneNumberId } = value.metadata;
-  const parts = [partOf(message, where)];
+  const parts = partsOf(message);
   // wa_id and phone number "may not always match", so the name is looked up by wa_id only.
   const profileName = value.contacts?.find((c) => c.wa_id === message.from)?.profile?.name;
   return {
@@ -143,14 +278,18 @@ function inboundMessage(
 function providerError(error: WhatsAppError): ProviderError {
   const mapped: ProviderError = { code: String(error.code) };
   if (error.title !== undefined) mapped.title = error.title;
-  const detail = error.message ?? error.error_data?.details;
+  // `message` often repeats `title`; then the details say more.
+  const detail =
+    error.message !== undefined && error.message !== error.title
+      ? error.message
+      : (error.error_data?.details ?? error.message);
   if (detail !== undefined) mapped.detail = detail;
   return mapped;
 }
 
-function deliveryStatus(raw: unknown, where: string, receivedAt: Date): DeliveryStatus | { ignored: string } {
+function deliveryStatus(raw: unknown, where: string, receivedAt: Date): DeliveryStatus | Skip {
   const update = parseWire(whatsAppStatusSchema, raw, where);
-  if (!isKnownStatus(update.status)) return { ignored: `whatsapp-cloud status ${update.status} not handled` };
+  if (!isKnownStatus(update.status)) return new Skip(`whatsapp-cloud status ${update.status} not handled`);
   const recipient = plusDigits(update.recipient_id);
   const status: DeliveryStatus = {
     key: `whatsapp-cloud:${update.id}:${update.status}`,
@@ -166,6 +305,48 @@ function deliveryStatus(raw: unknown, where: string, receivedAt: Date): Delivery
   return status;
 }
 
+/** Just enough of a message to keep it: who sent it and its id. */
+const bareMessageSchema = z.looseObject({
+  from: z.string().min(1),
+  id: z.string().min(1),
+  type: z.string().optional(),
+});
+
+/**
+ * A message as Rapport reads it. One whose content does not have the documented shape is kept as
+ * what little can be read (its sender, id and raw type) so it shows as `unsupported`; one without a
+ * sender or id cannot be kept and is ignored (counted). Never throws.
+ */
+function readMessage(raw: unknown, where: string, receivedAt: Date): WhatsAppMessage | Skip {
+  const full = whatsAppMessageSchema.safeParse(raw);
+  if (full.success) return full.data;
+  const bare = bareMessageSchema.safeParse(raw);
+  if (!bare.success) return new Skip(`whatsapp-cloud ${where}: not a message (no from or id)`);
+  const issue = full.error.issues[0];
+  return {
+    from: bare.data.from,
+    id: bare.data.id,
+    timestamp: String(Math.floor(receivedAt.getTime() / 1000)),
+    type: bare.data.type ?? 'unknown',
+    errors: [
+      {
+        code: 'unreadable',
+        message: `Rapport could not read it (${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'})`,
+      },
+    ],
+  };
+}
+
+/** Runs `read`, turning a PayloadError about one item into a Skip so the batch goes on. */
+function orSkip<T>(read: () => T): T | Skip {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof PayloadError) return new Skip(err.message);
+    throw err;
+  }
+}
+
 function normalizeMessagesValue(
   rawValue: unknown,
   where: string,
@@ -175,12 +356,18 @@ function normalizeMessagesValue(
   const value = parseWire(whatsAppMessagesValueSchema, rawValue, `${where}.value`);
   value.messages?.forEach((raw, i) => {
     const at = `${where}.value.messages[${i}]`;
-    const message = parseWire(whatsAppMessageSchema, raw, at);
-    batch.events.push({ type: 'message', message: inboundMessage(value, message, at, receivedAt) });
+    const read = readMessage(raw, at, receivedAt);
+    // Meta may put the reason for a message it could not render next to it, in the value's errors[].
+    const message =
+      read instanceof Skip || read.errors || !value.errors ? read : { ...read, errors: value.errors };
+    const inbound =
+      message instanceof Skip ? message : orSkip(() => inboundMessage(value, message, at, receivedAt));
+    if (inbound instanceof Skip) batch.ignored.push({ reason: inbound.reason });
+    else batch.events.push({ type: 'message', message: inbound });
   });
   value.statuses?.forEach((raw, i) => {
-    const status = deliveryStatus(raw, `${where}.value.statuses[${i}]`, receivedAt);
-    if ('ignored' in status) batch.ignored.push({ reason: status.ignored });
+    const status = orSkip(() => deliveryStatus(raw, `${where}.value.statuses[${i}]`, receivedAt));
+    if (status instanceof Skip) batch.ignored.push({ reason: status.reason });
     else batch.events.push({ type: 'status', status });
   });
   for (const raw of value.errors ?? []) {
@@ -199,19 +386,28 @@ export function normalizeWhatsAppCloudPayload(payload: unknown, receivedAt: Date
   const body = parseWire(whatsAppBodySchema, payload, 'payload');
   const batch: NormalizedBatch = { events: [], ignored: [] };
   body.entry.forEach((rawEntry, e) => {
-    const entry = parseWire(whatsAppEntrySchema, rawEntry, `entry[${e}]`);
+    const entry = orSkip(() => parseWire(whatsAppEntrySchema, rawEntry, `entry[${e}]`));
+    if (entry instanceof Skip) {
+      batch.ignored.push({ reason: entry.reason });
+      return;
+    }
     if (!entry.changes) {
       batch.ignored.push({ reason: 'whatsapp-cloud entry without changes[]' });
       return;
     }
     entry.changes.forEach((rawChange, c) => {
       const where = `entry[${e}].changes[${c}]`;
-      const change = parseWire(whatsAppChangeSchema, rawChange, where);
+      const change = orSkip(() => parseWire(whatsAppChangeSchema, rawChange, where));
+      if (change instanceof Skip) {
+        batch.ignored.push({ reason: change.reason });
+        return;
+      }
       if (change.field !== 'messages') {
         batch.ignored.push({ reason: `whatsapp-cloud field ${change.field} not handled` });
         return;
       }
-      normalizeMessagesValue(change.value, where, receivedAt, batch);
+      const failed = orSkip(() => normalizeMessagesValue(change.value, where, receivedAt, batch));
+      if (failed instanceof Skip) batch.ignored.push({ reason: failed.reason });
     });
   });
   return batch;

@@ -78,6 +78,60 @@ export const whatsAppMessageSchema = z.looseObject({
   /** Set on replies (`id` of the quoted message) and on template button presses. */
   context: z.looseObject({ id: z.string().optional(), from: z.string().optional() }).optional(),
   text: z.looseObject({ body: z.string() }).optional(),
+  /** Shared contact cards. */
+  contacts: z
+    .array(
+      z.looseObject({
+        name: z
+          .looseObject({
+            formatted_name: z.string().optional(),
+            first_name: z.string().optional(),
+            last_name: z.string().optional(),
+          })
+          .optional(),
+        phones: z
+          .array(z.looseObject({ phone: z.string().optional(), wa_id: z.string().optional() }))
+          .optional(),
+        emails: z.array(z.looseObject({ email: z.string().optional() })).optional(),
+      }),
+    )
+    .optional(),
+  /** A cart sent from a catalogue. */
+  order: z
+    .looseObject({
+      text: z.string().optional(),
+      product_items: z
+        .array(
+          z.looseObject({
+            product_retailer_id: z.string(),
+            quantity: z.coerce.number(),
+            item_price: z.coerce.number().optional(),
+            currency: z.string().optional(),
+          }),
+        )
+        .optional(),
+    })
+    .optional(),
+  /** `emoji` absent or empty: the reaction was removed. */
+  reaction: z.looseObject({ message_id: z.string(), emoji: z.string().optional() }).optional(),
+  /** An edit of an earlier message: the new message sits inside. */
+  edit: z
+    .looseObject({ original_message_id: z.string().optional(), message: z.unknown().optional() })
+    .optional(),
+  revoke: z.looseObject({ original_message_id: z.string().optional() }).optional(),
+  /** The ad or post the customer came from (click-to-WhatsApp). */
+  referral: z
+    .looseObject({
+      source_url: z.string().optional(),
+      source_type: z.string().optional(),
+      headline: z.string().optional(),
+      body: z.string().optional(),
+    })
+    .optional(),
+  system: z.looseObject({ body: z.string().optional(), type: z.string().optional() }).optional(),
+  unsupported: z.looseObject({ type: z.string().optional() }).optional(),
+  /** Why Meta could not deliver the content (`unsupported`, `interactive` without a body). */
+  errors: z.array(z.unknown()).optional(),
   image: whatsAppMediaSchema.optional(),
   audio: whatsAppMediaSchema.optional(),
   video: whatsAppMediaSchema.optional(),
@@ -89,18 +143,25 @@ export const whatsAppMessageSchema = z.looseObject({
       longitude: z.number(),
       name: z.string().optional(),
       address: z.string().optional(),
+      url: z.string().optional(),
     })
     .optional(),
   /** A quick-reply button of a template. */
-  button: z.looseObject({ text: z.string(), payload: z.string().optional() }).optional(),
-  /** A reply button or list row of an interactive message. */
+  button: z.looseObject({ text: z.string().optional(), payload: z.string().optional() }).optional(),
+  /** A reply button or list row of an interactive message; absent when Meta could not render it (`errors[]`). */
   interactive: z
     .looseObject({
-      type: z.string(),
-      button_reply: z.looseObject({ id: z.string(), title: z.string() }).optional(),
+      type: z.string().optional(),
+      button_reply: z.looseObject({ id: z.string().optional(), title: z.string().optional() }).optional(),
       list_reply: z
-        .looseObject({ id: z.string(), title: z.string(), description: z.string().optional() })
+        .looseObject({
+          id: z.string().optional(),
+          title: z.string().optional(),
+          description: z.string().optional(),
+        })
         .optional(),
+      /** Reply to a call permission request. */
+      call_permission_reply: z.looseObject({ response: z.string().optional() }).optional(),
     })
     .optional(),
 });

@@ -11,6 +11,7 @@ import {
   type DeliveryStatus,
   type InboundMessage,
   type MessagePart,
+  type SharedContact,
 } from '../../canonical';
 import { WWEB_ACK, type WwebMessageFields } from './wire';
 
@@ -114,6 +115,22 @@ function isoFromUnixSeconds(seconds: number, fallback: Date): string {
     : fallback.toISOString();
 }
 
+/** Name (`FN`) and numbers (`TEL`) of one vCard; the rest of the card is not shown. */
+export function contactOfVCard(vcard: string): SharedContact {
+  const lines = vcard.split(/\r?\n/);
+  const valueOf = (line: string) => line.slice(line.indexOf(':') + 1).trim();
+  const name = lines.find((l) => /^FN[:;]/i.test(l));
+  const phones = lines
+    .filter((l) => /^(item\d+\.)?TEL[:;]/i.test(l))
+    .map(valueOf)
+    .filter(Boolean);
+  const emails = lines
+    .filter((l) => /^(item\d+\.)?EMAIL[:;]/i.test(l))
+    .map(valueOf)
+    .filter(Boolean);
+  return { ...(name ? { name: valueOf(name) } : {}), phones, ...(emails.length ? { emails } : {}) };
+}
+
 function partsOf(msg: WwebMessageFields, media: InboundMediaRef | undefined): MessagePart[] {
   if (msg.type === 'location' && msg.location) {
     const latitude = numberOf(msg.location.latitude);
@@ -149,7 +166,14 @@ function partsOf(msg: WwebMessageFields, media: InboundMediaRef | undefined): Me
   if (msg.type === 'chat' || msg.type === 'text') {
     return msg.body === '' ? [] : [{ kind: 'text', text: msg.body }];
   }
-  // vCards, polls, orders, buttons…: kept so nothing is dropped silently.
+  if (msg.type === 'vcard' || msg.type === 'multi_vcard') {
+    const cards = msg.vCards && msg.vCards.length > 0 ? msg.vCards : [msg.body];
+    return [{ kind: 'contacts', contacts: cards.map(contactOfVCard) }];
+  }
+  if ((msg.type === 'buttons_response' || msg.type === 'list_response') && msg.body.trim() !== '') {
+    return [{ kind: 'postback', title: msg.body }];
+  }
+  // Polls, orders, …: kept so nothing is dropped silently.
   return [{ kind: 'unsupported', providerType: msg.type }];
 }
 

@@ -58,6 +58,8 @@ export interface WwebMessageFields {
   broadcast?: boolean;
   hasQuotedMsg?: boolean;
   location?: WwebLocation;
+  /** vCard texts of a `vcard` / `multi_vcard` message. */
+  vCards?: string[];
   /**
    * The raw WhatsApp Web model the library wraps. Only these loosely-typed fields are read:
    * `notifyName` (the sender's push name), `quotedStanzaID` (the id of the message replied to),
