@@ -305,6 +305,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
         ...common,
         queue: queues[QueueName.inbound],
         processor: inbound,
+        isErased: (job) => erasures.isErasedJob(job.data, job.timestamp),
         log: log.child({ component: 'inbound-worker' }),
       }),
     );

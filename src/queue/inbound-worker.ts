@@ -7,8 +7,12 @@
  * The router step runs for every delivery of a message, not only the first: a job that failed after
  * storing the message is retried, finds it stored, and still routes it. Every router step is
  * idempotent, so nothing is posted or sent twice.
+ *
+ * A job queued before its customer was erased (a dead letter retried from the dashboard, say) is
+ * not processed: it would recreate the customer. Only jobs older than a minute are checked
+ * (`isErased`, a database lookup), so fresh messages pay nothing; its data is replaced by a marker.
  */
-import type { Worker } from 'bullmq';
+import type { Job, Worker } from 'bullmq';
 import type { InboundEvent } from '../canonical';
 import type { InboundProcessor } from '../identity/inbound-processor';
 import type { Logger } from '../logger';
@@ -24,7 +28,12 @@ export interface InboundWorkerOptions {
   processor: InboundProcessor;
   log: Logger;
   metrics: Metrics;
+  /** Whether a job belongs to a customer erased since it was queued (ErasureService.isErasedJob). */
+  isErased?: (job: Job<InboundEvent>) => Promise<boolean>;
 }
+
+/** Jobs younger than this are not checked against erasures (see module comment). */
+const ERASURE_CHECK_AGE_MS = 60_000;
 
 export function createInboundWorkers({
   queue,
@@ -33,6 +42,7 @@ export function createInboundWorkers({
   processor,
   log,
   metrics,
+  isErased,
 }: InboundWorkerOptions): Worker<InboundEvent>[] {
   return createOrderedWorkers<InboundEvent>({
     queue,
@@ -41,6 +51,13 @@ export function createInboundWorkers({
     redisUrl,
     log,
     metrics,
-    handler: (job) => processor.process(job.data),
+    handler: async (job) => {
+      if (isErased && Date.now() - job.timestamp > ERASURE_CHECK_AGE_MS && (await isErased(job))) {
+        log.info({ jobId: job.id }, 'job of an erased customer dropped');
+        await job.updateData({ type: 'erased' } as unknown as InboundEvent);
+        return { dropped: 'erased' };
+      }
+      return processor.process(job.data);
+    },
   });
 }

@@ -200,6 +200,48 @@ describe('erased opt-outs and DATA_KEY', () => {
       ...markerKeysOf(loadConfig(testEnv(env))),
     });
 
+  it('does not recreate an erased customer when a job queued before the erasure is retried behind the API (dashboard retry)', async () => {
+    const phone = '+14155550196';
+    await w.sms(phone, 'before erasure 196');
+    const id = await eventually(
+      async () => (await w.t.app.models.Identity.findOne({ key: `phone:${phone}` }).lean())?.customerId,
+      Boolean,
+    );
+    const queuedAt = Date.now() - 120_000;
+    expect((await w.admin('DELETE', `/customers/${String(id)}`)).status).toBe(200);
+    // What bull-board's retry puts back on the queue: the old job, with its old timestamp.
+    const inbound = w.t.app.queues.inbound.partitions[1]!;
+    const job = await inbound.add(
+      'message',
+      {
+        type: 'message',
+        message: {
+          key: 'twilio:SMretried196',
+          channel: 'sms',
+          provider: 'twilio',
+          providerMessageId: 'SMretried196',
+          from: { kind: 'phone', e164: phone },
+          to: '+15550001111',
+          text: 'before erasure 196',
+          parts: [],
+          sentAt: new Date(queuedAt).toISOString(),
+          receivedAt: new Date(queuedAt).toISOString(),
+        },
+      } as never,
+      { jobId: 'k~retried196', timestamp: queuedAt, attempts: 1 },
+    );
+    const state = await eventually(
+      () => job.getState(),
+      (s) => s === 'completed' || s === 'failed',
+      10_000,
+    );
+    expect(state).toBe('completed');
+    expect(await w.t.app.models.Identity.countDocuments({ key: `phone:${phone}` })).toBe(0);
+    expect(await w.t.app.models.Message.countDocuments({ key: 'twilio:SMretried196' })).toBe(0);
+    // Its data is gone too.
+    expect(JSON.stringify((await inbound.getJob('k~retried196'))?.data)).not.toContain('4155550196');
+  });
+
   it("keeps an erased customer's STOP across an ADMIN_TOKEN rotation, and across a DATA_KEY rotation with DATA_KEY_PREVIOUS", async () => {
     const phone = '+14155550197';
     await w.sms(phone, 'hello');
