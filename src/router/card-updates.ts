@@ -84,6 +84,11 @@ function movedCard(text: string, owner: Agent | undefined) {
   return { text: shown, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: shown } }] };
 }
 
+/** The Redis keys card refreshes keep per customer (erasure removes them). */
+export function cardKeysOf(prefix: string, customerId: string): string[] {
+  return [`${prefix}:card-pending:${customerId}`, `${prefix}:card-window:${customerId}`];
+}
+
 export function isCardJob(data: unknown): data is CardJob {
   return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
 }
@@ -92,7 +97,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   const { models, redis, prefix, queue, log } = o;
   const { CurrentThread, Customer, Identity, SlackThread } = models;
   const coalesceMs = o.coalesceMs ?? 1_000;
-  const pendingKey = (id: string) => `${prefix}:card-pending:${id}`;
+  const pendingKey = (id: string) => cardKeysOf(prefix, id)[0]!;
   const factsKey = (t: { channel: string; ts: string }) => cardFactsKey(prefix, t);
 
   async function requestRefresh(customerId: Types.ObjectId | string, delayMs = coalesceMs): Promise<void> {
@@ -113,7 +118,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   async function scheduleWindowClose(id: string, identities: Identity[]): Promise<void> {
     const closeAt = nextWindowClose(identities);
     if (closeAt === undefined) return;
-    const key = `${prefix}:card-window:${id}`;
+    const key = cardKeysOf(prefix, id)[1]!;
     const scheduled = Number(await redis.get(key));
     if (scheduled > Date.now() && scheduled <= closeAt) return;
     await redis.set(key, String(closeAt), 'PX', closeAt - Date.now() + 60_000);
