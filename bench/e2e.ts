@@ -9,8 +9,19 @@
  * (bench/lib/paced-sender.js) sending at a fixed rate. `--redis cluster` runs everything on the local
  * 3-master Redis Cluster (scripts/redis-cluster.sh, started if needed) instead of REDIS_URL.
  *
- * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60]
- * (`--workers` is the old name of `--processes`.)
+ * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60
+ *        --agents 50 --slack-limits]
+ * (`--workers` is the old name of `--processes`.) `--agents N` (default 50) creates N agents, each with
+ * their own inbox channel, so customers spread over N channels as on a real team. `--slack-limits`
+ * makes the Slack emulator enforce Slack's per-channel chat.postMessage rate (1 a second, bursts of
+ * 3, then 429 with Retry-After), so the latency is what agents would see.
+ *
+ * Database commands are counted with the driver's command monitoring in the api and worker processes
+ * (bench/lib/db-monitor.ts) and reported per delivered message and per stage (`dbCommandsPerMessage`):
+ * over the measured run (new and returning customers mixed; divided by the inbound messages stored,
+ * so a run that did not drain is not inflated) and in a probe before it, on the idle system — 20
+ * first contacts, drained, then one message from each of them again — for new vs returning.
+ * The api runs in its own process (bench/lib/api.ts), so each process's peak RSS is its own.
  * Writes bench/results/e2e-<date>.{json,md,svg}. Needs Redis on 127.0.0.1:6379 and a MongoDB-protocol
  * server on 127.0.0.1:27017 (npm run services); uses its own key prefix and database and removes them.
  */
@@ -22,21 +33,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Queue, Worker } from 'bullmq';
+import type { ChildProcess } from 'node:child_process';
 import express from 'express';
 import mongoose, { Schema } from 'mongoose';
 import { buildApp } from '../src/app';
 import { loadConfig } from '../src/config';
 import { createRedisConnection, deletePrefixedKeys } from '../src/queue/connection';
 import { prefixFor } from '../src/queue/options';
+import { STAGES, perMessage, withMonitoring, type DbCounts } from './lib/db-monitor';
 import {
-  INBOX,
   admin,
   parseArgs,
   rapportEnv,
   rssOf,
   signedMessages,
+  dbCountsOf,
+  freeLoopbackPort,
+  resetDbCounts,
+  spawnApi,
   spawnWorker,
   startEmulators,
+  whenReady,
   stopChild,
   summary,
   type Emulators,
@@ -51,6 +68,11 @@ const WORKERS = (args.processes ?? args.workers ?? '1,2,3').split(',').map(Numbe
 const CUSTOMERS = Number(args.customers ?? Math.max(50, Math.round((SECONDS * RATE) / 3)));
 const DRAIN_MS = Number(args.drain) * 1000;
 const CLUSTER = args.redis === 'cluster';
+const AGENTS = Number(args.agents ?? 50);
+const SLACK_LIMITS = args['slack-limits'] === 'true';
+/** Slack: "1 message per second per channel, short bursts allowed"; the burst size is ours. */
+const POSTING_LIMIT = { perSecond: 1, burst: 3 };
+const PROBE_CUSTOMERS = 20;
 const REDIS_URL = CLUSTER
   ? execFileSync('bash', [path.join(__dirname, '../scripts/redis-cluster.sh'), 'start'], { encoding: 'utf8' }).trim()
   : (process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
@@ -84,6 +106,7 @@ async function runSender(base: string, requests: SignedRequest[], rate: number) 
 function postTimes(emu: Emulators): Map<string, number> {
   const out = new Map<string, number>();
   for (const call of emu.slack.callsTo('chat.postMessage')) {
+    if (call.rateLimited) continue;
     const meta = call.args.metadata as { event_type?: string; event_payload?: { key?: string } } | undefined;
     const key = meta?.event_type === 'rapport_post' ? meta.event_payload?.key : undefined;
     if (key && !out.has(key)) out.set(key, call.at);
@@ -91,43 +114,123 @@ function postTimes(emu: Emulators): Map<string, number> {
   return out;
 }
 
+/** Waits until every accepted request of `sent` has its Slack post (or `timeoutMs` passed). */
+async function drain(emu: Emulators, keys: string[], timeoutMs: number): Promise<Map<string, number>> {
+  const deadline = Date.now() + timeoutMs;
+  let posts = postTimes(emu);
+  while (keys.some((k) => !posts.has(k)) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    posts = postTimes(emu);
+  }
+  return posts;
+}
+
+type Procs = { api: ChildProcess; workers: ChildProcess[] };
+
+async function resetCounts(p: Procs): Promise<void> {
+  for (const c of [p.api, ...p.workers]) resetDbCounts(c);
+  // A snapshot after the reset proves every process handled it (IPC is ordered per child).
+  await collectCounts(p);
+}
+
+async function collectCounts(p: Procs): Promise<{ role: 'api' | 'worker'; counts: DbCounts }[]> {
+  return [
+    { role: 'api' as const, counts: await dbCountsOf(p.api) },
+    ...(await Promise.all(p.workers.map(async (w) => ({ role: 'worker' as const, counts: await dbCountsOf(w) })))),
+  ];
+}
+
+/** Peak RSS per process, sampled every second (VmHWM is the kernel's own peak), and a 5 s curve. */
+function sampleRss(p: Procs) {
+  const curve: { t: number; apiMb: number; workersMb: number[] }[] = [];
+  const t0 = Date.now();
+  let n = 0;
+  const timer = setInterval(() => {
+    if (n++ % 5 !== 0) return;
+    curve.push({
+      t: Math.round((Date.now() - t0) / 1000),
+      apiMb: rssOf(p.api.pid!)?.rssMb ?? 0,
+      workersMb: p.workers.map((w) => rssOf(w.pid!)?.rssMb ?? 0),
+    });
+  }, 1000);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return { api: rssOf(p.api.pid!), workers: p.workers.map((w) => rssOf(w.pid!)), bench: rssOf(process.pid), curve };
+    },
+  };
+}
+
+/** Probe: PROBE_CUSTOMERS first contacts, drained; then one message from each of them again. */
+async function probeNewVsReturning(emu: Emulators, base: string, procs: Procs, run: string) {
+  const requests = signedMessages(run, PROBE_CUSTOMERS * 2, PROBE_CUSTOMERS, 800_000);
+  const out: Record<'new' | 'returning', ReturnType<typeof perMessage>> = {} as never;
+  for (const [label, batch] of [
+    ['new', requests.slice(0, PROBE_CUSTOMERS)],
+    ['returning', requests.slice(PROBE_CUSTOMERS)],
+  ] as const) {
+    await resetCounts(procs);
+    const sent = await runSender(base, batch, 10);
+    const keys = sent.results.filter((r) => r.status >= 200 && r.status < 300).map((r) => r.key);
+    const posts = await drain(emu, keys, DRAIN_MS);
+    out[label] = perMessage(await collectCounts(procs), keys.filter((k) => posts.has(k)).length);
+    if (out[label].messages < batch.length) process.stdout.write(`probe (${label}): only ${out[label].messages}/${batch.length} delivered in the drain time\n`);
+  }
+  return out;
+}
+
+async function createAgents(base: string): Promise<void> {
+  for (let i = 0; i < AGENTS; i++) {
+    const n = String(i).padStart(3, '0');
+    const agent = await admin(base, 'POST', '/agents', { slackUserId: `U0BENCH${n}`, name: `Bench Agent ${n}`, inboxChannelId: `C0BENCH${n}`, capacity: 10_000 });
+    if (agent.status !== 201) throw new Error(`agent not created: ${agent.status} ${JSON.stringify(agent.body)}`);
+  }
+}
+
 async function phase(emu: Emulators, workers: number) {
   const prefix = `rapport-${RUN}-w${workers}`;
   const env = rapportEnv({
     prefix,
     redisUrl: REDIS_URL,
-    mongoUri: `${MONGO}/rapport_${RUN}_w${workers}`,
+    mongoUri: withMonitoring(`${MONGO}/rapport_${RUN}_w${workers}`),
     slackUrl: emu.slack.url,
     twilioUrl: emu.twilio.url,
     graphUrl: emu.graph.url,
+    extra: { BENCH_DB_MONITOR: '1' },
   });
   emu.slack.reset();
+  emu.slack.limitPosting(SLACK_LIMITS ? POSTING_LIMIT : undefined);
+  // The api in its own process (its RSS is its own); this process keeps a non-listening client of
+  // the same queues and database to read the jobs and outbox rows afterwards.
+  const port = await freeLoopbackPort();
+  const procs: Procs = { api: spawnApi(env, port), workers: Array.from({ length: workers }, () => spawnWorker(env)) };
   const app = buildApp(loadConfig({ ...process.env, ...env }), { role: 'api' });
-  const port = await app.listen(0);
-  await app.mongo.ready;
+  await Promise.all([whenReady(procs.api), ...procs.workers.map((w) => whenReady(w)), app.mongo.ready]);
   const base = `http://127.0.0.1:${port}`;
-  const agent = await admin(base, 'POST', '/agents', { slackUserId: 'U0BENCHAGENT', name: 'Bench Agent', inboxChannelId: INBOX, capacity: 10_000 });
-  if (agent.status !== 201) throw new Error(`agent not created: ${agent.status} ${JSON.stringify(agent.body)}`);
-  const children = Array.from({ length: workers }, () => spawnWorker(env));
+  await createAgents(base);
+  const rssSampler = sampleRss(procs);
 
   // Warm-up (not measured): a few customers, so connections, indexes and JIT are warm.
-  const warm = signedMessages(`${RUN}w${workers}x`, 40, 40);
+  const warm = signedMessages(`${RUN}w${workers}x`, 40, 40, 900_000);
   await runSender(base, warm, 20);
-  const warmDeadline = Date.now() + 30_000;
-  while (postTimes(emu).size < warm.length && Date.now() < warmDeadline) await new Promise((r) => setTimeout(r, 200));
+  await drain(emu, warm.map((w) => w.key), 30_000);
+  const probe = await probeNewVsReturning(emu, base, procs, `${RUN}w${workers}p`);
+  await resetCounts(procs);
+  const limitedBefore = emu.slack.callsTo('chat.postMessage').filter((c) => c.rateLimited).length;
 
   const requests = signedMessages(`${RUN}w${workers}`, Math.round(SECONDS * RATE), CUSTOMERS);
-  process.stdout.write(`[${workers} worker(s)] sending ${requests.length} webhooks at ${RATE}/s to ${CUSTOMERS} customers…\n`);
+  process.stdout.write(`[${workers} worker(s)] sending ${requests.length} webhooks at ${RATE}/s to ${CUSTOMERS} customers over ${AGENTS} agents${SLACK_LIMITS ? ' (Slack limits on)' : ''}…\n`);
   const sent = await runSender(base, requests, RATE);
   const accepted = sent.results.filter((r) => r.status >= 200 && r.status < 300);
-  const deadline = Date.now() + DRAIN_MS;
-  let posts = postTimes(emu);
-  const delivered = () => accepted.filter((r) => posts.has(r.key)).length;
-  while (delivered() < accepted.length && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 500));
-    posts = postTimes(emu);
-  }
+  const posts = await drain(emu, accepted.map((r) => r.key), DRAIN_MS);
   const drainedAt = Date.now();
+  const deliveredCount = accepted.filter((r) => posts.has(r.key)).length;
+  const counts = await collectCounts(procs);
+  // Per inbound message stored (= delivered once drained): commands of messages still queued are not paid yet.
+  const stored = counts.reduce((n, c) => n + (c.role === 'worker' ? (c.counts.byCommand['insert messages'] ?? 0) : 0), 0);
+  const dbRun = { ...perMessage(counts, Math.max(stored, deliveredCount)), delivered: deliveredCount, drained: deliveredCount === accepted.length };
+  const rateLimited = emu.slack.callsTo('chat.postMessage').filter((c) => c.rateLimited).length - limitedBefore;
+  const rss = rssSampler.stop();
 
   // Stages.
   const latencies = accepted.filter((r) => posts.has(r.key)).map((r) => ({ at: r.sentAt, ms: posts.get(r.key)! - r.sentAt }));
@@ -154,11 +257,6 @@ async function phase(emu: Emulators, workers: number) {
   }
   const firstSend = Math.min(...accepted.map((r) => r.sentAt));
   const lastPost = Math.max(...latencies.map((l) => l.at + l.ms));
-  const rss = {
-    api: { rssMb: Math.round(process.memoryUsage().rss / 1048576), ...rssOf(process.pid) },
-    workers: children.map((c) => rssOf(c.pid!)),
-  };
-
   const result = {
     workers,
     sent: requests.length,
@@ -177,11 +275,14 @@ async function phase(emu: Emulators, workers: number) {
       webhookToOutbox: summary(toOutbox),
       outboxToSlack: summary(slackStage),
     },
+    agents: AGENTS,
+    slackLimits: SLACK_LIMITS ? { ...POSTING_LIMIT, rateLimitedPosts: rateLimited } : null,
+    dbCommandsPerMessage: { run: dbRun, new: probe.new, returning: probe.returning },
     rss,
     timeline: timeline(latencies),
   };
 
-  await Promise.all(children.map((c) => stopChild(c)));
+  await Promise.all([procs.api, ...procs.workers].map((c) => stopChild(c)));
   await app.mongo.connection.dropDatabase().catch(() => undefined);
   await deletePrefixedKeys(app.redis, prefix);
   await app.close();
@@ -306,13 +407,23 @@ function markdown(report: Report): string {
   const out: string[] = [
     `# bench/e2e — ${report.date}`,
     '',
-    `Node ${process.version}, ${os.cpus().length} CPUs, Redis ${CLUSTER ? 'Cluster (3 masters + 3 replicas on this machine)' : 'single server'}, ${SECONDS} s at ${RATE} msg/s offered, ${CUSTOMERS} customers (SMS, Twilio WhatsApp, Cloud WhatsApp, Messenger; first ${CUSTOMERS} messages are new customers, the rest returning).`,
+    `Node ${process.version}, ${os.cpus().length} CPUs, Redis ${CLUSTER ? 'Cluster (3 masters + 3 replicas on this machine)' : 'single server'}, ${SECONDS} s at ${RATE} msg/s offered, ${CUSTOMERS} customers (SMS, Twilio WhatsApp, Cloud WhatsApp, Messenger; first ${CUSTOMERS} messages are new customers, the rest returning) over ${AGENTS} agents' inbox channels; Slack per-channel posting limit ${SLACK_LIMITS ? `on (${POSTING_LIMIT.perSecond}/s, bursts of ${POSTING_LIMIT.burst}, 429 + Retry-After)` : 'off'}.`,
     '',
-    line(['worker processes', 'accepted', 'delivered', 'accepted msg/s', 'delivered msg/s', 'p50 ms', 'p95 ms', 'p99 ms', 'drain s', 'RSS api / workers MB (peak)']),
-    line(['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']),
+    line(['worker processes', 'accepted', 'delivered', 'accepted msg/s', 'delivered msg/s', '÷ bare insert', 'p50 ms', 'p95 ms', 'p99 ms', 'drain s', 'Slack 429s', 'RSS api / workers MB (peak)']),
+    line(['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']),
   ];
   for (const r of report.runs)
-    out.push(line([r.workers, r.accepted, r.delivered, r.acceptedRate, r.deliveredRate, r.latency.p50, r.latency.p95, r.latency.p99, r.drainSeconds, `${r.rss.api.peakMb} / ${r.rss.workers.map((w) => w?.peakMb ?? '?').join(', ')}`]));
+    out.push(line([r.workers, r.accepted, r.delivered, r.acceptedRate, r.deliveredRate, (r.deliveredRate / report.baselines.mongoInsert.insertsPerSec).toFixed(3), r.latency.p50, r.latency.p95, r.latency.p99, r.drainSeconds, r.slackLimits ? r.slackLimits.rateLimitedPosts : '–', `${r.rss.api?.peakMb ?? '?'} / ${r.rss.workers.map((w) => w?.peakMb ?? '?').join(', ')}`]));
+  out.push('', '## Database commands per delivered message (driver command monitoring; stage by collection)', '', line(['workers', 'messages', 'total', ...STAGES]), line(['---', '---:', '---:', ...STAGES.map(() => '---:')]));
+  for (const r of report.runs)
+    for (const [label, d] of Object.entries(r.dbCommandsPerMessage))
+      out.push(line([`${r.workers} — ${label === 'run' ? 'measured run (mixed, per message stored)' : `${label} customers (probe)`}`, d.messages, d.total, ...STAGES.map((s) => d.stages[s])]));
+  const last = report.runs[report.runs.length - 1];
+  if (last) {
+    out.push('', `Per command and collection (${last.workers} worker process(es); per message, new | returning):`, '', line(['command collection', 'new', 'returning']), line(['---', '---:', '---:']));
+    const keys = [...new Set([...Object.keys(last.dbCommandsPerMessage.new.byCommand), ...Object.keys(last.dbCommandsPerMessage.returning.byCommand)])];
+    for (const k of keys) out.push(line([`\`${k}\``, last.dbCommandsPerMessage.new.byCommand[k] ?? 0, last.dbCommandsPerMessage.returning.byCommand[k] ?? 0]));
+  }
   out.push('', '## Stages (ms: p50 / p95 / p99)', '', line(['workers', 'intake (webhook response)', 'inbound queue wait', 'identity + routing (job)', 'webhook → outbox row', 'outbox row → Slack post']), line(['---:', '---', '---', '---', '---', '---']));
   const f = (s: Stage) => `${s.p50} / ${s.p95} / ${s.p99}`;
   for (const r of report.runs)
@@ -328,7 +439,7 @@ function markdown(report: Report): string {
     line(['bare BullMQ add + process (concurrency 8)', `${b.bullmq.jobsPerSec} jobs/s`, `add→processed p50 ${b.bullmq.latency.p50} ms, p95 ${b.bullmq.latency.p95} ms`]),
     line(['bare mongoose insert (8 in flight)', `${b.mongoInsert.insertsPerSec} inserts/s`, `mean ${b.mongoInsert.latency.mean} ms, p95 ${b.mongoInsert.latency.p95} ms`]),
     '',
-    `Target: ≥ 500 msg/s sustained with p95 ≤ 250 ms. The chart is e2e-${report.stamp}.svg.`,
+    `Targets (issue 22): delivered ≥ 0.3 × the bare insert rate, p95 ≤ 250 ms at 50 msg/s, ≤ 4 database commands per message for a returning customer and ≤ 8 for a new one, peak RSS ≤ 250 MB per process. RSS every 5 s is in the JSON (runs[i].rss.curve). The chart is e2e-${report.stamp}.svg.`,
   );
   return out.join('\n') + '\n';
 }
@@ -341,7 +452,7 @@ async function main(): Promise<void> {
     const runs = [];
     for (const w of WORKERS) runs.push(await phase(emu, w));
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-    const report = { date: new Date().toISOString(), stamp, node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster (3 masters + 3 replicas, loopback)' : 'single', seconds: SECONDS, rate: RATE, customers: CUSTOMERS, baselines: base, runs };
+    const report = { date: new Date().toISOString(), stamp, node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster (3 masters + 3 replicas, loopback)' : 'single', seconds: SECONDS, rate: RATE, customers: CUSTOMERS, agents: AGENTS, slackLimits: SLACK_LIMITS, baselines: base, runs };
     const dir = path.join(__dirname, 'results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, `e2e-${stamp}.json`), JSON.stringify(report, null, 2));

@@ -14,6 +14,7 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import pino, { type Logger } from 'pino';
+import { prettyStream } from './log-pretty';
 
 export type { Logger };
 
@@ -66,10 +67,17 @@ export const REDACT_PATHS = [
 
 export interface LoggerOptions {
   level: string;
-  /** Where lines go; defaults to stdout. Tests pass a stream to inspect what was logged. */
+  /**
+   * Where lines go. Default: stdout, as JSON when it is a file or a pipe (collectors), as readable
+   * lines (log-pretty.ts) when it is a terminal. Tests pass a stream to inspect what was logged.
+   */
   destination?: pino.DestinationStream;
   /** DATA_KEY: keys the hashes of person-bearing ids, so they correlate across processes. @defaultValue a random per-process key */
   dataKey?: string;
+}
+
+function defaultDestination(): pino.DestinationStream | undefined {
+  return process.stdout.isTTY ? prettyStream(process.stdout) : undefined;
 }
 
 /** Fields that hold ids; hashed when the id embeds a person (see module comment). */
@@ -149,6 +157,6 @@ export function createLogger({ level, destination, dataKey }: LoggerOptions): Lo
         },
       },
     },
-    destination,
+    destination ?? defaultDestination(),
   );
 }

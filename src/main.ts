@@ -1,15 +1,19 @@
 /**
- * Entry point: `rapport [api|worker|all]` (default `all`). Reads config (exiting with every problem
- * listed if it is wrong), builds the app, and shuts down gracefully on SIGTERM/SIGINT.
+ * Entry point: `rapport [api|worker|all] [--reset]` (default `all`). Reads config (exiting with
+ * every problem listed if it is wrong), builds the app, logs one "listening on http://…" line with
+ * the role and the enabled channels, and shuts down gracefully on SIGTERM/SIGINT. `--reset` (or
+ * `SANDBOX_RESET=true`) starts a sandbox clean; it is refused outside sandbox mode.
  */
 import { buildApp, type Role } from './app';
 import { ConfigError, channelStates, loadConfig } from './config';
 import { isCliCommand, runCli } from './cli';
-import { sandboxRequested, startSandbox, type Sandbox } from './sandbox';
+import { loadEnvFile } from './env-file';
+import { sandboxRequested, sandboxResetRequested, startSandbox, type Sandbox } from './sandbox';
 
 const ROLES: Role[] = ['api', 'worker', 'whatsapp-web', 'all'];
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  loadEnvFile();
   if (isCliCommand(argv[0])) {
     try {
       process.exitCode = await runCli(argv);
@@ -23,22 +27,30 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     }
     return;
   }
-  const role = (argv[0] ?? 'all') as Role;
-  if (!ROLES.includes(role)) {
-    process.stderr.write(`Unknown role "${argv[0]}". Usage: rapport [${ROLES.join('|')}]\n`);
+  const resetFlag = argv.includes('--reset');
+  const positional = argv.filter((a) => a !== '--reset');
+  const role = (positional[0] ?? 'all') as Role;
+  if (!ROLES.includes(role) || positional.length > 1) {
+    process.stderr.write(`Unknown role "${positional.join(' ')}". Usage: rapport [${ROLES.join('|')}] [--reset]\n`);
     process.exit(2);
   }
 
   let config;
   let sandbox: Sandbox | undefined;
+  let opened: string | undefined;
   try {
+    const reset = resetFlag || sandboxResetRequested();
     if (sandboxRequested()) {
       if (role !== 'all')
         throw new ConfigError([`SANDBOX=true runs every role in one process: use \`all\`, not \`${role}\``]);
       sandbox = await startSandbox();
+    } else if (reset) {
+      throw new ConfigError(['--reset and SANDBOX_RESET only start a sandbox clean: SANDBOX is not true']);
     }
     config = loadConfig({ ...process.env, ...sandbox?.env });
+    opened = await sandbox?.open(config, { reset });
   } catch (err) {
+    await sandbox?.close();
     if (err instanceof ConfigError) {
       process.stderr.write(`Rapport cannot start.\n${err.message}\n`);
       process.exit(1);
@@ -48,29 +60,37 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
 
   const app = buildApp(config, { role });
   const log = app.log.child({ component: 'main' });
-  for (const [channel, state] of Object.entries(channelStates(config))) {
-    log.info(
+  const states = Object.entries(channelStates(config));
+  for (const [channel, state] of states) {
+    log.debug(
       { channel, enabled: state.enabled, reason: state.reason },
       `channel ${channel} ${state.enabled ? 'enabled' : 'disabled'}`,
     );
   }
+  const enabled = states.filter(([, s]) => s.enabled).map(([c]) => c);
+  const disabled = states.filter(([, s]) => !s.enabled).map(([c, s]) => `${c} (${s.reason ?? 'off'})`);
+  if (disabled.length > 0) log.info({ disabled }, `channels disabled: ${disabled.join(', ')}`);
+  if (opened) log.info(opened);
   if (!sandbox && !Object.values(channelStates(config)).some((s) => s.enabled)) {
     log.warn(
       'no channel is configured: set SANDBOX=true to try Rapport with emulated providers (README, "Sandbox")',
     );
   }
+  const channels = enabled.join(', ') || 'no channel';
   if (sandbox) {
     const port = await sandbox.serve(app);
     log.warn(
-      { port },
+      { port, role, channels: enabled },
       `SANDBOX MODE: Twilio, Meta and Slack are emulated in this process on 127.0.0.1; nothing leaves this machine. Open http://localhost:${port}/sandbox`,
     );
+    log.info({ port, role, channels: enabled }, `listening on http://localhost:${port} (role ${role}; ${channels})`);
   } else {
     // Every role listens: worker and whatsapp-web processes serve /healthz, /readyz and /metrics.
     const port = await app.listen(config.port);
+    const what = role === 'api' || role === 'all' ? '' : ', health and metrics only';
     log.info(
-      { port, role },
-      role === 'api' || role === 'all' ? 'rapport listening' : 'rapport started (health and metrics only)',
+      { port, role, channels: enabled },
+      `listening on http://localhost:${port} (role ${role}${what}; ${channels})`,
     );
   }
 

@@ -6,10 +6,26 @@
  */
 import { buildApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
+import { monitorConnection, type DbMonitor } from './db-monitor';
+
+/**
+ * With BENCH_DB_MONITOR=1 (and `monitorCommands=true` in MONGODB_URI), the process counts its
+ * database commands and answers the benchmark over IPC: `{ db: 'reset' }` clears the counts,
+ * `{ db: 'snapshot', id }` is answered with `{ dbCounts, id }`.
+ */
+function answerDbRequests(app: ReturnType<typeof buildApp>): void {
+  let monitor: DbMonitor | undefined;
+  void app.mongo.ready.then(() => (monitor = monitorConnection(app.mongo.connection)));
+  process.on('message', (m: { db?: 'reset' | 'snapshot'; id?: number }) => {
+    if (m?.db === 'reset') monitor?.reset();
+    if (m?.db === 'snapshot') process.send?.({ dbCounts: monitor?.snapshot() ?? { total: 0, byCommand: {} }, id: m.id });
+  });
+}
 
 export function runRole(role: Extract<Role, 'api' | 'worker'>): void {
   const config = loadConfig(process.env);
   const app = buildApp(config, { role });
+  if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests(app);
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {

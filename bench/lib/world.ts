@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { DbCounts } from './db-monitor';
 import { signMetaPayload } from '../../src/channels/meta/signature';
 import { signTwilioRequest } from '../../src/channels/twilio/signature';
 import { startGraphEmulator, type GraphEmulator } from '../../src/sandbox/emulators/graph';
@@ -98,12 +99,13 @@ const CHANNELS: SignedRequest['channel'][] = ['sms', 'twilio-whatsapp', 'cloud-w
 /**
  * `count` signed inbound messages from `customers` customers, channels mixed evenly (a customer keeps
  * one channel). Customers are visited round-robin, so the first `customers` messages are first
- * contacts and the rest come from returning customers.
+ * contacts and the rest come from returning customers. Customer numbers start at `firstCustomer`, so
+ * batches with different starts (warm-up, probe, run) share no customer.
  */
-export function signedMessages(run: string, count: number, customers: number): SignedRequest[] {
+export function signedMessages(run: string, count: number, customers: number, firstCustomer = 0): SignedRequest[] {
   const out: SignedRequest[] = [];
   for (let i = 0; i < count; i++) {
-    const c = i % customers;
+    const c = firstCustomer + (i % customers);
     const channel = CHANNELS[c % CHANNELS.length]!;
     const id = `${run}${i.toString(36).padStart(7, '0')}`;
     const phone = `+1415${String(2_000_000 + c).padStart(7, '0')}`;
@@ -182,7 +184,8 @@ process.on('exit', () => {
 function spawnScript(script: string, env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, ['-r', '@swc-node/register', path.join(__dirname, script)], {
     env: { ...process.env, ...env },
-    // The IPC channel carries one message, `{ ready: true }`, once the process handles SIGTERM (see `whenReady`).
+    // The IPC channel carries `{ ready: true }` once the process handles SIGTERM (see `whenReady`), and
+    // with BENCH_DB_MONITOR=1 the database command counts (see `dbCountsOf`).
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   live.add(child);
@@ -214,6 +217,33 @@ export function whenReady(child: ChildProcess, timeoutMs = 60_000): Promise<void
     const timer = setTimeout(() => done(new Error(`not ready after ${timeoutMs} ms`)), timeoutMs);
     child.on('message', onMessage);
     child.once('exit', onExit);
+  });
+}
+
+let dbRequest = 0;
+
+/** Clears a child's database command counts (it runs with BENCH_DB_MONITOR=1). */
+export function resetDbCounts(child: ChildProcess): void {
+  child.send({ db: 'reset' });
+}
+
+/** A child's database command counts since the last reset (it runs with BENCH_DB_MONITOR=1). */
+export function dbCountsOf(child: ChildProcess, timeoutMs = 10_000): Promise<DbCounts> {
+  const id = ++dbRequest;
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown) => {
+      const r = m as { dbCounts?: DbCounts; id?: number } | null;
+      if (r?.id !== id || !r.dbCounts) return;
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      resolve(r.dbCounts);
+    };
+    const timer = setTimeout(() => {
+      child.off('message', onMessage);
+      reject(new Error(`no database counts from pid ${child.pid} after ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('message', onMessage);
+    child.send({ db: 'snapshot', id });
   });
 }
 

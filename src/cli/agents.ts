@@ -42,6 +42,12 @@ export const agentsCommand: CliCommand = {
   summary: 'add, list and update agents (same as /api/agents)',
   usage:
     'rapport agents add --slack U… --name … --channel C… [--capacity N] [--backup id] [--role agent|lead|admin] | list | update <id> [--status …] [--role …] [--active false] | import <file.csv>',
+  help: [
+    '  add --slack U123 --name Alex --channel C123 [--capacity 50] [--backup <agentId>] [--role agent|lead|admin]',
+    '  list [--json]',
+    '  update <agentId> [--name …] [--channel …] [--capacity N] [--status available|away|offline] [--role …] [--active false]',
+    '  import <file.csv>   header: slackUserId,name,inboxChannelId[,capacity]; progress on stderr',
+  ],
   async run(args, ctx) {
     const [sub, ...rest] = args;
     const { positional, values } = flags(rest);

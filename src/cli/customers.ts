@@ -1,15 +1,16 @@
 /**
  * `rapport customers export|erase`: the same functions as `GET /api/customers/:id/export` and
- * `DELETE /api/customers/:id` (src/privacy), called in-process.
- *   rapport customers export <id> [--out file.json]   JSON to stdout or a file; progress on stderr
- *   rapport customers erase <id> --yes                 erase (idempotent; re-run to continue)
- *   rapport customers name <id> <name…>                name or correct the name (as PATCH /api/customers/:id)
+ * `DELETE /api/customers/:id` (src/privacy), called in-process. A customer is named by id, email or
+ * phone number (lookup.ts).
+ *   rapport customers export <customer> [--out file.json]   JSON to stdout or a file; progress on stderr
+ *   rapport customers erase <customer> --yes                 erase (idempotent; re-run to continue)
  */
 import { writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { isAppError } from '../errors';
 import { createErasureService, markerKeysOf } from '../privacy/erase';
 import { exportCustomer } from '../privacy/export';
+import { resolveCustomer } from './lookup';
 import { parseCustomerId } from '../identity/merge';
 import type { CliCommand, CliContext } from './types';
 
@@ -33,8 +34,9 @@ function actor(): string {
   }
 }
 
-async function runExport(id: string, out: string | undefined, ctx: CliContext): Promise<number> {
+async function runExport(ref: string, out: string | undefined, ctx: CliContext): Promise<number> {
   const app = await ctx.app();
+  const id = await resolveCustomer(ref, app);
   let lastShown = 0;
   const data = await exportCustomer(app.models, id, {
     onProgress: ({ done, total }) => {
@@ -61,8 +63,9 @@ async function runExport(id: string, out: string | undefined, ctx: CliContext): 
   return 0;
 }
 
-async function runErase(id: string, ctx: CliContext): Promise<number> {
+async function runErase(ref: string, ctx: CliContext): Promise<number> {
   const app = await ctx.app();
+  const id = await resolveCustomer(ref, app);
   const erasures = createErasureService({
     models: app.models,
     slack: app.slack,
@@ -101,8 +104,9 @@ async function runErase(id: string, ctx: CliContext): Promise<number> {
 }
 
 /** The same as `PATCH /api/customers/:id` `{ displayName }`: the Slack card follows. */
-async function runName(id: string, name: string, ctx: CliContext): Promise<number> {
+async function runName(ref: string, name: string, ctx: CliContext): Promise<number> {
   const app = await ctx.app();
+  const id = await resolveCustomer(ref, app);
   const customer = await app.router.naming.rename(parseCustomerId(id), name, 'admin', actor());
   if (ctx.json) ctx.out(JSON.stringify({ id: String(customer._id), displayName: customer.displayName }));
   else ctx.out(`Customer ${String(customer._id)} is now named "${customer.displayName ?? ''}".`);
@@ -110,23 +114,27 @@ async function runName(id: string, name: string, ctx: CliContext): Promise<numbe
 }
 
 export const customersCommand: CliCommand = {
-  summary:
-    'export, erase or name a customer (same as /api/customers/:id/export, DELETE and PATCH /api/customers/:id)',
-  usage: 'rapport customers export <id> [--out file.json] | erase <id> --yes | name <id> <name…>',
+  summary: 'export or erase a customer (same as /api/customers/:id/export, DELETE /api/customers/:id)',
+  usage: 'rapport customers export <customer> [--out file.json] | erase <customer> --yes',
+  help: [
+    '<customer> is a customer id, an email address or a phone number (+1 415 555 0123).',
+    '  export <customer> [--out file.json]   everything Rapport holds about them, as JSON',
+    "  erase <customer> --yes                erase them (and Rapport's messages about them in Slack)",
+  ],
   async run(args, ctx) {
-    const [sub, ...rest] = args;
-    if (sub === 'name') {
-      const [id, ...words] = rest;
-      if (!id || words.length === 0) {
-        ctx.err(`Usage: ${customersCommand.usage}`);
+    if (args[0] === 'name') {
+      const [, ref, ...words] = args;
+      if (!ref || words.length === 0) {
+        ctx.err('Usage: rapport customers name <customer> <name…>');
         return 2;
       }
-      return runName(id, words.join(' '), ctx).catch((err: unknown) => {
+      return runName(ref, words.join(' '), ctx).catch((err: unknown) => {
         if (!isAppError(err)) throw err;
         ctx.err(`Failed (${err.status}): ${err.message}`);
         return 1;
       });
     }
+    const [sub, ...rest] = args;
     const { positional, values } = flags(rest);
     const id = positional[0];
     if (!id || (sub !== 'export' && sub !== 'erase')) {
@@ -135,7 +143,7 @@ export const customersCommand: CliCommand = {
     }
     if (sub === 'erase' && values.yes !== 'true') {
       ctx.err(
-        `This permanently erases customer ${id}'s data (and Rapport's messages about them in Slack). Add --yes to confirm.`,
+        `This permanently erases the data of customer ${id} (and Rapport's messages about them in Slack). Add --yes to confirm.`,
       );
       return 2;
     }

@@ -66,6 +66,13 @@ export const dlqCommand: CliCommand = {
   summary: 'list, show, replay and drop dead letters (same as /api/dead-letters)',
   usage:
     'rapport dlq list [--queue q] [--limit N] | show <queue> <id> [--data] | replay <queue> <id> | replay --all [--queue q] | drop <queue> <id>',
+  help: [
+    '  list [--queue <name>] [--limit N] [--json]',
+    '  show <queue> <jobId> [--data] [--json]   (--data shows customer data: only when needed)',
+    '  replay <queue> <jobId> | replay --all [--queue <name>]',
+    '  drop <queue> <jobId>',
+    '<queue> is a queue or partition name as `list` prints it (to-agent, inbound-3, …).',
+  ],
   async run(args, ctx) {
     const [sub, ...rest] = args;
     const { positional, values, on } = parseArgs(rest);

@@ -34,7 +34,11 @@ export async function runDoctorCli(
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--json') json = true;
-    else if (a === '--timeout' || a.startsWith('--timeout=')) {
+    else if (a === '-h' || a === '--help') {
+      io.out(`Usage: ${USAGE}`);
+      for (const line of doctorCommand.help ?? []) io.out(line);
+      return 0;
+    } else if (a === '--timeout' || a.startsWith('--timeout=')) {
       const raw = a.includes('=') ? a.slice(a.indexOf('=') + 1) : args[++i];
       const parsed = parseTimeout(raw);
       if (parsed === undefined) {
@@ -56,6 +60,11 @@ export async function runDoctorCli(
 export const doctorCommand: CliCommand = {
   summary: 'check configuration, Redis, MongoDB, PUBLIC_URL and provider credentials; print webhook URLs',
   usage: USAGE,
+  help: [
+    'Checks the configuration (.env and the environment), Redis, MongoDB, PUBLIC_URL and each',
+    'configured provider, and prints the webhook URLs to paste. With SANDBOX=true it checks the',
+    'sandbox instead: every channel emulated, and whether the page answers on PORT.',
+  ],
   run(args, ctx) {
     return runDoctorCli(ctx.json ? [...args, '--json'] : args, ctx);
   },

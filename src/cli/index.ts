@@ -22,8 +22,26 @@ const commands = new Map<string, CliCommand>([
   ['doctor', doctorCommand],
 ]);
 
+const HELP = ['help', '--help', '-h'];
+
 export function isCliCommand(name: string | undefined): boolean {
-  return name !== undefined && (commands.has(name) || name === 'help' || name === '--help');
+  return name !== undefined && (commands.has(name) || HELP.includes(name));
+}
+
+function showHelp(out: (line: string) => void): void {
+  out('Usage: rapport [api|worker|whatsapp-web|all] [--reset]   run Rapport (default: all)');
+  out('       rapport <command> [options]                      operator commands:');
+  for (const [n, c] of commands) out(`  ${n.padEnd(10)} ${c.summary}`);
+  out('');
+  out('`rapport <command> --help` explains a command. Settings come from the environment and from');
+  out('.env in the working directory (the environment wins), as `npm start` uses them.');
+}
+
+function showCommandHelp(name: string, command: CliCommand, out: (line: string) => void): void {
+  out(`rapport ${name}: ${command.summary}`);
+  out(`Usage: ${command.usage}`);
+  for (const line of command.help ?? []) out(line);
+  out('Add --json for machine-readable output where the command supports it.');
 }
 
 export async function runCli(
@@ -34,16 +52,21 @@ export async function runCli(
   },
 ): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === 'help' || name === '--help') {
-    io.out('Usage: rapport [api|worker|whatsapp-web|all]   run Rapport (default: all)');
-    io.out('       rapport <command> [options]            operator commands:');
-    for (const [n, c] of commands) io.out(`  ${n.padEnd(10)} ${c.summary}`);
+  if (!name || HELP.includes(name)) {
+    const command = rest[0] === undefined ? undefined : commands.get(rest[0]);
+    if (command) showCommandHelp(rest[0]!, command, io.out);
+    else showHelp(io.out);
     return 0;
   }
   const command = commands.get(name);
   if (!command) {
     io.err(`Unknown command "${name}". Run \`rapport help\`.`);
     return 2;
+  }
+  // `-h`/`--help` anywhere after the command (`rapport agents list --help`): no config needed.
+  if (rest.some((a) => HELP.includes(a) && a !== 'help')) {
+    showCommandHelp(name, command, io.out);
+    return 0;
   }
   // doctor reports an invalid configuration instead of failing on it, so it runs before loadConfig.
   if (name === 'doctor') return runDoctorCli(rest, io);

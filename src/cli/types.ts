@@ -14,6 +14,8 @@ export interface CliContext {
 export interface CliCommand {
   summary: string;
   usage: string;
+  /** More lines for `rapport <command> --help` (subcommands, what the arguments mean). */
+  help?: string[];
   /** Returns the process exit code. */
   run(args: string[], ctx: CliContext): Promise<number>;
 }

@@ -9,6 +9,7 @@ import { checkMongo } from './mongo';
 import { checkDataKeyMarkers, dataKeyPresence } from './data-key';
 import { checkChromium, checkGraph, checkPublicUrlReachable, checkSlack, checkTwilio } from './providers';
 import { checkRedis } from './redis';
+import { checkRunningSandbox, sandboxConflictCheck, sandboxEnv, sandboxMode } from './sandbox';
 import type { DoctorCheck, DoctorReport } from './types';
 import { webhookInstructions } from './webhooks';
 
@@ -34,7 +35,16 @@ function usableUrl(raw: string | undefined, fallback: string, protocols: string[
 
 export async function runDoctor(env: NodeJS.ProcessEnv, options: DoctorOptions = {}): Promise<DoctorReport> {
   const timeoutMs = options.timeoutMs ?? 5_000;
-  const { config, checks: configChecks, channels } = checkConfiguration(env);
+  const sandbox = sandboxMode(env);
+  const parsed = checkConfiguration(sandbox ? sandboxEnv(env) : env);
+  const { config } = parsed;
+  // The sandbox emulates every channel but WhatsApp Web, which needs a real phone.
+  const channels = sandbox
+    ? parsed.channels.map((c) =>
+        c.enabled ? c : { ...c, reason: 'not in the sandbox: WhatsApp Web needs a real phone' },
+      )
+    : parsed.channels;
+  const configChecks = sandbox ? [sandboxConflictCheck(env), ...parsed.checks] : parsed.checks;
 
   const redisUrl = config?.redisUrl ?? usableUrl(env.REDIS_URL, DEFAULT_REDIS_URL, ['redis:', 'rediss:']);
   const mongoUri =
@@ -44,7 +54,8 @@ export async function runDoctor(env: NodeJS.ProcessEnv, options: DoctorOptions =
     redisUrl ? checkRedis(redisUrl, timeoutMs) : Promise.resolve([]),
     mongoUri ? checkMongo(mongoUri, timeoutMs) : Promise.resolve([]),
   ];
-  if (config) pending.push(...configuredChecks(config, env, timeoutMs));
+  if (sandbox) pending.push(checkRunningSandbox(env, timeoutMs).then((c) => [c]));
+  else if (config) pending.push(...configuredChecks(config, env, timeoutMs));
   const checks = [...configChecks, ...(await Promise.all(pending)).flat()];
 
   const summary = {
@@ -55,7 +66,8 @@ export async function runDoctor(env: NodeJS.ProcessEnv, options: DoctorOptions =
   return {
     checks,
     channels,
-    webhooks: config ? webhookInstructions(config) : [],
+    // In the sandbox the page posts the webhooks itself: nothing to paste anywhere.
+    webhooks: config && !sandbox ? webhookInstructions(config) : [],
     summary,
     exitCode: summary.fail > 0 ? 1 : 0,
   };

@@ -1,6 +1,7 @@
 /**
  * One log line per admin API call: actor (the name of the admin token that authenticated it, or
- * `anonymous`), method, route shape, target ids, status, duration. The
+ * `anonymous`), method, route shape, target ids, status, duration (reads that succeed at debug,
+ * everything else at info). The
  * path is logged with ids only (24-hex ids and Slack ids are kept as targets); the query string is
  * never logged, since lookups carry phone numbers and emails there (`/customers?phone=…`).
  */
@@ -28,7 +29,10 @@ export function adminAudit(o: { log: Logger }): RequestHandler {
     const started = Date.now();
     res.on('finish', () => {
       const { route, targets } = routeShape(req.baseUrl + req.path);
-      o.log.info(
+      // Reads that succeed are polling (the sandbox page refreshes every second): debug. Changes and
+      // failures are the audit trail: info.
+      const read = (req.method === 'GET' || req.method === 'HEAD') && res.statusCode < 400;
+      o.log[read ? 'debug' : 'info'](
         {
           actor: adminActor(res),
           method: req.method,

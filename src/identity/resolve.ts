@@ -22,9 +22,11 @@
  *    They are skipped when the customer just read shows they would change nothing, and the update
  *    returns the document, so there is no final re-read.
  *
- * Round trips per message (measured in bench/identity.ts): returning identity 3 (identity
- * upsert-touch, customer read, customer touch), first contact 3 (identity upsert, customer read,
- * customer upsert), down from 6–7.
+ * Round trips per message (counted in test/integration/identity-round-trips.test.ts): returning
+ * identity 2 (identity upsert-touch, then the customer touched and returned in one conditional
+ * update when it is live and the message is newer than its last seen; otherwise read, as before),
+ * first contact 2 (identity upsert, which says it inserted; then the customer upsert with no read
+ * first — the id is fresh), down from 3 and 3 (and 6–7 before that).
  *
  * Messages are inserted under their unique idempotency key; a duplicate key means "already stored".
  * After the insert, `storeInbound` checks that the customer it filed under is still the identity's
@@ -156,10 +158,17 @@ export function createIdentityStore(
 ): IdentityStore {
   const { Customer, Identity, Message } = models;
 
-  /** Step 1: the identity, inserted with a fresh customer id if it does not exist, and touched. */
-  function upsertIdentity(ref: IdentityRef, message: InboundMessage, at: Date): Promise<Identity> {
+  /**
+   * Step 1: the identity, inserted with a fresh customer id if it does not exist, and touched.
+   * `inserted`: this call created it (so its customer cannot exist yet).
+   */
+  function upsertIdentity(
+    ref: IdentityRef,
+    message: InboundMessage,
+    at: Date,
+  ): Promise<{ identity: Identity; inserted: boolean }> {
     return retryOnDuplicate(async () => {
-      const identity = await Identity.findOneAndUpdate(
+      const result = await Identity.findOneAndUpdate(
         { key: ref.key },
         {
           $setOnInsert: {
@@ -181,10 +190,11 @@ export function createIdentityStore(
           },
           $max: { [`lastInboundAt.${message.channel}`]: at },
         },
-        { upsert: true, returnDocument: 'after' },
-      ).lean<Identity>();
+        { upsert: true, returnDocument: 'after', includeResultMetadata: true },
+      ).lean<mongo.ModifyResult<Identity>>();
+      const identity = result.value;
       if (!identity) throw new Error('identity upsert returned no document');
-      return identity;
+      return { identity, inserted: result.lastErrorObject?.updatedExisting === false };
     });
   }
 
@@ -193,8 +203,10 @@ export function createIdentityStore(
     customerId: Types.ObjectId,
     message: InboundMessage,
     at: Date,
+    opts: { knownMissing: boolean },
   ): Promise<{ customer: Customer; created: boolean }> {
-    const existing = await Customer.findById(customerId).lean<Customer>();
+    // An identity this call inserted has a fresh customer id: no read, straight to the upsert.
+    const existing = opts.knownMissing ? null : await Customer.findById(customerId).lean<Customer>();
     if (existing) return { customer: existing, created: false };
     const profileName = message.profileName?.trim();
     const result = await retryOnDuplicate(() =>
@@ -220,6 +232,25 @@ export function createIdentityStore(
     const customer = result.value;
     if (!customer) throw new Error('customer upsert returned no document');
     return { customer, created: result.lastErrorObject?.updatedExisting === false };
+  }
+
+  /**
+   * The returning customer's usual case in one round trip: the identity's customer is live (not a
+   * tombstone) and this message is newer than its last seen — touch it and get it back. Undefined
+   * when that is not the case (missing, merged away, or an older/same-time message): then the
+   * general path below reads it.
+   */
+  async function touchIfLiveAndOlder(
+    customerId: Types.ObjectId,
+    message: InboundMessage,
+    at: Date,
+  ): Promise<Customer | undefined> {
+    const touched = await Customer.findOneAndUpdate(
+      { _id: customerId, mergedInto: null, lastSeenAt: { $lt: at } },
+      { $set: { lastSeenAt: at, lastChannel: message.channel, lastProvider: message.provider } },
+      { returnDocument: 'after' },
+    ).lean<Customer>();
+    return touched ?? undefined;
   }
 
   /** Step 4: last seen and display name, each only when it would change something. */
@@ -279,8 +310,13 @@ export function createIdentityStore(
       if (!ref) throw new PayloadError(`unresolvable ${message.from.kind} sender address`);
       const at = sentAtOf(message);
 
-      const identity = await upsertIdentity(ref, message, at);
-      const { customer: direct, created } = await ensureCustomer(identity.customerId, message, at);
+      const { identity, inserted } = await upsertIdentity(ref, message, at);
+      const touched = inserted ? undefined : await touchIfLiveAndOlder(identity.customerId, message, at);
+      // The display name, if it is still unset (a no-op otherwise: last seen is already `at`).
+      if (touched) return { customer: await touchCustomer(touched, message, at), identity, created: false };
+      const { customer: direct, created } = await ensureCustomer(identity.customerId, message, at, {
+        knownMissing: inserted,
+      });
       const live = await followToLive(Customer, direct);
       const customer = created ? live : await touchCustomer(live, message, at);
       return { customer, identity, created };

@@ -63,6 +63,12 @@ export interface AgentEventsOptions {
   redis: RedisClient;
   prefix: string;
   log: Logger;
+  /**
+   * Whether the Slack thread at `ref` is the card of `customerId` (slack-delivery `createCardCheck`).
+   * A reply in a thread whose card is missing or names another customer is never routed.
+   * @defaultValue every recorded thread is trusted
+   */
+  cardNames?(ref: { channel: string; ts: string }, customerId: string): Promise<boolean>;
 }
 
 /**
@@ -89,6 +95,10 @@ export function createAgentEvents(o: AgentEventsOptions) {
     if (!threadTs) return undefined;
     const thread = await SlackThread.findOne({ channel, ts: threadTs }).lean<SlackThread>();
     if (!thread) return undefined;
+    if (o.cardNames && !(await o.cardNames({ channel, ts: threadTs }, String(thread.customerId)))) {
+      log.warn({ channel, customerId: String(thread.customerId) }, 'thread record does not match its Slack card');
+      return null;
+    }
     const customer = await Customer.findById(thread.customerId).lean();
     // Follow a merge: replies in the merged-away customer's old thread reach the survivor.
     if (customer?.mergedInto) return { customerId: customer.mergedInto };
@@ -132,6 +142,10 @@ export function createAgentEvents(o: AgentEventsOptions) {
       const event = job.data;
       if (event.type === 'thread_reply') {
         const thread = await threadOf(event.channel, event.threadTs);
+        if (thread === null) {
+          await o.react({ channel: event.channel, ts: event.ts }, 'warning');
+          return; // never to a customer this thread may not belong to
+        }
         const customerId = thread?.customerId;
         if (!customerId) {
           if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {

@@ -4,7 +4,7 @@
  */
 import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
-import type { DeliveryStatus } from '../canonical';
+import type { DeliveryState, DeliveryStatus } from '../canonical';
 import type { SlackClient } from '../channels/slack/client';
 import { escapeSlackText } from '../channels/slack/escape';
 import type { RouterConfig } from '../config';
@@ -23,7 +23,7 @@ import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
-import { createSlackDelivery, type ToAgentJob } from './slack-delivery';
+import { createCardCheck, createSlackDelivery, type ToAgentJob } from './slack-delivery';
 import { createCardUpdates, isCardJob, type CardJob } from './card-updates';
 import { createNaming } from './naming';
 import { explainDeliveryFailure } from './texts';
@@ -147,6 +147,52 @@ export function createRouter(o: RouterOptions) {
     await cards.requestRefresh(m.restoredId);
   };
 
+  /** States a watermark report must not overwrite (it would step the receipt back). */
+  const AT_OR_AFTER: Partial<Record<DeliveryState, DeliveryState[]>> = {
+    delivered: ['delivered', 'read', 'played', 'failed', 'undelivered'],
+    read: ['read', 'played', 'failed', 'undelivered'],
+  };
+
+  /**
+   * A Messenger delivery or read watermark: every reply to that customer sent before it is delivered
+   * (or read). Each such reply's stored state moves forward and its Slack message shows it.
+   */
+  const onWatermark = async (status: DeliveryStatus): Promise<void> => {
+    const skip = AT_OR_AFTER[status.state];
+    const to = status.recipient;
+    if (status.provider !== 'messenger' || !status.watermark || to?.kind !== 'psid' || !skip) return;
+    const filter = {
+      provider: 'messenger' as const,
+      direction: 'out' as const,
+      identityKey: `psid:${to.pageId}:${to.psid}`,
+      sentAt: { $lte: new Date(status.watermark) },
+      'status.state': { $nin: skip },
+    };
+    const covered = await models.Message.find(filter, { providerMessageId: 1 })
+      .sort({ sentAt: -1 })
+      .limit(20)
+      .lean<{ providerMessageId: string }[]>();
+    const entry = { key: status.key, state: status.state, at: new Date(status.at), providerErrors: [] };
+    for (const { providerMessageId } of covered) {
+      const moved = await models.Message.updateOne(
+        { ...filter, providerMessageId },
+        { $set: { status: entry } },
+      );
+      if (moved.modifiedCount === 0) continue;
+      const send = await models.CustomerSend.findOne({
+        provider: 'messenger',
+        providerMessageId,
+      }).lean<CustomerSend>();
+      const reaction = STATUS_REACTION[status.state];
+      if (send?.slack && reaction)
+        await react(
+          send.slack,
+          reaction,
+          RECEIPT_REACTIONS.filter((r) => r !== reaction),
+        );
+    }
+  };
+
   const postDelivery = o.slack
     ? createSlackDelivery({
         models,
@@ -218,6 +264,7 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
     log: log.child({ component: 'agent-events' }),
+    ...(o.slack ? { cardNames: createCardCheck(o.slack, redis, prefix) } : {}),
   });
 
   const commands = createCommands({
@@ -294,7 +341,7 @@ export function createRouter(o: RouterOptions) {
      * note with the provider's reason and what to do.
      */
     async onStatus(status: DeliveryStatus): Promise<void> {
-      if (!status.providerMessageId) return;
+      if (!status.providerMessageId) return onWatermark(status);
       const send = await models.CustomerSend.findOne({
         provider: status.provider,
         providerMessageId: status.providerMessageId,

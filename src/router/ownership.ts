@@ -68,14 +68,37 @@ export function createOwnership(
     return open.length - merged;
   };
 
+  /** Open customers per agent, for all of `agentIds` in one aggregate (not one count per agent). */
+  async function openCounts(agentIds: string[]): Promise<Map<string, number>> {
+    const rows = await Conversation.aggregate<{ _id: string; open: number }>([
+      { $match: { open: true, ownerAgentId: { $in: agentIds } } },
+      { $group: { _id: '$ownerAgentId', open: { $sum: 1 } } },
+    ]);
+    const counts = new Map(rows.map((r) => [String(r._id), r.open]));
+    // Live counts: a merged-away customer's conversation no longer counts (one more command).
+    const merged = await Customer.find(
+      { mergedInto: { $ne: null }, ownerAgentId: { $in: agentIds } },
+      { _id: 1 },
+    ).lean();
+    if (merged.length === 0) return counts;
+    const stale = await Conversation.find(
+      { _id: { $in: merged.map((c) => c._id) }, open: true, ownerAgentId: { $in: agentIds } },
+      { ownerAgentId: 1 },
+    ).lean();
+    for (const c of stale) {
+      const id = String(c.ownerAgentId);
+      counts.set(id, (counts.get(id) ?? 1) - 1);
+    }
+    return counts;
+  }
+
   async function pickAgent(exclude: string[] = []): Promise<Agent | undefined> {
     const agents = (await Agent.find({ active: true }).lean<Agent[]>()).filter(
       (a) => !exclude.includes(String(a._id)),
     );
     if (agents.length === 0) return undefined;
-    const loads = await Promise.all(
-      agents.map(async (a) => ({ agent: a, open: await openCount(String(a._id)) })),
-    );
+    const open = await openCounts(agents.map((a) => String(a._id)));
+    const loads = agents.map((a) => ({ agent: a, open: open.get(String(a._id)) ?? 0 }));
     const byLoad = (x: { agent: Agent; open: number }, y: { agent: Agent; open: number }) =>
       x.open - y.open ||
       x.agent.createdAt.getTime() - y.agent.createdAt.getTime() ||
@@ -166,7 +189,12 @@ export function createOwnership(
       await syncConversation(customerId, String(toAgent._id));
       await record(customerId, customer.ownerAgentId, String(toAgent._id), reason, actor);
       log.info(
-        { customerId: String(customerId), from: customer.ownerAgentId, to: String(toAgent._id), reason },
+        {
+          customerId: String(customerId),
+          fromAgentId: customer.ownerAgentId,
+          toAgentId: String(toAgent._id),
+          reason,
+        },
         'owner changed',
       );
       return { from };

@@ -45,6 +45,22 @@ export interface SlackDeliveryOptions {
 }
 
 /** Per-channel "do not call before" marker, shared by every process. */
+/**
+ * Whether the thread at `ref` is a card that names `customerId`, asked of Slack once per thread and
+ * remembered in Redis for a week when it does. A thread record whose message is gone (a workspace or
+ * an emulator that lost it) or whose card names someone else must not route replies.
+ */
+export function createCardCheck(slack: SlackClient, redis: RedisClient, prefix: string) {
+  return async (ref: { channel: string; ts: string }, customerId: string): Promise<boolean> => {
+    const key = `${prefix}:card:${ref.channel}:${ref.ts}`;
+    if ((await redis.get(key)) === customerId) return true;
+    const found = await slack.findInThread(ref.channel, ref.ts, CARD_EVENT_TYPE, 'customerId', customerId);
+    if (found !== ref.ts) return false;
+    await redis.set(key, customerId, 'EX', 7 * 24 * 3600);
+    return true;
+  };
+}
+
 export function channelWaitKey(prefix: string, channel: string): string {
   return `${prefix}:slack-wait:${channel}`;
 }
@@ -126,11 +142,15 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
     // What the card shows, so a refresh edits it only when that changes (card-updates.ts).
     await redis.set(cardFactsKey(prefix, { channel, ts }), facts, 'EX', CARD_FACTS_TTL_S);
-    await SlackThread.updateOne(
+    const recorded = await SlackThread.findOneAndUpdate(
       { channel, ts },
       { $setOnInsert: { channel, ts, customerId, agentId } },
-      { upsert: true },
-    );
+      { upsert: true, returnDocument: 'after' },
+    ).lean();
+    if (recorded && String(recorded.customerId) !== String(customerId)) {
+      // Slack gave a ts another customer's thread already has: never make it this customer's thread.
+      throw new Error(`slack ts ${ts} in ${channel} is already another customer's thread`);
+    }
     await CurrentThread.updateOne(
       { _id: customerId },
       { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },

@@ -111,6 +111,13 @@ input { padding: 6px 8px; border: 1px solid #bbb; border-radius: 6px; font: inhe
 .customer .recent { font-size: 12px; color: #444; }
 .banner { background: #eef6ff; border: 1px solid #c6dcf5; border-radius: 8px; padding: 8px; margin-bottom: 8px; }
 #slack { display: grid; grid-template-columns: 220px 1fr; border: 1px solid #ccc; border-radius: 8px; overflow: hidden; background: #fff; min-height: 0; }
+.card-actions { margin-top: 6px; } .card-actions button, .card-actions select { font-size: 12px; }
+.undo { margin-top: 4px; } .undo button { font-size: 12px; padding: 1px 6px; }
+/* Narrow windows (from 800 px): the phone and the Slack sidebar give up width to the threads. */
+@media (max-width: 1100px) {
+  main { grid-template-columns: minmax(280px, 36%) 1fr; gap: 10px; padding: 10px; }
+  #slack { grid-template-columns: 140px 1fr; }
+}
 #sidebar { background: #3f0e40; color: #cfc3cf; display: flex; flex-direction: column; }
 .workspace { color: #fff; font-weight: 700; padding: 12px; border-bottom: 1px solid #5d2c5d; }
 #channels { flex: 1; overflow-y: auto; padding: 8px 0; }
@@ -152,6 +159,10 @@ export const PAGE_JS = String.raw`(function () {
     arrows_counterclockwise: '🔄', leftwards_arrow_with_hook: '↩️', handshake: '🤝', door: '🚪'
   };
   var ui = { person: '', app: 'sms', channel: '', thread: '', agent: '', customer: '' };
+  // What was picked survives a reload (and a Rapport restart): kept in this tab's sessionStorage.
+  var UI_KEY = 'rapport-sandbox-ui';
+  try { Object.assign(ui, JSON.parse(sessionStorage.getItem(UI_KEY) || '{}')); } catch (e) { /* start fresh */ }
+  function keepUi() { try { sessionStorage.setItem(UI_KEY, JSON.stringify(ui)); } catch (e) { /* private mode */ } }
   var state = null;
   var shown = {};
 
@@ -251,7 +262,8 @@ export const PAGE_JS = String.raw`(function () {
 
   function renderPeople() {
     var people = state.people;
-    if (!ui.person && people.length > 0) ui.person = people[0].id;
+    var known = people.some(function (p) { return p.id === ui.person; });
+    if ((!ui.person || !known) && people.length > 0) ui.person = people[0].id;
     put('person', people.length === 0 ? '<option value="">(none yet)</option>' : people.map(function (p) {
       return '<option value="' + esc(p.id) + '">' + esc(p.name) + ' · ' + esc(p.phone) + '</option>';
     }).join(''));
@@ -332,7 +344,24 @@ export const PAGE_JS = String.raw`(function () {
         '<div class="text">' + md(m.text) + '</div>' +
         (m.reactions.length ? '<div class="reactions">' + m.reactions.map(function (r) {
           return '<span class="reaction" title=":' + esc(r) + ':">' + esc(EMOJI[r] || '') + ' <small>' + esc(r.replace(/_/g, ' ')) + '</small></span>';
-        }).join('') + '</div>' : '') + '</div>';
+        }).join('') + '</div>' : '') + undoButtons(m) + (card ? cardButtons(m) : '') + '</div>';
+    }
+    /** The card's actions, as Slack shows them: hand off to an agent, send a template, close. */
+    function cardButtons(m) {
+      if (m.kind !== 'rapport_card' || !m.customerId) return '';
+      var others = state.agents.map(function (a) {
+        return '<option value="' + esc(a.slackUserId) + '">' + esc(a.name) + '</option>';
+      }).join('');
+      return '<div class="card-actions" data-card="' + esc(m.ts) + '" data-customer="' + esc(m.customerId) + '">' +
+        '<select data-action="rapport_handoff"><option value="">Hand off to…</option>' + others + '</select> ' +
+        '<button type="button" data-action="rapport_template">Send template</button> ' +
+        '<button type="button" data-action="rapport_close">Close</button></div>';
+    }
+    /** Edit and delete, as in Slack, while the reply waits out the undo window (⏳). */
+    function undoButtons(m) {
+      if (m.bot || m.reactions.indexOf('hourglass_flowing_sand') < 0) return '';
+      return '<div class="undo"><button type="button" data-edit="' + esc(m.ts) + '">Edit</button> ' +
+        '<button type="button" data-delete="' + esc(m.ts) + '">Delete</button> <small>before it is sent</small></div>';
     }
     put('threads', !channel || channel.threads.length === 0 ? '<div class="empty">No threads in this channel yet.</div>'
       : channel.threads.map(function (t) {
@@ -351,6 +380,7 @@ export const PAGE_JS = String.raw`(function () {
   }
 
   function render() {
+    keepUi();
     if (!state) return;
     renderPeople();
     renderPhone();
@@ -383,7 +413,7 @@ export const PAGE_JS = String.raw`(function () {
     $('seed').disabled = true;
     note('Seeding agents and customers…');
     api('POST', '/seed').then(function (r) {
-      note('Seeded ' + r.agents + ' agents and ' + r.customers + ' new customers.');
+      note(r.message);
     }, function (err) { note('Seeding failed: ' + err.message, true); }).then(function () {
       $('seed').disabled = false;
       refresh();
@@ -445,7 +475,39 @@ export const PAGE_JS = String.raw`(function () {
     if (channel && channel.agent) ui.agent = channel.agent;
     render();
   });
+  function cardAction(el, selectedUser) {
+    var box = el.closest('.card-actions');
+    if (!ui.agent) { note('Pick who you are first (the agent menu).', true); return; }
+    var body = { user: ui.agent, channel: ui.channel, cardTs: box.getAttribute('data-card'),
+      actionId: el.getAttribute('data-action'), value: box.getAttribute('data-customer'), selectedUser: selectedUser };
+    api('POST', '/agent/action', body).then(function (r) {
+      var out = $('ephemeral');
+      out.hidden = false;
+      out.innerHTML = '<b>Only visible to you</b> · <i>' + esc(el.textContent || 'Hand off') + '</i><br>' +
+        md(r.text || (r.status < 300 ? 'Done.' : 'Rapport answered ' + r.status)) + ' <button type="button" id="dismiss">dismiss</button>';
+      refresh();
+    }, function (err) { note(err.message, true); });
+  }
+  $('threads').addEventListener('change', function (e) {
+    var pick = e.target.closest('select[data-action]');
+    if (pick && pick.value) cardAction(pick, pick.value);
+  });
   $('threads').addEventListener('click', function (e) {
+    var action = e.target.closest('button[data-action]');
+    if (action) { cardAction(action); return; }
+    if (e.target.closest('select[data-action]')) return;
+    var edit = e.target.closest('button[data-edit]');
+    var del = e.target.closest('button[data-delete]');
+    if (edit || del) {
+      var ts = (edit || del).getAttribute(edit ? 'data-edit' : 'data-delete');
+      var text = edit ? window.prompt('Edit your reply (it is sent after the undo delay):') : undefined;
+      if (edit && !text) return;
+      api('POST', '/agent/change', { channel: ui.channel, ts: ts, text: text || undefined }).then(function () {
+        note(edit ? 'Edited: the customer gets the new text.' : 'Deleted: it will not be sent.');
+        refresh();
+      }, function (err) { note(err.message, true); });
+      return;
+    }
     var cid = e.target.closest('code.cid');
     if (cid) { ui.customer = cid.getAttribute('data-id'); refresh(); return; }
     var t = e.target.closest('.thread');

@@ -20,12 +20,15 @@ import { PayloadError, isAppError } from '../errors';
 import { normalizePhone } from '../identity/phone';
 import type { Logger } from '../logger';
 import { SANDBOX_CREDENTIALS, type SandboxEmulators } from './credentials';
+import { recordsOf, type EmulatorJournal, type JournalRecord } from './emulators/journal';
 import type { EmulatedMessage } from './emulators/slack';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './page';
 import {
   APPS,
   customerMessage,
   deliveryReport,
+  blockAction,
+  slackChangeEvent,
   slackMessageEvent,
   slashCommand,
   type App,
@@ -39,6 +42,10 @@ export interface SandboxRoutesOptions {
   /** The app's config: the page signs with the secrets Rapport verifies with. */
   config: Readonly<Config>;
   log: Logger;
+  /** Where people, what they wrote and delivery reports are kept (sandbox mode: MongoDB). */
+  journal?: EmulatorJournal;
+  /** What the journal kept from earlier runs, oldest first. */
+  records?: readonly JournalRecord[];
 }
 
 interface Person {
@@ -114,6 +121,19 @@ const statusBody = z.object({
   ref: z.string().min(1),
   state: z.enum(['delivered', 'read']),
 });
+const actionBody = z.object({
+  user: z.string().min(1),
+  channel: z.string().min(1),
+  cardTs: z.string().min(1),
+  actionId: z.enum(['rapport_close', 'rapport_template', 'rapport_handoff']),
+  value: z.string().optional(),
+  selectedUser: z.string().optional(),
+});
+const changeBody = z.object({
+  channel: z.string().min(1),
+  ts: z.string().min(1),
+  text: z.string().trim().min(1).max(4000).optional(),
+});
 const agentBody = z.object({ name: z.string().trim().min(1).max(40) });
 const replyBody = z.object({
   user: z.string().min(1),
@@ -134,6 +154,25 @@ const digits = (s: string) => s.replace(/\D/g, '');
 const randomDigits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join('');
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** "Added agents Alex, Sam and 4 customers (Dana, …). Already there: …" for the page. */
+export function seedSummary(
+  added: { agents: string[]; customers: string[] },
+  existing: { agents: string[]; customers: string[] },
+): string {
+  const list = (what: { agents: string[]; customers: string[] }) =>
+    [
+      what.agents.length ? `agents ${what.agents.join(', ')}` : '',
+      what.customers.length ? `customers ${what.customers.join(', ')}` : '',
+    ]
+      .filter(Boolean)
+      .join('; ');
+  const parts = [
+    list(added) ? `Added ${list(added)}.` : 'Added nothing new.',
+    list(existing) ? `Already there: ${list(existing)}.` : '',
+  ];
+  return parts.filter(Boolean).join(' ');
+}
 
 /** Rapport as reached from here: the address and port this request came in on. */
 function rapportBase(req: Request): string {
@@ -205,9 +244,13 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   const escalationChannel = config.slack.escalationChannel;
 
   // The page's own memory: who the customers are and what they wrote (Rapport's side is in Rapport).
-  const people: Person[] = [];
-  const written: WrittenByCustomer[] = [];
-  const reported = new Map<string, DeliveryState>();
+  const kept = o.records ?? [];
+  const people: Person[] = recordsOf<Person>(kept, 'page.person');
+  const written: WrittenByCustomer[] = recordsOf<WrittenByCustomer>(kept, 'page.written');
+  const reported = new Map<string, DeliveryState>(
+    recordsOf<{ ref: string; state: DeliveryState }>(kept, 'page.reported').map((r) => [r.ref, r.state]),
+  );
+  const keep = (kind: string, id: string, doc: unknown) => o.journal?.write(kind, id, doc);
 
   function personOf(id: string): Person {
     const person = people.find((p) => p.id === id);
@@ -215,11 +258,12 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     return person;
   }
 
-  function addPerson(name: string, phone: string): Person {
+  async function addPerson(name: string, phone: string): Promise<Person> {
     const existing = people.find((p) => p.phone === phone);
     if (existing) return existing;
     const person: Person = { id: `p${people.length + 1}`, name, phone, psid: `7${randomDigits(15)}` };
     people.push(person);
+    await keep('page.person', person.id, person);
     // Rapport may ask the Graph API for a Messenger user's name, as it would for a real page.
     const [first, ...rest] = name.split(/\s+/);
     graph.setProfile(person.psid, { first_name: first ?? name, last_name: rest.join(' ') });
@@ -277,7 +321,16 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   async function writeAsCustomer(req: Request, person: Person, app: App, text: string) {
     const { request, ref } = customerMessage(secrets, app, person, text);
     const res = await post(req, request);
-    written.push({ personId: person.id, app, text, at: Date.now(), ref, status: res.status });
+    const entry: WrittenByCustomer = {
+      personId: person.id,
+      app,
+      text,
+      at: Date.now(),
+      ref,
+      status: res.status,
+    };
+    written.push(entry);
+    await keep('page.written', ref, entry);
     return { status: res.status, ref };
   }
 
@@ -325,6 +378,8 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       text: m.text,
       reactions: m.reactions,
       kind: m.metadata?.event_type ?? null,
+      customerId:
+        typeof m.metadata?.event_payload.customerId === 'string' ? m.metadata.event_payload.customerId : null,
     });
     const channels = [
       ...list.map((a) => ({
@@ -402,13 +457,13 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     });
   });
 
-  api.post('/people', (req, res) => {
+  api.post('/people', async (req, res) => {
     const body = parse(personBody, req.body);
     const phone = body.phone
       ? normalizePhone(body.phone, config.defaultRegion)
       : `+1415555${randomDigits(4)}`;
     if (!phone) throw new PayloadError('phone: not a valid phone number');
-    res.status(201).json(addPerson(body.name, phone));
+    res.status(201).json(await addPerson(body.name, phone));
   });
 
   api.post('/customer/send', async (req, res) => {
@@ -422,7 +477,10 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       req,
       deliveryReport(secrets, body.app, personOf(body.person), body.ref, body.state),
     );
-    if (answer.status < 300) reported.set(body.ref, body.state);
+    if (answer.status < 300) {
+      reported.set(body.ref, body.state);
+      await keep('page.reported', body.ref, { ref: body.ref, state: body.state });
+    }
     res.json({ status: answer.status });
   });
 
@@ -448,6 +506,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       text: body.text,
       threadTs: body.threadTs,
     });
+    await slack.persisted();
     const answer = await post(
       req,
       slackMessageEvent(secrets, {
@@ -459,6 +518,53 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       }),
     );
     res.json({ status: answer.status, ts: stored.ts });
+  });
+
+  /** What Rapport answered to a card button through `response_url`, by request id. */
+  const answers = new Map<string, (text: string) => void>();
+  api.post('/slack-response/:id', (req, res) => {
+    const text = isRecord(req.body) && typeof req.body.text === 'string' ? req.body.text : '';
+    answers.get(req.params.id)?.(text);
+    res.json({ ok: true });
+  });
+
+  /** A card's button (Close, Send template) or its "Hand off to…" picker, pressed as the agent. */
+  api.post('/agent/action', async (req, res) => {
+    const body = parse(actionBody, req.body);
+    const id = randomDigits(12);
+    const answered = new Promise<string>((resolve) => {
+      answers.set(id, resolve);
+      setTimeout(() => resolve(''), 5_000).unref();
+    });
+    const answer = await post(
+      req,
+      blockAction(secrets, { ...body, responseUrl: `${rapportBase(req)}/sandbox/api/slack-response/${id}` }),
+    );
+    const text = answer.status < 300 ? await answered : '';
+    answers.delete(id);
+    res.json({ status: answer.status, text });
+  });
+
+  /** The agent edits (text given) or deletes their reply, as in Slack: Rapport gets the event. */
+  api.post('/agent/change', async (req, res) => {
+    const body = parse(changeBody, req.body);
+    const wire = (m: EmulatedMessage) => ({
+      user: m.user,
+      text: m.text,
+      ts: m.ts,
+      ...(m.thread_ts ? { thread_ts: m.thread_ts } : {}),
+    });
+    const before = body.text
+      ? slack.editAsUser(body.channel, body.ts, body.text)
+      : slack.deleteAsUser(body.channel, body.ts);
+    if (!before) throw new PayloadError('ts: no agent message with this ts in this channel');
+    await slack.persisted();
+    const after = body.text ? { ...wire(before), text: body.text } : undefined;
+    const answer = await post(
+      req,
+      slackChangeEvent(secrets, { channel: body.channel, before: wire(before), after }),
+    );
+    res.json({ status: answer.status });
   });
 
   api.post('/agent/command', async (req, res) => {
@@ -488,15 +594,22 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   });
 
   api.post('/seed', async (req, res) => {
-    for (const agent of SEED_AGENTS) await createAgent(req, agent);
-    let customers = 0;
-    for (const c of SEED_CUSTOMERS) {
-      if (people.some((p) => p.phone === c.phone)) continue;
-      await writeAsCustomer(req, addPerson(c.name, c.phone), c.app, c.text);
-      customers++;
+    const added = { agents: [] as string[], customers: [] as string[] };
+    const existing = { agents: [] as string[], customers: [] as string[] };
+    for (const agent of SEED_AGENTS) {
+      const result = await createAgent(req, agent);
+      (result.status === 201 ? added : existing).agents.push(agent.name);
     }
-    log.info({ customers }, 'sandbox seeded');
-    res.json({ agents: SEED_AGENTS.length, customers, people });
+    for (const c of SEED_CUSTOMERS) {
+      if (people.some((p) => p.phone === c.phone)) {
+        existing.customers.push(c.name);
+        continue;
+      }
+      await writeAsCustomer(req, await addPerson(c.name, c.phone), c.app, c.text);
+      added.customers.push(c.name);
+    }
+    log.info({ agents: added.agents.length, customers: added.customers.length }, 'sandbox seeded');
+    res.json({ added, existing, message: seedSummary(added, existing), people });
   });
 
   const errors: ErrorRequestHandler = (err: unknown, _req, res, _next) => {

@@ -254,6 +254,95 @@ export function slackMessageEvent(
   };
 }
 
+type WireMessage = { user: string; text: string; ts: string; thread_ts?: string };
+
+/** An agent edited (`after` set) or deleted their message in a thread, as Slack reports it. */
+export function slackChangeEvent(
+  s: ProviderSecrets,
+  c: { channel: string; before: WireMessage; after?: WireMessage },
+): SignedRequest {
+  const ts = `${Math.floor(Date.now() / 1000)}.${hex(3)}`;
+  const event = c.after
+    ? {
+        type: 'message',
+        subtype: 'message_changed',
+        channel: c.channel,
+        hidden: true,
+        message: c.after,
+        previous_message: c.before,
+        ts,
+        event_ts: ts,
+      }
+    : {
+        type: 'message',
+        subtype: 'message_deleted',
+        channel: c.channel,
+        hidden: true,
+        deleted_ts: c.before.ts,
+        previous_message: c.before,
+        ts,
+        event_ts: ts,
+      };
+  const body = JSON.stringify({
+    token: 'legacy',
+    team_id: s.slack.teamId,
+    api_app_id: 'A0SANDBOX',
+    type: 'event_callback',
+    event_id: `Ev${hex(8).toUpperCase()}`,
+    event_time: Math.floor(Date.now() / 1000),
+    event: { ...event, channel_type: 'channel' },
+  });
+  return {
+    path: '/slack/events',
+    body,
+    headers: { 'content-type': 'application/json', ...signSlackRequest(s.slack.signingSecret, body) },
+  };
+}
+
+/** An agent pressed a button (or picked a user) on a card in `channel`, as Slack reports it. */
+export function blockAction(
+  s: ProviderSecrets,
+  a: {
+    channel: string;
+    user: string;
+    cardTs: string;
+    actionId: string;
+    value?: string;
+    selectedUser?: string;
+    responseUrl: string;
+  },
+): SignedRequest {
+  const payload = {
+    type: 'block_actions',
+    user: { id: a.user, team_id: s.slack.teamId },
+    team: { id: s.slack.teamId },
+    api_app_id: 'A0SANDBOX',
+    trigger_id: `${Date.now()}.${hex(6)}`,
+    response_url: a.responseUrl,
+    container: { type: 'message', message_ts: a.cardTs, channel_id: a.channel },
+    channel: { id: a.channel },
+    message: { ts: a.cardTs },
+    actions: [
+      {
+        action_id: a.actionId,
+        type: a.selectedUser ? 'users_select' : 'button',
+        ...(a.value ? { value: a.value } : {}),
+        ...(a.selectedUser ? { selected_user: a.selectedUser } : {}),
+        action_ts: `${Math.floor(Date.now() / 1000)}.${hex(3)}`,
+      },
+    ],
+  };
+  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+  return {
+    path: '/slack/interactions',
+    body,
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      ...signSlackRequest(s.slack.signingSecret, body),
+    },
+  };
+}
+
 /** `/rapport <text>` run by `user` in `channel` (inside a thread when `threadTs` is set). */
 export function slashCommand(
   s: ProviderSecrets,

@@ -79,6 +79,26 @@ describe('Slack emulator wire format', () => {
     expect((await api('chat.postMessage', { channel: 'C1', text: 'x' })).status).toBe(200);
   });
 
+  it('with limitPosting, chat.postMessage allows a burst per channel, then 429 with Retry-After until a token refills', async () => {
+    slack.limitPosting({ perSecond: 1, burst: 2 });
+    try {
+      expect((await api('chat.postMessage', { channel: 'C1', text: 'a' })).status).toBe(200);
+      expect((await api('chat.postMessage', { channel: 'C1', text: 'b' })).status).toBe(200);
+      const limited = await api('chat.postMessage', { channel: 'C1', text: 'c' });
+      expect(limited.status).toBe(429);
+      expect(limited.headers.get('retry-after')).toBe('1');
+      expect(limited.body).toEqual({ ok: false, error: 'ratelimited' });
+      // Another channel has its own bucket; a refused post is recorded as such and not stored.
+      expect((await api('chat.postMessage', { channel: 'C2', text: 'd' })).status).toBe(200);
+      expect(slack.messages('C1').map((m) => m.text)).toEqual(['a', 'b']);
+      expect(slack.callsTo('chat.postMessage').filter((c) => c.rateLimited).map((c) => c.args.text)).toEqual(['c']);
+      await new Promise((r) => setTimeout(r, 1_100));
+      expect((await api('chat.postMessage', { channel: 'C1', text: 'e' })).status).toBe(200);
+    } finally {
+      slack.limitPosting(undefined);
+    }
+  });
+
   it('a message without text or blocks is no_text', async () => {
     expect((await api('chat.postMessage', { channel: 'C1' })).body).toEqual({ ok: false, error: 'no_text' });
   });

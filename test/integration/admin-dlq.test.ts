@@ -243,7 +243,7 @@ describe('dead letters (admin API and CLI)', () => {
       const err: string[] = [];
       const ctx: CliContext = {
         app: async () => ({ http }) as unknown as RapportApp,
-        config: { adminToken: TEST_ADMIN_TOKEN } as Config,
+        config: { adminTokens: [{ name: 'admin', token: TEST_ADMIN_TOKEN }] } as unknown as Config,
         json,
         out: (l) => out.push(l),
         err: (l) => err.push(l),

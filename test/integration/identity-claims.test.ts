@@ -257,8 +257,8 @@ const CODE_TEXT =
   /^Acme Bikes: (\d{6}) is your code to link this number to your (\w+) chat with Acme Bikes\. It expires in 15 minutes\./;
 
 /** `eventually`, failing the test when the condition never holds. */
-async function until<T>(fn: () => Promise<T>, accept: (v: T) => boolean): Promise<T> {
-  const last = await eventually(fn, accept);
+async function until<T>(fn: () => Promise<T>, accept: (v: T) => boolean, timeoutMs = 45_000): Promise<T> {
+  const last = await eventually(fn, accept, timeoutMs);
   if (!accept(last))
     throw new Error(`condition never held; last value: ${JSON.stringify(last).slice(0, 400)}`);
   return last;
@@ -695,6 +695,7 @@ describe('claims are not an SMS cannon', () => {
     await until(
       async () => (await h.metric('sent')) + (await h.metric('limited_sender')),
       (n) => n === 6,
+      60_000,
     );
     expect(await h.metric('sent')).toBe(3);
 
@@ -708,6 +709,7 @@ describe('claims are not an SMS cannon', () => {
       async () =>
         (await h.metric('sent')) + (await h.metric('limited_sender')) + (await h.metric('limited_hour')),
       (n) => n === 18,
+      60_000,
     );
     await until(
       async () => h.allCodes().length,
@@ -727,6 +729,7 @@ describe('claims are not an SMS cannon', () => {
             /We can't send another code right now/.test(String((m.message as { text?: string }).text)),
           ),
       (m) => m.length === 13,
+      60_000,
     );
     const hourKey = claimLimitKeys(w.t.app.config.queuePrefix).hour;
     expect(await w.t.app.redis.zcard(hourKey)).toBe(5);

@@ -232,4 +232,55 @@ describe('inbound rendering and receipts', () => {
         'check the number with the customer, or reach them on another channel. (provider code 131026)',
     );
   });
+
+  it('shows a Messenger read watermark on the replies it covers, and an older delivery does not step it back', async () => {
+    const psid = '7040000000000704';
+    expect((await w.messenger(psid, 'question 704')).status).toBe(200);
+    const card = await eventually(
+      async () =>
+        w.slack
+          .messages(AGENT.inboxChannelId)
+          .find((c) =>
+            w.slack.thread(AGENT.inboxChannelId, c.ts).some((m) => m.text.includes('question 704')),
+          ),
+      Boolean,
+    );
+    const reply = await w.agentReply(AGENT.inboxChannelId, card!.ts, AGENT.slackUserId, 'Answer 704');
+    await eventually(
+      () => w.t.app.models.CustomerSend.findOne({ key: `slack:${AGENT.inboxChannelId}:${reply.ts}` }).lean(),
+      (s) => s?.state === 'sent',
+    );
+    const receipt = (field: 'read' | 'delivery', watermark: number) =>
+      w.metaWebhook({
+        object: 'page',
+        entry: [
+          {
+            id: PAGE_ID,
+            time: Date.now(),
+            messaging: [
+              {
+                sender: { id: psid },
+                recipient: { id: PAGE_ID },
+                ...(field === 'read' ? { timestamp: watermark } : {}),
+                [field]: { watermark },
+              },
+            ],
+          },
+        ],
+      });
+    const reactions = () =>
+      (w.slack.thread(AGENT.inboxChannelId, card!.ts).find((m) => m.ts === reply.ts)?.reactions ?? []).filter(
+        (r) => ['white_check_mark', 'eyes', 'x'].includes(r),
+      );
+    expect((await receipt('read', Date.now() + 60_000)).status).toBe(200);
+    expect(
+      await eventually(
+        async () => reactions(),
+        (r) => r.includes('eyes'),
+      ),
+    ).toEqual(['eyes']);
+    expect((await receipt('delivery', Date.now() + 30_000)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(reactions()).toEqual(['eyes']);
+  });
 });

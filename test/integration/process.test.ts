@@ -1,14 +1,14 @@
 /** The real executable: bad config exits listing every problem; a good one serves and stops on SIGTERM. */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import path from 'node:path';
 import { testEnv } from '../helpers/env';
-
-const MAIN = path.join(__dirname, '../../src/main.ts');
+import { rapportProcess } from '../helpers/process';
 
 function run(env: NodeJS.ProcessEnv, args: string[] = []) {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', MAIN, ...args], {
-    env: { PATH: process.env.PATH, ...env },
+  const r = rapportProcess(args);
+  const child = spawn(process.execPath, r.args, {
+    cwd: r.cwd,
+    env: { PATH: process.env.PATH, ...r.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -7,18 +7,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import path from 'node:path';
 import { Redis } from 'ioredis';
 import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
 import { TEST_ADMIN_TOKEN, TEST_TWILIO, testEnv, uniqueName } from '../helpers/env';
 import { startPrivateCluster, type PrivateCluster } from '../helpers/redis-cluster';
+import { rapportProcess } from '../helpers/process';
 import { listenablePort } from '../helpers/services';
 import { formBody, twilioHeaders } from '../helpers/signing';
 
 jest.setTimeout(240_000);
 
-const MAIN = path.join(__dirname, '../../src/main.ts');
 const PUBLIC_URL = 'https://rapport.example.test';
 const INBOXES = ['C0SCALEA', 'C0SCALEB'];
 
@@ -38,8 +37,10 @@ const run = uniqueName('scale');
 
 async function startProcess(role: Proc['role']): Promise<Proc> {
   const port = await listenablePort();
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', MAIN, role], {
-    env: { PATH: process.env.PATH, ...env, PORT: String(port) },
+  const r = rapportProcess([role]);
+  const child = spawn(process.execPath, r.args, {
+    cwd: r.cwd,
+    env: { PATH: process.env.PATH, ...r.env, ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];

@@ -19,6 +19,23 @@ describe('configuration', () => {
     expect(Object.isFrozen(config.twilio)).toBe(true);
   });
 
+  it('reads BUSINESS_NAME as plain text and the claim limits as positive whole numbers', () => {
+    const config = loadConfig(testEnv({ BUSINESS_NAME: '  Acme Bikes  ', CLAIM_CODES_PER_HOUR: '12' }));
+    expect(config.claims).toEqual({
+      businessName: 'Acme Bikes',
+      limits: { perSenderHour: 3, perTargetDay: 3, perHour: 12, perDay: 200, attemptsPerTargetDay: 5 },
+    });
+    expect(loadConfig(testEnv()).claims.businessName).toBeUndefined();
+    for (const bad of ['<!channel> Acme', 'https://acme.example', 'Acme\nBikes', 'A'.repeat(41)])
+      expect(problemsOf(testEnv({ BUSINESS_NAME: bad }))).toEqual([expect.stringMatching(/^BUSINESS_NAME /)]);
+    expect(
+      problemsOf(testEnv({ CLAIM_CODES_PER_SENDER_HOUR: '0', CLAIM_ATTEMPTS_PER_TARGET_DAY: 'x' })),
+    ).toEqual([
+      expect.stringMatching(/^CLAIM_CODES_PER_SENDER_HOUR /),
+      expect.stringMatching(/^CLAIM_ATTEMPTS_PER_TARGET_DAY /),
+    ]);
+  });
+
   it('reports every problem at once', () => {
     const problems = problemsOf(
       testEnv({ PORT: 'abc', MONGODB_URI: 'nope', ADMIN_TOKEN: undefined, DEFAULT_REGION: 'XX' }),

@@ -5,6 +5,7 @@
  * a customer's event Rapport cannot read is kept as an `unsupported` message, one it cannot tie to a
  * customer is ignored (logged and counted). Only a body that is not a Messenger webhook throws.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import {
   textOf,
@@ -44,6 +45,15 @@ function parseWire<S extends z.ZodType>(schema: S, value: unknown, where: string
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * What identifies an event that has no id of its own in its key: its timestamp, or — when Meta sent
+ * none — a digest of the event itself, so a redelivery gets the same key (never the arrival time).
+ */
+function eventStamp(raw: unknown, timestamp: number | undefined): string {
+  if (timestamp !== undefined) return String(timestamp);
+  return 'h' + createHash('sha256').update(JSON.stringify(raw) ?? '').digest('hex').slice(0, 20);
+}
 
 /** Attachment types served from a URL, with the content-type hint Messenger implies. */
 const MEDIA_TYPES = new Map<string, string | undefined>([
@@ -337,7 +347,7 @@ function unsupportedEvent(
   if (!bare) return undefined;
   const timestamp = bare.timestamp ?? receivedAt.getTime();
   const party: Party = { pageId: bare.recipient.id, psid: bare.sender.id };
-  const id = bare.message?.mid ?? `${type}:${party.psid}:${timestamp}`;
+  const id = bare.message?.mid ?? `${type}:${party.psid}:${eventStamp(raw, bare.timestamp)}`;
   const part: MessagePart = { kind: 'unsupported', providerType: type, ...(detail ? { detail } : {}) };
   return [{ type: 'message', message: inboundMessage(party, id, [part], timestamp, receivedAt) }];
 }
@@ -352,14 +362,15 @@ function reactionMessage(party: Party, event: MessengerEvent, reaction: Messenge
     ...(!removed && emoji ? { emoji } : {}),
   };
   // A reaction has no mid of its own: the reacted message, the action and the time identify it.
-  const id = `reaction:${reaction.mid}:${reaction.action ?? 'react'}:${timestamp}`;
+  const id = `reaction:${reaction.mid}:${reaction.action ?? 'react'}:${eventStamp(event, event.timestamp)}`;
   return inboundMessage(party, id, [part], timestamp, receivedAt);
 }
 
 function referralMessage(party: Party, event: MessengerEvent, referral: MessengerReferral, receivedAt: Date) {
   const timestamp = event.timestamp ?? receivedAt.getTime();
   const part = referralPart(referral) ?? { kind: 'unsupported' as const, providerType: 'referral' };
-  return inboundMessage(party, `referral:${party.psid}:${timestamp}`, [part], timestamp, receivedAt);
+  const id = `referral:${party.psid}:${eventStamp(event, event.timestamp)}`;
+  return inboundMessage(party, id, [part], timestamp, receivedAt);
 }
 
 function eventsOf(

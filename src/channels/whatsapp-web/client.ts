@@ -14,10 +14,19 @@
  * the Node process exits.
  */
 import path from 'node:path';
-import { Client, MessageMedia, RemoteAuth } from 'whatsapp-web.js';
+import type { MessageMedia } from 'whatsapp-web.js';
 import type { Logger } from '../../logger';
 import type { RemoteAuthStore } from './store';
 import type { WhatsAppWebClientLike, WwebChat, WwebMedia } from './wire';
+
+/**
+ * whatsapp-web.js (and puppeteer under it) is loaded on first use, not at start-up: it is the
+ * heaviest module Rapport has, and most processes (sandbox, api, worker) never open a session.
+ */
+function wweb(): typeof import('whatsapp-web.js') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- deliberate lazy load (see above)
+  return require('whatsapp-web.js') as typeof import('whatsapp-web.js');
+}
 
 export interface WhatsAppWebClientFactoryOptions {
   clientId: string;
@@ -34,12 +43,14 @@ export interface WhatsAppWebClientFactoryOptions {
 }
 
 function toMessageMedia(content: WwebMedia): MessageMedia {
+  const { MessageMedia } = wweb();
   return content instanceof MessageMedia
     ? content
     : new MessageMedia(content.mimetype, content.data, content.filename ?? null, content.filesize ?? null);
 }
 
 export function createRealWhatsAppWebClient(o: WhatsAppWebClientFactoryOptions): WhatsAppWebClientLike {
+  const { Client, RemoteAuth } = wweb();
   const guardedStore: RemoteAuthStore = {
     sessionExists: (args) => o.store.sessionExists(args),
     extract: (args) => o.store.extract(args),
@@ -139,5 +150,5 @@ export function createRealWhatsAppWebClient(o: WhatsAppWebClientFactoryOptions):
 
 /** Fetches an outbound media URL into a `MessageMedia` (the real class: `sendMessage` checks `instanceof`). */
 export async function fetchOutboundMedia(url: string, filename?: string): Promise<WwebMedia> {
-  return MessageMedia.fromUrl(url, { unsafeMime: true, ...(filename ? { filename } : {}) });
+  return wweb().MessageMedia.fromUrl(url, { unsafeMime: true, ...(filename ? { filename } : {}) });
 }

@@ -17,6 +17,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
 
 export interface GraphRecordedRequest {
   method: string;
@@ -86,6 +87,8 @@ export interface GraphEmulator {
   setProfile(psid: string, profile: GraphProfile): void;
   /** Forgets requests, messages, failures, closed windows and profiles. */
   reset(): void;
+  /** Takes back the messages and profiles a journal kept (before any request). */
+  restore(records: readonly JournalRecord[]): void;
   close(): Promise<void>;
 }
 
@@ -97,6 +100,8 @@ export interface GraphEmulatorOptions {
   pageId?: string;
   /** When set, a request carrying `appsecret_proof` must carry the right one (HMAC-SHA256 of the token). */
   appSecret?: string;
+  /** Where sent messages and profiles are written before the answer (sandbox mode); none in tests. */
+  journal?: EmulatorJournal;
 }
 
 interface PendingFailure {
@@ -271,7 +276,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     return pending.failure;
   }
 
-  function whatsappSend(res: ServerResponse, body: unknown) {
+  async function whatsappSend(res: ServerResponse, body: unknown) {
     if (!isJson(body)) throw invalid('The request body must be JSON.');
     const { to, type } = validateWhatsApp(body);
     const waId = digits(to);
@@ -285,7 +290,9 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       });
     }
     const id = 'wamid.' + Buffer.from(randomBytes(24)).toString('base64');
-    whatsapp.push({ id, to, waId, type, body, at: Date.now() });
+    const sent: WhatsAppCloudSent = { id, to, waId, type, body, at: Date.now() };
+    whatsapp.push(sent);
+    await opts.journal?.write('graph.whatsapp', id, sent);
     sendJson(res, 200, {
       messaging_product: 'whatsapp',
       contacts: [{ input: to, wa_id: waId }],
@@ -293,7 +300,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     });
   }
 
-  function messengerSend(res: ServerResponse, body: unknown) {
+  async function messengerSend(res: ServerResponse, body: unknown) {
     if (!isJson(body)) throw invalid('The request body must be JSON.');
     const { psid, messagingType, tag, message } = validateMessenger(body);
     if (closedWindows.has(psid) && messagingType !== 'MESSAGE_TAG') {
@@ -305,7 +312,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       );
     }
     const messageId = 'm_' + randomBytes(30).toString('base64url');
-    messenger.push({
+    const sent: MessengerSent = {
       messageId,
       recipientId: psid,
       messagingType,
@@ -313,7 +320,9 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       message,
       body,
       at: Date.now(),
-    });
+    };
+    messenger.push(sent);
+    await opts.journal?.write('graph.messenger', messageId, sent);
     sendJson(res, 200, { recipient_id: psid, message_id: messageId });
   }
 
@@ -441,6 +450,13 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     },
     setProfile(psid, profile) {
       profiles.set(psid, profile);
+      void opts.journal?.write('graph.profile', psid, { psid, profile });
+    },
+    restore(records) {
+      whatsapp.push(...recordsOf<WhatsAppCloudSent>(records, 'graph.whatsapp'));
+      messenger.push(...recordsOf<MessengerSent>(records, 'graph.messenger'));
+      for (const p of recordsOf<{ psid: string; profile: GraphProfile }>(records, 'graph.profile'))
+        profiles.set(p.psid, p.profile);
     },
     reset() {
       requests.length = 0;

@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
 
 export interface SlackCall {
   method: string;
@@ -19,6 +20,18 @@ export interface SlackCall {
   args: Record<string, unknown>;
   at: number;
   token?: string;
+  /** Refused with 429 by the per-channel posting limit (`limitPosting`); nothing was posted. */
+  rateLimited?: boolean;
+}
+
+/**
+ * Slack's chat.postMessage limit: "1 message per second per channel, short bursts allowed"
+ * (https://docs.slack.dev/reference/methods/chat.postMessage#rate_limiting). A token bucket per
+ * channel: `perSecond` tokens a second, at most `burst` saved up.
+ */
+export interface PostingLimit {
+  perSecond: number;
+  burst: number;
 }
 
 export interface EmulatedFile {
@@ -71,12 +84,22 @@ export interface SlackEmulator {
   failNext(method: string, failure: SlackFailure, opts?: { times?: number; channel?: string }): void;
   /** A person writes in the channel (or a thread), as if from the Slack app; returns the stored message. */
   postAsUser(channel: string, message: { user: string; text: string; threadTs?: string }): EmulatedMessage;
+  /** A person edits their own message, as in the Slack app; returns it as it was before, if found. */
+  editAsUser(channel: string, ts: string, text: string): EmulatedMessage | undefined;
+  /** A person deletes their own message, as in the Slack app; returns what was deleted, if found. */
+  deleteAsUser(channel: string, ts: string): EmulatedMessage | undefined;
   /** users.info answers with these details for `id` (any other `U…`/`W…` id gets made-up ones). */
   addUser(user: { id: string; name?: string; realName?: string; tz?: string }): void;
   /** The bytes uploaded for a file id, once its upload URL received them. */
   fileContent(fileId: string): Buffer | undefined;
+  /** Enforce Slack's per-channel chat.postMessage rate (429 + Retry-After), or stop enforcing it. */
+  limitPosting(limit: PostingLimit | undefined): void;
   /** Forgets calls, messages, files, users and pending failures; keeps token and ids. */
   reset(): void;
+  /** Resolves once every message and user changed so far is in the journal (if there is one). */
+  persisted(): Promise<void>;
+  /** Takes back messages and users a journal kept (before any call); later `ts` values sort after them. */
+  restore(records: readonly JournalRecord[]): void;
   close(): Promise<void>;
 }
 
@@ -212,7 +235,26 @@ async function uploadedBytes(req: IncomingMessage, body: Buffer): Promise<Buffer
   throw new SlackMethodError('invalid_upload');
 }
 
-export async function startSlackEmulator(opts: { token?: string } = {}): Promise<SlackEmulator> {
+export interface SlackEmulatorOptions {
+  /** @defaultValue `'xoxb-test-token'` */
+  token?: string;
+  /** Where messages and users are written before the emulator answers (sandbox mode); none in tests. */
+  journal?: EmulatorJournal;
+}
+
+type SlackUser = { id: string; name?: string; realName?: string; tz?: string };
+
+/** Slack's `ts` shape, `seconds.microseconds`, from microseconds since the epoch. */
+function tsOf(micros: number): string {
+  return `${Math.floor(micros / 1_000_000)}.${String(micros % 1_000_000).padStart(6, '0')}`;
+}
+
+function microsOf(ts: string): number {
+  const [seconds = '0', fraction = '0'] = ts.split('.');
+  return Number(seconds) * 1_000_000 + Number(fraction.padEnd(6, '0').slice(0, 6));
+}
+
+export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promise<SlackEmulator> {
   const token = opts.token ?? 'xoxb-test-token';
   const suffix = randomBytes(3).toString('hex').toUpperCase();
   const teamId = `T0RAPPORT${suffix}`;
@@ -223,16 +265,62 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
   const calls: SlackCall[] = [];
   const channels = new Map<string, EmulatedMessage[]>();
   const files = new Map<string, StoredFile>();
-  const users = new Map<string, { id: string; name?: string; realName?: string; tz?: string }>();
+  const users = new Map<string, SlackUser>();
   let failures = new Map<string, PendingFailure[]>();
-  let clock = 0;
-  let baseUrl = '';
+  let lastMicros = 0;
+  let postingLimit: PostingLimit | undefined;
+  let buckets = new Map<string, { tokens: number; at: number }>();
 
-  /** Increasing, unique, Slack-shaped: `1700000000.000100`, `1700000000.000200`, … */
+  /** Seconds to wait before `channel` may be posted to again, or 0 (a token was taken). */
+  function postingWait(method: string, args: Record<string, unknown>): number {
+    const channel = str(args, 'channel');
+    if (!postingLimit || method !== 'chat.postMessage' || !channel) return 0;
+    const now = Date.now();
+    const b = buckets.get(channel) ?? { tokens: postingLimit.burst, at: now };
+    b.tokens = Math.min(postingLimit.burst, b.tokens + ((now - b.at) / 1000) * postingLimit.perSecond);
+    b.at = now;
+    buckets.set(channel, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((1 - b.tokens) / postingLimit.perSecond));
+  }
+;
+  let baseUrl = '';
+  /** Changed since the last `persist`: written to the journal before the answer goes out. */
+  const touched = new Set<EmulatedMessage>();
+  const touchedUsers = new Set<SlackUser>();
+  const removed: { channel: string; ts: string }[] = [];
+
+  /**
+   * From the clock, as Slack's are (`1712345678.000100`): unique and increasing across restarts
+   * too, so a thread Rapport recorded before a restart never shares its `ts` with a new message.
+   */
   function nextTs(): string {
-    clock += 1;
-    const micros = clock * 100;
-    return `${1_700_000_000 + Math.floor(micros / 1_000_000)}.${String(micros % 1_000_000).padStart(6, '0')}`;
+    lastMicros = Math.max(Date.now() * 1000, lastMicros + 1);
+    return tsOf(lastMicros);
+  }
+
+  async function persist(): Promise<void> {
+    const messages = [...touched];
+    const people = [...touchedUsers];
+    const gone = removed.splice(0);
+    touched.clear();
+    touchedUsers.clear();
+    if (!opts.journal) return;
+    for (const m of messages) await opts.journal.write('slack.message', `${m.channel}:${m.ts}`, m);
+    for (const u of people) await opts.journal.write('slack.user', u.id, u);
+    for (const r of gone) await opts.journal.remove('slack.message', `${r.channel}:${r.ts}`);
+  }
+
+  function restore(records: readonly JournalRecord[]): void {
+    const kept = recordsOf<EmulatedMessage>(records, 'slack.message');
+    for (const m of kept.sort((a, b) => microsOf(a.ts) - microsOf(b.ts))) {
+      channelMessages(m.channel).push(m);
+      lastMicros = Math.max(lastMicros, microsOf(m.ts));
+    }
+    for (const u of recordsOf<SlackUser>(records, 'slack.user')) users.set(u.id, u);
   }
   function nextId(prefix: string): string {
     return `${prefix}0${randomBytes(5).toString('hex').toUpperCase()}`;
@@ -256,9 +344,13 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
       const parent = find(stored.channel, stored.thread_ts);
       if (parent?.thread_ts && parent.thread_ts !== parent.ts) stored.thread_ts = parent.thread_ts;
       const root = find(stored.channel, stored.thread_ts);
-      if (root && root.thread_ts === undefined) root.thread_ts = root.ts;
+      if (root && root.thread_ts === undefined) {
+        root.thread_ts = root.ts;
+        touched.add(root);
+      }
     }
     channelMessages(stored.channel).push(stored);
+    touched.add(stored);
     return stored;
   }
 
@@ -375,6 +467,7 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
       if (text !== undefined) message.text = text;
       if (Array.isArray(args.blocks)) message.blocks = args.blocks as unknown[];
       message.edited = { user: botUserId, ts: nextTs() };
+      touched.add(message);
       return { channel, ts, text: message.text, message: wire(message, true) };
     },
 
@@ -387,6 +480,8 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
       if (!message) throw new SlackMethodError('message_not_found');
       if (message.user !== botUserId) throw new SlackMethodError('cant_delete_message');
       list.splice(index, 1);
+      touched.delete(message);
+      removed.push({ channel, ts });
       return { channel, ts };
     },
 
@@ -406,6 +501,7 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
       const name = requireStr(args, 'name', 'invalid_name').replace(/^:|:$/g, '');
       if (message.reactions.includes(name)) throw new SlackMethodError('already_reacted');
       message.reactions.push(name);
+      touched.add(message);
       return {};
     },
 
@@ -418,6 +514,7 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
       const name = requireStr(args, 'name', 'invalid_name').replace(/^:|:$/g, '');
       if (!message.reactions.includes(name)) throw new SlackMethodError('no_reaction');
       message.reactions = message.reactions.filter((r) => r !== name);
+      touched.add(message);
       return {};
     },
 
@@ -541,7 +638,9 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
     }
     const presented = bearer(req) ?? str(args, 'token');
     delete args.token;
-    calls.push({ method, args, at: Date.now(), ...(presented ? { token: presented } : {}) });
+    const wait = postingWait(method, args);
+    calls.push({ method, args, at: Date.now(), ...(presented ? { token: presented } : {}), ...(wait ? { rateLimited: true } : {}) });
+    if (wait) return send(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(wait) });
 
     const failure = takeFailure(method, args);
     if (failure && 'status' in failure && failure.status === 429) {
@@ -560,12 +659,15 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
     if (presented !== token) return send(res, 200, { ok: false, error: 'invalid_auth' });
     const handler = methods[method];
     if (!handler) return send(res, 200, { ok: false, error: 'unknown_method', req_method: method });
+    let answer: Record<string, unknown>;
     try {
-      return send(res, 200, { ok: true, ...handler(args) });
+      answer = handler(args);
     } catch (err) {
       if (err instanceof SlackMethodError) return send(res, 200, { ok: false, error: err.error });
       throw err;
     }
+    await persist();
+    return send(res, 200, { ok: true, ...answer });
   }
 
   const server: Server = createServer((req, res) => {
@@ -618,17 +720,44 @@ export async function startSlackEmulator(opts: { token?: string } = {}): Promise
         ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
       });
     },
+    editAsUser(channel, ts, text) {
+      const message = find(channel, ts);
+      if (!message || message.bot_id) return undefined;
+      const before = { ...message };
+      message.text = text;
+      message.edited = { user: message.user, ts: nextTs() };
+      touched.add(message);
+      return before;
+    },
+    deleteAsUser(channel, ts) {
+      const list = channels.get(channel) ?? [];
+      const index = list.findIndex((m) => m.ts === ts && !m.bot_id);
+      const [message] = index >= 0 ? list.splice(index, 1) : [];
+      if (message) {
+        touched.delete(message);
+        removed.push({ channel, ts });
+      }
+      return message;
+    },
     addUser(user) {
       users.set(user.id, user);
+      touchedUsers.add(user);
     },
     fileContent: (fileId) => files.get(fileId)?.data,
+    limitPosting(limit) {
+      postingLimit = limit;
+      buckets = new Map();
+    },
     reset() {
       calls.length = 0;
+      buckets = new Map();
       channels.clear();
       files.clear();
       users.clear();
       failures = new Map();
     },
+    persisted: persist,
+    restore,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));

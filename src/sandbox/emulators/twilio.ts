@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
 
 export interface TwilioRecordedRequest {
   method: string;
@@ -61,6 +62,8 @@ export interface TwilioEmulator {
   optOut(number: string): void;
   /** Forgets requests, messages, pending failures and opt-outs. */
   reset(): void;
+  /** Takes back the messages a journal kept (before any request). */
+  restore(records: readonly JournalRecord[]): void;
   close(): Promise<void>;
 }
 
@@ -137,6 +140,8 @@ const bare = (address: string) => address.replace(/^whatsapp:/, '');
 export async function startTwilioEmulator(opts: {
   accountSid: string;
   authToken: string;
+  /** Where accepted messages are written before the 201 (sandbox mode); none in tests. */
+  journal?: EmulatorJournal;
 }): Promise<TwilioEmulator> {
   const requests: TwilioRecordedRequest[] = [];
   let messages: SentTwilioMessage[] = [];
@@ -179,7 +184,7 @@ export async function startTwilioEmulator(opts: {
     return pending.failure;
   }
 
-  function createMessage(res: ServerResponse, params: Record<string, string | string[]>) {
+  async function createMessage(res: ServerResponse, params: Record<string, string | string[]>) {
     const to = one(params.To);
     const from = one(params.From);
     const body = one(params.Body);
@@ -233,6 +238,7 @@ export async function startTwilioEmulator(opts: {
       at: Date.now(),
     };
     messages.push(message);
+    await opts.journal?.write('twilio.message', message.sid, message);
     send(res, 201, messageJson(message));
   }
 
@@ -308,6 +314,9 @@ export async function startTwilioEmulator(opts: {
       messages = [];
       failures = [];
       optedOut = new Set();
+    },
+    restore(records) {
+      messages.push(...recordsOf<SentTwilioMessage>(records, 'twilio.message'));
     },
     close() {
       return new Promise<void>((resolve, reject) => {

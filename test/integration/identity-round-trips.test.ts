@@ -1,0 +1,124 @@
+/**
+ * Identity resolution's database round trips, counted with the MongoDB driver's command monitoring
+ * on a real MongoDB-protocol server (issue 22: ≤ 4 commands per returning message, ≤ 8 per new one,
+ * for the whole pipeline). resolveCustomer costs 2 for a first contact (identity upsert, customer
+ * upsert — no read of a customer that cannot exist) and 2 for a returning customer (identity
+ * upsert-touch, customer touched and returned in one conditional update); and what it decides is
+ * unchanged: last seen never moves backwards, a tombstone is never touched and the live customer is
+ * returned, a missing display name is still filled in.
+ */
+import { randomBytes } from 'node:crypto';
+import mongoose, { type Connection } from 'mongoose';
+import type { InboundMessage } from '../../src/canonical';
+import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
+import { createIdentityStore, type IdentityStore } from '../../src/identity/resolve';
+
+const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
+
+let conn: Connection;
+let models: IdentityModels;
+let store: IdentityStore;
+let commands: string[] = [];
+
+beforeAll(async () => {
+  conn = mongoose.createConnection(`${MONGO}/rapport_idrt_${randomBytes(4).toString('hex')}?monitorCommands=true`);
+  await conn.asPromise();
+  models = registerIdentityModels(conn);
+  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
+  store = createIdentityStore(models, { defaultRegion: 'US' });
+  conn.getClient().on('commandStarted', (e: { commandName: string; command: Record<string, unknown> }) => {
+    if (!['hello', 'ismaster', 'endSessions', 'ping'].includes(e.commandName))
+      commands.push(`${e.commandName} ${String(e.command[e.commandName])}`);
+  });
+});
+
+afterAll(async () => {
+  await conn.dropDatabase().catch(() => undefined);
+  await conn.close();
+});
+
+let seq = 0;
+function inbound(e164: string, sentAt: Date, profileName?: string): InboundMessage {
+  const id = `rt${++seq}-${randomBytes(4).toString('hex')}`;
+  return {
+    key: `twilio:${id}`,
+    channel: 'sms',
+    provider: 'twilio',
+    providerMessageId: id,
+    from: { kind: 'phone', e164 },
+    to: '+15550001111',
+    text: 'hello',
+    parts: [{ kind: 'text', text: 'hello' }],
+    profileName,
+    sentAt: sentAt.toISOString(),
+    receivedAt: sentAt.toISOString(),
+  };
+}
+
+/** resolveCustomer, and the commands it sent. */
+async function resolveCounted(message: InboundMessage) {
+  commands = [];
+  const result = await store.resolveCustomer(message);
+  return { result, commands: [...commands] };
+}
+
+const number = () => `+1415${String(3_000_000 + Math.floor(Math.random() * 999_999)).padStart(7, '0')}`;
+
+describe('identity resolution round trips', () => {
+  it('a first contact costs 2 commands: the identity upsert and the customer upsert, no read', async () => {
+    const at = new Date();
+    const { result, commands: sent } = await resolveCounted(inbound(number(), at, 'Ada'));
+    expect(sent).toEqual(['findAndModify identities', 'findAndModify customers']);
+    expect(result.created).toBe(true);
+    expect(result.customer._id.equals(result.identity.customerId)).toBe(true);
+    expect(result.customer).toMatchObject({ displayName: 'Ada', lastChannel: 'sms' });
+    expect(result.customer.lastSeenAt.getTime()).toBe(at.getTime());
+  });
+
+  it('a returning customer costs 2 commands and last seen moves forward', async () => {
+    const from = number();
+    const t0 = new Date(Date.now() - 60_000);
+    const first = await store.resolveCustomer(inbound(from, t0, 'Bo'));
+    const t1 = new Date(t0.getTime() + 5_000);
+    const { result, commands: sent } = await resolveCounted(inbound(from, t1, 'Bo'));
+    expect(sent).toEqual(['findAndModify identities', 'findAndModify customers']);
+    expect(result.created).toBe(false);
+    expect(String(result.customer._id)).toBe(String(first.customer._id));
+    expect(result.customer.lastSeenAt.getTime()).toBe(t1.getTime());
+    expect((await models.Customer.findById(first.customer._id).lean())?.lastSeenAt.getTime()).toBe(t1.getTime());
+  });
+
+  it('an older (out-of-order) message finds the customer and does not move last seen backwards', async () => {
+    const from = number();
+    const t1 = new Date(Date.now() - 10_000);
+    const first = await store.resolveCustomer(inbound(from, t1));
+    const { result } = await resolveCounted(inbound(from, new Date(t1.getTime() - 5_000)));
+    expect(result.created).toBe(false);
+    expect(String(result.customer._id)).toBe(String(first.customer._id));
+    expect((await models.Customer.findById(first.customer._id).lean())?.lastSeenAt.getTime()).toBe(t1.getTime());
+  });
+
+  it('an identity still pointing at a merged-away customer resolves to the live one and never touches the tombstone', async () => {
+    const from = number();
+    const t0 = new Date(Date.now() - 60_000);
+    const merged = await store.resolveCustomer(inbound(from, t0));
+    const survivor = await store.resolveCustomer(inbound(number(), t0));
+    // Mid-merge: the tombstone is written, the identity not moved yet.
+    await models.Customer.updateOne({ _id: merged.customer._id }, { $set: { mergedInto: survivor.customer._id } });
+    const t1 = new Date(t0.getTime() + 5_000);
+    const { result } = await resolveCounted(inbound(from, t1));
+    expect(String(result.customer._id)).toBe(String(survivor.customer._id));
+    expect(result.customer.lastSeenAt.getTime()).toBe(t1.getTime());
+    expect((await models.Customer.findById(merged.customer._id).lean())?.lastSeenAt.getTime()).toBe(t0.getTime());
+  });
+
+  it('a returning customer without a display name gets the profile name', async () => {
+    const from = number();
+    const t0 = new Date(Date.now() - 60_000);
+    const first = await store.resolveCustomer(inbound(from, t0));
+    expect(first.customer.displayName ?? null).toBeNull();
+    const { result } = await resolveCounted(inbound(from, new Date(t0.getTime() + 1_000), 'Cy'));
+    expect(result.customer.displayName).toBe('Cy');
+    expect((await models.Customer.findById(first.customer._id).lean())?.displayName).toBe('Cy');
+  });
+});
