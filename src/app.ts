@@ -36,7 +36,7 @@ import { createInboundPipeline } from './router/pipeline';
 import { createSlackClient, type SlackClient } from './channels/slack/client';
 import { createTwilioSender } from './channels/twilio/send';
 import { createWhatsAppCloudSender } from './channels/whatsapp-cloud/send';
-import { createMessengerSender } from './channels/messenger/send';
+import { createMessengerProfiles, createMessengerSender } from './channels/messenger/send';
 import { slackRoutes } from './http/slack';
 import { adminAuth } from './http/admin-auth';
 import { agentAdminRoutes } from './http/admin-agents';
@@ -201,6 +201,14 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
         maxBytes: config.media.maxBytes,
       }),
     },
+    messengerProfiles: config.messenger
+      ? createMessengerProfiles({
+          pageAccessToken: config.messenger.pageAccessToken,
+          graphBaseUrl: config.graph.baseUrl,
+          graphVersion: config.graph.version,
+          appSecret: config.meta?.appSecret,
+        })
+      : undefined,
     log,
     metrics,
   });
@@ -284,6 +292,13 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
         claims,
         defaultRegion: config.defaultRegion,
         onMerged: (result) => router.onMerged(mergeOutcome(result)),
+        onUnmerged: (result) =>
+          router.onUnmerged({
+            survivorId: String(result.event.survivorId),
+            restoredId: String(result.event.mergedId),
+            mergeId: String(result.event._id),
+          }),
+        rename: (id, name) => router.naming.rename(id, name, 'admin', 'admin'),
       }),
     );
     http.use('/api', api);

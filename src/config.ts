@@ -169,6 +169,21 @@ const envSchema = z.object({
   WHATSAPP_CLOUD_TEMPLATE: optionalString,
   WHATSAPP_CLOUD_TEMPLATE_LANGUAGE: z.string().trim().default('en'),
   MESSENGER_HUMAN_AGENT: boolFromEnv.default(false),
+  /**
+   * Words that opt a customer out on WhatsApp and Messenger, comma-separated; the whole message must
+   * be one of them. SMS keeps the carriers' list (STOP, CANCEL, END, QUIT, …).
+   */
+  CHAT_OPT_OUT_WORDS: z
+    .string()
+    .default('STOP,UNSUBSCRIBE')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((w) => w.trim().toUpperCase())
+        .filter(Boolean),
+    )
+    .refine((words) => words.length > 0, 'at least one word (e.g. STOP)')
+    .refine((words) => words.every((w) => /^[\p{L}\p{N}]+$/u.test(w)), 'single words only, comma-separated'),
   WHATSAPP_WEB_ENABLED: boolFromEnv.default(false),
   CHROMIUM_PATH: z.string().trim().default('/usr/bin/chromium'),
   // The business as customers know it: named in claim codes (and anything else sent unprompted).
@@ -362,6 +377,8 @@ export interface RouterConfig {
   replyUndoMs: number;
   whatsappTemplate: { twilioContentSid?: string; cloudName?: string; cloudLanguage: string };
   messengerHumanAgent: boolean;
+  /** CHAT_OPT_OUT_WORDS: what opts out on WhatsApp and Messenger (upper case). */
+  chatOptOutWords: string[];
 }
 
 /** Names the channel, its present and its missing variables; reports a partial set as a problem. */
@@ -528,6 +545,7 @@ function crossCheck(env: Env, problems: string[]): Config {
         cloudLanguage: env.WHATSAPP_CLOUD_TEMPLATE_LANGUAGE,
       },
       messengerHumanAgent: env.MESSENGER_HUMAN_AGENT,
+      chatOptOutWords: env.CHAT_OPT_OUT_WORDS,
     },
   };
 }

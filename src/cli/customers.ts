@@ -11,6 +11,7 @@ import { isAppError } from '../errors';
 import { createErasureService, markerKeysOf } from '../privacy/erase';
 import { exportCustomer } from '../privacy/export';
 import { resolveCustomer } from './lookup';
+import { parseCustomerId } from '../identity/merge';
 import type { CliCommand, CliContext } from './types';
 
 function flags(args: string[]): { positional: string[]; values: Record<string, string> } {
@@ -102,6 +103,16 @@ async function runErase(ref: string, ctx: CliContext): Promise<number> {
   return 0;
 }
 
+/** The same as `PATCH /api/customers/:id` `{ displayName }`: the Slack card follows. */
+async function runName(ref: string, name: string, ctx: CliContext): Promise<number> {
+  const app = await ctx.app();
+  const id = await resolveCustomer(ref, app);
+  const customer = await app.router.naming.rename(parseCustomerId(id), name, 'admin', actor());
+  if (ctx.json) ctx.out(JSON.stringify({ id: String(customer._id), displayName: customer.displayName }));
+  else ctx.out(`Customer ${String(customer._id)} is now named "${customer.displayName ?? ''}".`);
+  return 0;
+}
+
 export const customersCommand: CliCommand = {
   summary: 'export or erase a customer (same as /api/customers/:id/export, DELETE /api/customers/:id)',
   usage: 'rapport customers export <customer> [--out file.json] | erase <customer> --yes',
@@ -111,6 +122,18 @@ export const customersCommand: CliCommand = {
     "  erase <customer> --yes                erase them (and Rapport's messages about them in Slack)",
   ],
   async run(args, ctx) {
+    if (args[0] === 'name') {
+      const [, ref, ...words] = args;
+      if (!ref || words.length === 0) {
+        ctx.err('Usage: rapport customers name <customer> <name…>');
+        return 2;
+      }
+      return runName(ref, words.join(' '), ctx).catch((err: unknown) => {
+        if (!isAppError(err)) throw err;
+        ctx.err(`Failed (${err.status}): ${err.message}`);
+        return 1;
+      });
+    }
     const [sub, ...rest] = args;
     const { positional, values } = flags(rest);
     const id = positional[0];

@@ -14,6 +14,7 @@
  * - Bodies are validated with zod; a 400 names the field and the reason.
  */
 import { Router } from 'express';
+import type { Types } from 'mongoose';
 import { z } from 'zod';
 import type { CountryCode } from 'libphonenumber-js';
 import { PayloadError } from '../errors';
@@ -38,7 +39,13 @@ export interface CustomerAdminOptions {
   onMerged?: (result: MergeResult) => Promise<void>;
   /** Called after an undo: the restored customer's owner gets it back. */
   onUnmerged?: (result: MergeResult) => Promise<void>;
+  /** Sets the customer's name (router/naming.ts: the card follows); `PATCH /customers/:id`. */
+  rename?: (id: Types.ObjectId, name: string) => Promise<Customer>;
 }
+
+export const customerPatchBody = z.strictObject({
+  displayName: z.string().min(1, 'must not be empty').max(200, 'too long'),
+});
 
 export const mergeBody = z.strictObject({
   otherId: z.string().min(1, 'required'),
@@ -174,6 +181,14 @@ export function customerAdminRoutes(options: CustomerAdminOptions): Router {
     }
     const customer = await followToLive(Customer, start);
     res.json({ customers: [customerSummary(customer, await identitiesOf(customer._id))] });
+  });
+
+  router.patch('/customers/:id', async (req, res) => {
+    const id = parseCustomerId(req.params.id);
+    const body = parseBody(customerPatchBody, req.body);
+    if (!options.rename) throw new NotFoundError('customer naming');
+    const customer = await options.rename(id, body.displayName);
+    res.json(customerSummary(customer, await identitiesOf(customer._id)));
   });
 
   router.post('/customers/:id/merge', async (req, res) => {

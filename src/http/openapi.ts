@@ -14,7 +14,7 @@
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { createAgentSchema, updateAgentSchema } from './admin-agents';
-import { identityBody, mergeBody } from './admin-customers';
+import { customerPatchBody, identityBody, mergeBody } from './admin-customers';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -148,6 +148,18 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
       follow: z.enum(['true', 'false']).optional().describe('false answers a tombstone itself'),
     }),
     responses: { 200: { description: 'The customer' } },
+  },
+  {
+    method: 'patch',
+    path: '/customers/:id',
+    tag: 'customers',
+    summary:
+      "Name or correct a customer's name (`displayName`); the Slack card follows, and a later provider profile name does not replace it",
+    body: customerPatchBody,
+    responses: {
+      200: { description: 'The customer' },
+      400: { description: 'Empty, too long or control characters' },
+    },
   },
   {
     method: 'post',

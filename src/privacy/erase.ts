@@ -50,6 +50,7 @@
  * every minute) finishes it. Refs that fail for good (channel gone, bot removed) are counted as
  * `slackFailed` and skipped.
  */
+import { cardKeysOf } from '../router/card-updates';
 import { createHmac } from 'node:crypto';
 import type { CountryCode } from 'libphonenumber-js';
 import type { RedisClient } from '../queue/connection';
@@ -435,7 +436,10 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     await models.AgentPost.deleteMany({ customerId: { $in: e.customerIds } });
     await models.CustomerSend.deleteMany({ customerId: { $in: e.customerIds } });
     for (const id of e.customerIds) await o.media?.deleteForCustomer(String(id));
-    for (const id of e.customerIds) await o.redis.del(`${o.prefix}:seq:${String(id)}`).catch(() => undefined);
+    for (const id of e.customerIds)
+      await o.redis
+        .del(`${o.prefix}:seq:${String(id)}`, ...cardKeysOf(o.prefix, String(id)))
+        .catch(() => undefined);
   }
 
   /** Blanks the family's messages; returns how many it changed. */

@@ -28,7 +28,7 @@ import { conversationLockKey, withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
 import { SlackApiError } from '../channels/slack/client';
 import type { Authorizer } from './authorize';
-import type { RouterModels, SlackThread } from './models';
+import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 
 export type AgentEventJob = Exclude<AgentEvent, { type: 'url_verification' } | { type: 'ignored' }>;
@@ -76,11 +76,27 @@ export interface AgentEventsOptions {
   onUnknownThread?: (where: { channel: string; threadTs: string; user: string }) => Promise<void>;
 }
 
+/**
+ * A covering teammate answers under their own name ("— Sam" below the text): the customer knows
+ * who wrote, and ownership stays where it was. Applied to the reply and to every edit of it.
+ */
+function signed(text: string, author: Agent | null | undefined, ownerAgentId: string | undefined): string {
+  return author && ownerAgentId && String(author._id) !== ownerAgentId ? `${text}\n— ${author.name}` : text;
+}
+
 export function createAgentEvents(o: AgentEventsOptions) {
   const { models, outbox, log, redis, prefix } = o;
   const { SlackThread, CustomerSend, Conversation, Customer } = models;
 
   async function threadCustomer(channel: string, threadTs: string | undefined) {
+    return (await threadOf(channel, threadTs))?.customerId;
+  }
+
+  /**
+   * The customer a thread belongs to, and whether the thread was left behind by a handoff (the
+   * customer's conversation moved to another owner's thread: replies there are not sent).
+   */
+  async function threadOf(channel: string, threadTs: string | undefined) {
     if (!threadTs) return undefined;
     const thread = await SlackThread.findOne({ channel, ts: threadTs }).lean<SlackThread>();
     if (!thread) return undefined;
@@ -88,9 +104,28 @@ export function createAgentEvents(o: AgentEventsOptions) {
       log.warn({ channel, customerId: String(thread.customerId) }, 'thread record does not match its Slack card');
       return null;
     }
-    // Follow a merge: replies in the merged-away customer's old thread reach the survivor.
     const customer = await Customer.findById(thread.customerId).lean();
-    return customer?.mergedInto ?? thread.customerId;
+    // Follow a merge: replies in the merged-away customer's old thread reach the survivor.
+    if (customer?.mergedInto) return { customerId: customer.mergedInto };
+    const current = await models.CurrentThread.findById(thread.customerId).lean<CurrentThread>();
+    const owner = customer?.ownerAgentId;
+    // Left behind: opened for an earlier owner, or the owner has a newer thread (A → B → A).
+    const moved =
+      (owner !== undefined && thread.agentId !== owner) ||
+      (current !== null && current.ts !== thread.ts && current.agentId === owner);
+    return { customerId: thread.customerId, moved, ownerAgentId: customer?.ownerAgentId, current };
+  }
+
+  /** Where a reply typed in a thread left behind by a handoff should go. */
+  async function whereToAnswer(where: { ownerAgentId?: string; current?: CurrentThread | null }) {
+    const owner = where.ownerAgentId ? await models.Agent.findById(where.ownerAgentId).lean() : null;
+    const place =
+      where.current && where.current.agentId === where.ownerAgentId
+        ? `their thread in <#${where.current.channel}>`
+        : owner
+          ? `${owner.name}'s inbox (<#${owner.inboxChannelId}>)`
+          : 'the escalation channel';
+    return `This customer was handed off${owner ? ` to ${owner.name}` : ''} and this thread is no longer theirs: answer in ${place}.`;
   }
 
   /** A reply that must not be sent: marked ⛔ for everyone, and its author is told why. */
@@ -111,13 +146,13 @@ export function createAgentEvents(o: AgentEventsOptions) {
     async handle(job: Job<AgentEventJob>): Promise<void> {
       const event = job.data;
       if (event.type === 'thread_reply') {
-        const recorded = await threadCustomer(event.channel, event.threadTs);
-        if (recorded === null) {
+        const thread = await threadOf(event.channel, event.threadTs);
+        if (thread === null) {
           await o.react({ channel: event.channel, ts: event.ts }, 'warning');
           return; // never to a customer this thread may not belong to
         }
         const customerId =
-          recorded ?? (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
+          thread?.customerId ?? (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
         if (!customerId) {
           if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
             throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
@@ -140,6 +175,12 @@ export function createAgentEvents(o: AgentEventsOptions) {
         const reply = classifyReply(event.rawText, event.text);
         if (reply.kind === 'note') {
           await o.react(ref, 'memo');
+          return;
+        }
+        // A thread left behind by a handoff: the reply is not sent, its author is told where to answer.
+        if (thread?.moved) {
+          await refuseReply(event, await whereToAnswer(thread));
+          log.info({ customerId: String(customerId) }, 'reply in a handed-off thread not sent');
           return;
         }
         const customer = await Customer.findById(customerId, { ownerAgentId: 1 }).lean();
@@ -260,9 +301,19 @@ export function createAgentEvents(o: AgentEventsOptions) {
           await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
           return;
         }
+        // The edit keeps the covering teammate's signature, as the reply had it.
+        const [customer, author] = await Promise.all([
+          Customer.findById(send.customerId, { ownerAgentId: 1 }).lean(),
+          send.agentSlackUserId ? models.Agent.findOne({ slackUserId: send.agentSlackUserId }).lean() : null,
+        ]);
         await CustomerSend.updateOne(
           { key, state: 'scheduled' },
-          { $set: { text: reply.text, ...(reply.via ? { via: reply.via } : {}) } },
+          {
+            $set: {
+              text: signed(reply.text, author, customer?.ownerAgentId),
+              ...(reply.via ? { via: reply.via } : {}),
+            },
+          },
         );
       }
     },

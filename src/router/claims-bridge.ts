@@ -303,6 +303,7 @@ export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPor
         text: `linked ${claim.value}: it belonged to another customer, now merged into this one (undo: POST /api/merges/${String(result.event._id)}/undo).`,
         mergedOwnerAgentId: result.mergedOwnerAgentId,
         mergedId: String(result.event.mergedId),
+        survivorId: String(result.event.survivorId),
       };
     },
   };

@@ -17,13 +17,15 @@ import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import type { AgentAuthorization, Authorizer } from './authorize';
-import type { Agent, Conversation, RouterModels, SlackThread } from './models';
+import type { Agent, Conversation, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { SEND_AGAIN_ACTION } from './delivery';
 import type { SendAgain } from './send-again';
 import { channelLabel, fill } from './texts';
-import { windowState } from './slack-delivery';
+import { windowState } from './card';
+import type { CardUpdates } from './card-updates';
+import { nameFromSlack, type Naming } from './naming';
 import { applyClaimEffects, CLAIM_OFFER_ACTION, type ClaimOffers } from './claim-plan';
 import { escapeSlackText } from '../channels/slack/escape';
 
@@ -33,7 +35,7 @@ export interface LinkPort {
     customerId: Types.ObjectId;
     value: string;
     actor: string;
-  }): Promise<{ text: string; mergedOwnerAgentId?: string; mergedId?: string }>;
+  }): Promise<{ text: string; mergedOwnerAgentId?: string; mergedId?: string; survivorId?: string }>;
   /** The identity key `link` would attach for `value` (`phone:+…`, `email:…`), if it is one. */
   identityKeyOf(value: string): string | undefined;
 }
@@ -48,6 +50,11 @@ export interface CommandsOptions {
   claimOffers?: ClaimOffers;
   /** Who may act (src/router/authorize.ts). */
   authorizer: Authorizer;
+  /** Card refreshes and notices in a given thread (card-updates.ts). */
+  cards: CardUpdates;
+  naming: Naming;
+  /** Tells the owner who lost a customer to a merge (router/index.ts onMerged). */
+  onMerged?: (m: { survivorId?: string; mergedId?: string }) => Promise<void>;
   redis: RedisClient;
   prefix: string;
   log: Logger;
@@ -68,6 +75,7 @@ const HELP = [
   '`/rapport back` — available again, with a summary of what happened',
   '`/rapport link <phone|email>` — this customer is also that number/email (merges their profiles)',
   '`/rapport whois` — who this customer is',
+  '`/rapport name <name>` — name the customer or correct their name (the card follows)',
   '`/rapport template` — send the approved WhatsApp template (window closed)',
   '`/rapport close` — close the conversation (it reopens when they write)',
   'In a customer thread, or add the customer id (from the card) at the end.',
@@ -93,7 +101,7 @@ function parseUntil(text: string | undefined, now: Date): Date | undefined {
 }
 
 /** The subcommands that act on one customer (the caller must own or cover them, or be a lead). */
-const CUSTOMER_COMMANDS = ['handoff', 'whois', 'close', 'link', 'template'] as const;
+const CUSTOMER_COMMANDS = ['handoff', 'whois', 'close', 'link', 'template', 'name'] as const;
 type CustomerCommand = (typeof CUSTOMER_COMMANDS)[number];
 
 function isCustomerCommand(sub: string): sub is CustomerCommand {
@@ -147,20 +155,37 @@ export function createCommands(o: CommandsOptions) {
     if (customer.ownerAgentId === String(to._id))
       return `${to.name} already owns ${nameOf(customer, 'this customer')}.`;
     const { from } = await ownership.transfer(customer._id, to, 'handoff', actor);
-    if (await models.CurrentThread.exists({ _id: customer._id })) {
-      await outbox.postToAgent(customer._id, {
-        key: `handoff-note:${String(customer._id)}:${String(to._id)}:${Date.now()}`,
-        kind: 'note',
-        username: 'Rapport',
-        text: `:arrow_right: Handed off from ${from?.name ?? 'nobody'} to <@${to.slackUserId}> by <@${actor}>. The conversation continues in ${to.name}'s inbox (<#${to.inboxChannelId}>).`,
-      });
-    }
+    await tellThreads(customer, from, to, actor);
     await outbox.sendToCustomer(customer._id, {
       key: `handoff-tell:${String(customer._id)}:${String(to._id)}:${Date.now()}`,
       origin: 'auto',
       text: fill(o.config.texts.handoff, { agent: to.name, previous: from?.name }),
     });
     return `${nameOf(customer, 'The customer')} now belongs to ${to.name}; they have been told.`;
+  }
+
+  /**
+   * The old thread says where the customer went (posted into that thread itself: the outbox posts
+   * into the current one); the new owner's thread opens with a fresh card and a note.
+   */
+  async function tellThreads(customer: Customer, from: Agent | undefined, to: Agent, actor: string) {
+    const old = await models.CurrentThread.findById(customer._id).lean<CurrentThread>();
+    if (!old) return;
+    const by = /^[UW][A-Z0-9]+$/.test(actor) ? `<@${actor}>` : actor === 'admin' ? 'an admin' : actor;
+    const stamp = `${String(customer._id)}:${String(to._id)}:${Date.now()}`;
+    await o.cards.notify({
+      key: `handoff-note:${stamp}`,
+      channel: old.channel,
+      threadTs: old.ts,
+      text: `:arrow_right: Handed off from ${from?.name ?? 'nobody'} to <@${to.slackUserId}> by ${by}. The conversation continues in ${to.name}'s inbox (<#${to.inboxChannelId}>); replies typed here are no longer sent to the customer.`,
+    });
+    await outbox.postToAgent(customer._id, {
+      key: `handoff-in:${stamp}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:arrow_left: <@${to.slackUserId}> this customer was handed to you by ${by}${from ? ` (from ${from.name})` : ''}. Their earlier conversation is in <#${old.channel}>.`,
+    });
+    await o.cards.requestRefresh(customer._id);
   }
 
   async function whois(customer: Customer): Promise<string> {
@@ -252,6 +277,9 @@ export function createCommands(o: CommandsOptions) {
       if (!may.allowed) return may.text;
     }
     const result = await o.link.link({ customerId: customer._id, value, actor: `slack:${ctx.userId}` });
+    // A merge may have taken the customer from another agent: they are told in their thread.
+    if (result.mergedId) await o.onMerged?.({ survivorId: result.survivorId, mergedId: result.mergedId });
+    else await o.cards.requestRefresh(customer._id);
     // The answer quotes what was typed (and may name an email a customer gave): plain text.
     const said = escapeSlackText(result.text);
     await outbox.postToAgent(customer._id, {
@@ -298,6 +326,8 @@ export function createCommands(o: CommandsOptions) {
         return link(ctx, customer, may, args.join(' '));
       case 'template':
         return template(ctx, customer);
+      case 'name':
+        return nameFromSlack(o.naming, customer, args.join(' '), ctx.userId);
     }
   }
 
@@ -355,6 +385,7 @@ export function createCommands(o: CommandsOptions) {
             return may.allowed ? undefined : may.text;
           },
         });
+      if (ctx.actionId === 'rapport_name' && ctx.value) return run(ctx, `name ${ctx.value}`);
       log.debug({ actionId: ctx.actionId }, 'unknown card action');
       return undefined;
     },

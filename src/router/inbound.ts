@@ -31,8 +31,14 @@ import { channelLabel, fill } from './texts';
 import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-plan';
 import type { TimerJob } from './sla';
 
+/** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
 export const STOP_WORDS = ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT'];
 export const START_WORDS = ['START', 'UNSTOP', 'YES', 'OPTIN'];
+/**
+ * WhatsApp and Messenger: "cancel", "end" or "yes" are everyday answers there (cancel my order), so
+ * only the configured unambiguous words opt out (CHAT_OPT_OUT_WORDS) and only these opt back in.
+ */
+export const CHAT_START_WORDS = ['START', 'UNSTOP'];
 
 export interface InboundRouterOptions {
   models: RouterModels & IdentityModels;
@@ -62,10 +68,12 @@ export function createInboundRouter(o: InboundRouterOptions) {
   const { Conversation, OptOut } = models;
 
   async function recordOptOut(identityKey: string, message: InboundMessage): Promise<string | undefined> {
-    if (message.channel === 'messenger') return undefined;
     const word = keyword(message.text);
     if (!word) return undefined;
-    const optedOut = STOP_WORDS.includes(word) ? true : START_WORDS.includes(word) ? false : undefined;
+    const sms = message.channel === 'sms';
+    const stop = sms ? STOP_WORDS : config.chatOptOutWords;
+    const start = sms ? START_WORDS : CHAT_START_WORDS;
+    const optedOut = stop.includes(word) ? true : start.includes(word) ? false : undefined;
     if (optedOut === undefined) return undefined;
     await OptOut.updateOne(
       { key: `${identityKey}|${message.channel}` },

@@ -11,6 +11,7 @@ import type { RouterConfig } from '../config';
 import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
+import type { Job } from 'bullmq';
 import type { Queues } from '../queue/queues';
 import type { InboundMedia } from '../media/inbound';
 import type { MediaStore } from '../media/store';
@@ -27,7 +28,9 @@ import type { CustomerSend, RouterModels } from './models';
 import { createOutbox } from './outbox';
 import { createOwnership } from './ownership';
 import { createSla } from './sla';
-import { CARD_EVENT_TYPE, createCardCheck, createSlackDelivery } from './slack-delivery';
+import { CARD_EVENT_TYPE, createCardCheck, createSlackDelivery, type ToAgentJob } from './slack-delivery';
+import { createCardUpdates, isCardJob, type CardJob } from './card-updates';
+import { createNaming } from './naming';
 import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
@@ -46,6 +49,8 @@ export interface RouterOptions {
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   /** Customers' files (src/media): stored on the way in, uploaded into threads. */
   media?: { store: MediaStore; inbound: InboundMedia; outbound?: OutboundMediaPreparer };
+  /** Messenger's User Profile API, for the card's name (Messenger webhooks carry none). */
+  messengerProfiles?: { name(psid: string): Promise<string | undefined> };
   log: Logger;
   metrics: Metrics;
 }
@@ -71,6 +76,18 @@ export function createRouter(o: RouterOptions) {
     prefix,
   );
   const ownership = createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
+
+  const cards = createCardUpdates({
+    models,
+    slack: o.slack,
+    redis,
+    prefix,
+    queue: queues['to-agent'],
+    ownership,
+    messengerProfiles: o.messengerProfiles,
+    log: log.child({ component: 'card' }),
+  });
+  const naming = createNaming({ models, cards, log: log.child({ component: 'naming' }) });
 
   const react = async (ref: { channel: string; ts: string }, name: string, remove: string[] = []) => {
     if (!o.slack) return;
@@ -107,6 +124,34 @@ export function createRouter(o: RouterOptions) {
         survivorNote ??
         `:twisted_rightwards_arrows: Merged with customer \`${m.mergedId}\`: their identities and history are now part of this customer.`,
     });
+    await cards.requestRefresh(m.survivorId);
+    await cards.requestRefresh(m.mergedId);
+  };
+
+  /**
+   * A merge was undone: the restored customer's owner gets them back and is told in that customer's
+   * thread; the survivor's thread says what left. Both cards are refreshed.
+   */
+  const onUnmerged = async (m: { survivorId: string; restoredId: string; mergeId: string }) => {
+    const [survivor, restored] = await Promise.all([
+      models.Customer.findById(m.survivorId).lean(),
+      models.Customer.findById(m.restoredId).lean(),
+    ]);
+    const owner = await ownership.agentById(restored?.ownerAgentId);
+    await outbox.postToAgent(new Types.ObjectId(m.restoredId), {
+      key: `unmerged:${m.mergeId}:${m.restoredId}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:leftwards_arrow_with_hook: ${owner ? `<@${owner.slackUserId}> ` : ''}The merge with customer \`${m.survivorId}\` was undone: this customer is separate again${owner ? ` and yours (${owner.name})` : ''}, with their own identities and history. Replies here reach them.`,
+    });
+    await outbox.postToAgent(new Types.ObjectId(m.survivorId), {
+      key: `unmerged:${m.mergeId}:${m.survivorId}`,
+      kind: 'note',
+      username: 'Rapport',
+      text: `:leftwards_arrow_with_hook: The merge with customer \`${m.restoredId}\` was undone: their identities and history left this customer${survivor?.ownerAgentId !== restored?.ownerAgentId && owner ? ` and are back with ${owner.name}` : ''}.`,
+    });
+    await cards.requestRefresh(m.survivorId);
+    await cards.requestRefresh(m.restoredId);
   };
 
   /** States a watermark report must not overwrite (it would step the receipt back). */
@@ -197,7 +242,7 @@ export function createRouter(o: RouterOptions) {
     }
   };
 
-  const slackDelivery = o.slack
+  const postDelivery = o.slack
     ? createSlackDelivery({
         models,
         slack: o.slack,
@@ -211,6 +256,13 @@ export function createRouter(o: RouterOptions) {
         onRateLimited: () => metrics.slackRateLimited.inc(),
       })
     : undefined;
+  // The to-agent queue carries posts and reactions (slack-delivery.ts) and card edits and thread
+  // notices (card-updates.ts).
+  const slackDelivery = postDelivery && {
+    ...postDelivery,
+    handle: (job: Job<ToAgentJob | CardJob>): Promise<void> =>
+      isCardJob(job.data) ? cards.handle(job as Job<CardJob>) : postDelivery.handle(job as Job<ToAgentJob>),
+  };
 
   const delivery = createDelivery({
     models,
@@ -277,6 +329,9 @@ export function createRouter(o: RouterOptions) {
     link: o.link,
     claimOffers: o.claimOffers,
     authorizer,
+    cards,
+    naming,
+    onMerged: (m) => onMerged(m),
     redis,
     prefix,
     log: log.child({ component: 'commands' }),
@@ -307,6 +362,9 @@ export function createRouter(o: RouterOptions) {
     commands,
     sla,
     onMerged,
+    onUnmerged,
+    cards,
+    naming,
     /**
      * Re-queues the flush of every outbox with items left waiting longer than `olderThanMs` — e.g.
      * a flush job that ran out of attempts while Slack or a provider was failing. Flushes are

@@ -54,7 +54,19 @@ export function createOwnership(
     return (await Agent.findById(id).lean<Agent>()) ?? undefined;
   };
 
-  const openCount = (agentId: string) => Conversation.countDocuments({ ownerAgentId: agentId, open: true });
+  /**
+   * Live count: an open conversation of a customer merged into another (a tombstone) is not a
+   * customer any more; the survivor's conversation counts for its own owner.
+   */
+  const openCount = async (agentId: string) => {
+    const open = await Conversation.find({ ownerAgentId: agentId, open: true }, { _id: 1 }).lean();
+    if (open.length === 0) return 0;
+    const merged = await Customer.countDocuments({
+      _id: { $in: open.map((c) => c._id) },
+      mergedInto: { $ne: null },
+    });
+    return open.length - merged;
+  };
 
   /** Open customers per agent, for all of `agentIds` in one aggregate (not one count per agent). */
   async function openCounts(agentIds: string[]): Promise<Map<string, number>> {
@@ -62,7 +74,22 @@ export function createOwnership(
       { $match: { open: true, ownerAgentId: { $in: agentIds } } },
       { $group: { _id: '$ownerAgentId', open: { $sum: 1 } } },
     ]);
-    return new Map(rows.map((r) => [String(r._id), r.open]));
+    const counts = new Map(rows.map((r) => [String(r._id), r.open]));
+    // Live counts: a merged-away customer's conversation no longer counts (one more command).
+    const merged = await Customer.find(
+      { mergedInto: { $ne: null }, ownerAgentId: { $in: agentIds } },
+      { _id: 1 },
+    ).lean();
+    if (merged.length === 0) return counts;
+    const stale = await Conversation.find(
+      { _id: { $in: merged.map((c) => c._id) }, open: true, ownerAgentId: { $in: agentIds } },
+      { ownerAgentId: 1 },
+    ).lean();
+    for (const c of stale) {
+      const id = String(c.ownerAgentId);
+      counts.set(id, (counts.get(id) ?? 1) - 1);
+    }
+    return counts;
   }
 
   async function pickAgent(exclude: string[] = []): Promise<Agent | undefined> {

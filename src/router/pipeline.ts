@@ -27,6 +27,9 @@ export function createInboundPipeline(
         result.customer ?? (await models.Customer.findById(result.customerId).lean<Customer>());
       if (!customer) throw new Error(`customer ${result.customerId} vanished after storing a message`);
       await router.inbound.route(event.message, customer, ref.key);
+      // A name that arrived with this message, a window that opened, a new identity: the card follows
+      // (coalesced; Slack is called only when what the card shows changed).
+      await router.cards.requestRefresh(result.customerId);
       return result;
     },
   };

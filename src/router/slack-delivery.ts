@@ -18,7 +18,7 @@ import type { RedisClient } from '../queue/connection';
 import type { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import { escapeSlackText } from '../channels/slack/escape';
-import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
+import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../queue/workers';
@@ -26,7 +26,8 @@ import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
-import { ago, channelLabel } from './texts';
+import { CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
+import { channelLabel } from './texts';
 
 export const POST_EVENT_TYPE = 'rapport_post';
 export const CARD_EVENT_TYPE = 'rapport_card';
@@ -48,8 +49,6 @@ export interface SlackDeliveryOptions {
   /** Called when a channel is rate limited (metrics). */
   onRateLimited?: (channel: string) => void;
 }
-
-const WINDOW_MS = 24 * 3600_000;
 
 /** Per-channel "do not call before" marker, shared by every process. */
 /**
@@ -95,30 +94,7 @@ export async function noteRateLimit(
   }
 }
 
-export function windowState(identities: Identity[], now = Date.now()): string {
-  const parts: string[] = [];
-  for (const channel of ['whatsapp', 'messenger'] as const) {
-    const last = identities
-      .map((i) => i.lastInboundAt?.[channel]?.getTime())
-      .filter((t): t is number => t !== undefined)
-      .sort((a, b) => b - a)[0];
-    if (last === undefined) continue;
-    const left = last + WINDOW_MS - now;
-    parts.push(
-      left > 0
-        ? `${channelLabel(channel)} window open (${ago(left)} left)`
-        : `${channelLabel(channel)} window closed (last message ${ago(now - last)} ago)`,
-    );
-  }
-  return parts.length > 0 ? parts.join('; ') : 'no messaging window applies (SMS)';
-}
-
-function describeIdentity(identity: Identity): string {
-  const channels = Object.keys(identity.lastInboundAt ?? {}).map(channelLabel);
-  const value =
-    identity.kind === 'psid' ? `Messenger user ${identity.value.split(':')[1] ?? ''}` : identity.value;
-  return `${escapeSlackText(value)}${channels.length ? ` (${channels.join(', ')})` : ''}${identity.verified ? '' : ' — unverified'}`;
-}
+export { windowState } from './card';
 
 /** A post with a button under it: its text as a section, then the button. */
 function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
@@ -141,61 +117,7 @@ function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
-  const { AgentPost, CurrentThread, SlackThread, Customer, Identity, Message } = models;
-
-  async function cardText(customer: Customer, ownerName: string | undefined): Promise<string> {
-    const identities = await Identity.find({ customerId: customer._id }).lean<Identity[]>();
-    const recent = await Message.find({ customerId: customer._id })
-      .sort({ sentAt: -1 })
-      .limit(5)
-      .lean<Message[]>();
-    const history = recent
-      .reverse()
-      .map(
-        (m) =>
-          `> ${m.direction === 'in' ? '←' : '→'} _${channelLabel(m.channel)}_ ${escapeSlackText((m.text ?? '[attachment]').slice(0, 120)).replace(/\n/g, '\n> ')}`,
-      )
-      .join('\n');
-    return [
-      `:bust_in_silhouette: *${escapeSlackText(customer.displayName ?? 'New customer')}*  ·  id \`${String(customer._id)}\``,
-      `*Owner:* ${ownerName ?? 'unassigned'}   *First seen:* ${customer.firstSeenAt.toISOString().slice(0, 16).replace('T', ' ')} UTC   *Last channel:* ${channelLabel(customer.lastChannel)}`,
-      `*Identities:* ${identities.map(describeIdentity).join('; ') || 'none'}`,
-      `*Window:* ${windowState(identities)}`,
-      history ? `*Recent:*\n${history}` : '',
-      '_Reply in this thread to answer (it is sent after a short undo delay — delete your message to cancel). Start with `note:` or mention someone for an internal note._',
-    ]
-      .filter(Boolean)
-      .join('\n');
-  }
-
-  function cardBlocks(text: string, customerId: string): unknown[] {
-    return [
-      { type: 'section', text: { type: 'mrkdwn', text } },
-      {
-        type: 'actions',
-        block_id: `rapport_card_${customerId}`,
-        elements: [
-          {
-            type: 'users_select',
-            action_id: 'rapport_handoff',
-            placeholder: { type: 'plain_text', text: 'Hand off to…' },
-          },
-          {
-            type: 'button',
-            action_id: 'rapport_template',
-            text: { type: 'plain_text', text: 'Send template' },
-            value: customerId,
-          },
-          {
-            type: 'button',
-            action_id: 'rapport_close',
-            text: { type: 'plain_text', text: 'Close' },
-            value: customerId,
-          },
-        ],
-      },
-    ];
-  }
+  const { AgentPost, CurrentThread, SlackThread, Customer } = models;
 
   interface CardAttempt {
     channel: string;
@@ -274,9 +196,10 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
     const customer = await Customer.findById(customerId).lean<Customer>();
     if (!customer) throw new Error(`customer ${String(customerId)} not found`);
-    const text = await cardText(customer, agent?.name);
+    const { text, facts } = await renderCard(models, customer, agent?.name);
+    let ts: string;
     try {
-      const { ts } = await slack.postMessage({
+      ({ ts } = await slack.postMessage({
         channel,
         text: agent ? text : `:warning: No agent is available to own this customer.\n${text}`,
         blocks: cardBlocks(text, String(customerId)),
@@ -284,12 +207,14 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
           eventType: CARD_EVENT_TYPE,
           payload: { customerId: String(customerId), key: attempt.key },
         },
-      });
-      return ts;
+      }));
     } catch (err) {
       await noteRateLimit(redis, prefix, channel, err);
       throw err;
     }
+    // What the card shows, so a refresh edits it only when that changes (card-updates.ts).
+    await redis.set(cardFactsKey(prefix, { channel, ts }), facts, 'EX', CARD_FACTS_TTL_S);
+    return ts;
   }
 
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */

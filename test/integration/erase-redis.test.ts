@@ -207,6 +207,8 @@ describe('erased opt-outs and DATA_KEY', () => {
       async () => (await w.t.app.models.Identity.findOne({ key: `phone:${phone}` }).lean())?.customerId,
       Boolean,
     );
+    // The identity is written before its customer (resolve.ts): wait for the customer too.
+    await eventually(() => w.t.app.models.Customer.exists({ _id: id }), Boolean);
     const queuedAt = Date.now() - 120_000;
     expect((await w.admin('DELETE', `/customers/${String(id)}`)).status).toBe(200);
     // What bull-board's retry puts back on the queue: the old job, with its old timestamp.

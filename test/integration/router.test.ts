@@ -96,10 +96,13 @@ describe('owner routing and Slack threads', () => {
     );
     expect(res.status).toBe(200);
     expect(res.text).toContain(`now belongs to ${to.name}`);
-    await eventually(
-      async () => repliesOf(before!.channel, before!.card.ts).some((r) => r.text.includes('Handed off')),
-      Boolean,
-    );
+    // The old thread says where the customer went (this waited without checking before).
+    expect(
+      await eventually(
+        async () => repliesOf(before!.channel, before!.card.ts).some((r) => r.text.includes('Handed off')),
+        Boolean,
+      ),
+    ).toBe(true);
     const told = await eventually(
       async () =>
         w.twilio

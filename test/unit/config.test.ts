@@ -129,5 +129,18 @@ describe('configuration', () => {
       webhookMaxBytes: 3 * 1024 * 1024,
     });
     expect(Object.values(channelStates(config)).every((c) => !c.enabled)).toBe(true);
+    expect(config.router.chatOptOutWords).toEqual(['STOP', 'UNSUBSCRIBE']);
+  });
+
+  it('reads the chat opt-out words (CHAT_OPT_OUT_WORDS) and refuses phrases or an empty list', () => {
+    expect(
+      loadConfig(testEnv({ CHAT_OPT_OUT_WORDS: 'stop, baja ,Désabonner' })).router.chatOptOutWords,
+    ).toEqual(['STOP', 'BAJA', 'DÉSABONNER']);
+    expect(problemsOf(testEnv({ CHAT_OPT_OUT_WORDS: 'stop please' }))).toEqual([
+      expect.stringMatching(/^CHAT_OPT_OUT_WORDS .*single words/),
+    ]);
+    expect(problemsOf(testEnv({ CHAT_OPT_OUT_WORDS: ' , ' }))).toEqual([
+      expect.stringMatching(/^CHAT_OPT_OUT_WORDS .*at least one word/),
+    ]);
   });
 });

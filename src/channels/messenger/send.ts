@@ -91,8 +91,7 @@ function messengerFailureOf(err: unknown): ProviderFailure {
   return graphFailureFromBody(response.status, response.data, headerValue(response.headers, 'retry-after'));
 }
 
-/** A `ChannelSender` for Messenger through the Send API. */
-export function createMessengerSender(o: MessengerSenderOptions): ChannelSender {
+function messengerClient(o: MessengerSenderOptions): MessengerClient {
   const client = new MessengerClient({
     accessToken: o.pageAccessToken,
     origin: (o.graphBaseUrl ?? 'https://graph.facebook.com').replace(/\/+$/, ''),
@@ -102,6 +101,33 @@ export function createMessengerSender(o: MessengerSenderOptions): ChannelSender 
     onRequest: () => undefined,
   });
   client.axios.defaults.timeout = o.timeoutMs ?? 10_000;
+  return client;
+}
+
+/**
+ * A Messenger user's name (User Profile API, `GET /{psid}?fields=first_name,last_name`): Messenger
+ * webhooks carry no name, so the customer card asks once. Undefined when the profile has none;
+ * throws (without the token) when the Graph API refuses.
+ */
+export function createMessengerProfiles(o: MessengerSenderOptions) {
+  const client = messengerClient(o);
+  return {
+    async name(psid: string): Promise<string | undefined> {
+      try {
+        const user = await client.getUserProfile(psid, { fields: ['first_name', 'last_name'] });
+        const name = [user.firstName, user.lastName].filter(Boolean).join(' ').trim();
+        return name || undefined;
+      } catch (err) {
+        const failure = messengerFailureOf(err);
+        throw new Error(`messenger profile lookup failed (${JSON.stringify(failure).slice(0, 200)})`);
+      }
+    },
+  };
+}
+
+/** A `ChannelSender` for Messenger through the Send API. */
+export function createMessengerSender(o: MessengerSenderOptions): ChannelSender {
+  const client = messengerClient(o);
   const secrets = [o.pageAccessToken, ...(o.appSecret !== undefined ? [o.appSecret] : [])];
   const channels: readonly Channel[] = ['messenger'];
 

@@ -1,0 +1,267 @@
+/**
+ * Keeps the customer card true: when what it shows changes (a name that arrives later or is set by
+ * an agent, a new identity after a claim or link, a new owner, a messaging window opening or
+ * closing), the card in the customer's current thread is edited in place with `chat.update`.
+ * Also posts notices into a specific (older) thread, which the outbox cannot do: the outbox always
+ * posts into the customer's current thread.
+ *
+ * Rate-limit aware, and never inline:
+ * - `requestRefresh` only queues a `to-agent` job, coalesced per customer: a Redis marker (SET NX)
+ *   lets one job wait at a time; the job clears the marker before it reads, so a change made while
+ *   it runs queues another one and nothing is missed.
+ * - The job compares a digest of the card's facts (card.ts `cardFacts`) with the last one it wrote
+ *   and calls Slack only when they differ; a burst of messages costs no Slack call.
+ * - A channel's 429 is recorded and respected as for every post (slack-delivery.ts), and the job is
+ *   deferred, not failed. It runs under the customer's to-agent lock, so it never races the card's
+ *   first post.
+ * - An open window schedules one refresh for the moment it closes.
+ */
+import type { Job, Queue } from 'bullmq';
+import type { Types } from 'mongoose';
+import { SlackApiError, type SlackClient } from '../channels/slack/client';
+import type { Customer, Identity, IdentityModels } from '../identity/models';
+import type { Logger } from '../logger';
+import type { RedisClient } from '../queue/connection';
+import { withLock } from '../queue/lock';
+import { followToLive } from '../identity/tombstones';
+import {
+  CARD_FACTS_TTL_S,
+  cardBlocks,
+  cardFacts,
+  cardFactsKey,
+  cardName,
+  cardText,
+  nextWindowClose,
+} from './card';
+import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
+import type { Ownership } from './ownership';
+import { noteRateLimit, respectChannelLimit } from './slack-delivery';
+
+export const NOTICE_EVENT_TYPE = 'rapport_notice';
+
+/** A note for one thread (not necessarily the customer's current one). */
+export interface ThreadNotice {
+  /** Idempotency key: one post per key, even when the job is retried. */
+  key: string;
+  channel: string;
+  threadTs: string;
+  text: string;
+  /** Show it to this Slack user only (chat.postEphemeral) instead of posting it. */
+  user?: string;
+}
+
+export type CardJob = { card: { customerId: string } } | { notice: ThreadNotice };
+
+export interface CardUpdatesOptions {
+  models: RouterModels & IdentityModels;
+  slack?: SlackClient;
+  redis: RedisClient;
+  prefix: string;
+  /** The `to-agent` queue (Slack writes share its workers and per-channel limits). */
+  queue: Queue;
+  ownership: Ownership;
+  log: Logger;
+  /** Messenger's User Profile API (webhooks carry no name): asked once per nameless Messenger customer. */
+  messengerProfiles?: { name(psid: string): Promise<string | undefined> };
+  /**
+   * How long a refresh waits for more changes before it runs.
+   * @defaultValue 1000
+   */
+  coalesceMs?: number;
+}
+
+function liveCard(text: string, id: string, owner: Agent | undefined) {
+  const shown = owner ? text : `:warning: No agent is available to own this customer.\n${text}`;
+  return { text: shown, blocks: cardBlocks(shown, id) };
+}
+
+/** A card in a thread left behind by a handoff: where the customer is now; no buttons. */
+function movedCard(text: string, owner: Agent | undefined) {
+  const banner = owner
+    ? `:arrow_right: *Now with ${owner.name}* — the conversation continues in <#${owner.inboxChannelId}>. Replies typed in this thread are not sent.`
+    : ':arrow_right: *This conversation moved* — replies typed in this thread are not sent.';
+  const shown = `${banner}\n${text}`;
+  return { text: shown, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: shown } }] };
+}
+
+/** The Redis keys card refreshes keep per customer (erasure removes them). */
+export function cardKeysOf(prefix: string, customerId: string): string[] {
+  return [`${prefix}:card-pending:${customerId}`, `${prefix}:card-window:${customerId}`];
+}
+
+export function isCardJob(data: unknown): data is CardJob {
+  return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
+}
+
+export function createCardUpdates(o: CardUpdatesOptions) {
+  const { models, redis, prefix, queue, log } = o;
+  const { CurrentThread, Customer, Identity, SlackThread } = models;
+  const coalesceMs = o.coalesceMs ?? 1_000;
+  const pendingKey = (id: string) => cardKeysOf(prefix, id)[0]!;
+  const factsKey = (t: { channel: string; ts: string }) => cardFactsKey(prefix, t);
+
+  async function requestRefresh(customerId: Types.ObjectId | string, delayMs = coalesceMs): Promise<void> {
+    if (!o.slack) return;
+    const id = String(customerId);
+    if ((await redis.set(pendingKey(id), '1', 'PX', 60_000, 'NX')) !== 'OK') return;
+    await queue.add(
+      'card',
+      { card: { customerId: id } },
+      { jobId: `card~${id}~${Date.now().toString(36)}`, delay: delayMs },
+    );
+  }
+
+  /**
+   * One pending refresh per customer at the next window close: a later message moves the close, and
+   * the earlier refresh, finding the window still open, schedules the next one then.
+   */
+  async function scheduleWindowClose(id: string, identities: Identity[]): Promise<void> {
+    const closeAt = nextWindowClose(identities);
+    if (closeAt === undefined) return;
+    const key = cardKeysOf(prefix, id)[1]!;
+    const scheduled = Number(await redis.get(key));
+    if (scheduled > Date.now() && scheduled <= closeAt) return;
+    await redis.set(key, String(closeAt), 'PX', closeAt - Date.now() + 60_000);
+    await queue.add(
+      'card',
+      { card: { customerId: id } },
+      { jobId: `cardw~${id}~${closeAt}`, delay: Math.max(0, closeAt - Date.now()) + 1_000 },
+    );
+  }
+
+  /**
+   * Edits the cards of the customer's threads whose facts changed since their last edit: the
+   * current thread's card in full; a card left behind by a handoff says where the customer went.
+   */
+  async function refresh(slack: SlackClient, id: string): Promise<void> {
+    await redis.del(pendingKey(id));
+    await fillMessengerName(id);
+    await withLock(
+      redis,
+      `${prefix}:lock:to-agent:${id}`,
+      60_000,
+      async () => {
+        const [current, customer] = await Promise.all([
+          CurrentThread.findById(id).lean<CurrentThread>(),
+          Customer.findById(id).lean<Customer>(),
+        ]);
+        if (customer?.mergedInto) return markMergedAway(slack, customer);
+        // No thread yet: its card will be posted fresh.
+        if (!current || !customer) return;
+        const owner = await o.ownership.agentById(customer.ownerAgentId);
+        const ownerId = owner ? String(owner._id) : 'unassigned';
+        const [identities, threads] = await Promise.all([
+          Identity.find({ customerId: customer._id }).lean<Identity[]>(),
+          SlackThread.find({ customerId: customer._id }).lean<SlackThread[]>(),
+        ]);
+        let text: string | undefined;
+        for (const thread of threads) {
+          const live = thread.ts === current.ts && current.agentId === ownerId;
+          const facts = cardFacts(live ? 'live' : 'moved', customer, owner?.name, identities);
+          if ((await redis.get(factsKey(thread))) === facts) continue;
+          text ??= await cardText(models, customer, owner?.name, identities);
+          await editCard(slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
+          await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
+          log.info({ customerId: id, live }, 'customer card updated');
+        }
+        await scheduleWindowClose(id, identities);
+      },
+      { waitMs: 2_000 },
+    );
+  }
+
+  /** The cards of a customer merged into another say where their conversation continues. */
+  async function markMergedAway(slack: SlackClient, customer: Customer): Promise<void> {
+    const survivor = await followToLive(Customer, customer);
+    const owner = await o.ownership.agentById(survivor.ownerAgentId);
+    const facts = cardFacts('merged', survivor, owner?.name, []);
+    const text = `:twisted_rightwards_arrows: *Merged into ${cardName(survivor)}* (id \`${String(survivor._id)}\`)${owner ? `, owned by ${owner.name} (<#${owner.inboxChannelId}>)` : ''}. Their identities and history are there now; replies typed in this thread still reach them.`;
+    for (const thread of await SlackThread.find({ customerId: customer._id }).lean<SlackThread[]>()) {
+      if ((await redis.get(factsKey(thread))) === facts) continue;
+      await editCard(slack, thread, { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] });
+      await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
+    }
+  }
+
+  /**
+   * A nameless customer with a Messenger identity: their name from the User Profile API, asked once
+   * per identity (a Redis marker), outside the to-agent lock, and set only if nobody named them meanwhile.
+   */
+  async function fillMessengerName(id: string): Promise<void> {
+    if (!o.messengerProfiles) return;
+    const customer = await Customer.findById(id, { displayName: 1, mergedInto: 1 }).lean<Customer>();
+    if (!customer || customer.displayName != null || customer.mergedInto) return;
+    const identity = await Identity.findOne({ customerId: customer._id, kind: 'psid' }).lean<Identity>();
+    const psid = identity?.value.split(':')[1];
+    if (!identity || !psid) return;
+    const asked = await redis.set(`${prefix}:profile-asked:${identity.key}`, '1', 'EX', 7 * 24 * 3600, 'NX');
+    if (asked !== 'OK') return;
+    let name: string | undefined;
+    try {
+      name = (await o.messengerProfiles.name(psid))?.slice(0, 80);
+    } catch {
+      log.warn({ customerId: id }, 'messenger profile lookup failed; the card stays without a name');
+      return;
+    }
+    if (!name) return;
+    await Customer.updateOne(
+      { _id: customer._id, displayName: null },
+      { $set: { displayName: name, 'profile.name': { value: name, source: 'messenger', at: new Date() } } },
+    );
+  }
+
+  async function editCard(
+    slack: SlackClient,
+    thread: { channel: string; ts: string },
+    card: { text: string; blocks: unknown[] },
+  ): Promise<void> {
+    await respectChannelLimit(redis, prefix, thread.channel);
+    try {
+      await slack.updateMessage(thread.channel, thread.ts, card);
+    } catch (err) {
+      await noteRateLimit(redis, prefix, thread.channel, err);
+      if (!(err instanceof SlackApiError && err.slackError === 'message_not_found')) throw err;
+      log.warn({ channel: thread.channel }, 'customer card is gone from Slack; not updated');
+    }
+  }
+
+  /** Posts (or shows one user) a notice in a given thread, once per key. */
+  async function postNotice(slack: SlackClient, n: ThreadNotice, retried: boolean): Promise<void> {
+    await respectChannelLimit(redis, prefix, n.channel);
+    try {
+      if (n.user) {
+        await slack.postEphemeral(n.channel, n.user, n.text, n.threadTs);
+        return;
+      }
+      if (retried && (await slack.findInThread(n.channel, n.threadTs, NOTICE_EVENT_TYPE, 'key', n.key)))
+        return;
+      await slack.postMessage({
+        channel: n.channel,
+        threadTs: n.threadTs,
+        text: n.text,
+        username: 'Rapport',
+        iconEmoji: ':memo:',
+        metadata: { eventType: NOTICE_EVENT_TYPE, payload: { key: n.key } },
+      });
+    } catch (err) {
+      await noteRateLimit(redis, prefix, n.channel, err);
+      throw err;
+    }
+  }
+
+  return {
+    requestRefresh,
+    /** Queues a notice for one thread (see ThreadNotice). */
+    async notify(notice: ThreadNotice): Promise<void> {
+      if (!o.slack) return;
+      await queue.add('notice', { notice }, { jobId: `notice~${notice.key.replaceAll(':', '~')}` });
+    },
+    async handle(job: Job<CardJob>): Promise<void> {
+      if (!o.slack) return;
+      if ('card' in job.data) return refresh(o.slack, job.data.card.customerId);
+      return postNotice(o.slack, job.data.notice, job.attemptsMade > 0);
+    },
+  };
+}
+
+export type CardUpdates = ReturnType<typeof createCardUpdates>;
