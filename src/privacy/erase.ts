@@ -51,6 +51,7 @@
  * `slackFailed` and skipped.
  */
 import { cardKeysOf } from '../router/card-updates';
+import { cardCheckKey } from '../router/slack-delivery';
 import { createHmac } from 'node:crypto';
 import type { CountryCode } from 'libphonenumber-js';
 import type { RedisClient } from '../queue/connection';
@@ -436,10 +437,12 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     await models.AgentPost.deleteMany({ customerId: { $in: e.customerIds } });
     await models.CustomerSend.deleteMany({ customerId: { $in: e.customerIds } });
     for (const id of e.customerIds) await o.media?.deleteForCustomer(String(id));
-    for (const id of e.customerIds)
-      await o.redis
-        .del(`${o.prefix}:seq:${String(id)}`, ...cardKeysOf(o.prefix, String(id)))
-        .catch(() => undefined);
+    // One key a call: on a Redis Cluster the keys may sit in different slots.
+    const keys = [
+      ...e.customerIds.flatMap((id) => [`${o.prefix}:seq:${String(id)}`, ...cardKeysOf(o.prefix, String(id))]),
+      ...e.slack.threads.map((t) => cardCheckKey(o.prefix, t)),
+    ];
+    for (const key of keys) await o.redis.del(key).catch(() => undefined);
   }
 
   /** Blanks the family's messages; returns how many it changed. */

@@ -56,9 +56,14 @@ export interface SlackDeliveryOptions {
  * remembered in Redis for a week when it does. A thread record whose message is gone (a workspace or
  * an emulator that lost it) or whose card names someone else must not route replies.
  */
+/** Where a checked thread remembers whose card it is (erase removes it with the thread). */
+export function cardCheckKey(prefix: string, ref: { channel: string; ts: string }): string {
+  return `${prefix}:card:${ref.channel}:${ref.ts}`;
+}
+
 export function createCardCheck(slack: SlackClient, redis: RedisClient, prefix: string) {
   return async (ref: { channel: string; ts: string }, customerId: string): Promise<boolean> => {
-    const key = `${prefix}:card:${ref.channel}:${ref.ts}`;
+    const key = cardCheckKey(prefix, ref);
     if ((await redis.get(key)) === customerId) return true;
     const found = await slack.findInThread(ref.channel, ref.ts, CARD_EVENT_TYPE, 'customerId', customerId);
     if (found !== ref.ts) return false;
