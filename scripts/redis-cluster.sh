@@ -49,12 +49,19 @@ start_node() { # port
     --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
 }
 
-wait_ok() { # seconds
-  local i
+wait_ok() { # seconds — until every node reports cluster_state:ok and 3 masters (a node that has not
+  # heard the gossip yet still says fail, and a client or `rapport doctor` may ask that one first)
+  local i p ready info
   for ((i = 0; i < $1 * 10; i++)); do
-    if redis-cli -h 127.0.0.1 -p "$BASE" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
-      return 0
-    fi
+    ready=1
+    for p in "${PORTS[@]}"; do
+      info=$(redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null)
+      if ! grep -q '^cluster_state:ok' <<<"$info" || ! grep -q '^cluster_size:3' <<<"$info"; then
+        ready=0
+        break
+      fi
+    done
+    [ "$ready" = 1 ] && return 0
     sleep 0.1
   done
   return 1
