@@ -147,6 +147,9 @@ describe('rapport doctor in sandbox mode', () => {
     const config = loadConfig({ ...env, ...sandbox.env });
     await sandbox.open(config);
     app = buildApp(config, { role: 'all' });
+    // Indexes are built once the connection opens; the doctor checks them, so wait (as a user's
+    // `rapport doctor` after `npm start` would find them built).
+    await app.mongo.ready;
     port = await sandbox.serve(app, { port: 0 });
   });
   afterAll(async () => {
