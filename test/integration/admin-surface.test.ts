@@ -143,13 +143,23 @@ describe('admin surface (TRUST_PROXY unset)', () => {
       JSON.stringify({ slackUserId: 'U0SURFACE', name: 'Sur', inboxChannelId: 'C0SURFACE' }),
     );
     expect(created.status).toBe(201);
-    await call(t.baseUrl, peer, 'GET', '/api/agents', bearer(ALICE));
+    // A change (reads are logged at debug since the sandbox page polls them).
+    const { id } = JSON.parse(created.body) as { id: string };
+    const changed = await call(
+      t.baseUrl,
+      peer,
+      'PATCH',
+      `/api/agents/${id}`,
+      { ...bearer(ALICE), 'content-type': 'application/json' },
+      JSON.stringify({ capacity: 7 }),
+    );
+    expect(changed.status).toBe(200);
     await call(t.baseUrl, peer, 'GET', '/api/agents', bearer('wrong-token-0123456789'));
     const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
     const audit = lines.filter((l) => l.msg === 'admin request' && String(l.route).startsWith('/api/agents'));
     expect(audit.map((l) => [l.method, l.status, l.actor]).slice(-3)).toEqual([
       ['POST', 201, 'bob'],
-      ['GET', 200, 'alice'],
+      ['PATCH', 200, 'alice'],
       ['GET', 401, 'anonymous'],
     ]);
     expect(lines.find((l) => l.msg === 'agent created')?.actor).toBe('bob');
