@@ -17,7 +17,7 @@ import { AppError } from '../errors';
 
 type MediaPart = Extract<MessagePart, { kind: 'media' }>;
 
-export type MediaFetchReason = 'expired' | 'refused' | 'unavailable' | 'not_configured';
+export type MediaFetchReason = 'expired' | 'refused' | 'unavailable' | 'not_configured' | 'untrusted_host';
 
 export class MediaFetchError extends AppError {
   constructor(
@@ -145,7 +145,7 @@ async function fromTwilio(part: MediaPart, o: MediaFetchOptions, timeoutMs: numb
   const twilio = o.twilio;
   // Only Twilio's own API serves MediaUrls: the credentials never go elsewhere, nothing else is fetched.
   if (!twilio || originOf(part.url) !== originOf(twilio.apiBaseUrl))
-    throw new MediaFetchError('refused', 'the media URL is not on the Twilio API');
+    throw new MediaFetchError('untrusted_host', 'the link is not on the Twilio API');
   const headers = {
     authorization: `Basic ${Buffer.from(`${twilio.accountSid}:${twilio.authToken}`).toString('base64')}`,
   };
@@ -159,8 +159,12 @@ async function fromTwilio(part: MediaPart, o: MediaFetchOptions, timeoutMs: numb
 
 async function fromUrl(part: MediaPart, o: MediaFetchOptions, timeoutMs: number): Promise<FetchedMedia> {
   if (!part.url) throw new MediaFetchError('refused', 'no media URL');
-  if (!isMetaFileUrl(part.url, o.graph?.baseUrl))
-    throw new MediaFetchError('refused', 'the attachment URL is not on a Meta host');
+  if (!isMetaFileUrl(part.url, o.graph?.baseUrl)) {
+    const graph = o.graph?.baseUrl ? originOf(o.graph.baseUrl) : undefined;
+    const allowed =
+      graph && graph !== 'https://graph.facebook.com' ? "META_GRAPH_BASE_URL's host" : "Meta's file servers";
+    throw new MediaFetchError('untrusted_host', `the link is not on ${allowed}`);
+  }
   const res = await get(part.url, {}, timeoutMs);
   if (!res.ok) {
     await res.body?.cancel();

@@ -68,6 +68,8 @@ function explainFetchFailure(err: MediaFetchError): string {
       return `the provider refused the download (${err.message})`;
     case 'not_configured':
       return 'that channel is not configured for downloads';
+    case 'untrusted_host':
+      return `Rapport fetches files only from the provider's own servers (${err.message})`;
     case 'unavailable':
       return 'the provider did not deliver it (unreachable or timed out)';
   }

@@ -60,6 +60,9 @@ describe('inbound rendering and receipts', () => {
   it('answers a batch holding an interactive message without a body 200, and shows every event of it', async () => {
     // pywa's recorded sample (interactive without its body, errors[] 131000) next to a text and a
     // video with a caption, in one delivery: the old code refused the whole batch with 400.
+    // The files are on the Graph emulator, so Rapport fetches them and posts them with their captions.
+    w.graph.addWhatsAppMedia(Buffer.from('video bytes 701'), 'video/mp4', { id: '701701' });
+    w.graph.addWhatsAppMedia(Buffer.from('%PDF-1.4 701'), 'application/pdf', { id: '701702' });
     const res = await w.metaWebhook(
       cloudValue('4915100000701', {
         messages: [
@@ -102,9 +105,9 @@ describe('inbound rendering and receipts', () => {
       /sent an interactive message that Rapport cannot show/,
     );
     expect((await shown('noise? 701'))[0]).toMatch(
-      /:paperclip: video \(video\/mp4\)\nWhy does it make this noise\? 701/,
+      /:paperclip: video-1\.mp4\nWhy does it make this noise\? 701/,
     );
-    expect((await shown('warranty-701.pdf'))[0]).toContain('file warranty-701.pdf (application/pdf)');
+    expect((await shown('warranty-701.pdf'))[0]).toContain(':paperclip: warranty-701.pdf');
 
     const metrics = await (await fetch(`${w.t.baseUrl}/metrics`)).text();
     expect(metrics).toMatch(
