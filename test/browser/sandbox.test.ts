@@ -160,8 +160,15 @@ describe('the /sandbox page', () => {
       async () => cardsWith('And now on WhatsApp'),
       (cards) => cards.length > 0,
     );
-    await page.locator('#profile button[data-thread]').first().click();
+    // The card may reach the page's next poll after the file: ask again until the thread opens.
     const thread = page.locator('#threads .thread.on');
+    await eventually(
+      async () => {
+        await page.locator('#profile button[data-thread]').first().click();
+        return thread.count();
+      },
+      (n) => n > 0,
+    );
     await thread.filter({ hasText: 'Hello from SMS' }).filter({ hasText: 'And now on WhatsApp' }).waitFor();
     expect(await page.locator('#threads .thread', { hasText: 'Hello from SMS' }).count()).toBe(1);
     expect(cardsWith('Hello from SMS')).toHaveLength(1);
@@ -219,8 +226,15 @@ describe('the /sandbox page', () => {
       (m) => m.length > 0,
     );
     expect(slack.fileContent(fileIn[0]!.files![0]!.id)?.equals(PNG)).toBe(true);
-    await page.locator('#profile button[data-thread]').first().click();
+    // The card may reach the page's next poll after the file: ask again until the thread opens.
     const thread = page.locator('#threads .thread.on');
+    await eventually(
+      async () => {
+        await page.locator('#profile button[data-thread]').first().click();
+        return thread.count();
+      },
+      (n) => n > 0,
+    );
     await thread.locator('img.inline').first().waitFor();
     expect(
       await thread
