@@ -99,9 +99,16 @@ describe('a newcomer’s first hour, across a restart of the Rapport process', (
       .waitFor();
   }
   async function replyInThreadOf(customerText: string, reply: string): Promise<void> {
-    await page.locator('#profile button[data-thread]').first().click();
+    // The page learns of the card and the message at its next poll: ask until the thread opens with it.
     const thread = page.locator('#threads .thread.on').filter({ hasText: customerText });
-    await thread.waitFor();
+    await eventually(
+      async () => {
+        await page.locator('#profile button[data-thread]').first().click();
+        return thread.count();
+      },
+      (n) => n > 0,
+      30_000,
+    );
     await page.fill('#slack-text', reply);
     await page.press('#slack-text', 'Enter');
     await thread.locator('.msg.human', { hasText: reply }).waitFor();

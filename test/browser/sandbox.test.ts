@@ -168,6 +168,7 @@ describe('the /sandbox page', () => {
         return thread.count();
       },
       (n) => n > 0,
+      30_000,
     );
     await thread.filter({ hasText: 'Hello from SMS' }).filter({ hasText: 'And now on WhatsApp' }).waitFor();
     expect(await page.locator('#threads .thread', { hasText: 'Hello from SMS' }).count()).toBe(1);
@@ -234,6 +235,7 @@ describe('the /sandbox page', () => {
         return thread.count();
       },
       (n) => n > 0,
+      30_000,
     );
     await thread.locator('img.inline').first().waitFor();
     expect(
