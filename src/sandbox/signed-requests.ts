@@ -266,11 +266,8 @@ export function deliveryReport(
   });
 }
 
-/** An agent's message in Slack (a thread reply when `threadTs` is set), as the Events API delivers it. */
-export function slackMessageEvent(
-  s: ProviderSecrets,
-  m: { channel: string; user: string; text: string; ts: string; threadTs?: string; files?: unknown[] },
-): SignedRequest {
+/** A Slack Events API delivery of `event` (in a channel), signed as Slack signs it. */
+function signedSlackEvent(s: ProviderSecrets, event: Record<string, unknown>): SignedRequest {
   const body = JSON.stringify({
     token: 'legacy',
     team_id: s.slack.teamId,
@@ -278,23 +275,30 @@ export function slackMessageEvent(
     type: 'event_callback',
     event_id: `Ev${hex(8).toUpperCase()}`,
     event_time: Math.floor(Date.now() / 1000),
-    event: {
-      type: 'message',
-      ...(m.files?.length ? { subtype: 'file_share', files: m.files, upload: false } : {}),
-      channel: m.channel,
-      user: m.user,
-      text: m.text,
-      ts: m.ts,
-      ...(m.threadTs ? { thread_ts: m.threadTs } : {}),
-      event_ts: m.ts,
-      channel_type: 'channel',
-    },
+    event: { ...event, channel_type: 'channel' },
   });
   return {
     path: '/slack/events',
     body,
     headers: { 'content-type': 'application/json', ...signSlackRequest(s.slack.signingSecret, body) },
   };
+}
+
+/** An agent's message in Slack (a thread reply when `threadTs` is set), as the Events API delivers it. */
+export function slackMessageEvent(
+  s: ProviderSecrets,
+  m: { channel: string; user: string; text: string; ts: string; threadTs?: string; files?: unknown[] },
+): SignedRequest {
+  return signedSlackEvent(s, {
+    type: 'message',
+    ...(m.files?.length ? { subtype: 'file_share', files: m.files, upload: false } : {}),
+    channel: m.channel,
+    user: m.user,
+    text: m.text,
+    ts: m.ts,
+    ...(m.threadTs ? { thread_ts: m.threadTs } : {}),
+    event_ts: m.ts,
+  });
 }
 
 type WireMessage = { user: string; text: string; ts: string; thread_ts?: string };
@@ -326,20 +330,7 @@ export function slackChangeEvent(
         ts,
         event_ts: ts,
       };
-  const body = JSON.stringify({
-    token: 'legacy',
-    team_id: s.slack.teamId,
-    api_app_id: 'A0SANDBOX',
-    type: 'event_callback',
-    event_id: `Ev${hex(8).toUpperCase()}`,
-    event_time: Math.floor(Date.now() / 1000),
-    event: { ...event, channel_type: 'channel' },
-  });
-  return {
-    path: '/slack/events',
-    body,
-    headers: { 'content-type': 'application/json', ...signSlackRequest(s.slack.signingSecret, body) },
-  };
+  return signedSlackEvent(s, event);
 }
 
 /** An agent pressed a button (or picked a user) on a card in `channel`, as Slack reports it. */
