@@ -21,8 +21,8 @@
  * template (WhatsApp) or a message tag (Messenger) fail as Meta does after 24 hours.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bearerToken, FaultQueue, listenLocally, readBody, sendFile, sendJson } from './http';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
 import { LostAnswers, loseAnswer } from './lost';
 
@@ -127,14 +127,6 @@ export interface GraphEmulatorOptions {
   journal?: EmulatorJournal;
 }
 
-interface PendingFailure {
-  failure: GraphFailure;
-  remaining: number;
-  /** Matching requests still let through before this failure applies. */
-  skip: number;
-  path?: RegExp;
-}
-
 type Json = Record<string, unknown>;
 
 class GraphHttpError extends Error {
@@ -164,15 +156,6 @@ function defaultCode(status: number): number {
   return 100;
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 interface EmulatedMedia {
   data: Buffer;
   mimeType: string;
@@ -181,11 +164,6 @@ interface EmulatedMedia {
 
 /** How long a WhatsApp media URL lives (Meta: about five minutes). */
 const MEDIA_URL_TTL_MS = 5 * 60_000;
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
-  res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', ...headers });
-  res.end(JSON.stringify(body));
-}
 
 function sendError(res: ServerResponse, err: GraphHttpError) {
   sendJson(
@@ -268,12 +246,107 @@ function validateMessenger(body: Json): { psid: string; messagingType: string; t
   return { psid: recipient.id, messagingType, ...(tag !== undefined ? { tag } : {}), message };
 }
 
+function tokenOf(req: IncomingMessage, query: Record<string, string>): string | undefined {
+  return bearerToken(req) ?? query.access_token;
+}
+
+/** Throws Graph's answer to a missing or wrong token, or a wrong `appsecret_proof` (when checked). */
+function requireToken(
+  token: string | undefined,
+  allowed: string[],
+  query: Record<string, string>,
+  appSecret: string | undefined,
+) {
+  if (token === undefined)
+    throw new GraphHttpError(
+      401,
+      190,
+      'An active access token must be used to query information about the current user.',
+    );
+  if (!allowed.includes(token))
+    throw new GraphHttpError(401, 190, 'Invalid OAuth access token - Cannot parse access token');
+  const proof = query.appsecret_proof;
+  if (proof !== undefined && appSecret !== undefined) {
+    const expected = createHmac('sha256', appSecret).update(token, 'utf8').digest('hex');
+    if (proof !== expected)
+      throw new GraphHttpError(400, 100, 'Invalid appsecret_proof provided in the API argument', {
+        type: 'GraphMethodException',
+      });
+  }
+}
+
+/** The error a failure injected with `failNext` answers. */
+function injectedError(failure: GraphFailure): GraphHttpError {
+  const code = failure.code ?? defaultCode(failure.status);
+  return new GraphHttpError(failure.status, code, failure.message ?? `Emulated failure ${code}`, {
+    ...(failure.subcode !== undefined ? { subcode: failure.subcode } : {}),
+    ...(failure.retryAfterSec !== undefined
+      ? { headers: { 'retry-after': String(failure.retryAfterSec) } }
+      : {}),
+  });
+}
+
+const noSuchObject = (kind: 'post' | 'get', node: string, detail: string) =>
+  new GraphHttpError(
+    400,
+    100,
+    `Unsupported ${kind} request. Object with ID '${node}' does not exist${detail}.`,
+    {
+      subcode: 33,
+      type: 'GraphMethodException',
+    },
+  );
+
+/** GET /{psid}: the profile's asked-for `fields`. */
+function profileAnswer(node: string, profile: GraphProfile | undefined, query: Record<string, string>): Json {
+  if (!profile)
+    throw noSuchObject(
+      'get',
+      node,
+      ', cannot be loaded due to missing permissions, or does not support this operation',
+    );
+  const fields = (query.fields ?? 'first_name,last_name').split(',').map((f) => f.trim());
+  const answer: Json = { id: node };
+  for (const field of fields) {
+    const value = profile[field as keyof GraphProfile];
+    if (value !== undefined) answer[field] = value;
+  }
+  return answer;
+}
+
+/** The request as the emulator records it; `malformed` when a JSON body does not parse. */
+function recordOf(
+  req: IncomingMessage,
+  url: URL,
+  raw: Buffer,
+): GraphRecordedRequest & { malformed: boolean } {
+  let body: unknown;
+  let malformed = false;
+  const isMultipart = (req.headers['content-type'] ?? '').startsWith('multipart/form-data');
+  if (raw.length > 0 && !isMultipart) {
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      malformed = true;
+    }
+  }
+  const query = Object.fromEntries(url.searchParams);
+  return {
+    method: req.method ?? 'GET',
+    path: url.pathname,
+    query,
+    body,
+    headers: { ...req.headers },
+    malformed,
+  };
+}
+
 export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<GraphEmulator> {
   const pageId = opts.pageId ?? '100000000000001';
   const requests: GraphRecordedRequest[] = [];
   let whatsapp: WhatsAppCloudSent[] = [];
   let messenger: MessengerSent[] = [];
-  let failures: PendingFailure[] = [];
+  const failures = new FaultQueue<GraphFailure, RegExp>();
   let closedWindows = new Set<string>();
   let profiles = new Map<string, GraphProfile>();
   const lost = new LostAnswers<RegExp>();
@@ -282,42 +355,9 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
   let expireUrls = 0;
   let origin = '';
 
-  function tokenOf(req: IncomingMessage, query: Record<string, string>): string | undefined {
-    const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-    return bearer ? bearer[1] : query.access_token;
-  }
-
-  function requireToken(token: string | undefined, allowed: string[], query: Record<string, string>) {
-    if (token === undefined)
-      throw new GraphHttpError(
-        401,
-        190,
-        'An active access token must be used to query information about the current user.',
-      );
-    if (!allowed.includes(token))
-      throw new GraphHttpError(401, 190, 'Invalid OAuth access token - Cannot parse access token');
-    const proof = query.appsecret_proof;
-    if (proof !== undefined && opts.appSecret !== undefined) {
-      const expected = createHmac('sha256', opts.appSecret).update(token, 'utf8').digest('hex');
-      if (proof !== expected)
-        throw new GraphHttpError(400, 100, 'Invalid appsecret_proof provided in the API argument', {
-          type: 'GraphMethodException',
-        });
-    }
-  }
-
-  function takeFailure(path: string): GraphFailure | undefined {
-    const index = failures.findIndex((f) => f.path === undefined || f.path.test(path));
-    if (index < 0) return undefined;
-    const pending = failures[index] as PendingFailure;
-    if (pending.skip > 0) {
-      pending.skip -= 1;
-      return undefined;
-    }
-    pending.remaining -= 1;
-    if (pending.remaining <= 0) failures.splice(index, 1);
-    return pending.failure;
-  }
+  const takeFailure = (path: string) => failures.take((m) => m === undefined || m.test(path));
+  const checkToken = (token: string | undefined, allowed: string[], query: Record<string, string>) =>
+    requireToken(token, allowed, query, opts.appSecret);
 
   async function whatsappSend(res: ServerResponse, body: unknown) {
     if (!isJson(body)) throw invalid('The request body must be JSON.');
@@ -382,15 +422,12 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     });
   }
 
-  function serveFile(res: ServerResponse, file: EmulatedMedia) {
-    res.writeHead(200, { 'content-type': file.mimeType, 'content-length': String(file.data.length) });
-    res.end(file.data);
-  }
+  const serveFile = (res: ServerResponse, file: EmulatedMedia) => sendFile(res, file.data, file.mimeType);
 
   /** The CDN side: attachments (token, expiry) and Messenger files (open). */
   function serveDownload(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
     if (url.pathname === '/whatsapp_business/attachments/') {
-      requireToken(tokenOf(req, {}), [opts.whatsappToken], {});
+      checkToken(tokenOf(req, {}), [opts.whatsappToken], {});
       const file = media.get(url.searchParams.get('mid') ?? '');
       const ext = Number(url.searchParams.get('ext'));
       if (!file || !(ext * 1000 > Date.now())) throw new GraphHttpError(404, 100, 'URL expired or not found');
@@ -426,133 +463,83 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     sendJson(res, 200, { id });
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse) {
-    const url = new URL(req.url ?? '/', 'http://emulator');
-    const query = Object.fromEntries(url.searchParams);
-    const raw = await readBody(req);
-    let body: unknown;
-    let malformed = false;
-    const isMultipart = (req.headers['content-type'] ?? '').startsWith('multipart/form-data');
-    if (raw.length > 0 && !isMultipart) {
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch {
-        malformed = true;
-      }
+  /** POST /{node}/messages or /{node}/media: a WhatsApp Cloud or Messenger send, or a media upload. */
+  function post(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: GraphRecordedRequest & { malformed: boolean },
+    raw: Buffer,
+    node: string,
+    edge: string,
+  ) {
+    const isWhatsApp = node === opts.phoneNumberId;
+    if (!isWhatsApp && node !== 'me' && node !== pageId) throw noSuchObject('post', node, '');
+    checkToken(tokenOf(req, r.query), [isWhatsApp ? opts.whatsappToken : opts.pageToken], r.query);
+    if (r.malformed) throw invalid('The request body is not valid JSON.');
+    if (lost.take((m) => m === undefined || m.test(r.path))) loseAnswer(res);
+    const injected = takeFailure(r.path);
+    if (injected) throw injectedError(injected);
+    if (edge === '/media') {
+      if (!isWhatsApp) throw invalid('Media upload is for WhatsApp phone numbers.');
+      return mediaUpload(req, res, raw);
     }
-    requests.push({
-      method: req.method ?? 'GET',
-      path: url.pathname,
-      query,
-      body,
-      headers: { ...req.headers },
-    });
+    return isWhatsApp ? whatsappSend(res, r.body) : messengerSend(res, r.body);
+  }
 
-    if (req.method === 'GET' && serveDownload(req, res, url)) return;
-    const route = /^\/(v\d+\.\d+)\/([^/]+)(\/messages|\/media)?\/?$/.exec(url.pathname);
-    if (!route) throw new GraphHttpError(400, 2500, 'Unknown path components: ' + url.pathname);
-    const [, , node, edge] = route as unknown as [string, string, string, string | undefined];
-    const token = tokenOf(req, query);
-    const method = req.method ?? 'GET';
-
-    if (method === 'POST' && edge !== undefined) {
-      const isWhatsApp = node === opts.phoneNumberId;
-      const isMessenger = node === 'me' || node === pageId;
-      if (!isWhatsApp && !isMessenger)
-        throw new GraphHttpError(
-          400,
-          100,
-          `Unsupported post request. Object with ID '${node}' does not exist.`,
-          {
-            subcode: 33,
-            type: 'GraphMethodException',
-          },
-        );
-      requireToken(token, [isWhatsApp ? opts.whatsappToken : opts.pageToken], query);
-      if (malformed) throw invalid('The request body is not valid JSON.');
-      if (lost.take((m) => m === undefined || m.test(url.pathname))) loseAnswer(res);
-      const injected = takeFailure(url.pathname);
-      if (injected) {
-        throw new GraphHttpError(
-          injected.status,
-          injected.code ?? defaultCode(injected.status),
-          injected.message ?? `Emulated failure ${injected.code ?? defaultCode(injected.status)}`,
-          {
-            ...(injected.subcode !== undefined ? { subcode: injected.subcode } : {}),
-            ...(injected.retryAfterSec !== undefined
-              ? { headers: { 'retry-after': String(injected.retryAfterSec) } }
-              : {}),
-          },
-        );
-      }
-      if (edge === '/media') {
-        if (!isWhatsApp) throw invalid('Media upload is for WhatsApp phone numbers.');
-        return mediaUpload(req, res, raw);
-      }
-      return isWhatsApp ? whatsappSend(res, body) : messengerSend(res, body);
-    }
-
-    if (method === 'GET' && edge === undefined && media.has(node)) {
-      requireToken(token, [opts.whatsappToken], query);
-      const injected = takeFailure(url.pathname);
+  /** GET /{node}: a media lookup, `me`, or a Messenger profile. */
+  function get(req: IncomingMessage, res: ServerResponse, r: GraphRecordedRequest, node: string) {
+    const token = tokenOf(req, r.query);
+    const file = media.get(node);
+    if (file) {
+      checkToken(token, [opts.whatsappToken], r.query);
+      const injected = takeFailure(r.path);
       if (injected)
         throw new GraphHttpError(
           injected.status,
           injected.code ?? defaultCode(injected.status),
           'Emulated failure',
         );
-      return mediaLookup(res, node, media.get(node)!);
+      return mediaLookup(res, node, file);
     }
+    if (node === 'me') {
+      checkToken(token, [opts.whatsappToken, opts.pageToken], r.query);
+      const me =
+        token === opts.pageToken
+          ? { id: pageId, name: 'Rapport Test Page' }
+          : { id: '100000000000099', name: 'Rapport System User' };
+      return sendJson(res, 200, me);
+    }
+    checkToken(token, [opts.pageToken], r.query);
+    return sendJson(res, 200, profileAnswer(node, profiles.get(node), r.query));
+  }
 
-    if (method === 'GET' && edge === undefined) {
-      if (node === 'me') {
-        requireToken(token, [opts.whatsappToken, opts.pageToken], query);
-        return sendJson(
-          res,
-          200,
-          token === opts.pageToken
-            ? { id: pageId, name: 'Rapport Test Page' }
-            : { id: '100000000000099', name: 'Rapport System User' },
-        );
-      }
-      requireToken(token, [opts.pageToken], query);
-      const profile = profiles.get(node);
-      if (!profile)
-        throw new GraphHttpError(
-          400,
-          100,
-          `Unsupported get request. Object with ID '${node}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.`,
-          {
-            subcode: 33,
-            type: 'GraphMethodException',
-          },
-        );
-      const fields = (query.fields ?? 'first_name,last_name').split(',').map((f) => f.trim());
-      const answer: Json = { id: node };
-      for (const field of fields) {
-        const value = profile[field as keyof GraphProfile];
-        if (value !== undefined) answer[field] = value;
-      }
-      return sendJson(res, 200, answer);
-    }
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? '/', 'http://emulator');
+    const raw = await readBody(req);
+    const record = recordOf(req, url, raw);
+    const { malformed: _malformed, ...recorded } = record;
+    requests.push(recorded);
+    if (req.method === 'GET' && serveDownload(req, res, url)) return;
+    const route = /^\/(v\d+\.\d+)\/([^/]+)(\/messages|\/media)?\/?$/.exec(url.pathname);
+    if (!route) throw new GraphHttpError(400, 2500, 'Unknown path components: ' + url.pathname);
+    const [, , node, edge] = route as unknown as [string, string, string, string | undefined];
+    const method = req.method ?? 'GET';
+    if (method === 'POST' && edge !== undefined) return post(req, res, record, raw, node, edge);
+    if (method === 'GET' && edge === undefined) return get(req, res, record, node);
     throw new GraphHttpError(400, 100, `Unsupported ${method.toLowerCase()} request.`, {
       type: 'GraphMethodException',
     });
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (res.headersSent) return;
-      if (err instanceof GraphHttpError) return sendError(res, err);
-      sendError(
-        res,
-        new GraphHttpError(500, 1, err instanceof Error ? err.message : 'An unknown error occurred'),
-      );
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  origin = `http://127.0.0.1:${port}`;
+  const server = await listenLocally(handle, (res, err) =>
+    sendError(
+      res,
+      err instanceof GraphHttpError
+        ? err
+        : new GraphHttpError(500, 1, err instanceof Error ? err.message : 'An unknown error occurred'),
+    ),
+  );
+  origin = server.origin;
 
   return {
     url: origin,
@@ -574,12 +561,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
     whatsappMessages: () => [...whatsapp],
     messengerMessages: () => [...messenger],
     failNext(failure, o = {}) {
-      failures.push({
-        failure,
-        remaining: o.times ?? 1,
-        skip: o.skip ?? 0,
-        ...(o.path !== undefined ? { path: o.path } : {}),
-      });
+      failures.add(failure, o.times, o.path, o.skip);
     },
     loseNext(o = {}) {
       lost.add(o.times ?? 1, o.path, o.skip);
@@ -604,7 +586,7 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       requests.length = 0;
       whatsapp = [];
       messenger = [];
-      failures = [];
+      failures.clear();
       lost.clear();
       closedWindows = new Set();
       profiles = new Map();
@@ -612,11 +594,6 @@ export async function startGraphEmulator(opts: GraphEmulatorOptions): Promise<Gr
       cdn = new Map();
       expireUrls = 0;
     },
-    close() {
-      return new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      });
-    },
+    close: server.close,
   };
 }

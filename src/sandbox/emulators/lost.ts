@@ -4,6 +4,7 @@
  * client sees when a provider accepted a call and the network dropped its answer.
  */
 import type { ServerResponse } from 'node:http';
+import { FaultQueue } from './http';
 
 /** Makes whatever `res` would answer a dropped connection instead. */
 export function loseAnswer(res: ServerResponse): void {
@@ -17,28 +18,19 @@ export function loseAnswer(res: ServerResponse): void {
 
 /** A queue of "lose the next n answers (matching …)" entries, as each emulator's `loseNext` keeps. */
 export class LostAnswers<M> {
-  private pending: { remaining: number; skip: number; match?: M }[] = [];
+  private readonly queue = new FaultQueue<true, M>();
 
   /** Lose `times` answers to requests `match` accepts, after letting `skip` of them through. */
   add(times: number, match?: M, skip = 0): void {
-    this.pending.push({ remaining: times, skip, ...(match !== undefined ? { match } : {}) });
+    this.queue.add(true, times, match, skip);
   }
 
   /** True (and one use consumed) if an entry accepts this request. */
   take(accepts: (match: M | undefined) => boolean): boolean {
-    const index = this.pending.findIndex((p) => accepts(p.match));
-    const hit = this.pending[index];
-    if (!hit) return false;
-    if (hit.skip > 0) {
-      hit.skip -= 1;
-      return false;
-    }
-    hit.remaining -= 1;
-    if (hit.remaining <= 0) this.pending.splice(index, 1);
-    return true;
+    return this.queue.take(accepts) === true;
   }
 
   clear(): void {
-    this.pending = [];
+    this.queue.clear();
   }
 }

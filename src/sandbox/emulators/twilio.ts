@@ -12,8 +12,8 @@
  * `loseNext` processes a creation and then drops the connection unanswered (a lost answer).
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { basicAuth, FaultQueue, listenLocally, parseForm, readBody, sendFile, sendJson } from './http';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
 import { LostAnswers, loseAnswer } from './lost';
 
@@ -81,14 +81,6 @@ export interface TwilioEmulator {
   close(): Promise<void>;
 }
 
-interface PendingFailure {
-  failure: TwilioFailure;
-  remaining: number;
-  /** Matching requests still let through before this failure applies. */
-  skip: number;
-  to?: string;
-}
-
 const API = '/2010-04-01';
 
 function twilioError(
@@ -98,18 +90,12 @@ function twilioError(
   message: string,
   headers: Record<string, string> = {},
 ) {
-  send(
+  sendJson(
     res,
     status,
     { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status },
     headers,
   );
-}
-
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
-  res.end(text);
 }
 
 function defaultCode(status: number): number {
@@ -118,34 +104,6 @@ function defaultCode(status: number): number {
   if (status === 429) return 20429;
   if (status >= 500) return 20500;
   return 21000;
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function parseForm(text: string): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of new URLSearchParams(text)) {
-    const existing = out[name];
-    out[name] =
-      existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
-  }
-  return out;
-}
-
-function basicAuth(header: string | undefined): { user: string; password: string } | undefined {
-  const match = /^Basic\s+(.+)$/i.exec(header ?? '');
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1] as string, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return undefined;
-  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
@@ -161,7 +119,7 @@ export async function startTwilioEmulator(opts: {
 }): Promise<TwilioEmulator> {
   const requests: TwilioRecordedRequest[] = [];
   let messages: SentTwilioMessage[] = [];
-  let failures: PendingFailure[] = [];
+  const failures = new FaultQueue<TwilioFailure, string>();
   let optedOut = new Set<string>();
   const lost = new LostAnswers<string>();
   let media = new Map<string, { data: Buffer; contentType: string; key: string }>();
@@ -170,9 +128,8 @@ export async function startTwilioEmulator(opts: {
   /** The file store behind the redirect: pre-signed URLs, no auth (as S3 behind Twilio). */
   function serveStored(res: ServerResponse, key: string): void {
     const file = [...media.values()].find((m) => m.key === key);
-    if (!file) return send(res, 404, { message: 'NoSuchKey' });
-    res.writeHead(200, { 'content-type': file.contentType, 'content-length': String(file.data.length) });
-    res.end(file.data);
+    if (!file) return sendJson(res, 404, { message: 'NoSuchKey' });
+    sendFile(res, file.data, file.contentType);
   }
 
   function messageJson(m: SentTwilioMessage) {
@@ -201,18 +158,7 @@ export async function startTwilioEmulator(opts: {
   }
 
   function takeFailure(to: string | undefined): TwilioFailure | undefined {
-    const index = failures.findIndex(
-      (f) => f.to === undefined || (to !== undefined && bare(f.to) === bare(to)),
-    );
-    if (index < 0) return undefined;
-    const pending = failures[index] as PendingFailure;
-    if (pending.skip > 0) {
-      pending.skip -= 1;
-      return undefined;
-    }
-    pending.remaining -= 1;
-    if (pending.remaining <= 0) failures.splice(index, 1);
-    return pending.failure;
+    return failures.take((m) => m === undefined || (to !== undefined && bare(m) === bare(to)));
   }
 
   async function createMessage(res: ServerResponse, params: Record<string, string | string[]>) {
@@ -271,7 +217,7 @@ export async function startTwilioEmulator(opts: {
     };
     messages.push(message);
     await opts.journal?.write('twilio.message', message.sid, message);
-    send(res, 201, messageJson(message));
+    sendJson(res, 201, messageJson(message));
   }
 
   /** GET Messages.json: newest first, filtered by `To`/`From`, one page of `PageSize` (≤ 1000). */
@@ -284,7 +230,7 @@ export async function startTwilioEmulator(opts: {
       .reverse()
       .slice(0, size);
     const uri = `${API}/Accounts/${opts.accountSid}/Messages.json?PageSize=${size}&Page=0`;
-    send(res, 200, {
+    sendJson(res, 200, {
       messages: page.map(messageJson),
       end: Math.max(0, page.length - 1),
       first_page_uri: uri,
@@ -297,9 +243,12 @@ export async function startTwilioEmulator(opts: {
     });
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse) {
-    const url = new URL(req.url ?? '/', 'http://emulator');
-    const raw = await readBody(req);
+  const notFound = (res: ServerResponse, path: string) =>
+    twilioError(res, 404, 20404, `The requested resource ${path} was not found`);
+
+  /** Records the request and answers the file store, media and auth failures; the params otherwise. */
+  async function intake(req: IncomingMessage, res: ServerResponse, url: URL) {
+    const raw = (await readBody(req)).toString('utf8');
     const params = req.method === 'POST' ? parseForm(raw) : parseForm(url.search.slice(1));
     const auth = basicAuth(req.headers.authorization);
     requests.push({
@@ -309,66 +258,68 @@ export async function startTwilioEmulator(opts: {
       ...(auth ? { authUser: auth.user } : {}),
       headers: { ...req.headers },
     });
-
     const stored = /^\/s3\/([\w-]+)$/.exec(url.pathname);
-    if (stored && req.method === 'GET') return serveStored(res, stored[1]!);
+    if (stored && req.method === 'GET') {
+      serveStored(res, stored[1]!);
+      return undefined;
+    }
     if (!auth || auth.user !== opts.accountSid || auth.password !== opts.authToken) {
-      return twilioError(res, 401, 20003, 'Authenticate');
+      twilioError(res, 401, 20003, 'Authenticate');
+      return undefined;
     }
     const mediaRoute = new RegExp(`^${API}/Accounts/${opts.accountSid}/Messages/MM\\w+/Media/(ME\\w+)$`).exec(
       url.pathname,
     );
     if (mediaRoute && req.method === 'GET') {
       const file = media.get(mediaRoute[1]!);
-      if (!file) return twilioError(res, 404, 20404, `The requested resource ${url.pathname} was not found`);
-      res.writeHead(307, { location: `${origin}/s3/${file.key}` });
-      res.end();
-      return;
+      if (!file) notFound(res, url.pathname);
+      else res.writeHead(307, { location: `${origin}/s3/${file.key}` }).end();
+      return undefined;
     }
+    return params;
+  }
+
+  function accountJson() {
+    return {
+      sid: opts.accountSid,
+      owner_account_sid: opts.accountSid,
+      friendly_name: 'Rapport emulated account',
+      status: 'active',
+      type: 'Full',
+      date_created: 'Mon, 01 Jan 2024 00:00:00 +0000',
+      date_updated: 'Mon, 01 Jan 2024 00:00:00 +0000',
+      uri: `${API}/Accounts/${opts.accountSid}.json`,
+      subresource_uris: { messages: `${API}/Accounts/${opts.accountSid}/Messages.json` },
+    };
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? '/', 'http://emulator');
+    const params = await intake(req, res, url);
+    if (!params) return;
     const route = new RegExp(`^${API}/Accounts/([^/]+?)(/Messages(?:/([^/]+?))?)?\\.json$`).exec(
       url.pathname,
     );
-    if (!route) return twilioError(res, 404, 20404, `The requested resource ${url.pathname} was not found`);
-    const [, sid, messagesPart, messageSid] = route;
-    if (sid !== opts.accountSid) {
-      return twilioError(res, 404, 20404, `The requested resource ${url.pathname} was not found`);
+    if (!route || route[1] !== opts.accountSid) return notFound(res, url.pathname);
+    const [, , messagesPart, messageSid] = route;
+    const method = req.method;
+    if (messagesPart === undefined && method === 'GET') return sendJson(res, 200, accountJson());
+    if (messagesPart !== undefined && messageSid === undefined) {
+      if (method === 'POST') return createMessage(res, params);
+      if (method === 'GET') return listMessages(res, url);
     }
-    if (messagesPart === undefined && req.method === 'GET') {
-      return send(res, 200, {
-        sid: opts.accountSid,
-        owner_account_sid: opts.accountSid,
-        friendly_name: 'Rapport emulated account',
-        status: 'active',
-        type: 'Full',
-        date_created: 'Mon, 01 Jan 2024 00:00:00 +0000',
-        date_updated: 'Mon, 01 Jan 2024 00:00:00 +0000',
-        uri: `${API}/Accounts/${opts.accountSid}.json`,
-        subresource_uris: { messages: `${API}/Accounts/${opts.accountSid}/Messages.json` },
-      });
-    }
-    if (messagesPart !== undefined && messageSid === undefined && req.method === 'POST') {
-      return createMessage(res, params);
-    }
-    if (messagesPart !== undefined && messageSid === undefined && req.method === 'GET') {
-      return listMessages(res, url);
-    }
-    if (messageSid !== undefined && req.method === 'GET') {
+    if (messageSid !== undefined && method === 'GET') {
       const found = messages.find((m) => m.sid === messageSid);
-      if (!found) return twilioError(res, 404, 20404, `The requested resource ${url.pathname} was not found`);
-      return send(res, 200, messageJson(found));
+      if (!found) return notFound(res, url.pathname);
+      return sendJson(res, 200, messageJson(found));
     }
     return twilioError(res, 405, 20004, 'Method not allowed');
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent)
-        twilioError(res, 500, 20500, err instanceof Error ? err.message : 'emulator error');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  origin = `http://127.0.0.1:${port}`;
+  const server = await listenLocally(handle, (res, err) =>
+    twilioError(res, 500, 20500, err instanceof Error ? err.message : 'emulator error'),
+  );
+  origin = server.origin;
 
   return {
     url: origin,
@@ -381,12 +332,7 @@ export async function startTwilioEmulator(opts: {
     requests,
     messages: () => [...messages],
     failNext(failure, o = {}) {
-      failures.push({
-        failure,
-        remaining: o.times ?? 1,
-        skip: o.skip ?? 0,
-        ...(o.to !== undefined ? { to: o.to } : {}),
-      });
+      failures.add(failure, o.times, o.to, o.skip);
     },
     loseNext(o = {}) {
       lost.add(o.times ?? 1, o.to, o.skip);
@@ -397,7 +343,7 @@ export async function startTwilioEmulator(opts: {
     reset() {
       requests.length = 0;
       messages = [];
-      failures = [];
+      failures.clear();
       lost.clear();
       optedOut = new Set();
       media = new Map();
@@ -405,11 +351,6 @@ export async function startTwilioEmulator(opts: {
     restore(records) {
       messages.push(...recordsOf<SentTwilioMessage>(records, 'twilio.message'));
     },
-    close() {
-      return new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      });
-    },
+    close: server.close,
   };
 }
