@@ -21,7 +21,7 @@ import { normalizePhone } from '../identity/phone';
 import type { Logger } from '../logger';
 import { SANDBOX_CREDENTIALS, type SandboxEmulators } from './credentials';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './emulators/journal';
-import type { EmulatedMessage } from './emulators/slack';
+import type { EmulatedMessage, SlackEmulator } from './emulators/slack';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './page';
 import {
   APPS,
@@ -37,6 +37,15 @@ import {
   type ProviderSecrets,
   type SignedRequest,
 } from './signed-requests';
+import {
+  phoneView,
+  receivedBy,
+  slackView,
+  type AgentView,
+  type Person,
+  type Received,
+  type WrittenByCustomer,
+} from './views';
 
 export interface SandboxRoutesOptions {
   emulators: SandboxEmulators;
@@ -47,37 +56,6 @@ export interface SandboxRoutesOptions {
   journal?: EmulatorJournal;
   /** What the journal kept from earlier runs, oldest first. */
   records?: readonly JournalRecord[];
-}
-
-interface Person {
-  id: string;
-  name: string;
-  /** E.164. */
-  phone: string;
-  /** The person's Messenger id for the sandbox page. */
-  psid: string;
-}
-
-interface WrittenByCustomer {
-  /** The page's URL of the customer's own attached file. */
-  image?: string;
-  personId: string;
-  app: App;
-  text: string;
-  at: number;
-  /** Provider message id. */
-  ref: string;
-  /** Rapport's HTTP answer to the webhook. */
-  status: number;
-}
-
-interface AgentView {
-  id: string;
-  name: string;
-  slackUserId: string;
-  inboxChannelId: string;
-  status: string;
-  openCustomers?: number;
 }
 
 const SEED_AGENTS = [
@@ -176,7 +154,6 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   );
 }
 
-const digits = (s: string) => s.replace(/\D/g, '');
 const randomDigits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join('');
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -208,37 +185,8 @@ function rapportBase(req: Request): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${req.socket.localPort}`;
 }
 
-/** What a provider record says, as the customer's phone would show it. */
-function describeTwilio(m: { body?: string; mediaUrls: string[]; contentSid?: string }): string {
-  const parts = [m.body ?? '', ...m.mediaUrls.map((u) => `[media] ${u}`)];
-  if (m.contentSid) parts.push(`[template ${m.contentSid}]`);
-  return parts.filter(Boolean).join('\n');
-}
-
-function describeCloud(body: Record<string, unknown>, type: string): string {
-  const part = body[type];
-  if (!isRecord(part)) return `[${type}]`;
-  if (type === 'text') return String(part.body ?? '');
-  if (type === 'template') return `[template ${String(part.name ?? '')}]`;
-  return [
-    `[${type}] ${String(part.link ?? part.id ?? '')}`,
-    typeof part.caption === 'string' ? part.caption : '',
-  ]
-    .filter(Boolean)
-    .join('\n');
-}
-
-function describeMessenger(message: Record<string, unknown>): string {
-  if (typeof message.text === 'string') return message.text;
-  const attachment = message.attachment;
-  if (!isRecord(attachment)) return '[message]';
-  const payload = isRecord(attachment.payload) ? attachment.payload : {};
-  return `[${String(attachment.type)}] ${String(payload.url ?? '')}`.trim();
-}
-
-export function sandboxRoutes(o: SandboxRoutesOptions): Router {
-  const { emulators, config, log } = o;
-  const { slack, twilio, graph } = emulators;
+/** The secrets Rapport verifies with, so the page's requests pass as the providers' would. */
+function secretsOf(config: Readonly<Config>, slack: SlackEmulator): ProviderSecrets {
   if (
     !config.twilio?.smsFrom ||
     !config.twilio.whatsappFrom ||
@@ -250,7 +198,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       'sandboxRoutes needs the sandbox config (every channel on): build it from startSandbox().env',
     );
   }
-  const secrets: ProviderSecrets = {
+  return {
     publicUrl: config.publicUrl,
     twilio: {
       accountSid: config.twilio.accountSid,
@@ -267,36 +215,63 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     },
     slack: { signingSecret: config.slack.signingSecret, teamId: slack.teamId, apiUrl: slack.url },
   };
-  const escalationChannel = config.slack.escalationChannel;
+}
 
-  // The page's own memory: who the customers are and what they wrote (Rapport's side is in Rapport).
-  const kept = o.records ?? [];
-  const people: Person[] = recordsOf<Person>(kept, 'page.person');
-  const written: WrittenByCustomer[] = recordsOf<WrittenByCustomer>(kept, 'page.written');
-  const reported = new Map<string, DeliveryState>(
-    recordsOf<{ ref: string; state: DeliveryState }>(kept, 'page.reported').map((r) => [r.ref, r.state]),
-  );
-  const keep = (kind: string, id: string, doc: unknown) => o.journal?.write(kind, id, doc);
+/** The page's own memory (who the customers are, what they wrote) and its ways of reaching Rapport. */
+class SandboxPage {
+  readonly emulators: SandboxEmulators;
+  readonly config: Readonly<Config>;
+  readonly secrets: ProviderSecrets;
+  readonly people: Person[];
+  readonly written: WrittenByCustomer[];
+  readonly reported: Map<string, DeliveryState>;
+  /** Files shown on the page (the customer's own, and what Rapport sent by WhatsApp Cloud id). */
+  readonly pageFiles = new Map<string, { data: Buffer; type: string }>();
+  readonly log: Logger;
 
-  function personOf(id: string): Person {
-    const person = people.find((p) => p.id === id);
+  constructor(private readonly o: SandboxRoutesOptions) {
+    this.emulators = o.emulators;
+    this.config = o.config;
+    this.log = o.log;
+    this.secrets = secretsOf(o.config, o.emulators.slack);
+    const kept = o.records ?? [];
+    this.people = recordsOf<Person>(kept, 'page.person');
+    this.written = recordsOf<WrittenByCustomer>(kept, 'page.written');
+    this.reported = new Map(
+      recordsOf<{ ref: string; state: DeliveryState }>(kept, 'page.reported').map((r) => [r.ref, r.state]),
+    );
+  }
+
+  keep(kind: string, id: string, doc: unknown) {
+    return this.o.journal?.write(kind, id, doc);
+  }
+
+  /** Everything Rapport sent this person on this app, from the emulators' records. */
+  received(person: Person, app: App): Received[] {
+    return receivedBy(this.emulators, person, app, (url, cloudId, type) =>
+      this.sentImage(url, cloudId, type),
+    );
+  }
+
+  personOf(id: string): Person {
+    const person = this.people.find((p) => p.id === id);
     if (!person) throw new PayloadError('person: no such customer in the sandbox');
     return person;
   }
 
-  async function addPerson(name: string, phone: string): Promise<Person> {
-    const existing = people.find((p) => p.phone === phone);
+  async addPerson(name: string, phone: string): Promise<Person> {
+    const existing = this.people.find((p) => p.phone === phone);
     if (existing) return existing;
-    const person: Person = { id: `p${people.length + 1}`, name, phone, psid: `7${randomDigits(15)}` };
-    people.push(person);
-    await keep('page.person', person.id, person);
+    const person: Person = { id: `p${this.people.length + 1}`, name, phone, psid: `7${randomDigits(15)}` };
+    this.people.push(person);
+    await this.keep('page.person', person.id, person);
     // Rapport may ask the Graph API for a Messenger user's name, as it would for a real page.
     const [first, ...rest] = name.split(/\s+/);
-    graph.setProfile(person.psid, { first_name: first ?? name, last_name: rest.join(' ') });
+    this.emulators.graph.setProfile(person.psid, { first_name: first ?? name, last_name: rest.join(' ') });
     return person;
   }
 
-  async function post(req: Request, r: SignedRequest): Promise<{ status: number; text: string }> {
+  async post(req: Request, r: SignedRequest): Promise<{ status: number; text: string }> {
     const res = await fetch(`${rapportBase(req)}${r.path}`, {
       method: 'POST',
       headers: r.headers,
@@ -306,7 +281,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     return { status: res.status, text: await res.text() };
   }
 
-  async function admin(
+  async admin(
     req: Request,
     method: string,
     path: string,
@@ -314,7 +289,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   ): Promise<{ status: number; body: unknown }> {
     const res = await fetch(`${rapportBase(req)}/api${path}`, {
       method,
-      headers: { authorization: `Bearer ${config.adminToken}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${this.config.adminToken}`, 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(10_000),
     });
@@ -328,51 +303,52 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     return { status: res.status, body: parsed };
   }
 
-  async function agents(req: Request): Promise<AgentView[]> {
-    const res = await admin(req, 'GET', '/agents');
+  async agents(req: Request): Promise<AgentView[]> {
+    const res = await this.admin(req, 'GET', '/agents');
     if (res.status !== 200 || !isRecord(res.body) || !Array.isArray(res.body.agents)) return [];
     return res.body.agents as AgentView[];
   }
 
-  async function createAgent(
-    req: Request,
-    agent: { name: string; slackUserId: string; inboxChannelId: string },
-  ) {
-    slack.addUser({ id: agent.slackUserId, name: agent.name.toLowerCase(), realName: agent.name });
-    const res = await admin(req, 'POST', '/agents', agent);
+  async createAgent(req: Request, agent: { name: string; slackUserId: string; inboxChannelId: string }) {
+    this.emulators.slack.addUser({
+      id: agent.slackUserId,
+      name: agent.name.toLowerCase(),
+      realName: agent.name,
+    });
+    const res = await this.admin(req, 'POST', '/agents', agent);
     if (res.status !== 201 && res.status !== 409) throw new Error(`creating agent failed: ${res.status}`);
     return res;
   }
 
-  // Files shown on the page (the customer's own, and what Rapport sent by WhatsApp Cloud id).
-  const pageFiles = new Map<string, { data: Buffer; type: string }>();
-  const keepFile = (data: Buffer, type: string, id = `f${pageFiles.size + 1}`) => {
-    pageFiles.set(id, { data, type });
+  keepFile(data: Buffer, type: string, id = `f${this.pageFiles.size + 1}`): string {
+    this.pageFiles.set(id, { data, type });
     return `/sandbox/api/file/${encodeURIComponent(id)}`;
-  };
-
-  /** Registers the customer's file where their provider serves it, as the provider would. */
-  function customerFile(app: App, file: z.output<typeof fileBody>): CustomerFile {
-    const data = Buffer.from(file.data, 'base64');
-    const base = { contentType: file.type, filename: file.name };
-    if (app === 'whatsapp-cloud') return { ...base, mediaId: graph.addWhatsAppMedia(data, file.type) };
-    if (app === 'messenger') return { ...base, url: graph.addMessengerAttachment(data, file.type) };
-    return { ...base, url: twilio.addMedia(data, file.type) };
   }
 
-  async function writeAsCustomer(
+  /** Registers the customer's file where their provider serves it, as the provider would. */
+  customerFile(app: App, file: z.output<typeof fileBody>): CustomerFile {
+    const data = Buffer.from(file.data, 'base64');
+    const base = { contentType: file.type, filename: file.name };
+    if (app === 'whatsapp-cloud')
+      return { ...base, mediaId: this.emulators.graph.addWhatsAppMedia(data, file.type) };
+    if (app === 'messenger')
+      return { ...base, url: this.emulators.graph.addMessengerAttachment(data, file.type) };
+    return { ...base, url: this.emulators.twilio.addMedia(data, file.type) };
+  }
+
+  async writeAsCustomer(
     req: Request,
     person: Person,
     app: App,
     text: string,
     file?: z.output<typeof fileBody>,
   ) {
-    const attached = file ? customerFile(app, file) : undefined;
-    const { request, ref } = customerMessage(secrets, app, person, text, attached);
-    const res = await post(req, request);
+    const attached = file ? this.customerFile(app, file) : undefined;
+    const { request, ref } = customerMessage(this.secrets, app, person, text, attached);
+    const res = await this.post(req, request);
     const image =
       file && file.type.startsWith('image/')
-        ? keepFile(Buffer.from(file.data, 'base64'), file.type)
+        ? this.keepFile(Buffer.from(file.data, 'base64'), file.type)
         : undefined;
     const entry: WrittenByCustomer = {
       personId: person.id,
@@ -383,142 +359,35 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       status: res.status,
       ...(image ? { image } : {}),
     };
-    written.push(entry);
-    await keep('page.written', ref, entry);
+    this.written.push(entry);
+    await this.keep('page.written', ref, entry);
     return { status: res.status, ref };
   }
 
   /** The page's URL of an image Rapport sent: its own /media URL, or the Cloud upload kept here. */
-  function sentImage(
-    url: string | undefined,
-    cloudId: string | undefined,
-    type?: string,
-  ): string | undefined {
+  sentImage(url: string | undefined, cloudId: string | undefined, type?: string): string | undefined {
     if (cloudId) {
-      const up = graph.uploadedMedia(cloudId);
+      const up = this.emulators.graph.uploadedMedia(cloudId);
       return up && up.mimeType.startsWith('image/')
-        ? keepFile(up.data, up.mimeType, `cloud-${cloudId}`)
+        ? this.keepFile(up.data, up.mimeType, `cloud-${cloudId}`)
         : undefined;
     }
     if (!url || (type && type !== 'image')) return undefined;
-    const parsed = new URL(url, config.publicUrl);
+    const parsed = new URL(url, this.config.publicUrl);
     return parsed.pathname.startsWith('/media/') ? `${parsed.pathname}${parsed.search}` : undefined;
   }
 
-  /** Everything Rapport sent this person on this app, from the emulators' records. */
-  function received(
-    person: Person,
-    app: App,
-  ): { text: string; at: number; ref: string; image?: string | undefined }[] {
-    if (app === 'sms' || app === 'twilio-whatsapp') {
-      const to = app === 'sms' ? person.phone : `whatsapp:${person.phone}`;
-      return twilio
-        .messages()
-        .filter((m) => m.to === to)
-        .map((m) => ({
-          text: describeTwilio(m),
-          at: m.at,
-          ref: m.sid,
-          image: sentImage(m.mediaUrls[0], undefined),
-        }));
-    }
-    if (app === 'whatsapp-cloud') {
-      const waId = digits(person.phone);
-      return graph
-        .whatsappMessages()
-        .filter((m) => m.waId === waId)
-        .map((m) => {
-          const part = m.body[m.type];
-          const id =
-            m.type === 'image' && isRecord(part) && typeof part.id === 'string' ? part.id : undefined;
-          return {
-            text: describeCloud(m.body, m.type),
-            at: m.at,
-            ref: m.id,
-            image: sentImage(undefined, id),
-          };
-        });
-    }
-    return graph
-      .messengerMessages()
-      .filter((m) => m.recipientId === person.psid)
-      .map((m) => {
-        const a = isRecord(m.message.attachment) ? m.message.attachment : undefined;
-        const url = a && isRecord(a.payload) && typeof a.payload.url === 'string' ? a.payload.url : undefined;
-        return {
-          text: describeMessenger(m.message),
-          at: m.at,
-          ref: m.messageId,
-          image: sentImage(url, undefined, typeof a?.type === 'string' ? a.type : undefined),
-        };
-      });
-  }
-
-  function phoneView(person: Person, app: App) {
-    const mine = written
-      .filter((w) => w.personId === person.id && w.app === app)
-      .map((w) => ({
-        from: 'customer' as const,
-        text: w.text,
-        at: w.at,
-        ref: w.ref,
-        status: w.status,
-        image: w.image,
-      }));
-    const theirs = received(person, app).map((r) => ({
-      from: 'business' as const,
-      ...r,
-      state: reported.get(r.ref) ?? null,
-    }));
-    const counts = Object.fromEntries(APPS.map((a) => [a, received(person, a).length]));
-    return { person, app, counts, messages: [...mine, ...theirs].sort((a, b) => a.at - b.at) };
-  }
-
-  function slackView(list: AgentView[]) {
-    const byUser = new Map(list.map((a) => [a.slackUserId, a.name]));
-    const view = (m: EmulatedMessage) => ({
-      ts: m.ts,
-      author: m.bot_id ? (m.username ?? 'Rapport') : (byUser.get(m.user) ?? m.user),
-      bot: Boolean(m.bot_id),
-      text: m.text,
-      reactions: m.reactions,
-      kind: m.metadata?.event_type ?? null,
-      customerId:
-        typeof m.metadata?.event_payload.customerId === 'string' ? m.metadata.event_payload.customerId : null,
-      files: (m.files ?? []).map((f) => ({
-        name: f.name,
-        image: f.mimetype.startsWith('image/'),
-        src: `/sandbox/api/slack-file/${encodeURIComponent(f.id)}?channel=${encodeURIComponent(m.channel)}`,
-      })),
-    });
-    const channels = [
-      ...list.map((a) => ({
-        id: a.inboxChannelId,
-        name: `inbox-${a.name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
-        agent: a.slackUserId,
-      })),
-      ...(escalationChannel ? [{ id: escalationChannel, name: 'rapport-escalations', agent: null }] : []),
-    ].filter((c, i, all) => all.findIndex((d) => d.id === c.id) === i);
-    return channels.map((c) => ({
-      ...c,
-      threads: slack
-        .messages(c.id)
-        .filter((m) => m.thread_ts === undefined || m.thread_ts === m.ts)
-        .map((m) => ({ ...view(m), replies: slack.thread(c.id, m.ts).slice(1).map(view) })),
-    }));
-  }
-
   /** The customer(s) Rapport knows for this person (phone and Messenger may still be two), with history. */
-  async function customersOf(req: Request, person: Person | undefined, customerId: string | undefined) {
+  async customersOf(req: Request, person: Person | undefined, customerId: string | undefined) {
     const ids = new Map<string, string[]>();
     if (customerId) ids.set(customerId, ['selected']);
     else if (person) {
       const lookups = [
         ['phone', `phone=${encodeURIComponent(person.phone)}`],
-        ['Messenger', `psid=${encodeURIComponent(`${secrets.meta.pageId}:${person.psid}`)}`],
+        ['Messenger', `psid=${encodeURIComponent(`${this.secrets.meta.pageId}:${person.psid}`)}`],
       ] as const;
       for (const [via, query] of lookups) {
-        const res = await admin(req, 'GET', `/customers?${query}`);
+        const res = await this.admin(req, 'GET', `/customers?${query}`);
         const found = isRecord(res.body) && Array.isArray(res.body.customers) ? res.body.customers : [];
         for (const c of found)
           if (isRecord(c) && typeof c.id === 'string') ids.set(c.id, [...(ids.get(c.id) ?? []), via]);
@@ -526,39 +395,25 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     }
     const details = await Promise.all(
       [...ids].map(async ([id, via]) => {
-        const res = await admin(req, 'GET', `/customers/${encodeURIComponent(id)}`);
+        const res = await this.admin(req, 'GET', `/customers/${encodeURIComponent(id)}`);
         return res.status === 200 && isRecord(res.body) ? { ...res.body, via } : undefined;
       }),
     );
     return details.filter((d) => d !== undefined);
   }
+}
 
-  const router = Router();
-  const asset = (type: string, body: string) => (_req: Request, res: express.Response) => {
-    res.set('content-type', type);
-    // The page loads nothing from anywhere else.
-    res.set('content-security-policy', "default-src 'self'; img-src 'self' data:");
-    res.set('cache-control', 'no-store');
-    res.send(body);
-  };
-  router.get('/sandbox', asset('text/html; charset=utf-8', PAGE_HTML));
-  router.get('/sandbox/app.js', asset('text/javascript; charset=utf-8', PAGE_JS));
-  router.get('/sandbox/app.css', asset('text/css; charset=utf-8', PAGE_CSS));
-
-  const api = Router();
-  // Attached files travel as base64 in these two; everything else stays small.
-  api.use(['/customer/send', '/agent/reply'], express.json({ limit: '8mb' }));
-  api.use(express.json({ limit: '64kb' }));
-
+/** The page's files, Slack's files and the whole state the page polls. */
+function mountPageRoutes(api: Router, page: SandboxPage): void {
   api.get('/file/:id', (req, res) => {
-    const file = pageFiles.get(req.params.id);
+    const file = page.pageFiles.get(req.params.id);
     if (!file) throw new PayloadError('no such file');
     res.set('content-type', file.type).send(file.data);
   });
 
   api.get('/slack-file/:id', (req, res) => {
-    const data = slack.fileContent(req.params.id);
-    const file = slack
+    const data = page.emulators.slack.fileContent(req.params.id);
+    const file = page.emulators.slack
       .messages(String(req.query.channel ?? ''))
       .flatMap((m) => m.files ?? [])
       .find((f) => f.id === req.params.id);
@@ -569,49 +424,74 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
   api.get('/state', async (req, res) => {
     const q = (name: string) =>
       typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined;
-    const person = people.find((p) => p.id === q('person'));
+    const person = page.people.find((p) => p.id === q('person'));
     const app = appSchema.safeParse(q('app')).data ?? 'sms';
     const customerId = q('customer');
     const [list, customers] = await Promise.all([
-      agents(req),
-      person || customerId ? customersOf(req, person, customerId) : Promise.resolve([]),
+      page.agents(req),
+      person || customerId ? page.customersOf(req, person, customerId) : Promise.resolve([]),
     ]);
     res.json({
-      people,
+      people: page.people,
       agents: list,
-      phone: person ? phoneView(person, app) : null,
-      slack: { channels: slackView(list) },
+      phone: person ? phoneView(person, app, page, (a) => page.received(person, a)) : null,
+      slack: { channels: slackView(page.emulators.slack, list, page.config.slack?.escalationChannel) },
       customers,
     });
   });
+}
 
+/** What a customer does: be created, write (with a file), report delivery; and the demo seed. */
+function mountCustomerRoutes(api: Router, page: SandboxPage): void {
   api.post('/people', async (req, res) => {
     const body = parse(personBody, req.body);
     const phone = body.phone
-      ? normalizePhone(body.phone, config.defaultRegion)
+      ? normalizePhone(body.phone, page.config.defaultRegion)
       : `+1415555${randomDigits(4)}`;
     if (!phone) throw new PayloadError('phone: not a valid phone number');
-    res.status(201).json(await addPerson(body.name, phone));
+    res.status(201).json(await page.addPerson(body.name, phone));
   });
 
   api.post('/customer/send', async (req, res) => {
     const body = parse(sendBody, req.body);
-    res.json(await writeAsCustomer(req, personOf(body.person), body.app, body.text, body.file));
+    res.json(await page.writeAsCustomer(req, page.personOf(body.person), body.app, body.text, body.file));
   });
 
   api.post('/customer/status', async (req, res) => {
     const body = parse(statusBody, req.body);
-    const answer = await post(
+    const answer = await page.post(
       req,
-      deliveryReport(secrets, body.app, personOf(body.person), body.ref, body.state),
+      deliveryReport(page.secrets, body.app, page.personOf(body.person), body.ref, body.state),
     );
     if (answer.status < 300) {
-      reported.set(body.ref, body.state);
-      await keep('page.reported', body.ref, { ref: body.ref, state: body.state });
+      page.reported.set(body.ref, body.state);
+      await page.keep('page.reported', body.ref, { ref: body.ref, state: body.state });
     }
     res.json({ status: answer.status });
   });
 
+  api.post('/seed', async (req, res) => {
+    const added = { agents: [] as string[], customers: [] as string[] };
+    const existing = { agents: [] as string[], customers: [] as string[] };
+    for (const agent of SEED_AGENTS) {
+      const result = await page.createAgent(req, agent);
+      (result.status === 201 ? added : existing).agents.push(agent.name);
+    }
+    for (const c of SEED_CUSTOMERS) {
+      if (page.people.some((p) => p.phone === c.phone)) {
+        existing.customers.push(c.name);
+        continue;
+      }
+      await page.writeAsCustomer(req, await page.addPerson(c.name, c.phone), c.app, c.text);
+      added.customers.push(c.name);
+    }
+    page.log.info({ agents: added.agents.length, customers: added.customers.length }, 'sandbox seeded');
+    res.json({ added, existing, message: seedSummary(added, existing), people: page.people });
+  });
+}
+
+/** What an agent does in Slack: be created, reply, press a card's button, edit or delete, run `/rapport`. */
+function mountAgentRoutes(api: Router, page: SandboxPage): void {
   api.post('/agents', async (req, res) => {
     const { name } = parse(agentBody, req.body);
     const slug =
@@ -619,7 +499,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
         .toUpperCase()
         .replace(/[^A-Z0-9]/g, '')
         .slice(0, 12) || randomDigits(4);
-    const result = await createAgent(req, {
+    const result = await page.createAgent(req, {
       name,
       slackUserId: `U0${slug}`,
       inboxChannelId: `C0INBOX${slug}`,
@@ -631,7 +511,7 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     const body = parse(fileReplyBody, req.body);
     const who = { user: body.user, text: body.text, ...(body.threadTs ? { threadTs: body.threadTs } : {}) };
     const stored = body.file
-      ? slack.uploadAsUser(body.channel, {
+      ? page.emulators.slack.uploadAsUser(body.channel, {
           ...who,
           file: {
             name: body.file.name,
@@ -639,11 +519,11 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
             data: Buffer.from(body.file.data, 'base64'),
           },
         })
-      : slack.postAsUser(body.channel, who);
-    await slack.persisted();
-    const answer = await post(
+      : page.emulators.slack.postAsUser(body.channel, who);
+    await page.emulators.slack.persisted();
+    const answer = await page.post(
       req,
-      slackMessageEvent(secrets, {
+      slackMessageEvent(page.secrets, {
         channel: body.channel,
         user: body.user,
         text: body.text,
@@ -671,9 +551,12 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       answers.set(id, resolve);
       setTimeout(() => resolve(''), 5_000).unref();
     });
-    const answer = await post(
+    const answer = await page.post(
       req,
-      blockAction(secrets, { ...body, responseUrl: `${rapportBase(req)}/sandbox/api/slack-response/${id}` }),
+      blockAction(page.secrets, {
+        ...body,
+        responseUrl: `${rapportBase(req)}/sandbox/api/slack-response/${id}`,
+      }),
     );
     const text = answer.status < 300 ? await answered : '';
     answers.delete(id);
@@ -690,26 +573,26 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       ...(m.thread_ts ? { thread_ts: m.thread_ts } : {}),
     });
     const before = body.text
-      ? slack.editAsUser(body.channel, body.ts, body.text)
-      : slack.deleteAsUser(body.channel, body.ts);
+      ? page.emulators.slack.editAsUser(body.channel, body.ts, body.text)
+      : page.emulators.slack.deleteAsUser(body.channel, body.ts);
     if (!before) throw new PayloadError('ts: no agent message with this ts in this channel');
-    await slack.persisted();
+    await page.emulators.slack.persisted();
     const after = body.text ? { ...wire(before), text: body.text } : undefined;
-    const answer = await post(
+    const answer = await page.post(
       req,
-      slackChangeEvent(secrets, { channel: body.channel, before: wire(before), after }),
+      slackChangeEvent(page.secrets, { channel: body.channel, before: wire(before), after }),
     );
     res.json({ status: answer.status });
   });
 
   api.post('/agent/command', async (req, res) => {
     const body = parse(replyBody, req.body);
-    const list = await agents(req);
+    const list = await page.agents(req);
     const userName = (list.find((a) => a.slackUserId === body.user)?.name ?? body.user).toLowerCase();
     const text = body.text.replace(/^\/rapport\b\s*/, '');
-    const answer = await post(
+    const answer = await page.post(
       req,
-      slashCommand(secrets, {
+      slashCommand(page.secrets, {
         channel: body.channel,
         user: body.user,
         userName,
@@ -727,27 +610,10 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
     }
     res.json({ status: answer.status, text: reply });
   });
+}
 
-  api.post('/seed', async (req, res) => {
-    const added = { agents: [] as string[], customers: [] as string[] };
-    const existing = { agents: [] as string[], customers: [] as string[] };
-    for (const agent of SEED_AGENTS) {
-      const result = await createAgent(req, agent);
-      (result.status === 201 ? added : existing).agents.push(agent.name);
-    }
-    for (const c of SEED_CUSTOMERS) {
-      if (people.some((p) => p.phone === c.phone)) {
-        existing.customers.push(c.name);
-        continue;
-      }
-      await writeAsCustomer(req, await addPerson(c.name, c.phone), c.app, c.text);
-      added.customers.push(c.name);
-    }
-    log.info({ agents: added.agents.length, customers: added.customers.length }, 'sandbox seeded');
-    res.json({ added, existing, message: seedSummary(added, existing), people });
-  });
-
-  const errors: ErrorRequestHandler = (err: unknown, _req, res, _next) => {
+function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err: unknown, _req, res, _next) => {
     if (isAppError(err)) {
       res.status(err.status).json({ error: { code: err.code, message: err.message } });
       return;
@@ -763,7 +629,31 @@ export function sandboxRoutes(o: SandboxRoutesOptions): Router {
       .status(502)
       .json({ error: { code: 'sandbox', message: err instanceof Error ? err.message : String(err) } });
   };
-  api.use(errors);
+}
+
+export function sandboxRoutes(o: SandboxRoutesOptions): Router {
+  const page = new SandboxPage(o);
+  const router = Router();
+  const asset = (type: string, body: string) => (_req: Request, res: express.Response) => {
+    res.set('content-type', type);
+    // The page loads nothing from anywhere else.
+    res.set('content-security-policy', "default-src 'self'; img-src 'self' data:");
+    res.set('cache-control', 'no-store');
+    res.send(body);
+  };
+  router.get('/sandbox', asset('text/html; charset=utf-8', PAGE_HTML));
+  router.get('/sandbox/app.js', asset('text/javascript; charset=utf-8', PAGE_JS));
+  router.get('/sandbox/app.css', asset('text/css; charset=utf-8', PAGE_CSS));
+
+  const api = Router();
+  // Attached files travel as base64 in these two; everything else stays small.
+  api.use(['/customer/send', '/agent/reply'], express.json({ limit: '8mb' }));
+  api.use(express.json({ limit: '64kb' }));
+
+  mountPageRoutes(api, page);
+  mountCustomerRoutes(api, page);
+  mountAgentRoutes(api, page);
+  api.use(errorHandler(o.log));
   router.use('/sandbox/api', api);
   return router;
 }

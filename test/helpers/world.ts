@@ -4,20 +4,38 @@
  * helpers that act as customers (signed webhooks) and as agents (signed Slack events and commands).
  */
 import { randomBytes } from 'node:crypto';
-import { signMetaPayload } from '../../src/channels/meta/signature';
-import { signSlackRequest } from '../../src/channels/slack/signature';
+import {
+  cloudText,
+  messengerEntry,
+  signedInteraction,
+  signedMeta,
+  signedSlack,
+  signedTwilio,
+  slackEventCallback,
+  slackMessage,
+  slashCommandForm,
+  twilioMessageForm,
+  twilioStatusForm,
+  type CloudAccount,
+  type SignedRequest,
+} from '../../src/sandbox/wire-builders';
 import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
 import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
 import { startTestApp, type TestApp } from './app';
 import { TEST_ADMIN_TOKEN, TEST_META, TEST_TWILIO } from './env';
-import { formBody, twilioHeaders } from './signing';
 
 export const PUBLIC_URL = 'https://rapport.example.test';
 export const SLACK_SECRET = 'test-slack-signing-secret';
 export const ESCALATION = 'C0ESCALATE';
 export const PAGE_ID = '100000000000001';
 export const CLOUD_PHONE_ID = '106540352242922';
+/** The WhatsApp Cloud number the test world's webhooks are about. */
+export const CLOUD_ACCOUNT: CloudAccount = {
+  wabaId: '118273645509182',
+  phoneNumberId: CLOUD_PHONE_ID,
+  displayPhoneNumber: '15550003333',
+};
 
 export interface World {
   t: TestApp;
@@ -65,6 +83,12 @@ export interface World {
     file: { name: string; mimetype: string; data: Buffer },
   ): Promise<{ ts: string; res: Response }>;
   slackEvent(body: string, headers?: Record<string, string>): Promise<Response>;
+  /** A Slack Events API envelope around `event`, from this world's workspace (not sent). */
+  eventBody(event: Record<string, unknown>, eventId?: string): string;
+  /** A signed interaction (`block_actions`, …) to `POST /slack/interactions`. */
+  interaction(payload: unknown): Promise<Response>;
+  /** Any signed request, to its path. */
+  post(request: SignedRequest): Promise<Response>;
   command(
     user: string,
     channel: string,
@@ -99,29 +123,31 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
     ...env,
   });
 
+  const post = (r: SignedRequest) =>
+    fetch(`${t.baseUrl}${r.path}`, { method: 'POST', body: r.body, headers: r.headers });
   const postTwilio = (path: string, form: Record<string, string>) =>
-    fetch(`${t.baseUrl}${path}`, {
-      method: 'POST',
-      body: formBody(form),
-      headers: twilioHeaders(`${PUBLIC_URL}${path}`, form),
-    });
-  const postMeta = (payload: unknown) => {
-    const body = Buffer.from(JSON.stringify(payload));
-    return fetch(`${t.baseUrl}/webhooks/meta`, {
-      method: 'POST',
-      body,
-      headers: {
-        'content-type': 'application/json',
-        'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, body),
-      },
-    });
-  };
+    post(signedTwilio(TEST_TWILIO.authToken, PUBLIC_URL, path, form));
+  const postMeta = (payload: unknown) => post(signedMeta(TEST_META.appSecret, payload));
   const slackEvent = (body: string, headers?: Record<string, string>) =>
-    fetch(`${t.baseUrl}/slack/events`, {
-      method: 'POST',
-      body,
-      headers: { 'content-type': 'application/json', ...(headers ?? signSlackRequest(SLACK_SECRET, body)) },
-    });
+    headers
+      ? fetch(`${t.baseUrl}/slack/events`, {
+          method: 'POST',
+          body,
+          headers: { 'content-type': 'application/json', ...headers },
+        })
+      : post(signedSlack(SLACK_SECRET, '/slack/events', body));
+  const eventBody = (event: Record<string, unknown>, eventId?: string) =>
+    slackEventCallback(
+      {
+        teamId: slack.teamId,
+        apiAppId: 'A0RAPPORT',
+        eventId:
+          eventId ?? `Ev${String(++seq).padStart(8, '0')}${randomBytes(3).toString('hex').toUpperCase()}`,
+      },
+      event,
+    );
+  const inbound = (m: Omit<Parameters<typeof twilioMessageForm>[0], 'accountSid'>) =>
+    postTwilio('/webhooks/twilio', twilioMessageForm({ ...m, accountSid: TEST_TWILIO.accountSid }));
 
   const world: World = {
     t,
@@ -146,174 +172,62 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
       if (res.status !== 201) throw new Error(`agent not created: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body as { id: string };
     },
-    sms(from, text, messageSid = sid('SM')) {
-      return postTwilio('/webhooks/twilio', {
-        ToCountry: 'US',
-        SmsMessageSid: messageSid,
-        NumMedia: '0',
-        SmsSid: messageSid,
-        SmsStatus: 'received',
-        Body: text,
-        To: '+15550001111',
-        NumSegments: '1',
-        MessageSid: messageSid,
-        AccountSid: TEST_TWILIO.accountSid,
-        From: from,
-        ApiVersion: '2010-04-01',
-      });
-    },
-    twilioWhatsApp(from, text, messageSid = sid('SM')) {
-      return postTwilio('/webhooks/twilio', {
-        SmsMessageSid: messageSid,
-        NumMedia: '0',
-        ProfileName: 'Dana',
-        SmsSid: messageSid,
-        WaId: from.replace(/\D/g, ''),
-        SmsStatus: 'received',
-        Body: text,
-        To: 'whatsapp:+15550002222',
-        NumSegments: '1',
-        MessageSid: messageSid,
-        AccountSid: TEST_TWILIO.accountSid,
-        From: `whatsapp:${from}`,
-        ApiVersion: '2010-04-01',
-      });
-    },
-    cloudWhatsApp(waId, text, opts = {}) {
-      return postMeta({
-        object: 'whatsapp_business_account',
-        entry: [
-          {
-            id: '118273645509182',
-            changes: [
-              {
-                field: 'messages',
-                value: {
-                  messaging_product: 'whatsapp',
-                  metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
-                  contacts: [{ profile: { name: opts.name ?? 'Cloud Customer' }, wa_id: waId }],
-                  messages: [
-                    {
-                      from: waId,
-                      id: opts.id ?? `wamid.${randomBytes(12).toString('hex')}`,
-                      timestamp: String(opts.timestamp ?? Math.floor(Date.now() / 1000)),
-                      type: 'text',
-                      text: { body: text },
-                    },
-                  ],
-                },
-              },
-            ],
-          },
-        ],
-      });
-    },
+    sms: (from, text, messageSid = sid('SM')) =>
+      inbound({ sid: messageSid, from, to: '+15550001111', body: text }),
+    twilioWhatsApp: (from, text, messageSid = sid('SM')) =>
+      inbound({
+        sid: messageSid,
+        from: `whatsapp:${from}`,
+        to: 'whatsapp:+15550002222',
+        body: text,
+        whatsapp: { profileName: 'Dana' },
+      }),
+    cloudWhatsApp: (waId, text, opts = {}) =>
+      postMeta(cloudText(CLOUD_ACCOUNT, { waId, text, ...opts, name: opts.name ?? 'Cloud Customer' })),
     messenger(psid, text, opts = {}) {
-      return postMeta({
-        object: 'page',
-        entry: [
-          {
-            id: PAGE_ID,
-            time: Date.now(),
-            messaging: [
-              {
-                sender: { id: psid },
-                recipient: { id: PAGE_ID },
-                timestamp: Date.now(),
-                message: { mid: opts.mid ?? `m_${randomBytes(12).toString('hex')}`, text },
-              },
-            ],
-          },
-        ],
-      });
+      const mid = opts.mid ?? `m_${randomBytes(12).toString('hex')}`;
+      return postMeta(messengerEntry(PAGE_ID, psid, [{ timestamp: Date.now(), message: { mid, text } }]));
     },
     twilioWebhook: (form) => postTwilio('/webhooks/twilio', form),
     metaWebhook: postMeta,
-    twilioStatus(messageSid, status, errorCode) {
-      return postTwilio('/webhooks/twilio/status', {
-        MessageSid: messageSid,
-        SmsSid: messageSid,
-        MessageStatus: status,
-        SmsStatus: status,
-        AccountSid: TEST_TWILIO.accountSid,
-        To: '+14155550100',
-        From: '+15550001111',
-        ApiVersion: '2010-04-01',
-        ...(errorCode ? { ErrorCode: errorCode } : {}),
-      });
-    },
+    twilioStatus: (messageSid, status, errorCode) =>
+      postTwilio(
+        '/webhooks/twilio/status',
+        twilioStatusForm({
+          sid: messageSid,
+          status,
+          accountSid: TEST_TWILIO.accountSid,
+          to: '+14155550100',
+          from: '+15550001111',
+          ...(errorCode ? { errorCode } : {}),
+        }),
+      ),
     async agentReply(channel, threadTs, user, text, opts = {}) {
       const stored = slack.postAsUser(channel, { user, text, threadTs });
-      const body = JSON.stringify({
-        token: 'legacy',
-        team_id: slack.teamId,
-        api_app_id: 'A0RAPPORT',
-        type: 'event_callback',
-        event_id:
-          opts.eventId ??
-          `Ev${String(++seq).padStart(8, '0')}${randomBytes(3).toString('hex').toUpperCase()}`,
-        event_time: Math.floor(Date.now() / 1000),
-        event: {
-          type: 'message',
-          channel,
-          user,
-          text,
-          ts: stored.ts,
-          thread_ts: threadTs,
-          event_ts: stored.ts,
-          channel_type: 'channel',
-        },
-      });
+      const body = eventBody(slackMessage({ channel, user, text, ts: stored.ts, threadTs }), opts.eventId);
       const res = await slackEvent(body);
       return { ts: stored.ts, res, body };
     },
     async agentFileReply(channel, threadTs, user, text, file) {
       const stored = slack.uploadAsUser(channel, { user, text, threadTs, file });
-      const body = JSON.stringify({
-        token: 'legacy',
-        team_id: slack.teamId,
-        api_app_id: 'A0RAPPORT',
-        type: 'event_callback',
-        event_id: `Ev${String(++seq).padStart(8, '0')}${randomBytes(3).toString('hex').toUpperCase()}`,
-        event_time: Math.floor(Date.now() / 1000),
-        event: {
-          type: 'message',
-          subtype: 'file_share',
-          channel,
-          user,
-          text,
-          files: stored.files,
-          upload: false,
-          ts: stored.ts,
-          thread_ts: threadTs,
-          event_ts: stored.ts,
-          channel_type: 'channel',
-        },
-      });
-      return { ts: stored.ts, res: await slackEvent(body) };
+      const event = slackMessage({ channel, user, text, ts: stored.ts, threadTs, files: stored.files });
+      return { ts: stored.ts, res: await slackEvent(eventBody(event)) };
     },
     slackEvent,
+    eventBody,
+    post,
+    interaction: (payload) => post(signedInteraction(SLACK_SECRET, payload)),
     async command(user, channel, text, threadTs) {
-      const params = new URLSearchParams({
-        token: 'legacy',
-        team_id: slack.teamId,
-        channel_id: channel,
-        user_id: user,
-        user_name: user.toLowerCase(),
-        command: '/rapport',
+      const body = slashCommandForm({
+        teamId: slack.teamId,
+        channel,
+        user,
+        userName: user.toLowerCase(),
         text,
-        response_url: `${slack.url}commands/respond`,
-        trigger_id: '1.2.3',
-        ...(threadTs ? { thread_ts: threadTs } : {}),
-      }).toString();
-      const res = await fetch(`${t.baseUrl}/slack/commands`, {
-        method: 'POST',
-        body: params,
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          ...signSlackRequest(SLACK_SECRET, params),
-        },
+        responseUrl: `${slack.url}commands/respond`,
+        ...(threadTs ? { threadTs } : {}),
       });
+      const res = await post(signedSlack(SLACK_SECRET, '/slack/commands', body));
       const json = (await res.json().catch(() => ({}))) as { text?: string };
       return { status: res.status, text: json.text ?? '' };
     },

@@ -4,12 +4,12 @@
  * Also: naming a customer (Slack, card field, admin API), handoff's old thread, live open counts
  * after a merge, owners told of links and undone merges, and the opt-out words per channel.
  */
-import { signSlackRequest } from '../../src/channels/slack/signature';
 import type { EmulatedMessage } from '../emulators/slack';
 import { eventually } from '../helpers/eventually';
 import { SLACK_SECRET, startWorld, type World } from '../helpers/world';
 import { testEnv } from '../helpers/env';
 import { runCli } from '../../src/cli';
+import { slackChange } from '../../src/sandbox/wire-builders';
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
 const SAM = { slackUserId: 'U0SAM', name: 'Sam', inboxChannelId: 'C0SAM' };
@@ -84,15 +84,7 @@ describe('the customer card stays true', () => {
         },
       ],
     };
-    const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
-    return fetch(`${w.t.baseUrl}/slack/interactions`, {
-      method: 'POST',
-      body,
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        ...signSlackRequest(SLACK_SECRET, body),
-      },
-    });
+    return w.interaction(payload);
   }
 
   it('shows a name that arrives later and the WhatsApp window opening, in place, on the same card', async () => {
@@ -494,38 +486,21 @@ describe("an edited reply keeps the covering teammate's signature", () => {
       Boolean,
     );
     // Sam edits the reply within the undo window (Slack's message_changed event).
-    const body = JSON.stringify({
-      token: 'legacy',
-      team_id: w.slack.teamId,
-      api_app_id: 'A0RAPPORT',
-      type: 'event_callback',
-      event_id: 'Ev0EDIT901',
-      event_time: Math.floor(Date.now() / 1000),
-      event: {
-        type: 'message',
-        subtype: 'message_changed',
-        hidden: true,
+    const body = w.eventBody(
+      slackChange({
         channel: ALEX.inboxChannelId,
         ts: `${Math.floor(Date.now() / 1000)}.000900`,
-        event_ts: `${Math.floor(Date.now() / 1000)}.000900`,
-        channel_type: 'channel',
-        message: {
-          type: 'message',
+        before: { user: SAM.slackUserId, text: 'Alex is out, I can help', ts: reply.ts, thread_ts: card.ts },
+        after: {
           user: SAM.slackUserId,
           text: 'Alex is out, I can help right away',
           ts: reply.ts,
           thread_ts: card.ts,
           edited: { user: SAM.slackUserId, ts: `${Math.floor(Date.now() / 1000)}.000000` },
         },
-        previous_message: {
-          type: 'message',
-          user: SAM.slackUserId,
-          text: 'Alex is out, I can help',
-          ts: reply.ts,
-          thread_ts: card.ts,
-        },
-      },
-    });
+      }),
+      'Ev0EDIT901',
+    );
     expect((await w.slackEvent(body)).status).toBe(200);
     const sent = await eventually(
       async () =>

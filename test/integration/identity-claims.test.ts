@@ -17,9 +17,8 @@ import { createMergeService } from '../../src/identity/merge';
 import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
 import { createIdentityStore, type IdentityStore } from '../../src/identity/resolve';
 import { claimLimitKeys } from '../../src/identity/claim-limits';
-import { signSlackRequest } from '../../src/channels/slack/signature';
 import { eventually } from '../helpers/eventually';
-import { PAGE_ID, SLACK_SECRET, startWorld, type World } from '../helpers/world';
+import { PAGE_ID, startWorld, type World } from '../helpers/world';
 
 const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 
@@ -383,15 +382,7 @@ describe('claims end to end', () => {
         },
       ],
     };
-    const body = `payload=${encodeURIComponent(JSON.stringify(payload))}`;
-    const res = await fetch(`${w.t.baseUrl}/slack/interactions`, {
-      method: 'POST',
-      body,
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        ...signSlackRequest(SLACK_SECRET, body),
-      },
-    });
+        const res = await w.interaction(payload);
     expect(res.status).toBe(200);
     return until(
       async () => catcher.bodies.length,

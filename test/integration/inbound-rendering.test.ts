@@ -7,31 +7,17 @@
  * unsupported content is counted in /metrics.
  */
 import { eventually } from '../helpers/eventually';
-import { CLOUD_PHONE_ID, PAGE_ID, startWorld, type World } from '../helpers/world';
+import { cloudChange } from '../../src/sandbox/wire-builders';
+import { CLOUD_ACCOUNT, PAGE_ID, startWorld, type World } from '../helpers/world';
 
 const AGENT = { slackUserId: 'U0RENDER', name: 'Rina', inboxChannelId: 'C0RENDER' };
 
 /** A WhatsApp Cloud `messages` change from `waId`, as Meta sends it. */
 function cloudValue(waId: string, value: Record<string, unknown>) {
-  return {
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '118273645509182',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
-              contacts: [{ profile: { name: 'Rendering Customer' }, wa_id: waId }],
-              ...value,
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return cloudChange(CLOUD_ACCOUNT, {
+    contacts: [{ profile: { name: 'Rendering Customer' }, wa_id: waId }],
+    ...value,
+  });
 }
 
 const now = () => String(Math.floor(Date.now() / 1000));

@@ -6,9 +6,8 @@
  * is told it is uncertain and may press "Send again" (an explicit, recorded second send).
  */
 import { randomBytes } from 'node:crypto';
-import { signSlackRequest } from '../../src/channels/slack/signature';
 import { eventually } from '../helpers/eventually';
-import { SLACK_SECRET, startWorld, type World } from '../helpers/world';
+import { startWorld, type World } from '../helpers/world';
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
 type Thread = { channel: string; ts: string };
@@ -65,12 +64,7 @@ async function press(
     message: { ts: noteTs, thread_ts: thread.ts },
     actions: [{ action_id: actionId, value, type: 'button', action_ts: String(Date.now() / 1000) }],
   };
-  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
-  const res = await fetch(`${w.t.baseUrl}/slack/interactions`, {
-    method: 'POST',
-    body,
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SLACK_SECRET, body) },
-  });
+    const res = await w.interaction(payload);
   expect(res.status).toBe(200);
 }
 

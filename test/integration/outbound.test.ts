@@ -6,11 +6,10 @@
  * what the provider received and what the agent sees in Slack.
  */
 import { randomBytes } from 'node:crypto';
-import { signMetaPayload } from '../../src/channels/meta/signature';
+import { cloudChange, slackChange, slackMessage } from '../../src/sandbox/wire-builders';
 import { signSlackRequest } from '../../src/channels/slack/signature';
 import { eventually } from '../helpers/eventually';
-import { TEST_META } from '../helpers/env';
-import { CLOUD_PHONE_ID, SLACK_SECRET, startWorld, type World } from '../helpers/world';
+import { CLOUD_ACCOUNT, CLOUD_PHONE_ID, SLACK_SECRET, startWorld, type World } from '../helpers/world';
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
 const SMS_FROM = '+15550001111';
@@ -52,18 +51,6 @@ const graphRequestsWith = (w: World, text: string) =>
   w.graph.requests.filter((r) => JSON.stringify(r.body ?? {}).includes(text));
 
 const settle = () => new Promise((r) => setTimeout(r, 1_500));
-
-function postMeta(w: World, payload: unknown): Promise<Response> {
-  const body = Buffer.from(JSON.stringify(payload));
-  return fetch(`${w.t.baseUrl}/webhooks/meta`, {
-    method: 'POST',
-    body,
-    headers: {
-      'content-type': 'application/json',
-      'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, body),
-    },
-  });
-}
 
 describe('outbound delivery: agent replies reach the customer', () => {
   let w: World;
@@ -472,37 +459,24 @@ describe('outbound delivery: agent replies reach the customer', () => {
     const reply = await agentReplies(thread, 'Cloud receipt 502');
     const id = reply.send?.providerMessageId as string;
     const status = (state: string) =>
-      postMeta(w, {
-        object: 'whatsapp_business_account',
-        entry: [
-          {
-            id: '118273645509182',
-            changes: [
-              {
-                field: 'messages',
-                value: {
-                  messaging_product: 'whatsapp',
-                  metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
-                  statuses: [
-                    {
-                      id,
-                      status: state,
-                      timestamp: String(Math.floor(Date.now() / 1000)),
-                      recipient_id: phone.slice(1),
-                      ...(state === 'sent'
-                        ? {
-                            conversation: { id: randomBytes(8).toString('hex'), origin: { type: 'service' } },
-                            pricing: { billable: true, pricing_model: 'CBP', category: 'service' },
-                          }
-                        : {}),
-                    },
-                  ],
-                },
-              },
-            ],
-          },
-        ],
-      });
+      w.metaWebhook(
+        cloudChange(CLOUD_ACCOUNT, {
+          statuses: [
+            {
+              id,
+              status: state,
+              timestamp: String(Math.floor(Date.now() / 1000)),
+              recipient_id: phone.slice(1),
+              ...(state === 'sent'
+                ? {
+                    conversation: { id: randomBytes(8).toString('hex'), origin: { type: 'service' } },
+                    pricing: { billable: true, pricing_model: 'CBP', category: 'service' },
+                  }
+                : {}),
+            },
+          ],
+        }),
+      );
     expect((await status('delivered')).status).toBe(200);
     await eventually(
       async () => reactionsOn(w, thread, reply.ts),
@@ -590,25 +564,10 @@ describe('the undo window', () => {
   afterAll(() => w.stop());
 
   function deleteEvent(channel: string, ts: string, threadTs: string, text: string): string {
-    return JSON.stringify({
-      token: 'legacy',
-      team_id: w.slack.teamId,
-      api_app_id: 'A0RAPPORT',
-      type: 'event_callback',
-      event_id: `EvDEL${randomBytes(4).toString('hex').toUpperCase()}`,
-      event_time: Math.floor(Date.now() / 1000),
-      event: {
-        type: 'message',
-        subtype: 'message_deleted',
-        hidden: true,
-        channel,
-        ts: `${Math.floor(Date.now() / 1000)}.000200`,
-        deleted_ts: ts,
-        event_ts: ts,
-        channel_type: 'channel',
-        previous_message: { type: 'message', user: ALEX.slackUserId, text, ts, thread_ts: threadTs },
-      },
-    });
+    return w.eventBody(
+      slackChange({ channel, before: { user: ALEX.slackUserId, text, ts, thread_ts: threadTs } }),
+      `EvDEL${randomBytes(4).toString('hex').toUpperCase()}`,
+    );
   }
 
   it('cancels a reply deleted in Slack within the undo window; one that is kept goes out', async () => {
@@ -671,24 +630,16 @@ describe('the undo window', () => {
     });
     const del = deleteEvent(thread.channel, stored.ts, thread.ts, 'Deleted at once 702');
     expect((await w.slackEvent(del)).status).toBe(200);
-    const reply = JSON.stringify({
-      token: 'legacy',
-      team_id: w.slack.teamId,
-      api_app_id: 'A0RAPPORT',
-      type: 'event_callback',
-      event_id: `EvLATE${randomBytes(4).toString('hex').toUpperCase()}`,
-      event_time: Math.floor(Date.now() / 1000),
-      event: {
-        type: 'message',
+    const reply = w.eventBody(
+      slackMessage({
         channel: thread.channel,
         user: ALEX.slackUserId,
         text: 'Deleted at once 702',
         ts: stored.ts,
-        thread_ts: thread.ts,
-        event_ts: stored.ts,
-        channel_type: 'channel',
-      },
-    });
+        threadTs: thread.ts,
+      }),
+      `EvLATE${randomBytes(4).toString('hex').toUpperCase()}`,
+    );
     await new Promise((r) => setTimeout(r, 300));
     expect((await w.slackEvent(reply)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 3_500));

@@ -2,7 +2,7 @@
  * Webhook to stored history through the real pipeline: signed webhooks over HTTP, the real inbound
  * queue and worker, identity resolution and storage in the real MongoDB-protocol server.
  */
-import { signMetaPayload } from '../../src/channels/meta/signature';
+import { cloudText, signedMeta } from '../../src/sandbox/wire-builders';
 import { eventually } from '../helpers/eventually';
 import { startTestApp, type TestApp } from '../helpers/app';
 import { TEST_META } from '../helpers/env';
@@ -41,42 +41,15 @@ describe('inbound pipeline', () => {
     };
     expect((await postTwilio(sms)).status).toBe(200);
     expect((await postTwilio(whatsapp)).status).toBe(200);
-    const cloud = Buffer.from(
-      JSON.stringify({
-        object: 'whatsapp_business_account',
-        entry: [
-          {
-            id: '118273645509182',
-            changes: [
-              {
-                field: 'messages',
-                value: {
-                  messaging_product: 'whatsapp',
-                  metadata: { display_phone_number: '15550002222', phone_number_id: '106540352242922' },
-                  contacts: [{ profile: { name: 'Dana' }, wa_id: '14155550199' }],
-                  messages: [
-                    {
-                      from: '14155550199',
-                      id: 'wamid.PIPELINE1',
-                      timestamp: '1795440000',
-                      type: 'text',
-                      text: { body: 'me again' },
-                    },
-                  ],
-                },
-              },
-            ],
-          },
-        ],
-      }),
+    const cloud = cloudText(
+      { wabaId: '118273645509182', phoneNumberId: '106540352242922', displayPhoneNumber: '15550002222' },
+      { waId: '14155550199', name: 'Dana', text: 'me again', id: 'wamid.PIPELINE1', timestamp: 1795440000 },
     );
-    const res = await fetch(`${t.baseUrl}/webhooks/meta`, {
+    const request = signedMeta(TEST_META.appSecret, cloud);
+    const res = await fetch(`${t.baseUrl}${request.path}`, {
       method: 'POST',
-      body: cloud,
-      headers: {
-        'content-type': 'application/json',
-        'x-hub-signature-256': signMetaPayload(TEST_META.appSecret, cloud),
-      },
+      body: request.body,
+      headers: request.headers,
     });
     expect(res.status).toBe(200);
 

@@ -128,12 +128,8 @@ describe('owner routing and Slack threads', () => {
     const replay = await w.slackEvent(reply.body);
     expect(replay.status).toBe(200);
     // Our own bot's post in the thread, and an internal note.
-    const botBody = JSON.stringify({
-      type: 'event_callback',
-      team_id: w.slack.teamId,
-      event_id: 'EvBOT0001',
-      event_time: 1,
-      event: {
+    const botBody = w.eventBody(
+      {
         type: 'message',
         subtype: 'bot_message',
         bot_id: w.slack.botId,
@@ -142,7 +138,8 @@ describe('owner routing and Slack threads', () => {
         ts: '1800000000.000001',
         thread_ts: card.ts,
       },
-    });
+      'EvBOT0001',
+    );
     expect((await w.slackEvent(botBody)).status).toBe(200);
     await w.agentReply(channel, card.ts, agent.slackUserId, 'note: customer seems upset');
     await w.agentReply(channel, card.ts, agent.slackUserId, `<@${SAM.slackUserId}> can you check this?`);

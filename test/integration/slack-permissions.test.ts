@@ -9,11 +9,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Types } from 'mongoose';
-import { signSlackRequest } from '../../src/channels/slack/signature';
 import { REFUSAL_TEXT } from '../../src/router/authorize';
 import { fixtureBytes } from '../helpers/fixtures';
 import { eventually } from '../helpers/eventually';
-import { SLACK_SECRET, startWorld, type World } from '../helpers/world';
+import { startWorld, type World } from '../helpers/world';
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
 const SAM = { slackUserId: 'U0SAM', name: 'Sam', inboxChannelId: 'C0SAM' };
@@ -260,16 +259,8 @@ describe('who may act in Slack', () => {
           action_ts: '1.2',
         },
       ];
-      const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
-      const before = recorder.posts.length;
-      const res = await fetch(`${w.t.baseUrl}/slack/interactions`, {
-        method: 'POST',
-        body,
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          ...signSlackRequest(SLACK_SECRET, body),
-        },
-      });
+            const before = recorder.posts.length;
+      const res = await w.interaction(payload);
       expect(res.status).toBe(200);
       const posts = await eventually(
         async () => recorder.posts.slice(before),
