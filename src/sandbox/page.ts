@@ -255,19 +255,27 @@ export const PAGE_JS = String.raw`(function () {
     var m = /\*([^*]+)\*/.exec(thread.text);
     return m ? m[1] : 'a customer';
   }
-  /** Opens the Slack thread whose card names this customer id. */
+  /** Opens the Slack thread whose card is this customer's; false if the page has none yet. */
   function openThreadOf(customerId) {
     var channels = state ? state.slack.channels : [];
     for (var i = 0; i < channels.length; i++) {
       for (var j = 0; j < channels[i].threads.length; j++) {
         var t = channels[i].threads[j];
-        if (t.kind === 'rapport_card' && t.text.indexOf(customerId) >= 0) {
+        if (t.kind === 'rapport_card' && (t.customerId === customerId || t.text.indexOf(customerId) >= 0)) {
           selectThread(channels[i].id, t.ts);
           return true;
         }
       }
     }
     return false;
+  }
+  /** The card can reach Slack after the page's last poll: look again (fresh state) before giving up. */
+  function showThreadOf(customerId, triesLeft) {
+    if (openThreadOf(customerId)) return;
+    if (triesLeft <= 0) { note('No Slack thread for this customer yet.'); return; }
+    setTimeout(function () {
+      refresh().then(function () { showThreadOf(customerId, triesLeft - 1); });
+    }, 300);
   }
   function selectThread(channelId, ts) {
     ui.channel = channelId;
@@ -316,33 +324,49 @@ export const PAGE_JS = String.raw`(function () {
     if (put('phone-messages', html)) $('phone-messages').scrollTop = 1e9;
   }
 
+  /** An identity key as a newcomer reads it: "Phone +1…", "Messenger (Dana)", "Email a@b.c". */
+  function handleOf(key) {
+    var colon = key.indexOf(':');
+    var kind = key.slice(0, colon), rest = key.slice(colon + 1);
+    if (kind === 'phone') return 'Phone ' + rest;
+    if (kind === 'email') return 'Email ' + rest;
+    if (kind === 'psid') {
+      var psid = rest.slice(rest.indexOf(':') + 1);
+      var people = state ? state.people : [];
+      for (var i = 0; i < people.length; i++) if (people[i].psid === psid) return 'Messenger (' + people[i].name + ')';
+      return 'Messenger user';
+    }
+    return key;
+  }
+  function customerName(c) { return c.displayName || 'an unnamed customer'; }
+  function renderCustomer(c) {
+    var owner = agentById(c.ownerAgentId);
+    var ids = (c.identities || []).map(function (i) {
+      return '<li>' + esc(handleOf(i.key)) + ' · ' + (i.verified ? 'verified' : 'unverified') + (i.source ? ' · ' + esc(i.source) : '') + '</li>';
+    }).join('');
+    var recent = (c.recent || []).slice(0, 8).map(function (m) {
+      return '<div>' + (m.direction === 'in' ? '←' : '→') + ' <i>' + esc(m.channel) + '</i> ' + esc((m.text || '[attachment]').slice(0, 80)) +
+        (m.status ? ' <b>' + esc(m.status) + '</b>' : '') + '</div>';
+    }).join('');
+    return '<div class="customer" data-customer="' + esc(c.id) + '"><h3>' + esc(c.displayName || 'Unnamed customer') + '</h3>' +
+      (c.via ? '<div>Found by ' + esc(c.via.join(' and ')) + '</div>' : '') +
+      '<div>Owner: <b>' + esc(owner ? owner.name : 'unassigned') + '</b> · last channel ' + esc(c.lastChannel || '–') + '</div>' +
+      (c.mergedFrom ? '<div>Merged: the customer you picked now lives here</div>' : '') +
+      (c.mergedInto ? '<div>Merged into another customer</div>' : '') +
+      '<ul>' + ids + '</ul><div class="recent">' + recent + '</div>' +
+      '<button type="button" data-thread="' + esc(c.id) + '">Show thread in Slack</button></div>';
+  }
   function renderProfile() {
     var customers = state.customers || [];
     var head = '';
-    if (ui.customer) head = '<div class="banner">Showing customer ' + esc(ui.customer) + ' <button type="button" data-back>back to the phone’s customer</button></div>';
+    if (ui.customer) head = '<div class="banner">Showing ' + esc(customers.length ? customerName(customers[0]) : 'the customer from the card') + ' <button type="button" data-back>back to the phone’s customer</button></div>';
     else if (customers.length === 2) head = '<div class="banner">Rapport sees <b>two customers</b>: this phone number and this Messenger user are not linked. On Messenger, write “my number is ' + esc(state.phone ? state.phone.person.phone : '') + '” and send back the code that arrives by SMS to merge them.</div>';
     else if (customers.length === 1 && customers[0].via.length === 2) head = '<div class="banner">Phone number and Messenger user are <b>one customer</b> (linked).</div>';
     if (customers.length === 0) {
       put('profile', head + '<div class="empty">' + (ui.person || ui.customer ? 'Rapport does not know this customer yet: write something.' : '') + '</div>');
       return;
     }
-    put('profile', head + customers.map(function (c) {
-      var owner = agentById(c.ownerAgentId);
-      var ids = (c.identities || []).map(function (i) {
-        return '<li><code>' + esc(i.key) + '</code> ' + (i.verified ? 'verified' : 'unverified') + (i.source ? ' · ' + esc(i.source) : '') + '</li>';
-      }).join('');
-      var recent = (c.recent || []).slice(0, 8).map(function (m) {
-        return '<div>' + (m.direction === 'in' ? '←' : '→') + ' <i>' + esc(m.channel) + '</i> ' + esc((m.text || '[attachment]').slice(0, 80)) +
-          (m.status ? ' <b>' + esc(m.status) + '</b>' : '') + '</div>';
-      }).join('');
-      return '<div class="customer" data-customer="' + esc(c.id) + '"><h3>' + esc(c.displayName || 'Unnamed customer') + '</h3>' +
-        '<div>id <code>' + esc(c.id) + '</code>' + (c.via ? ' · found by ' + esc(c.via.join(' and ')) : '') + '</div>' +
-        '<div>Owner: <b>' + esc(owner ? owner.name : 'unassigned') + '</b> · last channel ' + esc(c.lastChannel || '–') + '</div>' +
-        (c.mergedFrom ? '<div>Merged: <code>' + esc(c.mergedFrom) + '</code> now lives here</div>' : '') +
-        (c.mergedInto ? '<div>Merged into <code>' + esc(c.mergedInto) + '</code></div>' : '') +
-        '<ul>' + ids + '</ul><div class="recent">' + recent + '</div>' +
-        '<button type="button" data-thread="' + esc(c.id) + '">Show thread in Slack</button></div>';
-    }).join(''));
+    put('profile', head + customers.map(renderCustomer).join(''));
   }
 
   function renderSlack() {
@@ -412,9 +436,19 @@ export const PAGE_JS = String.raw`(function () {
 
   var polling = false;
   var again = false;
+  /** Called once the next poll to start has answered (or failed). */
+  var waiting = [];
+  /** Polls the state now (or right after the poll under way); resolves once the page has it. */
   function refresh() {
-    if (polling) { again = true; return; }
+    return new Promise(function (resolve) {
+      waiting.push(resolve);
+      if (polling) { again = true; return; }
+      poll();
+    });
+  }
+  function poll() {
     polling = true;
+    var done = waiting.splice(0);
     var q = '?person=' + encodeURIComponent(ui.person) + '&app=' + encodeURIComponent(ui.app) +
       (ui.customer ? '&customer=' + encodeURIComponent(ui.customer) : '');
     api('GET', '/state' + q).then(function (s) {
@@ -427,7 +461,8 @@ export const PAGE_JS = String.raw`(function () {
       note('Cannot reach Rapport: ' + err.message, true);
     }).then(function () {
       polling = false;
-      if (again) { again = false; refresh(); }
+      done.forEach(function (resolve) { resolve(); });
+      if (again || waiting.length) { again = false; poll(); }
     });
   }
 
@@ -487,7 +522,7 @@ export const PAGE_JS = String.raw`(function () {
   });
   $('profile').addEventListener('click', function (e) {
     var t = e.target.closest('button[data-thread]');
-    if (t && !openThreadOf(t.getAttribute('data-thread'))) note('No Slack thread for this customer yet.');
+    if (t) showThreadOf(t.getAttribute('data-thread'), 5);
     if (e.target.closest('button[data-back]')) { ui.customer = ''; refresh(); }
   });
   $('channels').addEventListener('click', function (e) {

@@ -7,25 +7,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import mongoose from 'mongoose';
 import { Redis } from 'ioredis';
 import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
 import { eventually } from '../helpers/eventually';
 import { rapportProcess } from '../helpers/process';
+import { launchChromium, newCustomer, openCustomerThread, writeAsCustomer } from '../helpers/sandbox-page';
 import { listenablePort } from '../helpers/services';
 
 jest.setTimeout(180_000);
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-];
 const REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const name = uniqueName('newcomer');
 const MONGODB_URI = `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`;
@@ -89,45 +81,19 @@ describe('a newcomer’s first hour, across a restart of the Rapport process', (
   const threadWith = async (text: string) =>
     (await threads()).filter((t) => t.replies.some((r) => r.text.includes(text)));
 
-  async function write(app: string, text: string): Promise<void> {
-    await page.click(`#apps button[data-app="${app}"]`);
-    await page.fill('#phone-text', text);
-    await page.press('#phone-text', 'Enter');
-    await page
-      .locator('#phone-messages .bubble.mine', { hasText: text })
-      .filter({ hasText: 'received by Rapport' })
-      .waitFor();
-  }
+  const write = (app: string, text: string) => writeAsCustomer(page, app, text);
   async function replyInThreadOf(customerText: string, reply: string): Promise<void> {
-    // The page learns of the card and the message at its next poll: ask until the thread opens with it.
-    const thread = page.locator('#threads .thread.on').filter({ hasText: customerText });
-    await eventually(
-      async () => {
-        await page.locator('#profile button[data-thread]').first().click();
-        return thread.count();
-      },
-      (n) => n > 0,
-      30_000,
-    );
+    const thread = await openCustomerThread(page);
+    await thread.filter({ hasText: customerText }).waitFor();
     await page.fill('#slack-text', reply);
     await page.press('#slack-text', 'Enter');
     await thread.locator('.msg.human', { hasText: reply }).waitFor();
   }
-  async function newPerson(who: string, phone: string): Promise<void> {
-    await page.click('#new-person');
-    await page.fill('#person-name', who);
-    await page.fill('#person-phone', phone);
-    await page.click('#person-form button[type=submit]');
-    await page.locator('#phone-title', { hasText: who }).waitFor();
-  }
+  const newPerson = (who: string, phone: string) => newCustomer(page, who, phone);
 
   beforeAll(async () => {
     port = await listenablePort();
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: CHROMIUM_ARGS,
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

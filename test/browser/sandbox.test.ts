@@ -7,14 +7,21 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import request from 'supertest';
 import { buildApp, type RapportApp } from '../../src/app';
 import { ConfigError, loadConfig } from '../../src/config';
 import { deletePrefixedKeys } from '../../src/queue/connection';
 import { sandboxRequested, startSandbox, type Sandbox } from '../../src/sandbox';
 import { eventually } from '../helpers/eventually';
-import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
+import {
+  launchChromium,
+  newCustomer,
+  openCustomerThread,
+  sandboxEnv,
+  seedDemo,
+  writeAsCustomer,
+} from '../helpers/sandbox-page';
 
 jest.setTimeout(60_000);
 
@@ -25,30 +32,6 @@ const PNG = Buffer.from(
 );
 
 const ARTIFACTS = path.join(__dirname, '..', '..', 'test-artifacts');
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-];
-
-function baseEnv(): NodeJS.ProcessEnv {
-  const name = uniqueName('sbx');
-  return {
-    PORT: '0',
-    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    MONGODB_URI: `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
-    QUEUE_PREFIX: `rapport-${name}`,
-    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
-    LOG_LEVEL: 'info',
-    REPLY_UNDO_SECONDS: '0',
-    INBOUND_PARTITIONS: '2',
-  };
-}
-
 describe('choosing sandbox mode', () => {
   it('is on only when SANDBOX says so, and a value that is not a boolean is a config error', () => {
     expect(sandboxRequested({ SANDBOX: 'true' })).toBe(true);
@@ -76,7 +59,7 @@ describe('the /sandbox page', () => {
   const logs: string[] = [];
 
   beforeAll(async () => {
-    const env = baseEnv();
+    const env = sandboxEnv('sbx');
     sandbox = await startSandbox(env);
     const config = loadConfig({ ...env, ...sandbox.env });
     const destination = new Writable({
@@ -89,11 +72,7 @@ describe('the /sandbox page', () => {
     await app.mongo.ready;
     const port = await sandbox.serve(app, { port: 0 });
     baseUrl = `http://127.0.0.1:${port}`;
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: CHROMIUM_ARGS,
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -119,34 +98,18 @@ describe('the /sandbox page', () => {
     page.setDefaultTimeout(20_000);
 
     await page.goto(`${baseUrl}/sandbox`);
-    await page.click('#seed');
-    await page.locator('#agent option', { hasText: 'Sam' }).waitFor({ state: 'attached' });
+    await seedDemo(page);
 
     // A new customer, with a number of their own.
-    await page.click('#new-person');
-    await page.fill('#person-name', 'Robin Quinn');
-    await page.fill('#person-phone', '+1 415 555 0199');
-    await page.click('#person-form button[type=submit]');
+    await newCustomer(page, 'Robin Quinn', '+1 415 555 0199');
     await page.locator('#phone-title', { hasText: 'Robin Quinn · +14155550199' }).waitFor();
 
     // First on SMS: Rapport takes the signed webhook and acknowledges on SMS.
-    await page.click('#apps button[data-app="sms"]');
-    await page.fill('#phone-text', 'Hello from SMS');
-    await page.press('#phone-text', 'Enter');
-    await page
-      .locator('#phone-messages .bubble.mine', { hasText: 'Hello from SMS' })
-      .filter({ hasText: 'received by Rapport' })
-      .waitFor();
+    await writeAsCustomer(page, 'sms', 'Hello from SMS');
     await page.locator('#phone-messages .bubble.theirs', { hasText: 'will reply here' }).waitFor();
 
     // Then on WhatsApp (through Twilio) from the same number.
-    await page.click('#apps button[data-app="twilio-whatsapp"]');
-    await page.fill('#phone-text', 'And now on WhatsApp');
-    await page.press('#phone-text', 'Enter');
-    await page
-      .locator('#phone-messages .bubble.mine', { hasText: 'And now on WhatsApp' })
-      .filter({ hasText: 'received by Rapport' })
-      .waitFor();
+    await writeAsCustomer(page, 'twilio-whatsapp', 'And now on WhatsApp');
 
     // The agents' side: one thread holds both messages.
     const cardsWith = (text: string) =>
@@ -160,16 +123,7 @@ describe('the /sandbox page', () => {
       async () => cardsWith('And now on WhatsApp'),
       (cards) => cards.length > 0,
     );
-    // The card may reach the page's next poll after the file: ask again until the thread opens.
-    const thread = page.locator('#threads .thread.on');
-    await eventually(
-      async () => {
-        await page.locator('#profile button[data-thread]').first().click();
-        return thread.count();
-      },
-      (n) => n > 0,
-      30_000,
-    );
+    const thread = await openCustomerThread(page);
     await thread.filter({ hasText: 'Hello from SMS' }).filter({ hasText: 'And now on WhatsApp' }).waitFor();
     expect(await page.locator('#threads .thread', { hasText: 'Hello from SMS' }).count()).toBe(1);
     expect(cardsWith('Hello from SMS')).toHaveLength(1);
@@ -207,13 +161,8 @@ describe('the /sandbox page', () => {
     const page = await browser!.newPage({ viewport: { width: 1440, height: 960 } });
     page.setDefaultTimeout(20_000);
     await page.goto(`${baseUrl}/sandbox`);
-    await page.click('#seed');
-    await page.locator('#agent option', { hasText: 'Sam' }).waitFor({ state: 'attached' });
-    await page.click('#new-person');
-    await page.fill('#person-name', 'Pat Lens');
-    await page.fill('#person-phone', '+1 415 555 0177');
-    await page.click('#person-form button[type=submit]');
-    await page.locator('#phone-title', { hasText: 'Pat Lens' }).waitFor();
+    await seedDemo(page);
+    await newCustomer(page, 'Pat Lens', '+1 415 555 0177');
 
     // The customer sends a photo on WhatsApp (Cloud API).
     await page.click('#apps button[data-app="whatsapp-cloud"]');
@@ -227,16 +176,7 @@ describe('the /sandbox page', () => {
       (m) => m.length > 0,
     );
     expect(slack.fileContent(fileIn[0]!.files![0]!.id)?.equals(PNG)).toBe(true);
-    // The card may reach the page's next poll after the file: ask again until the thread opens.
-    const thread = page.locator('#threads .thread.on');
-    await eventually(
-      async () => {
-        await page.locator('#profile button[data-thread]').first().click();
-        return thread.count();
-      },
-      (n) => n > 0,
-      30_000,
-    );
+    const thread = await openCustomerThread(page);
     await thread.locator('img.inline').first().waitFor();
     expect(
       await thread

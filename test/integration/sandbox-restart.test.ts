@@ -10,25 +10,11 @@ import { ConfigError, loadConfig } from '../../src/config';
 import { deletePrefixedKeys } from '../../src/queue/connection';
 import { startSandbox, type Sandbox } from '../../src/sandbox';
 import { startSlackEmulator } from '../emulators/slack';
-import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
 import { eventually } from '../helpers/eventually';
+import { sandboxEnv } from '../helpers/sandbox-page';
 import { startWorld, type World } from '../helpers/world';
 
 jest.setTimeout(60_000);
-
-function sandboxEnv(): NodeJS.ProcessEnv {
-  const name = uniqueName('sbr');
-  return {
-    PORT: '0',
-    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    MONGODB_URI: `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
-    QUEUE_PREFIX: `rapport-${name}`,
-    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
-    LOG_LEVEL: 'warn',
-    REPLY_UNDO_SECONDS: '0',
-    INBOUND_PARTITIONS: '2',
-  };
-}
 
 describe('Slack ts values', () => {
   it('are clock-based and never repeat when the emulator restarts', async () => {
@@ -55,7 +41,7 @@ describe('Slack ts values', () => {
 });
 
 describe('the sandbox across a restart', () => {
-  const env = sandboxEnv();
+  const env = sandboxEnv('sbr', 'warn');
   let running: { sandbox: Sandbox; app: RapportApp; base: string } | undefined;
 
   async function boot(reset = false): Promise<string> {
@@ -183,7 +169,7 @@ describe('a thread record whose Slack card is gone', () => {
 });
 
 describe('the sandbox page: edit and delete a reply within the undo window', () => {
-  const env = { ...sandboxEnv(), REPLY_UNDO_SECONDS: '3' };
+  const env = { ...sandboxEnv('sbr', 'warn'), REPLY_UNDO_SECONDS: '3' };
   let sandbox: Sandbox;
   let app: RapportApp;
   let base = '';
