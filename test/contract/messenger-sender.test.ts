@@ -10,6 +10,7 @@ import { inspect } from 'node:util';
 import { createMessengerSender, type MessengerSenderOptions } from '../../src/channels/messenger/send';
 import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
 import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
+import { expectNoneOf, failureOf, outbound } from '../helpers/outbound';
 
 const PAGE_TOKEN = 'EAAB-page-secret-token-99';
 const APP_SECRET = 'meta-app-secret-for-proof';
@@ -37,33 +38,10 @@ function sender(overrides: Partial<MessengerSenderOptions> = {}) {
   });
 }
 
-function reply(overrides: Partial<OutboundMessage> = {}): OutboundMessage {
-  return {
-    key: 'out-1',
-    channel: 'messenger',
-    provider: 'messenger',
-    to: PSID,
-    text: 'Hello from Ana',
-    ...overrides,
-  };
-}
+const reply = (overrides: Partial<OutboundMessage> = {}) =>
+  outbound({ channel: 'messenger', provider: 'messenger', to: PSID }, overrides);
 
-async function failureOf(promise: Promise<unknown>): Promise<OutboundError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(OutboundError);
-    return err as OutboundError;
-  }
-  throw new Error('expected the send to fail');
-}
-
-function expectNoToken(err: OutboundError, token = PAGE_TOKEN) {
-  for (const text of [err.message, JSON.stringify(err), inspect(err, { depth: 10 })]) {
-    expect(text).not.toContain(token);
-    expect(text).not.toContain('access_token');
-  }
-}
+const expectNoToken = (err: OutboundError, token = PAGE_TOKEN) => expectNoneOf(err, [token, 'access_token']);
 
 const bodies = () => graph.requests.map((r) => r.body);
 

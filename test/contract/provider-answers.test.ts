@@ -9,10 +9,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createMessengerSender } from '../../src/channels/messenger/send';
-import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
+import type { OutboundMessage } from '../../src/channels/sender';
 import { SlackApiError, createSlackClient } from '../../src/channels/slack/client';
 import { createTwilioSender } from '../../src/channels/twilio/send';
 import { createWhatsAppCloudSender } from '../../src/channels/whatsapp-cloud/send';
+import { failureOf, outbound } from '../helpers/outbound';
 
 const DIR = join(__dirname, '../fixtures/provider-answers');
 
@@ -50,24 +51,8 @@ beforeAll(() => new Promise<void>((resolve) => replay.server.listen(0, '127.0.0.
 afterEach(() => (replay.seen.length = 0));
 afterAll(() => new Promise<void>((resolve) => replay.server.close(() => resolve())));
 
-async function failureOf(promise: Promise<unknown>): Promise<OutboundError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(OutboundError);
-    return err as OutboundError;
-  }
-  throw new Error('expected the send to fail');
-}
-
-const message = (o: Partial<OutboundMessage>): OutboundMessage => ({
-  key: 'k1',
-  channel: 'sms',
-  provider: 'twilio',
-  to: '+14155550100',
-  text: 'Hello from Ana',
-  ...o,
-});
+const message = (o: Partial<OutboundMessage>) =>
+  outbound({ channel: 'sms', provider: 'twilio', to: '+14155550100' }, { key: 'k1', ...o });
 
 describe('Twilio: documented answers', () => {
   const twilio = () =>

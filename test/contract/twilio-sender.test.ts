@@ -8,6 +8,7 @@ import { inspect } from 'node:util';
 import { createTwilioSender, type TwilioSenderOptions } from '../../src/channels/twilio/send';
 import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
+import { expectNoneOf, failureOf, outbound } from '../helpers/outbound';
 
 const ACCOUNT_SID = 'AC' + 'b2'.repeat(16);
 const AUTH_TOKEN = 'twilio-secret-auth-token-42';
@@ -34,34 +35,11 @@ function sender(overrides: Partial<TwilioSenderOptions> = {}) {
   });
 }
 
-function sms(overrides: Partial<OutboundMessage> = {}): OutboundMessage {
-  return {
-    key: 'out-1',
-    channel: 'sms',
-    provider: 'twilio',
-    to: CUSTOMER,
-    text: 'Hello from Ana',
-    ...overrides,
-  };
-}
+const sms = (overrides: Partial<OutboundMessage> = {}) =>
+  outbound({ channel: 'sms', provider: 'twilio', to: CUSTOMER }, overrides);
 
-async function failureOf(promise: Promise<unknown>): Promise<OutboundError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(OutboundError);
-    return err as OutboundError;
-  }
-  throw new Error('expected the send to fail');
-}
-
-function expectNoSecret(err: OutboundError) {
-  const basic = Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString('base64');
-  for (const text of [err.message, JSON.stringify(err), inspect(err, { depth: 10 })]) {
-    expect(text).not.toContain(AUTH_TOKEN);
-    expect(text).not.toContain(basic);
-  }
-}
+const expectNoSecret = (err: OutboundError) =>
+  expectNoneOf(err, [AUTH_TOKEN, Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString('base64')]);
 
 describe('Twilio sender: requests', () => {
   it('sends an SMS from the configured number with the status callback and returns the SM sid', async () => {

@@ -9,8 +9,9 @@ import {
   createWhatsAppCloudSender,
   type WhatsAppCloudSenderOptions,
 } from '../../src/channels/whatsapp-cloud/send';
-import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
+import type { OutboundMessage } from '../../src/channels/sender';
 import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
+import { failureOf, outbound } from '../helpers/outbound';
 
 const TOKEN = 'EAAG-cloud-secret-token-77';
 const PHONE_NUMBER_ID = '106540352242922';
@@ -39,26 +40,8 @@ function sender(overrides: Partial<WhatsAppCloudSenderOptions> = {}) {
   });
 }
 
-function reply(overrides: Partial<OutboundMessage> = {}): OutboundMessage {
-  return {
-    key: 'out-1',
-    channel: 'whatsapp',
-    provider: 'whatsapp-cloud',
-    to: CUSTOMER,
-    text: 'Hello from Ana',
-    ...overrides,
-  };
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<OutboundError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(OutboundError);
-    return err as OutboundError;
-  }
-  throw new Error('expected the send to fail');
-}
+const reply = (overrides: Partial<OutboundMessage> = {}) =>
+  outbound({ channel: 'whatsapp', provider: 'whatsapp-cloud', to: CUSTOMER }, overrides);
 
 const bodies = () => graph.requests.map((r) => r.body);
 

@@ -1,5 +1,5 @@
 /**
- * Corpus: 2,000 generated people, each writing from several channels with the spellings real
+ * Corpus: generated people (300 in the suite, 2,000 with `npm run test:corpus`), each writing from several channels with the spellings real
  * providers use for their number (SMS E.164, Twilio `whatsapp:`, WhatsApp Cloud wa_id digits,
  * whatsapp-web.js `@c.us`, national and `00` forms, Brazil's missing ninth digit, Argentina's 549,
  * Mexico's 521), and some with a Messenger identity linked by a verified claim. Outcome: every

@@ -1,0 +1,29 @@
+/** What the sender contract tests share: a reply to send and the way a send fails. */
+import { inspect } from 'node:util';
+import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
+
+/** An agent's reply ("Hello from Ana", key `out-1`) on `channel` through `provider` to `to`. */
+export function outbound(
+  route: Pick<OutboundMessage, 'channel' | 'provider' | 'to'>,
+  overrides: Partial<OutboundMessage> = {},
+): OutboundMessage {
+  return { key: 'out-1', ...route, text: 'Hello from Ana', ...overrides };
+}
+
+/** The OutboundError a send rejects with (the test fails if it resolves or rejects otherwise). */
+export async function failureOf(promise: Promise<unknown>): Promise<OutboundError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(OutboundError);
+    return err as OutboundError;
+  }
+  throw new Error('expected the send to fail');
+}
+
+/** None of `secrets` shows in the error's message, its JSON or its inspected form. */
+export function expectNoneOf(err: unknown, secrets: string[]): void {
+  const e = err as Error;
+  for (const text of [e.message, JSON.stringify(e), inspect(e, { depth: 10 })])
+    for (const secret of secrets) expect(text).not.toContain(secret);
+}
