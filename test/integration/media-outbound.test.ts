@@ -41,6 +41,10 @@ describe('outbound media: agents’ files reach the customer', () => {
       .filter((m) => m.username === 'Rapport')
       .map((m) => m.text);
 
+  /** Alex replies in `thread` with a file (and `text`). */
+  const fileReply = (thread: string, text: string, name: string, mimetype: string, data: Buffer) =>
+    w.agentFileReply(ALEX.inboxChannelId, thread, ALEX.slackUserId, text, { name, mimetype, data });
+
   /** Fetches a Rapport media URL through the test app (PUBLIC_URL is not this host). */
   const fetchRapport = (url: string) => fetch(url.replace(PUBLIC_URL, w.t.baseUrl));
 
@@ -48,11 +52,7 @@ describe('outbound media: agents’ files reach the customer', () => {
     await w.cloudWhatsApp('15550109001', 'can you send the label?');
     const thread = await threadWith('can you send the label?');
     const png = randomBytes(30_000);
-    const { ts } = await w.agentFileReply(ALEX.inboxChannelId, thread, ALEX.slackUserId, 'Here it is', {
-      name: 'label.png',
-      mimetype: 'image/png',
-      data: png,
-    });
+    const { ts } = await fileReply(thread, 'Here it is', 'label.png', 'image/png', png);
     const sent = await eventually(
       async () => w.graph.whatsappMessages().find((m) => m.type === 'image' && m.waId === '15550109001'),
       Boolean,
@@ -70,11 +70,7 @@ describe('outbound media: agents’ files reach the customer', () => {
     await w.twilioWhatsApp('+15550109002', 'the invoice please');
     const thread = await threadWith('the invoice please');
     const pdf = randomBytes(40_000);
-    await w.agentFileReply(ALEX.inboxChannelId, thread, ALEX.slackUserId, 'Invoice attached', {
-      name: 'invoice.pdf',
-      mimetype: 'application/pdf',
-      data: pdf,
-    });
+    await fileReply(thread, 'Invoice attached', 'invoice.pdf', 'application/pdf', pdf);
     const sent = await eventually(
       async () => w.twilio.messages().find((m) => m.to === 'whatsapp:+15550109002' && m.mediaUrls.length > 0),
       Boolean,
@@ -108,11 +104,7 @@ describe('outbound media: agents’ files reach the customer', () => {
     await w.messenger('7302918465077001', 'photo of the part?');
     const thread = await threadWith('photo of the part?');
     const jpg = randomBytes(12_000);
-    await w.agentFileReply(ALEX.inboxChannelId, thread, ALEX.slackUserId, '', {
-      name: 'part.jpg',
-      mimetype: 'image/jpeg',
-      data: jpg,
-    });
+    await fileReply(thread, '', 'part.jpg', 'image/jpeg', jpg);
     const sent = await eventually(
       async () =>
         w.graph.messengerMessages().find((m) => m.recipientId === '7302918465077001' && m.message.attachment),
@@ -128,11 +120,13 @@ describe('outbound media: agents’ files reach the customer', () => {
     await w.sms('+15550109003', 'send me the form');
     const thread = await threadWith('send me the form');
     const before = w.twilio.messages().filter((m) => m.to === '+15550109003').length;
-    const { ts } = await w.agentFileReply(ALEX.inboxChannelId, thread, ALEX.slackUserId, 'Form attached', {
-      name: 'form <!here>.pdf',
-      mimetype: 'application/pdf',
-      data: randomBytes(2_000),
-    });
+    const { ts } = await fileReply(
+      thread,
+      'Form attached',
+      'form <!here>.pdf',
+      'application/pdf',
+      randomBytes(2_000),
+    );
     const note = await eventually(async () => notes(thread).find((t) => t.includes('Not sent')), Boolean);
     expect(note).toContain('SMS cannot take "form &lt;!here&gt;.pdf": it cannot carry application/pdf files');
     expect(note).toContain('share a link to the file');
@@ -147,11 +141,7 @@ describe('outbound media: agents’ files reach the customer', () => {
   test('a WhatsApp image over 5 MB is refused before downloading, with its size', async () => {
     await w.cloudWhatsApp('15550109004', 'big photo please');
     const thread = await threadWith('big photo please');
-    await w.agentFileReply(ALEX.inboxChannelId, thread, ALEX.slackUserId, 'here', {
-      name: 'huge.jpg',
-      mimetype: 'image/jpeg',
-      data: randomBytes(5_200_000),
-    });
+    await fileReply(thread, 'here', 'huge.jpg', 'image/jpeg', randomBytes(5_200_000));
     const note = await eventually(async () => notes(thread).find((t) => t.includes('Not sent')), Boolean);
     expect(note).toContain('images there can be at most 5.0 MB and this one is 5.2 MB');
   });
@@ -160,11 +150,7 @@ describe('outbound media: agents’ files reach the customer', () => {
     await w.cloudWhatsApp('15550109005', 'one more file');
     const thread = await threadWith('one more file');
     w.graph.failNext({ status: 400, code: 131053, message: 'Media upload error' }, { path: /\/media$/ });
-    await w.agentFileReply(ALEX.inboxChannelId, thread, ALEX.slackUserId, 'try this', {
-      name: 'doc.pdf',
-      mimetype: 'application/pdf',
-      data: randomBytes(3_000),
-    });
+    await fileReply(thread, 'try this', 'doc.pdf', 'application/pdf', randomBytes(3_000));
     const note = await eventually(
       async () => notes(thread).find((t) => t.includes('Not delivered')),
       Boolean,

@@ -62,6 +62,13 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
     const leaks = messages.flatMap(textsOf).filter((t) => LIVE_MARKUP.test(t));
     expect(leaks).toEqual([]);
   }
+  /** The webhook was taken (200); the thread holding `marker`, checked for live markup. */
+  async function delivered(webhook: Promise<Response>, marker: string): Promise<EmulatedMessage[]> {
+    expect((await webhook).status).toBe(200);
+    const thread = await threadWith(marker);
+    expectNoLiveMarkup(thread);
+    return thread;
+  }
 
   function customerPost(thread: EmulatedMessage[], marker: string): EmulatedMessage {
     const post = thread.find((m) => m.metadata?.event_type === 'rapport_post' && m.text.includes(marker));
@@ -70,9 +77,7 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
   }
 
   it('Twilio SMS: the text is shown literally (mentions, disguised link and a typed &amp;)', async () => {
-    expect((await w.sms('+14155550601', hostileText('m-sms'))).status).toBe(200);
-    const thread = await threadWith('m-sms');
-    expectNoLiveMarkup(thread);
+    const thread = await delivered(w.sms('+14155550601', hostileText('m-sms')), 'm-sms');
     const post = customerPost(thread, 'm-sms');
     expect(post.text).toContain(
       'm-sms &lt;!here&gt; &lt;!channel&gt; &lt;@U123&gt; pay at &lt;https://evil.example/login|https://bank.com&gt; &amp;amp; more',
@@ -94,9 +99,7 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
       SmsMessageSid: sid,
       MediaUrl0: `https://api.twilio.com/2010-04-01/Accounts/${TEST_TWILIO.accountSid}/Messages/${sid}/Media/ME1?a=1&b=2`,
     };
-    expect((await w.twilioWebhook(hostile)).status).toBe(200);
-    const thread = await threadWith('m-twa');
-    expectNoLiveMarkup(thread);
+    const thread = await delivered(w.twilioWebhook(hostile), 'm-twa');
     const card = thread[0]!;
     expect(card.text).toContain(
       '*&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil.example|bank.com&gt; &amp;amp;*',
@@ -131,9 +134,7 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
       caption: 'm-doc <https://evil.example|bank.com>',
     };
     delete message.image;
-    expect((await w.metaWebhook(payload)).status).toBe(200);
-    const thread = await threadWith('m-doc');
-    expectNoLiveMarkup(thread);
+    const thread = await delivered(w.metaWebhook(payload), 'm-doc');
     expect(customerPost(thread, 'm-cloud').text).toContain('&lt;!here&gt;');
     const doc = customerPost(thread, 'm-doc');
     expect(doc.text).toContain('&lt;!channel&gt;invoice&lt;@U123&gt;.pdf');
@@ -158,9 +159,7 @@ describe('customer-controlled strings reach Slack escaped, on every channel', ()
         title: 'm-link <!here> <https://evil.example|bank.com>',
       },
     });
-    expect((await w.metaWebhook(payload)).status).toBe(200);
-    const thread = await threadWith('m-link');
-    expectNoLiveMarkup(thread);
+    const thread = await delivered(w.metaWebhook(payload), 'm-link');
     expect(customerPost(thread, 'm-msgr').text).toContain('&lt;!channel&gt;');
     const post = customerPost(thread, 'm-link');
     expect(post.text).toContain('m-link &lt;!here&gt; &lt;https://evil.example|bank.com&gt;');

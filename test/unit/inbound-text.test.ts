@@ -16,6 +16,11 @@ function message(parts: MessagePart[]): InboundMessage {
   };
 }
 
+type OrderPart = Extract<MessagePart, { kind: 'order' }>;
+/** What the agent reads for an order of `items` (with the customer's `text`). */
+const order = (items: OrderPart['items'], text?: string) =>
+  describeParts(message([{ kind: 'order', items, ...(text !== undefined ? { text } : {}) }]));
+
 describe('describeParts', () => {
   it('shows a stored file’s name, type and caption (whatsapp-web keeps no URL)', () => {
     const text = describeParts(
@@ -43,32 +48,20 @@ describe('describeParts', () => {
   });
 
   it('totals an order in one currency and leaves the total out when currencies differ', () => {
-    const one = describeParts(
-      message([
-        {
-          kind: 'order',
-          items: [
-            { id: 'TEA', quantity: 2, price: 3.5, currency: 'EUR' },
-            { id: 'CAKE', quantity: 1, price: 4, currency: 'EUR' },
-          ],
-          text: 'no sugar',
-        },
-      ]),
+    const one = order(
+      [
+        { id: 'TEA', quantity: 2, price: 3.5, currency: 'EUR' },
+        { id: 'CAKE', quantity: 1, price: 4, currency: 'EUR' },
+      ],
+      'no sugar',
     );
     expect(one).toBe(
       ':shopping_trolley: sent an order (2 items; total 11 EUR)\n• 2 × TEA at 3.5 EUR\n• 1 × CAKE at 4 EUR\nno sugar',
     );
-    const mixed = describeParts(
-      message([
-        {
-          kind: 'order',
-          items: [
-            { id: 'A', quantity: 1, price: 1, currency: 'EUR' },
-            { id: 'B', quantity: 1, price: 1, currency: 'USD' },
-          ],
-        },
-      ]),
-    );
+    const mixed = order([
+      { id: 'A', quantity: 1, price: 1, currency: 'EUR' },
+      { id: 'B', quantity: 1, price: 1, currency: 'USD' },
+    ]);
     expect(mixed.split('\n')[0]).toBe(':shopping_trolley: sent an order (2 items)');
   });
 

@@ -468,47 +468,29 @@ describe('WhatsApp Cloud normalizer', () => {
     );
     const germanId = 'wamid.HBgNNDkxNTExMjM0NTY3OBUCABEYEjk0QzFBN0UzRjI4QjYwRDU3OQA=';
     const ukId = 'wamid.HBgMNDQ3NzAwOTAwMTIzFQIAERgSQjM4RTdGMkE5QzE0RDA1NkIA';
-    const common = {
+    const status = (id: string, state: string, e164: string, at: string, errors: unknown[] = []) => ({
       channel: 'whatsapp',
       provider: 'whatsapp-cloud',
       receivedAt: '2024-06-20T11:30:00.000Z',
-    };
+      key: `whatsapp-cloud:${id}:${state}`,
+      providerMessageId: id,
+      state,
+      recipient: { kind: 'phone', e164 },
+      errors,
+      at,
+    });
     expect(statuses).toEqual([
-      {
-        ...common,
-        key: `whatsapp-cloud:${germanId}:sent`,
-        providerMessageId: germanId,
-        state: 'sent',
-        recipient: { kind: 'phone', e164: '+4915112345678' },
-        errors: [],
-        at: '2024-06-20T11:21:40.000Z',
-      },
-      {
-        ...common,
-        key: `whatsapp-cloud:${germanId}:delivered`,
-        providerMessageId: germanId,
-        state: 'delivered',
-        recipient: { kind: 'phone', e164: '+4915112345678' },
-        errors: [],
-        at: '2024-06-20T11:21:42.000Z',
-      },
-      {
-        ...common,
-        key: `whatsapp-cloud:${ukId}:failed`,
-        providerMessageId: ukId,
-        state: 'failed',
-        recipient: { kind: 'phone', e164: '+447700900123' },
-        errors: [
-          {
-            code: '131047',
-            title: 'Re-engagement message',
-            // `message` only repeats the title, so the details are kept.
-            detail:
-              'Message failed to send because more than 24 hours have passed since the customer last replied to this number.',
-          },
-        ],
-        at: '2024-06-21T11:23:20.000Z',
-      },
+      status(germanId, 'sent', '+4915112345678', '2024-06-20T11:21:40.000Z'),
+      status(germanId, 'delivered', '+4915112345678', '2024-06-20T11:21:42.000Z'),
+      status(ukId, 'failed', '+447700900123', '2024-06-21T11:23:20.000Z', [
+        {
+          code: '131047',
+          title: 'Re-engagement message',
+          // `message` only repeats the title, so the details are kept.
+          detail:
+            'Message failed to send because more than 24 hours have passed since the customer last replied to this number.',
+        },
+      ]),
     ]);
   });
 
