@@ -63,7 +63,7 @@ import {
   summary,
   type GracefulStop,
 } from './lib/world';
-import { privateCluster, type Failover, type PrivateCluster } from './lib/cluster';
+import { killBusiestMaster, privateCluster, restartKilled, type Failover, type PrivateCluster } from './lib/cluster';
 import { createReplyDriver } from './lib/replies';
 
 const args = parseArgs({
@@ -109,7 +109,7 @@ let cluster: PrivateCluster | undefined;
 process.on('exit', () => {
   for (const c of servers) c.kill('SIGKILL');
   for (const p of tempPaths) rmSync(p, { recursive: true, force: true });
-  cluster?.cleanupSync();
+  cluster?.stopSync();
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
@@ -257,7 +257,7 @@ async function main(): Promise<number> {
   let redisUrl: string;
   if (CLUSTER) {
     cluster = await privateCluster();
-    redisUrl = await cluster.start();
+    redisUrl = cluster.url;
     log(`Redis Cluster on 127.0.0.1:${cluster.ports[0]}–${cluster.ports[5]} (data in ${cluster.dir}); REDIS_URL=${redisUrl}`);
     // Rapport must make an ioredis Cluster of a seed list (src/queue/connection.ts).
     let isCluster = false;
@@ -422,7 +422,7 @@ async function main(): Promise<number> {
     const redisFault = async () => {
       if (cluster) {
         log('SIGKILL the Redis Cluster master holding the most keys');
-        failover = await cluster.killMaster();
+        failover = await killBusiestMaster(cluster);
         log(
           `killed master 127.0.0.1:${failover.killedPort} (pid ${failover.killedPid}, ${failover.killedKeys} keys); ` +
             (failover.okAfterMs === undefined
@@ -431,7 +431,7 @@ async function main(): Promise<number> {
                 (failover.stateFailAfterMs === undefined ? ' (state fail never observed)' : ` (state fail observed after ${failover.stateFailAfterMs} ms)`)),
         );
         await sleep(DOWN_MS);
-        rejoined = await cluster.restartDown();
+        rejoined = await restartKilled(cluster, failover.killedPort);
         log(`restarted ${rejoined.map((r) => `127.0.0.1:${r.port}: rejoined as ${r.role} in ${r.afterMs} ms`).join(', ')}`);
       } else {
         log('SIGKILL Redis');
@@ -660,7 +660,7 @@ async function main(): Promise<number> {
     graphProxy.close();
     await emu.close();
     await redis?.destroy();
-    await cluster?.destroy();
+    await cluster?.stop();
     await ferret.destroy();
     if (jobFile) {
       rmSync(jobFile, { force: true });
