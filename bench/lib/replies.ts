@@ -8,7 +8,7 @@
  * - duplicate: delivered more than once; silently lost: neither delivered nor told.
  */
 import { randomBytes } from 'node:crypto';
-import { signSlackRequest } from '../../src/channels/slack/signature';
+import { signedSlack, slackEventCallback, slackMessage } from '../../src/sandbox/wire-builders';
 import type { Emulators } from './world';
 
 export interface ReplyDriverOptions {
@@ -56,10 +56,11 @@ export function createReplyDriver(o: ReplyDriverOptions) {
       const bases = o.bases();
       const base = bases[(attempt + n) % bases.length]!;
       try {
-        const res = await fetch(`${base}/slack/events`, {
+        const signed = signedSlack(o.signingSecret, '/slack/events', body);
+        const res = await fetch(`${base}${signed.path}`, {
           method: 'POST',
           body,
-          headers: { 'content-type': 'application/json', ...signSlackRequest(o.signingSecret, body) },
+          headers: signed.headers,
           signal: AbortSignal.timeout(10_000),
         });
         if (res.status === 200) return true;
@@ -79,24 +80,14 @@ export function createReplyDriver(o: ReplyDriverOptions) {
     const marker = `[chaos-reply-${++n}-${randomBytes(3).toString('hex')}]`;
     const text = `Answer ${marker}`;
     const stored = o.emu.slack.postAsUser(o.inbox, { user: o.agentUserId, text, threadTs: card.ts });
-    const body = JSON.stringify({
-      token: 'legacy',
-      team_id: o.emu.slack.teamId,
-      api_app_id: 'A0CHAOS',
-      type: 'event_callback',
-      event_id: `EvCHAOS${n}${randomBytes(3).toString('hex').toUpperCase()}`,
-      event_time: Math.floor(Date.now() / 1000),
-      event: {
-        type: 'message',
-        channel: o.inbox,
-        user: o.agentUserId,
-        text,
-        ts: stored.ts,
-        thread_ts: card.ts,
-        event_ts: stored.ts,
-        channel_type: 'channel',
+    const body = slackEventCallback(
+      {
+        teamId: o.emu.slack.teamId,
+        apiAppId: 'A0CHAOS',
+        eventId: `EvCHAOS${n}${randomBytes(3).toString('hex').toUpperCase()}`,
       },
-    });
+      slackMessage({ channel: o.inbox, user: o.agentUserId, text, ts: stored.ts, threadTs: card.ts }),
+    );
     const reply: SentReply = { marker, ts: stored.ts, threadTs: card.ts, accepted: false };
     sent.push(reply);
     reply.accepted = await postEvent(body);

@@ -9,11 +9,16 @@ import { createServer, type AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DbCounts } from './db-monitor';
-import { signMetaPayload } from '../../src/channels/meta/signature';
-import { signTwilioRequest } from '../../src/channels/twilio/signature';
 import { startGraphEmulator, type GraphEmulator } from '../../src/sandbox/emulators/graph';
 import { startSlackEmulator, type SlackEmulator } from '../../src/sandbox/emulators/slack';
 import { startTwilioEmulator, type TwilioEmulator } from '../../src/sandbox/emulators/twilio';
+import {
+  cloudChange,
+  messengerEntry,
+  signedMeta,
+  signedTwilio,
+  twilioMessageForm,
+} from '../../src/sandbox/wire-builders';
 
 export const PUBLIC_URL = 'https://rapport.bench.test';
 export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
@@ -21,6 +26,11 @@ export const TWILIO = { accountSid: 'AC' + 'c3'.repeat(16), authToken: 'bench-tw
 export const META_SECRET = 'bench-meta-app-secret';
 export const PAGE_ID = '100000000000001';
 export const CLOUD_PHONE_ID = '106540352242922';
+const CLOUD_ACCOUNT = {
+  wabaId: '118273645509182',
+  phoneNumberId: CLOUD_PHONE_ID,
+  displayPhoneNumber: '15550003333',
+};
 export const INBOX = 'C0BENCHINBOX';
 
 export interface Emulators {
@@ -117,9 +127,11 @@ export interface MediaMix {
 
 /** The file of message `i`, registered on its provider's emulator; undefined for a text message. */
 function mediaOf(mix: MediaMix | undefined, i: number, channel: SignedRequest['channel']) {
-  if (!mix || mix.fraction <= 0 || Math.floor((i + 1) * mix.fraction) === Math.floor(i * mix.fraction)) return undefined;
+  if (!mix || mix.fraction <= 0 || Math.floor((i + 1) * mix.fraction) === Math.floor(i * mix.fraction))
+    return undefined;
   const data = Buffer.alloc(mix.bytes, i % 251);
-  if (channel === 'cloud-whatsapp') return { mediaId: mix.emulators.graph.addWhatsAppMedia(data, 'image/jpeg') };
+  if (channel === 'cloud-whatsapp')
+    return { mediaId: mix.emulators.graph.addWhatsAppMedia(data, 'image/jpeg') };
   if (channel === 'messenger') return { url: mix.emulators.graph.addMessengerAttachment(data, 'image/jpeg') };
   return { url: mix.emulators.twilio.addMedia(data, 'image/jpeg') };
 }
@@ -139,69 +151,49 @@ export function signedMessages(
     const phone = `+1415${String(2_000_000 + c).padStart(7, '0')}`;
     const text = `bench message ${i} from customer ${c}`;
     const media = mediaOf(mix, i, channel);
+    const customer = { customer: `${channel}:${c}`, ...(media ? { media: true } : {}), channel };
     if (channel === 'sms' || channel === 'twilio-whatsapp') {
       const sid = `SM${id.padEnd(32, '0')}`;
       const wa = channel === 'twilio-whatsapp';
-      const form: Record<string, string> = {
-        MessageSid: sid,
-        SmsMessageSid: sid,
-        SmsSid: sid,
-        AccountSid: TWILIO.accountSid,
-        From: wa ? `whatsapp:${phone}` : phone,
-        To: wa ? 'whatsapp:+15550002222' : '+15550001111',
-        Body: text,
-        NumMedia: media?.url ? '1' : '0',
-        ...(media?.url ? { MediaUrl0: media.url, MediaContentType0: 'image/jpeg' } : {}),
-        NumSegments: '1',
-        SmsStatus: 'received',
-        ApiVersion: '2010-04-01',
-        ...(wa ? { WaId: phone.slice(1), ProfileName: `Customer ${c}` } : {}),
-      };
+      const form = twilioMessageForm({
+        sid,
+        accountSid: TWILIO.accountSid,
+        from: wa ? `whatsapp:${phone}` : phone,
+        to: wa ? 'whatsapp:+15550002222' : '+15550001111',
+        body: text,
+        ...(wa ? { whatsapp: { profileName: `Customer ${c}` } } : {}),
+        ...(media?.url ? { media: { url: media.url, contentType: 'image/jpeg' } } : {}),
+      });
       out.push({
         key: `twilio:${sid}`,
-        customer: `${channel}:${c}`,
-        ...(media ? { media: true } : {}),
-        channel,
-        path: '/webhooks/twilio',
-        body: new URLSearchParams(form).toString(),
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          'x-twilio-signature': signTwilioRequest(TWILIO.authToken, `${PUBLIC_URL}/webhooks/twilio`, form),
-        },
+        ...customer,
+        ...signedTwilio(TWILIO.authToken, PUBLIC_URL, '/webhooks/twilio', form),
       });
+    } else if (channel === 'cloud-whatsapp') {
+      const content = media?.mediaId
+        ? { type: 'image', image: { id: media.mediaId, mime_type: 'image/jpeg', caption: text } }
+        : { type: 'text', text: { body: text } };
+      const payload = cloudChange(CLOUD_ACCOUNT, {
+        contacts: [{ profile: { name: `Customer ${c}` }, wa_id: phone.slice(1) }],
+        messages: [
+          {
+            from: phone.slice(1),
+            id: `wamid.${id}`,
+            timestamp: String(Math.floor(Date.now() / 1000)),
+            ...content,
+          },
+        ],
+      });
+      out.push({ key: `whatsapp-cloud:wamid.${id}`, ...customer, ...signedMeta(META_SECRET, payload) });
     } else {
-      const ts = Date.now();
-      const payload =
-        channel === 'cloud-whatsapp'
-          ? {
-              object: 'whatsapp_business_account',
-              entry: [{ id: '118273645509182', changes: [{ field: 'messages', value: {
-                messaging_product: 'whatsapp',
-                metadata: { display_phone_number: '15550003333', phone_number_id: CLOUD_PHONE_ID },
-                contacts: [{ profile: { name: `Customer ${c}` }, wa_id: phone.slice(1) }],
-                messages: [{ from: phone.slice(1), id: `wamid.${id}`, timestamp: String(Math.floor(ts / 1000)), ...(media?.mediaId ? { type: 'image', image: { id: media.mediaId, mime_type: 'image/jpeg', caption: text } } : { type: 'text', text: { body: text } }) }],
-              } }] }],
-            }
-          : {
-              object: 'page',
-              entry: [{ id: PAGE_ID, time: ts, messaging: [{
-                sender: { id: `7${String(1_000_000_000 + c)}` }, recipient: { id: PAGE_ID }, timestamp: ts,
-                message: { mid: `m_${id}`, ...(media?.url ? { attachments: [{ type: 'image', payload: { url: media.url } }] } : { text }) },
-              }] }],
-            };
-      const body = JSON.stringify(payload);
-      out.push({
-        key: channel === 'cloud-whatsapp' ? `whatsapp-cloud:wamid.${id}` : `messenger:m_${id}`,
-        customer: `${channel}:${c}`,
-        ...(media ? { media: true } : {}),
-        channel,
-        path: '/webhooks/meta',
-        body,
-        headers: {
-          'content-type': 'application/json',
-          'x-hub-signature-256': signMetaPayload(META_SECRET, Buffer.from(body)),
-        },
-      });
+      const message = {
+        mid: `m_${id}`,
+        ...(media?.url ? { attachments: [{ type: 'image', payload: { url: media.url } }] } : { text }),
+      };
+      const payload = messengerEntry(PAGE_ID, `7${String(1_000_000_000 + c)}`, [
+        { timestamp: Date.now(), message },
+      ]);
+      out.push({ key: `messenger:m_${id}`, ...customer, ...signedMeta(META_SECRET, payload) });
     }
   }
   return out;
@@ -245,7 +237,8 @@ export function whenReady(child: ChildProcess, timeoutMs = 60_000): Promise<void
       else resolve();
     };
     const onMessage = (m: unknown) => (m as { ready?: boolean } | null)?.ready === true && done();
-    const onExit = (code: number | null, signal: string | null) => done(new Error(`exited (${signal ?? code}) before it was ready`));
+    const onExit = (code: number | null, signal: string | null) =>
+      done(new Error(`exited (${signal ?? code}) before it was ready`));
     const timer = setTimeout(() => done(new Error(`not ready after ${timeoutMs} ms`)), timeoutMs);
     child.on('message', onMessage);
     child.once('exit', onExit);
@@ -315,7 +308,10 @@ export async function gracefulStop(child: ChildProcess, timeoutMs: number): Prom
   return { ms: Date.now() - t0, code, signal, forced };
 }
 
-export async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopChild(
+  child: ChildProcess | undefined,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill(signal);
@@ -340,7 +336,14 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-export function summary(values: number[]): { n: number; mean: number; p50: number; p95: number; p99: number; max: number } {
+export function summary(values: number[]): {
+  n: number;
+  mean: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+} {
   const s = [...values].sort((a, b) => a - b);
   const mean = s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN;
   return {
@@ -353,7 +356,12 @@ export function summary(values: number[]): { n: number; mean: number; p50: numbe
   };
 }
 
-export async function admin(baseUrl: string, method: string, p: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+export async function admin(
+  baseUrl: string,
+  method: string,
+  p: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${baseUrl}/api${p}`, {
     method,
     headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
