@@ -10,15 +10,22 @@ export function uniqueName(label: string): string {
   return `t${label}${randomBytes(4).toString('hex')}`;
 }
 
+/** Redis, a database and a queue prefix of its own for `name` (from `uniqueName`). */
+export function privateStores(name: string): NodeJS.ProcessEnv {
+  return {
+    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    MONGODB_URI: `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
+    QUEUE_PREFIX: `rapport-${name}`,
+  };
+}
+
 /** A full, valid environment with every channel configured; override or blank any variable. */
 export function testEnv(overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const name = uniqueName('');
   return {
     PORT: '0',
     PUBLIC_URL: 'https://rapport.example.test',
-    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    MONGODB_URI: `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
-    QUEUE_PREFIX: `rapport-${name}`,
+    ...privateStores(name),
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     DATA_KEY: TEST_DATA_KEY,
     LOG_LEVEL: 'info',

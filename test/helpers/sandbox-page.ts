@@ -3,7 +3,7 @@
  * only), and the environment a sandbox under test starts from.
  */
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
-import { TEST_ADMIN_TOKEN, uniqueName } from './env';
+import { privateStores, TEST_ADMIN_TOKEN, uniqueName } from './env';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -21,12 +21,9 @@ export function launchChromium(): Promise<Browser> {
 
 /** A sandbox's environment with its own database and queue prefix. */
 export function sandboxEnv(prefix: string, logLevel = 'info'): NodeJS.ProcessEnv {
-  const name = uniqueName(prefix);
   return {
     PORT: '0',
-    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    MONGODB_URI: `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
-    QUEUE_PREFIX: `rapport-${name}`,
+    ...privateStores(uniqueName(prefix)),
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     LOG_LEVEL: logLevel,
     REPLY_UNDO_SECONDS: '0',
