@@ -55,13 +55,18 @@ import { createClaimService } from './identity/claims';
 import { createClaimLimits } from './identity/claim-limits';
 import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
 import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
-import { createMediaStore } from './media/store';
+import { createMediaStore, type MediaStore } from './media/store';
 import { createInboundMedia } from './media/inbound';
 import type { MediaFetchOptions } from './media/fetch';
 import { createOutboundMedia } from './media/outbound';
 import { mediaRoutes } from './http/media';
-import { createMediaStore as createWhatsAppWebMediaStore } from './channels/whatsapp-web/media';
+import {
+  DEFAULT_MAX_MEDIA_BYTES,
+  createMediaStore as createWhatsAppWebMediaStore,
+} from './channels/whatsapp-web/media';
 import { createBlobStore } from './channels/whatsapp-web/store';
+import type { WhatsAppWebClientFactoryOptions } from './channels/whatsapp-web/client';
+import type { WhatsAppWebClientLike } from './channels/whatsapp-web/wire';
 import type pino from 'pino';
 
 export type Role = 'api' | 'worker' | 'whatsapp-web' | 'all';
@@ -70,6 +75,8 @@ export interface AppOptions {
   role?: Role;
   /** Log destination (tests capture logs to check nothing sensitive is written). */
   logDestination?: pino.DestinationStream;
+  /** Builds WhatsApp Web clients; the default is the real whatsapp-web.js Client (tests pass a fake). */
+  whatsappWebClient?: (opts: WhatsAppWebClientFactoryOptions) => WhatsAppWebClientLike;
 }
 
 export interface RapportApp {
@@ -152,20 +159,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   });
   const senders = buildSenders(config);
   const whatsappWeb = config.whatsappWeb.enabled
-    ? createWhatsAppWebChannel({
-        chromiumPath: config.whatsappWeb.chromiumPath,
-        redis,
-        redisUrl: config.redisUrl,
-        queuePrefix: config.queuePrefix,
-        intake,
-        mongoConnection: mongo.connection,
-        log: log.child({ component: 'whatsapp-web' }),
-        registry: metrics.registry,
-        notify:
-          slack && config.slack?.escalationChannel
-            ? notifier(slack, config.slack.escalationChannel)
-            : undefined,
-      })
+    ? whatsappWebChannel(config, options, { redis, intake, mongo, log, metrics, mediaStore, slack })
     : undefined;
   // Any process can send through the session: the sender queues the job for the session holder.
   if (whatsappWeb) senders['whatsapp-web'] = whatsappWeb.sender();
@@ -457,6 +451,51 @@ function buildSenders(config: Readonly<Config>): Senders {
     });
   }
   return senders;
+}
+
+/** The WhatsApp Web session channel over the app's connections (WHATSAPP_WEB_ENABLED). */
+function whatsappWebChannel(
+  config: Readonly<Config>,
+  options: AppOptions,
+  d: {
+    redis: RedisClient;
+    intake: Intake;
+    mongo: MongoHandle;
+    log: Logger;
+    metrics: Metrics;
+    mediaStore: MediaStore;
+    slack: SlackClient | undefined;
+  },
+): WhatsAppWebChannel {
+  return createWhatsAppWebChannel({
+    chromiumPath: config.whatsappWeb.chromiumPath,
+    redis: d.redis,
+    redisUrl: config.redisUrl,
+    queuePrefix: config.queuePrefix,
+    intake: d.intake,
+    mongoConnection: d.mongo.connection,
+    log: d.log.child({ component: 'whatsapp-web' }),
+    registry: d.metrics.registry,
+    readStoredMedia: (id) => readStoredMedia(d.mediaStore, id),
+    // No larger than MEDIA_MAX_BYTES: a file the pipeline would refuse is not downloaded at all.
+    maxMediaBytes: Math.min(config.media.maxBytes, DEFAULT_MAX_MEDIA_BYTES),
+    ...(options.whatsappWebClient ? { createClient: options.whatsappWebClient } : {}),
+    notify:
+      d.slack && config.slack?.escalationChannel
+        ? notifier(d.slack, config.slack.escalationChannel)
+        : undefined,
+  });
+}
+
+/** A stored file's bytes, type and name (an agent's file, for the WhatsApp Web session). */
+async function readStoredMedia(store: MediaStore, id: string) {
+  const info = await store.info(id);
+  if (!info) return undefined;
+  return {
+    data: await store.read(id),
+    contentType: info.metadata.contentType,
+    filename: info.metadata.filename,
+  };
 }
 
 /** How inbound files are fetched: each provider's credentials and base URL. */

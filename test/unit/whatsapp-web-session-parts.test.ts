@@ -6,7 +6,6 @@
  */
 import { Writable } from 'node:stream';
 import { Registry } from 'prom-client';
-import { createLogger } from '../../src/logger';
 import type { InboundEvent } from '../../src/canonical';
 import { catchUpUnread } from '../../src/channels/whatsapp-web/catch-up';
 import { InboundPipeline } from '../../src/channels/whatsapp-web/inbound';
@@ -17,21 +16,7 @@ import { QrPresenter, safeNotifier, type NotifyImage } from '../../src/channels/
 import { FailureStreak } from '../../src/channels/whatsapp-web/reconnect';
 import { SessionState } from '../../src/channels/whatsapp-web/state';
 import type { WwebChat, WwebMessage } from '../../src/channels/whatsapp-web/wire';
-import { FakeWhatsAppWebClient, OWN_JID, fakeMessage } from '../fakes/whatsapp-web-client';
-
-function capturedLog() {
-  const lines: string[] = [];
-  const log = createLogger({
-    level: 'debug',
-    destination: new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    }),
-  });
-  return { log, lines };
-}
+import { FakeWhatsAppWebClient, OWN_JID, capturedLog, fakeMessage } from '../fakes/whatsapp-web-client';
 
 async function metricValue(registry: Registry, name: string, labels: Record<string, string>) {
   const metric = await registry.getSingleMetric(name)?.get();

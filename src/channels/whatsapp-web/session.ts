@@ -26,7 +26,13 @@ import { InboundPipeline } from './inbound';
 import { Inflight } from './inflight';
 import { SessionLifecycle } from './lifecycle';
 import { lockKeyFor } from './lock';
-import { createMediaStore, type StoredMedia, type WhatsAppWebMediaStore } from './media';
+import {
+  createMediaStore,
+  outboundMediaLoader,
+  type StoredMedia,
+  type StoredMediaReader,
+  type WhatsAppWebMediaStore,
+} from './media';
 import { sessionMetrics, type SessionMetrics } from './metrics';
 import { QrPresenter, qrPngDataUrl, safeNotifier } from './qr';
 import { FailureStreak } from './reconnect';
@@ -84,8 +90,10 @@ export interface WhatsAppWebChannelOptions {
   qrNotifyIntervalMs?: number;
   /** Where the QR is drawn for a terminal; `null` to not draw it. @defaultValue process.stderr */
   qrTerminal?: NodeJS.WritableStream | null;
-  /** Fetches outbound media; the default downloads the URL into a whatsapp-web.js `MessageMedia`. */
+  /** Fetches outbound media; the default reads `readStoredMedia`, else downloads the URL into a `MessageMedia`. */
   loadMedia?: MediaLoader;
+  /** Rapport's media store (agents' files, `OutboundMedia.storedId`), read by the default `loadMedia`. */
+  readStoredMedia?: StoredMediaReader;
 }
 
 export interface WhatsAppWebChannel {
@@ -162,7 +170,7 @@ function sendWorkerHost(
     canRun: () => !lifecycle().isStopped && lifecycle().lock.held,
     processor: {
       readyClient: () => lifecycle().readyClient(),
-      loadMedia: o.loadMedia ?? ((m) => fetchOutboundMedia(m.url, m.filename)),
+      loadMedia: o.loadMedia ?? outboundMediaLoader(o.readStoredMedia, fetchOutboundMedia),
       maxSendAgeMs: o.maxSendAgeMs ?? WHATSAPP_WEB_DEFAULTS.maxSendAgeMs,
       log: r.log,
       onOutcome: (outcome) => metrics.send(outcome),
