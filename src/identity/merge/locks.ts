@@ -6,7 +6,7 @@
  */
 import type { Types } from 'mongoose';
 import { isDuplicateKeyError } from '../resolve';
-import type { IdentityModels, MergeLock } from '../models';
+import type { Customer, IdentityModels, MergeLock } from '../models';
 import { ACTIVE, MergeBusyError } from './types';
 
 type LockModels = Pick<IdentityModels, 'MergeEvent' | 'MergeLock'>;
@@ -48,17 +48,23 @@ export async function unlock(
 }
 
 /**
- * Locks the event's survivor, then its merged customer (always in that order). When one is busy,
+ * Locks the event's survivor, then its merged customer (always in that order), and reads both: only
+ * lock holders change `mergedInto`, so these reads stay true until the locks go. When one is busy,
  * gives back what it took and throws MergeBusyError (409, retryable): the holder finishes on its own.
  */
 export async function lockPair(
-  models: LockModels,
+  models: LockModels & Pick<IdentityModels, 'Customer'>,
   event: { _id: Types.ObjectId; survivorId: Types.ObjectId; mergedId: Types.ObjectId },
-): Promise<void> {
+): Promise<{ survivor: Customer | null; merged: Customer | null }> {
   for (const customerId of [event.survivorId, event.mergedId]) {
     if ((await lock(models, customerId, event._id)) === 'busy') {
       await unlock(models, event._id, [event.survivorId]);
       throw new MergeBusyError(customerId);
     }
   }
+  const [survivor, merged] = await Promise.all([
+    models.Customer.findById(event.survivorId).lean<Customer>(),
+    models.Customer.findById(event.mergedId).lean<Customer>(),
+  ]);
+  return { survivor, merged };
 }

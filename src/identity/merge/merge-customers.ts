@@ -7,9 +7,10 @@ import type { Types } from 'mongoose';
 import { ConflictError, NotFoundError, PayloadError } from '../../errors';
 import type { Customer } from '../models';
 import { cancel, currentEventOf, finalResult, loadEvent } from './events';
-import { lockPair, unlock } from './locks';
+import { lockPair } from './locks';
 import { olderOf } from './plan';
-import { MERGE_STEPS, settle } from './steps';
+import { runSteps } from './run-steps';
+import { MERGE } from './steps';
 import {
   MergeBusyError,
   parseCustomerId,
@@ -36,43 +37,16 @@ function problemOf(
   return undefined;
 }
 
-/** Steps 2–10 for a stored event: lock, check, the step table, settle, unlock, `done`. */
-export async function runMerge(ctx: MergeContext, initial: MergeEventDoc): Promise<MergeResult> {
-  const { models } = ctx;
-  let event = initial;
-  const { _id: id, survivorId, mergedId } = event;
-  await lockPair(models, event);
-  const [survivor, merged] = await Promise.all([
-    models.Customer.findById(survivorId).lean<Customer>(),
-    models.Customer.findById(mergedId).lean<Customer>(),
-  ]);
+/** Steps 2–10 for a stored event: lock, check, then the step table to the end (`done`). */
+export async function runMerge(ctx: MergeContext, event: MergeEventDoc): Promise<MergeResult> {
+  const { survivor, merged } = await lockPair(ctx.models, event);
   const problem = problemOf(event, survivor, merged);
   if (problem) {
-    await cancel(models, event, problem.message);
+    await cancel(ctx.models, event, problem.message);
     throw problem;
   }
-  await ctx.step('survivor-locked', id);
-
-  for (const { merge } of MERGE_STEPS) {
-    event = (await merge.run(models, event)) ?? event;
-    await ctx.step(merge.reported, id);
-  }
-  await settle(
-    `merge ${String(id)}`,
-    models,
-    event,
-    MERGE_STEPS.map((s) => s.merge),
-  );
-
-  // Locks go before `done`, so that no finished event ever holds one.
-  await unlock(models, id, [survivorId, mergedId]);
-  await ctx.step('unlocked', id);
-  await models.MergeEvent.updateOne(
-    { _id: id, status: 'in_progress' },
-    { $set: { status: 'done', completedAt: new Date() } },
-  );
-  await ctx.step('done', id);
-  return finalResult(models, await loadEvent(models, id));
+  await ctx.step('survivor-locked', event._id);
+  return runSteps(ctx, event, MERGE);
 }
 
 /** The same pair again: the merge a crash left behind continues, a finished one is answered as is. */

@@ -1,7 +1,7 @@
 /**
  * Finishing merges and undos a crash left in progress. A failure is never dropped: each one is
- * counted per event, logged with ids (never profile data), reported to `onResumeFailed`, and
- * raised to an error-level alert once it has failed `alertAfter` times; the event is retried next sweep.
+ * counted per event, logged with ids (never profile data), reported to `onResumeFailed`, raised to
+ * an error-level alert once it has failed `alertAfter` times, and the event is retried next sweep.
  */
 import { isAppError } from '../../errors';
 import type { Logger } from '../../logger';

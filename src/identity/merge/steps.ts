@@ -8,7 +8,7 @@
  * step and a re-run end in the same state.
  */
 import type { Types } from 'mongoose';
-import type { Customer, IdentityModels } from '../models';
+import type { Customer, IdentityModels, MergeEvent, MergeStatus } from '../models';
 import { planMerge } from './plan';
 import { giveBackProfile, takeProfile } from './profile';
 import type { MergeEventDoc, MergeStep } from './types';
@@ -30,7 +30,7 @@ export interface MergeStepDef {
   merge: StepHalf;
   /** None: nothing to reverse (the plan stays on the event as its record). */
   undo?: StepHalf & {
-    /** Position in the undo: identities go back before the tombstone is cleared, both before the message sweep. */
+    /** Position in the undo: identities back, then the tombstone cleared, both before the message sweep. */
     at: number;
   };
 }
@@ -53,7 +53,7 @@ export function messagesBackFilters(event: MergeEventDoc): Record<string, unknow
   return filters;
 }
 
-/** u4: the merged customer as it was before the merge, live again (only while still this merge's tombstone). */
+/** u4: the merged customer as before the merge, live again (only while it is still this merge's tombstone). */
 export async function restoreMerged(models: IdentityModels, event: MergeEventDoc): Promise<void> {
   const snap = event.mergedSnapshot;
   if (!snap) throw new Error(`merge ${String(event._id)} has no snapshot of the merged customer`);
@@ -119,7 +119,7 @@ export const MERGE_STEPS: readonly MergeStepDef[] = [
       reported: 'merged-restored',
       run: restoreMerged,
       holds: async (models, event) => !(await customer(models, event.mergedId))?.mergedInto,
-      // Only the tombstone: the rest of the snapshot was restored once, and messages since may have moved last seen.
+      // Only the tombstone: the snapshot was restored once, and messages since may have moved last seen.
       repair: async (models, event) => {
         await models.Customer.updateOne(
           { _id: event.mergedId, mergedBy: event._id },
@@ -198,7 +198,7 @@ export const MERGE_STEPS: readonly MergeStepDef[] = [
         );
       },
     },
-    // No check for settle: each give-back holds only while the taken value does, so there is no one end state.
+    // No check for settle: each give-back applies only while the taken value holds: no single end state.
     undo: { at: 4, reported: 'survivor-restored', run: giveBackProfile },
   },
 ];
@@ -207,6 +207,35 @@ export const MERGE_STEPS: readonly MergeStepDef[] = [
 export function undoSteps(steps: readonly MergeStepDef[] = MERGE_STEPS): NonNullable<MergeStepDef['undo']>[] {
   return steps.flatMap((s) => (s.undo ? [s.undo] : [])).sort((a, b) => a.at - b.at);
 }
+
+/** A direction of the table: its halves in order, and how the event ends once they hold. */
+export interface Direction {
+  /** For settle's error: `merge <id>`, `undo of merge <id>`. */
+  what: string;
+  halves: readonly StepHalf[];
+  from: MergeStatus;
+  end: () => Partial<MergeEvent>;
+  unlocked: MergeStep;
+  finished: MergeStep;
+}
+
+export const MERGE: Direction = {
+  what: 'merge',
+  halves: MERGE_STEPS.map((s) => s.merge),
+  from: 'in_progress',
+  end: () => ({ status: 'done', completedAt: new Date() }),
+  unlocked: 'unlocked',
+  finished: 'done',
+};
+
+export const UNDO: Direction = {
+  what: 'undo of merge',
+  halves: undoSteps(),
+  from: 'undoing',
+  end: () => ({ status: 'undone', undoneAt: new Date() }),
+  unlocked: 'undo-unlocked',
+  finished: 'undone',
+};
 
 /**
  * Runs the halves' checks until all hold, re-applying every checked half in between (in order).

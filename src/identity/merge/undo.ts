@@ -8,7 +8,8 @@ import { ConflictError, NotFoundError } from '../../errors';
 import type { Customer } from '../models';
 import { finalResult, loadEvent } from './events';
 import { lockPair, unlock } from './locks';
-import { settle, undoSteps } from './steps';
+import { runSteps } from './run-steps';
+import { UNDO } from './steps';
 import {
   MergeBusyError,
   parseCustomerId,
@@ -17,17 +18,12 @@ import {
   type MergeResult,
 } from './types';
 
-/** u2–u8 for an event in `undoing`: lock, check, the undo halves, settle, unlock, `undone`. */
+/** u2–u8 for an event in `undoing`: lock, check, then the undo halves to the end (`undone`). */
 export async function runUndo(ctx: MergeContext, event: MergeEventDoc): Promise<MergeResult> {
-  const { models } = ctx;
   const { _id: id, survivorId, mergedId } = event;
-  await lockPair(models, event);
-  const [survivor, merged] = await Promise.all([
-    models.Customer.findById(survivorId).lean<Customer>(),
-    models.Customer.findById(mergedId).lean<Customer>(),
-  ]);
+  const { survivor, merged } = await lockPair(ctx.models, event);
   if (!survivor || survivor.mergedInto || !merged?.mergedBy?.equals(id)) {
-    await unlock(models, id, [survivorId, mergedId]);
+    await unlock(ctx.models, id, [survivorId, mergedId]);
     throw new ConflictError(
       survivor?.mergedInto
         ? `survivor ${String(survivorId)} was merged again since; undo that merge first`
@@ -35,22 +31,7 @@ export async function runUndo(ctx: MergeContext, event: MergeEventDoc): Promise<
     );
   }
   await ctx.step('undo-locked', id);
-
-  const steps = undoSteps();
-  for (const undo of steps) {
-    await undo.run(models, event);
-    await ctx.step(undo.reported, id);
-  }
-  await settle(`undo of merge ${String(id)}`, models, event, steps);
-
-  await unlock(models, id, [survivorId, mergedId]);
-  await ctx.step('undo-unlocked', id);
-  await models.MergeEvent.updateOne(
-    { _id: id, status: 'undoing' },
-    { $set: { status: 'undone', undoneAt: new Date() } },
-  );
-  await ctx.step('undone', id);
-  return finalResult(models, await loadEvent(models, id));
+  return runSteps(ctx, event, UNDO);
 }
 
 /** u1 for a `done` event: checks it can still be undone and marks it `undoing` (with the actor). */
