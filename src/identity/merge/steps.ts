@@ -53,7 +53,7 @@ export function messagesBackFilters(event: MergeEventDoc): Record<string, unknow
   return filters;
 }
 
-/** u4: the merged customer as before the merge, live again (only while it is still this merge's tombstone). */
+/** u4: the merged customer as before the merge, live again (only while still this merge's tombstone). */
 export async function restoreMerged(models: IdentityModels, event: MergeEventDoc): Promise<void> {
   const snap = event.mergedSnapshot;
   if (!snap) throw new Error(`merge ${String(event._id)} has no snapshot of the merged customer`);
