@@ -311,6 +311,44 @@ export interface SendProcessorOptions {
   onOutcome?: (outcome: 'sent' | SendFailureReason) => void;
 }
 
+/** WhatsApp's own jid for the number (e.g. Brazilian accounts registered without the ninth digit). */
+async function chatIdFor(
+  client: WhatsAppWebClientLike,
+  digits: string,
+): Promise<{ chatId: string } | { failure: [SendFailureReason, string] }> {
+  if (!client.getNumberId) return { chatId: `${digits}@c.us` };
+  try {
+    const wid = await client.getNumberId(digits);
+    return wid
+      ? { chatId: wid._serialized }
+      : { failure: ['invalid_recipient', 'this number is not on WhatsApp'] };
+  } catch (err) {
+    return { failure: [classifySendError(err), 'could not look the number up on WhatsApp'] };
+  }
+}
+
+/**
+ * Sends the text, or one WhatsApp message per file with the text under the first one. Parts an
+ * earlier attempt got accepted (already in `ids`) are skipped; each accepted part is added to `ids`.
+ */
+async function sendParts(
+  client: WhatsAppWebClientLike,
+  chatId: string,
+  text: string | undefined,
+  media: WwebMedia[],
+  ids: string[],
+): Promise<void> {
+  if (media.length === 0) {
+    if (ids.length === 0) ids.push((await client.sendMessage(chatId, text ?? '')).id._serialized);
+    return;
+  }
+  for (const [i, file] of media.entries()) {
+    if (i < ids.length) continue;
+    const options = i === 0 && text !== undefined ? { caption: text } : undefined;
+    ids.push((await client.sendMessage(chatId, file, options)).id._serialized);
+  }
+}
+
 /** Sends one queued message with the live client. Never throws: the result says what happened. */
 export function createSendProcessor(
   o: SendProcessorOptions,
@@ -341,17 +379,9 @@ export function createSendProcessor(
     const client = o.readyClient();
     if (!client) return fail('unavailable', 'the WhatsApp Web session is not ready');
 
-    let chatId = `${digits}@c.us`;
-    if (client.getNumberId) {
-      try {
-        // WhatsApp's own jid for the number (e.g. Brazilian accounts registered without the ninth digit).
-        const wid = await client.getNumberId(digits);
-        if (!wid) return fail('invalid_recipient', 'this number is not on WhatsApp');
-        chatId = wid._serialized;
-      } catch (err) {
-        return fail(classifySendError(err), 'could not look the number up on WhatsApp');
-      }
-    }
+    const chat = await chatIdFor(client, digits);
+    if ('failure' in chat) return fail(...chat.failure);
+    const chatId = chat.chatId;
 
     const media: WwebMedia[] = [];
     for (const m of message.media ?? []) {
@@ -365,17 +395,7 @@ export function createSendProcessor(
 
     try {
       const text = message.text?.trim() === '' ? undefined : message.text;
-      if (media.length === 0) {
-        if (ids.length === 0) ids.push((await client.sendMessage(chatId, text ?? '')).id._serialized);
-      } else {
-        // One file per WhatsApp message; the text goes under the first one. Parts an earlier
-        // attempt got accepted are skipped.
-        for (const [i, file] of media.entries()) {
-          if (i < ids.length) continue;
-          const options = i === 0 && text !== undefined ? { caption: text } : undefined;
-          ids.push((await client.sendMessage(chatId, file, options)).id._serialized);
-        }
-      }
+      await sendParts(client, chatId, text, media, ids);
     } catch (err) {
       o.log.warn({ err, jobId: job.id, sentParts: ids.length }, 'whatsapp-web sendMessage failed');
       return fail(classifySendError(err), 'WhatsApp Web did not accept the message');

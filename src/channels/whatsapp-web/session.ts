@@ -24,7 +24,7 @@ import {
 import { WHATSAPP_WEB_DEFAULTS, chromiumArgs, outboundQueueName } from './config';
 import { InboundPipeline } from './inbound';
 import { Inflight } from './inflight';
-import { SessionLifecycle } from './lifecycle';
+import { SessionLifecycle, type SessionLifecycleOptions } from './lifecycle';
 import { lockKeyFor } from './lock';
 import {
   createMediaStore,
@@ -178,6 +178,45 @@ function sendWorkerHost(
   });
 }
 
+/** The lifecycle over the channel's parts, with its lease, client builder and notices. */
+function sessionLifecycle(
+  o: WhatsAppWebChannelOptions,
+  r: Resolved,
+  p: Pick<SessionLifecycleOptions, 'state' | 'notifier' | 'inflight' | 'worker' | 'inbound'> & {
+    metrics: SessionMetrics;
+  },
+): SessionLifecycle {
+  const { clientId, log } = r;
+  const { metrics, state, notifier, inflight, worker, inbound } = p;
+  return new SessionLifecycle({
+    clientId,
+    log,
+    state,
+    metrics,
+    inflight,
+    lock: {
+      redis: o.redis,
+      key: lockKeyFor(o.queuePrefix, clientId),
+      ttlMs: r.lockTtlMs,
+      retryMs: r.lockRetryMs,
+    },
+    buildClient: clientBuilder(o, r, metrics),
+    startTimeoutMs: r.startTimeoutMs,
+    streak: new FailureStreak(clientId, r.reconnect),
+    notifier,
+    qr: new QrPresenter({
+      clientId,
+      terminal: r.qrTerminal,
+      notifier,
+      notifyIntervalMs: r.qrNotifyIntervalMs,
+      log,
+    }),
+    worker,
+    inbound,
+    catchUp: r.catchUp,
+  });
+}
+
 /** The channel's public face over its parts. */
 function facade(
   clientId: string,
@@ -227,32 +266,13 @@ export function createWhatsAppWebChannel(o: WhatsAppWebChannelOptions): WhatsApp
     onIntakeRecovered: () => lifecycle.catchUpAfterOutage(),
   });
   const worker = sendWorkerHost(o, r, metrics, () => lifecycle);
-  const lifecycle: SessionLifecycle = new SessionLifecycle({
-    clientId,
-    log,
-    state,
+  const lifecycle: SessionLifecycle = sessionLifecycle(o, r, {
     metrics,
-    inflight,
-    lock: {
-      redis: o.redis,
-      key: lockKeyFor(o.queuePrefix, clientId),
-      ttlMs: r.lockTtlMs,
-      retryMs: r.lockRetryMs,
-    },
-    buildClient: clientBuilder(o, r, metrics),
-    startTimeoutMs: r.startTimeoutMs,
-    streak: new FailureStreak(clientId, r.reconnect),
+    state,
     notifier,
-    qr: new QrPresenter({
-      clientId,
-      terminal: r.qrTerminal,
-      notifier,
-      notifyIntervalMs: r.qrNotifyIntervalMs,
-      log,
-    }),
+    inflight,
     worker,
     inbound,
-    catchUp: r.catchUp,
   });
 
   const sender = new SenderHandle({
