@@ -53,7 +53,7 @@
 import { Types } from 'mongoose';
 import { AppError, ConflictError, isAppError, NotFoundError, PayloadError } from '../errors';
 import type { Logger } from '../logger';
-import { isDuplicateKeyError } from './resolve';
+import { isDuplicateKeyError } from '../storage/duplicate-key';
 import type {
   Customer,
   CustomerSnapshot,

@@ -37,6 +37,7 @@ import { Types, type mongo } from 'mongoose';
 import type { CountryCode } from 'libphonenumber-js';
 import type { Address, DeliveryState, DeliveryStatus, InboundMessage } from '../canonical';
 import { PayloadError } from '../errors';
+import { isDuplicateKeyError, retryOnDuplicate } from '../storage/duplicate-key';
 import { phoneIdentityKey } from './phone';
 import type { Customer, Identity, IdentityKind, IdentityModels, StatusEntry } from './models';
 import { followToLive } from './tombstones';
@@ -46,9 +47,6 @@ export interface IdentityRef {
   kind: IdentityKind;
   value: string;
 }
-
-/** How many times to retry an upsert that lost a race on a unique index (E11000). */
-const MAX_DUPLICATE_RETRIES = 5;
 
 /** The identity key of a sender address, or undefined if it is not a usable address. */
 export function identityKeyOf(address: Address, defaultRegion: CountryCode): IdentityRef | undefined {
@@ -67,17 +65,6 @@ export function identityKeyOf(address: Address, defaultRegion: CountryCode): Ide
 /** The address as the provider delivered it (what replies go to). */
 function rawAddress(address: Address): string {
   return address.kind === 'phone' ? address.e164 : address.psid;
-}
-
-/** MongoDB duplicate key error (unique index violation), from the driver or a bulk write. */
-export function isDuplicateKeyError(err: unknown): boolean {
-  if (typeof err !== 'object' || err === null) return false;
-  const code: unknown = (err as { code?: unknown }).code;
-  if (code === 11000 || code === 11001) return true;
-  const writeErrors: unknown = (err as { writeErrors?: unknown }).writeErrors;
-  if (Array.isArray(writeErrors)) return writeErrors.some((e: unknown) => isDuplicateKeyError(e));
-  const message: unknown = (err as { message?: unknown }).message;
-  return typeof message === 'string' && message.includes('E11000');
 }
 
 function toDate(iso: string | undefined): Date | undefined {
@@ -139,17 +126,6 @@ export interface IdentityStore {
    * the message is unknown, the report carries no message id (watermark), or it was already applied.
    */
   applyStatus(status: DeliveryStatus): Promise<{ updated: boolean }>;
-}
-
-/** Runs an upsert again when it lost a race on a unique index (E11000): the retry finds the winner. */
-export async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await op();
-    } catch (err) {
-      if (!isDuplicateKeyError(err) || attempt >= MAX_DUPLICATE_RETRIES) throw err;
-    }
-  }
 }
 
 export function createIdentityStore(

@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { RedisClient } from './connection';
-import { DeferError } from './workers';
+import { DeferError } from '../errors';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 

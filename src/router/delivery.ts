@@ -31,7 +31,7 @@ import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { OutboundMediaPreparer } from '../media/outbound';
 import { withLock } from '../queue/lock';
-import { DeferError } from '../queue/workers';
+import { DeferError } from '../errors';
 import type { AgentPostButton, CustomerSend, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import { ago, channelLabel, explainFailure } from './texts';

@@ -14,7 +14,7 @@ import type { Logger } from '../logger';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
-import { isDuplicateKeyError } from '../identity/resolve';
+import { isDuplicateKeyError } from '../storage/duplicate-key';
 
 export interface Ownership {
   /**
