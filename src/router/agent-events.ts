@@ -24,7 +24,7 @@ import type { IdentityModels } from '../identity/models';
 import { isDuplicateKeyError } from '../storage/duplicate-key';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
-import { conversationLockKey, withLock } from '../queue/lock';
+import { withConversationLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import { SlackApiError } from '../channels/slack/client';
 import type { Authorizer } from './authorize';
@@ -101,7 +101,10 @@ export function createAgentEvents(o: AgentEventsOptions) {
     const thread = await SlackThread.findOne({ channel, ts: threadTs }).lean<SlackThread>();
     if (!thread) return undefined;
     if (o.cardNames && !(await o.cardNames({ channel, ts: threadTs }, String(thread.customerId)))) {
-      log.warn({ channel, customerId: String(thread.customerId) }, 'thread record does not match its Slack card');
+      log.warn(
+        { channel, customerId: String(thread.customerId) },
+        'thread record does not match its Slack card',
+      );
       return null;
     }
     const customer = await Customer.findById(thread.customerId).lean();
@@ -152,7 +155,8 @@ export function createAgentEvents(o: AgentEventsOptions) {
           return; // never to a customer this thread may not belong to
         }
         const customerId =
-          thread?.customerId ?? (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
+          thread?.customerId ??
+          (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
         if (!customerId) {
           if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
             throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
@@ -229,16 +233,11 @@ export function createAgentEvents(o: AgentEventsOptions) {
           agentSlackUserId: event.user,
           sendAfter: new Date(Date.now() + o.replyUndoMs),
         });
-        await withLock(
-          redis,
-          conversationLockKey(prefix, String(customerId)),
-          10_000,
-          () =>
-            Conversation.updateOne(
-              { _id: customerId },
-              { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
-            ),
-          { waitMs: 5_000 },
+        await withConversationLock(redis, prefix, customerId, () =>
+          Conversation.updateOne(
+            { _id: customerId },
+            { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
+          ),
         );
         if (o.replyUndoMs > 0) await o.react(ref, 'hourglass_flowing_sand');
         log.info({ customerId: String(customerId), via: reply.via }, 'agent reply scheduled');
