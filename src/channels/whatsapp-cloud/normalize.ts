@@ -17,6 +17,7 @@ import {
 } from '../../canonical';
 import { PayloadError } from '../../errors';
 import type { NormalizedBatch } from '../adapter';
+import { parseWire as parseWireAs } from '../parse-wire';
 import {
   WHATSAPP_MEDIA_TYPES,
   WHATSAPP_STATUSES,
@@ -40,15 +41,8 @@ class Skip {
   constructor(readonly reason: string) {}
 }
 
-function parseWire<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const detail = issue
-    ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}`
-    : 'invalid';
-  throw new PayloadError(`whatsapp-cloud ${where}: ${detail}`, { cause: result.error });
-}
+const parseWire = <S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> =>
+  parseWireAs('whatsapp-cloud', schema, value, where);
 
 const isoFromUnixSeconds = (seconds: string | number) => new Date(Number(seconds) * 1000).toISOString();
 
