@@ -1,21 +1,13 @@
 /**
- * The `to-customer` worker: flushes a customer's send outbox (agent replies, acknowledgements,
- * templates, claim codes) on the right channel, in order, exactly once.
+ * The `to-customer` worker: sends a customer's outbox (agent replies, acknowledgements, templates,
+ * claim codes) in order, on the channel the agent picked or else the customer's latest, after the
+ * opt-out and messaging-window checks (a send that cannot go out is explained in the thread).
  *
- * Route: the channel the agent picked, else the app of the customer's latest message; the address
- * is the identity's. Before sending: opt-outs (STOP) and messaging windows are checked — outside
- * WhatsApp's 24 h window (Messenger: 24 h, or 7 days with the HUMAN_AGENT tag when enabled) no free
- * text is sent and the agent is told what they can do instead. Never silent.
- *
- * Exactly once: the send is marked `sending` (attempts + 1) before the provider call and `sent` with
- * the provider's message id after. A send is retried (back to `scheduled`, with backoff) only when
- * the provider certainly did not take it (`unavailable`, `rate_limited`: see send-errors.ts). A lost
- * answer the sender could not resolve (`uncertain`: Twilio looks the message up itself, WhatsApp
- * Cloud and Messenger cannot) and a send found still `sending` on a later run (the process died
- * during the call) are NOT resent: the send fails as `uncertain` and the agent is told in the thread,
- * with a "Send again" button (send-again.ts) for an explicit, recorded second send. Each accepted
- * part of a multi-part message is recorded (`parts`) before the next goes out, so a retry resumes
- * after it. Permanent errors fail at once and are explained in the thread.
+ * The guarantee: never sent twice behind the agent's back. A send is marked `sending` before the
+ * provider call and `sent` after; it is retried only when the provider certainly did not take it.
+ * A lost answer, or a send found still `sending` (a crash mid-call), fails as `uncertain` and the
+ * agent gets a "Send again" button (send-again.ts). Accepted parts of a multi-part message are
+ * recorded one by one, so a retry resumes after them.
  */
 import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
