@@ -22,11 +22,8 @@
  *    They are skipped when the customer just read shows they would change nothing, and the update
  *    returns the document, so there is no final re-read.
  *
- * Round trips per message (counted in test/integration/identity-round-trips.test.ts): returning
- * identity 2 (identity upsert-touch, then the customer touched and returned in one conditional
- * update when it is live and the message is newer than its last seen; otherwise read, as before),
- * first contact 2 (identity upsert, which says it inserted; then the customer upsert with no read
- * first — the id is fresh), down from 3 and 3 (and 6–7 before that).
+ * Two round trips per message, new or returning (how: identity/README.md; counted in
+ * test/integration/identity-round-trips.test.ts).
  *
  * Messages are inserted under their unique idempotency key; a duplicate key means "already stored".
  * After the insert, `storeInbound` checks that the customer it filed under is still the identity's
