@@ -6,7 +6,7 @@
  *   tombstones). It drives the erasure as idempotent steps (like a MergeEvent drives a merge) and is
  *   then the audit record: ids, when, who, counts, never personal data. While an erasure runs its
  *   `plan` holds the identity keys it must still remove; the last step unsets it.
- * - `erased_opt_outs`: keyed HMACs of opt-outs that an erasure removed (see erase.ts for why a
+ * - `erased_opt_outs`: keyed HMACs of opt-outs that an erasure removed (see README.md for why a
  *   marker is kept and why it is keyed).
  */
 import { Schema, type Connection, type Model, type Types } from 'mongoose';
