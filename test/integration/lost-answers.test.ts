@@ -249,7 +249,7 @@ describe('lost answers: each reply reaches the customer once, or the agent is to
     // Transient failures were tried again in place: no flush job failed and backed off.
     // (BullMQ keeps one stack trace per failed run of a job.)
     const jobs = await w.t.app.queues['to-agent'].getJobs(['completed', 'failed', 'delayed', 'wait']);
-    const failedRuns = jobs.reduce((sum, job) => sum + job.stacktrace.length, 0);
+    const failedRuns = jobs.reduce((sum, job) => sum + (job.stacktrace ?? []).length, 0);
     expect(failedRuns).toBe(0);
   });
 

@@ -23,9 +23,10 @@ export interface PlanDeps {
 
 export type SlackThreadRef = { channel: string; ts: string };
 
-export const refKey = (r: SlackThreadRef) => `${r.channel}/${r.ts}`;
-/** Deletion order: Rapport's posts, then the cards, then (never deleted) people's replies. */
-const KIND_ORDER: Record<SlackRef['kind'], number> = { post: 0, card: 1, human: 2 };
+export const refKey = (r: SlackThreadRef & { fileId?: string }) =>
+  r.fileId ? `${r.channel}/${r.ts}/${r.fileId}` : `${r.channel}/${r.ts}`;
+/** Deletion order: Rapport's files and posts, then the cards, then (never deleted) people's replies. */
+const KIND_ORDER: Record<SlackRef['kind'], number> = { file: 0, post: 0, card: 1, human: 2 };
 
 /** Strings that identify the person and may be embedded in ids (e.g. whatsapp-web message ids). */
 export function needlesOf(identities: Identity[]): string[] {
@@ -45,14 +46,17 @@ export function needlesOf(identities: Identity[]): string[] {
   return [...out].filter((n) => n.length >= 6);
 }
 
-/** The Slack messages Rapport knows for customers `ids` (cards, its posts, agents' replies) and their threads. */
+/**
+ * The Slack messages Rapport knows for customers `ids` (cards, its posts, agents' replies), the files
+ * it uploaded into their threads, and the threads.
+ */
 export async function slackRefsOf(
   models: AppModels,
   ids: Types.ObjectId[],
 ): Promise<{ refs: SlackRef[]; threads: SlackThreadRef[] }> {
   const withTs = () => ({ customerId: { $in: ids }, 'slack.ts': { $exists: true } });
   const [posts, sends, threads, current] = await Promise.all([
-    models.AgentPost.find(withTs(), { slack: 1 }).lean<AgentPost[]>(),
+    models.AgentPost.find({ customerId: { $in: ids } }, { slack: 1, files: 1 }).lean<AgentPost[]>(),
     models.CustomerSend.find(withTs(), { slack: 1 }).lean<CustomerSend[]>(),
     models.SlackThread.find({ customerId: { $in: ids } }).lean<SlackThread[]>(),
     models.CurrentThread.find({ _id: { $in: ids } }).lean<CurrentThread[]>(),
@@ -67,6 +71,14 @@ export async function slackRefsOf(
     add({ channel: t.channel, ts: t.ts, kind: 'card' });
   }
   for (const p of posts) if (p.slack) add({ channel: p.slack.channel, ts: p.slack.ts, kind: 'post' });
+  const thread = current[0] ?? threads[0];
+  for (const p of posts) {
+    for (const f of p.files ?? []) {
+      // Uploaded into the thread the post went to (or, if its text never went out, the current one).
+      const where = p.slack ?? thread;
+      if (f.slackFileId && where) add({ channel: where.channel, ts: where.ts, kind: 'file', fileId: f.slackFileId });
+    }
+  }
   for (const s of sends) if (s.slack) add({ channel: s.slack.channel, ts: s.slack.ts, kind: 'human' });
   return { refs: [...refs.values()], threads: [...threadRefs.values()] };
 }

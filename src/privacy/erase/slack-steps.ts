@@ -1,6 +1,7 @@
 /**
  * The erasure's Slack step, last and bounded: a notice in each thread (people's replies cannot be
- * deleted by a bot token), then `chat.delete` of Rapport's own messages. Retryable errors are
+ * deleted by a bot token), then `files.delete` of the files Rapport uploaded and `chat.delete` of
+ * its own messages. Retryable errors are
  * retried within a time budget; past it the step stops with its progress saved and resumes later.
  */
 import { SlackApiError, type SlackClient } from '../../channels/slack/client';
@@ -91,7 +92,10 @@ async function deleteRefs(d: SlackStepDeps, slack: SlackClient, e: Erasure, star
   while (e.slack.next < e.slack.refs.length) {
     const ref = e.slack.refs[e.slack.next]!;
     if (ref.kind !== 'human') {
-      const outcome = await slackCall(d, started, () => slack.deleteMessage(ref.channel, ref.ts));
+      const fileId = ref.fileId;
+      const outcome = await slackCall(d, started, () =>
+        fileId ? slack.deleteFile(fileId) : slack.deleteMessage(ref.channel, ref.ts),
+      );
       if (outcome === 'ok') e.counts.slackDeleted++;
       else e.counts.slackFailed++;
     }
