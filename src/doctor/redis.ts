@@ -69,48 +69,49 @@ function redisVersionCheck(version: string, where: string): DoctorCheck {
   };
 }
 
+/** A Redis setting BullMQ relies on: ok when it is as wanted, else a warning with the fix. */
+function settingCheck(
+  id: string,
+  title: string,
+  found: { ok: true; detail: string } | { ok: false; detail: string; fix: string },
+): DoctorCheck {
+  return found.ok
+    ? { id, section: 'services', status: 'ok', title, detail: found.detail }
+    : { id, section: 'services', status: 'warn', title, detail: found.detail, fix: found.fix };
+}
+
 function maxmemoryPolicyCheck(policy: string | undefined): DoctorCheck {
-  return policy === 'noeviction'
-    ? {
-        id: 'redis.maxmemory-policy',
-        section: 'services',
-        status: 'ok',
-        title: 'Redis maxmemory-policy',
-        detail: 'noeviction',
-      }
-    : {
-        id: 'redis.maxmemory-policy',
-        section: 'services',
-        status: 'warn',
-        title: 'Redis maxmemory-policy',
-        detail:
-          policy === undefined
-            ? 'not reported by INFO'
-            : `${policy}: under memory pressure Redis may evict queued messages`,
-        fix: 'Set `maxmemory-policy noeviction` in redis.conf (or `CONFIG SET maxmemory-policy noeviction` then `CONFIG REWRITE`).',
-      };
+  return settingCheck(
+    'redis.maxmemory-policy',
+    'Redis maxmemory-policy',
+    policy === 'noeviction'
+      ? { ok: true, detail: 'noeviction' }
+      : {
+          ok: false,
+          detail:
+            policy === undefined
+              ? 'not reported by INFO'
+              : `${policy}: under memory pressure Redis may evict queued messages`,
+          fix: 'Set `maxmemory-policy noeviction` in redis.conf (or `CONFIG SET maxmemory-policy noeviction` then `CONFIG REWRITE`).',
+        },
+  );
 }
 
 function aofCheck(aof: string | undefined): DoctorCheck {
-  return aof === '1'
-    ? {
-        id: 'redis.aof',
-        section: 'services',
-        status: 'ok',
-        title: 'Redis persistence',
-        detail: 'appendonly yes (AOF)',
-      }
-    : {
-        id: 'redis.aof',
-        section: 'services',
-        status: 'warn',
-        title: 'Redis persistence',
-        detail:
-          aof === undefined
-            ? 'AOF state not reported by INFO'
-            : 'appendonly no: a Redis restart loses messages queued since the last snapshot',
-        fix: 'Set `appendonly yes` in redis.conf (or `CONFIG SET appendonly yes` then `CONFIG REWRITE`).',
-      };
+  return settingCheck(
+    'redis.aof',
+    'Redis persistence',
+    aof === '1'
+      ? { ok: true, detail: 'appendonly yes (AOF)' }
+      : {
+          ok: false,
+          detail:
+            aof === undefined
+              ? 'AOF state not reported by INFO'
+              : 'appendonly no: a Redis restart loses messages queued since the last snapshot',
+          fix: 'Set `appendonly yes` in redis.conf (or `CONFIG SET appendonly yes` then `CONFIG REWRITE`).',
+        },
+  );
 }
 
 /**

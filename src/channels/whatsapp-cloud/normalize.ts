@@ -149,6 +149,36 @@ function interactivePart(message: WhatsAppMessage): MessagePart {
   return unsupported(message, `interactive.${interactive.type ?? 'unknown'}`);
 }
 
+/** A quick-reply button of a template message. */
+function buttonPart(message: WhatsAppMessage): MessagePart {
+  const { button } = message;
+  if (!button) return unsupported(message);
+  return {
+    kind: 'postback',
+    ...(button.text !== undefined ? { title: button.text } : {}),
+    ...(button.payload !== undefined ? { payload: button.payload } : {}),
+  };
+}
+
+function reactionPart(message: WhatsAppMessage): MessagePart {
+  const { reaction } = message;
+  if (!reaction) return unsupported(message);
+  return {
+    kind: 'reaction',
+    targetId: reaction.message_id,
+    ...(reaction.emoji ? { emoji: reaction.emoji } : {}),
+  };
+}
+
+/** A system notice (the customer changed number, …): shown as unsupported, with Meta's text. */
+function systemPart(message: WhatsAppMessage): MessagePart {
+  return {
+    kind: 'unsupported',
+    providerType: `system.${message.system?.type ?? 'unknown'}`,
+    ...(message.system?.body ? { detail: message.system.body } : {}),
+  };
+}
+
 /** The parts of one message by its `type`; never throws: what cannot be read is `unsupported`. */
 function contentParts(message: WhatsAppMessage): MessagePart[] {
   const { type } = message;
@@ -161,17 +191,8 @@ function contentParts(message: WhatsAppMessage): MessagePart[] {
   switch (type) {
     case 'location':
       return message.location ? [locationPart(message.location)] : [unsupported(message)];
-    case 'button': {
-      const { button } = message;
-      if (!button) return [unsupported(message)];
-      return [
-        {
-          kind: 'postback',
-          ...(button.text !== undefined ? { title: button.text } : {}),
-          ...(button.payload !== undefined ? { payload: button.payload } : {}),
-        },
-      ];
-    }
+    case 'button':
+      return [buttonPart(message)];
     case 'interactive':
       return [interactivePart(message)];
     case 'contacts':
@@ -179,15 +200,7 @@ function contentParts(message: WhatsAppMessage): MessagePart[] {
     case 'order':
       return message.order ? [orderPart(message.order)] : [unsupported(message)];
     case 'reaction':
-      return message.reaction
-        ? [
-            {
-              kind: 'reaction',
-              targetId: message.reaction.message_id,
-              ...(message.reaction.emoji ? { emoji: message.reaction.emoji } : {}),
-            },
-          ]
-        : [unsupported(message)];
+      return [reactionPart(message)];
     case 'revoke':
       return [
         {
@@ -198,13 +211,7 @@ function contentParts(message: WhatsAppMessage): MessagePart[] {
     case 'edit':
       return editParts(message);
     case 'system':
-      return [
-        {
-          kind: 'unsupported',
-          providerType: `system.${message.system?.type ?? 'unknown'}`,
-          ...(message.system?.body ? { detail: message.system.body } : {}),
-        },
-      ];
+      return [systemPart(message)];
     case 'unsupported':
       return [
         unsupported(
