@@ -9,7 +9,7 @@
  * or call `createIndexes()` yourself.
  *
  * MergeEvent and Claim carry merges (with everything needed to undo them) and one-time-code claims;
- * see merge.ts and claims.ts. Claims expire by `expiresAt`, checked on read: FerretDB v1 has no TTL
+ * see merge/ and claims.ts. Claims expire by `expiresAt`, checked on read: FerretDB v1 has no TTL
  * indexes.
  */
 import { Schema, Types, type Connection, type Model } from 'mongoose';
@@ -184,7 +184,7 @@ export interface MergeEvent {
 /**
  * A customer held by an in-progress merge or undo. `_id` IS the customer id, so the unique `_id`
  * index makes taking the lock an insert that only one event can win. (A conditional update cannot
- * be a lock on FerretDB v1: it applies updates as unsynchronised read-modify-writes; see merge.ts.)
+ * be a lock on FerretDB v1: it applies updates as unsynchronised read-modify-writes; see merge/locks.ts.)
  */
 export interface MergeLock {
   _id: Types.ObjectId;

@@ -31,7 +31,8 @@
  * Messages are inserted under their unique idempotency key; a duplicate key means "already stored".
  * After the insert, `storeInbound` checks that the customer it filed under is still the identity's
  * live customer and re-files the message if a merge or an undo moved the identity meanwhile (see
- * merge.ts for why this insert-then-check order closes the race with a concurrent merge).
+ * README.md, "Messages in flight", for why this insert-then-check order closes the race with a
+ * concurrent merge).
  */
 import { Types, type mongo } from 'mongoose';
 import type { CountryCode } from 'libphonenumber-js';
@@ -351,7 +352,7 @@ export function createIdentityStore(
         return { stored: false, customerId: String(existing?.customerId ?? filedUnder) };
       }
       // Insert first, then check: a merge that tombstones the customer after this check sees the
-      // message in its sweep; one that did before is seen here (merge.ts, "Messages in flight").
+      // message in its sweep; one that did before is seen here (identity/README.md, "Messages in flight").
       const target = await movedTo(identityKey, filedUnder);
       if (!target) return { stored: true, customerId: String(filedUnder) };
       await Message.updateOne({ _id: messageId, customerId: filedUnder }, { $set: { customerId: target } });

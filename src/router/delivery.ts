@@ -156,7 +156,7 @@ export function createDelivery(o: DeliveryOptions) {
     const sender = provider ? senders[provider] : undefined;
     if (!provider || !sender) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
     const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
-    // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase.ts).
+    // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase/keys.ts).
     const erasedOptOut = !optOut && (await o.isErasedOptOut?.(identity.key, channel));
     // Claim codes too: a number that said STOP never gets one (claims-bridge.ts checks first).
     if (optOut?.optedOut || erasedOptOut) {

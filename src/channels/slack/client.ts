@@ -105,6 +105,8 @@ export interface SlackClient {
   updateMessage(channel: string, ts: string, args: { text: string; blocks?: unknown[] }): Promise<void>;
   /** A message already gone (`message_not_found`) counts as deleted. */
   deleteMessage(channel: string, ts: string): Promise<void>;
+  /** A file Rapport uploaded (`files.delete`); one already gone (`file_not_found`, `file_deleted`) counts as deleted. */
+  deleteFile(fileId: string): Promise<void>;
   /** `already_reacted` counts as success. */
   addReaction(channel: string, ts: string, name: string): Promise<void>;
   /** `no_reaction` counts as success. */
@@ -370,6 +372,12 @@ export function createSlackClient(options: SlackClientOptions): SlackClient {
 
     async deleteMessage(channel, ts) {
       await callTolerating('chat.delete', ['message_not_found'], () => web.chat.delete({ channel, ts }));
+    },
+
+    async deleteFile(fileId) {
+      await callTolerating('files.delete', ['file_not_found', 'file_deleted'], () =>
+        web.files.delete({ file: fileId }),
+      );
     },
 
     async addReaction(channel, ts, name) {
