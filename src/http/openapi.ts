@@ -1,6 +1,7 @@
 /**
- * The admin API's OpenAPI 3.1 document, `GET /api/openapi.json`, generated from the same zod schemas
- * the handlers validate with (`z.toJSONSchema`), so request bodies cannot drift from the code.
+ * The admin API's OpenAPI 3.1 document, `GET /api/openapi.json`, generated (`z.toJSONSchema`) from
+ * the same zod schemas the handlers validate bodies with and type their answers by, so neither can
+ * drift from the code.
  *
  * Each admin route is declared once in `adminRouteSpecs` (method, path, summary, body/query schema,
  * responses). The route serves the document for the routes actually mounted next to it under
