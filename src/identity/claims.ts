@@ -42,7 +42,7 @@ import { ConflictError, NotFoundError } from '../errors';
 import type { Claim, ClaimKind, Customer, Identity, IdentityModels, Source } from './models';
 import { parseCustomerId, type MergeResult, type MergeService } from './merge';
 import { normalizePhone } from './phone';
-import { isDuplicateKeyError } from './resolve';
+import { isDuplicateKeyError } from '../storage/duplicate-key';
 import { followToLive, liveCustomerById } from './tombstones';
 import type { ClaimLimits } from './claim-limits';
 

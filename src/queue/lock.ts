@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { RedisClient } from './connection';
-import { DeferError } from './workers';
+import { DeferError } from '../errors';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
@@ -48,6 +48,25 @@ export async function withLock<T>(
 }
 
 /** The lock under which a customer's conversation document is changed. */
-export function conversationLockKey(prefix: string, customerId: string): string {
+function conversationLockKey(prefix: string, customerId: string): string {
   return `${prefix}:lock:conversation:${customerId}`;
+}
+
+export interface ConversationLockOptions {
+  /** How long the lock is held at most. @defaultValue 10000 */
+  ttlMs?: number;
+  /** How long to wait for another writer before a DeferError. @defaultValue 5000 */
+  waitMs?: number;
+}
+
+/** Runs `fn` as the one writer of the customer's conversation document (see above for why). */
+export function withConversationLock<T>(
+  redis: RedisClient,
+  prefix: string,
+  customerId: { toString(): string },
+  fn: () => Promise<T>,
+  options: ConversationLockOptions = {},
+): Promise<T> {
+  const key = conversationLockKey(prefix, String(customerId));
+  return withLock(redis, key, options.ttlMs ?? 10_000, fn, { waitMs: options.waitMs ?? 5_000 });
 }

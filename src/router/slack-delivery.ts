@@ -21,7 +21,7 @@ import { escapeSlackText } from '../channels/slack/escape';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
-import { DeferError } from '../queue/workers';
+import { DeferError } from '../errors';
 import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
 import { toObjectId, type Outbox } from './outbox';

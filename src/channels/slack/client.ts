@@ -16,6 +16,7 @@ import {
 } from '@slack/web-api';
 import { Readable } from 'node:stream';
 import { AppError } from '../../errors';
+import { isRecord } from '../../values';
 
 export interface SlackClientOptions {
   /** SLACK_BOT_TOKEN (`xoxb-…`). Sent only as `Authorization: Bearer`; never logged. */
@@ -145,10 +146,6 @@ export interface SlackClient {
 
 /** The block type WebClient's argument types expect; blocks are validated by Slack, not here. */
 type SlackBlocks = NonNullable<Extract<ChatPostMessageArguments, { blocks?: unknown }>['blocks']>;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function stringField(value: unknown, key: string): string | undefined {
   if (!isRecord(value)) return undefined;

@@ -17,6 +17,7 @@ import {
 } from '../../canonical';
 import { PayloadError } from '../../errors';
 import type { NormalizedBatch } from '../adapter';
+import { parseWire as parseWireAs } from '../parse-wire';
 import {
   WHATSAPP_MEDIA_TYPES,
   WHATSAPP_STATUSES,
@@ -40,15 +41,8 @@ class Skip {
   constructor(readonly reason: string) {}
 }
 
-function parseWire<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const detail = issue
-    ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}`
-    : 'invalid';
-  throw new PayloadError(`whatsapp-cloud ${where}: ${detail}`, { cause: result.error });
-}
+const parseWire = <S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> =>
+  parseWireAs('whatsapp-cloud', schema, value, where);
 
 const isoFromUnixSeconds = (seconds: string | number) => new Date(Number(seconds) * 1000).toISOString();
 
@@ -149,10 +143,8 @@ function interactivePart(message: WhatsAppMessage): MessagePart {
   return unsupported(message, `interactive.${interactive.type ?? 'unknown'}`);
 }
 
-/** A quick-reply button of a template message. */
-function buttonPart(message: WhatsAppMessage): MessagePart {
-  const { button } = message;
-  if (!button) return unsupported(message);
+/** A quick-reply button of a template the customer pressed. */
+function buttonPart(button: NonNullable<WhatsAppMessage['button']>): MessagePart {
   return {
     kind: 'postback',
     ...(button.text !== undefined ? { title: button.text } : {}),
@@ -160,9 +152,7 @@ function buttonPart(message: WhatsAppMessage): MessagePart {
   };
 }
 
-function reactionPart(message: WhatsAppMessage): MessagePart {
-  const { reaction } = message;
-  if (!reaction) return unsupported(message);
+function reactionPart(reaction: NonNullable<WhatsAppMessage['reaction']>): MessagePart {
   return {
     kind: 'reaction',
     targetId: reaction.message_id,
@@ -170,57 +160,53 @@ function reactionPart(message: WhatsAppMessage): MessagePart {
   };
 }
 
-/** A system notice (the customer changed number, …): shown as unsupported, with Meta's text. */
-function systemPart(message: WhatsAppMessage): MessagePart {
-  return {
-    kind: 'unsupported',
-    providerType: `system.${message.system?.type ?? 'unknown'}`,
-    ...(message.system?.body ? { detail: message.system.body } : {}),
-  };
+/** Parts with no content of their own: a deletion, a system notice, a type Meta cannot show. */
+function noticePart(message: WhatsAppMessage): MessagePart {
+  if (message.type === 'revoke')
+    return {
+      kind: 'revoke',
+      ...(message.revoke?.original_message_id ? { targetId: message.revoke.original_message_id } : {}),
+    };
+  if (message.type === 'system')
+    return {
+      kind: 'unsupported',
+      providerType: `system.${message.system?.type ?? 'unknown'}`,
+      ...(message.system?.body ? { detail: message.system.body } : {}),
+    };
+  if (message.type === 'unsupported')
+    return unsupported(
+      message,
+      message.unsupported?.type ? `unsupported.${message.unsupported.type}` : 'unsupported',
+    );
+  return unsupported(message);
 }
 
 /** The parts of one message by its `type`; never throws: what cannot be read is `unsupported`. */
 function contentParts(message: WhatsAppMessage): MessagePart[] {
   const { type } = message;
-  if (type === 'text')
-    return message.text ? [{ kind: 'text', text: message.text.body }] : [unsupported(message)];
-  if (isMediaType(type)) {
-    const media = message[type];
-    return media ? [mediaPart(media)] : [unsupported(message)];
-  }
+  const or = <T>(value: T | undefined, part: (v: T) => MessagePart): MessagePart[] => [
+    value ? part(value) : unsupported(message),
+  ];
+  if (isMediaType(type)) return or(message[type], mediaPart);
   switch (type) {
+    case 'text':
+      return or(message.text, (t) => ({ kind: 'text', text: t.body }));
     case 'location':
-      return message.location ? [locationPart(message.location)] : [unsupported(message)];
+      return or(message.location, locationPart);
     case 'button':
-      return [buttonPart(message)];
+      return or(message.button, buttonPart);
     case 'interactive':
       return [interactivePart(message)];
     case 'contacts':
-      return message.contacts ? [contactsPart(message.contacts)] : [unsupported(message)];
+      return or(message.contacts, contactsPart);
     case 'order':
-      return message.order ? [orderPart(message.order)] : [unsupported(message)];
+      return or(message.order, orderPart);
     case 'reaction':
-      return [reactionPart(message)];
-    case 'revoke':
-      return [
-        {
-          kind: 'revoke',
-          ...(message.revoke?.original_message_id ? { targetId: message.revoke.original_message_id } : {}),
-        },
-      ];
+      return or(message.reaction, reactionPart);
     case 'edit':
       return editParts(message);
-    case 'system':
-      return [systemPart(message)];
-    case 'unsupported':
-      return [
-        unsupported(
-          message,
-          message.unsupported?.type ? `unsupported.${message.unsupported.type}` : 'unsupported',
-        ),
-      ];
     default:
-      return [unsupported(message)];
+      return [noticePart(message)];
   }
 }
 

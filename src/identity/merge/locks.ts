@@ -5,7 +5,7 @@
  * (FerretDB v1 conditional updates are not compare-and-set; unique inserts are).
  */
 import type { Types } from 'mongoose';
-import { isDuplicateKeyError } from '../resolve';
+import { isDuplicateKeyError } from '../../storage/duplicate-key';
 import type { Customer, IdentityModels, MergeLock } from '../models';
 import { ACTIVE, MergeBusyError } from './types';
 

@@ -10,14 +10,13 @@
 import type { Types } from 'mongoose';
 import type { CountryCode } from 'libphonenumber-js';
 import type { SlackClient } from '../../channels/slack/client';
-import { AppError, NotFoundError } from '../../errors';
+import { AppError, DeferError, NotFoundError } from '../../errors';
 import { parseCustomerId } from '../../identity/merge';
 import type { Customer } from '../../identity/models';
 import type { Logger } from '../../logger';
 import type { MediaStore } from '../../media/store';
 import type { RedisClient } from '../../queue/connection';
 import { withLock } from '../../queue/lock';
-import { DeferError } from '../../queue/workers';
 import { customerFamily, type AppModels } from '../export';
 import {
   ERASURE_STEPS,
