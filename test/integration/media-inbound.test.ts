@@ -17,6 +17,7 @@ import { TEST_ADMIN_TOKEN, TEST_TWILIO } from '../helpers/env';
 import { createMediaStore } from '../../src/media/store';
 import { createRetentionPurge } from '../../src/privacy/retention';
 import type { EmulatedMessage } from '../emulators/slack';
+import { mediaThreads } from '../helpers/media-thread';
 
 const ALEX = { slackUserId: 'U0ALEXM', name: 'Alex', inboxChannelId: 'C0MEDIA' };
 const MAX = 200_000;
@@ -73,23 +74,10 @@ describe('inbound media: customers’ files in the Slack thread', () => {
   });
   afterAll(() => w.stop());
 
-  /** The thread replies (after the card) once `done` holds for them. */
-  async function threadOf(
-    marker: (m: EmulatedMessage) => boolean,
-    done: (replies: EmulatedMessage[]) => boolean,
-  ): Promise<EmulatedMessage[]> {
-    return eventually(async () => {
-      const channel = ALEX.inboxChannelId;
-      const card = w.slack
-        .messages(channel)
-        .filter((m) => m.metadata?.event_type === 'rapport_card')
-        .find((c) => w.slack.thread(channel, c.ts).some(marker));
-      return card ? w.slack.thread(channel, card.ts).slice(1) : [];
-    }, done);
-  }
-
-  const fileBytes = (m: EmulatedMessage | undefined) =>
-    m?.files?.[0] ? w.slack.fileContent(m.files[0].id) : undefined;
+  const thread = () => mediaThreads(w, ALEX.inboxChannelId);
+  const threadOf: ReturnType<typeof mediaThreads>['replies'] = (marker, done) =>
+    thread().replies(marker, done);
+  const fileBytes = (m: EmulatedMessage | undefined) => thread().fileBytes(m);
 
   test('a WhatsApp Cloud photo is fetched with the token and uploaded into the thread with its caption', async () => {
     const bytes = randomBytes(60_000);
@@ -258,13 +246,22 @@ describe('customers’ files in export, erasure and retention', () => {
     expect(other.status).toBe(404);
   });
 
-  test('erasing the customer deletes their files', async () => {
-    const id = await customerWithFile('15550108002', randomBytes(5_000));
+  test("erasing the customer deletes their files, and Slack's copy of each file Rapport uploaded", async () => {
+    const bytes = randomBytes(5_000);
+    const id = await customerWithFile('15550108002', bytes);
     const store = createMediaStore(w.t.app.mongo.connection);
     expect(await store.forCustomer(id)).toHaveLength(1);
+    const slackFileId = await eventually(async () => {
+      const post = await w.t.app.models.AgentPost.findOne({ customerId: id, 'files.0': { $exists: true } }).lean();
+      return post?.files?.[0]?.posted ? post.files[0].slackFileId : undefined;
+    }, Boolean);
+    expect(w.slack.fileContent(slackFileId!)?.equals(bytes)).toBe(true);
     const erased = await w.admin('DELETE', `/customers/${id}`);
     expect([200, 202]).toContain(erased.status);
     expect(await store.forCustomer(id)).toHaveLength(0);
+    expect(
+      await eventually(async () => w.slack.fileContent(slackFileId!), (content) => content === undefined),
+    ).toBeUndefined();
     const chunks = await w.t.app.mongo.connection.collection('media.chunks').countDocuments({});
     const files = await w.t.app.mongo.connection.collection('media.files').countDocuments({});
     // Only the other tests' files remain, each with its one chunk.

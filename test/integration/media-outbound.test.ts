@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { signMediaUrl } from '../../src/media/outbound';
 import { eventually } from '../helpers/eventually';
+import { mediaThreads } from '../helpers/media-thread';
 import { PUBLIC_URL, startWorld, type World } from '../helpers/world';
 
 const ALEX = { slackUserId: 'U0ALEXO', name: 'Alex', inboxChannelId: 'C0OUTMEDIA' };
@@ -23,23 +24,9 @@ describe('outbound media: agents’ files reach the customer', () => {
   });
   afterAll(() => w.stop());
 
-  async function threadWith(text: string): Promise<string> {
-    const card = await eventually(
-      async () =>
-        w.slack
-          .messages(ALEX.inboxChannelId)
-          .filter((m) => m.metadata?.event_type === 'rapport_card')
-          .find((c) => w.slack.thread(ALEX.inboxChannelId, c.ts).some((r) => r.text.includes(text))),
-      Boolean,
-    );
-    return card!.ts;
-  }
-
-  const notes = (threadTs: string) =>
-    w.slack
-      .thread(ALEX.inboxChannelId, threadTs)
-      .filter((m) => m.username === 'Rapport')
-      .map((m) => m.text);
+  const threadWith = (text: string) => mediaThreads(w, ALEX.inboxChannelId).cardWith(text);
+  const noteWith = (threadTs: string, marker: string) =>
+    mediaThreads(w, ALEX.inboxChannelId).noteWith(threadTs, marker);
 
   /** Alex replies in `thread` with a file (and `text`). */
   const fileReply = (thread: string, text: string, name: string, mimetype: string, data: Buffer) =>
@@ -127,7 +114,7 @@ describe('outbound media: agents’ files reach the customer', () => {
       'application/pdf',
       randomBytes(2_000),
     );
-    const note = await eventually(async () => notes(thread).find((t) => t.includes('Not sent')), Boolean);
+    const note = await noteWith(thread, 'Not sent');
     expect(note).toContain('SMS cannot take "form &lt;!here&gt;.pdf": it cannot carry application/pdf files');
     expect(note).toContain('share a link to the file');
     expect(note).toContain('`whatsapp:`');
@@ -142,7 +129,7 @@ describe('outbound media: agents’ files reach the customer', () => {
     await w.cloudWhatsApp('15550109004', 'big photo please');
     const thread = await threadWith('big photo please');
     await fileReply(thread, 'here', 'huge.jpg', 'image/jpeg', randomBytes(5_200_000));
-    const note = await eventually(async () => notes(thread).find((t) => t.includes('Not sent')), Boolean);
+    const note = await noteWith(thread, 'Not sent');
     expect(note).toContain('images there can be at most 5.0 MB and this one is 5.2 MB');
   });
 
@@ -151,10 +138,7 @@ describe('outbound media: agents’ files reach the customer', () => {
     const thread = await threadWith('one more file');
     w.graph.failNext({ status: 400, code: 131053, message: 'Media upload error' }, { path: /\/media$/ });
     await fileReply(thread, 'try this', 'doc.pdf', 'application/pdf', randomBytes(3_000));
-    const note = await eventually(
-      async () => notes(thread).find((t) => t.includes('Not delivered')),
-      Boolean,
-    );
+    const note = await noteWith(thread, 'Not delivered');
     expect(note).toContain('Not delivered on WhatsApp');
   });
 });

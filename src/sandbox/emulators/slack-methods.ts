@@ -201,6 +201,18 @@ export function slackMethods(ws: SlackWorkspace): Record<string, SlackMethod> {
       return { upload_url: `${ws.baseUrl}upload/v1/${file.id}`, file_id: file.id };
     },
 
+    // Deleting a file removes it from the messages that show it (Slack shows a "deleted" tombstone).
+    'files.delete': (args) => {
+      const id = requireStr(args, 'file', 'file_not_found');
+      const file = ws.files.get(id);
+      if (!file) throw new SlackMethodError('file_not_found');
+      if (file.byPerson) throw new SlackMethodError('cant_delete_file');
+      ws.files.delete(id);
+      for (const list of ws.channels.values())
+        for (const m of list) if (m.files) m.files = m.files.filter((f) => f.id !== id);
+      return {};
+    },
+
     'files.completeUploadExternal': (args) => {
       const list = args.files;
       if (!Array.isArray(list) || list.length === 0) throw new SlackMethodError('invalid_arguments');

@@ -62,6 +62,8 @@ export type SlackFailure =
 
 export interface StoredFile extends EmulatedFile {
   data?: Buffer;
+  /** Uploaded by a person (not the bot): the bot may not delete it (`cant_delete_file`). */
+  byPerson?: boolean;
 }
 
 export type SlackUser = { id: string; name?: string; realName?: string; tz?: string };
@@ -324,6 +326,6 @@ export class SlackWorkspace {
 }
 
 export function fileObject(file: StoredFile): EmulatedFile {
-  const { data: _data, ...rest } = file;
+  const { data: _data, byPerson: _byPerson, ...rest } = file;
   return rest;
 }

@@ -51,7 +51,10 @@ export interface SlackEmulator {
   messages(channel: string): EmulatedMessage[];
   /** The parent and its replies, in order. */
   thread(channel: string, threadTs: string): EmulatedMessage[];
-  /** The next `times` (default 1) calls to `method` (only those for `channel`, if given) fail. */
+  /**
+   * The next `times` (default 1) calls to `method` (only those for `channel`, if given) fail.
+   * `url_private_download` stands for file downloads: a `status` failure answers that status.
+   */
   failNext(method: string, failure: SlackFailure, opts?: { times?: number; channel?: string }): void;
   /** A person writes in the channel (or a thread), as if from the Slack app; returns the stored message. */
   postAsUser(channel: string, message: { user: string; text: string; threadTs?: string }): EmulatedMessage;
@@ -151,6 +154,8 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
       res.end('<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>');
       return;
     }
+    const failure = ws.takeFailure('url_private_download', {});
+    if (failure && 'status' in failure) return sendJson(res, failure.status, 'Internal Server Error');
     if (!file?.data) return sendJson(res, 404, 'Not Found');
     sendFile(res, file.data, file.mimetype);
   }
@@ -292,7 +297,10 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     },
     uploadAsUser(channel, message) {
       const { name, mimetype, data } = message.file;
-      const stored = ws.addFile({ name, title: name, mimetype, size: data.length, data }, true);
+      const stored = ws.addFile(
+        { name, title: name, mimetype, size: data.length, data, byPerson: true },
+        true,
+      );
       return ws.store({
         channel,
         ts: ws.nextTs(),
