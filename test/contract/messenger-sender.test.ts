@@ -4,13 +4,11 @@
  * page token that the SDK puts in the query string.
  */
 import { createHmac } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { createMessengerSender, type MessengerSenderOptions } from '../../src/channels/messenger/send';
 import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
 import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
-import { expectNoneOf, failureOf, outbound } from '../helpers/outbound';
+import { expectNoneOf, failureOf, hangingServer, outbound } from '../helpers/outbound';
 
 const PAGE_TOKEN = 'EAAB-page-secret-token-99';
 const APP_SECRET = 'meta-app-secret-for-proof';
@@ -173,24 +171,10 @@ describe('Messenger sender: failures', () => {
   });
 
   describe('with no answer', () => {
-    let hanging: Server;
-    beforeAll(async () => {
-      hanging = createServer(() => undefined);
-      await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
-    });
-    afterAll(
-      () =>
-        new Promise<void>((resolve) => {
-          hanging.closeAllConnections();
-          hanging.close(() => resolve());
-        }),
-    );
+    const hanging = hangingServer();
 
     it('a timeout is uncertain and not retried (Messenger cannot be asked), without the token', async () => {
-      const { port } = hanging.address() as AddressInfo;
-      const err = await failureOf(
-        sender({ graphBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200 }).send(reply()),
-      );
+      const err = await failureOf(sender({ graphBaseUrl: hanging(), timeoutMs: 200 }).send(reply()));
       expect(err).toMatchObject({ reason: 'uncertain', retryable: false, providerCode: 'timeout' });
       expectNoToken(err);
     });

@@ -2,13 +2,13 @@
  * The Twilio sender, through the real `twilio` SDK, against the local Twilio emulator: the exact
  * Messages API request each kind of reply becomes, and how Twilio's failures reach the agent.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { createTwilioSender, type TwilioSenderOptions } from '../../src/channels/twilio/send';
 import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
-import { expectNoneOf, failureOf, outbound } from '../helpers/outbound';
+import { expectNoneOf, failureOf, hangingServer, outbound } from '../helpers/outbound';
 
 const ACCOUNT_SID = 'AC' + 'b2'.repeat(16);
 const AUTH_TOKEN = 'twilio-secret-auth-token-42';
@@ -234,23 +234,11 @@ describe('Twilio sender: failures', () => {
 });
 
 describe('Twilio sender: no answer', () => {
-  let hanging: Server;
-  beforeAll(async () => {
-    hanging = createServer(() => undefined); // accepts, never answers
-    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
-  });
-  afterAll(
-    () =>
-      new Promise<void>((resolve) => {
-        hanging.closeAllConnections();
-        hanging.close(() => resolve());
-      }),
-  );
+  const hanging = hangingServer();
 
   it('a timeout whose lookup cannot answer either is uncertain and not retried, without the token', async () => {
-    const { port } = hanging.address() as AddressInfo;
     const err = await failureOf(
-      sender({ apiBaseUrl: `http://127.0.0.1:${port}`, timeoutMs: 200, lookupDelayMs: 0 }).send(sms()),
+      sender({ apiBaseUrl: hanging(), timeoutMs: 200, lookupDelayMs: 0 }).send(sms()),
     );
     expect(err).toMatchObject({ reason: 'uncertain', retryable: false, providerCode: 'timeout' });
     expectNoSecret(err);

@@ -1,4 +1,6 @@
 /** What the sender contract tests share: a reply to send and the way a send fails. */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
 
@@ -26,4 +28,21 @@ export function expectNoneOf(err: unknown, secrets: string[]): void {
   const e = err as Error;
   for (const text of [e.message, JSON.stringify(e), inspect(e, { depth: 10 })])
     for (const secret of secrets) expect(text).not.toContain(secret);
+}
+
+/** A server that accepts and never answers, for the enclosing describe block: returns its origin. */
+export function hangingServer(): () => string {
+  let server: Server;
+  beforeAll(async () => {
+    server = createServer(() => undefined);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }

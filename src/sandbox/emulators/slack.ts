@@ -20,6 +20,7 @@ import {
   SlackMethodError,
   SlackWorkspace,
   str,
+  type EmulatedFile,
   type EmulatedMessage,
   type PostingLimit,
   type SlackFailure,
@@ -246,6 +247,21 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     return Promise.resolve();
   }
 
+  /** A person's message, as if from the Slack app. */
+  const storeAsUser = (
+    channel: string,
+    m: { user: string; text: string; threadTs?: string },
+    files?: EmulatedFile[],
+  ) =>
+    ws.store({
+      channel,
+      ts: ws.nextTs(),
+      user: m.user,
+      text: m.text,
+      ...(m.threadTs ? { thread_ts: m.threadTs } : {}),
+      ...(files ? { files } : {}),
+    });
+
   const server = await listenLocally(handle, (res, err) =>
     sendJson(res, 500, { ok: false, error: 'emulator_error', detail: String(err) }),
   );
@@ -267,15 +283,7 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
         ...(options.channel ? { channel: options.channel } : {}),
       });
     },
-    postAsUser(channel, message) {
-      return ws.store({
-        channel,
-        ts: ws.nextTs(),
-        user: message.user,
-        text: message.text,
-        ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
-      });
-    },
+    postAsUser: (channel, message) => storeAsUser(channel, message),
     editAsUser(channel, ts, text) {
       const message = ws.find(channel, ts);
       if (!message || message.bot_id) return undefined;
@@ -301,14 +309,7 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
         { name, title: name, mimetype, size: data.length, data, byPerson: true },
         true,
       );
-      return ws.store({
-        channel,
-        ts: ws.nextTs(),
-        user: message.user,
-        text: message.text,
-        ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
-        files: [fileObject(stored)],
-      });
+      return storeAsUser(channel, message, [fileObject(stored)]);
     },
     addUser(user) {
       ws.users.set(user.id, user);
