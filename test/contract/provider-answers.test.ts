@@ -13,7 +13,7 @@ import type { OutboundMessage } from '../../src/channels/sender';
 import { SlackApiError, createSlackClient } from '../../src/channels/slack/client';
 import { createTwilioSender } from '../../src/channels/twilio/send';
 import { createWhatsAppCloudSender } from '../../src/channels/whatsapp-cloud/send';
-import { failureOf, outbound } from '../helpers/outbound';
+import { failureOf, outbound, rejectionOf } from '../helpers/outbound';
 
 const DIR = join(__dirname, '../fixtures/provider-answers');
 
@@ -137,15 +137,7 @@ describe('Messenger: documented answers', () => {
 
 describe('Slack: documented answers', () => {
   const slack = () => createSlackClient({ token: 'xoxb-replayed', apiUrl: `${replay.url()}/api/` });
-  const errorOf = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (err) {
-      expect(err).toBeInstanceOf(SlackApiError);
-      return err as SlackApiError;
-    }
-    throw new Error('expected the call to fail');
-  };
+  const errorOf = (p: Promise<unknown>) => rejectionOf(p, SlackApiError);
 
   it('slack-ratelimited.json: retryable after Retry-After', async () => {
     replay.play('slack-ratelimited.json');

@@ -12,16 +12,22 @@ export function outbound(
   return { key: 'out-1', ...route, text: 'Hello from Ana', ...overrides };
 }
 
-/** The OutboundError a send rejects with (the test fails if it resolves or rejects otherwise). */
-export async function failureOf(promise: Promise<unknown>): Promise<OutboundError> {
+/** The error of type `type` that `promise` rejects with (the test fails if it resolves or rejects otherwise). */
+export async function rejectionOf<E>(
+  promise: Promise<unknown>,
+  type: abstract new (...args: never[]) => E,
+): Promise<E> {
   try {
     await promise;
   } catch (err) {
-    expect(err).toBeInstanceOf(OutboundError);
-    return err as OutboundError;
+    expect(err).toBeInstanceOf(type);
+    return err as E;
   }
-  throw new Error('expected the send to fail');
+  throw new Error(`expected a ${type.name}`);
 }
+
+/** The OutboundError a send rejects with. */
+export const failureOf = (promise: Promise<unknown>) => rejectionOf(promise, OutboundError);
 
 /** None of `secrets` shows in the error's message, its JSON or its inspected form. */
 export function expectNoneOf(err: unknown, secrets: string[]): void {

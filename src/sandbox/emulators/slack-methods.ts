@@ -47,6 +47,16 @@ function inRange(
   return true;
 }
 
+/** The message a reactions.* call names, and the reaction (without colons). */
+function reactionOn(ws: SlackWorkspace, args: Record<string, unknown>) {
+  const message = ws.find(
+    requireStr(args, 'channel', 'channel_not_found'),
+    requireStr(args, 'timestamp', 'message_not_found'),
+  );
+  if (!message) throw new SlackMethodError('message_not_found');
+  return { message, name: requireStr(args, 'name', 'invalid_name').replace(/^:|:$/g, '') };
+}
+
 export type SlackMethod = (args: Record<string, unknown>) => Record<string, unknown>;
 
 export function slackMethods(ws: SlackWorkspace): Record<string, SlackMethod> {
@@ -121,12 +131,7 @@ export function slackMethods(ws: SlackWorkspace): Record<string, SlackMethod> {
     },
 
     'reactions.add': (args) => {
-      const message = ws.find(
-        requireStr(args, 'channel', 'channel_not_found'),
-        requireStr(args, 'timestamp', 'message_not_found'),
-      );
-      if (!message) throw new SlackMethodError('message_not_found');
-      const name = requireStr(args, 'name', 'invalid_name').replace(/^:|:$/g, '');
+      const { message, name } = reactionOn(ws, args);
       if (message.reactions.includes(name)) throw new SlackMethodError('already_reacted');
       message.reactions.push(name);
       ws.touched.add(message);
@@ -134,12 +139,7 @@ export function slackMethods(ws: SlackWorkspace): Record<string, SlackMethod> {
     },
 
     'reactions.remove': (args) => {
-      const message = ws.find(
-        requireStr(args, 'channel', 'channel_not_found'),
-        requireStr(args, 'timestamp', 'message_not_found'),
-      );
-      if (!message) throw new SlackMethodError('message_not_found');
-      const name = requireStr(args, 'name', 'invalid_name').replace(/^:|:$/g, '');
+      const { message, name } = reactionOn(ws, args);
       if (!message.reactions.includes(name)) throw new SlackMethodError('no_reaction');
       message.reactions = message.reactions.filter((r) => r !== name);
       ws.touched.add(message);
