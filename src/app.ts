@@ -26,6 +26,9 @@ import { webhookRoute } from './http/webhooks';
 import { buildWebhookAdapters } from './channels';
 import { registerIdentityModels, type IdentityModels } from './identity/models';
 import { createIdentityStore } from './identity/resolve';
+import { identityChanging, withHotIdentity } from './identity/cache';
+import { agentChanged } from './router/hot-state';
+import type { MergeStep } from './identity/merge';
 import { createInboundProcessor, type InboundProcessor } from './identity/inbound-processor';
 import { createInboundWorkers } from './queue/inbound-worker';
 import { createQueueWorker } from './queue/workers';
@@ -96,6 +99,16 @@ export interface RapportApp {
   close(): Promise<void>;
 }
 
+/** Merge and undo steps at which the hot cache's epoch changes (before writes; identities moved; done). */
+const HOT_CACHE_STEPS = new Set<MergeStep>([
+  'survivor-locked',
+  'identities-moved',
+  'unlocked',
+  'undo-locked',
+  'merged-restored',
+  'undo-unlocked',
+]);
+
 export function buildApp(config: Readonly<Config>, options: AppOptions = {}): RapportApp {
   const role = options.role ?? 'all';
   const log = createLogger({
@@ -117,7 +130,14 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const mongo = connectMongo(config.mongodbUri, log.child({ component: 'mongo' }));
   // Registered before the connection opens, so their (correctness-carrying) unique indexes are built.
   const models = { ...registerIdentityModels(mongo.connection), ...registerRouterModels(mongo.connection) };
-  const identityStore = createIdentityStore(models, { defaultRegion: config.defaultRegion });
+  // Returning customers are resolved from the hot cache in Redis (src/identity/cache.ts).
+  const identityStore = withHotIdentity(
+    createIdentityStore(models, { defaultRegion: config.defaultRegion }),
+    redis,
+    config.queuePrefix,
+    config.defaultRegion,
+  );
+  const identityChanged = () => identityChanging(redis, config.queuePrefix);
   const identity = createInboundProcessor({ store: identityStore, log: log.child({ component: 'inbound' }) });
 
   const slack = config.slack
@@ -126,10 +146,15 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const mediaStore = createMediaStore(mongo.connection);
   const merges = createMergeService(models, {
     log: log.child({ component: 'merge' }),
+    // The hot cache's epoch changes before a merge (undo) writes and again once identities moved,
+    // before messages are swept (cache.ts; merge.ts "Messages in flight").
+    onStep: async (step) => {
+      if (HOT_CACHE_STEPS.has(step)) await identityChanged();
+    },
     onResumeFailed: (_id, _failures, alert) =>
       metrics.mergeResumeFailures.inc({ outcome: alert ? 'alert' : 'failed' }),
   });
-  const erasures = createErasureService({
+  const erasureService = createErasureService({
     models,
     slack,
     redis,
@@ -139,8 +164,21 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     media: mediaStore,
     log: log.child({ component: 'erasure' }),
   });
+  // The hot cache's epoch changes before an erasure starts; its Redis step deletes the customer's
+  // hot keys and changes the epoch again (forgetHotCustomer).
+  const erasures: typeof erasureService = {
+    ...erasureService,
+    erase: async (id, actor) => {
+      await identityChanged();
+      return erasureService.erase(id, actor);
+    },
+    resume: async (opts) => {
+      await identityChanged();
+      return erasureService.resume(opts);
+    },
+  };
   const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
-  const claims = createClaimService({ models, merges, limits: claimLimits });
+  const claims = createClaimService({ models, merges, limits: claimLimits, identityChanging: identityChanged });
   const claimsBridge = createClaimsBridge({
     claims,
     models,
@@ -281,7 +319,14 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     api.use(...guard(false));
     api.use(express.json({ limit: '1mb' }));
     api.use(openApiRoute());
-    api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
+    api.use(
+      agentAdminRoutes({
+        models,
+        router,
+        log: log.child({ component: 'admin' }),
+        agentChanged: (id) => agentChanged(redis, config.queuePrefix, id),
+      }),
+    );
     api.use(dlqRoutes({ queues, isErased: (job) => erasures.isErasedJob(job.data, job.timestamp) }));
     // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
     api.use(privacyRoutes({ models, erasures, media: mediaStore, log: log.child({ component: 'admin' }) }));

@@ -50,6 +50,7 @@
  * every minute) finishes it. Refs that fail for good (channel gone, bot removed) are counted as
  * `slackFailed` and skipped.
  */
+import { forgetHotCustomer } from '../identity/cache';
 import { cardKeysOf } from '../router/card-updates';
 import { cardCheckKey } from '../router/slack-delivery';
 import { createHmac } from 'node:crypto';
@@ -443,6 +444,7 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
       ...e.slack.threads.map((t) => cardCheckKey(o.prefix, t)),
     ];
     for (const key of keys) await o.redis.del(key).catch(() => undefined);
+    for (const id of e.customerIds) await forgetHotCustomer(o.redis, o.prefix, String(id));
   }
 
   /** Blanks the family's messages; returns how many it changed. */

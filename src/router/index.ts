@@ -31,6 +31,7 @@ import { createSla } from './sla';
 import { CARD_EVENT_TYPE, createCardCheck, createSlackDelivery, type ToAgentJob } from './slack-delivery';
 import { createCardUpdates, isCardJob, type CardJob } from './card-updates';
 import { createNaming } from './naming';
+import { customerChanged } from '../identity/cache';
 import { explainDeliveryFailure } from './texts';
 
 export interface RouterOptions {
@@ -87,7 +88,12 @@ export function createRouter(o: RouterOptions) {
     messengerProfiles: o.messengerProfiles,
     log: log.child({ component: 'card' }),
   });
-  const naming = createNaming({ models, cards, log: log.child({ component: 'naming' }) });
+  const naming = createNaming({
+    models,
+    cards,
+    log: log.child({ component: 'naming' }),
+    customerChanged: (id) => customerChanged(redis, prefix, id),
+  });
 
   const react = async (ref: { channel: string; ts: string }, name: string, remove: string[] = []) => {
     if (!o.slack) return;

@@ -15,6 +15,8 @@ import type { Agent, Conversation, RouterModels } from './models';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../identity/resolve';
+import { customerChanged } from '../identity/cache';
+import { createHotAgents } from './hot-state';
 
 export interface Ownership {
   /**
@@ -49,9 +51,11 @@ export function createOwnership(
 ): Ownership {
   const { Agent, Conversation, Customer, OwnershipChange } = models;
 
+  // From the hot state in Redis when current (src/router/hot-state.ts): no database read per message.
+  const hotAgents = createHotAgents(redis, prefix, async (id) => (await Agent.findById(id).lean<Agent>()) ?? undefined);
   const agentById = async (id: string | undefined) => {
     if (!id || !/^[0-9a-f]{24}$/i.test(id)) return undefined;
-    return (await Agent.findById(id).lean<Agent>()) ?? undefined;
+    return hotAgents.get(id);
   };
 
   /**
@@ -164,6 +168,7 @@ export function createOwnership(
         { $set: { ownerAgentId: String(agent._id) } },
       );
       if (won.modifiedCount === 1) {
+        await customerChanged(redis, prefix, customerId);
         await record(
           customerId,
           customer.ownerAgentId,
@@ -186,6 +191,7 @@ export function createOwnership(
       if (!customer) throw new Error(`customer ${String(customerId)} not found`);
       const from = await agentById(customer.ownerAgentId);
       await Customer.updateOne({ _id: customerId }, { $set: { ownerAgentId: String(toAgent._id) } });
+      await customerChanged(redis, prefix, customerId);
       await syncConversation(customerId, String(toAgent._id));
       await record(customerId, customer.ownerAgentId, String(toAgent._id), reason, actor);
       log.info(
