@@ -24,7 +24,9 @@
  *
  * Keys (QUEUE_PREFIX first): `hot:epoch`; `hot:id:<sha256 of the identity key>` (no phone number in
  * a key name; the value holds ids and dates, the customer's name and owner); `hot:{c:<id>}:gen` and
- * `hot:{c:<id>}:ids` (the identity entries filled for that customer, so an erasure deletes them).
+ * `hot:{c:<id>}:ids` (the identity entries filled for that customer, so an erasure deletes them);
+ * `hot:{c:<id>}:doc`, `:thread` and `:tgen` are the router's copies of the customer and its current
+ * Slack thread (src/router/hot-state.ts).
  * Multi-key commands only ever touch one `{c:<id>}` slot: safe on Redis Cluster.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -41,8 +43,9 @@ export const TOUCH_INTERVAL_MS = 60_000;
 const TTL_S = 6 * 3600;
 
 const token = () => randomBytes(9).toString('base64url');
-const epochKey = (prefix: string) => `${prefix}:hot:epoch`;
+export const epochKey = (prefix: string) => `${prefix}:hot:epoch`;
 export const customerGenKey = (prefix: string, id: string) => `${prefix}:hot:{c:${id}}:gen`;
+export const customerDocKey = (prefix: string, id: string) => `${prefix}:hot:{c:${id}}:doc`;
 const customerIdsKey = (prefix: string, id: string) => `${prefix}:hot:{c:${id}}:ids`;
 const identityEntryKey = (prefix: string, identityKey: string) =>
   `${prefix}:hot:id:${createHash('sha256').update(identityKey).digest('hex').slice(0, 40)}`;
@@ -82,6 +85,10 @@ export async function forgetHotCustomer(redis: RedisClient, prefix: string, id: 
   for (const key of entries) await redis.del(key);
   await redis.del(customerIdsKey(prefix, id));
   await redis.del(customerGenKey(prefix, id));
+  await redis.del(customerDocKey(prefix, id));
+  // The router's copy of the current thread (src/router/hot-state.ts `threadKeys`).
+  await redis.del(`${prefix}:hot:{c:${id}}:tgen`);
+  await redis.del(`${prefix}:hot:{c:${id}}:thread`);
 }
 
 interface Entry {

@@ -16,7 +16,7 @@ import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../identity/resolve';
 import { customerChanged } from '../identity/cache';
-import { createHotAgents } from './hot-state';
+import { createHotAgents, createHotCustomers } from './hot-state';
 
 export interface Ownership {
   /**
@@ -53,6 +53,7 @@ export function createOwnership(
 
   // From the hot state in Redis when current (src/router/hot-state.ts): no database read per message.
   const hotAgents = createHotAgents(redis, prefix, async (id) => (await Agent.findById(id).lean<Agent>()) ?? undefined);
+  const hotCustomers = createHotCustomers(redis, prefix, async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined);
   const agentById = async (id: string | undefined) => {
     if (!id || !/^[0-9a-f]{24}$/i.test(id)) return undefined;
     return hotAgents.get(id);
@@ -154,7 +155,8 @@ export function createOwnership(
     openCount,
     agentById,
     async ensureOwner(customerId, actor, opts = {}) {
-      const customer = opts.customer ?? (await Customer.findById(customerId).lean<Customer>());
+      // A stale copy cannot assign wrongly: the assignment below is conditional on the owner it read.
+      const customer = opts.customer ?? (await hotCustomers.get(String(customerId)));
       if (!customer) throw new Error(`customer ${String(customerId)} not found`);
       const current = await agentById(customer.ownerAgentId);
       if (current?.active) {

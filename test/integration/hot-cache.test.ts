@@ -2,8 +2,8 @@
  * The hot-state cache (src/identity/cache.ts, src/router/hot-state.ts), through the public paths,
  * on real Redis and the real MongoDB-protocol server: a returning customer's message is resolved
  * without identity or customer commands, and every identity or ownership change — merge, undo,
- * rename, handoff by deactivation, an owner going away, erasure — is seen by the very next message
- * (never the stale customer or agent).
+ * link, rename, handoff (slash command and deactivation), an owner going away, the Slack thread
+ * re-created, erasure — is seen by the very next message (never the stale customer, agent or thread).
  */
 import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/env';
@@ -48,15 +48,20 @@ async function hot(phone: string, customerId: string): Promise<void> {
   await eventually(async () => String(await hotCustomerOf(w.t.app.redis, prefix(), `phone:${phone}`)), (c) => c === customerId);
 }
 
-/** The inbox channel whose thread shows `text`, once posted. */
+/**
+ * The inbox channel the post showing `text` went to, once posted (from the outbox record: the old
+ * thread's card, edited to show the latest message, would match the Slack history too).
+ */
 const postedIn = (text: string) =>
   eventually(
     async () =>
-      [ANA, BEN]
-        .map((a) => a.inboxChannelId)
-        .find((c) => w.slack.messages(c).some((m) => [m, ...w.slack.thread(c, m.ts)].some((r) => r.text.includes(text)))),
+      (await models().AgentPost.find({ state: 'posted' }).lean()).find((p) => p.text.includes(text))?.slack?.channel,
     Boolean,
   );
+
+/** The ts of the thread in `channel` whose replies show `text`. */
+const threadOf = (channel: string, text: string) =>
+  w.slack.messages(channel).find((m) => m.text.includes(text))?.thread_ts;
 
 describe('the hot-state cache', () => {
   it('resolves a returning customer from Redis: no identity or customer command, and no merge re-check', async () => {
@@ -94,10 +99,9 @@ describe('the hot-state cache', () => {
     expect((await w.admin('PATCH', `/customers/${c}`, { displayName: 'Quentin Hot' })).status).toBe(200);
     const text = `named ${uniqueName('')}`;
     await sms('+14155550321', text);
-    const channel = await postedIn(text);
-    const post = w.slack.messages(channel!).find((m) => m.text.includes(text));
-    const reply = post ?? w.slack.messages(channel!).flatMap((m) => w.slack.thread(channel!, m.ts)).find((r) => r.text.includes(text));
-    expect(JSON.stringify(reply)).toContain('Quentin Hot');
+    await postedIn(text);
+    const post = (await models().AgentPost.find({ state: 'posted' }).lean()).find((p) => p.text.includes(text));
+    expect(post?.username).toBe('Quentin Hot (SMS)');
   });
 
   it("an owner going away is seen by the next message (their cover is called in); deactivation hands the next one over", async () => {
@@ -149,6 +153,17 @@ describe('the hot-state cache', () => {
     const text = `after handoff ${uniqueName('')}`;
     await sms('+14155550361', text);
     expect(await postedIn(text)).toBe(to.inboxChannelId);
+    // The thread was re-created in the new owner's inbox: the next post joins it (the cached
+    // current thread was replaced), no second card.
+    const next = `next after handoff ${uniqueName('')}`;
+    await sms('+14155550361', next);
+    expect(await postedIn(next)).toBe(to.inboxChannelId);
+    expect(threadOf(to.inboxChannelId, next)).toBe(threadOf(to.inboxChannelId, text));
+    // One card (thread) in the new inbox: the handoff note opened it, the messages joined it.
+    const cards = w.slack
+      .messages(to.inboxChannelId)
+      .filter((m) => (m.thread_ts === undefined || m.thread_ts === m.ts) && m.text.includes(c));
+    expect(cards).toHaveLength(1);
   });
 
   it('an erasure leaves no hot key and the next message is a new customer', async () => {
