@@ -188,6 +188,7 @@ export function withHotIdentity(
       const { entry, epoch } = await read(ref.key);
       const gen = entry ? await redis.get(customerGenKey(prefix, entry.customerId)) : null;
       if (entry && epoch && entry.epoch === epoch && entry.gen && gen === entry.gen && !needsWrite(entry, message, at)) {
+        // The identity as cached: its key, kind, ids and window; the addresses only as digests.
         const identity = { ...entry.identity, lastAddress: {} } as unknown as Identity;
         const unmoved = async () => (await redis.get(epochKey(prefix))) === epoch;
         return { customer: entry.customer, identity, created: false, unmoved };
