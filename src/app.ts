@@ -147,7 +147,7 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const merges = createMergeService(models, {
     log: log.child({ component: 'merge' }),
     // The hot cache's epoch changes before a merge (undo) writes and again once identities moved,
-    // before messages are swept (cache.ts; merge.ts "Messages in flight").
+    // before messages are swept (cache.ts; src/identity/README.md, "Messages in flight").
     onStep: async (step) => {
       if (HOT_CACHE_STEPS.has(step)) await identityChanged();
     },

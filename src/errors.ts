@@ -67,6 +67,17 @@ export class UnavailableError extends AppError {
   }
 }
 
+/** Thrown by a queue handler (or a lock it waits on) to run the job again after `delayMs`, without counting an attempt. */
+export class DeferError extends Error {
+  constructor(
+    readonly delayMs: number,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'DeferError';
+  }
+}
+
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }

@@ -7,6 +7,7 @@
  * header (twilio) or `?access_token=` in its URL (messaging-api-messenger) — travels past a sender.
  */
 import type { Provider } from '../canonical';
+import { isRecord } from '../values';
 import { OutboundError, type SendFailureReason } from './sender';
 
 /** What went wrong, as plain data read off the provider's answer (or its absence). */
@@ -320,8 +321,4 @@ export function transportKind(err: unknown): Transport {
     if (/timeout of \d+ms exceeded/i.test(message)) return 'timeout';
   }
   return 'network';
-}
-
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
 }

@@ -24,7 +24,7 @@
  * - An attempt is counted before the code is compared, by inserting `<claimId>:<n>` (n = 1…5) into
  *   `claim_attempts`: the unique `_id` makes each n taken once, so concurrent guesses can never
  *   exceed 5. (`$inc` cannot do this on FerretDB v1: concurrent updates of one document lose
- *   increments; see merge.ts, "Lost updates".) `attempts` on the claim is informational.
+ *   increments; see README.md, "Lost updates and settle".) `attempts` on the claim is informational.
  * - Crash safety: the merge or attach happens BEFORE the claim is marked verified. A crash in
  *   between leaves the claim pending; sending the code again repeats the (idempotent) merge, which
  *   finds the pair already merged or resumes it.
@@ -42,7 +42,7 @@ import { ConflictError, NotFoundError } from '../errors';
 import type { Claim, ClaimKind, Customer, Identity, IdentityModels, Source } from './models';
 import { parseCustomerId, type MergeResult, type MergeService } from './merge';
 import { normalizePhone } from './phone';
-import { isDuplicateKeyError } from './resolve';
+import { isDuplicateKeyError } from '../storage/duplicate-key';
 import { followToLive, liveCustomerById } from './tombstones';
 import type { ClaimLimits } from './claim-limits';
 
@@ -341,7 +341,7 @@ export function createClaimService({
       );
     }
     // Attached to a customer that a merge tombstoned meanwhile: follow it (insert-then-check, as
-    // for messages; merge.ts).
+    // for messages; identity/README.md, "Lost updates and settle").
     const current = await Customer.findById(customer._id).lean<Customer>();
     if (current?.mergedInto) {
       const live = await followToLive(Customer, current);

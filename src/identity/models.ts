@@ -9,7 +9,7 @@
  * or call `createIndexes()` yourself.
  *
  * MergeEvent and Claim carry merges (with everything needed to undo them) and one-time-code claims;
- * see merge.ts and claims.ts. Claims expire by `expiresAt`, checked on read: FerretDB v1 has no TTL
+ * see merge/ and claims.ts. Claims expire by `expiresAt`, checked on read: FerretDB v1 has no TTL
  * indexes.
  */
 import { Schema, Types, type Connection, type Model } from 'mongoose';
@@ -184,7 +184,7 @@ export interface MergeEvent {
 /**
  * A customer held by an in-progress merge or undo. `_id` IS the customer id, so the unique `_id`
  * index makes taking the lock an insert that only one event can win. (A conditional update cannot
- * be a lock on FerretDB v1: it applies updates as unsynchronised read-modify-writes; see merge.ts.)
+ * be a lock on FerretDB v1: it applies updates as unsynchronised read-modify-writes; see merge/locks.ts.)
  */
 export interface MergeLock {
   _id: Types.ObjectId;
@@ -286,18 +286,26 @@ function fieldsFor<K extends string, V>(keys: readonly K[], def: V): Record<K, V
   return Object.fromEntries(keys.map((k) => [k, def])) as Record<K, V>;
 }
 
+/**
+ * The customer's own fields: the customer document, and the snapshot a merge keeps of one. A fresh
+ * object each call, so the two schemas share no definition object.
+ */
+const customerFields = () => ({
+  displayName: String,
+  profile: {
+    name: { type: profileFieldSchema, required: false },
+    email: { type: profileFieldSchema, required: false },
+  },
+  ownerAgentId: String,
+  firstSeenAt: { type: Date, required: true },
+  lastSeenAt: { type: Date, required: true },
+  lastChannel: { type: String, enum: CHANNELS },
+  lastProvider: { type: String, enum: PROVIDERS },
+});
+
 const customerSchema = new Schema<Customer>(
   {
-    displayName: String,
-    profile: {
-      name: { type: profileFieldSchema, required: false },
-      email: { type: profileFieldSchema, required: false },
-    },
-    ownerAgentId: String,
-    firstSeenAt: { type: Date, required: true },
-    lastSeenAt: { type: Date, required: true },
-    lastChannel: { type: String, enum: CHANNELS },
-    lastProvider: { type: String, enum: PROVIDERS },
+    ...customerFields(),
     mergedInto: { type: Schema.Types.ObjectId, index: true },
     mergedBy: Schema.Types.ObjectId,
   },
@@ -345,21 +353,7 @@ messageSchema.index({ customerId: 1, sentAt: -1 });
 messageSchema.index({ customerId: 1, identityKey: 1 });
 messageSchema.index({ provider: 1, providerMessageId: 1 });
 
-const snapshotSchema = new Schema<CustomerSnapshot>(
-  {
-    displayName: String,
-    profile: {
-      name: { type: profileFieldSchema, required: false },
-      email: { type: profileFieldSchema, required: false },
-    },
-    ownerAgentId: String,
-    firstSeenAt: { type: Date, required: true },
-    lastSeenAt: { type: Date, required: true },
-    lastChannel: { type: String, enum: CHANNELS },
-    lastProvider: { type: String, enum: PROVIDERS },
-  },
-  { _id: false, minimize: true },
-);
+const snapshotSchema = new Schema<CustomerSnapshot>(customerFields(), { _id: false, minimize: true });
 
 const mergeEventSchema = new Schema<MergeEvent>(
   {

@@ -22,21 +22,20 @@
  *    They are skipped when the customer just read shows they would change nothing, and the update
  *    returns the document, so there is no final re-read.
  *
- * Round trips per message (counted in test/integration/identity-round-trips.test.ts): returning
- * identity 2 (identity upsert-touch, then the customer touched and returned in one conditional
- * update when it is live and the message is newer than its last seen; otherwise read, as before),
- * first contact 2 (identity upsert, which says it inserted; then the customer upsert with no read
- * first — the id is fresh), down from 3 and 3 (and 6–7 before that).
+ * Two round trips per message, new or returning (how: identity/README.md; counted in
+ * test/integration/identity-round-trips.test.ts).
  *
  * Messages are inserted under their unique idempotency key; a duplicate key means "already stored".
  * After the insert, `storeInbound` checks that the customer it filed under is still the identity's
  * live customer and re-files the message if a merge or an undo moved the identity meanwhile (see
- * merge.ts for why this insert-then-check order closes the race with a concurrent merge).
+ * README.md, "Messages in flight", for why this insert-then-check order closes the race with a
+ * concurrent merge).
  */
 import { Types, type mongo } from 'mongoose';
 import type { CountryCode } from 'libphonenumber-js';
 import type { Address, DeliveryState, DeliveryStatus, InboundMessage } from '../canonical';
 import { PayloadError } from '../errors';
+import { isDuplicateKeyError, retryOnDuplicate } from '../storage/duplicate-key';
 import { phoneIdentityKey } from './phone';
 import type { Customer, Identity, IdentityKind, IdentityModels, StatusEntry } from './models';
 import { followToLive } from './tombstones';
@@ -46,9 +45,6 @@ export interface IdentityRef {
   kind: IdentityKind;
   value: string;
 }
-
-/** How many times to retry an upsert that lost a race on a unique index (E11000). */
-const MAX_DUPLICATE_RETRIES = 5;
 
 /** The identity key of a sender address, or undefined if it is not a usable address. */
 export function identityKeyOf(address: Address, defaultRegion: CountryCode): IdentityRef | undefined {
@@ -67,17 +63,6 @@ export function identityKeyOf(address: Address, defaultRegion: CountryCode): Ide
 /** The address as the provider delivered it (what replies go to). */
 function rawAddress(address: Address): string {
   return address.kind === 'phone' ? address.e164 : address.psid;
-}
-
-/** MongoDB duplicate key error (unique index violation), from the driver or a bulk write. */
-export function isDuplicateKeyError(err: unknown): boolean {
-  if (typeof err !== 'object' || err === null) return false;
-  const code: unknown = (err as { code?: unknown }).code;
-  if (code === 11000 || code === 11001) return true;
-  const writeErrors: unknown = (err as { writeErrors?: unknown }).writeErrors;
-  if (Array.isArray(writeErrors)) return writeErrors.some((e: unknown) => isDuplicateKeyError(e));
-  const message: unknown = (err as { message?: unknown }).message;
-  return typeof message === 'string' && message.includes('E11000');
 }
 
 function toDate(iso: string | undefined): Date | undefined {
@@ -147,17 +132,6 @@ export interface IdentityStore {
    * the message is unknown, the report carries no message id (watermark), or it was already applied.
    */
   applyStatus(status: DeliveryStatus): Promise<{ updated: boolean }>;
-}
-
-/** Runs an upsert again when it lost a race on a unique index (E11000): the retry finds the winner. */
-export async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await op();
-    } catch (err) {
-      if (!isDuplicateKeyError(err) || attempt >= MAX_DUPLICATE_RETRIES) throw err;
-    }
-  }
 }
 
 export function createIdentityStore(
@@ -359,7 +333,7 @@ export function createIdentityStore(
         return { stored: false, customerId: String(existing?.customerId ?? filedUnder) };
       }
       // Insert first, then check: a merge that tombstones the customer after this check sees the
-      // message in its sweep; one that did before is seen here (merge.ts, "Messages in flight").
+      // message in its sweep; one that did before is seen here (identity/README.md, "Messages in flight").
       // The hot cache's proof (one Redis read) stands in for the database check when it holds.
       if (unmoved && (await unmoved())) return { stored: true, customerId: String(filedUnder) };
       const target = await movedTo(identityKey, filedUnder);

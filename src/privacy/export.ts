@@ -1,14 +1,10 @@
 /**
- * Subject access: everything Rapport holds about one customer, as one JSON document.
+ * Subject access: everything Rapport's database holds about one customer, as one JSON document.
  *
- * "The customer" is the live customer and every tombstone merged into it (followed transitively),
- * because a merge moves history but keeps the merged profile for undo. A tombstone id exports the
- * same family as the live id. Personal data held elsewhere is out of scope here and listed in
- * src/privacy/README.md (Slack keeps its own copy; Redis keeps queue jobs for a while).
- *
- * Messages are read in pages (`pageSize`) and reported through `onProgress`, so a CLI can show
- * progress on a customer with a long history. Claim code hashes and salts are left out: they are
- * secrets, not information about the person.
+ * The customer is the family: the live customer and every tombstone merged into it (a merge keeps
+ * the merged profile for undo), so a tombstone id exports the same family. Claim code hashes and
+ * salts are left out: secrets, not information about the person. Copies held elsewhere (Slack,
+ * queue jobs): src/privacy/README.md.
  */
 import type { Types } from 'mongoose';
 import type { MediaStore } from '../media/store';
@@ -164,27 +160,56 @@ function sendView(s: CustomerSend) {
   };
 }
 
-/**
- * Everything about the customer `id` (a live or tombstone id). Throws NotFoundError (404) for an
- * unknown or malformed id.
- */
-export async function exportCustomer(
-  models: AppModels,
-  id: string | Types.ObjectId,
-  options: ExportOptions = {},
-) {
-  const customerId = parseCustomerId(id);
-  const start = await models.Customer.findById(customerId).lean<Customer>();
-  if (!start) throw new NotFoundError(`customer ${String(id)}`);
-  const family = await customerFamily(models, start);
-  const ids = family.map((c) => c._id);
-  const live = family[0]!;
+function conversationView(c: Conversation) {
+  return {
+    customerId: String(c._id),
+    ownerAgentId: c.ownerAgentId ?? null,
+    open: c.open,
+    lastCustomerMessageAt: iso(c.lastCustomerMessageAt),
+    lastAgentReplyAt: iso(c.lastAgentReplyAt),
+  };
+}
 
-  const identities = await models.Identity.find({ customerId: { $in: ids } })
-    .sort({ createdAt: 1 })
-    .lean<Identity[]>();
-  const keys = identities.map((i) => i.key);
+function ownerChangeView(o: OwnershipChange) {
+  return {
+    customerId: String(o.customerId),
+    fromAgentId: o.fromAgentId ?? null,
+    toAgentId: o.toAgentId,
+    reason: o.reason,
+    actor: o.actor,
+    at: iso(o.at),
+  };
+}
 
+function optOutView(o: OptOut) {
+  return { identityKey: o.identityKey, channel: o.channel, optedOut: o.optedOut, at: iso(o.at) };
+}
+
+function postView(p: AgentPost) {
+  return {
+    key: p.key,
+    customerId: String(p.customerId),
+    kind: p.kind,
+    channel: p.channel ?? null,
+    text: p.text,
+    state: p.state,
+    slack: p.slack ?? null,
+    createdAt: iso(p.createdAt),
+  };
+}
+
+function threadView(t: SlackThread, current: CurrentThread[]) {
+  return {
+    channel: t.channel,
+    ts: t.ts,
+    agentId: t.agentId,
+    customerId: String(t.customerId),
+    current: current.some((c) => c.channel === t.channel && c.ts === t.ts),
+  };
+}
+
+/** The family's messages, oldest first, in pages of `pageSize` reported through `onProgress`. */
+async function exportMessages(models: AppModels, ids: Types.ObjectId[], options: ExportOptions) {
   const pageSize = options.pageSize ?? 500;
   const total = await models.Message.countDocuments({ customerId: { $in: ids } });
   const messages: ReturnType<typeof messageView>[] = [];
@@ -211,7 +236,11 @@ export async function exportCustomer(
     lastSentAt = last.sentAt;
     lastId = last._id;
   }
+  return messages;
+}
 
+/** The family's records besides customers, identities and messages. */
+async function exportRecords(models: AppModels, ids: Types.ObjectId[], keys: string[]) {
   const [merges, claims, conversations, ownerHistory, sends, posts, optOuts, threads, currentThreads] =
     await Promise.all([
       models.MergeEvent.find({ $or: [{ survivorId: { $in: ids } }, { mergedId: { $in: ids } }] })
@@ -234,7 +263,34 @@ export async function exportCustomer(
       models.SlackThread.find({ customerId: { $in: ids } }).lean<SlackThread[]>(),
       models.CurrentThread.find({ _id: { $in: ids } }).lean<CurrentThread[]>(),
     ]);
+  return { merges, claims, conversations, ownerHistory, sends, posts, optOuts, threads, currentThreads };
+}
 
+/**
+ * Everything about the customer `id` (a live or tombstone id). Throws NotFoundError (404) for an
+ * unknown or malformed id.
+ */
+export async function exportCustomer(
+  models: AppModels,
+  id: string | Types.ObjectId,
+  options: ExportOptions = {},
+) {
+  const customerId = parseCustomerId(id);
+  const start = await models.Customer.findById(customerId).lean<Customer>();
+  if (!start) throw new NotFoundError(`customer ${String(id)}`);
+  const family = await customerFamily(models, start);
+  const ids = family.map((c) => c._id);
+  const live = family[0]!;
+
+  const identities = await models.Identity.find({ customerId: { $in: ids } })
+    .sort({ createdAt: 1 })
+    .lean<Identity[]>();
+  const messages = await exportMessages(models, ids, options);
+  const r = await exportRecords(
+    models,
+    ids,
+    identities.map((i) => i.key),
+  );
   const files = options.media ? await filesOf(options.media, family, String(live._id)) : [];
 
   return {
@@ -246,51 +302,16 @@ export async function exportCustomer(
     mergedCustomers: family.slice(1).map(customerView),
     identities: identities.map(identityView),
     messages,
-    merges: merges.map(mergeView),
-    claims: claims.map(claimView),
-    conversations: conversations.map((c) => ({
-      customerId: String(c._id),
-      ownerAgentId: c.ownerAgentId ?? null,
-      open: c.open,
-      lastCustomerMessageAt: iso(c.lastCustomerMessageAt),
-      lastAgentReplyAt: iso(c.lastAgentReplyAt),
-    })),
-    ownerHistory: ownerHistory.map((o) => ({
-      customerId: String(o.customerId),
-      fromAgentId: o.fromAgentId ?? null,
-      toAgentId: o.toAgentId,
-      reason: o.reason,
-      actor: o.actor,
-      at: iso(o.at),
-    })),
-    sends: sends.map(sendView),
-    optOuts: optOuts.map((o) => ({
-      identityKey: o.identityKey,
-      channel: o.channel,
-      optedOut: o.optedOut,
-      at: iso(o.at),
-    })),
+    merges: r.merges.map(mergeView),
+    claims: r.claims.map(claimView),
+    conversations: r.conversations.map(conversationView),
+    ownerHistory: r.ownerHistory.map(ownerChangeView),
+    sends: r.sends.map(sendView),
+    optOuts: r.optOuts.map(optOutView),
     slack: {
-      threads: [
-        ...threads.map((t) => ({
-          channel: t.channel,
-          ts: t.ts,
-          agentId: t.agentId,
-          customerId: String(t.customerId),
-          current: currentThreads.some((c) => c.channel === t.channel && c.ts === t.ts),
-        })),
-      ],
+      threads: r.threads.map((t) => threadView(t, r.currentThreads)),
       /** What Rapport posted into the agents' threads (customer messages and internal notes). */
-      posts: posts.map((p) => ({
-        key: p.key,
-        customerId: String(p.customerId),
-        kind: p.kind,
-        channel: p.channel ?? null,
-        text: p.text,
-        state: p.state,
-        slack: p.slack ?? null,
-        createdAt: iso(p.createdAt),
-      })),
+      posts: r.posts.map(postView),
     },
     /** The customer's files (photos, voice notes, documents both ways); bytes at `download`. */
     files,
@@ -298,9 +319,9 @@ export async function exportCustomer(
       files: files.length,
       identities: identities.length,
       messages: messages.length,
-      merges: merges.length,
-      sends: sends.length,
-      slackPosts: posts.length,
+      merges: r.merges.length,
+      sends: r.sends.length,
+      slackPosts: r.posts.length,
     },
   };
 }

@@ -6,7 +6,7 @@
  *   tombstones). It drives the erasure as idempotent steps (like a MergeEvent drives a merge) and is
  *   then the audit record: ids, when, who, counts, never personal data. While an erasure runs its
  *   `plan` holds the identity keys it must still remove; the last step unsets it.
- * - `erased_opt_outs`: keyed HMACs of opt-outs that an erasure removed (see erase.ts for why a
+ * - `erased_opt_outs`: keyed HMACs of opt-outs that an erasure removed (see README.md for why a
  *   marker is kept and why it is keyed).
  */
 import { Schema, type Connection, type Model, type Types } from 'mongoose';
@@ -28,13 +28,17 @@ export const ERASURE_STEPS = [
 ] as const;
 export type ErasureStep = (typeof ERASURE_STEPS)[number];
 
-export type SlackRefKind = 'card' | 'post' | 'human';
+export type SlackRefKind = 'card' | 'post' | 'human' | 'file';
 
-/** A Slack message Rapport knows about: its own posts and cards, and agents' replies. */
+/**
+ * A Slack message Rapport knows about (its own posts and cards, and agents' replies), or a file it
+ * uploaded into a thread (`fileId`; `ts` is then the thread's).
+ */
 export interface SlackRef {
   channel: string;
   ts: string;
   kind: SlackRefKind;
+  fileId?: string;
 }
 
 export interface ErasureCounts {
@@ -131,7 +135,8 @@ const slackRefSchema = new Schema<SlackRef>(
   {
     channel: { type: String, required: true },
     ts: { type: String, required: true },
-    kind: { type: String, enum: ['card', 'post', 'human'], required: true },
+    kind: { type: String, enum: ['card', 'post', 'human', 'file'], required: true },
+    fileId: String,
   },
   { _id: false },
 );

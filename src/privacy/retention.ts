@@ -7,7 +7,7 @@
  * It runs as a BullMQ Job Scheduler (`upsertJobScheduler`) on the `maintenance` queue: one job per
  * period however many worker processes run, consumed by whichever is free. Turning retention off
  * removes the scheduler. The same queue resumes unfinished erasures every minute when given the
- * erasure service (src/privacy/erase.ts).
+ * erasure service (src/privacy/erase/).
  *
  * Purging works in batches of ids (find, then updateMany by id), so each run's work is bounded per
  * round trip and a concurrent writer (FerretDB v1 lost updates) at worst leaves a body for the next

@@ -14,7 +14,11 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from './connection';
 import { eventKey, sourceOf, type InboundEvent } from '../canonical';
 import { UnavailableError } from '../errors';
+import { withoutNul } from '../values';
 import { jobIdFor } from './names';
+
+// Every queued event is stripped of NUL characters (src/values.ts says why); tests check it by this name.
+export { withoutNul };
 
 export interface IntakeOptions {
   /** The partitioned `inbound` queue; each sender's events go to one partition, in order. */
@@ -35,21 +39,6 @@ export interface Intake {
   accept(events: InboundEvent[]): Promise<IntakeResult>;
   /** Unix ms of the last accepted customer message, per source (shared by every api replica). */
   lastInboundByChannel(): Promise<Record<string, number>>;
-}
-
-/**
- * The event with NUL characters removed from every string. Providers can deliver one inside a message
- * body (`%00` in a form), and PostgreSQL-backed MongoDB-protocol stores (FerretDB) can neither store
- * nor query it: the job would fail on every attempt. Nothing a person wrote is lost by dropping it.
- */
-export function withoutNul<T>(value: T): T {
-  if (typeof value === 'string')
-    return (value.includes('\u0000') ? value.replace(/\u0000/g, '') : value) as T;
-  if (Array.isArray(value)) return value.map(withoutNul) as T;
-  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutNul(k), withoutNul(v)])) as T;
-  }
-  return value;
 }
 
 /** Events of one sender share an order key; statuses are ordered per message. */

@@ -9,20 +9,23 @@
  * therefore gives every document one writer at a time; on MongoDB the lock is merely redundant.
  *
  * `waitMs`: how long to wait for a holder to finish before giving up with a DeferError (the job is
- * retried later without spending an attempt).
+ * retried later without spending an attempt). `renew`: the holder extends the lock every third of
+ * `ttlMs` while it works, so the TTL can be short — a holder killed mid-work (SIGKILL) then blocks
+ * the key for at most `ttlMs`, while a long flush keeps its lock.
  */
 import { randomBytes } from 'node:crypto';
 import type { RedisClient } from './connection';
-import { DeferError } from './workers';
+import { DeferError } from '../errors';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
 export async function withLock<T>(
   redis: RedisClient,
   key: string,
   ttlMs: number,
   fn: () => Promise<T>,
-  options: { waitMs?: number; retryInMs?: number } = {},
+  options: { waitMs?: number; retryInMs?: number; renew?: boolean } = {},
 ): Promise<T> {
   const token = randomBytes(12).toString('hex');
   const deadline = Date.now() + (options.waitMs ?? 0);
@@ -31,14 +34,39 @@ export async function withLock<T>(
     if (Date.now() >= deadline) throw new DeferError(options.retryInMs ?? 250, `lock ${key} is held`);
     await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
   }
+  const renewal = options.renew
+    ? setInterval(() => {
+        redis.eval(RENEW, 1, key, token, String(ttlMs)).catch(() => undefined);
+      }, Math.max(100, Math.floor(ttlMs / 3)))
+    : undefined;
   try {
     return await fn();
   } finally {
+    if (renewal) clearInterval(renewal);
     await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
   }
 }
 
 /** The lock under which a customer's conversation document is changed. */
-export function conversationLockKey(prefix: string, customerId: string): string {
+function conversationLockKey(prefix: string, customerId: string): string {
   return `${prefix}:lock:conversation:${customerId}`;
+}
+
+export interface ConversationLockOptions {
+  /** How long the lock is held at most. @defaultValue 10000 */
+  ttlMs?: number;
+  /** How long to wait for another writer before a DeferError. @defaultValue 5000 */
+  waitMs?: number;
+}
+
+/** Runs `fn` as the one writer of the customer's conversation document (see above for why). */
+export function withConversationLock<T>(
+  redis: RedisClient,
+  prefix: string,
+  customerId: { toString(): string },
+  fn: () => Promise<T>,
+  options: ConversationLockOptions = {},
+): Promise<T> {
+  const key = conversationLockKey(prefix, String(customerId));
+  return withLock(redis, key, options.ttlMs ?? 10_000, fn, { waitMs: options.waitMs ?? 5_000 });
 }

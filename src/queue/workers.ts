@@ -11,23 +11,15 @@
  * partition (the partition is rate-limited for the backoff) instead of letting later jobs pass it.
  */
 import { DelayedError, UnrecoverableError, Worker, type Job, type Processor } from 'bullmq';
-import { isAppError } from '../errors';
+import { DeferError, isAppError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { createRedisConnection, type RedisClient } from './connection';
 import { prefixFor } from './options';
 import type { PartitionedQueue } from './partitions';
 
-/** Thrown by a handler to run the job again after `delayMs`, without counting an attempt. */
-export class DeferError extends Error {
-  constructor(
-    readonly delayMs: number,
-    reason: string,
-  ) {
-    super(reason);
-    this.name = 'DeferError';
-  }
-}
+// Handlers and tests throw it from here; it lives with the other error types.
+export { DeferError } from '../errors';
 
 export interface QueueWorkerOptions<T> {
   /** BullMQ queue name (a partition's name for partitioned queues). */

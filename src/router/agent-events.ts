@@ -21,11 +21,11 @@ import type { Types } from 'mongoose';
 import type { Channel } from '../canonical';
 import { mentionsSomeone, type AgentEvent } from '../channels/slack/normalize';
 import type { IdentityModels } from '../identity/models';
-import { isDuplicateKeyError } from '../identity/resolve';
+import { isDuplicateKeyError } from '../storage/duplicate-key';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
-import { conversationLockKey, withLock } from '../queue/lock';
-import { DeferError } from '../queue/workers';
+import { withConversationLock } from '../queue/lock';
+import { DeferError } from '../errors';
 import { SlackApiError } from '../channels/slack/client';
 import type { Authorizer } from './authorize';
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
@@ -84,6 +84,33 @@ function signed(text: string, author: Agent | null | undefined, ownerAgentId: st
   return author && ownerAgentId && String(author._id) !== ownerAgentId ? `${text}\n— ${author.name}` : text;
 }
 
+type ThreadReply = Extract<AgentEventJob, { type: 'thread_reply' }>;
+type MessageDeleted = Extract<AgentEventJob, { type: 'message_deleted' }>;
+type MessageChanged = Extract<AgentEventJob, { type: 'message_changed' }>;
+/** A reply's thread, as `threadOf` found it. */
+interface Thread {
+  moved?: boolean;
+  ownerAgentId?: string;
+  current?: CurrentThread | null;
+}
+
+/** The reply's files that have a download link, as media for the send. */
+function mediaOf(files: ThreadReply['files']) {
+  return files.flatMap((f) => {
+    const url = f.urlPrivateDownload ?? f.urlPrivate;
+    if (!url) return [];
+    return [
+      {
+        url,
+        slackFileId: f.id,
+        ...(f.name ? { filename: f.name } : {}),
+        ...(f.mimetype ? { contentType: f.mimetype } : {}),
+        ...(f.size !== undefined ? { bytes: f.size } : {}),
+      },
+    ];
+  });
+}
+
 export function createAgentEvents(o: AgentEventsOptions) {
   const { models, outbox, log, redis, prefix } = o;
   const { SlackThread, CustomerSend, Conversation, Customer } = models;
@@ -101,7 +128,10 @@ export function createAgentEvents(o: AgentEventsOptions) {
     const thread = await SlackThread.findOne({ channel, ts: threadTs }).lean<SlackThread>();
     if (!thread) return undefined;
     if (o.cardNames && !(await o.cardNames({ channel, ts: threadTs }, String(thread.customerId)))) {
-      log.warn({ channel, customerId: String(thread.customerId) }, 'thread record does not match its Slack card');
+      log.warn(
+        { channel, customerId: String(thread.customerId) },
+        'thread record does not match its Slack card',
+      );
       return null;
     }
     const customer = await Customer.findById(thread.customerId).lean();
@@ -129,7 +159,7 @@ export function createAgentEvents(o: AgentEventsOptions) {
   }
 
   /** A reply that must not be sent: marked ⛔ for everyone, and its author is told why. */
-  async function refuseReply(event: Extract<AgentEventJob, { type: 'thread_reply' }>, why: string) {
+  async function refuseReply(event: ThreadReply, why: string) {
     await o.react({ channel: event.channel, ts: event.ts }, 'no_entry_sign');
     const text = `:no_entry: Your reply was not sent to the customer. ${why} It stays in the thread as a message to your teammates.`;
     await o
@@ -142,180 +172,192 @@ export function createAgentEvents(o: AgentEventsOptions) {
       );
   }
 
+  /**
+   * The customer a thread reply is for: the thread's, or (for a card whose record is missing) the
+   * card's. Undefined when the reply must not reach anyone; a DeferError while a just-posted card's
+   * thread may still be being recorded.
+   */
+  async function replyTarget(event: ThreadReply, queuedAt: number) {
+    const thread = await threadOf(event.channel, event.threadTs);
+    if (thread === null) {
+      await o.react({ channel: event.channel, ts: event.ts }, 'warning');
+      return undefined; // never to a customer this thread may not belong to
+    }
+    const customerId =
+      thread?.customerId ??
+      (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
+    if (customerId) return { customerId, thread };
+    if (event.threadTs && Date.now() - queuedAt < UNKNOWN_THREAD_WAIT_MS) {
+      throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
+    }
+    if (event.threadTs)
+      await o.onUnknownThread?.({ channel: event.channel, threadTs: event.threadTs, user: event.user });
+    log.info({ channel: event.channel }, 'reply outside a customer thread: not sent');
+    return undefined;
+  }
+
+  /** The reply's files that can be sent; the agent is told when one cannot. */
+  async function replyFiles(event: ThreadReply, customerId: Types.ObjectId) {
+    const media = mediaOf(event.files);
+    if (media.length < event.files.length) {
+      await outbox.postToAgent(customerId, {
+        key: `files-note:${event.channel}:${event.ts}`,
+        kind: 'note',
+        username: 'Rapport',
+        text: ':paperclip: A file in your reply has no download link (a Slack Connect or external file), so it was not sent; upload it to Slack directly or paste a link.',
+      });
+    }
+    return media;
+  }
+
+  /** Whether the reply may go out: not deleted already, not a note, and its author may send it. */
+  async function mayReply(event: ThreadReply, target: { customerId: Types.ObjectId; thread?: Thread }) {
+    const { customerId, thread } = target;
+    const earlier = await CustomerSend.findOne(
+      { key: `slack:${event.channel}:${event.ts}` },
+      { state: 1 },
+    ).lean();
+    if (earlier?.state === 'cancelled') {
+      // Deleted before this event was handled (Slack does not promise order): never sent.
+      log.info({ customerId: String(customerId) }, 'agent reply was deleted before it was scheduled');
+      return undefined;
+    }
+    const reply = classifyReply(event.rawText, event.text);
+    if (reply.kind === 'note') {
+      await o.react({ channel: event.channel, ts: event.ts }, 'memo');
+      return undefined;
+    }
+    // A thread left behind by a handoff: the reply is not sent, its author is told where to answer.
+    if (thread?.moved) {
+      await refuseReply(event, await whereToAnswer(thread));
+      log.info({ customerId: String(customerId) }, 'reply in a handed-off thread not sent');
+      return undefined;
+    }
+    const customer = await Customer.findById(customerId, { ownerAgentId: 1 }).lean();
+    const may = await o.authorizer.authorizeAgentAction({
+      slackUserId: event.user,
+      action: 'reply',
+      customer: customer ?? null,
+    });
+    if (may.allowed) return { reply, may };
+    await refuseReply(event, may.why);
+    return undefined;
+  }
+
+  async function onReply(event: ThreadReply, queuedAt: number): Promise<void> {
+    const target = await replyTarget(event, queuedAt);
+    if (!target) return;
+    const allowed = await mayReply(event, target);
+    if (!allowed) return;
+    const { reply, may } = allowed;
+    const { customerId } = target;
+    // Files go with the reply: src/media checks, downloads and signs them when it is sent.
+    const media = await replyFiles(event, customerId);
+    if (!reply.text.trim() && media.length === 0) return;
+    // A teammate covering for the owner (or a lead) answers under their own name: the customer
+    // knows who wrote, and ownership stays where it was.
+    const attributed = may.basis === 'owner' ? reply.text : `${reply.text}\n— ${may.agent.name}`;
+    const ref = { channel: event.channel, ts: event.ts };
+    await outbox.sendToCustomer(customerId, {
+      key: `slack:${event.channel}:${event.ts}`,
+      origin: 'agent',
+      ...(attributed.trim() ? { text: attributed } : {}),
+      ...(media.length > 0 ? { media } : {}),
+      via: reply.via,
+      slack: ref,
+      agentSlackUserId: event.user,
+      sendAfter: new Date(Date.now() + o.replyUndoMs),
+    });
+    await withConversationLock(redis, prefix, customerId, () =>
+      Conversation.updateOne(
+        { _id: customerId },
+        { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
+      ),
+    );
+    if (o.replyUndoMs > 0) await o.react(ref, 'hourglass_flowing_sand');
+    log.info({ customerId: String(customerId), via: reply.via }, 'agent reply scheduled');
+  }
+
+  async function onDeleted(event: MessageDeleted): Promise<void> {
+    const key = `slack:${event.channel}:${event.ts}`;
+    const cancelled = await CustomerSend.updateOne(
+      { key, state: 'scheduled' },
+      { $set: { state: 'cancelled' } },
+    );
+    if (cancelled.modifiedCount === 1) {
+      log.info({ key }, 'agent reply cancelled by deleting it');
+      return;
+    }
+    const customerId = await threadCustomer(event.channel, event.threadTs);
+    if (!customerId) return;
+    // The deletion may overtake the reply's own event: leave a cancelled send under its key, so
+    // the reply, when it arrives, finds it and is never scheduled (a no-op if the send exists).
+    await CustomerSend.updateOne(
+      { key },
+      {
+        $setOnInsert: {
+          key,
+          customerId,
+          seq: 0,
+          origin: 'agent',
+          media: [],
+          state: 'cancelled',
+          sendAfter: new Date(),
+          attempts: 0,
+          slack: { channel: event.channel, ts: event.ts },
+        },
+      },
+      { upsert: true },
+    ).catch((err: unknown) => {
+      if (!isDuplicateKeyError(err)) throw err; // the reply's insert won the race
+    });
+    // …and the reply may have been scheduled between the first check and the upsert.
+    await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
+    const send = await CustomerSend.findOne({ key }, { state: 1 }).lean();
+    if (send?.state === 'cancelled') {
+      log.info({ key }, 'agent reply cancelled by deleting it');
+    } else if (send?.state === 'sending' || send?.state === 'sent') {
+      await outbox.postToAgent(customerId, {
+        key: `deleted-note:${key}`,
+        kind: 'note',
+        username: 'Rapport',
+        text: ':warning: You deleted a reply that had already been sent: the customer still has it (the undo window is over).',
+      });
+    }
+  }
+
+  async function onChanged(event: MessageChanged): Promise<void> {
+    const key = `slack:${event.channel}:${event.ts}`;
+    const send = await CustomerSend.findOne({ key }).lean();
+    if (!send) return;
+    const reply = classifyReply(event.rawText, event.text);
+    if (reply.kind === 'note') {
+      // Turned into a note before it went out: do not send it.
+      await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
+      return;
+    }
+    // The edit keeps the covering teammate's signature, as the reply had it.
+    const [customer, author] = await Promise.all([
+      Customer.findById(send.customerId, { ownerAgentId: 1 }).lean(),
+      send.agentSlackUserId ? models.Agent.findOne({ slackUserId: send.agentSlackUserId }).lean() : null,
+    ]);
+    await CustomerSend.updateOne(
+      { key, state: 'scheduled' },
+      {
+        $set: {
+          text: signed(reply.text, author, customer?.ownerAgentId),
+          ...(reply.via ? { via: reply.via } : {}),
+        },
+      },
+    );
+  }
+
   return {
     async handle(job: Job<AgentEventJob>): Promise<void> {
       const event = job.data;
-      if (event.type === 'thread_reply') {
-        const thread = await threadOf(event.channel, event.threadTs);
-        if (thread === null) {
-          await o.react({ channel: event.channel, ts: event.ts }, 'warning');
-          return; // never to a customer this thread may not belong to
-        }
-        const customerId =
-          thread?.customerId ?? (event.threadTs ? await o.adoptThread?.(event.channel, event.threadTs) : undefined);
-        if (!customerId) {
-          if (event.threadTs && Date.now() - job.timestamp < UNKNOWN_THREAD_WAIT_MS) {
-            throw new DeferError(500, 'thread not recorded yet (a card just posted?)');
-          }
-          if (event.threadTs)
-            await o.onUnknownThread?.({ channel: event.channel, threadTs: event.threadTs, user: event.user });
-          log.info({ channel: event.channel }, 'reply outside a customer thread: not sent');
-          return;
-        }
-        const ref = { channel: event.channel, ts: event.ts };
-        const earlier = await CustomerSend.findOne(
-          { key: `slack:${event.channel}:${event.ts}` },
-          { state: 1 },
-        ).lean();
-        if (earlier?.state === 'cancelled') {
-          // Deleted before this event was handled (Slack does not promise order): never sent.
-          log.info({ customerId: String(customerId) }, 'agent reply was deleted before it was scheduled');
-          return;
-        }
-        const reply = classifyReply(event.rawText, event.text);
-        if (reply.kind === 'note') {
-          await o.react(ref, 'memo');
-          return;
-        }
-        // A thread left behind by a handoff: the reply is not sent, its author is told where to answer.
-        if (thread?.moved) {
-          await refuseReply(event, await whereToAnswer(thread));
-          log.info({ customerId: String(customerId) }, 'reply in a handed-off thread not sent');
-          return;
-        }
-        const customer = await Customer.findById(customerId, { ownerAgentId: 1 }).lean();
-        const may = await o.authorizer.authorizeAgentAction({
-          slackUserId: event.user,
-          action: 'reply',
-          customer: customer ?? null,
-        });
-        if (!may.allowed) {
-          await refuseReply(event, may.why);
-          return;
-        }
-        // Files go with the reply: src/media checks, downloads and signs them when it is sent.
-        const media = event.files.flatMap((f) => {
-          const url = f.urlPrivateDownload ?? f.urlPrivate;
-          if (!url) return [];
-          return [
-            {
-              url,
-              slackFileId: f.id,
-              ...(f.name ? { filename: f.name } : {}),
-              ...(f.mimetype ? { contentType: f.mimetype } : {}),
-              ...(f.size !== undefined ? { bytes: f.size } : {}),
-            },
-          ];
-        });
-        if (media.length < event.files.length) {
-          await outbox.postToAgent(customerId, {
-            key: `files-note:${event.channel}:${event.ts}`,
-            kind: 'note',
-            username: 'Rapport',
-            text: ':paperclip: A file in your reply has no download link (a Slack Connect or external file), so it was not sent; upload it to Slack directly or paste a link.',
-          });
-        }
-        if (!reply.text.trim() && media.length === 0) return;
-        // A teammate covering for the owner (or a lead) answers under their own name: the customer
-        // knows who wrote, and ownership stays where it was.
-        const attributed = may.basis === 'owner' ? reply.text : `${reply.text}\n— ${may.agent.name}`;
-        await outbox.sendToCustomer(customerId, {
-          key: `slack:${event.channel}:${event.ts}`,
-          origin: 'agent',
-          ...(attributed.trim() ? { text: attributed } : {}),
-          ...(media.length > 0 ? { media } : {}),
-          via: reply.via,
-          slack: ref,
-          agentSlackUserId: event.user,
-          sendAfter: new Date(Date.now() + o.replyUndoMs),
-        });
-        await withLock(
-          redis,
-          conversationLockKey(prefix, String(customerId)),
-          10_000,
-          () =>
-            Conversation.updateOne(
-              { _id: customerId },
-              { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
-            ),
-          { waitMs: 5_000 },
-        );
-        if (o.replyUndoMs > 0) await o.react(ref, 'hourglass_flowing_sand');
-        log.info({ customerId: String(customerId), via: reply.via }, 'agent reply scheduled');
-        return;
-      }
-      const key = `slack:${event.channel}:${event.ts}`;
-      if (event.type === 'message_deleted') {
-        const cancelled = await CustomerSend.updateOne(
-          { key, state: 'scheduled' },
-          { $set: { state: 'cancelled' } },
-        );
-        if (cancelled.modifiedCount === 1) {
-          log.info({ key }, 'agent reply cancelled by deleting it');
-          return;
-        }
-        const customerId = await threadCustomer(event.channel, event.threadTs);
-        if (!customerId) return;
-        // The deletion may overtake the reply's own event: leave a cancelled send under its key, so
-        // the reply, when it arrives, finds it and is never scheduled (a no-op if the send exists).
-        await CustomerSend.updateOne(
-          { key },
-          {
-            $setOnInsert: {
-              key,
-              customerId,
-              seq: 0,
-              origin: 'agent',
-              media: [],
-              state: 'cancelled',
-              sendAfter: new Date(),
-              attempts: 0,
-              slack: { channel: event.channel, ts: event.ts },
-            },
-          },
-          { upsert: true },
-        ).catch((err: unknown) => {
-          if (!isDuplicateKeyError(err)) throw err; // the reply's insert won the race
-        });
-        // …and the reply may have been scheduled between the first check and the upsert.
-        await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
-        const send = await CustomerSend.findOne({ key }, { state: 1 }).lean();
-        if (send?.state === 'cancelled') {
-          log.info({ key }, 'agent reply cancelled by deleting it');
-        } else if (send?.state === 'sending' || send?.state === 'sent') {
-          await outbox.postToAgent(customerId, {
-            key: `deleted-note:${key}`,
-            kind: 'note',
-            username: 'Rapport',
-            text: ':warning: You deleted a reply that had already been sent: the customer still has it (the undo window is over).',
-          });
-        }
-        return;
-      }
-      if (event.type === 'message_changed') {
-        const send = await CustomerSend.findOne({ key }).lean();
-        if (!send) return;
-        const reply = classifyReply(event.rawText, event.text);
-        if (reply.kind === 'note') {
-          // Turned into a note before it went out: do not send it.
-          await CustomerSend.updateOne({ key, state: 'scheduled' }, { $set: { state: 'cancelled' } });
-          return;
-        }
-        // The edit keeps the covering teammate's signature, as the reply had it.
-        const [customer, author] = await Promise.all([
-          Customer.findById(send.customerId, { ownerAgentId: 1 }).lean(),
-          send.agentSlackUserId ? models.Agent.findOne({ slackUserId: send.agentSlackUserId }).lean() : null,
-        ]);
-        await CustomerSend.updateOne(
-          { key, state: 'scheduled' },
-          {
-            $set: {
-              text: signed(reply.text, author, customer?.ownerAgentId),
-              ...(reply.via ? { via: reply.via } : {}),
-            },
-          },
-        );
-      }
+      if (event.type === 'thread_reply') return onReply(event, job.timestamp);
+      if (event.type === 'message_deleted') return onDeleted(event);
+      if (event.type === 'message_changed') return onChanged(event);
     },
   };
 }

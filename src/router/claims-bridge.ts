@@ -59,7 +59,7 @@ export interface ClaimsBridgeOptions {
   defaultRegion: CountryCode;
   config: ClaimsConfig;
   limits: ClaimLimits;
-  /** An erased customer's kept STOP (privacy/erase.ts). @defaultValue none */
+  /** An erased customer's kept STOP (privacy/erase/tombstones.ts). @defaultValue none */
   isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
   /** Counts each code decision: sent, offered, opted_out, limited_<limit> (metrics). */
   onCode?: (outcome: string) => void;

@@ -15,7 +15,7 @@ import type { RouterConfig } from '../config';
 import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
-import { conversationLockKey, withLock } from '../queue/lock';
+import { withConversationLock } from '../queue/lock';
 import type { AgentAuthorization, Authorizer } from './authorize';
 import type { Agent, Conversation, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Outbox } from './outbox';
@@ -242,10 +242,10 @@ export function createCommands(o: CommandsOptions) {
   }
 
   async function close(customer: Customer): Promise<string> {
-    await withLock(
+    await withConversationLock(
       redis,
-      conversationLockKey(prefix, String(customer._id)),
-      10_000,
+      prefix,
+      customer._id,
       () =>
         Conversation.updateOne(
           { _id: customer._id },

@@ -1,21 +1,13 @@
 /**
- * The `to-customer` worker: flushes a customer's send outbox (agent replies, acknowledgements,
- * templates, claim codes) on the right channel, in order, exactly once.
+ * The `to-customer` worker: sends a customer's outbox (agent replies, acknowledgements, templates,
+ * claim codes) in order, on the channel the agent picked or else the customer's latest, after the
+ * opt-out and messaging-window checks (a send that cannot go out is explained in the thread).
  *
- * Route: the channel the agent picked, else the app of the customer's latest message; the address
- * is the identity's. Before sending: opt-outs (STOP) and messaging windows are checked — outside
- * WhatsApp's 24 h window (Messenger: 24 h, or 7 days with the HUMAN_AGENT tag when enabled) no free
- * text is sent and the agent is told what they can do instead. Never silent.
- *
- * Exactly once: the send is marked `sending` (attempts + 1) before the provider call and `sent` with
- * the provider's message id after. A send is retried (back to `scheduled`, with backoff) only when
- * the provider certainly did not take it (`unavailable`, `rate_limited`: see send-errors.ts). A lost
- * answer the sender could not resolve (`uncertain`: Twilio looks the message up itself, WhatsApp
- * Cloud and Messenger cannot) and a send found still `sending` on a later run (the process died
- * during the call) are NOT resent: the send fails as `uncertain` and the agent is told in the thread,
- * with a "Send again" button (send-again.ts) for an explicit, recorded second send. Each accepted
- * part of a multi-part message is recorded (`parts`) before the next goes out, so a retry resumes
- * after it. Permanent errors fail at once and are explained in the thread.
+ * The guarantee: never sent twice behind the agent's back. A send is marked `sending` before the
+ * provider call and `sent` after; it is retried only when the provider certainly did not take it.
+ * A lost answer, or a send found still `sending` (a crash mid-call), fails as `uncertain` and the
+ * agent gets a "Send again" button (send-again.ts). Accepted parts of a multi-part message are
+ * recorded one by one, so a retry resumes after them.
  */
 import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
@@ -26,12 +18,13 @@ import {
   type ChannelSender,
   type OutboundMessage,
   type SendProgress,
+  type SendResult,
 } from '../channels/sender';
 import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { OutboundMediaPreparer } from '../media/outbound';
 import { withLock } from '../queue/lock';
-import { DeferError } from '../queue/workers';
+import { DeferError } from '../errors';
 import type { AgentPostButton, CustomerSend, RouterModels } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import { ago, channelLabel, explainFailure } from './texts';
@@ -81,6 +74,77 @@ interface Route {
 
 type RouteResult =
   { route: Route } | { failure: { reason: 'no_route' | 'window_closed' | 'opted_out'; message: string } };
+
+/** Window check; returns the Messenger tag to use, or a failure explanation. */
+function checkWindow(
+  send: CustomerSend,
+  route: Route,
+  now: number,
+  messengerHumanAgent: boolean,
+): { tag?: 'HUMAN_AGENT' } | { closed: string } {
+  if (send.template || route.channel === 'sms' || route.provider === 'whatsapp-web') return {};
+  const last = route.identity.lastInboundAt?.[route.channel]?.getTime();
+  const since = last === undefined ? Infinity : now - last;
+  if (since <= DAY) return {};
+  if (route.channel === 'messenger' && messengerHumanAgent && since <= 7 * DAY) return { tag: 'HUMAN_AGENT' };
+  const when = last === undefined ? 'has never written on it' : `last wrote ${ago(since)} ago`;
+  return {
+    closed:
+      `:no_entry: Not sent: the ${channelLabel(route.channel)} window is closed (the customer ${when}). ` +
+      (route.channel === 'whatsapp'
+        ? 'Only an approved template can be sent: use `/rapport template` or the *Send template* button, or reply starting with `sms:` to text them.'
+        : 'Messenger allows replies only within 24 hours' +
+          (messengerHumanAgent
+            ? ' (7 days with the human-agent tag).'
+            : ' (enable MESSENGER_HUMAN_AGENT for 7 days).')),
+  };
+}
+
+/** What the agent reads when a send's outcome is unknown (a lost answer or a crash mid-call). */
+function uncertainText(send: CustomerSend, channel: Channel | undefined, detail?: string): string {
+  const where = channel ? ` on ${channelLabel(channel)}` : '';
+  const parts = send.parts?.length ? ` (${send.parts.length} part(s) of it were accepted before that)` : '';
+  return `:grey_question: Delivery uncertain${where}: ${detail ?? explainFailure('uncertain')}${parts} It was not resent automatically, since that could send it twice. Check with the customer, or press *Send again*.`;
+}
+
+/** The template to send for `send` on `route`: its own id, else the one configured for the provider. */
+function templateFor(
+  send: CustomerSend,
+  route: Route,
+  templates: DeliveryOptions['templates'],
+): { template?: OutboundMessage['template'] } | { refused: string } {
+  if (!send.template) return {};
+  const configured =
+    route.provider === 'twilio'
+      ? templates?.twilioContentSid
+      : route.provider === 'whatsapp-cloud'
+        ? templates?.cloudName
+        : undefined;
+  const id = send.template.id || configured;
+  if (!id)
+    return { refused: `:x: No approved template is configured for ${route.provider}, so nothing was sent.` };
+  return { template: { ...send.template, id } };
+}
+
+/** The stored outbound message of an accepted send (what a status report will update). */
+function sentMessage(send: CustomerSend, customer: Customer, route: Route, result: SendResult) {
+  return {
+    key: `${result.provider}:${result.providerMessageId}`,
+    customerId: customer._id,
+    direction: 'out',
+    channel: route.channel,
+    provider: result.provider,
+    providerMessageId: result.providerMessageId,
+    identityKey: route.identity.key,
+    parts: [
+      ...(send.text ? [{ kind: 'text', text: send.text }] : []),
+      ...(send.media ?? []).map((m) => ({ kind: 'media', url: m.url, contentType: m.contentType })),
+    ],
+    text: send.text ?? (send.template ? `[template ${send.template.id}]` : undefined),
+    statusHistory: [],
+    sentAt: new Date(),
+  };
+}
 
 export function createDelivery(o: DeliveryOptions) {
   const { models, senders, redis, prefix, outbox, log } = o;
@@ -156,7 +220,7 @@ export function createDelivery(o: DeliveryOptions) {
     const sender = provider ? senders[provider] : undefined;
     if (!provider || !sender) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
     const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
-    // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase.ts).
+    // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase/keys.ts).
     const erasedOptOut = !optOut && (await o.isErasedOptOut?.(identity.key, channel));
     // Claim codes too: a number that said STOP never gets one (claims-bridge.ts checks first).
     if (optOut?.optedOut || erasedOptOut) {
@@ -164,31 +228,6 @@ export function createDelivery(o: DeliveryOptions) {
     }
     const to = identity.kind === 'psid' ? (identity.value.split(':')[1] ?? '') : identity.value;
     return { route: { channel, provider, sender, identity, to } };
-  }
-
-  /** Window check; returns the Messenger tag to use, or a failure explanation. */
-  function checkWindow(
-    send: CustomerSend,
-    route: Route,
-    now: number,
-  ): { tag?: 'HUMAN_AGENT' } | { closed: string } {
-    if (send.template || route.channel === 'sms' || route.provider === 'whatsapp-web') return {};
-    const last = route.identity.lastInboundAt?.[route.channel]?.getTime();
-    const since = last === undefined ? Infinity : now - last;
-    if (since <= DAY) return {};
-    if (route.channel === 'messenger' && o.messengerHumanAgent && since <= 7 * DAY)
-      return { tag: 'HUMAN_AGENT' };
-    const when = last === undefined ? 'has never written on it' : `last wrote ${ago(since)} ago`;
-    return {
-      closed:
-        `:no_entry: Not sent: the ${channelLabel(route.channel)} window is closed (the customer ${when}). ` +
-        (route.channel === 'whatsapp'
-          ? 'Only an approved template can be sent: use `/rapport template` or the *Send template* button, or reply starting with `sms:` to text them.'
-          : 'Messenger allows replies only within 24 hours' +
-            (o.messengerHumanAgent
-              ? ' (7 days with the human-agent tag).'
-              : ' (enable MESSENGER_HUMAN_AGENT for 7 days).')),
-    };
   }
 
   async function tellAgent(send: CustomerSend, text: string, reason: string): Promise<void> {
@@ -222,13 +261,6 @@ export function createDelivery(o: DeliveryOptions) {
     if (tell) await tellAgent(send, text, reason);
   }
 
-  /** What the agent reads when a send's outcome is unknown (a lost answer or a crash mid-call). */
-  function uncertainText(send: CustomerSend, channel: Channel | undefined, detail?: string): string {
-    const where = channel ? ` on ${channelLabel(channel)}` : '';
-    const parts = send.parts?.length ? ` (${send.parts.length} part(s) of it were accepted before that)` : '';
-    return `:grey_question: Delivery uncertain${where}: ${detail ?? explainFailure('uncertain')}${parts} It was not resent automatically, since that could send it twice. Check with the customer, or press *Send again*.`;
-  }
-
   /** Records an accepted part before the next one goes out. */
   function progressOf(send: CustomerSend): SendProgress {
     return {
@@ -240,39 +272,19 @@ export function createDelivery(o: DeliveryOptions) {
     };
   }
 
-  async function sendOne(send: CustomerSend, customer: Customer): Promise<void> {
-    if (send.state === 'sending') {
-      const fresh = await CustomerSend.findById(send._id).lean<CustomerSend>();
-      await fail(fresh ?? send, 'uncertain', uncertainText(fresh ?? send, send.channel));
-      return;
-    }
-    const routed = await chooseRoute(send, customer);
-    if ('failure' in routed) return fail(send, routed.failure.reason, routed.failure.message);
-    const { route } = routed;
-    const window = checkWindow(send, route, Date.now());
-    if ('closed' in window) return fail(send, 'window_closed', window.closed);
-
-    let template: OutboundMessage['template'];
-    if (send.template) {
-      const configured =
-        route.provider === 'twilio'
-          ? o.templates?.twilioContentSid
-          : route.provider === 'whatsapp-cloud'
-            ? o.templates?.cloudName
-            : undefined;
-      const id = send.template.id || configured;
-      if (!id)
-        return fail(
-          send,
-          'unsupported',
-          `:x: No approved template is configured for ${route.provider}, so nothing was sent.`,
-        );
-      template = { ...send.template, id };
-    }
+  /** The message to hand to the provider, or why it cannot be sent there. */
+  async function prepare(
+    send: CustomerSend,
+    route: Route,
+  ): Promise<{ message: OutboundMessage } | { reason: string; text: string }> {
+    const window = checkWindow(send, route, Date.now(), o.messengerHumanAgent);
+    if ('closed' in window) return { reason: 'window_closed', text: window.closed };
+    const template = templateFor(send, route, o.templates);
+    if ('refused' in template) return { reason: 'unsupported', text: template.refused };
     let media: OutboundMessage['media'] = send.media ?? [];
     if (o.media && media.length > 0) {
       const prepared = await o.media.prepare(send, route);
-      if ('refused' in prepared) return fail(send, 'unsupported', prepared.refused);
+      if ('refused' in prepared) return { reason: 'unsupported', text: prepared.refused };
       media = prepared.media;
     }
     const message: OutboundMessage = {
@@ -282,90 +294,93 @@ export function createDelivery(o: DeliveryOptions) {
       to: route.to,
       text: send.text,
       media,
-      template,
+      template: template.template,
       messengerTag: window.tag,
     };
+    return { message };
+  }
+
+  async function sendOne(send: CustomerSend, customer: Customer): Promise<void> {
+    if (send.state === 'sending') {
+      const fresh = await CustomerSend.findById(send._id).lean<CustomerSend>();
+      await fail(fresh ?? send, 'uncertain', uncertainText(fresh ?? send, send.channel));
+      return;
+    }
+    const routed = await chooseRoute(send, customer);
+    if ('failure' in routed) return fail(send, routed.failure.reason, routed.failure.message);
+    const { route } = routed;
+    const prepared = await prepare(send, route);
+    if (!('message' in prepared)) return fail(send, prepared.reason, prepared.text);
     const marked = await CustomerSend.updateOne(
       { _id: send._id, state: 'scheduled' },
       { $set: { state: 'sending', channel: route.channel, provider: route.provider }, $inc: { attempts: 1 } },
     );
     if (marked.modifiedCount !== 1) return; // cancelled or handled meanwhile
     const attempts = send.attempts + 1;
+    let result: SendResult;
     try {
-      const result = await route.sender.send(message, progressOf(send));
-      // The stored message first, then `sent`: a status callback that finds the send finds the message.
-      await Message.updateOne(
-        { key: `${result.provider}:${result.providerMessageId}` },
-        {
-          $setOnInsert: {
-            key: `${result.provider}:${result.providerMessageId}`,
-            customerId: customer._id,
-            direction: 'out',
-            channel: route.channel,
-            provider: result.provider,
-            providerMessageId: result.providerMessageId,
-            identityKey: route.identity.key,
-            parts: [
-              ...(send.text ? [{ kind: 'text', text: send.text }] : []),
-              ...(send.media ?? []).map((m) => ({ kind: 'media', url: m.url, contentType: m.contentType })),
-            ],
-            text: send.text ?? (send.template ? `[template ${send.template.id}]` : undefined),
-            statusHistory: [],
-            sentAt: new Date(),
-          },
-        },
-        { upsert: true },
-      );
-      await CustomerSend.updateOne(
-        { _id: send._id },
-        { $set: { state: 'sent', providerMessageId: result.providerMessageId, provider: result.provider } },
-      );
-      o.onSent?.(route.channel, route.provider);
-      if (send.slack) await o.react(send.slack, 'outbox_tray', ['hourglass_flowing_sand']);
-      log.info(
-        {
-          sendKey: send.key,
-          channel: route.channel,
-          provider: route.provider,
-          customerId: String(customer._id),
-        },
-        'sent to customer',
-      );
+      result = await route.sender.send(prepared.message, progressOf(send));
     } catch (err) {
-      if (!(err instanceof OutboundError)) {
-        // Not a provider answer (our bug, the database): leave it `sending` → uncertain on the next run.
-        throw err;
-      }
-      if (err.reason === 'uncertain') {
-        const fresh = await CustomerSend.findById(send._id).lean<CustomerSend>();
-        return fail(
-          { ...(fresh ?? send), attempts },
-          'uncertain',
-          uncertainText(fresh ?? send, route.channel, `${err.message}.`),
-          err.providerCode,
-        );
-      }
-      if (err.retryable && attempts < maxAttempts) {
-        await CustomerSend.updateOne({ _id: send._id }, { $set: { state: 'scheduled' } });
-        const delay = err.retryAfterMs ?? Math.min(1_000 * 2 ** (attempts - 1), 30_000);
-        throw new DeferError(delay, `provider ${route.provider}: ${err.reason}; retry in ${delay} ms`);
-      }
-      if (err.reason === 'opted_out') {
-        await OptOut.updateOne(
-          { key: `${route.identity.key}|${route.channel}` },
-          {
-            $set: { identityKey: route.identity.key, channel: route.channel, optedOut: true, at: new Date() },
-          },
-          { upsert: true },
-        );
-      }
-      await fail(
-        { ...send, attempts },
-        err.reason,
-        `:x: Not delivered on ${channelLabel(route.channel)}. ${explainFailure(err.reason, err.providerCode, route.channel)}`,
+      // Not a provider answer (our bug, the database): leave it `sending` → uncertain on the next run.
+      if (!(err instanceof OutboundError)) throw err;
+      return refused(send, route, attempts, err);
+    }
+    await recordSent(send, customer, route, result);
+  }
+
+  /** The provider took the send: the stored message first, then `sent`, so a status report finds both. */
+  async function recordSent(send: CustomerSend, customer: Customer, route: Route, result: SendResult) {
+    const message = sentMessage(send, customer, route, result);
+    await Message.updateOne({ key: message.key }, { $setOnInsert: message }, { upsert: true });
+    await CustomerSend.updateOne(
+      { _id: send._id },
+      { $set: { state: 'sent', providerMessageId: result.providerMessageId, provider: result.provider } },
+    );
+    o.onSent?.(route.channel, route.provider);
+    if (send.slack) await o.react(send.slack, 'outbox_tray', ['hourglass_flowing_sand']);
+    log.info(
+      {
+        sendKey: send.key,
+        channel: route.channel,
+        provider: route.provider,
+        customerId: String(customer._id),
+      },
+      'sent to customer',
+    );
+  }
+
+  /**
+   * The provider answered with an error: uncertain → failed and the agent asked to check; retryable
+   * → scheduled again (DeferError) until `maxAttempts`; otherwise failed and explained.
+   */
+  async function refused(send: CustomerSend, route: Route, attempts: number, err: OutboundError) {
+    if (err.reason === 'uncertain') {
+      const fresh = await CustomerSend.findById(send._id).lean<CustomerSend>();
+      return fail(
+        { ...(fresh ?? send), attempts },
+        'uncertain',
+        uncertainText(fresh ?? send, route.channel, `${err.message}.`),
         err.providerCode,
       );
     }
+    if (err.retryable && attempts < maxAttempts) {
+      await CustomerSend.updateOne({ _id: send._id }, { $set: { state: 'scheduled' } });
+      const delay = err.retryAfterMs ?? Math.min(1_000 * 2 ** (attempts - 1), 30_000);
+      throw new DeferError(delay, `provider ${route.provider}: ${err.reason}; retry in ${delay} ms`);
+    }
+    if (err.reason === 'opted_out') {
+      await OptOut.updateOne(
+        { key: `${route.identity.key}|${route.channel}` },
+        { $set: { identityKey: route.identity.key, channel: route.channel, optedOut: true, at: new Date() } },
+        { upsert: true },
+      );
+    }
+    await fail(
+      { ...send, attempts },
+      err.reason,
+      `:x: Not delivered on ${channelLabel(route.channel)}. ${explainFailure(err.reason, err.providerCode, route.channel)}`,
+      err.providerCode,
+    );
   }
 
   async function flush(customerId: Types.ObjectId): Promise<void> {

@@ -21,7 +21,7 @@ import type { RouterConfig } from '../config';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
-import { conversationLockKey, withLock } from '../queue/lock';
+import { withConversationLock } from '../queue/lock';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { Outbox } from './outbox';
@@ -166,10 +166,10 @@ export function createInboundRouter(o: InboundRouterOptions) {
         syncUnchanged: false,
       });
       // One writer at a time on the conversation document (see src/queue/lock.ts).
-      await withLock(
+      await withConversationLock(
         o.redis,
-        conversationLockKey(o.prefix, String(customerId)),
-        30_000,
+        o.prefix,
+        customerId,
         async () => {
           const before = await Conversation.findById(customerId).lean<Conversation>();
           // Acknowledge the first message of a conversation (and the first after a quiet period). A
@@ -227,7 +227,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
           );
           if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
         },
-        { waitMs: 10_000 },
+        { ttlMs: 30_000, waitMs: 10_000 },
       );
       if (plan) {
         await applyClaimEffects(outbox, plan.effects);

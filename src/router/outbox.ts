@@ -14,7 +14,7 @@ import { Types } from 'mongoose';
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
 import type { Channel } from '../canonical';
-import { retryOnDuplicate } from '../identity/resolve';
+import { retryOnDuplicate } from '../storage/duplicate-key';
 import type {
   AgentPostFile,
   AgentPostButton,

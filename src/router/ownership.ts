@@ -13,8 +13,8 @@ import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { RedisClient } from '../queue/connection';
-import { conversationLockKey, withLock } from '../queue/lock';
-import { isDuplicateKeyError } from '../identity/resolve';
+import { withConversationLock } from '../queue/lock';
+import { isDuplicateKeyError } from '../storage/duplicate-key';
 import { customerChanged } from '../identity/cache';
 import { createHotAgents, createHotCustomers } from './hot-state';
 
@@ -134,17 +134,12 @@ export function createOwnership(
   async function syncConversation(customerId: Types.ObjectId, ownerAgentId: string) {
     const current = await Conversation.findById(customerId, { ownerAgentId: 1 }).lean<Conversation>();
     if (current?.ownerAgentId === ownerAgentId) return;
-    await withLock(
-      redis,
-      conversationLockKey(prefix, String(customerId)),
-      10_000,
-      () =>
-        Conversation.updateOne(
-          { _id: customerId },
-          { $set: { ownerAgentId }, $setOnInsert: { open: true } },
-          { upsert: true },
-        ),
-      { waitMs: 5_000 },
+    await withConversationLock(redis, prefix, customerId, () =>
+      Conversation.updateOne(
+        { _id: customerId },
+        { $set: { ownerAgentId }, $setOnInsert: { open: true } },
+        { upsert: true },
+      ),
     ).catch((err: unknown) => {
       if (!isDuplicateKeyError(err)) throw err; // a concurrent upsert created it; the next call syncs
     });

@@ -21,7 +21,7 @@ import { escapeSlackText } from '../channels/slack/escape';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import { withLock } from '../queue/lock';
-import { DeferError } from '../queue/workers';
+import { DeferError } from '../errors';
 import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
 import { toObjectId, type Outbox } from './outbox';
@@ -119,6 +119,29 @@ function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
       ],
     },
   ];
+}
+
+/** Tries of one Slack step in place before the flush job fails (and backs off). */
+const INLINE_TRIES = 3;
+/** Short lock, renewed while the flush works: a killed worker blocks its customer for 15 s at most. */
+const FLUSH_LOCK_TTL_MS = 15_000;
+const FOLLOW_UP_DELAY_MS = 500;
+
+/** Worth trying again at once: a 5xx, a timeout or a lost answer (a 429 waits per channel instead). */
+function isTransient(err: unknown): boolean {
+  return err instanceof SlackApiError && err.retryable && err.slackError !== 'ratelimited';
+}
+
+/** Runs `step` up to INLINE_TRIES times while it fails transiently, with a short growing pause. */
+export async function retryTransient<T>(step: (attempt: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step(attempt);
+    } catch (err) {
+      if (attempt >= INLINE_TRIES || !isTransient(err)) throw err;
+      await new Promise((r) => setTimeout(r, 150 * attempt + Math.random() * 150));
+    }
+  }
 }
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
@@ -341,30 +364,67 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
   }
 
+  /** One pending post into the thread: its text, then its files; then it is marked posted. */
+  async function deliverPost(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string): Promise<void> {
+    if (!post.slack) await postText(post, thread, lastPostedChannel);
+    if (post.files?.length) await uploadFiles(post, thread);
+    await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted' } });
+  }
+
+  /**
+   * A post tried again in place after a transient failure (5xx, timeout, lost answer), re-read so the
+   * retry sees the attempt it recorded and looks the post up before posting again.
+   */
+  async function deliverWithRetries(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string) {
+    await retryTransient(async (attempt) => {
+      const current = attempt === 1 ? post : await AgentPost.findById(post._id).lean<AgentPost>();
+      if (!current || current.state === 'posted') return;
+      await respectChannelLimit(redis, prefix, thread.channel);
+      await deliverPost(current, thread, lastPostedChannel);
+    });
+  }
+
+  /**
+   * Posts the customer's pending items in order. A transient Slack failure is tried again in place a
+   * few times; a flush that still fails after posting something hands the rest to a fresh job (its
+   * attempts and backoff start over) instead of backing off as if nothing had moved.
+   */
   async function flush(customerId: Types.ObjectId): Promise<void> {
-    await withLock(redis, `${prefix}:lock:to-agent:${String(customerId)}`, 120_000, async () => {
-      const pending = await AgentPost.find({ customerId, state: 'pending' })
-        .sort({ seq: 1, _id: 1 })
-        .limit(50)
-        .lean<AgentPost[]>();
-      if (pending.length === 0) return;
-      const thread = await ensureThread(customerId);
-      // The channel of the last message posted in this thread ("now writing on WhatsApp" on a switch),
-      // read once per flush and kept here; written only when it changes.
-      let lastPostedChannel = thread.lastPostedChannel;
+    const lockKey = `${prefix}:lock:to-agent:${String(customerId)}`;
+    await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId), { renew: true });
+  }
+
+  async function flushLocked(customerId: Types.ObjectId): Promise<void> {
+    const pending = await AgentPost.find({ customerId, state: 'pending' })
+      .sort({ seq: 1, _id: 1 })
+      .limit(50)
+      .lean<AgentPost[]>();
+    if (pending.length === 0) return;
+    const thread = await retryTransient(() => ensureThread(customerId));
+    // The channel of the last message posted in this thread ("now writing on WhatsApp" on a switch),
+    // read once per flush and kept here; written only when it changes.
+    let lastPostedChannel = thread.lastPostedChannel;
+    let posted = 0;
+    try {
       for (const post of pending) {
-        await respectChannelLimit(redis, prefix, thread.channel);
-        if (!post.slack) await postText(post, thread, lastPostedChannel);
-        if (post.files?.length) await uploadFiles(post, thread);
-        await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted' } });
+        await deliverWithRetries(post, thread, lastPostedChannel);
+        posted++;
         if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
           await threadChanged(redis, prefix, customerId);
           lastPostedChannel = post.channel;
         }
       }
-      if (pending.length === 50) await o.outbox.flushAgent(customerId);
-    });
+    } catch (err) {
+      if (posted === 0 || err instanceof DeferError) throw err;
+      log.warn(
+        { customerId: String(customerId), posted, code: err instanceof SlackApiError ? err.code : undefined },
+        'slack flush stopped after progress; the rest continues in a new job',
+      );
+      await o.outbox.flushAgent(customerId, FOLLOW_UP_DELAY_MS);
+      return;
+    }
+    if (pending.length === 50) await o.outbox.flushAgent(customerId);
   }
 
   async function react(r: { channel: string; ts: string; name: string; remove?: string[] }): Promise<void> {

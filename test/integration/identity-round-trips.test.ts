@@ -21,7 +21,13 @@ let store: IdentityStore;
 let commands: string[] = [];
 
 beforeAll(async () => {
-  conn = mongoose.createConnection(`${MONGO}/rapport_idrt_${randomBytes(4).toString('hex')}?monitorCommands=true`);
+  // autoIndex off: the indexes are built once below, not again in the background while commands are counted.
+  conn = mongoose.createConnection(
+    `${MONGO}/rapport_idrt_${randomBytes(4).toString('hex')}?monitorCommands=true`,
+    {
+      autoIndex: false,
+    },
+  );
   await conn.asPromise();
   models = registerIdentityModels(conn);
   await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
@@ -85,7 +91,9 @@ describe('identity resolution round trips', () => {
     expect(result.created).toBe(false);
     expect(String(result.customer._id)).toBe(String(first.customer._id));
     expect(result.customer.lastSeenAt.getTime()).toBe(t1.getTime());
-    expect((await models.Customer.findById(first.customer._id).lean())?.lastSeenAt.getTime()).toBe(t1.getTime());
+    expect((await models.Customer.findById(first.customer._id).lean())?.lastSeenAt.getTime()).toBe(
+      t1.getTime(),
+    );
   });
 
   it('an older (out-of-order) message finds the customer and does not move last seen backwards', async () => {
@@ -95,7 +103,9 @@ describe('identity resolution round trips', () => {
     const { result } = await resolveCounted(inbound(from, new Date(t1.getTime() - 5_000)));
     expect(result.created).toBe(false);
     expect(String(result.customer._id)).toBe(String(first.customer._id));
-    expect((await models.Customer.findById(first.customer._id).lean())?.lastSeenAt.getTime()).toBe(t1.getTime());
+    expect((await models.Customer.findById(first.customer._id).lean())?.lastSeenAt.getTime()).toBe(
+      t1.getTime(),
+    );
   });
 
   it('an identity still pointing at a merged-away customer resolves to the live one and never touches the tombstone', async () => {
@@ -104,12 +114,17 @@ describe('identity resolution round trips', () => {
     const merged = await store.resolveCustomer(inbound(from, t0));
     const survivor = await store.resolveCustomer(inbound(number(), t0));
     // Mid-merge: the tombstone is written, the identity not moved yet.
-    await models.Customer.updateOne({ _id: merged.customer._id }, { $set: { mergedInto: survivor.customer._id } });
+    await models.Customer.updateOne(
+      { _id: merged.customer._id },
+      { $set: { mergedInto: survivor.customer._id } },
+    );
     const t1 = new Date(t0.getTime() + 5_000);
     const { result } = await resolveCounted(inbound(from, t1));
     expect(String(result.customer._id)).toBe(String(survivor.customer._id));
     expect(result.customer.lastSeenAt.getTime()).toBe(t1.getTime());
-    expect((await models.Customer.findById(merged.customer._id).lean())?.lastSeenAt.getTime()).toBe(t0.getTime());
+    expect((await models.Customer.findById(merged.customer._id).lean())?.lastSeenAt.getTime()).toBe(
+      t0.getTime(),
+    );
   });
 
   it('a returning customer without a display name gets the profile name', async () => {

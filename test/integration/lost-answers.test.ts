@@ -226,6 +226,33 @@ describe('lost answers: each reply reaches the customer once, or the agent is to
     ).toHaveLength(1);
   });
 
+  it('a flush keeps going through lost answers and 5xx: each message posted once, and no flush job fails', async () => {
+    const phone = '+14155550808';
+    expect((await w.sms(phone, 'flush opener 808')).status).toBe(200);
+    const thread = await threadWith(w, 'flush opener 808');
+    // Every other Slack call of the next ones fails: two answers lost after the post was made, a
+    // 5xx before it, and the look-up that follows a lost answer fails once too.
+    w.slack.failNext('chat.postMessage', { lost: true }, { channel: thread.channel });
+    w.slack.failNext('conversations.replies', { status: 500 });
+    const texts = ['flush 808 a', 'flush 808 b', 'flush 808 c', 'flush 808 d', 'flush 808 e'];
+    for (const [i, text] of texts.entries()) {
+      if (i === 2) w.slack.failNext('chat.postMessage', { status: 500 }, { channel: thread.channel });
+      if (i === 3) w.slack.failNext('chat.postMessage', { lost: true }, { channel: thread.channel });
+      expect((await w.sms(phone, text)).status).toBe(200);
+    }
+    const replies = () => w.slack.thread(thread.channel, thread.ts).slice(1);
+    await eventually(
+      async () => texts.every((t) => replies().some((r) => r.text.endsWith(t))),
+      Boolean,
+    );
+    for (const t of texts) expect(replies().filter((r) => r.text.endsWith(t))).toHaveLength(1);
+    // Transient failures were tried again in place: no flush job failed and backed off.
+    // (BullMQ keeps one stack trace per failed run of a job.)
+    const jobs = await w.t.app.queues['to-agent'].getJobs(['completed', 'failed', 'delayed', 'wait']);
+    const failedRuns = jobs.reduce((sum, job) => sum + (job.stacktrace ?? []).length, 0);
+    expect(failedRuns).toBe(0);
+  });
+
   it('a card that went out but was never recorded (the process died in between): a reply under it is sent', async () => {
     const phone = '+14155550807';
     expect((await w.sms(phone, 'orphan card 807')).status).toBe(200);

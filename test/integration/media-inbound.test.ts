@@ -258,13 +258,22 @@ describe('customers’ files in export, erasure and retention', () => {
     expect(other.status).toBe(404);
   });
 
-  test('erasing the customer deletes their files', async () => {
-    const id = await customerWithFile('15550108002', randomBytes(5_000));
+  test("erasing the customer deletes their files, and Slack's copy of each file Rapport uploaded", async () => {
+    const bytes = randomBytes(5_000);
+    const id = await customerWithFile('15550108002', bytes);
     const store = createMediaStore(w.t.app.mongo.connection);
     expect(await store.forCustomer(id)).toHaveLength(1);
+    const slackFileId = await eventually(async () => {
+      const post = await w.t.app.models.AgentPost.findOne({ customerId: id, 'files.0': { $exists: true } }).lean();
+      return post?.files?.[0]?.posted ? post.files[0].slackFileId : undefined;
+    }, Boolean);
+    expect(w.slack.fileContent(slackFileId!)?.equals(bytes)).toBe(true);
     const erased = await w.admin('DELETE', `/customers/${id}`);
     expect([200, 202]).toContain(erased.status);
     expect(await store.forCustomer(id)).toHaveLength(0);
+    expect(
+      await eventually(async () => w.slack.fileContent(slackFileId!), (content) => content === undefined),
+    ).toBeUndefined();
     const chunks = await w.t.app.mongo.connection.collection('media.chunks').countDocuments({});
     const files = await w.t.app.mongo.connection.collection('media.files').countDocuments({});
     // Only the other tests' files remain, each with its one chunk.

@@ -17,6 +17,7 @@ import {
 } from '../../canonical';
 import { PayloadError } from '../../errors';
 import type { NormalizedBatch } from '../adapter';
+import { parseWire as parseWireAs } from '../parse-wire';
 import {
   messengerBodySchema,
   messengerEntrySchema,
@@ -34,15 +35,8 @@ import {
 
 type Ignored = NormalizedBatch['ignored'][number];
 
-function parseWire<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const detail = issue
-    ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}`
-    : 'invalid';
-  throw new PayloadError(`messenger ${where}: ${detail}`, { cause: result.error });
-}
+const parseWire = <S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> =>
+  parseWireAs('messenger', schema, value, where);
 
 const iso = (ms: number) => new Date(ms).toISOString();
 

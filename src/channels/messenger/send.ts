@@ -9,6 +9,7 @@
  */
 import { MessengerClient, type MessengerTypes } from 'messaging-api-messenger';
 import type { Channel } from '../../canonical';
+import { isRecord } from '../../values';
 import type { ChannelSender, OutboundMedia, OutboundMessage, SendProgress, SendResult } from '../sender';
 import { OutboundError, sendInParts } from '../sender';
 import {
@@ -16,7 +17,6 @@ import {
   contentError,
   graphFailureFromBody,
   headerValue,
-  isRecord,
   outboundErrorFrom,
   transportKind,
   type ProviderFailure,

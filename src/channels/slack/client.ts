@@ -16,6 +16,7 @@ import {
 } from '@slack/web-api';
 import { Readable } from 'node:stream';
 import { AppError } from '../../errors';
+import { isRecord } from '../../values';
 
 export interface SlackClientOptions {
   /** SLACK_BOT_TOKEN (`xoxb-…`). Sent only as `Authorization: Bearer`; never logged. */
@@ -105,6 +106,8 @@ export interface SlackClient {
   updateMessage(channel: string, ts: string, args: { text: string; blocks?: unknown[] }): Promise<void>;
   /** A message already gone (`message_not_found`) counts as deleted. */
   deleteMessage(channel: string, ts: string): Promise<void>;
+  /** A file Rapport uploaded (`files.delete`); one already gone (`file_not_found`, `file_deleted`) counts as deleted. */
+  deleteFile(fileId: string): Promise<void>;
   /** `already_reacted` counts as success. */
   addReaction(channel: string, ts: string, name: string): Promise<void>;
   /** `no_reaction` counts as success. */
@@ -143,10 +146,6 @@ export interface SlackClient {
 
 /** The block type WebClient's argument types expect; blocks are validated by Slack, not here. */
 type SlackBlocks = NonNullable<Extract<ChatPostMessageArguments, { blocks?: unknown }>['blocks']>;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function stringField(value: unknown, key: string): string | undefined {
   if (!isRecord(value)) return undefined;
@@ -370,6 +369,12 @@ export function createSlackClient(options: SlackClientOptions): SlackClient {
 
     async deleteMessage(channel, ts) {
       await callTolerating('chat.delete', ['message_not_found'], () => web.chat.delete({ channel, ts }));
+    },
+
+    async deleteFile(fileId) {
+      await callTolerating('files.delete', ['file_not_found', 'file_deleted'], () =>
+        web.files.delete({ file: fileId }),
+      );
     },
 
     async addReaction(channel, ts, name) {

@@ -9,6 +9,8 @@
  */
 import { z } from 'zod';
 import { PayloadError } from '../../errors';
+import { hasNul } from '../../values';
+import { parseWire as parseWireAs } from '../parse-wire';
 import {
   slackBlockActionsSchema,
   slackEnvelopeSchema,
@@ -111,24 +113,11 @@ export type Interaction =
 
 type BlockActions = Extract<Interaction, { type: 'block_actions' }>;
 
-/** True if any string in `value` (keys included) holds a NUL character. */
-function hasNul(value: unknown, depth = 0): boolean {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (depth > 32 || value === null || typeof value !== 'object') return false;
-  return Object.entries(value).some(([k, v]) => k.includes('\u0000') || hasNul(v, depth + 1));
-}
-
 function parseWire<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
   // Slack never sends NUL characters; PostgreSQL-backed stores (FerretDB) cannot hold or even query
   // them, so a request carrying one is malformed here rather than a database error later.
   if (hasNul(value)) throw new PayloadError(`slack ${where}: contains a NUL character`);
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const detail = issue
-    ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}`
-    : 'invalid';
-  throw new PayloadError(`slack ${where}: ${detail}`, { cause: result.error });
+  return parseWireAs('slack', schema, value, where);
 }
 
 function parseJson(raw: string, where: string): unknown {

@@ -19,13 +19,13 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient';
 import type { Channel } from '../../canonical';
+import { isRecord } from '../../values';
 import type { ChannelSender, OutboundMessage, SendProgress, SendResult } from '../sender';
 import { OutboundError, sendInParts } from '../sender';
 import {
   classifyTwilioFailure,
   contentError,
   headerValue,
-  isRecord,
   outboundErrorFrom,
   ProviderResponseError,
   transportKind,

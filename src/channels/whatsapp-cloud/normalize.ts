@@ -17,6 +17,7 @@ import {
 } from '../../canonical';
 import { PayloadError } from '../../errors';
 import type { NormalizedBatch } from '../adapter';
+import { parseWire as parseWireAs } from '../parse-wire';
 import {
   WHATSAPP_MEDIA_TYPES,
   WHATSAPP_STATUSES,
@@ -40,15 +41,8 @@ class Skip {
   constructor(readonly reason: string) {}
 }
 
-function parseWire<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const detail = issue
-    ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}`
-    : 'invalid';
-  throw new PayloadError(`whatsapp-cloud ${where}: ${detail}`, { cause: result.error });
-}
+const parseWire = <S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> =>
+  parseWireAs('whatsapp-cloud', schema, value, where);
 
 const isoFromUnixSeconds = (seconds: string | number) => new Date(Number(seconds) * 1000).toISOString();
 
@@ -149,71 +143,70 @@ function interactivePart(message: WhatsAppMessage): MessagePart {
   return unsupported(message, `interactive.${interactive.type ?? 'unknown'}`);
 }
 
+/** A quick-reply button of a template the customer pressed. */
+function buttonPart(button: NonNullable<WhatsAppMessage['button']>): MessagePart {
+  return {
+    kind: 'postback',
+    ...(button.text !== undefined ? { title: button.text } : {}),
+    ...(button.payload !== undefined ? { payload: button.payload } : {}),
+  };
+}
+
+function reactionPart(reaction: NonNullable<WhatsAppMessage['reaction']>): MessagePart {
+  return {
+    kind: 'reaction',
+    targetId: reaction.message_id,
+    ...(reaction.emoji ? { emoji: reaction.emoji } : {}),
+  };
+}
+
+/** Parts with no content of their own: a deletion, a system notice, a type Meta cannot show. */
+function noticePart(message: WhatsAppMessage): MessagePart {
+  if (message.type === 'revoke')
+    return {
+      kind: 'revoke',
+      ...(message.revoke?.original_message_id ? { targetId: message.revoke.original_message_id } : {}),
+    };
+  if (message.type === 'system')
+    return {
+      kind: 'unsupported',
+      providerType: `system.${message.system?.type ?? 'unknown'}`,
+      ...(message.system?.body ? { detail: message.system.body } : {}),
+    };
+  if (message.type === 'unsupported')
+    return unsupported(
+      message,
+      message.unsupported?.type ? `unsupported.${message.unsupported.type}` : 'unsupported',
+    );
+  return unsupported(message);
+}
+
 /** The parts of one message by its `type`; never throws: what cannot be read is `unsupported`. */
 function contentParts(message: WhatsAppMessage): MessagePart[] {
   const { type } = message;
-  if (type === 'text')
-    return message.text ? [{ kind: 'text', text: message.text.body }] : [unsupported(message)];
-  if (isMediaType(type)) {
-    const media = message[type];
-    return media ? [mediaPart(media)] : [unsupported(message)];
-  }
+  const or = <T>(value: T | undefined, part: (v: T) => MessagePart): MessagePart[] => [
+    value ? part(value) : unsupported(message),
+  ];
+  if (isMediaType(type)) return or(message[type], mediaPart);
   switch (type) {
+    case 'text':
+      return or(message.text, (t) => ({ kind: 'text', text: t.body }));
     case 'location':
-      return message.location ? [locationPart(message.location)] : [unsupported(message)];
-    case 'button': {
-      const { button } = message;
-      if (!button) return [unsupported(message)];
-      return [
-        {
-          kind: 'postback',
-          ...(button.text !== undefined ? { title: button.text } : {}),
-          ...(button.payload !== undefined ? { payload: button.payload } : {}),
-        },
-      ];
-    }
+      return or(message.location, locationPart);
+    case 'button':
+      return or(message.button, buttonPart);
     case 'interactive':
       return [interactivePart(message)];
     case 'contacts':
-      return message.contacts ? [contactsPart(message.contacts)] : [unsupported(message)];
+      return or(message.contacts, contactsPart);
     case 'order':
-      return message.order ? [orderPart(message.order)] : [unsupported(message)];
+      return or(message.order, orderPart);
     case 'reaction':
-      return message.reaction
-        ? [
-            {
-              kind: 'reaction',
-              targetId: message.reaction.message_id,
-              ...(message.reaction.emoji ? { emoji: message.reaction.emoji } : {}),
-            },
-          ]
-        : [unsupported(message)];
-    case 'revoke':
-      return [
-        {
-          kind: 'revoke',
-          ...(message.revoke?.original_message_id ? { targetId: message.revoke.original_message_id } : {}),
-        },
-      ];
+      return or(message.reaction, reactionPart);
     case 'edit':
       return editParts(message);
-    case 'system':
-      return [
-        {
-          kind: 'unsupported',
-          providerType: `system.${message.system?.type ?? 'unknown'}`,
-          ...(message.system?.body ? { detail: message.system.body } : {}),
-        },
-      ];
-    case 'unsupported':
-      return [
-        unsupported(
-          message,
-          message.unsupported?.type ? `unsupported.${message.unsupported.type}` : 'unsupported',
-        ),
-      ];
     default:
-      return [unsupported(message)];
+      return [noticePart(message)];
   }
 }
 

@@ -10,13 +10,13 @@
  * no way to list what was sent, so the caller does not resend and tells the agent.
  */
 import type { Channel } from '../../canonical';
+import { isRecord } from '../../values';
 import type { ChannelSender, OutboundMedia, OutboundMessage, SendProgress, SendResult } from '../sender';
 import { OutboundError, sendInParts } from '../sender';
 import {
   classifyWhatsAppCloudFailure,
   contentError,
   graphFailureFromBody,
-  isRecord,
   outboundErrorFrom,
   transportKind,
   type ProviderFailure,

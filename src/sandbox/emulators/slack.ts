@@ -130,6 +130,8 @@ interface PendingFailure {
 
 interface StoredFile extends EmulatedFile {
   data?: Buffer;
+  /** Uploaded by a person (not the bot): the bot may not delete it (`cant_delete_file`). */
+  byPerson?: boolean;
 }
 
 class SlackMethodError extends Error {
@@ -471,7 +473,7 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
   }
 
   function fileObject(file: StoredFile): EmulatedFile {
-    const { data: _data, ...rest } = file;
+    const { data: _data, byPerson: _byPerson, ...rest } = file;
     return rest;
   }
 
@@ -629,6 +631,18 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
         url_private: `${baseUrl}files-pri/${teamId}-${id}/${encodeURIComponent(filename)}`,
       });
       return { upload_url: `${baseUrl}upload/v1/${id}`, file_id: id };
+    },
+
+    // Deleting a file removes it from the messages that show it (Slack shows a "deleted" tombstone).
+    'files.delete': (args) => {
+      const id = requireStr(args, 'file', 'file_not_found');
+      const file = files.get(id);
+      if (!file) throw new SlackMethodError('file_not_found');
+      if (file.byPerson) throw new SlackMethodError('cant_delete_file');
+      files.delete(id);
+      for (const list of channels.values())
+        for (const m of list) if (m.files) m.files = m.files.filter((f) => f.id !== id);
+      return {};
     },
 
     'files.completeUploadExternal': (args) => {
@@ -818,6 +832,7 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
         url_private: `${baseUrl}files-pri/${teamId}-${id}/${encodeURIComponent(name)}`,
         url_private_download: `${baseUrl}files-pri/${teamId}-${id}/download/${encodeURIComponent(name)}`,
         data: message.file.data,
+        byPerson: true,
       };
       files.set(id, stored);
       return store({

@@ -13,7 +13,7 @@
  * Queues are found by their `:meta` key, so a queue added later is covered without a change here.
  */
 import { Queue, type Job } from 'bullmq';
-import { scanKeys, type RedisClient } from '../queue/connection';
+import { scanKeys, type RedisClient } from '../../queue/connection';
 
 export interface QueuePurgeOptions {
   redis: RedisClient;
