@@ -8,7 +8,7 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler, type Router as ExpressRouter } from 'express';
 import type { Job, Worker } from 'bullmq';
 import type { RedisClient } from './queue/connection';
 import { channelStates, type Config } from './config';
@@ -47,7 +47,7 @@ import { dlqRoutes } from './http/admin-dlq';
 import { openApiRoute } from './http/openapi';
 import { queueDashboard } from './http/admin-queues';
 import { observeJobDurations, registerChannelMetrics, registerQueueMetrics } from './queue/queue-metrics';
-import { createErasureService, markerKeysOf } from './privacy/erase';
+import { createErasureService, markerKeysOf, type ErasureService } from './privacy/erase';
 import { startRetention, type Retention } from './privacy/retention';
 import { privacyRoutes } from './http/admin-privacy';
 import { adminRateLimit } from './http/admin-rate-limit';
@@ -58,13 +58,18 @@ import { createClaimService } from './identity/claims';
 import { createClaimLimits } from './identity/claim-limits';
 import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
 import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
-import { createMediaStore } from './media/store';
+import { createMediaStore, type MediaStore } from './media/store';
 import { createInboundMedia } from './media/inbound';
 import type { MediaFetchOptions } from './media/fetch';
 import { createOutboundMedia } from './media/outbound';
 import { mediaRoutes } from './http/media';
-import { createMediaStore as createWhatsAppWebMediaStore } from './channels/whatsapp-web/media';
+import {
+  DEFAULT_MAX_MEDIA_BYTES,
+  createMediaStore as createWhatsAppWebMediaStore,
+} from './channels/whatsapp-web/media';
 import { createBlobStore } from './channels/whatsapp-web/store';
+import type { WhatsAppWebClientFactoryOptions } from './channels/whatsapp-web/client';
+import type { WhatsAppWebClientLike } from './channels/whatsapp-web/wire';
 import type pino from 'pino';
 
 export type Role = 'api' | 'worker' | 'whatsapp-web' | 'all';
@@ -73,6 +78,8 @@ export interface AppOptions {
   role?: Role;
   /** Log destination (tests capture logs to check nothing sensitive is written). */
   logDestination?: pino.DestinationStream;
+  /** Builds WhatsApp Web clients; the default is the real whatsapp-web.js Client (tests pass a fake). */
+  whatsappWebClient?: (opts: WhatsAppWebClientFactoryOptions) => WhatsAppWebClientLike;
 }
 
 export interface RapportApp {
@@ -99,16 +106,6 @@ export interface RapportApp {
   close(): Promise<void>;
 }
 
-/** Merge and undo steps at which the hot cache's epoch changes (before writes; identities moved; done). */
-const HOT_CACHE_STEPS = new Set<MergeStep>([
-  'survivor-locked',
-  'identities-moved',
-  'unlocked',
-  'undo-locked',
-  'merged-restored',
-  'undo-unlocked',
-]);
-
 export function buildApp(config: Readonly<Config>, options: AppOptions = {}): RapportApp {
   const role = options.role ?? 'all';
   const log = createLogger({
@@ -117,7 +114,74 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     dataKey: config.dataKey,
   });
   const metrics = createMetrics();
+  const base = { config, role, log, metrics, ...connectStores(config, log, metrics) };
+  const services = buildServices(base);
+  const whatsappWeb = buildWhatsAppWeb(base, services, options);
+  const senders = buildSenders(config);
+  // Any process can send through the session: the sender queues the job for the session holder.
+  if (whatsappWeb) senders['whatsapp-web'] = whatsappWeb.sender();
+  const runsSession = whatsappWeb !== undefined && (role === 'whatsapp-web' || role === 'all');
+  const router = buildRouter(base, services, senders);
+  const inbound = createInboundPipeline(services.identity, router, base.models, config.defaultRegion);
+  const parts: AppParts = { ...base, ...services, whatsappWeb, runsSession, router, inbound };
 
+  const http = buildHttp(parts);
+  const background = startBackground(parts);
+  const { queues, mongo, redis } = base;
+  const lifecycle = serverLifecycle(http, config, async () => {
+    await background.stop();
+    await whatsappWeb?.stop();
+    await closeQueues(queues);
+    await mongo.close();
+    redis.disconnect();
+  });
+
+  return {
+    config,
+    role,
+    log,
+    metrics,
+    http,
+    workers: background.workers,
+    queues,
+    intake: base.intake,
+    redis,
+    mongo,
+    models: base.models,
+    inbound,
+    router,
+    slack: services.slack,
+    whatsappWeb,
+    ...lifecycle,
+  };
+}
+
+/** What every part is built from: config, logging, metrics and the stores. */
+interface AppBase {
+  config: Readonly<Config>;
+  role: Role;
+  log: Logger;
+  metrics: Metrics;
+  redis: RedisClient;
+  queues: Queues;
+  intake: Intake;
+  mongo: MongoHandle;
+  models: IdentityModels & RouterModels;
+}
+
+type AppServices = ReturnType<typeof buildServices>;
+
+/** Everything built, as the HTTP surfaces and the background work need it. */
+interface AppParts extends AppBase, AppServices {
+  whatsappWeb?: WhatsAppWebChannel;
+  /** Whether this process holds the WhatsApp Web session (roles whatsapp-web and all). */
+  runsSession: boolean;
+  router: RapportRouter;
+  inbound: InboundProcessor;
+}
+
+/** Redis, the queues and the intake on it, MongoDB and the models (with their metrics). */
+function connectStores(config: Readonly<Config>, log: Logger, metrics: Metrics) {
   const redis = createRedisConnection(config.redisUrl, 'producer');
   const queues = createQueues(
     redis,
@@ -130,6 +194,39 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   const mongo = connectMongo(config.mongodbUri, log.child({ component: 'mongo' }));
   // Registered before the connection opens, so their (correctness-carrying) unique indexes are built.
   const models = { ...registerIdentityModels(mongo.connection), ...registerRouterModels(mongo.connection) };
+  return { redis, queues, intake, mongo, models };
+}
+
+/** Identity, Slack, media, merges, erasure and claims: the services the router and admin API share. */
+/** Merge and undo steps at which the hot cache's epoch changes (before writes; identities moved; done). */
+const HOT_CACHE_STEPS = new Set<MergeStep>([
+  'survivor-locked',
+  'identities-moved',
+  'unlocked',
+  'undo-locked',
+  'merged-restored',
+  'undo-unlocked',
+]);
+
+/**
+ * The hot cache's epoch changes before an erasure starts (or resumes); its Redis step deletes the
+ * customer's hot keys and changes the epoch again (src/identity/cache.ts `forgetHotCustomer`).
+ */
+function withHotErasure(erasures: ErasureService, identityChanged: () => Promise<void>): ErasureService {
+  return {
+    ...erasures,
+    erase: async (id, actor) => {
+      await identityChanged();
+      return erasures.erase(id, actor);
+    },
+    resume: async (opts) => {
+      await identityChanged();
+      return erasures.resume(opts);
+    },
+  };
+}
+
+function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) {
   // Returning customers are resolved from the hot cache in Redis (src/identity/cache.ts).
   const identityStore = withHotIdentity(
     createIdentityStore(models, { defaultRegion: config.defaultRegion }),
@@ -139,7 +236,6 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
   );
   const identityChanged = () => identityChanging(redis, config.queuePrefix);
   const identity = createInboundProcessor({ store: identityStore, log: log.child({ component: 'inbound' }) });
-
   const slack = config.slack
     ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
     : undefined;
@@ -154,29 +250,19 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     onResumeFailed: (_id, _failures, alert) =>
       metrics.mergeResumeFailures.inc({ outcome: alert ? 'alert' : 'failed' }),
   });
-  const erasureService = createErasureService({
-    models,
-    slack,
-    redis,
-    prefix: config.queuePrefix,
-    ...markerKeysOf(config),
-    defaultRegion: config.defaultRegion,
-    media: mediaStore,
-    log: log.child({ component: 'erasure' }),
-  });
-  // The hot cache's epoch changes before an erasure starts; its Redis step deletes the customer's
-  // hot keys and changes the epoch again (forgetHotCustomer).
-  const erasures: typeof erasureService = {
-    ...erasureService,
-    erase: async (id, actor) => {
-      await identityChanged();
-      return erasureService.erase(id, actor);
-    },
-    resume: async (opts) => {
-      await identityChanged();
-      return erasureService.resume(opts);
-    },
-  };
+  const erasures = withHotErasure(
+    createErasureService({
+      models,
+      slack,
+      redis,
+      prefix: config.queuePrefix,
+      ...markerKeysOf(config),
+      defaultRegion: config.defaultRegion,
+      media: mediaStore,
+      log: log.child({ component: 'erasure' }),
+    }),
+    identityChanged,
+  );
   const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
   const claims = createClaimService({ models, merges, limits: claimLimits, identityChanging: identityChanged });
   const claimsBridge = createClaimsBridge({
@@ -188,33 +274,31 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
     onCode: (outcome) => metrics.claimCodes.inc({ outcome }),
   });
-  const senders = buildSenders(config);
-  const whatsappWeb = config.whatsappWeb.enabled
-    ? createWhatsAppWebChannel({
-        chromiumPath: config.whatsappWeb.chromiumPath,
-        redis,
-        redisUrl: config.redisUrl,
-        queuePrefix: config.queuePrefix,
-        intake,
-        mongoConnection: mongo.connection,
-        log: log.child({ component: 'whatsapp-web' }),
-        registry: metrics.registry,
-        notify:
-          slack && config.slack?.escalationChannel
-            ? notifier(slack, config.slack.escalationChannel)
-            : undefined,
-      })
-    : undefined;
-  // Any process can send through the session: the sender queues the job for the session holder.
-  if (whatsappWeb) senders['whatsapp-web'] = whatsappWeb.sender();
-  const runsSession = whatsappWeb !== undefined && (role === 'whatsapp-web' || role === 'all');
+  return { identity, slack, mediaStore, merges, erasures, claims, claimsBridge };
+}
+
+/** The WhatsApp Web session channel, when WHATSAPP_WEB_ENABLED (not started here). */
+function buildWhatsAppWeb(
+  base: AppBase,
+  services: AppServices,
+  options: AppOptions,
+): WhatsAppWebChannel | undefined {
+  const { config, redis, intake, mongo, log, metrics } = base;
+  if (!config.whatsappWeb.enabled) return undefined;
+  const { mediaStore, slack } = services;
+  return whatsappWebChannel(config, options, { redis, intake, mongo, log, metrics, mediaStore, slack });
+}
+
+function buildRouter(base: AppBase, services: AppServices, senders: Senders): RapportRouter {
+  const { config, log, metrics, redis, queues, mongo, models } = base;
+  const { slack, mediaStore, claimsBridge, erasures } = services;
   const inboundMedia = createInboundMedia({
     store: mediaStore,
     fetch: mediaFetchOptions(config, mongo),
     maxBytes: config.media.maxBytes,
     log: log.child({ component: 'media' }),
   });
-  const router = createRouter({
+  return createRouter({
     config: config.router,
     models,
     queues,
@@ -250,8 +334,11 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
     log,
     metrics,
   });
-  const inbound = createInboundPipeline(identity, router, models, config.defaultRegion);
+}
 
+/** The express app: health and metrics everywhere; webhooks, media and the admin API in api/all. */
+function buildHttp(parts: AppParts): Express {
+  const { config, role, log, metrics, queues, intake, mediaStore } = parts;
   const http = express();
   http.disable('x-powered-by');
   // Only TRUST_PROXY decides whose X-Forwarded-For is believed (req.ip keys the admin limits);
@@ -264,95 +351,137 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       queues,
       intake,
       channels: channelStates(config),
-      dependencies: [
-        { name: 'redis', check: async () => void (await redis.ping()) },
-        { name: 'mongodb', check: () => mongo.ping(800) },
-        ...(runsSession && whatsappWeb
-          ? [
-              {
-                name: 'whatsapp-web',
-                check: async () => {
-                  const r = whatsappWeb.readiness();
-                  if (!r.ok) throw new Error(`${r.state}${r.detail ? `: ${r.detail}` : ''}`);
-                  return { state: r.state };
-                },
-              },
-            ]
-          : []),
-      ],
+      dependencies: healthDependencies(parts),
     }),
   );
   // Worker and whatsapp-web processes serve only health and metrics; api and all serve traffic.
   if (role === 'api' || role === 'all') {
-    const webhookLog = log.child({ component: 'webhooks' });
-    for (const { path, adapter } of buildWebhookAdapters(config)) {
-      http.use(
-        webhookRoute({ path, adapter, intake, metrics, log: webhookLog, maxBytes: config.webhookMaxBytes }),
-      );
-    }
-    if (config.slack) {
-      http.use(
-        slackRoutes({
-          signingSecret: config.slack.signingSecret,
-          agentEvents: queues[QueueName.agentEvents],
-          redis,
-          prefix: config.queuePrefix,
-          commands: router.commands,
-          log: log.child({ component: 'slack' }),
-          metrics,
-          maxBytes: config.webhookMaxBytes,
-        }),
-      );
-    }
-    // One guard for the whole admin surface: the generous per-peer limit, then the token check
-    // (with its tight limit on failures); the dashboard also takes Basic auth for browsers.
-    const adminLog = log.child({ component: 'admin' });
-    const guard = (basic: boolean) => [
-      adminRateLimit({ redis, prefix: config.queuePrefix, perMinute: 600, log: adminLog }),
-      adminAudit({ log: adminLog }),
-      adminAuth({ tokens: config.adminTokens, redis, prefix: config.queuePrefix, log: adminLog, basic }),
-    ];
+    mountWebhooks(http, parts);
+    const guard = adminGuard(parts);
     http.use(queueDashboard({ queues, guard: guard(true), basePath: '/admin/queues' }));
-    http.use(mediaRoutes({ store: mediaStore, urlSecret: config.media.urlSecret, log: webhookLog }));
-    const api = express.Router();
-    // Every admin call is audited (ids only), under the name of the token that made it.
-    api.use(...guard(false));
-    api.use(express.json({ limit: '1mb' }));
-    api.use(openApiRoute());
-    api.use(
-      agentAdminRoutes({
-        models,
-        router,
-        log: log.child({ component: 'admin' }),
-        agentChanged: (id) => agentChanged(redis, config.queuePrefix, id),
+    http.use(
+      mediaRoutes({
+        store: mediaStore,
+        urlSecret: config.media.urlSecret,
+        log: log.child({ component: 'webhooks' }),
       }),
     );
-    api.use(dlqRoutes({ queues, isErased: (job) => erasures.isErasedJob(job.data, job.timestamp) }));
-    // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
-    api.use(privacyRoutes({ models, erasures, media: mediaStore, log: log.child({ component: 'admin' }) }));
-    api.use(
-      customerAdminRoutes({
-        models,
-        merges,
-        claims,
-        defaultRegion: config.defaultRegion,
-        onMerged: (result) => router.onMerged(mergeOutcome(result)),
-        onUnmerged: (result) =>
-          router.onUnmerged({
-            survivorId: String(result.event.survivorId),
-            restoredId: String(result.event.mergedId),
-            mergeId: String(result.event._id),
-          }),
-        rename: (id, name) => router.naming.rename(id, name, 'admin', 'admin'),
-      }),
-    );
-    http.use('/api', api);
+    http.use('/api', adminApi(parts, guard));
   }
   http.use(notFound());
   http.use(errorHandler(log.child({ component: 'http' })));
+  return http;
+}
 
+/** What /health/ready checks: Redis, MongoDB and, in the process holding it, the WhatsApp Web session. */
+function healthDependencies({ redis, mongo, whatsappWeb, runsSession }: AppParts) {
+  return [
+    { name: 'redis', check: async () => void (await redis.ping()) },
+    { name: 'mongodb', check: () => mongo.ping(800) },
+    ...(runsSession && whatsappWeb
+      ? [
+          {
+            name: 'whatsapp-web',
+            check: async () => {
+              const r = whatsappWeb.readiness();
+              if (!r.ok) throw new Error(`${r.state}${r.detail ? `: ${r.detail}` : ''}`);
+              return { state: r.state };
+            },
+          },
+        ]
+      : []),
+  ];
+}
+
+/** One webhook route per enabled channel adapter, and the Slack events/interactivity/commands routes. */
+function mountWebhooks(
+  http: Express,
+  { config, log, metrics, redis, queues, intake, router }: AppParts,
+): void {
+  const webhookLog = log.child({ component: 'webhooks' });
+  for (const { path, adapter } of buildWebhookAdapters(config)) {
+    http.use(
+      webhookRoute({ path, adapter, intake, metrics, log: webhookLog, maxBytes: config.webhookMaxBytes }),
+    );
+  }
+  if (config.slack) {
+    http.use(
+      slackRoutes({
+        signingSecret: config.slack.signingSecret,
+        agentEvents: queues[QueueName.agentEvents],
+        redis,
+        prefix: config.queuePrefix,
+        commands: router.commands,
+        log: log.child({ component: 'slack' }),
+        metrics,
+        maxBytes: config.webhookMaxBytes,
+      }),
+    );
+  }
+}
+
+type AdminGuard = (basic: boolean) => RequestHandler[];
+
+/**
+ * One guard for the whole admin surface: the generous per-peer limit, then the token check (with its
+ * tight limit on failures); the dashboard also takes Basic auth for browsers.
+ */
+function adminGuard({ config, log, redis }: AppParts): AdminGuard {
+  const adminLog = log.child({ component: 'admin' });
+  return (basic) => [
+    adminRateLimit({ redis, prefix: config.queuePrefix, perMinute: 600, log: adminLog }),
+    adminAudit({ log: adminLog }),
+    adminAuth({ tokens: config.adminTokens, redis, prefix: config.queuePrefix, log: adminLog, basic }),
+  ];
+}
+
+/** The admin API mounted at /api. */
+function adminApi(parts: AppParts, guard: AdminGuard): ExpressRouter {
+  const { config, log, queues, models, router, erasures, mediaStore, merges, claims, redis } = parts;
+  const api = express.Router();
+  // Every admin call is audited (ids only), under the name of the token that made it.
+  api.use(...guard(false));
+  api.use(express.json({ limit: '1mb' }));
+  api.use(openApiRoute());
+  api.use(
+    agentAdminRoutes({
+      models,
+      router,
+      log: log.child({ component: 'admin' }),
+      agentChanged: (id) => agentChanged(redis, config.queuePrefix, id),
+    }),
+  );
+  api.use(dlqRoutes({ queues, isErased: (job) => erasures.isErasedJob(job.data, job.timestamp) }));
+  // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
+  api.use(privacyRoutes({ models, erasures, media: mediaStore, log: log.child({ component: 'admin' }) }));
+  api.use(
+    customerAdminRoutes({
+      models,
+      merges,
+      claims,
+      defaultRegion: config.defaultRegion,
+      onMerged: (result) => router.onMerged(mergeOutcome(result)),
+      onUnmerged: (result) =>
+        router.onUnmerged({
+          survivorId: String(result.event.survivorId),
+          restoredId: String(result.event.mergedId),
+          mergeId: String(result.event._id),
+        }),
+      rename: (id, name) => router.naming.rename(id, name, 'admin', 'admin'),
+    }),
+  );
+  return api;
+}
+
+/**
+ * Starts what runs in the background: the WhatsApp Web session (in the process holding it) and, in
+ * worker and all, retention, the merge-resume and outbox sweep, and the queue workers.
+ */
+function startBackground(parts: AppParts): { workers: Worker[]; stop(): Promise<void> } {
+  const { config, role, log, metrics, mongo, merges, router, erasures, mediaStore, models, whatsappWeb } =
+    parts;
   const workers: Worker[] = [];
-  if (runsSession && whatsappWeb) {
+  if (parts.runsSession && whatsappWeb) {
     // The session needs the database (its auth store); start it once MongoDB is there.
     void mongo.ready
       .then(() => whatsappWeb.start())
@@ -377,62 +506,67 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       router.sweepStale().catch((err: unknown) => log.warn({ err }, 'outbox sweep failed'));
     }, 60_000);
     resumeTimer.unref();
-    const common = { prefix: config.queuePrefix, redisUrl: config.redisUrl, metrics };
+    workers.push(...createWorkers(parts));
+  }
+  for (const worker of workers) observeJobDurations(worker, metrics.jobDuration);
+  return {
+    workers,
+    async stop() {
+      clearInterval(resumeTimer);
+      await Promise.all(workers.map((w) => w.close()));
+      await retention?.close();
+    },
+  };
+}
+
+/** The inbound partition workers and the plain queues' workers (to-agent only when Slack is on). */
+function createWorkers({ config, log, metrics, queues, inbound, erasures, router }: AppParts): Worker[] {
+  const common = { prefix: config.queuePrefix, redisUrl: config.redisUrl, metrics };
+  const workers = createInboundWorkers({
+    ...common,
+    queue: queues[QueueName.inbound],
+    processor: inbound,
+    isErased: (job) => erasures.isErasedJob(job.data, job.timestamp),
+    log: log.child({ component: 'inbound-worker' }),
+  });
+  // The plain queues: each with its handler and concurrency.
+  const slackDelivery = router.slackDelivery;
+  type PlainWorker = [QueueName, number, (job: Job) => Promise<unknown>];
+  const plain: PlainWorker[] = [
+    [QueueName.toCustomer, 8, (job) => router.delivery.handle(job)],
+    [QueueName.timers, 4, (job) => router.sla.handle(job)],
+    [QueueName.agentEvents, 4, (job) => router.agentEvents.handle(job)],
+    ...(slackDelivery
+      ? [[QueueName.toAgent, 8, (job: Job) => slackDelivery.handle(job)] satisfies PlainWorker]
+      : []),
+  ];
+  for (const [name, concurrency, handler] of plain) {
     workers.push(
-      ...createInboundWorkers({
+      createQueueWorker({
         ...common,
-        queue: queues[QueueName.inbound],
-        processor: inbound,
-        isErased: (job) => erasures.isErasedJob(job.data, job.timestamp),
-        log: log.child({ component: 'inbound-worker' }),
+        queueName: name,
+        label: name,
+        concurrency,
+        handler,
+        log: log.child({ component: `${name}-worker` }),
       }),
     );
-    // The plain queues: each with its handler and concurrency (to-agent only when Slack is on).
-    const slackDelivery = router.slackDelivery;
-    type PlainWorker = [QueueName, number, (job: Job) => Promise<unknown>];
-    const plain: PlainWorker[] = [
-      [QueueName.toCustomer, 8, (job) => router.delivery.handle(job)],
-      [QueueName.timers, 4, (job) => router.sla.handle(job)],
-      [QueueName.agentEvents, 4, (job) => router.agentEvents.handle(job)],
-      ...(slackDelivery
-        ? [[QueueName.toAgent, 8, (job: Job) => slackDelivery.handle(job)] satisfies PlainWorker]
-        : []),
-    ];
-    for (const [name, concurrency, handler] of plain) {
-      workers.push(
-        createQueueWorker({
-          ...common,
-          queueName: name,
-          label: name,
-          concurrency,
-          handler,
-          log: log.child({ component: `${name}-worker` }),
-        }),
-      );
-    }
   }
+  return workers;
+}
 
-  for (const worker of workers) observeJobDurations(worker, metrics.jobDuration);
-
+/**
+ * listen and close: close stops taking requests, then runs `shutdown` (workers, session, queues,
+ * connections), bounded by SHUTDOWN_TIMEOUT_MS; what is still open then is cut.
+ */
+function serverLifecycle(
+  http: Express,
+  config: Readonly<Config>,
+  shutdown: () => Promise<void>,
+): Pick<RapportApp, 'listen' | 'close'> {
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
-
   return {
-    config,
-    role,
-    log,
-    metrics,
-    http,
-    workers,
-    queues,
-    intake,
-    redis,
-    mongo,
-    models,
-    inbound,
-    router,
-    slack,
-    whatsappWeb,
     async listen(port = config.port, host = '0.0.0.0') {
       server = http.listen(port, host);
       await once(server, 'listening');
@@ -444,25 +578,8 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
           setTimeout(resolve, config.shutdownTimeoutMs).unref(),
         );
         const graceful = (async () => {
-          if (server) {
-            const listening = server;
-            const closed = new Promise<void>((resolve) => listening.close(() => resolve()));
-            // A keep-alive connection busy with a request when the shutdown began becomes idle once
-            // that response is sent, and would then hold the server open until the deadline (seen
-            // under load: 3 of 27 api stops took the whole SHUTDOWN_TIMEOUT_MS). Close those as they
-            // go idle; in-flight requests still finish.
-            const sweep = setInterval(() => listening.closeIdleConnections(), 50);
-            listening.closeIdleConnections();
-            await closed;
-            clearInterval(sweep);
-          }
-          clearInterval(resumeTimer);
-          await Promise.all(workers.map((w) => w.close()));
-          await retention?.close();
-          await whatsappWeb?.stop();
-          await closeQueues(queues);
-          await mongo.close();
-          redis.disconnect();
+          if (server) await stopListening(server);
+          await shutdown();
         })();
         await Promise.race([graceful, deadline]);
         server?.closeAllConnections();
@@ -470,6 +587,19 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
       return closing;
     },
   };
+}
+
+/** Stops accepting connections and resolves once the in-flight requests are answered. */
+async function stopListening(listening: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => listening.close(() => resolve()));
+  // A keep-alive connection busy with a request when the shutdown began becomes idle once that
+  // response is sent, and would then hold the server open until the deadline (seen under load: 3 of
+  // 27 api stops took the whole SHUTDOWN_TIMEOUT_MS). Close those as they go idle; in-flight
+  // requests still finish.
+  const sweep = setInterval(() => listening.closeIdleConnections(), 50);
+  listening.closeIdleConnections();
+  await closed;
+  clearInterval(sweep);
 }
 
 /** The outbound sender of every enabled channel. */
@@ -502,6 +632,51 @@ function buildSenders(config: Readonly<Config>): Senders {
     });
   }
   return senders;
+}
+
+/** The WhatsApp Web session channel over the app's connections (WHATSAPP_WEB_ENABLED). */
+function whatsappWebChannel(
+  config: Readonly<Config>,
+  options: AppOptions,
+  d: {
+    redis: RedisClient;
+    intake: Intake;
+    mongo: MongoHandle;
+    log: Logger;
+    metrics: Metrics;
+    mediaStore: MediaStore;
+    slack: SlackClient | undefined;
+  },
+): WhatsAppWebChannel {
+  return createWhatsAppWebChannel({
+    chromiumPath: config.whatsappWeb.chromiumPath,
+    redis: d.redis,
+    redisUrl: config.redisUrl,
+    queuePrefix: config.queuePrefix,
+    intake: d.intake,
+    mongoConnection: d.mongo.connection,
+    log: d.log.child({ component: 'whatsapp-web' }),
+    registry: d.metrics.registry,
+    readStoredMedia: (id) => readStoredMedia(d.mediaStore, id),
+    // No larger than MEDIA_MAX_BYTES: a file the pipeline would refuse is not downloaded at all.
+    maxMediaBytes: Math.min(config.media.maxBytes, DEFAULT_MAX_MEDIA_BYTES),
+    ...(options.whatsappWebClient ? { createClient: options.whatsappWebClient } : {}),
+    notify:
+      d.slack && config.slack?.escalationChannel
+        ? notifier(d.slack, config.slack.escalationChannel)
+        : undefined,
+  });
+}
+
+/** A stored file's bytes, type and name (an agent's file, for the WhatsApp Web session). */
+async function readStoredMedia(store: MediaStore, id: string) {
+  const info = await store.info(id);
+  if (!info) return undefined;
+  return {
+    data: await store.read(id),
+    contentType: info.metadata.contentType,
+    filename: info.metadata.filename,
+  };
 }
 
 /** How inbound files are fetched: each provider's credentials and base URL. */

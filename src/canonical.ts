@@ -26,6 +26,8 @@ export type MessagePart =
       contentType?: string;
       caption?: string;
       filename?: string;
+      /** The size the provider declared, for a file it did not hand over (WhatsApp Web: too large to download). */
+      bytes?: number;
     }
   /** A button press (Messenger postback); treated like text by the agent side. A press may carry only a payload. */
   | { kind: 'postback'; title?: string; payload?: string }

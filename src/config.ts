@@ -403,94 +403,16 @@ function group<T>(
 }
 
 function crossCheck(env: Env, problems: string[]): Config {
-  const twilio = group(
-    problems,
-    'Twilio',
-    {
-      TWILIO_ACCOUNT_SID: env.TWILIO_ACCOUNT_SID,
-      TWILIO_AUTH_TOKEN: env.TWILIO_AUTH_TOKEN,
-      TWILIO_SMS_FROM: env.TWILIO_SMS_FROM,
-      TWILIO_WHATSAPP_FROM: env.TWILIO_WHATSAPP_FROM,
-    },
-    ['TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN'],
-    () => ({
-      accountSid: env.TWILIO_ACCOUNT_SID!,
-      authToken: env.TWILIO_AUTH_TOKEN!,
-      smsFrom: env.TWILIO_SMS_FROM,
-      whatsappFrom: env.TWILIO_WHATSAPP_FROM,
-      apiBaseUrl: env.TWILIO_API_BASE_URL,
-    }),
-  );
-  const meta = group(
-    problems,
-    'Meta webhooks (Messenger / WhatsApp Cloud)',
-    {
-      META_APP_SECRET: env.META_APP_SECRET,
-      META_VERIFY_TOKEN: env.META_VERIFY_TOKEN,
-      MESSENGER_PAGE_ACCESS_TOKEN: env.MESSENGER_PAGE_ACCESS_TOKEN,
-      WHATSAPP_CLOUD_ACCESS_TOKEN: env.WHATSAPP_CLOUD_ACCESS_TOKEN,
-      WHATSAPP_CLOUD_PHONE_NUMBER_ID: env.WHATSAPP_CLOUD_PHONE_NUMBER_ID,
-    },
-    ['META_APP_SECRET', 'META_VERIFY_TOKEN'],
-    () => ({ appSecret: env.META_APP_SECRET!, verifyToken: env.META_VERIFY_TOKEN! }),
-  );
-  const messenger = meta
-    ? group(
-        problems,
-        'Messenger',
-        { MESSENGER_PAGE_ACCESS_TOKEN: env.MESSENGER_PAGE_ACCESS_TOKEN },
-        ['MESSENGER_PAGE_ACCESS_TOKEN'],
-        () => ({ pageAccessToken: env.MESSENGER_PAGE_ACCESS_TOKEN! }),
-      )
-    : undefined;
-  const whatsappCloud = meta
-    ? group(
-        problems,
-        'WhatsApp Cloud',
-        {
-          WHATSAPP_CLOUD_ACCESS_TOKEN: env.WHATSAPP_CLOUD_ACCESS_TOKEN,
-          WHATSAPP_CLOUD_PHONE_NUMBER_ID: env.WHATSAPP_CLOUD_PHONE_NUMBER_ID,
-        },
-        ['WHATSAPP_CLOUD_ACCESS_TOKEN', 'WHATSAPP_CLOUD_PHONE_NUMBER_ID'],
-        () => ({
-          accessToken: env.WHATSAPP_CLOUD_ACCESS_TOKEN!,
-          phoneNumberId: env.WHATSAPP_CLOUD_PHONE_NUMBER_ID!,
-        }),
-      )
-    : undefined;
-  const slack = group(
-    problems,
-    'Slack',
-    { SLACK_BOT_TOKEN: env.SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET: env.SLACK_SIGNING_SECRET },
-    ['SLACK_BOT_TOKEN', 'SLACK_SIGNING_SECRET'],
-    () => ({
-      botToken: env.SLACK_BOT_TOKEN!,
-      signingSecret: env.SLACK_SIGNING_SECRET!,
-      apiUrl: env.SLACK_API_URL,
-      escalationChannel: env.SLACK_ESCALATION_CHANNEL,
-    }),
-  );
-
-  let businessHours: BusinessHours = parseBusinessHours(undefined, undefined);
-  try {
-    businessHours = parseBusinessHours(env.BUSINESS_HOURS, env.BUSINESS_TIMEZONE);
-  } catch (err) {
-    problems.push(`BUSINESS_HOURS/BUSINESS_TIMEZONE: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  const twilio = twilioConfig(env, problems);
+  const { meta, messenger, whatsappCloud } = metaConfigs(env, problems);
+  const slack = slackConfig(env, problems);
+  const businessHours = businessHoursOf(env, problems);
   if (env.SLA_ESCALATE <= env.SLA_FIRST_RESPONSE) {
     problems.push('SLA_ESCALATE must be longer than SLA_FIRST_RESPONSE');
   }
-
   const adminTokens = parseAdminTokens(env.ADMIN_TOKEN, env.ADMIN_TOKENS, problems);
   const trustProxy = parseTrustProxy(env.TRUST_PROXY, problems);
-  const previousDataKeys = (env.DATA_KEY_PREVIOUS ?? '')
-    .split(',')
-    .map((k) => k.trim())
-    .filter(Boolean);
-  if (previousDataKeys.some((k) => k.length < 32))
-    problems.push('DATA_KEY_PREVIOUS keys must be at least 32 characters each');
-  if (previousDataKeys.length > 0 && !env.DATA_KEY)
-    problems.push('DATA_KEY_PREVIOUS is set but DATA_KEY is not');
+  const previousDataKeys = previousDataKeysOf(env, problems);
 
   return {
     port: env.PORT,
@@ -527,26 +449,127 @@ function crossCheck(env: Env, problems: string[]): Config {
         attemptsPerTargetDay: env.CLAIM_ATTEMPTS_PER_TARGET_DAY,
       },
     },
-    router: {
-      slaFirstResponseMs: env.SLA_FIRST_RESPONSE,
-      slaEscalateMs: env.SLA_ESCALATE,
-      businessHours,
-      ackQuietPeriodMs: env.ACK_QUIET_PERIOD,
-      texts: {
-        ack: env.ACK_TEXT,
-        ackAway: env.ACK_AWAY_TEXT,
-        ackClosed: env.ACK_CLOSED_TEXT,
-        handoff: env.HANDOFF_TEXT,
-      },
-      replyUndoMs: env.REPLY_UNDO_SECONDS * 1000,
-      whatsappTemplate: {
-        twilioContentSid: env.WHATSAPP_TEMPLATE_CONTENT_SID,
-        cloudName: env.WHATSAPP_CLOUD_TEMPLATE,
-        cloudLanguage: env.WHATSAPP_CLOUD_TEMPLATE_LANGUAGE,
-      },
-      messengerHumanAgent: env.MESSENGER_HUMAN_AGENT,
-      chatOptOutWords: env.CHAT_OPT_OUT_WORDS,
+    router: routerConfig(env, businessHours),
+  };
+}
+
+function twilioConfig(env: Env, problems: string[]): Config['twilio'] {
+  return group(
+    problems,
+    'Twilio',
+    {
+      TWILIO_ACCOUNT_SID: env.TWILIO_ACCOUNT_SID,
+      TWILIO_AUTH_TOKEN: env.TWILIO_AUTH_TOKEN,
+      TWILIO_SMS_FROM: env.TWILIO_SMS_FROM,
+      TWILIO_WHATSAPP_FROM: env.TWILIO_WHATSAPP_FROM,
     },
+    ['TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN'],
+    () => ({
+      accountSid: env.TWILIO_ACCOUNT_SID!,
+      authToken: env.TWILIO_AUTH_TOKEN!,
+      smsFrom: env.TWILIO_SMS_FROM,
+      whatsappFrom: env.TWILIO_WHATSAPP_FROM,
+      apiBaseUrl: env.TWILIO_API_BASE_URL,
+    }),
+  );
+}
+
+/** The Meta webhook credentials, and Messenger and WhatsApp Cloud, which need them. */
+function metaConfigs(env: Env, problems: string[]): Pick<Config, 'meta' | 'messenger' | 'whatsappCloud'> {
+  const meta = group(
+    problems,
+    'Meta webhooks (Messenger / WhatsApp Cloud)',
+    {
+      META_APP_SECRET: env.META_APP_SECRET,
+      META_VERIFY_TOKEN: env.META_VERIFY_TOKEN,
+      MESSENGER_PAGE_ACCESS_TOKEN: env.MESSENGER_PAGE_ACCESS_TOKEN,
+      WHATSAPP_CLOUD_ACCESS_TOKEN: env.WHATSAPP_CLOUD_ACCESS_TOKEN,
+      WHATSAPP_CLOUD_PHONE_NUMBER_ID: env.WHATSAPP_CLOUD_PHONE_NUMBER_ID,
+    },
+    ['META_APP_SECRET', 'META_VERIFY_TOKEN'],
+    () => ({ appSecret: env.META_APP_SECRET!, verifyToken: env.META_VERIFY_TOKEN! }),
+  );
+  if (!meta) return { meta, messenger: undefined, whatsappCloud: undefined };
+  const messenger = group(
+    problems,
+    'Messenger',
+    { MESSENGER_PAGE_ACCESS_TOKEN: env.MESSENGER_PAGE_ACCESS_TOKEN },
+    ['MESSENGER_PAGE_ACCESS_TOKEN'],
+    () => ({ pageAccessToken: env.MESSENGER_PAGE_ACCESS_TOKEN! }),
+  );
+  const whatsappCloud = group(
+    problems,
+    'WhatsApp Cloud',
+    {
+      WHATSAPP_CLOUD_ACCESS_TOKEN: env.WHATSAPP_CLOUD_ACCESS_TOKEN,
+      WHATSAPP_CLOUD_PHONE_NUMBER_ID: env.WHATSAPP_CLOUD_PHONE_NUMBER_ID,
+    },
+    ['WHATSAPP_CLOUD_ACCESS_TOKEN', 'WHATSAPP_CLOUD_PHONE_NUMBER_ID'],
+    () => ({
+      accessToken: env.WHATSAPP_CLOUD_ACCESS_TOKEN!,
+      phoneNumberId: env.WHATSAPP_CLOUD_PHONE_NUMBER_ID!,
+    }),
+  );
+  return { meta, messenger, whatsappCloud };
+}
+
+function slackConfig(env: Env, problems: string[]): Config['slack'] {
+  return group(
+    problems,
+    'Slack',
+    { SLACK_BOT_TOKEN: env.SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET: env.SLACK_SIGNING_SECRET },
+    ['SLACK_BOT_TOKEN', 'SLACK_SIGNING_SECRET'],
+    () => ({
+      botToken: env.SLACK_BOT_TOKEN!,
+      signingSecret: env.SLACK_SIGNING_SECRET!,
+      apiUrl: env.SLACK_API_URL,
+      escalationChannel: env.SLACK_ESCALATION_CHANNEL,
+    }),
+  );
+}
+
+/** BUSINESS_HOURS in BUSINESS_TIMEZONE; always open (and a problem reported) when they do not parse. */
+function businessHoursOf(env: Env, problems: string[]): BusinessHours {
+  try {
+    return parseBusinessHours(env.BUSINESS_HOURS, env.BUSINESS_TIMEZONE);
+  } catch (err) {
+    problems.push(`BUSINESS_HOURS/BUSINESS_TIMEZONE: ${err instanceof Error ? err.message : String(err)}`);
+    return parseBusinessHours(undefined, undefined);
+  }
+}
+
+function previousDataKeysOf(env: Env, problems: string[]): string[] {
+  const previousDataKeys = (env.DATA_KEY_PREVIOUS ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
+  if (previousDataKeys.some((k) => k.length < 32))
+    problems.push('DATA_KEY_PREVIOUS keys must be at least 32 characters each');
+  if (previousDataKeys.length > 0 && !env.DATA_KEY)
+    problems.push('DATA_KEY_PREVIOUS is set but DATA_KEY is not');
+  return previousDataKeys;
+}
+
+function routerConfig(env: Env, businessHours: BusinessHours): Config['router'] {
+  return {
+    slaFirstResponseMs: env.SLA_FIRST_RESPONSE,
+    slaEscalateMs: env.SLA_ESCALATE,
+    businessHours,
+    ackQuietPeriodMs: env.ACK_QUIET_PERIOD,
+    texts: {
+      ack: env.ACK_TEXT,
+      ackAway: env.ACK_AWAY_TEXT,
+      ackClosed: env.ACK_CLOSED_TEXT,
+      handoff: env.HANDOFF_TEXT,
+    },
+    replyUndoMs: env.REPLY_UNDO_SECONDS * 1000,
+    whatsappTemplate: {
+      twilioContentSid: env.WHATSAPP_TEMPLATE_CONTENT_SID,
+      cloudName: env.WHATSAPP_CLOUD_TEMPLATE,
+      cloudLanguage: env.WHATSAPP_CLOUD_TEMPLATE_LANGUAGE,
+    },
+    messengerHumanAgent: env.MESSENGER_HUMAN_AGENT,
+    chatOptOutWords: env.CHAT_OPT_OUT_WORDS,
   };
 }
 

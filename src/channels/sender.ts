@@ -14,6 +14,11 @@ export interface OutboundMedia {
   filename?: string;
   /** The bytes, when Rapport holds them (an agent's file): senders that upload use this. */
   load?: () => Promise<Buffer>;
+  /**
+   * The file's id in Rapport's media store (an agent's file). Unlike `load` it survives a trip
+   * through Redis, so a sender in another process (the WhatsApp Web session) reads the bytes there.
+   */
+  storedId?: string;
 }
 
 /** An approved template, for messages outside WhatsApp's 24-hour window. */

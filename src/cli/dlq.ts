@@ -85,97 +85,120 @@ export const dlqCommand: CliCommand = {
       ctx.err(`Usage: ${dlqCommand.usage}`);
       return 2;
     }
-    const api = await adminClient(ctx);
-    const failed = (res: ApiResult) => {
-      const error = res.body.error as { message?: string } | undefined;
-      ctx.err(`Failed (${res.status}): ${error?.message ?? JSON.stringify(res.body)}`);
-      return 1;
-    };
+    const run: Run = { api: await adminClient(ctx), ctx };
     try {
-      if (sub === 'list') {
-        const q = new URLSearchParams({
-          limit: values.limit ?? '50',
-          ...(values.queue ? { queue: values.queue } : {}),
-        });
-        const res = await api.call('GET', `/dead-letters?${q.toString()}`);
-        if (res.status >= 400) return failed(res);
-        if (ctx.json) {
-          ctx.out(JSON.stringify(res.body, null, 2));
-          return 0;
-        }
-        const letters = (res.body.deadLetters ?? []) as DeadLetterJson[];
-        for (const d of letters) {
-          ctx.out(
-            `${when(d.finishedOn)}  ${d.queue.padEnd(13)} ${d.id.padEnd(28)} ${d.name.padEnd(14)} ${String(d.attemptsMade).padStart(2)}×  ${d.failedReason}`,
-          );
-        }
-        const total = Number(res.body.total ?? 0);
-        ctx.out(
-          total === 0
-            ? 'No dead letters.'
-            : `${letters.length} shown of ${total} dead letter${total === 1 ? '' : 's'}.`,
-        );
-        return 0;
-      }
-      if (sub === 'show') {
-        const res = await api.call('GET', `${path(queue!, id!)}${on.has('data') ? '?include=data' : ''}`);
-        if (res.status >= 400) return failed(res);
-        const d = res.body as unknown as DeadLetterJson;
-        if (ctx.json) ctx.out(JSON.stringify(d, null, 2));
-        else {
-          ctx.out(`${d.queue} / ${d.id} (${d.name})`);
-          ctx.out(`  queued    ${when(d.timestamp)}`);
-          ctx.out(`  started   ${when(d.processedOn)}`);
-          ctx.out(
-            `  failed    ${when(d.finishedOn)} after ${d.attemptsMade} attempt${d.attemptsMade === 1 ? '' : 's'}`,
-          );
-          ctx.out(`  reason    ${d.failedReason}`);
-          for (const line of (d.stacktrace ?? []).slice(-1).flatMap((s) => s.split('\n').slice(0, 8)))
-            ctx.out(`  ${line}`);
-          if (d.data !== undefined) ctx.out(`  data      ${JSON.stringify(d.data)}`);
-        }
-        return 0;
-      }
-      if (sub === 'drop') {
-        const res = await api.call('DELETE', path(queue!, id!));
-        if (res.status >= 400) return failed(res);
-        ctx.out(`Dropped ${queue} / ${id}.`);
-        return 0;
-      }
-      if (!on.has('all')) {
-        const res = await api.call('POST', `${path(queue!, id!)}/replay`);
-        if (res.status >= 400) return failed(res);
-        ctx.out(`Replayed ${queue} / ${id}: it is back on its queue.`);
-        return 0;
-      }
-      // Bulk replay, one queue at a time so progress can be shown.
-      const listed = await api.call(
-        'GET',
-        `/dead-letters?limit=1${values.queue ? `&queue=${encodeURIComponent(values.queue)}` : ''}`,
-      );
-      if (listed.status >= 400) return failed(listed);
-      const counts = Object.entries((listed.body.counts ?? {}) as Record<string, number>).filter(
-        ([, n]) => n > 0,
-      );
-      const total = counts.reduce((sum, [, n]) => sum + n, 0);
-      if (total === 0) {
-        ctx.out('No dead letters to replay.');
-        return 0;
-      }
-      let done = 0;
-      for (const [name, n] of counts) {
-        const res = await api.call('POST', `/dead-letters/replay?queue=${encodeURIComponent(name)}`);
-        if (res.status >= 400) return failed(res);
-        done += Number(res.body.replayed ?? 0);
-        ctx.out(
-          `  ${name.padEnd(13)} ${String(res.body.replayed ?? 0).padStart(5)} of ${n} replayed   [${done}/${total}]`,
-        );
-      }
-      if (ctx.json) ctx.out(JSON.stringify({ replayed: done }));
-      else ctx.out(`Replayed ${done} dead letter${done === 1 ? '' : 's'}.`);
-      return 0;
+      if (sub === 'list') return await listLetters(run, values);
+      if (sub === 'show') return await showLetter(run, queue!, id!, on.has('data'));
+      if (sub === 'drop') return await dropLetter(run, queue!, id!);
+      if (!on.has('all')) return await replayLetter(run, queue!, id!);
+      return await replayAll(run, values.queue);
     } finally {
-      await api.close();
+      await run.api.close();
     }
   },
 };
+
+/** What each subcommand works with: the in-process admin API and the CLI's output. */
+interface Run {
+  api: Awaited<ReturnType<typeof adminClient>>;
+  ctx: CliContext;
+}
+
+/** Prints the API's error; the command's exit code. */
+function failed({ ctx }: Run, res: ApiResult): number {
+  const error = res.body.error as { message?: string } | undefined;
+  ctx.err(`Failed (${res.status}): ${error?.message ?? JSON.stringify(res.body)}`);
+  return 1;
+}
+
+async function listLetters(run: Run, values: Record<string, string>): Promise<number> {
+  const { api, ctx } = run;
+  const q = new URLSearchParams({
+    limit: values.limit ?? '50',
+    ...(values.queue ? { queue: values.queue } : {}),
+  });
+  const res = await api.call('GET', `/dead-letters?${q.toString()}`);
+  if (res.status >= 400) return failed(run, res);
+  if (ctx.json) {
+    ctx.out(JSON.stringify(res.body, null, 2));
+    return 0;
+  }
+  const letters = (res.body.deadLetters ?? []) as DeadLetterJson[];
+  for (const d of letters) {
+    ctx.out(
+      `${when(d.finishedOn)}  ${d.queue.padEnd(13)} ${d.id.padEnd(28)} ${d.name.padEnd(14)} ${String(d.attemptsMade).padStart(2)}×  ${d.failedReason}`,
+    );
+  }
+  const total = Number(res.body.total ?? 0);
+  ctx.out(
+    total === 0
+      ? 'No dead letters.'
+      : `${letters.length} shown of ${total} dead letter${total === 1 ? '' : 's'}.`,
+  );
+  return 0;
+}
+
+async function showLetter(run: Run, queue: string, id: string, withData: boolean): Promise<number> {
+  const { api, ctx } = run;
+  const res = await api.call('GET', `${path(queue, id)}${withData ? '?include=data' : ''}`);
+  if (res.status >= 400) return failed(run, res);
+  const d = res.body as unknown as DeadLetterJson;
+  if (ctx.json) ctx.out(JSON.stringify(d, null, 2));
+  else {
+    ctx.out(`${d.queue} / ${d.id} (${d.name})`);
+    ctx.out(`  queued    ${when(d.timestamp)}`);
+    ctx.out(`  started   ${when(d.processedOn)}`);
+    ctx.out(
+      `  failed    ${when(d.finishedOn)} after ${d.attemptsMade} attempt${d.attemptsMade === 1 ? '' : 's'}`,
+    );
+    ctx.out(`  reason    ${d.failedReason}`);
+    for (const line of (d.stacktrace ?? []).slice(-1).flatMap((s) => s.split('\n').slice(0, 8)))
+      ctx.out(`  ${line}`);
+    if (d.data !== undefined) ctx.out(`  data      ${JSON.stringify(d.data)}`);
+  }
+  return 0;
+}
+
+async function dropLetter(run: Run, queue: string, id: string): Promise<number> {
+  const res = await run.api.call('DELETE', path(queue, id));
+  if (res.status >= 400) return failed(run, res);
+  run.ctx.out(`Dropped ${queue} / ${id}.`);
+  return 0;
+}
+
+async function replayLetter(run: Run, queue: string, id: string): Promise<number> {
+  const res = await run.api.call('POST', `${path(queue, id)}/replay`);
+  if (res.status >= 400) return failed(run, res);
+  run.ctx.out(`Replayed ${queue} / ${id}: it is back on its queue.`);
+  return 0;
+}
+
+/** Bulk replay, one queue at a time so progress can be shown. */
+async function replayAll(run: Run, queue: string | undefined): Promise<number> {
+  const { api, ctx } = run;
+  const listed = await api.call(
+    'GET',
+    `/dead-letters?limit=1${queue ? `&queue=${encodeURIComponent(queue)}` : ''}`,
+  );
+  if (listed.status >= 400) return failed(run, listed);
+  const counts = Object.entries((listed.body.counts ?? {}) as Record<string, number>).filter(
+    ([, n]) => n > 0,
+  );
+  const total = counts.reduce((sum, [, n]) => sum + n, 0);
+  if (total === 0) {
+    ctx.out('No dead letters to replay.');
+    return 0;
+  }
+  let done = 0;
+  for (const [name, n] of counts) {
+    const res = await api.call('POST', `/dead-letters/replay?queue=${encodeURIComponent(name)}`);
+    if (res.status >= 400) return failed(run, res);
+    done += Number(res.body.replayed ?? 0);
+    ctx.out(
+      `  ${name.padEnd(13)} ${String(res.body.replayed ?? 0).padStart(5)} of ${n} replayed   [${done}/${total}]`,
+    );
+  }
+  if (ctx.json) ctx.out(JSON.stringify({ replayed: done }));
+  else ctx.out(`Replayed ${done} dead letter${done === 1 ? '' : 's'}.`);
+  return 0;
+}

@@ -89,17 +89,7 @@ export async function checkMongo(uri: string, timeoutMs: number): Promise<Doctor
   const connection = mongoose.createConnection();
   const where = redactUrl(uri);
   try {
-    await withTimeout(
-      connection.openUri(uri, {
-        serverSelectionTimeoutMS: timeoutMs,
-        connectTimeoutMS: timeoutMs,
-        autoIndex: false,
-        autoCreate: false,
-        bufferCommands: false,
-      }),
-      timeoutMs + 500,
-      `no answer within ${timeoutMs} ms`,
-    );
+    await openReadOnly(connection, uri, timeoutMs);
   } catch (err) {
     await connection.close(true).catch(() => undefined);
     return [
@@ -114,55 +104,13 @@ export async function checkMongo(uri: string, timeoutMs: number): Promise<Doctor
     ];
   }
   try {
-    const db = connection.db!;
-    const checks: DoctorCheck[] = [];
-    const info = await withTimeout(db.admin().command({ buildInfo: 1 }), timeoutMs, 'buildInfo timed out');
-    const ferret = typeof info.ferretdbVersion === 'string' ? ` (FerretDB ${info.ferretdbVersion})` : '';
-    checks.push({
-      id: 'mongodb.version',
-      section: 'services',
-      status: 'ok',
-      title: 'MongoDB',
-      detail: `reachable, version ${String(info.version)}${ferret}, database "${db.databaseName}" at ${where}`,
-    });
-    if (!/^mongodb(\+srv)?:\/\/[^/]+\/[^/?]+/.test(uri)) {
-      checks.push({
-        id: 'mongodb.database',
-        section: 'services',
-        status: 'warn',
-        title: 'MongoDB database',
-        detail: `MONGODB_URI names no database, so data goes to "${db.databaseName}"`,
-        fix: 'Put the database name in MONGODB_URI, e.g. mongodb://host:27017/rapport.',
-      });
-    }
+    const checks = await serverChecks(connection.db!, uri, where, timeoutMs);
     const models = [
       ...Object.values(registerIdentityModels(connection)),
       ...Object.values(registerRouterModels(connection)),
     ] as Model<unknown>[];
     const expected = uniqueIndexesOf(models);
-    const existing = new Set(
-      (
-        await withTimeout(
-          db.listCollections({}, { nameOnly: true }).toArray(),
-          timeoutMs,
-          'listCollections timed out',
-        )
-      ).map((c) => c.name),
-    );
-    const present = new Map<string, PresentIndex[]>();
-    for (const name of new Set(expected.map((e) => e.collection))) {
-      if (!existing.has(name)) continue;
-      const indexes = await withTimeout(
-        db.collection(name).indexes(),
-        timeoutMs,
-        `listIndexes ${name} timed out`,
-      );
-      present.set(
-        name,
-        indexes.map((i) => ({ key: i.key as Record<string, unknown>, unique: i.unique === true })),
-      );
-    }
-    checks.push(indexCheck(expected, present));
+    checks.push(indexCheck(expected, await presentIndexes(connection.db!, expected, timeoutMs)));
     return checks;
   } catch (err) {
     return [
@@ -178,4 +126,75 @@ export async function checkMongo(uri: string, timeoutMs: number): Promise<Doctor
   } finally {
     await connection.close(true).catch(() => undefined);
   }
+}
+
+/** Opens the connection creating nothing (no indexes, no collections), within the timeout. */
+async function openReadOnly(connection: mongoose.Connection, uri: string, timeoutMs: number): Promise<void> {
+  await withTimeout(
+    connection.openUri(uri, {
+      serverSelectionTimeoutMS: timeoutMs,
+      connectTimeoutMS: timeoutMs,
+      autoIndex: false,
+      autoCreate: false,
+      bufferCommands: false,
+    }),
+    timeoutMs + 500,
+    `no answer within ${timeoutMs} ms`,
+  );
+}
+
+/** The server's version (buildInfo), and a warning when MONGODB_URI names no database. */
+async function serverChecks(db: mongoose.mongo.Db, uri: string, where: string, timeoutMs: number) {
+  const checks: DoctorCheck[] = [];
+  const info = await withTimeout(db.admin().command({ buildInfo: 1 }), timeoutMs, 'buildInfo timed out');
+  const ferret = typeof info.ferretdbVersion === 'string' ? ` (FerretDB ${info.ferretdbVersion})` : '';
+  checks.push({
+    id: 'mongodb.version',
+    section: 'services',
+    status: 'ok',
+    title: 'MongoDB',
+    detail: `reachable, version ${String(info.version)}${ferret}, database "${db.databaseName}" at ${where}`,
+  });
+  if (!/^mongodb(\+srv)?:\/\/[^/]+\/[^/?]+/.test(uri)) {
+    checks.push({
+      id: 'mongodb.database',
+      section: 'services',
+      status: 'warn',
+      title: 'MongoDB database',
+      detail: `MONGODB_URI names no database, so data goes to "${db.databaseName}"`,
+      fix: 'Put the database name in MONGODB_URI, e.g. mongodb://host:27017/rapport.',
+    });
+  }
+  return checks;
+}
+
+/** The indexes of each expected collection that exists (collections that do not are left out). */
+async function presentIndexes(
+  db: mongoose.mongo.Db,
+  expected: ExpectedIndex[],
+  timeoutMs: number,
+): Promise<Map<string, PresentIndex[]>> {
+  const existing = new Set(
+    (
+      await withTimeout(
+        db.listCollections({}, { nameOnly: true }).toArray(),
+        timeoutMs,
+        'listCollections timed out',
+      )
+    ).map((c) => c.name),
+  );
+  const present = new Map<string, PresentIndex[]>();
+  for (const name of new Set(expected.map((e) => e.collection))) {
+    if (!existing.has(name)) continue;
+    const indexes = await withTimeout(
+      db.collection(name).indexes(),
+      timeoutMs,
+      `listIndexes ${name} timed out`,
+    );
+    present.set(
+      name,
+      indexes.map((i) => ({ key: i.key as Record<string, unknown>, unique: i.unique === true })),
+    );
+  }
+  return present;
 }

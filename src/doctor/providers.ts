@@ -12,7 +12,7 @@ import { createHmac } from 'node:crypto';
 import { access, constants } from 'node:fs/promises';
 import type { Config } from '../config';
 import { createSlackClient, SlackApiError } from '../channels/slack/client';
-import { messageOf, type DoctorCheck } from './types';
+import { messageOf, type CheckStatus, type DoctorCheck } from './types';
 
 const GRAPH_DEFAULT = 'https://graph.facebook.com';
 const TWILIO_DEFAULT = 'https://api.twilio.com';
@@ -98,6 +98,32 @@ export function graphFix(tokenVar: string, code: number | undefined, subcode: nu
   return `Graph refused ${tokenVar} (code ${code ?? '?'}${subcode !== undefined ? `/${subcode}` : ''}): check the token and the app's permissions.`;
 }
 
+/** The check of one provider call, fields in the order the report prints them. */
+function providerCheck(
+  id: string,
+  title: string,
+  status: CheckStatus,
+  detail: string,
+  fix?: string,
+): DoctorCheck {
+  return { id, section: 'providers', status, title, detail, ...(fix !== undefined ? { fix } : {}) };
+}
+
+/** GETs a provider's JSON answer (`{}` when the body is not JSON); `error` when it could not be reached. */
+async function getJson<T>(
+  url: string | URL,
+  authorization: string,
+  timeoutMs: number,
+): Promise<{ res: Response; body: T } | { error: unknown }> {
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { authorization }, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    return { error };
+  }
+  return { res, body: (await res.json().catch(() => ({}))) as T };
+}
+
 async function graphMe(
   config: Readonly<Config>,
   tokenVar: string,
@@ -117,52 +143,43 @@ async function graphMe(
   }
   const id = `graph.${tokenVar === 'MESSENGER_PAGE_ACCESS_TOKEN' ? 'messenger' : 'whatsapp-cloud'}`;
   const title = `Graph GET /me (${label})`;
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (err) {
-    return {
+  const answer = await getJson<GraphAnswer>(url, `Bearer ${token}`, timeoutMs);
+  if ('error' in answer) {
+    return providerCheck(
       id,
-      section: 'providers',
-      status: 'warn',
       title,
-      detail: `could not reach ${base}: ${messageOf(err)}`,
-      fix: 'Check outbound HTTPS from this machine to graph.facebook.com (proxy, firewall) or META_GRAPH_BASE_URL.',
-    };
+      'warn',
+      `could not reach ${base}: ${messageOf(answer.error)}`,
+      'Check outbound HTTPS from this machine to graph.facebook.com (proxy, firewall) or META_GRAPH_BASE_URL.',
+    );
   }
-  const body = (await res.json().catch(() => ({}))) as GraphAnswer;
+  const { res, body } = answer;
   if (res.ok && body.id) {
-    return {
+    return providerCheck(
       id,
-      section: 'providers',
-      status: 'ok',
       title,
-      detail: `token of "${body.name ?? '?'}" (id ${body.id}), Graph ${config.graph.version}`,
-    };
+      'ok',
+      `token of "${body.name ?? '?'}" (id ${body.id}), Graph ${config.graph.version}`,
+    );
   }
   if (res.status >= 500) {
-    return {
+    return providerCheck(
       id,
-      section: 'providers',
-      status: 'warn',
       title,
-      detail: `Graph answered HTTP ${res.status}`,
-      fix: 'Meta seems to be having trouble; run doctor again later.',
-    };
+      'warn',
+      `Graph answered HTTP ${res.status}`,
+      'Meta seems to be having trouble; run doctor again later.',
+    );
   }
   const code = body.error?.code;
   const sub = body.error?.error_subcode;
-  return {
+  return providerCheck(
     id,
-    section: 'providers',
-    status: 'fail',
     title,
-    detail: `${tokenVar} refused: HTTP ${res.status}${code !== undefined ? `, code ${code}${sub !== undefined ? `/${sub}` : ''}` : ''}`,
-    fix: graphFix(tokenVar, code, sub),
-  };
+    'fail',
+    `${tokenVar} refused: HTTP ${res.status}${code !== undefined ? `, code ${code}${sub !== undefined ? `/${sub}` : ''}` : ''}`,
+    graphFix(tokenVar, code, sub),
+  );
 }
 
 export async function checkGraph(config: Readonly<Config>, timeoutMs: number): Promise<DoctorCheck[]> {
@@ -190,86 +207,75 @@ export async function checkGraph(config: Readonly<Config>, timeoutMs: number): P
   return Promise.all(calls);
 }
 
+const TWILIO_CHECK = { id: 'twilio.account', title: 'Twilio account fetch' };
+
+interface TwilioAccount {
+  status?: string;
+  friendly_name?: string;
+  code?: number;
+  message?: string;
+}
+
 export async function checkTwilio(config: Readonly<Config>, timeoutMs: number): Promise<DoctorCheck[]> {
   const twilio = config.twilio;
   if (!twilio) return [];
   const base = (twilio.apiBaseUrl ?? TWILIO_DEFAULT).replace(/\/+$/, '');
-  const title = 'Twilio account fetch';
-  const id = 'twilio.account';
-  let res: Response;
-  try {
-    res = await fetch(`${base}/2010-04-01/Accounts/${encodeURIComponent(twilio.accountSid)}.json`, {
-      headers: {
-        authorization: `Basic ${Buffer.from(`${twilio.accountSid}:${twilio.authToken}`).toString('base64')}`,
-      },
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (err) {
+  const answer = await getJson<TwilioAccount>(
+    `${base}/2010-04-01/Accounts/${encodeURIComponent(twilio.accountSid)}.json`,
+    `Basic ${Buffer.from(`${twilio.accountSid}:${twilio.authToken}`).toString('base64')}`,
+    timeoutMs,
+  );
+  if ('error' in answer) {
     return [
-      {
-        id,
-        section: 'providers',
-        status: 'warn',
-        title,
-        detail: `could not reach ${base}: ${messageOf(err)}`,
-        fix: 'Check outbound HTTPS from this machine to api.twilio.com (proxy, firewall) or TWILIO_API_BASE_URL.',
-      },
+      providerCheck(
+        TWILIO_CHECK.id,
+        TWILIO_CHECK.title,
+        'warn',
+        `could not reach ${base}: ${messageOf(answer.error)}`,
+        'Check outbound HTTPS from this machine to api.twilio.com (proxy, firewall) or TWILIO_API_BASE_URL.',
+      ),
     ];
   }
-  const body = (await res.json().catch(() => ({}))) as {
-    status?: string;
-    friendly_name?: string;
-    code?: number;
-    message?: string;
-  };
+  return [twilioAccountCheck(twilio.accountSid, answer.res, answer.body)];
+}
+
+/** What Twilio's answer to the account fetch says about the credentials and the account. */
+function twilioAccountCheck(accountSid: string, res: Response, body: TwilioAccount): DoctorCheck {
+  if (res.ok && body.status !== undefined && body.status !== 'active') {
+    return providerCheck(
+      TWILIO_CHECK.id,
+      TWILIO_CHECK.title,
+      'fail',
+      `account ${accountSid} is ${body.status}`,
+      'Reactivate the account in the Twilio Console (Billing) or use an active one.',
+    );
+  }
   if (res.ok) {
-    if (body.status !== undefined && body.status !== 'active') {
-      return [
-        {
-          id,
-          section: 'providers',
-          status: 'fail',
-          title,
-          detail: `account ${twilio.accountSid} is ${body.status}`,
-          fix: 'Reactivate the account in the Twilio Console (Billing) or use an active one.',
-        },
-      ];
-    }
-    return [
-      {
-        id,
-        section: 'providers',
-        status: 'ok',
-        title,
-        detail: `account "${body.friendly_name ?? twilio.accountSid}" is ${body.status ?? 'reachable'}`,
-      },
-    ];
+    return providerCheck(
+      TWILIO_CHECK.id,
+      TWILIO_CHECK.title,
+      'ok',
+      `account "${body.friendly_name ?? accountSid}" is ${body.status ?? 'reachable'}`,
+    );
   }
   if (res.status >= 500) {
-    return [
-      {
-        id,
-        section: 'providers',
-        status: 'warn',
-        title,
-        detail: `Twilio answered HTTP ${res.status}`,
-        fix: 'Twilio seems to be having trouble; run doctor again later.',
-      },
-    ];
+    return providerCheck(
+      TWILIO_CHECK.id,
+      TWILIO_CHECK.title,
+      'warn',
+      `Twilio answered HTTP ${res.status}`,
+      'Twilio seems to be having trouble; run doctor again later.',
+    );
   }
-  return [
-    {
-      id,
-      section: 'providers',
-      status: 'fail',
-      title,
-      detail: `credentials refused: HTTP ${res.status}${body.code !== undefined ? `, code ${body.code}` : ''}`,
-      fix:
-        res.status === 401
-          ? 'TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN do not match: copy both from Twilio Console → Account Info (the primary Auth Token, not a secondary one or an API key secret).'
-          : 'TWILIO_ACCOUNT_SID names no account these credentials can read: copy it from Twilio Console → Account Info.',
-    },
-  ];
+  return providerCheck(
+    TWILIO_CHECK.id,
+    TWILIO_CHECK.title,
+    'fail',
+    `credentials refused: HTTP ${res.status}${body.code !== undefined ? `, code ${body.code}` : ''}`,
+    res.status === 401
+      ? 'TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN do not match: copy both from Twilio Console → Account Info (the primary Auth Token, not a secondary one or an API key secret).'
+      : 'TWILIO_ACCOUNT_SID names no account these credentials can read: copy it from Twilio Console → Account Info.',
+  );
 }
 
 /** GET `${PUBLIC_URL}/healthz`: a warning, never a failure, when it does not answer (NAT, split DNS). */

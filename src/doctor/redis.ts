@@ -32,52 +32,62 @@ export function compareVersions(a: string, b: string): number {
 
 /** The checks `INFO` answers (pure). */
 export function redisInfoChecks(info: Record<string, string>, url: string): DoctorCheck[] {
-  const version = info.redis_version ?? 'unknown';
-  const checks: DoctorCheck[] = [];
-  const where = redactUrl(url);
+  return [
+    redisVersionCheck(info.redis_version ?? 'unknown', redactUrl(url)),
+    maxmemoryPolicyCheck(info.maxmemory_policy),
+    aofCheck(info.aof_enabled),
+  ];
+}
+
+function redisVersionCheck(version: string, where: string): DoctorCheck {
   if (version !== 'unknown' && compareVersions(version, '5.0.0') < 0) {
-    checks.push({
+    return {
       id: 'redis.version',
       section: 'services',
       status: 'fail',
       title: 'Redis',
       detail: `version ${version} at ${where}; BullMQ needs 5.0.0 or later`,
       fix: 'Upgrade Redis to 6.2 or later (7.x recommended).',
-    });
-  } else if (version !== 'unknown' && compareVersions(version, '6.2.0') < 0) {
-    checks.push({
+    };
+  }
+  if (version !== 'unknown' && compareVersions(version, '6.2.0') < 0) {
+    return {
       id: 'redis.version',
       section: 'services',
       status: 'warn',
       title: 'Redis',
       detail: `version ${version} at ${where}; BullMQ recommends 6.2.0 or later`,
       fix: 'Upgrade Redis to 6.2 or later when you can.',
-    });
-  } else {
-    checks.push({
-      id: 'redis.version',
-      section: 'services',
-      status: 'ok',
-      title: 'Redis',
-      detail: `reachable, version ${version} at ${where}`,
-    });
+    };
   }
+  return {
+    id: 'redis.version',
+    section: 'services',
+    status: 'ok',
+    title: 'Redis',
+    detail: `reachable, version ${version} at ${where}`,
+  };
+}
 
-  const policy = info.maxmemory_policy;
-  checks.push(
+/** A Redis setting BullMQ relies on: ok when it is as wanted, else a warning with the fix. */
+function settingCheck(
+  id: string,
+  title: string,
+  found: { ok: true; detail: string } | { ok: false; detail: string; fix: string },
+): DoctorCheck {
+  return found.ok
+    ? { id, section: 'services', status: 'ok', title, detail: found.detail }
+    : { id, section: 'services', status: 'warn', title, detail: found.detail, fix: found.fix };
+}
+
+function maxmemoryPolicyCheck(policy: string | undefined): DoctorCheck {
+  return settingCheck(
+    'redis.maxmemory-policy',
+    'Redis maxmemory-policy',
     policy === 'noeviction'
-      ? {
-          id: 'redis.maxmemory-policy',
-          section: 'services',
-          status: 'ok',
-          title: 'Redis maxmemory-policy',
-          detail: 'noeviction',
-        }
+      ? { ok: true, detail: 'noeviction' }
       : {
-          id: 'redis.maxmemory-policy',
-          section: 'services',
-          status: 'warn',
-          title: 'Redis maxmemory-policy',
+          ok: false,
           detail:
             policy === undefined
               ? 'not reported by INFO'
@@ -85,22 +95,16 @@ export function redisInfoChecks(info: Record<string, string>, url: string): Doct
           fix: 'Set `maxmemory-policy noeviction` in redis.conf (or `CONFIG SET maxmemory-policy noeviction` then `CONFIG REWRITE`).',
         },
   );
+}
 
-  const aof = info.aof_enabled;
-  checks.push(
+function aofCheck(aof: string | undefined): DoctorCheck {
+  return settingCheck(
+    'redis.aof',
+    'Redis persistence',
     aof === '1'
-      ? {
-          id: 'redis.aof',
-          section: 'services',
-          status: 'ok',
-          title: 'Redis persistence',
-          detail: 'appendonly yes (AOF)',
-        }
+      ? { ok: true, detail: 'appendonly yes (AOF)' }
       : {
-          id: 'redis.aof',
-          section: 'services',
-          status: 'warn',
-          title: 'Redis persistence',
+          ok: false,
           detail:
             aof === undefined
               ? 'AOF state not reported by INFO'
@@ -108,7 +112,6 @@ export function redisInfoChecks(info: Record<string, string>, url: string): Doct
           fix: 'Set `appendonly yes` in redis.conf (or `CONFIG SET appendonly yes` then `CONFIG REWRITE`).',
         },
   );
-  return checks;
 }
 
 /**

@@ -55,7 +55,31 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   throw new PayloadError(`invalid request: ${problems.join('; ')}`);
 }
 
-export function agentJson(a: Agent) {
+/** The agent as the agents API answers with it (published as `Agent` in the OpenAPI document). */
+export const agentView = z.object({
+  id: z.string(),
+  slackUserId: z.string(),
+  name: z.string(),
+  inboxChannelId: z.string(),
+  capacity: z.number().int(),
+  backupAgentId: z.string().nullable(),
+  role: z.enum(AGENT_ROLES),
+  status: z.enum(['available', 'away', 'offline']),
+  awayUntil: z.string().nullable(),
+  active: z.boolean(),
+  createdAt: z.string(),
+  /** GET: how many customers they own now. */
+  openCustomers: z.number().int().optional(),
+  /** PATCH with `active: false`: how many of their customers were handed to others. */
+  reassignedCustomers: z.number().int().optional(),
+});
+
+export type AgentView = z.infer<typeof agentView>;
+
+/** GET /agents. */
+export const agentListView = z.object({ agents: z.array(agentView) });
+
+export function agentJson(a: Agent): AgentView {
   return {
     id: String(a._id),
     slackUserId: a.slackUserId,
@@ -106,12 +130,15 @@ export function agentAdminRoutes(o: {
         openCustomers: await o.router.ownership.openCount(String(a._id)),
       })),
     );
-    res.json({ agents: withLoad });
+    res.json({ agents: withLoad } satisfies z.infer<typeof agentListView>);
   });
 
   api.get('/agents/:id', async (req, res) => {
     const agent = await find(req.params.id);
-    res.json({ ...agentJson(agent), openCustomers: await o.router.ownership.openCount(String(agent._id)) });
+    res.json({
+      ...agentJson(agent),
+      openCustomers: await o.router.ownership.openCount(String(agent._id)),
+    } satisfies AgentView);
   });
 
   api.patch('/agents/:id', async (req, res) => {
@@ -154,7 +181,7 @@ export function agentAdminRoutes(o: {
     res.json({
       ...agentJson(updated),
       ...(body.active === false ? { reassignedCustomers: reassigned } : {}),
-    });
+    } satisfies AgentView);
   });
 
   return api;

@@ -20,7 +20,15 @@ import type { CountryCode } from 'libphonenumber-js';
 import { PayloadError } from '../errors';
 import type { ClaimService, ClaimTarget } from '../identity/claims';
 import { parseCustomerId, type MergeEventDoc, type MergeResult, type MergeService } from '../identity/merge';
-import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
+import {
+  MERGE_REASONS,
+  MERGE_STATUSES,
+  PROFILE_KEYS,
+  type Customer,
+  type Identity,
+  type IdentityModels,
+  type Message,
+} from '../identity/models';
 import { normalizePhone } from '../identity/phone';
 import { followToLive } from '../identity/tombstones';
 import { NotFoundError } from '../errors';
@@ -106,7 +114,35 @@ function messageView(m: Message) {
   };
 }
 
-export function mergeView(result: MergeResult) {
+/** A merge as the customers API answers with it (published as `Merge` in the OpenAPI document). */
+export const mergeRecordView = z.object({
+  id: z.string(),
+  survivorId: z.string(),
+  mergedId: z.string(),
+  reason: z.enum(MERGE_REASONS),
+  actor: z.string(),
+  status: z.enum(MERGE_STATUSES),
+  identityKeys: z.array(z.string()),
+  messagesMoved: z.number().int(),
+  profileTaken: z.array(z.enum(PROFILE_KEYS)),
+  createdAt: z.string(),
+  completedAt: z.string().nullable(),
+  undoneAt: z.string().nullable(),
+  undoActor: z.string().nullable(),
+  survivorOwnerAgentId: z.string().nullable(),
+  mergedOwnerAgentId: z.string().nullable(),
+});
+
+/** POST /customers/:id/merge, POST /merges/:id/undo, and an identity link that merged. */
+export const mergeAnswerView = z.object({ merge: mergeRecordView });
+
+/** POST /customers/:id/identities when the identity was free: attached to the customer. */
+export const attachedAnswerView = z.object({
+  attached: z.literal(true),
+  identity: z.object({ key: z.string(), kind: z.enum(['phone', 'email']), verified: z.literal(true) }),
+});
+
+export function mergeView(result: MergeResult): z.infer<typeof mergeRecordView> {
   const e: MergeEventDoc = result.event;
   return {
     id: String(e._id),
@@ -202,13 +238,13 @@ export function customerAdminRoutes(options: CustomerAdminOptions): Router {
       actor: adminActor(res),
     });
     await options.onMerged?.(result);
-    res.json({ merge: mergeView(result) });
+    res.json({ merge: mergeView(result) } satisfies z.infer<typeof mergeAnswerView>);
   });
 
   router.post('/merges/:id/undo', async (req, res) => {
     const result = await merges.undoMerge(req.params.id, adminActor(res));
     await options.onUnmerged?.(result);
-    res.json({ merge: mergeView(result) });
+    res.json({ merge: mergeView(result) } satisfies z.infer<typeof mergeAnswerView>);
   });
 
   router.post('/customers/:id/identities', async (req, res) => {
@@ -224,16 +260,21 @@ export function customerAdminRoutes(options: CustomerAdminOptions): Router {
       if (!EMAIL.test(email)) throw new PayloadError('email: not a valid email address');
       claim = { kind: 'email', value: email.toLowerCase() };
     }
-    const result = await claims.linkIdentity({ customerId: id, claim, actor: adminActor(res), reason: 'admin' });
+    const result = await claims.linkIdentity({
+      customerId: id,
+      claim,
+      actor: adminActor(res),
+      reason: 'admin',
+    });
     if ('attached' in result) {
       res.json({
         attached: true,
         identity: { key: `${claim.kind}:${claim.value}`, kind: claim.kind, verified: true },
-      });
+      } satisfies z.infer<typeof attachedAnswerView>);
       return;
     }
     await options.onMerged?.(result);
-    res.json({ merge: mergeView(result) });
+    res.json({ merge: mergeView(result) } satisfies z.infer<typeof mergeAnswerView>);
   });
 
   return router;

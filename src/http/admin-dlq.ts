@@ -17,6 +17,7 @@
  */
 import { Router, type Request } from 'express';
 import type { Job, Queue } from 'bullmq';
+import { z } from 'zod';
 import { AppError, ConflictError, NotFoundError, PayloadError } from '../errors';
 import type { Queues } from '../queue/queues';
 
@@ -40,18 +41,41 @@ export class ErasedCustomerJobError extends AppError {
   }
 }
 
-export interface DeadLetterJson {
-  id: string;
-  queue: string;
-  name: string;
-  failedReason: string;
-  attemptsMade: number;
-  timestamp: number;
-  finishedOn: number | null;
-  processedOn?: number | null;
-  stacktrace?: string[];
-  data?: unknown;
-}
+/** One dead letter as the API answers with it (published as `DeadLetter` in the OpenAPI document). */
+export const deadLetterView = z.object({
+  id: z.string(),
+  queue: z.string().describe('The queue or partition name, e.g. `to-agent`, `inbound-3`'),
+  name: z.string(),
+  failedReason: z.string(),
+  attemptsMade: z.number().int(),
+  timestamp: z.number().describe('When it was queued, ms since the epoch'),
+  finishedOn: z.number().nullable().describe('When its last attempt failed, ms since the epoch'),
+  processedOn: z.number().nullable().optional().describe('One dead letter: when its last attempt started'),
+  stacktrace: z.array(z.string()).optional().describe('One dead letter: the stack trace of each attempt'),
+  data: z.unknown().optional().describe('With `include=data`: the job data (customer data)'),
+});
+
+export type DeadLetterJson = z.infer<typeof deadLetterView>;
+
+/** GET /dead-letters. */
+export const deadLetterListView = z.object({
+  total: z.number().int(),
+  counts: z.record(z.string(), z.number().int()).describe('Dead letters per queue'),
+  deadLetters: z.array(deadLetterView),
+});
+
+/** POST /dead-letters/replay. */
+export const replayAllView = z.object({
+  replayed: z.number().int(),
+  refused: z
+    .number()
+    .int()
+    .describe('Dead letters of customers erased since they were queued (not replayed)'),
+  queues: z.record(z.string(), z.number().int()).describe('Replayed per queue'),
+});
+
+/** POST /dead-letters/:queue/:id/replay. */
+export const replayOneView = z.object({ replayed: z.literal(true), queue: z.string(), id: z.string() });
 
 /** Every concrete BullMQ queue, by its name (`to-agent`, `inbound-0`, …). */
 export function concreteQueues(queues: Queues): Map<string, Queue> {
@@ -127,7 +151,7 @@ export function dlqRoutes({ queues, maxLimit = 1000, isErased }: DlqRoutesOption
       .slice(0, limit);
     const counts = Object.fromEntries(perQueue.map(({ name, count }) => [name, count]));
     const total = perQueue.reduce((sum, { count }) => sum + count, 0);
-    res.json({ total, counts, deadLetters });
+    res.json({ total, counts, deadLetters } satisfies z.infer<typeof deadLetterListView>);
   });
 
   // Registered before `/:queue/:id` routes so `replay` is never read as a queue name.
@@ -158,7 +182,7 @@ export function dlqRoutes({ queues, maxLimit = 1000, isErased }: DlqRoutesOption
       perQueue[name] = n;
       replayed += n;
     }
-    res.json({ replayed, refused, queues: perQueue });
+    res.json({ replayed, refused, queues: perQueue } satisfies z.infer<typeof replayAllView>);
   });
 
   router.get('/dead-letters/:queue/:id', async (req, res) => {
@@ -172,7 +196,7 @@ export function dlqRoutes({ queues, maxLimit = 1000, isErased }: DlqRoutesOption
     await requireFailed(job);
     if (await isErased?.(job)) throw new ErasedCustomerJobError();
     await job.retry('failed');
-    res.json({ replayed: true, queue: name, id: String(job.id) });
+    res.json({ replayed: true, queue: name, id: String(job.id) } satisfies z.infer<typeof replayOneView>);
   });
 
   router.delete('/dead-letters/:queue/:id', async (req, res) => {

@@ -1,6 +1,7 @@
 /**
- * The admin API's OpenAPI 3.1 document, `GET /api/openapi.json`, generated from the same zod schemas
- * the handlers validate with (`z.toJSONSchema`), so request bodies cannot drift from the code.
+ * The admin API's OpenAPI 3.1 document, `GET /api/openapi.json`, generated (`z.toJSONSchema`) from
+ * the same zod schemas the handlers validate bodies with and type their answers by, so neither can
+ * drift from the code.
  *
  * Each admin route is declared once in `adminRouteSpecs` (method, path, summary, body/query schema,
  * responses). The route serves the document for the routes actually mounted next to it under
@@ -13,8 +14,17 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { createAgentSchema, updateAgentSchema } from './admin-agents';
-import { customerPatchBody, identityBody, mergeBody } from './admin-customers';
+import { agentListView, agentView, createAgentSchema, updateAgentSchema } from './admin-agents';
+import {
+  attachedAnswerView,
+  customerPatchBody,
+  identityBody,
+  mergeAnswerView,
+  mergeBody,
+  mergeRecordView,
+} from './admin-customers';
+import { deadLetterListView, deadLetterView, replayAllView, replayOneView } from './admin-dlq';
+import { errorBody } from './errors';
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -45,6 +55,17 @@ export type OpenApiDocument = Record<string, unknown> & {
   components: Record<string, Record<string, unknown>>;
 };
 
+/**
+ * Answer schemas published under `components.schemas`, by name: the handlers' own (each handler's
+ * answer is typed by its schema, so the document cannot drift from what it sends).
+ */
+const NAMED_ANSWERS: Record<string, z.ZodType> = {
+  Error: errorBody,
+  Agent: agentView,
+  Merge: mergeRecordView,
+  DeadLetter: deadLetterView,
+};
+
 /** Request body schemas published under `components.schemas`, by name. */
 const NAMED_BODIES = new Map<z.ZodType, string>([
   [createAgentSchema, 'CreateAgent'],
@@ -52,25 +73,6 @@ const NAMED_BODIES = new Map<z.ZodType, string>([
   [mergeBody, 'MergeCustomers'],
   [identityBody, 'LinkIdentity'],
 ]);
-
-/** The agent as the agents API answers with it (src/http/admin-agents.ts `agentJson`). */
-const agentView = z.object({
-  id: z.string(),
-  slackUserId: z.string(),
-  name: z.string(),
-  inboxChannelId: z.string(),
-  capacity: z.number().int(),
-  backupAgentId: z.string().nullable(),
-  role: z.enum(['agent', 'lead', 'admin']),
-  status: z.enum(['available', 'away', 'offline']),
-  awayUntil: z.string().nullable(),
-  active: z.boolean(),
-  createdAt: z.string(),
-  openCustomers: z.number().int().optional(),
-  reassignedCustomers: z.number().int().optional(),
-});
-
-const errorView = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 const flag = (value: string) => z.enum([value]).optional();
 
@@ -100,7 +102,7 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     path: '/agents',
     tag: 'agents',
     summary: 'List agents with their open customer counts',
-    responses: { 200: { description: 'All agents', schema: z.object({ agents: z.array(agentView) }) } },
+    responses: { 200: { description: 'All agents', schema: agentListView } },
   },
   {
     method: 'get',
@@ -168,7 +170,7 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     summary: 'Merge two customers (idempotent)',
     body: mergeBody,
     responses: {
-      200: { description: 'The merge record' },
+      200: { description: 'The merge record', schema: mergeAnswerView },
       409: { description: 'Self-merge, a tombstone, or a merge in progress' },
     },
   },
@@ -178,7 +180,7 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     tag: 'customers',
     summary: 'Undo a merge',
     responses: {
-      200: { description: 'The merge record, undone' },
+      200: { description: 'The merge record, undone', schema: mergeAnswerView },
       409: { description: 'A merge or undo is running' },
     },
   },
@@ -188,7 +190,12 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     tag: 'customers',
     summary: 'Link a verified phone number or email to a customer (merges if another customer has it)',
     body: identityBody,
-    responses: { 200: { description: 'Attached, or the merge it caused' } },
+    responses: {
+      200: {
+        description: 'Attached, or the merge it caused',
+        schema: z.union([attachedAnswerView, mergeAnswerView]),
+      },
+    },
   },
   // Data rights (src/http/admin-privacy.ts)
   {
@@ -237,7 +244,12 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
       limit: z.string().regex(/^\d+$/).optional().describe('1 to 1000, default 50'),
       include: flag('data').describe('`data` includes job data (customer data)'),
     }),
-    responses: { 200: { description: '`{ total, counts, deadLetters }`' } },
+    responses: {
+      200: {
+        description: 'Dead letters, newest first, and how many each queue holds',
+        schema: deadLetterListView,
+      },
+    },
   },
   {
     method: 'post',
@@ -247,8 +259,8 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     query: z.object({ queue: z.string().optional() }),
     responses: {
       200: {
-        description:
-          '`{ replayed, refused, queues }`; `refused` counts dead letters of customers erased since they were queued (not replayed)',
+        description: 'How many were replayed (in all and per queue) and refused',
+        schema: replayAllView,
       },
     },
   },
@@ -259,7 +271,7 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     summary: 'One dead letter with its stack trace',
     query: z.object({ include: flag('data') }),
     responses: {
-      200: { description: 'The dead letter' },
+      200: { description: 'The dead letter', schema: 'DeadLetter' },
       409: { description: 'The job is not in the failed state' },
     },
   },
@@ -269,7 +281,7 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
     tag: 'dead-letters',
     summary: 'Put one dead letter back on its queue',
     responses: {
-      200: { description: 'Replayed' },
+      200: { description: 'Replayed', schema: replayOneView },
       409: {
         description:
           'The job is not in the failed state, or it belongs to a customer erased since it was queued (code `erased_customer`)',
@@ -288,13 +300,36 @@ export const adminRouteSpecs: ApiRouteSpec[] = [
   },
 ];
 
-/** zod → JSON Schema 2020-12 (OpenAPI 3.1's dialect), as a request would be written (`io: 'input'`). */
-export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+/**
+ * zod → JSON Schema 2020-12 (OpenAPI 3.1's dialect): as a request would be written (`io: 'input'`,
+ * the default), or as an answer is sent (`'output'`).
+ */
+export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output' = 'input'): Record<string, unknown> {
   const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, {
-    io: 'input',
+    io,
     unrepresentable: 'any',
   }) as Record<string, unknown>;
   return rest;
+}
+
+/** The named answer schemas, so the answers that hold one refer to it instead of repeating it. */
+const answerNames = z.registry<{ id: string }>();
+for (const [id, schema] of Object.entries(NAMED_ANSWERS)) answerNames.add(schema, { id });
+
+/** An answer's JSON Schema (as sent, `io: 'output'`), a named schema inside it as a `$ref` to its component. */
+export function answerSchemaOf(schema: z.ZodType): Record<string, unknown> {
+  const {
+    $schema: _dialect,
+    $defs: _named,
+    ...rest
+  } = z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any', metadata: answerNames }) as Record<
+    string,
+    unknown
+  >;
+  return JSON.parse(JSON.stringify(rest).replaceAll('"#/$defs/', '"#/components/schemas/')) as Record<
+    string,
+    unknown
+  >;
 }
 
 /** `/agents/:id` → `/agents/{id}` and the parameter names. */
@@ -347,7 +382,7 @@ function operation(spec: ApiRouteSpec, params: string[]): Record<string, unknown
         ? undefined
         : typeof r.schema === 'string'
           ? ref('schemas', r.schema)
-          : jsonSchemaOf(r.schema);
+          : answerSchemaOf(r.schema);
     responses[status] = {
       description: r.description,
       ...(schema ? { content: { 'application/json': { schema } } } : {}),
@@ -397,7 +432,8 @@ export function buildOpenApi(routes: ApiRouteSpec[], options: OpenApiOptions = {
     const { path, params } = openApiPath(spec.path);
     (paths[path] ??= {})[spec.method] = operation(spec, params);
   }
-  const schemas: Record<string, unknown> = { Error: jsonSchemaOf(errorView), Agent: jsonSchemaOf(agentView) };
+  const schemas: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(NAMED_ANSWERS)) schemas[name] = jsonSchemaOf(schema, 'output');
   for (const [schema, name] of NAMED_BODIES) schemas[name] = jsonSchemaOf(schema);
   const errorResponse = (description: string) => ({
     description,

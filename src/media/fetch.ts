@@ -175,6 +175,9 @@ async function fromUrl(part: MediaPart, o: MediaFetchOptions, timeoutMs: number)
 
 async function fromWhatsAppWeb(part: MediaPart, o: MediaFetchOptions): Promise<FetchedMedia> {
   const kept = part.providerMediaId ? await o.whatsappWeb?.(part.providerMediaId) : undefined;
+  if (!kept && !part.providerMediaId && part.bytes !== undefined) {
+    throw new MediaFetchError('refused', 'the WhatsApp Web session does not download files this large');
+  }
   if (!kept) throw new MediaFetchError('unavailable', 'the WhatsApp Web session did not keep the file');
   const contentType = kept.contentType ?? part.contentType;
   return {

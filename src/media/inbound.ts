@@ -88,8 +88,12 @@ export function createInboundMedia(o: InboundMediaOptions) {
     const described = {
       ...(part.contentType ? { contentType: part.contentType } : {}),
       ...(part.filename ? { filename: part.filename } : {}),
+      ...(part.bytes !== undefined ? { bytes: part.bytes } : {}),
     };
     try {
+      // Declared too large before any download (WhatsApp Web did not fetch it): the same line as for a stream.
+      if (part.bytes !== undefined && part.bytes > o.maxBytes)
+        throw new MediaTooLargeError(o.maxBytes, part.bytes, true);
       const fetched = await fetchMedia(message.provider, part, o.fetch);
       // Messenger says only `image/*`: the file's own Content-Type is better then.
       const declared = part.contentType?.includes('*') ? undefined : part.contentType;

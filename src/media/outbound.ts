@@ -143,6 +143,7 @@ export function createOutboundMedia(o: OutboundMediaOptions) {
           contentType: stored?.metadata.contentType ?? m.contentType ?? 'application/octet-stream',
           ...(m.filename ? { filename: m.filename } : {}),
           load: () => o.store.read(id),
+          storedId: id,
         });
       }
       return { media: out };

@@ -71,6 +71,66 @@ export function fakeMessage(
   };
 }
 
+/**
+ * whatsapp-web.js's own `MessageMedia` class (`src/structures/MessageMedia.js`, a plain holder of
+ * mimetype, base64 data, filename, filesize), loaded alone: the package index would load puppeteer.
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the library's class, without its browser
+const MessageMedia = require('whatsapp-web.js/src/structures/MessageMedia') as new (
+  mimetype: string,
+  data: string,
+  filename?: string | null,
+  filesize?: number | null,
+) => WwebMedia;
+
+export interface FakeFile {
+  /** whatsapp-web.js message type: `image`, `ptt` (voice note), `audio`, `video`, `document`, `sticker`. */
+  type: string;
+  mimetype: string;
+  bytes: Buffer;
+  /** Documents carry their name; photos and voice notes none (null, as the library gives it). */
+  filename?: string;
+  caption?: string;
+}
+
+/**
+ * A customer's file as whatsapp-web.js emits it (`Message.js`): `hasMedia` true, the caption as
+ * `body`, the page model's `mimetype`/`size`/`filename` in `_data` (known before downloading), and
+ * `downloadMedia()` resolving a `MessageMedia` with the base64 data and `filesize`. `download`
+ * scripts it like the library: `expired` resolves undefined (media REUPLOADING / 404), `error`
+ * rejects (the page failed to decrypt it).
+ */
+export function fakeMediaMessage(
+  from: string,
+  file: FakeFile,
+  download: 'ok' | 'expired' | 'error' = 'ok',
+): WwebMessage {
+  const message = fakeMessage({
+    from,
+    type: file.type,
+    body: file.caption ?? '',
+    _data: {
+      mimetype: file.mimetype,
+      size: file.bytes.length,
+      ...(file.filename ? { filename: file.filename } : {}),
+    },
+  });
+  return {
+    ...message,
+    hasMedia: true,
+    async downloadMedia() {
+      if (download === 'expired') return undefined;
+      if (download === 'error') throw new Error('Evaluation failed: TypeError: Failed to fetch');
+      return new MessageMedia(
+        file.mimetype,
+        file.bytes.toString('base64'),
+        file.filename ?? null,
+        file.bytes.length,
+      );
+    },
+  };
+}
+
 export class FakeWhatsAppWebClient extends EventEmitter implements WhatsAppWebClientLike {
   readonly sent: SentRecord[] = [];
   destroyed = 0;
@@ -205,6 +265,21 @@ export interface WhatsAppWebHarness {
   close(): Promise<void>;
 }
 
+/** A debug logger whose lines are kept in `lines`, to check what is (not) logged. */
+export function capturedLog(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const log = createLogger({
+    level: 'debug',
+    destination: new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        done();
+      },
+    }),
+  });
+  return { log, lines };
+}
+
 export async function createWhatsAppWebHarness(label: string): Promise<WhatsAppWebHarness> {
   const name = uniqueName(label);
   const prefix = `rapport-${name}`;
@@ -213,16 +288,7 @@ export async function createWhatsAppWebHarness(label: string): Promise<WhatsAppW
   if (redis.status !== 'ready') await once(redis, 'ready');
   const queues = createQueues(redis, { prefix });
   const intake = createIntake({ queue: queues.inbound, redis, prefix });
-  const logs: string[] = [];
-  const log = createLogger({
-    level: 'debug',
-    destination: new Writable({
-      write(chunk: Buffer, _enc, done) {
-        logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    }),
-  });
+  const { log, lines: logs } = capturedLog();
   const mongo = connectMongo(
     `${process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017'}/rapport_${name}`,
     log,

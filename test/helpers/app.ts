@@ -4,7 +4,7 @@
  */
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
-import { buildApp, type RapportApp, type Role } from '../../src/app';
+import { buildApp, type AppOptions, type RapportApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { deletePrefixedKeys } from '../../src/queue/connection';
 
@@ -22,7 +22,7 @@ export interface TestApp {
 
 export async function startTestApp(
   overrides: Record<string, string | undefined> = {},
-  options: { role?: Role; waitForMongo?: boolean } = {},
+  options: { role?: Role; waitForMongo?: boolean } & Pick<AppOptions, 'whatsappWebClient'> = {},
 ): Promise<TestApp> {
   const config = loadConfig(testEnv(overrides));
   const logs: string[] = [];
@@ -32,7 +32,11 @@ export async function startTestApp(
       done();
     },
   });
-  const app = buildApp(config, { role: options.role ?? 'all', logDestination: destination });
+  const app = buildApp(config, {
+    role: options.role ?? 'all',
+    logDestination: destination,
+    ...(options.whatsappWebClient ? { whatsappWebClient: options.whatsappWebClient } : {}),
+  });
   if (app.redis.status !== 'ready') await once(app.redis, 'ready');
   const port = await app.listen(0);
   if (options.waitForMongo !== false) await app.mongo.ready;

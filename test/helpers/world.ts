@@ -9,6 +9,7 @@ import { signSlackRequest } from '../../src/channels/slack/signature';
 import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
 import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
+import type { AppOptions } from '../../src/app';
 import { startTestApp, type TestApp } from './app';
 import { TEST_ADMIN_TOKEN, TEST_META, TEST_TWILIO } from './env';
 import { formBody, twilioHeaders } from './signing';
@@ -76,7 +77,11 @@ export interface World {
 let seq = 0;
 const sid = (prefix: string) => `${prefix}${randomBytes(16).toString('hex')}`;
 
-export async function startWorld(env: Record<string, string | undefined> = {}): Promise<World> {
+/** `whatsappWebClient`: with WHATSAPP_WEB_ENABLED, the (fake) clients the session builds. */
+export async function startWorld(
+  env: Record<string, string | undefined> = {},
+  options: Pick<AppOptions, 'whatsappWebClient'> = {},
+): Promise<World> {
   const slack = await startSlackEmulator({ token: 'xoxb-test-token' });
   const twilio = await startTwilioEmulator(TEST_TWILIO);
   const graph = await startGraphEmulator({
@@ -85,19 +90,22 @@ export async function startWorld(env: Record<string, string | undefined> = {}): 
     phoneNumberId: CLOUD_PHONE_ID,
     pageId: PAGE_ID,
   });
-  const t = await startTestApp({
-    PUBLIC_URL,
-    SLACK_BOT_TOKEN: slack.token,
-    SLACK_SIGNING_SECRET: SLACK_SECRET,
-    SLACK_API_URL: slack.url,
-    SLACK_ESCALATION_CHANNEL: ESCALATION,
-    TWILIO_API_BASE_URL: twilio.url,
-    META_GRAPH_BASE_URL: graph.url,
-    REPLY_UNDO_SECONDS: '0',
-    INBOUND_PARTITIONS: '4',
-    LOG_LEVEL: 'debug',
-    ...env,
-  });
+  const t = await startTestApp(
+    {
+      PUBLIC_URL,
+      SLACK_BOT_TOKEN: slack.token,
+      SLACK_SIGNING_SECRET: SLACK_SECRET,
+      SLACK_API_URL: slack.url,
+      SLACK_ESCALATION_CHANNEL: ESCALATION,
+      TWILIO_API_BASE_URL: twilio.url,
+      META_GRAPH_BASE_URL: graph.url,
+      REPLY_UNDO_SECONDS: '0',
+      INBOUND_PARTITIONS: '4',
+      LOG_LEVEL: 'debug',
+      ...env,
+    },
+    options,
+  );
 
   const postTwilio = (path: string, form: Record<string, string>) =>
     fetch(`${t.baseUrl}${path}`, {

@@ -17,6 +17,7 @@ import { TEST_ADMIN_TOKEN, TEST_TWILIO } from '../helpers/env';
 import { createMediaStore } from '../../src/media/store';
 import { createRetentionPurge } from '../../src/privacy/retention';
 import type { EmulatedMessage } from '../emulators/slack';
+import { mediaThreads } from '../helpers/media-thread';
 
 const ALEX = { slackUserId: 'U0ALEXM', name: 'Alex', inboxChannelId: 'C0MEDIA' };
 const MAX = 200_000;
@@ -73,23 +74,10 @@ describe('inbound media: customers’ files in the Slack thread', () => {
   });
   afterAll(() => w.stop());
 
-  /** The thread replies (after the card) once `done` holds for them. */
-  async function threadOf(
-    marker: (m: EmulatedMessage) => boolean,
-    done: (replies: EmulatedMessage[]) => boolean,
-  ): Promise<EmulatedMessage[]> {
-    return eventually(async () => {
-      const channel = ALEX.inboxChannelId;
-      const card = w.slack
-        .messages(channel)
-        .filter((m) => m.metadata?.event_type === 'rapport_card')
-        .find((c) => w.slack.thread(channel, c.ts).some(marker));
-      return card ? w.slack.thread(channel, card.ts).slice(1) : [];
-    }, done);
-  }
-
-  const fileBytes = (m: EmulatedMessage | undefined) =>
-    m?.files?.[0] ? w.slack.fileContent(m.files[0].id) : undefined;
+  const thread = () => mediaThreads(w, ALEX.inboxChannelId);
+  const threadOf: ReturnType<typeof mediaThreads>['replies'] = (marker, done) =>
+    thread().replies(marker, done);
+  const fileBytes = (m: EmulatedMessage | undefined) => thread().fileBytes(m);
 
   test('a WhatsApp Cloud photo is fetched with the token and uploaded into the thread with its caption', async () => {
     const bytes = randomBytes(60_000);

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { signMediaUrl } from '../../src/media/outbound';
 import { eventually } from '../helpers/eventually';
+import { mediaThreads } from '../helpers/media-thread';
 import { PUBLIC_URL, startWorld, type World } from '../helpers/world';
 
 const ALEX = { slackUserId: 'U0ALEXO', name: 'Alex', inboxChannelId: 'C0OUTMEDIA' };
@@ -23,23 +24,9 @@ describe('outbound media: agents’ files reach the customer', () => {
   });
   afterAll(() => w.stop());
 
-  async function threadWith(text: string): Promise<string> {
-    const card = await eventually(
-      async () =>
-        w.slack
-          .messages(ALEX.inboxChannelId)
-          .filter((m) => m.metadata?.event_type === 'rapport_card')
-          .find((c) => w.slack.thread(ALEX.inboxChannelId, c.ts).some((r) => r.text.includes(text))),
-      Boolean,
-    );
-    return card!.ts;
-  }
-
-  const notes = (threadTs: string) =>
-    w.slack
-      .thread(ALEX.inboxChannelId, threadTs)
-      .filter((m) => m.username === 'Rapport')
-      .map((m) => m.text);
+  const threadWith = (text: string) => mediaThreads(w, ALEX.inboxChannelId).cardWith(text);
+  const noteWith = (threadTs: string, marker: string) =>
+    mediaThreads(w, ALEX.inboxChannelId).noteWith(threadTs, marker);
 
   /** Fetches a Rapport media URL through the test app (PUBLIC_URL is not this host). */
   const fetchRapport = (url: string) => fetch(url.replace(PUBLIC_URL, w.t.baseUrl));
@@ -133,7 +120,7 @@ describe('outbound media: agents’ files reach the customer', () => {
       mimetype: 'application/pdf',
       data: randomBytes(2_000),
     });
-    const note = await eventually(async () => notes(thread).find((t) => t.includes('Not sent')), Boolean);
+    const note = await noteWith(thread, 'Not sent');
     expect(note).toContain('SMS cannot take "form &lt;!here&gt;.pdf": it cannot carry application/pdf files');
     expect(note).toContain('share a link to the file');
     expect(note).toContain('`whatsapp:`');
@@ -152,7 +139,7 @@ describe('outbound media: agents’ files reach the customer', () => {
       mimetype: 'image/jpeg',
       data: randomBytes(5_200_000),
     });
-    const note = await eventually(async () => notes(thread).find((t) => t.includes('Not sent')), Boolean);
+    const note = await noteWith(thread, 'Not sent');
     expect(note).toContain('images there can be at most 5.0 MB and this one is 5.2 MB');
   });
 
@@ -165,10 +152,7 @@ describe('outbound media: agents’ files reach the customer', () => {
       mimetype: 'application/pdf',
       data: randomBytes(3_000),
     });
-    const note = await eventually(
-      async () => notes(thread).find((t) => t.includes('Not delivered')),
-      Boolean,
-    );
+    const note = await noteWith(thread, 'Not delivered');
     expect(note).toContain('Not delivered on WhatsApp');
   });
 });

@@ -5,8 +5,10 @@
  * `GET /api/openapi.json` serves it behind the admin token.
  */
 import { z } from 'zod';
-import { createAgentSchema, updateAgentSchema } from '../../src/http/admin-agents';
-import { identityBody, mergeBody } from '../../src/http/admin-customers';
+import { agentView, createAgentSchema, updateAgentSchema } from '../../src/http/admin-agents';
+import { identityBody, mergeBody, mergeRecordView } from '../../src/http/admin-customers';
+import { deadLetterView } from '../../src/http/admin-dlq';
+import { errorBody } from '../../src/http/errors';
 import {
   adminRouteSpecs,
   buildOpenApi,
@@ -131,6 +133,35 @@ function openApiProblems(doc: OpenApiDocument): string[] {
   return problems;
 }
 
+/** Where `value` does not fit the JSON Schema `schema` of `doc` (the subset zod emits: $ref, objects, arrays, anyOf, enum, const, types). */
+function misfits(doc: unknown, schema: unknown, value: unknown, at = '$'): string[] {
+  if (!isObject(schema)) return [];
+  if (typeof schema.$ref === 'string') return misfits(doc, resolvePointer(doc, schema.$ref), value, at);
+  if (Array.isArray(schema.anyOf)) {
+    const fits = schema.anyOf.some((s) => misfits(doc, s, value, at).length === 0);
+    return fits ? [] : [`${at}: fits none of anyOf`];
+  }
+  if ('const' in schema && value !== schema.const) return [`${at}: not ${JSON.stringify(schema.const)}`];
+  if (Array.isArray(schema.enum) && !schema.enum.includes(value))
+    return [`${at}: ${String(value)} not in enum`];
+  const types = ([] as unknown[]).concat(schema.type ?? []);
+  const typeOf = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+  const typeFits = (t: unknown) => t === typeOf || (t === 'integer' && Number.isInteger(value));
+  if (types.length > 0 && !types.some(typeFits)) return [`${at}: ${typeOf}, not ${types.join('|')}`];
+  if (Array.isArray(value)) return value.flatMap((v, i) => misfits(doc, schema.items, v, `${at}[${i}]`));
+  if (!isObject(value)) return [];
+  const properties = isObject(schema.properties) ? schema.properties : {};
+  const problems = ((schema.required as string[] | undefined) ?? [])
+    .filter((k) => !(k in value))
+    .map((k) => `${at}.${k}: missing`);
+  for (const [k, v] of Object.entries(value)) {
+    if (k in properties) problems.push(...misfits(doc, properties[k], v, `${at}.${k}`));
+    else if (schema.additionalProperties === false) problems.push(`${at}.${k}: not in the schema`);
+    else problems.push(...misfits(doc, schema.additionalProperties, v, `${at}.${k}`));
+  }
+  return problems;
+}
+
 beforeAll(async () => {
   t = await startTestApp({ LOG_LEVEL: 'silent' }, { role: 'api' });
 });
@@ -231,5 +262,64 @@ describe('the admin API OpenAPI document', () => {
     expect(served).toEqual(JSON.parse(JSON.stringify(openApiFor(apiRouter(t.app)))));
     expect(served.servers).toEqual([{ url: '/api' }]);
     expect(Object.keys(served.paths)).toContain('/openapi.json');
+  });
+  it('describes answers with the zod schemas the handlers type them by, and real answers fit them', async () => {
+    const doc = openApiFor(apiRouter(t.app));
+    const answerJson = (s: z.ZodType) => {
+      const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io: 'output', unrepresentable: 'any' });
+      return rest;
+    };
+    expect(doc.components.schemas).toMatchObject({
+      Agent: answerJson(agentView),
+      Error: answerJson(errorBody),
+      Merge: answerJson(mergeRecordView),
+      DeadLetter: answerJson(deadLetterView),
+    });
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${t.baseUrl}/api${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, body: (await res.json()) as unknown };
+    };
+    const answerSchema = (path: string, method: string, status: number) => {
+      const response = doc.paths[path]![method]!.responses as Record<string, unknown>;
+      const entry = response[String(status)] as Record<string, unknown>;
+      const resolved = (typeof entry.$ref === 'string' ? resolvePointer(doc, entry.$ref) : entry) as {
+        content: Record<string, { schema: unknown }>;
+      };
+      return resolved.content['application/json']!.schema;
+    };
+
+    const created = await call('POST', '/agents', {
+      slackUserId: 'U0SCHEMA',
+      name: 'Sam',
+      inboxChannelId: 'C0SCHEMA',
+    });
+    expect(created.status).toBe(201);
+    expect(misfits(doc, answerSchema('/agents', 'post', 201), created.body)).toEqual([]);
+    const id = (created.body as { id: string }).id;
+    const answers: [string, string, string, number][] = [
+      ['GET', '/agents', '/agents', 200],
+      ['GET', `/agents/${id}`, '/agents/{id}', 200],
+      ['PATCH', `/agents/${id}`, '/agents/{id}', 200],
+      ['GET', '/dead-letters', '/dead-letters', 200],
+      ['POST', '/dead-letters/replay', '/dead-letters/replay', 200],
+      ['GET', '/agents/0123456789abcdef01234567', '/agents/{id}', 404],
+    ];
+    for (const [method, path, documented, status] of answers) {
+      const answer = await call(
+        method,
+        path,
+        method === 'PATCH' ? { capacity: 7, active: false } : undefined,
+      );
+      expect([path, answer.status]).toEqual([path, status]);
+      expect(misfits(doc, answerSchema(documented, method.toLowerCase(), status), answer.body)).toEqual([]);
+    }
+    // The check itself catches an answer that does not fit.
+    expect(
+      misfits(doc, answerSchema('/agents', 'post', 201), { ...(created.body as object), extra: 1 }),
+    ).toEqual(['$.extra: not in the schema']);
   });
 });

@@ -147,8 +147,9 @@ describe('whatsapp-web channel routing', () => {
       (d) => d !== undefined,
       5_000,
     );
+    // The declared size travels with it, so the agent's line can say how large it was.
     expect(data?.type === 'message' ? data.message.parts : []).toEqual([
-      { kind: 'media', contentType: 'video/mp4' },
+      { kind: 'media', contentType: 'video/mp4', bytes: 50_000_000 },
     ]);
     await channel.stop();
   });

@@ -1,11 +1,14 @@
 /**
  * The pure parts of src/media: what each channel can carry (the README "Media" table), the signed
- * media URLs, and how unnamed files are named and sizes are written.
+ * media URLs, how unnamed files are named and sizes are written, and WhatsApp Web's files (a
+ * size-refused file explained, agents' files read from the store).
  */
 import { checkMedia } from '../../src/media/limits';
 import { signMediaUrl, verifyMediaUrl } from '../../src/media/outbound';
 import { defaultFilename, formatBytes } from '../../src/media/inbound';
 import { mediaId } from '../../src/media/store';
+import { fetchMedia } from '../../src/media/fetch';
+import { outboundMediaLoader } from '../../src/channels/whatsapp-web/media';
 
 const MB = 1_000_000;
 
@@ -78,5 +81,48 @@ describe('naming and sizes', () => {
     expect(mediaId('in', 'twilio:MM1', 0)).toBe(mediaId('in', 'twilio:MM1', 0));
     expect(mediaId('in', 'twilio:MM1', 0)).not.toBe(mediaId('in', 'twilio:MM1', 1));
     expect(mediaId('out', 'slack:C1:1.2', 0)).toMatch(/^out-[A-Za-z0-9_-]{32}$/);
+  });
+});
+
+describe('WhatsApp Web files', () => {
+  it('a file the session did not download for its size is refused with that reason, else unavailable', async () => {
+    const none = { whatsappWeb: async () => undefined };
+    const big = fetchMedia(
+      'whatsapp-web',
+      { kind: 'media', contentType: 'video/mp4', bytes: 20_000_000 },
+      none,
+    );
+    await expect(big).rejects.toMatchObject({ reason: 'refused' });
+    await expect(big).rejects.toThrow('does not download files this large');
+    const lost = fetchMedia('whatsapp-web', { kind: 'media', contentType: 'application/pdf' }, none);
+    await expect(lost).rejects.toMatchObject({ reason: 'unavailable' });
+  });
+
+  it('an agent’s file is read from the media store; anything else is fetched from its URL', async () => {
+    const urls: string[] = [];
+    const load = outboundMediaLoader(
+      async (id) =>
+        id === 'out-k-0' ? { data: Buffer.from('PDFBYTES'), contentType: 'application/pdf' } : undefined,
+      async (url) => {
+        urls.push(url);
+        return { mimetype: 'image/png', data: 'AAAA' };
+      },
+    );
+    expect(
+      await load({
+        url: 'https://rapport.example.test/media/out-k-0',
+        storedId: 'out-k-0',
+        filename: 'a.pdf',
+      }),
+    ).toEqual({
+      mimetype: 'application/pdf',
+      data: Buffer.from('PDFBYTES').toString('base64'),
+      filename: 'a.pdf',
+      filesize: 8,
+    });
+    expect(urls).toEqual([]);
+    await expect(load({ url: 'https://x.test/y', storedId: 'out-gone-0' })).rejects.toThrow('not found');
+    await load({ url: 'http://127.0.0.1:1/label.png' });
+    expect(urls).toEqual(['http://127.0.0.1:1/label.png']);
   });
 });

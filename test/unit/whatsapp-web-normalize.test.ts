@@ -123,8 +123,14 @@ describe('whatsapp-web normalisation', () => {
       receivedAt: RECEIVED,
       media: { stored: false, reason: 'too_large', contentType: 'video/mp4', bytes: 90_000_000 },
     });
-    expect(m?.parts).toEqual([{ kind: 'media', contentType: 'video/mp4' }]);
+    // With its declared size, so the agent's line says how large it was.
+    expect(m?.parts).toEqual([{ kind: 'media', contentType: 'video/mp4', bytes: 90_000_000 }]);
     expect(m?.text).toBeUndefined();
+    const lost = normalizeWhatsAppWebMessage(message({ type: 'video', hasMedia: true, body: '' }), {
+      receivedAt: RECEIVED,
+      media: { stored: false, reason: 'unavailable', contentType: 'video/mp4', bytes: 5_000 },
+    });
+    expect(lost?.parts).toEqual([{ kind: 'media', contentType: 'video/mp4' }]);
   });
 
   it('reads a location from its coordinates and never uses the thumbnail body as text', () => {

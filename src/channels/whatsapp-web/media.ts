@@ -11,9 +11,10 @@
  * Unlike Twilio or Meta URLs, WhatsApp Web media cannot be fetched again later without the live
  * session, which is why the bytes are copied at receive time.
  */
+import type { OutboundMedia } from '../sender';
 import type { BlobStore } from './store';
 import type { InboundMediaRef } from './normalize';
-import type { WwebMessage } from './wire';
+import type { WwebMedia, WwebMessage } from './wire';
 
 /** WhatsApp's own limit for documents is far higher; 16 MiB covers photos, voice notes and short videos. */
 export const DEFAULT_MAX_MEDIA_BYTES = 16 * 1024 * 1024;
@@ -110,5 +111,32 @@ export function createMediaStore({
         ...(info?.filename ? { filename: info.filename } : {}),
       };
     },
+  };
+}
+
+/** Reads a file from Rapport's media store by id (an agent's file). */
+export type StoredMediaReader = (
+  id: string,
+) => Promise<{ data: Buffer; contentType?: string; filename?: string } | undefined>;
+
+/**
+ * Loads an outbound file as whatsapp-web.js's `MessageMedia` fields: an agent's file from Rapport's
+ * media store (the session holder reads MongoDB directly instead of fetching its own public URL),
+ * anything else from its URL.
+ */
+export function outboundMediaLoader(
+  readStored: StoredMediaReader | undefined,
+  fetchUrl: (url: string, filename?: string) => Promise<WwebMedia>,
+): (media: OutboundMedia) => Promise<WwebMedia> {
+  return async (m) => {
+    if (!m.storedId || !readStored) return fetchUrl(m.url, m.filename);
+    const stored = await readStored(m.storedId);
+    if (!stored) throw new Error(`stored media ${m.storedId} not found`);
+    return {
+      mimetype: m.contentType ?? stored.contentType ?? 'application/octet-stream',
+      data: stored.data.toString('base64'),
+      filename: m.filename ?? stored.filename ?? null,
+      filesize: stored.data.length,
+    };
   };
 }

@@ -160,6 +160,9 @@ function partsOf(msg: WwebMessageFields, media: InboundMediaRef | undefined): Me
         ...(contentType ? { contentType } : {}),
         ...(filename ? { filename } : {}),
         ...(caption ? { caption } : {}),
+        ...(media && !media.stored && media.reason === 'too_large' && media.bytes !== undefined
+          ? { bytes: media.bytes }
+          : {}),
       },
     ];
   }

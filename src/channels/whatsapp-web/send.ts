@@ -32,6 +32,7 @@ import {
   type OutboundMessage,
   type SendFailureReason,
   type SendProgress,
+  type SendResult,
 } from '../sender';
 import { PROVIDER } from './normalize';
 import type { WhatsAppWebClientLike, WwebMedia } from './wire';
@@ -148,6 +149,113 @@ export interface WhatsAppWebSenderOptions {
   log: Logger;
 }
 
+const failureOf = (result: Extract<SendJobResult, { ok: false }>) =>
+  new OutboundError(result.message, PROVIDER, result.reason, result.providerCode);
+
+type Found = { sent: SendResult } | { job: Job<SendJobData> | undefined };
+
+/**
+ * An earlier job for this message (a retried call): its success, or the job to wait for, or none
+ * (queue anew). Throws its failure when retrying cannot help, and `uncertain` when it stalled.
+ */
+async function earlierJob(
+  queue: Queue,
+  jobId: string,
+  done: string[],
+  progress: SendProgress | undefined,
+): Promise<Found> {
+  const job: Job<SendJobData> | undefined = await queue.getJob(jobId);
+  if (!job) return { job: undefined };
+  const state = await job.getState();
+  if (state === 'completed') {
+    const result = parseSendJobResult(job.returnvalue);
+    if (result) await record(result, done, progress);
+    if (result?.ok) return { sent: { provider: PROVIDER, providerMessageId: result.providerMessageId } };
+    if (result && !retryable(result.reason)) throw failureOf(result);
+    await job.remove();
+    return { job: undefined };
+  }
+  if (state === 'failed') {
+    // The session process died (stalled) mid-send: it may have gone out. Not resent blindly.
+    throw new OutboundError(
+      'the WhatsApp Web session stopped while sending this message',
+      PROVIDER,
+      'uncertain',
+      undefined,
+    );
+  }
+  if (state === 'unknown') {
+    await job.remove().catch(() => undefined);
+    return { job: undefined };
+  }
+  return { job };
+}
+
+/** The job carrying `message` — an earlier one re-attached, else a new one — or its earlier success. */
+async function jobFor(
+  queue: Queue,
+  ready: Promise<unknown>,
+  jobId: string,
+  message: OutboundMessage,
+  done: string[],
+  progress: SendProgress | undefined,
+): Promise<{ sent: SendResult } | { job: Job<SendJobData> }> {
+  try {
+    await ready;
+    const found = await earlierJob(queue, jobId, done, progress);
+    if ('sent' in found) return found;
+    const data: SendJobData = { message, ...(done.length > 0 ? { done } : {}) };
+    const job =
+      found.job ??
+      (await queue.add('send', data, {
+        jobId,
+        attempts: 1,
+        removeOnComplete: { age: 24 * 3600 },
+        removeOnFail: { age: 7 * 24 * 3600 },
+      }));
+    return { job };
+  } catch (err) {
+    if (err instanceof OutboundError) throw err;
+    throw new OutboundError('whatsapp-web send queue unavailable', PROVIDER, 'unavailable', undefined, {
+      cause: err,
+    });
+  }
+}
+
+/** The job's result, once the session holder ran it (at most `timeoutMs`). */
+async function resultOf(
+  job: Job<SendJobData>,
+  queueEvents: QueueEvents,
+  timeoutMs: number,
+  log: Logger,
+): Promise<SendJobResult> {
+  let value: unknown;
+  try {
+    value = await job.waitUntilFinished(queueEvents, timeoutMs);
+  } catch (err) {
+    const timedOut = err instanceof Error && /timed out/i.test(err.message);
+    log.warn({ jobId: job.id, timedOut }, 'whatsapp-web send did not complete');
+    throw new OutboundError(
+      timedOut
+        ? `no WhatsApp Web session sent the message within ${Math.round(timeoutMs / 1000)} s (is the whatsapp-web role running and ready?)`
+        : 'the WhatsApp Web send failed in the session process',
+      PROVIDER,
+      'unavailable',
+      undefined,
+      { cause: err },
+    );
+  }
+  const result = parseSendJobResult(value);
+  if (!result)
+    throw new OutboundError(
+      'malformed result from the WhatsApp Web session',
+      PROVIDER,
+      'unavailable',
+      undefined,
+    );
+  return result;
+}
+
 export function createWhatsAppWebSender({
   queue,
   queueEvents,
@@ -157,80 +265,16 @@ export function createWhatsAppWebSender({
   const ready = queueEvents.waitUntilReady();
   ready.catch(() => undefined);
 
-  const failureOf = (result: Extract<SendJobResult, { ok: false }>) =>
-    new OutboundError(result.message, PROVIDER, result.reason, result.providerCode);
-
   return {
     provider: PROVIDER,
     channels: ['whatsapp'],
     async send(message, progress) {
       validateOutbound(message);
       const jobId = jobIdFor(`${PROVIDER}-out:${message.key}`);
-      let job: Job<SendJobData> | undefined;
       const done = [...(progress?.done ?? [])];
-      try {
-        await ready;
-        job = await queue.getJob(jobId);
-        if (job) {
-          const state = await job.getState();
-          if (state === 'completed') {
-            const result = parseSendJobResult(job.returnvalue);
-            if (result) await record(result, done, progress);
-            if (result?.ok) return { provider: PROVIDER, providerMessageId: result.providerMessageId };
-            if (result && !retryable(result.reason)) throw failureOf(result);
-            await job.remove();
-            job = undefined;
-          } else if (state === 'failed') {
-            // The session process died (stalled) mid-send: it may have gone out. Not resent blindly.
-            throw new OutboundError(
-              'the WhatsApp Web session stopped while sending this message',
-              PROVIDER,
-              'uncertain',
-              undefined,
-            );
-          } else if (state === 'unknown') {
-            await job.remove().catch(() => undefined);
-            job = undefined;
-          }
-        }
-        const data: SendJobData = { message, ...(done.length > 0 ? { done } : {}) };
-        job ??= await queue.add('send', data, {
-          jobId,
-          attempts: 1,
-          removeOnComplete: { age: 24 * 3600 },
-          removeOnFail: { age: 7 * 24 * 3600 },
-        });
-      } catch (err) {
-        if (err instanceof OutboundError) throw err;
-        throw new OutboundError('whatsapp-web send queue unavailable', PROVIDER, 'unavailable', undefined, {
-          cause: err,
-        });
-      }
-
-      let value: unknown;
-      try {
-        value = await job.waitUntilFinished(queueEvents, timeoutMs);
-      } catch (err) {
-        const timedOut = err instanceof Error && /timed out/i.test(err.message);
-        log.warn({ jobId, timedOut }, 'whatsapp-web send did not complete');
-        throw new OutboundError(
-          timedOut
-            ? `no WhatsApp Web session sent the message within ${Math.round(timeoutMs / 1000)} s (is the whatsapp-web role running and ready?)`
-            : 'the WhatsApp Web send failed in the session process',
-          PROVIDER,
-          'unavailable',
-          undefined,
-          { cause: err },
-        );
-      }
-      const result = parseSendJobResult(value);
-      if (!result)
-        throw new OutboundError(
-          'malformed result from the WhatsApp Web session',
-          PROVIDER,
-          'unavailable',
-          undefined,
-        );
+      const found = await jobFor(queue, ready, jobId, message, done, progress);
+      if ('sent' in found) return found.sent;
+      const result = await resultOf(found.job, queueEvents, timeoutMs, log);
       await record(result, done, progress);
       if (!result.ok) throw failureOf(result);
       return { provider: PROVIDER, providerMessageId: result.providerMessageId };
@@ -267,6 +311,44 @@ export interface SendProcessorOptions {
   onOutcome?: (outcome: 'sent' | SendFailureReason) => void;
 }
 
+/** WhatsApp's own jid for the number (e.g. Brazilian accounts registered without the ninth digit). */
+async function chatIdFor(
+  client: WhatsAppWebClientLike,
+  digits: string,
+): Promise<{ chatId: string } | { failure: [SendFailureReason, string] }> {
+  if (!client.getNumberId) return { chatId: `${digits}@c.us` };
+  try {
+    const wid = await client.getNumberId(digits);
+    return wid
+      ? { chatId: wid._serialized }
+      : { failure: ['invalid_recipient', 'this number is not on WhatsApp'] };
+  } catch (err) {
+    return { failure: [classifySendError(err), 'could not look the number up on WhatsApp'] };
+  }
+}
+
+/**
+ * Sends the text, or one WhatsApp message per file with the text under the first one. Parts an
+ * earlier attempt got accepted (already in `ids`) are skipped; each accepted part is added to `ids`.
+ */
+async function sendParts(
+  client: WhatsAppWebClientLike,
+  chatId: string,
+  text: string | undefined,
+  media: WwebMedia[],
+  ids: string[],
+): Promise<void> {
+  if (media.length === 0) {
+    if (ids.length === 0) ids.push((await client.sendMessage(chatId, text ?? '')).id._serialized);
+    return;
+  }
+  for (const [i, file] of media.entries()) {
+    if (i < ids.length) continue;
+    const options = i === 0 && text !== undefined ? { caption: text } : undefined;
+    ids.push((await client.sendMessage(chatId, file, options)).id._serialized);
+  }
+}
+
 /** Sends one queued message with the live client. Never throws: the result says what happened. */
 export function createSendProcessor(
   o: SendProcessorOptions,
@@ -297,17 +379,9 @@ export function createSendProcessor(
     const client = o.readyClient();
     if (!client) return fail('unavailable', 'the WhatsApp Web session is not ready');
 
-    let chatId = `${digits}@c.us`;
-    if (client.getNumberId) {
-      try {
-        // WhatsApp's own jid for the number (e.g. Brazilian accounts registered without the ninth digit).
-        const wid = await client.getNumberId(digits);
-        if (!wid) return fail('invalid_recipient', 'this number is not on WhatsApp');
-        chatId = wid._serialized;
-      } catch (err) {
-        return fail(classifySendError(err), 'could not look the number up on WhatsApp');
-      }
-    }
+    const chat = await chatIdFor(client, digits);
+    if ('failure' in chat) return fail(...chat.failure);
+    const chatId = chat.chatId;
 
     const media: WwebMedia[] = [];
     for (const m of message.media ?? []) {
@@ -321,17 +395,7 @@ export function createSendProcessor(
 
     try {
       const text = message.text?.trim() === '' ? undefined : message.text;
-      if (media.length === 0) {
-        if (ids.length === 0) ids.push((await client.sendMessage(chatId, text ?? '')).id._serialized);
-      } else {
-        // One file per WhatsApp message; the text goes under the first one. Parts an earlier
-        // attempt got accepted are skipped.
-        for (const [i, file] of media.entries()) {
-          if (i < ids.length) continue;
-          const options = i === 0 && text !== undefined ? { caption: text } : undefined;
-          ids.push((await client.sendMessage(chatId, file, options)).id._serialized);
-        }
-      }
+      await sendParts(client, chatId, text, media, ids);
     } catch (err) {
       o.log.warn({ err, jobId: job.id, sentParts: ids.length }, 'whatsapp-web sendMessage failed');
       return fail(classifySendError(err), 'WhatsApp Web did not accept the message');

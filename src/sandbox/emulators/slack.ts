@@ -89,7 +89,10 @@ export interface SlackEmulator {
   messages(channel: string): EmulatedMessage[];
   /** The parent and its replies, in order. */
   thread(channel: string, threadTs: string): EmulatedMessage[];
-  /** The next `times` (default 1) calls to `method` (only those for `channel`, if given) fail. */
+  /**
+   * The next `times` (default 1) calls to `method` (only those for `channel`, if given) fail.
+   * `url_private_download` stands for file downloads: a `status` failure answers that status.
+   */
   failNext(method: string, failure: SlackFailure, opts?: { times?: number; channel?: string }): void;
   /** A person writes in the channel (or a thread), as if from the Slack app; returns the stored message. */
   postAsUser(channel: string, message: { user: string; text: string; threadTs?: string }): EmulatedMessage;
@@ -680,6 +683,8 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
       res.end('<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>');
       return;
     }
+    const failure = takeFailure('url_private_download', {});
+    if (failure && 'status' in failure) return send(res, failure.status, 'Internal Server Error');
     if (!file?.data) return send(res, 404, 'Not Found');
     res.writeHead(200, { 'content-type': file.mimetype, 'content-length': String(file.data.length) });
     res.end(file.data);
