@@ -26,6 +26,9 @@ import { webhookRoute } from './http/webhooks';
 import { buildWebhookAdapters } from './channels';
 import { registerIdentityModels, type IdentityModels } from './identity/models';
 import { createIdentityStore } from './identity/resolve';
+import { identityChanging, withHotIdentity } from './identity/cache';
+import { agentChanged } from './router/hot-state';
+import type { MergeStep } from './identity/merge';
 import { createInboundProcessor, type InboundProcessor } from './identity/inbound-processor';
 import { createInboundWorkers } from './queue/inbound-worker';
 import { createQueueWorker } from './queue/workers';
@@ -44,7 +47,7 @@ import { dlqRoutes } from './http/admin-dlq';
 import { openApiRoute } from './http/openapi';
 import { queueDashboard } from './http/admin-queues';
 import { observeJobDurations, registerChannelMetrics, registerQueueMetrics } from './queue/queue-metrics';
-import { createErasureService, markerKeysOf } from './privacy/erase';
+import { createErasureService, markerKeysOf, type ErasureService } from './privacy/erase';
 import { startRetention, type Retention } from './privacy/retention';
 import { privacyRoutes } from './http/admin-privacy';
 import { adminRateLimit } from './http/admin-rate-limit';
@@ -195,8 +198,43 @@ function connectStores(config: Readonly<Config>, log: Logger, metrics: Metrics) 
 }
 
 /** Identity, Slack, media, merges, erasure and claims: the services the router and admin API share. */
+/** Merge and undo steps at which the hot cache's epoch changes (before writes; identities moved; done). */
+const HOT_CACHE_STEPS = new Set<MergeStep>([
+  'survivor-locked',
+  'identities-moved',
+  'unlocked',
+  'undo-locked',
+  'merged-restored',
+  'undo-unlocked',
+]);
+
+/**
+ * The hot cache's epoch changes before an erasure starts (or resumes); its Redis step deletes the
+ * customer's hot keys and changes the epoch again (src/identity/cache.ts `forgetHotCustomer`).
+ */
+function withHotErasure(erasures: ErasureService, identityChanged: () => Promise<void>): ErasureService {
+  return {
+    ...erasures,
+    erase: async (id, actor) => {
+      await identityChanged();
+      return erasures.erase(id, actor);
+    },
+    resume: async (opts) => {
+      await identityChanged();
+      return erasures.resume(opts);
+    },
+  };
+}
+
 function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) {
-  const identityStore = createIdentityStore(models, { defaultRegion: config.defaultRegion });
+  // Returning customers are resolved from the hot cache in Redis (src/identity/cache.ts).
+  const identityStore = withHotIdentity(
+    createIdentityStore(models, { defaultRegion: config.defaultRegion }),
+    redis,
+    config.queuePrefix,
+    config.defaultRegion,
+  );
+  const identityChanged = () => identityChanging(redis, config.queuePrefix);
   const identity = createInboundProcessor({ store: identityStore, log: log.child({ component: 'inbound' }) });
   const slack = config.slack
     ? createSlackClient({ token: config.slack.botToken, apiUrl: config.slack.apiUrl })
@@ -204,21 +242,29 @@ function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) 
   const mediaStore = createMediaStore(mongo.connection);
   const merges = createMergeService(models, {
     log: log.child({ component: 'merge' }),
+    // The hot cache's epoch changes before a merge (undo) writes and again once identities moved,
+    // before messages are swept (cache.ts; src/identity/README.md, "Messages in flight").
+    onStep: async (step) => {
+      if (HOT_CACHE_STEPS.has(step)) await identityChanged();
+    },
     onResumeFailed: (_id, _failures, alert) =>
       metrics.mergeResumeFailures.inc({ outcome: alert ? 'alert' : 'failed' }),
   });
-  const erasures = createErasureService({
-    models,
-    slack,
-    redis,
-    prefix: config.queuePrefix,
-    ...markerKeysOf(config),
-    defaultRegion: config.defaultRegion,
-    media: mediaStore,
-    log: log.child({ component: 'erasure' }),
-  });
+  const erasures = withHotErasure(
+    createErasureService({
+      models,
+      slack,
+      redis,
+      prefix: config.queuePrefix,
+      ...markerKeysOf(config),
+      defaultRegion: config.defaultRegion,
+      media: mediaStore,
+      log: log.child({ component: 'erasure' }),
+    }),
+    identityChanged,
+  );
   const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
-  const claims = createClaimService({ models, merges, limits: claimLimits });
+  const claims = createClaimService({ models, merges, limits: claimLimits, identityChanging: identityChanged });
   const claimsBridge = createClaimsBridge({
     claims,
     models,
@@ -391,13 +437,20 @@ function adminGuard({ config, log, redis }: AppParts): AdminGuard {
 
 /** The admin API mounted at /api. */
 function adminApi(parts: AppParts, guard: AdminGuard): ExpressRouter {
-  const { config, log, queues, models, router, erasures, mediaStore, merges, claims } = parts;
+  const { config, log, queues, models, router, erasures, mediaStore, merges, claims, redis } = parts;
   const api = express.Router();
   // Every admin call is audited (ids only), under the name of the token that made it.
   api.use(...guard(false));
   api.use(express.json({ limit: '1mb' }));
   api.use(openApiRoute());
-  api.use(agentAdminRoutes({ models, router, log: log.child({ component: 'admin' }) }));
+  api.use(
+    agentAdminRoutes({
+      models,
+      router,
+      log: log.child({ component: 'admin' }),
+      agentChanged: (id) => agentChanged(redis, config.queuePrefix, id),
+    }),
+  );
   api.use(dlqRoutes({ queues, isErased: (job) => erasures.isErasedJob(job.data, job.timestamp) }));
   // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
   api.use(privacyRoutes({ models, erasures, media: mediaStore, log: log.child({ component: 'admin' }) }));

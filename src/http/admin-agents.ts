@@ -99,6 +99,8 @@ export function agentAdminRoutes(o: {
   models: RouterModels & IdentityModels;
   router: RapportRouter;
   log: Logger;
+  /** Called after an agent's record changed (the hot-state cache, src/router/hot-state.ts). */
+  agentChanged?: (id: string) => Promise<void>;
 }): Router {
   const { Agent, Customer } = o.models;
   const api = Router();
@@ -161,6 +163,7 @@ export function agentAdminRoutes(o: {
         ...(Object.keys(unset).length ? { $unset: unset } : {}),
       },
     );
+    await o.agentChanged?.(String(agent._id));
     let reassigned = 0;
     if (body.active === false && agent.active) {
       const owned = await Customer.find({ ownerAgentId: String(agent._id), mergedInto: null }).lean<

@@ -244,6 +244,8 @@ export interface ClaimServiceOptions {
   limits?: Pick<ClaimLimits, 'takeAttempt'>;
   /** Clock, for expiry. @defaultValue `() => new Date()` */
   now?: () => Date;
+  /** Called before and after a claim attaches an identity to a customer (the hot cache, cache.ts). */
+  identityChanging?: () => Promise<void>;
 }
 
 async function hashCode(code: string, salt: string): Promise<Buffer> {
@@ -255,6 +257,7 @@ export function createClaimService({
   merges,
   limits,
   now = () => new Date(),
+  identityChanging = async () => undefined,
 }: ClaimServiceOptions): ClaimService {
   const { Customer, Identity, Claim, ClaimAttempt, MergeEvent } = models;
 
@@ -301,6 +304,7 @@ export function createClaimService({
     actor: string,
   ): Promise<MergeResult | undefined> {
     const key = claimKey(claim);
+    await identityChanging();
     let identity: Identity | null = null;
     for (let attempt = 0; attempt < 5 && !identity; attempt++) {
       try {
@@ -326,6 +330,7 @@ export function createClaimService({
         { key, customerId: identity.customerId },
         { $set: { customerId: customer._id } },
       );
+      await identityChanging();
     } else if (!owner._id.equals(customer._id)) {
       return merges.mergeCustomers({ aId: customer._id, bId: owner._id, reason, actor });
     }
@@ -342,6 +347,7 @@ export function createClaimService({
       const live = await followToLive(Customer, current);
       await Identity.updateOne({ key, customerId: customer._id }, { $set: { customerId: live._id } });
     }
+    await identityChanging();
     return undefined;
   }
 

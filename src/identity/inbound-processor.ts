@@ -16,6 +16,8 @@ export interface InboundResult {
   customer?: Customer;
   /** Message: newly stored (false for a redelivery). Status: the report changed the message. */
   stored: boolean;
+  /** Fills the hot cache (first contact): called once routing is done. */
+  refill?: () => Promise<void>;
 }
 
 export interface InboundProcessor {
@@ -40,10 +42,10 @@ export function createInboundProcessor({
         return { stored: updated };
       }
       const { message } = event;
-      const { customer, identity, created } = await store.resolveCustomer(message);
+      const { customer, identity, created, unmoved, refill } = await store.resolveCustomer(message);
       // storeInbound answers with the customer the message was filed under: the resolved one, or
       // the identity's new live customer when a merge or undo moved it in between.
-      const { stored, customerId } = await store.storeInbound(message, customer._id, identity.key);
+      const { stored, customerId } = await store.storeInbound(message, customer._id, identity.key, unmoved);
       log.info(
         {
           key: message.key,
@@ -55,7 +57,8 @@ export function createInboundProcessor({
         },
         stored ? 'inbound message stored' : 'inbound message already stored',
       );
-      return { customerId, stored, ...(customerId === String(customer._id) ? { customer } : {}) };
+      const same = customerId === String(customer._id);
+      return { customerId, stored, ...(same ? { customer, ...(refill ? { refill } : {}) } : {}) };
     },
   };
 }

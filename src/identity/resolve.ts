@@ -75,7 +75,7 @@ function toDate(iso: string | undefined): Date | undefined {
  * When the customer sent the message: the provider's timestamp, else when we received it. Used for
  * last seen and the messaging window (the provider's clock is the one the window is measured on).
  */
-function sentAtOf(message: InboundMessage): Date {
+export function sentAtOf(message: InboundMessage): Date {
   return toDate(message.sentAt) ?? toDate(message.receivedAt) ?? new Date();
 }
 
@@ -103,6 +103,13 @@ export interface ResolvedCustomer {
   identity: Identity;
   /** This call created the customer document. */
   created: boolean;
+  /**
+   * Set when the answer came from the hot cache (cache.ts): true while no merge, undo or erasure
+   * can have moved the identity since — `storeInbound` then skips its database check.
+   */
+  unmoved?: () => Promise<boolean>;
+  /** Set when the hot cache should be filled once routing is done (first contact). */
+  refill?: () => Promise<void>;
 }
 
 export interface IdentityStore {
@@ -118,6 +125,7 @@ export interface IdentityStore {
     message: InboundMessage,
     customerId: Types.ObjectId | string,
     identityKey: string,
+    unmoved?: () => Promise<boolean>,
   ): Promise<{ stored: boolean; customerId: string }>;
   /**
    * Applies a provider status report to the outbound message it is about. `updated: false` when
@@ -296,7 +304,7 @@ export function createIdentityStore(
       return { customer, identity, created };
     },
 
-    async storeInbound(message, customerId, identityKey) {
+    async storeInbound(message, customerId, identityKey, unmoved) {
       const filedUnder = new Types.ObjectId(String(customerId));
       let messageId: Types.ObjectId;
       try {
@@ -326,6 +334,8 @@ export function createIdentityStore(
       }
       // Insert first, then check: a merge that tombstones the customer after this check sees the
       // message in its sweep; one that did before is seen here (identity/README.md, "Messages in flight").
+      // The hot cache's proof (one Redis read) stands in for the database check when it holds.
+      if (unmoved && (await unmoved())) return { stored: true, customerId: String(filedUnder) };
       const target = await movedTo(identityKey, filedUnder);
       if (!target) return { stored: true, customerId: String(filedUnder) };
       await Message.updateOne({ _id: messageId, customerId: filedUnder }, { $set: { customerId: target } });

@@ -36,6 +36,7 @@ import {
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
+import { customerChanged } from '../identity/cache';
 
 export const NOTICE_EVENT_TYPE = 'rapport_notice';
 
@@ -208,6 +209,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       { _id: customer._id, displayName: null },
       { $set: { displayName: name, 'profile.name': { value: name, source: 'messenger', at: new Date() } } },
     );
+    await customerChanged(redis, prefix, customer._id);
   }
 
   async function editCard(

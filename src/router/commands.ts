@@ -28,6 +28,7 @@ import type { CardUpdates } from './card-updates';
 import { nameFromSlack, type Naming } from './naming';
 import { applyClaimEffects, CLAIM_OFFER_ACTION, type ClaimOffers } from './claim-plan';
 import { escapeSlackText } from '../channels/slack/escape';
+import { agentChanged } from './hot-state';
 
 export interface LinkPort {
   /** Trusted link (an agent vouches): merges at once or attaches the identity. */
@@ -226,14 +227,17 @@ export function createCommands(o: CommandsOptions) {
         ...(until ? {} : { $unset: { awayUntil: 1 } }),
       },
     );
+    await agentChanged(redis, prefix, me._id);
     const backup = await ownership.agentById(me.backupAgentId);
     return `You are away${until ? ` until ${until.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}. ${backup ? `${backup.name} is mentioned in your threads and covers.` : 'You have no backup set: only a lead or an admin can answer in your threads while you are away.'}`;
   }
 
   async function back(me: Agent): Promise<string> {
     await Agent.updateOne({ _id: me._id }, { $set: { status: 'available' }, $unset: { awayUntil: 1 } });
+    await agentChanged(redis, prefix, me._id);
     const summary = await summaryFor(me);
     await Agent.updateOne({ _id: me._id }, { $unset: { awaySince: 1 } });
+    await agentChanged(redis, prefix, me._id);
     return summary;
   }
 

@@ -31,6 +31,7 @@ import { createSla } from './sla';
 import { CARD_EVENT_TYPE, createCardCheck, createSlackDelivery, type ToAgentJob } from './slack-delivery';
 import { createCardUpdates, isCardJob, type CardJob, type CardUpdates } from './card-updates';
 import { createNaming, type Naming } from './naming';
+import { customerChanged } from '../identity/cache';
 
 export interface RouterOptions {
   config: RouterConfig;
@@ -86,7 +87,12 @@ export function createRouter(o: RouterOptions) {
     messengerProfiles: o.messengerProfiles,
     log: log.child({ component: 'card' }),
   });
-  const naming = createNaming({ models, cards, log: log.child({ component: 'naming' }) });
+  const naming = createNaming({
+    models,
+    cards,
+    log: log.child({ component: 'naming' }),
+    customerChanged: (id) => customerChanged(redis, prefix, id),
+  });
   const react = reactionsVia(o);
   const { onMerged, onUnmerged } = createMergeNotices({ models, ownership, outbox, cards });
   const authorizer = createAuthorizer({

@@ -22,6 +22,8 @@ export interface NamingOptions {
   models: IdentityModels;
   cards: Pick<CardUpdates, 'requestRefresh'>;
   log: Logger;
+  /** Called after a rename is stored (the hot cache, src/identity/cache.ts). */
+  customerChanged?: (id: Types.ObjectId) => Promise<void>;
 }
 
 /** The name as stored: whitespace collapsed; refused if empty, too long or holding control characters. */
@@ -58,6 +60,7 @@ export function createNaming(o: NamingOptions) {
         { returnDocument: 'after' },
       ).lean<Customer>();
       if (!updated) throw new NotFoundError(`customer ${String(customerId)}`);
+      await o.customerChanged?.(live._id);
       await o.cards.requestRefresh(live._id);
       o.log.info({ customerId: String(live._id), source, actor }, 'customer named');
       return updated;

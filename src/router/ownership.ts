@@ -15,6 +15,8 @@ import type { Agent, Conversation, RouterModels } from './models';
 import type { RedisClient } from '../queue/connection';
 import { withConversationLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../storage/duplicate-key';
+import { customerChanged } from '../identity/cache';
+import { createHotAgents, createHotCustomers } from './hot-state';
 
 export interface Ownership {
   /**
@@ -49,9 +51,12 @@ export function createOwnership(
 ): Ownership {
   const { Agent, Conversation, Customer, OwnershipChange } = models;
 
+  // From the hot state in Redis when current (src/router/hot-state.ts): no database read per message.
+  const hotAgents = createHotAgents(redis, prefix, async (id) => (await Agent.findById(id).lean<Agent>()) ?? undefined);
+  const hotCustomers = createHotCustomers(redis, prefix, async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined);
   const agentById = async (id: string | undefined) => {
     if (!id || !/^[0-9a-f]{24}$/i.test(id)) return undefined;
-    return (await Agent.findById(id).lean<Agent>()) ?? undefined;
+    return hotAgents.get(id);
   };
 
   /**
@@ -145,7 +150,8 @@ export function createOwnership(
     openCount,
     agentById,
     async ensureOwner(customerId, actor, opts = {}) {
-      const customer = opts.customer ?? (await Customer.findById(customerId).lean<Customer>());
+      // A stale copy cannot assign wrongly: the assignment below is conditional on the owner it read.
+      const customer = opts.customer ?? (await hotCustomers.get(String(customerId)));
       if (!customer) throw new Error(`customer ${String(customerId)} not found`);
       const current = await agentById(customer.ownerAgentId);
       if (current?.active) {
@@ -159,6 +165,7 @@ export function createOwnership(
         { $set: { ownerAgentId: String(agent._id) } },
       );
       if (won.modifiedCount === 1) {
+        await customerChanged(redis, prefix, customerId);
         await record(
           customerId,
           customer.ownerAgentId,
@@ -181,6 +188,7 @@ export function createOwnership(
       if (!customer) throw new Error(`customer ${String(customerId)} not found`);
       const from = await agentById(customer.ownerAgentId);
       await Customer.updateOne({ _id: customerId }, { $set: { ownerAgentId: String(toAgent._id) } });
+      await customerChanged(redis, prefix, customerId);
       await syncConversation(customerId, String(toAgent._id));
       await record(customerId, customer.ownerAgentId, String(toAgent._id), reason, actor);
       log.info(

@@ -30,6 +30,7 @@ export function createInboundPipeline(
       // A name that arrived with this message, a window that opened, a new identity: the card follows
       // (coalesced; Slack is called only when what the card shows changed).
       await router.cards.requestRefresh(result.customerId);
+      await result.refill?.();
       return result;
     },
   };

@@ -28,6 +28,7 @@ import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
 import { channelLabel } from './texts';
+import { createHotThreads, threadChanged } from './hot-state';
 
 export const POST_EVENT_TYPE = 'rapport_post';
 export const CARD_EVENT_TYPE = 'rapport_card';
@@ -146,6 +147,12 @@ export async function retryTransient<T>(step: (attempt: number) => Promise<T>): 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
   const { AgentPost, CurrentThread, SlackThread, Customer } = models;
+  // The current thread from Redis when its copy is current (hot-state.ts): no read per flush.
+  const hotThreads = createHotThreads(
+    redis,
+    prefix,
+    async (id) => (await CurrentThread.findById(id).lean<CurrentThread>()) ?? undefined,
+  );
 
   interface CardAttempt {
     channel: string;
@@ -251,7 +258,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   ): Promise<{ channel: string; ts: string; lastPostedChannel?: string }> {
     // The inbound router keeps the conversation's owner in step; here only the thread matters.
     const { agent } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
-    const current = await CurrentThread.findById(customerId).lean<CurrentThread>();
+    const current = await hotThreads.get(String(customerId));
     const agentId = agent ? String(agent._id) : 'unassigned';
     if (current && current.agentId === agentId) return current;
     const channel = agent?.inboxChannelId ?? o.escalationChannel;
@@ -272,6 +279,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
       { upsert: true },
     );
+    await threadChanged(redis, prefix, customerId);
     await redis.del(cardAttemptKey(customerId));
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
     return { channel, ts };
@@ -403,6 +411,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         posted++;
         if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
+          await threadChanged(redis, prefix, customerId);
           lastPostedChannel = post.channel;
         }
       }

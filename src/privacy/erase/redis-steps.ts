@@ -1,9 +1,11 @@
 /**
- * The erasure's Redis steps: the customer's own keys (outbox sequence, card refresh, card checks)
+ * The erasure's Redis steps: the customer's own keys (outbox sequence, card refresh, card checks,
+ * the hot state's copies)
  * and every BullMQ job that names the customer (queue-purge.ts). Idempotent, like the others.
  */
 import type { Logger } from '../../logger';
 import type { RedisClient } from '../../queue/connection';
+import { forgetHotCustomer } from '../../identity/cache';
 import { cardKeysOf } from '../../router/card-updates';
 import { cardCheckKey } from '../../router/slack-delivery';
 import type { Erasure } from '../models';
@@ -28,6 +30,7 @@ export async function eraseCustomerKeys(d: RedisStepDeps, e: Erasure): Promise<v
     ...e.slack.threads.map((t) => cardCheckKey(d.prefix, t)),
   ];
   for (const key of keys) await d.redis.del(key).catch(() => undefined);
+  for (const id of e.customerIds) await forgetHotCustomer(d.redis, d.prefix, String(id));
 }
 
 /** Job payloads in Redis; false while a matching job is still active (a re-run retries). */

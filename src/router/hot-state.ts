@@ -1,0 +1,108 @@
+/**
+ * The router's hot state in Redis: agents by id (name, status, away, backup, active), read on every
+ * message to know the owner and their cover; customers by id (the Slack flush's owner check); and
+ * each customer's current Slack thread (invalidated when it is re-created or its channel note moves).
+ * Shared by every process; MongoDB stays the record.
+ *
+ * Same scheme as src/identity/cache.ts: an entry counts only while the agent's gen token is the one
+ * it was filled under; the reader reads the token before the database, and every agent write
+ * replaces the token after writing (`agentChanged`), so a stale read never becomes a valid entry.
+ * Both keys of an agent share the `{a:<id>}` hash slot (one MGET, safe on Redis Cluster); a
+ * customer's share `{c:<id>}` with its gen, and the identity epoch is read beside them.
+ */
+import { mongo } from 'mongoose';
+import type { RedisClient } from '../queue/connection';
+import { currentToken, customerDocKey, customerGenKey, epochKey, replaceToken } from '../identity/cache';
+import type { Customer } from '../identity/models';
+import type { Agent, CurrentThread } from './models';
+
+const TTL_S = 6 * 3600;
+const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
+
+/** An agent's record changed (status, away, backup, name, active): call after the database write. */
+export async function agentChanged(redis: RedisClient, prefix: string, id: string | { toString(): string }) {
+  await replaceToken(redis, genKey(prefix, String(id)));
+}
+
+export interface HotRecords<T> {
+  /** The record, from Redis when its entry is current, else from `load` (then cached). */
+  get(id: string): Promise<T | undefined>;
+}
+
+/**
+ * Records by id under a gen token in the same hash slot (`gen` and `doc` keys from `keys`), and,
+ * when given, a second token that must also be unchanged (`alsoKey`: the identity epoch).
+ */
+export function createHotRecords<T>(
+  redis: RedisClient,
+  keys: (id: string) => { gen: string; doc: string },
+  load: (id: string) => Promise<T | undefined>,
+  alsoKey?: string,
+): HotRecords<T> {
+  return {
+    async get(id) {
+      const k = keys(id);
+      const [[gen, text], also] = await Promise.all([
+        redis.mget(k.gen, k.doc),
+        alsoKey ? redis.get(alsoKey) : Promise.resolve(null),
+      ]);
+      if (gen && text) {
+        const entry = mongo.BSON.EJSON.parse(text, { relaxed: false }) as { gen: string; also: string | null; doc: T | null };
+        if (entry.gen === gen && entry.also === also) return entry.doc ?? undefined;
+      }
+      // Tokens first, then the database (see src/identity/cache.ts).
+      const genBefore = gen ?? (await currentToken(redis, k.gen));
+      const alsoBefore = alsoKey ? (also ?? (await currentToken(redis, alsoKey))) : null;
+      const doc = await load(id);
+      const entry = mongo.BSON.EJSON.stringify({ gen: genBefore, also: alsoBefore, doc: doc ?? null }, { relaxed: false });
+      await redis.set(k.doc, entry, 'EX', TTL_S);
+      return doc;
+    },
+  };
+}
+
+/** A customer's current Slack thread changed (re-created, or its last posted channel): after the write. */
+export async function threadChanged(redis: RedisClient, prefix: string, customerId: string | { toString(): string }) {
+  await replaceToken(redis, threadKeys(prefix, String(customerId)).gen);
+}
+
+/** The keys of a customer's current-thread copy: in the customer's `{c:<id>}` slot. */
+export const threadKeys = (prefix: string, id: string) => ({
+  gen: `${prefix}:hot:{c:${id}}:tgen`,
+  doc: `${prefix}:hot:{c:${id}}:thread`,
+});
+
+/** Current threads by customer id (the Slack flush reads it per flush); `threadChanged` invalidates. */
+export function createHotThreads(
+  redis: RedisClient,
+  prefix: string,
+  load: (id: string) => Promise<CurrentThread | undefined>,
+): HotRecords<CurrentThread> {
+  return createHotRecords(redis, (id) => threadKeys(prefix, id), load);
+}
+
+/** Agents by id; `agentChanged` invalidates one. */
+export function createHotAgents(
+  redis: RedisClient,
+  prefix: string,
+  load: (id: string) => Promise<Agent | undefined>,
+): HotRecords<Agent> {
+  return createHotRecords(redis, (id) => ({ gen: genKey(prefix, id), doc: `${prefix}:hot:{a:${id}}:doc` }), load);
+}
+
+/**
+ * Customers by id (the Slack flush's owner check): valid while the customer's gen
+ * (`customerChanged`) and the identity epoch (merge, undo, link, erase) are unchanged.
+ */
+export function createHotCustomers(
+  redis: RedisClient,
+  prefix: string,
+  load: (id: string) => Promise<Customer | undefined>,
+): HotRecords<Customer> {
+  return createHotRecords(
+    redis,
+    (id) => ({ gen: customerGenKey(prefix, id), doc: customerDocKey(prefix, id) }),
+    load,
+    epochKey(prefix),
+  );
+}
