@@ -17,6 +17,8 @@ lint_status=0
 if [ $# -eq 0 ] && [ "${RAPPORT_TEST_LINT:-1}" != 0 ]; then
   npx eslint . || lint_status=$?
   npm run --silent check:function-length || lint_status=$?
+  npx madge --circular --extensions ts src || lint_status=$?
+  [ "$lint_status" -eq 0 ] || echo "[test] lint, function-length or import-cycle check failed (above)"
   [ "$lint_status" -eq 0 ] || status=$lint_status
 fi
 mkdir -p test-artifacts

@@ -4,15 +4,12 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { SendFailureReason } from '../sender';
-import { WHATSAPP_WEB_STATES, type WhatsAppWebState } from './state';
+import { WHATSAPP_WEB_STATES, type StateMetrics } from './state';
 
 export type InboundKind = 'message' | 'status';
 
 /** What the session parts count, already labelled with the client id. */
-export interface SessionMetrics {
-  /** Sets the state gauge: 1 for `state`, 0 for every other state. */
-  showState(state: WhatsAppWebState): void;
-  transition(state: WhatsAppWebState): void;
+export interface SessionMetrics extends StateMetrics {
   failure(kind: 'disconnected' | 'unreachable' | 'failed'): void;
   inbound(kind: InboundKind, outcome: string, count?: number): void;
   send(outcome: 'sent' | SendFailureReason): void;

@@ -3,7 +3,6 @@
  * state gauge, counts the transition and logs it (never the QR: it is a login secret).
  */
 import type { Logger } from '../../logger';
-import type { SessionMetrics } from './metrics';
 
 export type WhatsAppWebState =
   | 'disabled'
@@ -28,6 +27,13 @@ export const WHATSAPP_WEB_STATES: readonly WhatsAppWebState[] = [
   'failed',
 ];
 
+/** What the state reports to (the session's metrics, metrics.ts). */
+export interface StateMetrics {
+  /** Sets the state gauge: 1 for `state`, 0 for every other state. */
+  showState(state: WhatsAppWebState): void;
+  transition(state: WhatsAppWebState): void;
+}
+
 export interface WhatsAppWebStateReport {
   state: WhatsAppWebState;
   /** ISO time the state was entered. */
@@ -47,7 +53,7 @@ export class SessionState {
   };
 
   constructor(
-    private readonly metrics: Pick<SessionMetrics, 'showState' | 'transition'>,
+    private readonly metrics: StateMetrics,
     private readonly log: Logger,
   ) {
     metrics.showState('disabled');
