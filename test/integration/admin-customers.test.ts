@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import express from 'express';
-import mongoose, { type Connection } from 'mongoose';
+import mongoose from 'mongoose';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import request from 'supertest';
@@ -15,15 +15,16 @@ import { errorHandler, notFound } from '../../src/http/errors';
 import { createClaimService } from '../../src/identity/claims';
 import { createInboundProcessor, type InboundProcessor } from '../../src/identity/inbound-processor';
 import { createMergeService, type MergeResult } from '../../src/identity/merge';
-import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
-import { createIdentityStore } from '../../src/identity/resolve';
+import type { IdentityModels } from '../../src/identity/models';
 import { TEST_ADMIN_TOKEN } from '../helpers/env';
+import { identityDb, type IdentityDb } from '../helpers/identity-db';
 
-const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 
-let conn: Connection;
-const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+let db: IdentityDb;
+const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', {
+  maxRetriesPerRequest: null,
+});
 const prefix = `rapport-admincust-${randomBytes(4).toString('hex')}`;
 let models: IdentityModels;
 let processor: InboundProcessor;
@@ -31,11 +32,9 @@ let http: express.Express;
 const notified: MergeResult[] = [];
 
 beforeAll(async () => {
-  conn = mongoose.createConnection(`${MONGO}/rapport_admin_${randomBytes(4).toString('hex')}`);
-  await conn.asPromise();
-  models = registerIdentityModels(conn);
-  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
-  const store = createIdentityStore(models, { defaultRegion: 'US' });
+  db = await identityDb('admin');
+  models = db.models;
+  const store = db.store;
   processor = createInboundProcessor({ store, log: pino({ level: 'silent' }) });
   const merges = createMergeService(models);
   const claims = createClaimService({ models, merges });
@@ -58,8 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await conn.dropDatabase().catch(() => undefined);
-  await conn.close();
+  await db.drop();
   redis.disconnect();
 });
 

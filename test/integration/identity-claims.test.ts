@@ -10,35 +10,30 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import mongoose, { type Connection } from 'mongoose';
 import type { Address, InboundMessage } from '../../src/canonical';
 import { createClaimService, MAX_CLAIM_ATTEMPTS, type ClaimService } from '../../src/identity/claims';
 import { createMergeService } from '../../src/identity/merge';
-import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
-import { createIdentityStore, type IdentityStore } from '../../src/identity/resolve';
+import type { IdentityModels } from '../../src/identity/models';
+import type { IdentityStore } from '../../src/identity/resolve';
 import { claimLimitKeys } from '../../src/identity/claim-limits';
 import { eventually } from '../helpers/eventually';
 import { PAGE_ID, startWorld, type World } from '../helpers/world';
+import { identityDb, type IdentityDb } from '../helpers/identity-db';
 
-const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
-
-let conn: Connection;
+let db: IdentityDb;
 let models: IdentityModels;
 let store: IdentityStore;
 let claims: ClaimService;
 
 beforeAll(async () => {
-  conn = mongoose.createConnection(`${MONGO}/rapport_claims_${randomBytes(4).toString('hex')}`);
-  await conn.asPromise();
-  models = registerIdentityModels(conn);
-  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
-  store = createIdentityStore(models, { defaultRegion: 'US' });
+  db = await identityDb('claims');
+  models = db.models;
+  store = db.store;
   claims = createClaimService({ models, merges: createMergeService(models) });
 });
 
 afterAll(async () => {
-  await conn.dropDatabase().catch(() => undefined);
-  await conn.close();
+  await db.drop();
 });
 
 let n = 0;
@@ -382,7 +377,7 @@ describe('claims end to end', () => {
         },
       ],
     };
-        const res = await w.interaction(payload);
+    const res = await w.interaction(payload);
     expect(res.status).toBe(200);
     return until(
       async () => catcher.bodies.length,

@@ -6,17 +6,16 @@
  * person is exactly one customer and no two people share one. Against the real MongoDB-protocol
  * server, with a bounded pool (people in parallel, each person's messages in order).
  */
-import { randomBytes } from 'node:crypto';
-import mongoose, { type Connection, type Types } from 'mongoose';
+import { type Types } from 'mongoose';
 import type { Address, Channel, InboundMessage, Provider } from '../../src/canonical';
 import { createClaimService, type ClaimService } from '../../src/identity/claims';
 import { createMergeService } from '../../src/identity/merge';
-import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
+import type { IdentityModels } from '../../src/identity/models';
 import { normalizePhone } from '../../src/identity/phone';
-import { createIdentityStore, type IdentityStore } from '../../src/identity/resolve';
+import type { IdentityStore } from '../../src/identity/resolve';
 import { liveCustomerById } from '../../src/identity/tombstones';
+import { identityDb, type IdentityDb } from '../helpers/identity-db';
 
-const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 /** CORPUS_PEOPLE sets the size: 300 in the suite (FerretDB v1 manages ~20 resolutions/s on 2 cores), 2,000 with `npm run test:corpus`. */
 const PEOPLE = Number(process.env.CORPUS_PEOPLE ?? 300);
 const CONCURRENCY = 8;
@@ -26,25 +25,22 @@ const TIMEOUT_MS = 900_000;
 /** Work still running (even after a timeout): afterAll waits for it before dropping the database. */
 const running = new Set<Promise<unknown>>();
 
-let conn: Connection;
+let db: IdentityDb;
 let models: IdentityModels;
 let store: IdentityStore;
 let claims: ClaimService;
 
 beforeAll(async () => {
-  conn = mongoose.createConnection(`${MONGO}/rapport_corpus_${randomBytes(4).toString('hex')}`);
-  await conn.asPromise();
-  models = registerIdentityModels(conn);
-  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
-  store = createIdentityStore(models, { defaultRegion: 'US' });
+  db = await identityDb('corpus');
+  models = db.models;
+  store = db.store;
   claims = createClaimService({ models, merges: createMergeService(models) });
 });
 
 afterAll(async () => {
   // Dropping a FerretDB v1 database under in-flight writes crashes the server (SIGBUS).
   await Promise.allSettled([...running]);
-  await conn.dropDatabase().catch(() => undefined);
-  await conn.close();
+  await db.drop();
 });
 
 /** Deterministic PRNG (mulberry32), so a failure can be reproduced. */

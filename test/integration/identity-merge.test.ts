@@ -4,17 +4,16 @@
  * k, exactly where a process could die, and the test re-runs the merge (or `resumeMerges`).
  */
 import { randomBytes } from 'node:crypto';
-import mongoose, { type Connection, type Types } from 'mongoose';
+import mongoose, { type Types } from 'mongoose';
 import pino from 'pino';
 import type { Address, Channel, InboundMessage, Provider } from '../../src/canonical';
 import { createInboundProcessor, type InboundProcessor } from '../../src/identity/inbound-processor';
 import { createMergeService, type MergeService, type MergeStep } from '../../src/identity/merge';
-import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
-import { createIdentityStore, type IdentityStore } from '../../src/identity/resolve';
+import type { IdentityModels } from '../../src/identity/models';
+import type { IdentityStore } from '../../src/identity/resolve';
+import { identityDb, type IdentityDb } from '../helpers/identity-db';
 
-const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
-
-let conn: Connection;
+let db: IdentityDb;
 let models: IdentityModels;
 let store: IdentityStore;
 let processor: InboundProcessor;
@@ -25,11 +24,9 @@ let crashAfter: MergeStep | undefined;
 class SimulatedCrash extends Error {}
 
 beforeAll(async () => {
-  conn = mongoose.createConnection(`${MONGO}/rapport_merge_${randomBytes(4).toString('hex')}`);
-  await conn.asPromise();
-  models = registerIdentityModels(conn);
-  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
-  store = createIdentityStore(models, { defaultRegion: 'US' });
+  db = await identityDb('merge');
+  models = db.models;
+  store = db.store;
   processor = createInboundProcessor({ store, log: pino({ level: 'silent' }) });
   merges = createMergeService(models, {
     onStep: (step) => {
@@ -43,8 +40,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  await conn.dropDatabase().catch(() => undefined);
-  await conn.close();
+  await db.drop();
 });
 
 let seq = 0;

@@ -8,30 +8,22 @@
  * returned, a missing display name is still filled in.
  */
 import { randomBytes } from 'node:crypto';
-import mongoose, { type Connection } from 'mongoose';
+import type { Connection } from 'mongoose';
 import type { InboundMessage } from '../../src/canonical';
-import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
-import { createIdentityStore, type IdentityStore } from '../../src/identity/resolve';
+import type { IdentityModels } from '../../src/identity/models';
+import type { IdentityStore } from '../../src/identity/resolve';
+import { identityDb, type IdentityDb } from '../helpers/identity-db';
 
-const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
-
+let db: IdentityDb;
 let conn: Connection;
 let models: IdentityModels;
 let store: IdentityStore;
 let commands: string[] = [];
 
 beforeAll(async () => {
-  // autoIndex off: the indexes are built once below, not again in the background while commands are counted.
-  conn = mongoose.createConnection(
-    `${MONGO}/rapport_idrt_${randomBytes(4).toString('hex')}?monitorCommands=true`,
-    {
-      autoIndex: false,
-    },
-  );
-  await conn.asPromise();
-  models = registerIdentityModels(conn);
-  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
-  store = createIdentityStore(models, { defaultRegion: 'US' });
+  // autoIndex off: the indexes are built once (in identityDb), not again in the background while commands are counted.
+  db = await identityDb('idrt', { query: 'monitorCommands=true', connect: { autoIndex: false } });
+  ({ conn, models, store } = db);
   conn.getClient().on('commandStarted', (e: { commandName: string; command: Record<string, unknown> }) => {
     if (!['hello', 'ismaster', 'endSessions', 'ping'].includes(e.commandName))
       commands.push(`${e.commandName} ${String(e.command[e.commandName])}`);
@@ -39,8 +31,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await conn.dropDatabase().catch(() => undefined);
-  await conn.close();
+  await db.drop();
 });
 
 let seq = 0;

@@ -3,33 +3,29 @@
  * file, indexes built as the app builds them, no mocks.
  */
 import { randomBytes } from 'node:crypto';
-import mongoose, { type Connection } from 'mongoose';
+import mongoose from 'mongoose';
 import pino from 'pino';
 import type { Address, Channel, DeliveryStatus, InboundMessage, Provider } from '../../src/canonical';
 import { PayloadError } from '../../src/errors';
 import { createInboundProcessor, type InboundProcessor } from '../../src/identity/inbound-processor';
-import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
-import { createIdentityStore, identityKeyOf, type IdentityStore } from '../../src/identity/resolve';
+import type { IdentityModels } from '../../src/identity/models';
+import { identityKeyOf, type IdentityStore } from '../../src/identity/resolve';
+import { identityDb, type IdentityDb } from '../helpers/identity-db';
 
-const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
-
-let conn: Connection;
+let db: IdentityDb;
 let models: IdentityModels;
 let store: IdentityStore;
 let processor: InboundProcessor;
 
 beforeAll(async () => {
-  conn = mongoose.createConnection(`${MONGO}/rapport_id_${randomBytes(4).toString('hex')}`);
-  await conn.asPromise();
-  models = registerIdentityModels(conn);
-  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
-  store = createIdentityStore(models, { defaultRegion: 'US' });
+  db = await identityDb('id');
+  models = db.models;
+  store = db.store;
   processor = createInboundProcessor({ store, log: pino({ level: 'silent' }) });
 });
 
 afterAll(async () => {
-  await conn.dropDatabase().catch(() => undefined);
-  await conn.close();
+  await db.drop();
 });
 
 let seq = 0;

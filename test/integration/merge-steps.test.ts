@@ -4,31 +4,26 @@
  * the resumer's failure reports. The whole merge and its crash safety are in identity-merge.test.ts.
  */
 import { randomBytes } from 'node:crypto';
-import mongoose, { type Connection, Types } from 'mongoose';
+import { Types } from 'mongoose';
 import pino from 'pino';
-import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
 import { loadEvent } from '../../src/identity/merge/events';
 import { lock, lockPair } from '../../src/identity/merge/locks';
 import { createResumer, ResumeFailures } from '../../src/identity/merge/resume';
 import { MERGE_STEPS, settle, undoSteps, type StepHalf } from '../../src/identity/merge/steps';
-import type { MergeStatus } from '../../src/identity/models';
+import type { IdentityModels, MergeStatus } from '../../src/identity/models';
 import { MergeBusyError, type MergeEventDoc } from '../../src/identity/merge/types';
+import { identityDb, type IdentityDb } from '../helpers/identity-db';
 
-const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
-
-let conn: Connection;
+let db: IdentityDb;
 let models: IdentityModels;
 
 beforeAll(async () => {
-  conn = mongoose.createConnection(`${MONGO}/rapport_merge_steps_${randomBytes(4).toString('hex')}`);
-  await conn.asPromise();
-  models = registerIdentityModels(conn);
-  await Promise.all(Object.values(conn.models).map((m) => m.createIndexes()));
+  db = await identityDb('merge_steps');
+  models = db.models;
 });
 
 afterAll(async () => {
-  await conn.dropDatabase().catch(() => undefined);
-  await conn.close();
+  await db.drop();
 });
 
 let seq = 0;
