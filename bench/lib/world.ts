@@ -9,9 +9,6 @@ import { createServer, type AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DbCounts } from './db-monitor';
-import { startGraphEmulator, type GraphEmulator } from '../../src/sandbox/emulators/graph';
-import { startSlackEmulator, type SlackEmulator } from '../../src/sandbox/emulators/slack';
-import { startTwilioEmulator, type TwilioEmulator } from '../../src/sandbox/emulators/twilio';
 import {
   cloudChange,
   messengerEntry,
@@ -19,6 +16,7 @@ import {
   signedTwilio,
   twilioMessageForm,
 } from '../../src/sandbox/wire-builders';
+import { startEmulators as startTestEmulators, type Emulators } from '../../test/helpers/emulators';
 
 export const PUBLIC_URL = 'https://rapport.bench.test';
 export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
@@ -33,29 +31,10 @@ const CLOUD_ACCOUNT = {
 };
 export const INBOX = 'C0BENCHINBOX';
 
-export interface Emulators {
-  slack: SlackEmulator;
-  twilio: TwilioEmulator;
-  graph: GraphEmulator;
-  close(): Promise<void>;
-}
+export type { Emulators };
 
-export async function startEmulators(): Promise<Emulators> {
-  const slack = await startSlackEmulator({ token: 'xoxb-bench-token' });
-  const twilio = await startTwilioEmulator(TWILIO);
-  const graph = await startGraphEmulator({
-    whatsappToken: 'bench-cloud-token',
-    pageToken: 'bench-page-token',
-    phoneNumberId: CLOUD_PHONE_ID,
-    pageId: PAGE_ID,
-  });
-  return {
-    slack,
-    twilio,
-    graph,
-    close: async () => void (await Promise.all([slack.close(), twilio.close(), graph.close()])),
-  };
-}
+export const startEmulators = () =>
+  startTestEmulators({ name: 'bench', twilio: TWILIO, phoneNumberId: CLOUD_PHONE_ID, pageId: PAGE_ID });
 
 /** Rapport's environment; `urls` are where it finds Slack/Twilio/Graph (emulators or a proxy). */
 export function rapportEnv(o: {

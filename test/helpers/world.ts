@@ -19,9 +19,10 @@ import {
   type CloudAccount,
   type SignedRequest,
 } from '../../src/sandbox/wire-builders';
-import { startGraphEmulator, type GraphEmulator } from '../emulators/graph';
-import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
-import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
+import type { GraphEmulator } from '../emulators/graph';
+import type { SlackEmulator } from '../emulators/slack';
+import type { TwilioEmulator } from '../emulators/twilio';
+import { startEmulators } from './emulators';
 import type { AppOptions } from '../../src/app';
 import { startTestApp, type TestApp } from './app';
 import { TEST_ADMIN_TOKEN, TEST_META, TEST_TWILIO } from './env';
@@ -106,14 +107,13 @@ export async function startWorld(
   env: Record<string, string | undefined> = {},
   options: Pick<AppOptions, 'whatsappWebClient'> = {},
 ): Promise<World> {
-  const slack = await startSlackEmulator({ token: 'xoxb-test-token' });
-  const twilio = await startTwilioEmulator(TEST_TWILIO);
-  const graph = await startGraphEmulator({
-    whatsappToken: 'test-cloud-token',
-    pageToken: 'test-page-token',
+  const emulators = await startEmulators({
+    name: 'test',
+    twilio: TEST_TWILIO,
     phoneNumberId: CLOUD_PHONE_ID,
     pageId: PAGE_ID,
   });
+  const { slack, twilio, graph } = emulators;
   const t = await startTestApp(
     {
       PUBLIC_URL,
@@ -164,7 +164,7 @@ export async function startWorld(
     graph,
     async stop() {
       await t.stop();
-      await Promise.all([slack.close(), twilio.close(), graph.close()]);
+      await emulators.close();
     },
     async admin(method, path, body) {
       const res = await fetch(`${t.baseUrl}/api${path}`, {
