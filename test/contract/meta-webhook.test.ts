@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { WebhookRequest } from '../../src/channels/adapter';
 import { createMetaWebhook, type MetaWebhookOptions } from '../../src/channels/meta/adapter';
 import { signMetaPayload, verifyMetaSignature } from '../../src/channels/meta/signature';
-import { PayloadError, SignatureError } from '../../src/errors';
+import { PayloadError } from '../../src/errors';
+import { signatureErrorOf } from '../helpers/signing';
 
 const APP_SECRET = 'f3a9c1e07b2d4c6e8a1b3d5f7092e4c6';
 const VERIFY_TOKEN = 'rapport-verify-3b8e1f';
@@ -42,16 +43,6 @@ function post(rawBody: Buffer, signature?: string | string[]): WebhookRequest {
 
 function get(query: Record<string, unknown>): WebhookRequest {
   return { method: 'GET', originalUrl: '/webhooks/meta', query, headers: {}, rawBody: Buffer.alloc(0) };
-}
-
-function signatureErrorOf(fn: () => void): SignatureError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof SignatureError) return err;
-    throw err;
-  }
-  throw new Error('expected a SignatureError');
 }
 
 /** Runs a request through the adapter the way the webhook route does. */

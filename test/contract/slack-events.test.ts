@@ -15,7 +15,8 @@ import {
   signSlackRequest,
   verifySlackSignature,
 } from '../../src/channels/slack';
-import { PayloadError, SignatureError } from '../../src/errors';
+import { PayloadError } from '../../src/errors';
+import { signatureErrorOf } from '../helpers/signing';
 
 const SIGNING_SECRET = '8f742231b10e8888abcd99yyyzzz85a5';
 const FIXTURES = join(__dirname, '../fixtures/slack');
@@ -37,16 +38,6 @@ function receiveForm<T>(file: string, parse: (body: Buffer) => T): T {
   const body = raw(file);
   verifySlackSignature(SIGNING_SECRET, signSlackRequest(SIGNING_SECRET, body, NOW_SEC), body, NOW_MS);
   return parse(body);
-}
-
-function signatureErrorOf(fn: () => void): SignatureError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof SignatureError) return err;
-    throw err;
-  }
-  throw new Error('expected a SignatureError');
 }
 
 describe('Slack events over the wire', () => {

@@ -7,6 +7,7 @@ import { createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { signSlackRequest, verifySlackSignature } from '../../src/channels/slack/signature';
 import { SignatureError } from '../../src/errors';
+import { signatureErrorOf } from '../helpers/signing';
 
 const SECRET = 'test-slack-signing-secret';
 const BODY = Buffer.from('{"type":"event_callback","event_id":"Ev1","text":"caf\u00e9 &amp; cr\u00e8me"}');
@@ -14,13 +15,7 @@ const NOW_SEC = 1_718_883_000;
 const NOW_MS = NOW_SEC * 1000;
 
 function errorOf(headers: IncomingHttpHeaders, body = BODY, nowMs = NOW_MS): SignatureError {
-  try {
-    verifySlackSignature(SECRET, headers, body, nowMs);
-  } catch (err) {
-    if (err instanceof SignatureError) return err;
-    throw err;
-  }
-  throw new Error('expected a SignatureError');
+  return signatureErrorOf(() => verifySlackSignature(SECRET, headers, body, nowMs));
 }
 
 describe('verifySlackSignature', () => {
