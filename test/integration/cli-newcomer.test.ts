@@ -8,16 +8,13 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildApp, type RapportApp } from '../../src/app';
 import { runCli } from '../../src/cli';
 import { runDoctorCli } from '../../src/cli/doctor';
-import { loadConfig } from '../../src/config';
 import type { DoctorReport } from '../../src/doctor/types';
-import { deletePrefixedKeys } from '../../src/queue/connection';
-import { startSandbox, type Sandbox } from '../../src/sandbox';
 import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
 import { eventually } from '../helpers/eventually';
 import { rapportProcess } from '../helpers/process';
+import { startSandboxApp, type SandboxApp } from '../helpers/sandbox-app';
 import { startWorld, type World } from '../helpers/world';
 
 jest.setTimeout(60_000);
@@ -139,25 +136,13 @@ describe('rapport doctor in sandbox mode', () => {
     LOG_LEVEL: 'silent',
     PORT: '0',
   };
-  let sandbox: Sandbox;
-  let app: RapportApp;
+  let running: SandboxApp;
   let port = 0;
   beforeAll(async () => {
-    sandbox = await startSandbox(env);
-    const config = loadConfig({ ...env, ...sandbox.env });
-    await sandbox.open(config);
-    app = buildApp(config, { role: 'all' });
-    // Indexes are built once the connection opens; the doctor checks them, so wait (as a user's
-    // `rapport doctor` after `npm start` would find them built).
-    await app.mongo.ready;
-    port = await sandbox.serve(app, { port: 0 });
+    running = await startSandboxApp(env);
+    port = running.port;
   });
-  afterAll(async () => {
-    await app.mongo.connection.dropDatabase().catch(() => undefined);
-    await deletePrefixedKeys(app.redis, app.config.queuePrefix);
-    await app.close();
-    await sandbox.close();
-  });
+  afterAll(() => running.destroy());
 
   async function doctor(extra: NodeJS.ProcessEnv): Promise<{ code: number; report: DoctorReport }> {
     const out: string[] = [];

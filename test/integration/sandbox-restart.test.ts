@@ -5,13 +5,12 @@
  * and a thread record whose Slack card is gone never routes an agent's reply to a customer.
  */
 import mongoose from 'mongoose';
-import { buildApp, type RapportApp } from '../../src/app';
 import { ConfigError, loadConfig } from '../../src/config';
-import { deletePrefixedKeys } from '../../src/queue/connection';
 import { startSandbox, type Sandbox } from '../../src/sandbox';
 import { startSlackEmulator } from '../emulators/slack';
 import { eventually } from '../helpers/eventually';
 import { sandboxEnv } from '../helpers/sandbox-page';
+import { startSandboxApp, type SandboxApp } from '../helpers/sandbox-app';
 import { startWorld, type World } from '../helpers/world';
 
 jest.setTimeout(60_000);
@@ -42,21 +41,15 @@ describe('Slack ts values', () => {
 
 describe('the sandbox across a restart', () => {
   const env = sandboxEnv('sbr', 'warn');
-  let running: { sandbox: Sandbox; app: RapportApp; base: string } | undefined;
+  let running: (SandboxApp & { base: string }) | undefined;
 
   async function boot(reset = false): Promise<string> {
-    const sandbox = await startSandbox(env);
-    const config = loadConfig({ ...env, ...sandbox.env });
-    const opened = await sandbox.open(config, { reset });
-    const app = buildApp(config, { role: 'all' });
-    await app.mongo.ready;
-    const port = await sandbox.serve(app, { port: 0 });
-    running = { sandbox, app, base: `http://127.0.0.1:${port}/sandbox/api` };
-    return opened;
+    const started = await startSandboxApp(env, { reset });
+    running = { ...started, base: `http://127.0.0.1:${started.port}/sandbox/api` };
+    return started.opened;
   }
   async function stop(): Promise<void> {
-    await running?.app.close();
-    await running?.sandbox.close();
+    await running?.stop();
     running = undefined;
   }
   const api = async (method: string, path: string, body?: unknown) => {
@@ -73,11 +66,8 @@ describe('the sandbox across a restart', () => {
     (await api('GET', '/state')).body.slack.channels.flatMap((c: { threads: Thread[] }) => c.threads);
 
   afterAll(async () => {
-    if (running) {
-      await running.app.mongo.connection.dropDatabase().catch(() => undefined);
-      await deletePrefixedKeys(running.app.redis, running.app.config.queuePrefix);
-    }
-    await stop();
+    await running?.destroy();
+    running = undefined;
   });
 
   it('shows after a restart what it showed before, and seeding again says what already existed', async () => {
@@ -170,23 +160,15 @@ describe('a thread record whose Slack card is gone', () => {
 
 describe('the sandbox page: edit and delete a reply within the undo window', () => {
   const env = { ...sandboxEnv('sbr', 'warn'), REPLY_UNDO_SECONDS: '3' };
+  let running: SandboxApp;
   let sandbox: Sandbox;
-  let app: RapportApp;
   let base = '';
   beforeAll(async () => {
-    sandbox = await startSandbox(env);
-    const config = loadConfig({ ...env, ...sandbox.env });
-    await sandbox.open(config);
-    app = buildApp(config, { role: 'all' });
-    await app.mongo.ready;
-    base = `http://127.0.0.1:${await sandbox.serve(app, { port: 0 })}/sandbox/api`;
+    running = await startSandboxApp(env);
+    sandbox = running.sandbox;
+    base = `http://127.0.0.1:${running.port}/sandbox/api`;
   });
-  afterAll(async () => {
-    await app.mongo.connection.dropDatabase().catch(() => undefined);
-    await deletePrefixedKeys(app.redis, app.config.queuePrefix);
-    await app.close();
-    await sandbox.close();
-  });
+  afterAll(() => running.destroy());
   const post = async (path: string, body?: unknown) =>
     (await fetch(`${base}${path}`, {
       method: 'POST',
