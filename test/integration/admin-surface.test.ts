@@ -9,11 +9,11 @@
  * source address (127.0.0.x) and so is its own client.
  */
 import { request as httpRequest } from 'node:http';
-import { runCli } from '../../src/cli';
 import { loadConfig } from '../../src/config';
 import { startTestApp, testEnv, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app';
 import { twilioFixture } from '../helpers/fixtures';
 import { twilioHeaders } from '../helpers/signing';
+import { restoreEnv, runCliCaptured } from '../helpers/cli';
 
 const ALICE = 'alice-token-0123456789abcdef';
 const BOB = 'bob-token-0123456789abcdef00';
@@ -238,18 +238,9 @@ describe('the CLI presents the token it is given', () => {
       else process.env[k] = v;
   });
   afterAll(() => {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
+    restoreEnv(saved);
   });
-  const run = async (...argv: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runCli(argv, {
-      out: (l: string) => out.push(l) > 0,
-      err: (l: string) => err.push(l) > 0,
-    });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
+  const run = runCliCaptured;
 
   it('uses RAPPORT_ADMIN_TOKEN, refuses a wrong one, and asks which when several are configured', async () => {
     delete process.env.RAPPORT_ADMIN_TOKEN;

@@ -6,30 +6,21 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mongoose from 'mongoose';
-import { runCli } from '../../src/cli';
 import { testEnv } from '../helpers/env';
+import { restoreEnv, runCliCaptured } from '../helpers/cli';
 
 describe('rapport agents', () => {
   const env = testEnv({ LOG_LEVEL: 'silent' });
   const saved = { ...process.env };
   beforeAll(() => Object.assign(process.env, env));
   afterAll(async () => {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
+    restoreEnv(saved);
     const conn = await mongoose.createConnection(env.MONGODB_URI!).asPromise();
     await conn.dropDatabase();
     await conn.close();
   });
 
-  async function run(...argv: string[]) {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runCli(argv, {
-      out: (l: string) => out.push(l) > 0,
-      err: (l: string) => err.push(l) > 0,
-    });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  }
+  const run = runCliCaptured;
 
   it('adds, lists, imports from CSV with progress, and explains a bad row', async () => {
     const added = await run('agents', 'add', '--slack', 'U0CLI1', '--name', 'Cleo', '--channel', 'C0CLI1');

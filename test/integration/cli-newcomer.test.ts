@@ -8,7 +8,6 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runCli } from '../../src/cli';
 import { runDoctorCli } from '../../src/cli/doctor';
 import type { DoctorReport } from '../../src/doctor/types';
 import { TEST_ADMIN_TOKEN, uniqueName } from '../helpers/env';
@@ -16,18 +15,14 @@ import { eventually } from '../helpers/eventually';
 import { rapportProcess } from '../helpers/process';
 import { startSandboxApp, type SandboxApp } from '../helpers/sandbox-app';
 import { startWorld, type World } from '../helpers/world';
+import { restoreEnv, runCliCaptured } from '../helpers/cli';
 
 jest.setTimeout(60_000);
 
 const REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 
-async function cli(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, { out: (l) => out.push(l) > 0, err: (l) => err.push(l) > 0 });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const cli = runCliCaptured;
 
 describe('the rapport executable reads .env from the working directory', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rapport-dotenv-'));
@@ -102,8 +97,7 @@ describe('rapport customers, naming the customer by phone', () => {
     });
   });
   afterAll(async () => {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
+    restoreEnv(saved);
     await w.stop();
   });
 

@@ -10,6 +10,7 @@ import { SLACK_SECRET, startWorld, type World } from '../helpers/world';
 import { testEnv } from '../helpers/env';
 import { runCli } from '../../src/cli';
 import { slackChange } from '../../src/sandbox/wire-builders';
+import { restoreEnv } from '../helpers/cli';
 
 const ALEX = { slackUserId: 'U0ALEX', name: 'Alex', inboxChannelId: 'C0ALEX' };
 const SAM = { slackUserId: 'U0SAM', name: 'Sam', inboxChannelId: 'C0SAM' };
@@ -304,8 +305,7 @@ describe('rapport customers name (CLI)', () => {
       });
       expect(await runCli(['customers', 'name', id], { out: () => true, err: () => true })).toBe(2);
     } finally {
-      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-      Object.assign(process.env, saved);
+      restoreEnv(saved);
     }
     expect(code).toBe(0);
     expect(out.join('\n')).toContain('is now named "Carla Cli"');

@@ -13,6 +13,7 @@ import { startSlackEmulator, type SlackEmulator } from '../emulators/slack';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
 import { TEST_TWILIO, startTestApp, testEnv, uniqueName, type TestApp } from '../helpers/app';
 import { startPrivateCluster, type PrivateCluster } from '../helpers/redis-cluster';
+import { restoreEnv } from '../helpers/cli';
 
 const SLACK_SECRET = 'test-slack-signing-secret';
 const PAGE_ID = '100000000000001';
@@ -45,8 +46,7 @@ async function doctor(env: NodeJS.ProcessEnv, args: string[] = []): Promise<Run>
     const code = await runCli(['doctor', '--timeout', '3s', ...args], io);
     return { code, out, err };
   } finally {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
+    restoreEnv(saved);
   }
 }
 

@@ -31,6 +31,13 @@ describe('whatsapp-web channel routing', () => {
     const job = await h.queues.inbound.getJob(jobIdFor(key));
     return job?.data as InboundEvent | undefined;
   };
+  /** The inbound job queued under `key`, waited for (up to 5 s). */
+  const queuedJob = (key: string) =>
+    eventually(
+      () => jobData(key),
+      (d) => d !== undefined,
+      5_000,
+    );
 
   async function readyChannel(clientId: string, extra: Parameters<WhatsAppWebHarness['channel']>[0] = {}) {
     const factory = fakeClientFactory();
@@ -55,11 +62,7 @@ describe('whatsapp-web channel routing', () => {
     client.receive(msg);
     client.receive(msg);
     const key = `whatsapp-web:${msg.id._serialized}`;
-    const data = await eventually(
-      () => jobData(key),
-      (d) => d !== undefined,
-      5_000,
-    );
+    const data = await queuedJob(key);
     expect(data).toMatchObject({
       type: 'message',
       message: {
@@ -91,11 +94,7 @@ describe('whatsapp-web channel routing', () => {
     ];
     const marker = fakeMessage({ from: CUSTOMER, body: 'a real one' });
     for (const m of [...ignored, marker]) client.receive(m);
-    await eventually(
-      () => jobData(`whatsapp-web:${marker.id._serialized}`),
-      (d) => d !== undefined,
-      5_000,
-    );
+    await queuedJob(`whatsapp-web:${marker.id._serialized}`);
     for (const m of ignored) expect(await jobData(`whatsapp-web:${m.id._serialized}`)).toBeUndefined();
     await channel.stop();
   });
@@ -114,11 +113,7 @@ describe('whatsapp-web channel routing', () => {
     );
     client.receive(msg);
     const key = `whatsapp-web:${msg.id._serialized}`;
-    const data = await eventually(
-      () => jobData(key),
-      (d) => d !== undefined,
-      5_000,
-    );
+    const data = await queuedJob(key);
     expect(data?.type).toBe('message');
     const part = data?.type === 'message' ? data.message.parts[0] : undefined;
     expect(part).toEqual({
@@ -142,11 +137,7 @@ describe('whatsapp-web channel routing', () => {
       { mimetype: 'video/mp4', data: 'AAAA' },
     );
     client.receive(msg);
-    const data = await eventually(
-      () => jobData(`whatsapp-web:${msg.id._serialized}`),
-      (d) => d !== undefined,
-      5_000,
-    );
+    const data = await queuedJob(`whatsapp-web:${msg.id._serialized}`);
     // The declared size travels with it, so the agent's line can say how large it was.
     expect(data?.type === 'message' ? data.message.parts : []).toEqual([
       { kind: 'media', contentType: 'video/mp4', bytes: 50_000_000 },
@@ -159,11 +150,7 @@ describe('whatsapp-web channel routing', () => {
     client.lids.set('123456789012345@lid', CUSTOMER);
     const msg = fakeMessage({ from: '123456789012345@lid', body: 'hi from a LID' });
     client.receive(msg);
-    const data = await eventually(
-      () => jobData(`whatsapp-web:${msg.id._serialized}`),
-      (d) => d !== undefined,
-      5_000,
-    );
+    const data = await queuedJob(`whatsapp-web:${msg.id._serialized}`);
     expect(data?.type === 'message' ? data.message.from : undefined).toEqual({
       kind: 'phone',
       e164: CUSTOMER,
@@ -177,11 +164,7 @@ describe('whatsapp-web channel routing', () => {
     for (const ack of [1, 2, 3]) client.ack(sent, ack);
     for (const state of ['sent', 'delivered', 'read']) {
       const key = `whatsapp-web:${sent.id._serialized}:${state}`;
-      const data = await eventually(
-        () => jobData(key),
-        (d) => d !== undefined,
-        5_000,
-      );
+      const data = await queuedJob(key);
       expect(data).toMatchObject({
         type: 'status',
         status: { key, state, providerMessageId: sent.id._serialized },
@@ -475,11 +458,7 @@ describe('whatsapp-web channel routing', () => {
       },
     });
     await channel.start();
-    const data = await eventually(
-      () => jobData(`whatsapp-web:${missed.id._serialized}`),
-      (d) => d !== undefined,
-      5_000,
-    );
+    const data = await queuedJob(`whatsapp-web:${missed.id._serialized}`);
     expect(data).toMatchObject({ type: 'message', message: { text: 'sent while you were down' } });
     expect(await jobData(`whatsapp-web:${ours.id._serialized}`)).toBeUndefined();
     await channel.stop();
