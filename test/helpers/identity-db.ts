@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import mongoose, { type Connection, type ConnectOptions } from 'mongoose';
+import type { Address, Channel, InboundMessage, Provider } from '../../src/canonical';
 import { registerIdentityModels, type IdentityModels } from '../../src/identity/models';
 import { createIdentityStore, type IdentityStore } from '../../src/identity/resolve';
 
@@ -42,5 +43,39 @@ export async function identityDb(name: string, options: IdentityDbOptions = {}):
       await conn.dropDatabase().catch(() => undefined);
       await conn.close();
     },
+  };
+}
+
+let seq = 0;
+
+/** A canonical inbound text message from `from` (SMS over Twilio unless told), sent and received now unless told. */
+export function inboundMessage(
+  from: Address,
+  opts: {
+    channel?: Channel;
+    provider?: Provider;
+    id?: string;
+    profileName?: string;
+    text?: string;
+    sentAt?: string;
+    receivedAt?: string;
+  } = {},
+): InboundMessage {
+  const providerMessageId = opts.id ?? `m${++seq}-${randomBytes(4).toString('hex')}`;
+  const provider = opts.provider ?? 'twilio';
+  const now = new Date().toISOString();
+  const text = opts.text ?? 'hello';
+  return {
+    key: `${provider}:${providerMessageId}`,
+    channel: opts.channel ?? 'sms',
+    provider,
+    providerMessageId,
+    from,
+    to: '+15550001111',
+    text,
+    parts: [{ kind: 'text', text }],
+    profileName: opts.profileName,
+    sentAt: opts.sentAt ?? now,
+    receivedAt: opts.receivedAt ?? now,
   };
 }

@@ -3,7 +3,6 @@
  * file, no mocks. Crashes are simulated with the merge service's `onStep` hook: it throws after step
  * k, exactly where a process could die, and the test re-runs the merge (or `resumeMerges`).
  */
-import { randomBytes } from 'node:crypto';
 import mongoose, { type Types } from 'mongoose';
 import pino from 'pino';
 import type { Address, Channel, InboundMessage, Provider } from '../../src/canonical';
@@ -11,7 +10,7 @@ import { createInboundProcessor, type InboundProcessor } from '../../src/identit
 import { createMergeService, type MergeService, type MergeStep } from '../../src/identity/merge';
 import type { IdentityModels } from '../../src/identity/models';
 import type { IdentityStore } from '../../src/identity/resolve';
-import { identityDb, type IdentityDb } from '../helpers/identity-db';
+import { identityDb, inboundMessage, type IdentityDb } from '../helpers/identity-db';
 
 let db: IdentityDb;
 let models: IdentityModels;
@@ -49,22 +48,8 @@ function inbound(
   from: Address,
   opts: { channel?: Channel; provider?: Provider; profileName?: string; sentAt?: Date } = {},
 ): InboundMessage {
-  const providerMessageId = `m${++seq}-${randomBytes(4).toString('hex')}`;
-  const provider = opts.provider ?? 'twilio';
   const at = (opts.sentAt ?? new Date()).toISOString();
-  return {
-    key: `${provider}:${providerMessageId}`,
-    channel: opts.channel ?? 'sms',
-    provider,
-    providerMessageId,
-    from,
-    to: '+15550001111',
-    text: `hello ${seq}`,
-    parts: [{ kind: 'text', text: `hello ${seq}` }],
-    profileName: opts.profileName,
-    sentAt: at,
-    receivedAt: at,
-  };
+  return inboundMessage(from, { ...opts, text: `hello ${++seq}`, sentAt: at, receivedAt: at });
 }
 
 const nextPhone = (): Address => ({

@@ -2,15 +2,14 @@
  * Identity resolution against the real MongoDB-protocol server (FerretDB in CI): one database per
  * file, indexes built as the app builds them, no mocks.
  */
-import { randomBytes } from 'node:crypto';
 import mongoose from 'mongoose';
 import pino from 'pino';
-import type { Address, Channel, DeliveryStatus, InboundMessage, Provider } from '../../src/canonical';
+import type { Address, DeliveryStatus, InboundMessage } from '../../src/canonical';
 import { PayloadError } from '../../src/errors';
 import { createInboundProcessor, type InboundProcessor } from '../../src/identity/inbound-processor';
 import type { IdentityModels } from '../../src/identity/models';
 import { identityKeyOf, type IdentityStore } from '../../src/identity/resolve';
-import { identityDb, type IdentityDb } from '../helpers/identity-db';
+import { identityDb, inboundMessage, type IdentityDb } from '../helpers/identity-db';
 
 let db: IdentityDb;
 let models: IdentityModels;
@@ -28,28 +27,7 @@ afterAll(async () => {
   await db.drop();
 });
 
-let seq = 0;
-function inbound(
-  from: Address,
-  opts: { channel?: Channel; provider?: Provider; id?: string; profileName?: string; sentAt?: string } = {},
-): InboundMessage {
-  const providerMessageId = opts.id ?? `m${++seq}-${randomBytes(4).toString('hex')}`;
-  const provider = opts.provider ?? 'twilio';
-  const now = new Date().toISOString();
-  return {
-    key: `${provider}:${providerMessageId}`,
-    channel: opts.channel ?? 'sms',
-    provider,
-    providerMessageId,
-    from,
-    to: '+15550001111',
-    text: 'hello',
-    parts: [{ kind: 'text', text: 'hello' }],
-    profileName: opts.profileName,
-    sentAt: opts.sentAt ?? now,
-    receivedAt: now,
-  };
-}
+const inbound = inboundMessage;
 
 const phone = (e164: string): Address => ({ kind: 'phone', e164 });
 
