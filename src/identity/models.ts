@@ -36,15 +36,8 @@ export interface CustomerProfile {
   email?: ProfileField;
 }
 
-export interface Customer {
+export interface Customer extends CustomerSnapshot {
   _id: Types.ObjectId;
-  displayName?: string;
-  profile: CustomerProfile;
-  ownerAgentId?: string;
-  firstSeenAt: Date;
-  lastSeenAt: Date;
-  lastChannel?: Channel;
-  lastProvider?: Provider;
   /** Tombstone: this customer was merged into that one. Follow it to the live customer. */
   mergedInto?: Types.ObjectId;
   /** The MergeEvent that made this customer a tombstone (undo checks it is still that one). */
