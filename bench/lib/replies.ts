@@ -34,6 +34,8 @@ export interface ReplyFigures {
   toldUncertainOrFailed: number;
   duplicates: number;
   silentlyLost: number;
+  /** Each silently lost reply: its marker, Slack ts and thread, and whether an api accepted its event. */
+  silentlyLostDetail: { marker: string; ts: string; threadTs: string; accepted: boolean }[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -127,6 +129,7 @@ export function createReplyDriver(o: ReplyDriverOptions) {
       toldUncertainOrFailed: 0,
       duplicates: 0,
       silentlyLost: 0,
+      silentlyLostDetail: [],
     };
     for (const r of sent) {
       const times = texts.filter((t) => t.includes(r.marker)).length;
@@ -134,7 +137,10 @@ export function createReplyDriver(o: ReplyDriverOptions) {
       if (times > 1) out.duplicates += times - 1;
       if (times >= 1) out.delivered++;
       else if (told) out.toldUncertainOrFailed++;
-      else out.silentlyLost++;
+      else {
+        out.silentlyLost++;
+        out.silentlyLostDetail.push({ marker: r.marker, ts: r.ts, threadTs: r.threadTs, accepted: r.accepted });
+      }
     }
     return out;
   }
