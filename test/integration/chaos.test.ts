@@ -36,6 +36,8 @@ it('loses, doubles and reorders nothing under worker kills, SIGTERMs, restarts a
   const start = stdout.indexOf('\n{\n  "messages"') + 1;
   const end = stdout.indexOf('\n}', start) + 2;
   const figures = JSON.parse(stdout.slice(start, end)) as Record<string, unknown>;
+  // On a failure, the whole report (e.g. which replies were silently lost) goes into the test log.
+  if (code !== 0) console.log(stdout.slice(start, end));
   expect({ code, verdict: stdout.split('\n').find((l) => /^(PASS|FAIL)/.test(l)) }).toEqual({
     code: 0,
     verdict:
