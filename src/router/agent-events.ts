@@ -162,14 +162,19 @@ export function createAgentEvents(o: AgentEventsOptions) {
   async function refuseReply(event: ThreadReply, why: string) {
     await o.react({ channel: event.channel, ts: event.ts }, 'no_entry_sign');
     const text = `:no_entry: Your reply was not sent to the customer. ${why} It stays in the thread as a message to your teammates.`;
+    await tellAuthor(event, text);
+  }
+
+  /** A private note to the reply's author that it went nowhere. */
+  async function tellAuthor(event: ThreadReply, text: string): Promise<void> {
     await o
       .tellUser?.({ channel: event.channel, threadTs: event.threadTs, user: event.user }, text)
-      .catch((err: unknown) =>
-        log.warn(
-          { channel: event.channel, slackError: err instanceof SlackApiError ? err.slackError : 'unknown' },
-          'refusal note not posted',
-        ),
-      );
+      .catch((err: unknown) => {
+        // A transient failure (5xx, timeout, lost answer) is retried with the event: the author must
+        // learn the reply went nowhere. Only a note Slack will never accept is given up, logged.
+        if (!(err instanceof SlackApiError) || err.retryable) throw err;
+        log.warn({ channel: event.channel, slackError: err.slackError }, 'refusal note not posted');
+      });
   }
 
   /**
@@ -180,8 +185,13 @@ export function createAgentEvents(o: AgentEventsOptions) {
   async function replyTarget(event: ThreadReply, queuedAt: number) {
     const thread = await threadOf(event.channel, event.threadTs);
     if (thread === null) {
+      // Never to a customer this thread may not belong to; its author is told, privately.
       await o.react({ channel: event.channel, ts: event.ts }, 'warning');
-      return undefined; // never to a customer this thread may not belong to
+      await tellAuthor(
+        event,
+        ":warning: Your reply was not sent: this thread's customer card is missing or names someone else, so Rapport cannot tell whose thread it is. Answer in the customer's current thread.",
+      );
+      return undefined;
     }
     const customerId =
       thread?.customerId ??

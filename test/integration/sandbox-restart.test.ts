@@ -154,6 +154,15 @@ describe('a thread record whose Slack card is gone', () => {
       async () => w.slack.messages('C0ALEX').find((m) => m.ts === reply.ts)?.reactions ?? [],
       (r) => r.includes('warning'),
     );
+    // …and its author is told privately why.
+    const note = await eventually(
+      async () =>
+        w.slack
+          .callsTo('chat.postEphemeral')
+          .find((c) => c.args.user === 'U0ALEX' && c.args.thread_ts === card!.ts),
+      Boolean,
+    );
+    expect(String(note?.args.text)).toContain('Your reply was not sent');
     expect(w.twilio.messages().filter((m) => m.body === 'meant for someone else')).toEqual([]);
   });
 });

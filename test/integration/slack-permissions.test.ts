@@ -199,6 +199,21 @@ describe('who may act in Slack', () => {
       expect(String(notes.at(-1)?.args.text)).toContain('Your reply was not sent to the customer.');
       expect(String(notes.at(-1)?.args.thread_ts)).toBe(card.a);
     }
+    // The refusal note is not lost with Slack's answer: a failed ephemeral is tried again.
+    const strangerNotes = () =>
+      w.slack
+        .callsTo('chat.postEphemeral')
+        .filter((c) => c.args.user === STRANGER && c.args.thread_ts === card.a);
+    const before = strangerNotes().length;
+    w.slack.failNext('chat.postEphemeral', { status: 500 });
+    const { ts: again } = await w.agentReply(ALEX.inboxChannelId, card.a, STRANGER, 'stranger tries again');
+    // The emulator records the failed call too: a second one is the retry that reached the author.
+    const told = await eventually(
+      async () => strangerNotes().length - before,
+      (n) => n >= 2,
+    );
+    expect(told).toBeGreaterThanOrEqual(2);
+    expect(await reactions(ALEX.inboxChannelId, again)).toEqual(['no_entry_sign']);
     // The owner's reply, sent after the refused ones: when it arrives, none of those was sent.
     await w.agentReply(ALEX.inboxChannelId, card.a, ALEX.slackUserId, 'alex answers');
     await eventually(
@@ -259,7 +274,7 @@ describe('who may act in Slack', () => {
           action_ts: '1.2',
         },
       ];
-            const before = recorder.posts.length;
+      const before = recorder.posts.length;
       const res = await w.interaction(payload);
       expect(res.status).toBe(200);
       const posts = await eventually(
