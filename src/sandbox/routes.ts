@@ -46,6 +46,7 @@ import {
   type Received,
   type WrittenByCustomer,
 } from './views';
+import { isRecord } from '../values';
 
 export interface SandboxRoutesOptions {
   emulators: SandboxEmulators;
@@ -155,8 +156,6 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 const randomDigits = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 10)).join('');
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** "Added agents Alex, Sam and 4 customers (Dana, …). Already there: …" for the page. */
 export function seedSummary(

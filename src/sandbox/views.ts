@@ -6,6 +6,7 @@
 import type { SandboxEmulators } from './credentials';
 import type { EmulatedMessage, SlackEmulator } from './emulators/slack';
 import { APPS, type App, type DeliveryState } from './signed-requests';
+import { isRecord } from '../values';
 
 export interface Person {
   id: string;
@@ -54,8 +55,6 @@ export type SentImage = (
 ) => string | undefined;
 
 const digits = (s: string) => s.replace(/\D/g, '');
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** What a provider record says, as the customer's phone would show it. */
 function describeTwilio(m: { body?: string; mediaUrls: string[]; contentSid?: string }): string {

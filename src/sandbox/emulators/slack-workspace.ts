@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { FaultQueue } from './http';
 import { recordsOf, type EmulatorJournal, type JournalRecord } from './journal';
+import { isRecord } from '../../values';
 
 /**
  * Slack's chat.postMessage limit: "1 message per second per channel, short bursts allowed"
@@ -75,9 +76,7 @@ export class SlackMethodError extends Error {
   }
 }
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export { isRecord };
 
 export function str(args: Record<string, unknown>, key: string): string | undefined {
   const value = args[key];
