@@ -1,8 +1,9 @@
 /**
- * Posting a customer's card exactly once per thread opening: the attempt (a per-attempt key carried
- * as the card's metadata) is recorded in Redis before the call, and a retry looks the key up in the
- * channel (`conversations.history`) before posting again; a card an earlier attempt for another owner
- * did post gets its thread record, so replies in it are routed.
+ * The customer card's Slack side: whether a thread's card names a customer (replies route only
+ * then), and posting the card exactly once per thread opening — the attempt (a per-attempt key
+ * carried as the card's metadata) is recorded in Redis before the call, and a retry looks the key up
+ * in the channel (`conversations.history`) before posting again; a card an earlier attempt for
+ * another owner did post gets its thread record, so replies in it are routed.
  */
 import type { Types } from 'mongoose';
 import type { SlackClient } from '../channels/slack/client';
@@ -13,6 +14,27 @@ import { CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
 import type { RouterModels } from './models';
 
 export const CARD_EVENT_TYPE = 'rapport_card';
+
+/** Where a checked thread remembers whose card it is (erase removes it with the thread). */
+export function cardCheckKey(prefix: string, ref: { channel: string; ts: string }): string {
+  return `${prefix}:card:${ref.channel}:${ref.ts}`;
+}
+
+/**
+ * Whether the thread at `ref` is a card that names `customerId`, asked of Slack once per thread and
+ * remembered in Redis for a week when it does. A thread record whose message is gone (a workspace or
+ * an emulator that lost it) or whose card names someone else must not route replies.
+ */
+export function createCardCheck(slack: SlackClient, redis: RedisClient, prefix: string) {
+  return async (ref: { channel: string; ts: string }, customerId: string): Promise<boolean> => {
+    const key = cardCheckKey(prefix, ref);
+    if ((await redis.get(key)) === customerId) return true;
+    const found = await slack.findInThread(ref.channel, ref.ts, CARD_EVENT_TYPE, 'customerId', customerId);
+    if (found !== ref.ts) return false;
+    await redis.set(key, customerId, 'EX', 7 * 24 * 3600);
+    return true;
+  };
+}
 
 export interface CardPosterOptions {
   models: RouterModels & IdentityModels;

@@ -26,12 +26,11 @@ import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
 import { toObjectId, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
-import { CARD_EVENT_TYPE, createCardPoster } from './card-post';
+import { createCardPoster } from './card-post';
 import { channelLabel } from './texts';
 import { createHotThreads, threadChanged } from './hot-state';
 
 export const POST_EVENT_TYPE = 'rapport_post';
-export { CARD_EVENT_TYPE };
 
 export type ToAgentJob =
   { customerId: string } | { react: { channel: string; ts: string; name: string; remove?: string[] } };
@@ -52,27 +51,6 @@ export interface SlackDeliveryOptions {
 }
 
 /** Per-channel "do not call before" marker, shared by every process. */
-/**
- * Whether the thread at `ref` is a card that names `customerId`, asked of Slack once per thread and
- * remembered in Redis for a week when it does. A thread record whose message is gone (a workspace or
- * an emulator that lost it) or whose card names someone else must not route replies.
- */
-/** Where a checked thread remembers whose card it is (erase removes it with the thread). */
-export function cardCheckKey(prefix: string, ref: { channel: string; ts: string }): string {
-  return `${prefix}:card:${ref.channel}:${ref.ts}`;
-}
-
-export function createCardCheck(slack: SlackClient, redis: RedisClient, prefix: string) {
-  return async (ref: { channel: string; ts: string }, customerId: string): Promise<boolean> => {
-    const key = cardCheckKey(prefix, ref);
-    if ((await redis.get(key)) === customerId) return true;
-    const found = await slack.findInThread(ref.channel, ref.ts, CARD_EVENT_TYPE, 'customerId', customerId);
-    if (found !== ref.ts) return false;
-    await redis.set(key, customerId, 'EX', 7 * 24 * 3600);
-    return true;
-  };
-}
-
 export function channelWaitKey(prefix: string, channel: string): string {
   return `${prefix}:slack-wait:${channel}`;
 }

@@ -14,7 +14,7 @@ import { MergeBusyError } from '../../src/identity/merge';
 import { registerIdentityModels, type Customer } from '../../src/identity/models';
 import { cardKeysOf } from '../../src/router/card-updates';
 import { registerRouterModels } from '../../src/router/models';
-import { cardCheckKey } from '../../src/router/slack-delivery';
+import { cardCheckKey } from '../../src/router/card-post';
 import { createErasureService } from '../../src/privacy/erase';
 import { erasureSaver } from '../../src/privacy/erase/audit';
 import * as db from '../../src/privacy/erase/db-steps';

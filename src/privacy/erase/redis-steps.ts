@@ -7,7 +7,7 @@ import type { Logger } from '../../logger';
 import type { RedisClient } from '../../queue/connection';
 import { forgetHotCustomer } from '../../identity/cache';
 import { cardKeysOf } from '../../router/card-updates';
-import { cardCheckKey } from '../../router/slack-delivery';
+import { cardCheckKey } from '../../router/card-post';
 import type { Erasure } from '../models';
 import { purgeQueues } from './queue-purge';
 import type { SaveErasure } from './audit';
