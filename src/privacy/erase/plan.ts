@@ -54,10 +54,10 @@ export async function slackRefsOf(
   models: AppModels,
   ids: Types.ObjectId[],
 ): Promise<{ refs: SlackRef[]; threads: SlackThreadRef[] }> {
-  const withTs = () => ({ customerId: { $in: ids }, 'slack.ts': { $exists: true } });
+  const inSlack = { customerId: { $in: ids }, 'slack.ts': { $exists: true } };
   const [posts, sends, threads, current] = await Promise.all([
     models.AgentPost.find({ customerId: { $in: ids } }, { slack: 1, files: 1 }).lean<AgentPost[]>(),
-    models.CustomerSend.find(withTs(), { slack: 1 }).lean<CustomerSend[]>(),
+    models.CustomerSend.find(inSlack, { slack: 1 }).lean<CustomerSend[]>(),
     models.SlackThread.find({ customerId: { $in: ids } }).lean<SlackThread[]>(),
     models.CurrentThread.find({ _id: { $in: ids } }).lean<CurrentThread[]>(),
   ]);
@@ -70,14 +70,14 @@ export async function slackRefsOf(
     threadRefs.set(refKey(t), { channel: t.channel, ts: t.ts });
     add({ channel: t.channel, ts: t.ts, kind: 'card' });
   }
-  for (const p of posts) if (p.slack) add({ channel: p.slack.channel, ts: p.slack.ts, kind: 'post' });
-  const thread = current[0] ?? threads[0];
+  const fallback = current[0] ?? threads[0];
   for (const p of posts) {
-    for (const f of p.files ?? []) {
-      // Uploaded into the thread the post went to (or, if its text never went out, the current one).
-      const where = p.slack ?? thread;
-      if (f.slackFileId && where) add({ channel: where.channel, ts: where.ts, kind: 'file', fileId: f.slackFileId });
-    }
+    if (p.slack) add({ channel: p.slack.channel, ts: p.slack.ts, kind: 'post' });
+    // Keyed beside its post (or the customer's thread); a file is deleted by its file id alone.
+    const where = p.slack ?? fallback;
+    for (const f of p.files ?? [])
+      if (f.slackFileId && where)
+        add({ channel: where.channel, ts: where.ts, kind: 'file', fileId: f.slackFileId });
   }
   for (const s of sends) if (s.slack) add({ channel: s.slack.channel, ts: s.slack.ts, kind: 'human' });
   return { refs: [...refs.values()], threads: [...threadRefs.values()] };
