@@ -57,6 +57,12 @@ export interface DeliveryOptions {
 }
 
 const DAY = 24 * 3600_000;
+/** Short lock, renewed while the flush works: a killed worker blocks its customer for 15 s at most. */
+const FLUSH_LOCK_TTL_MS = 15_000;
+
+function withFlushLock(redis: RedisClient, key: string, fn: () => Promise<void>): Promise<void> {
+  return withLock(redis, key, FLUSH_LOCK_TTL_MS, fn, { renew: true });
+}
 
 const CANDIDATES: Record<Channel, Provider[]> = {
   sms: ['twilio'],
@@ -384,7 +390,7 @@ export function createDelivery(o: DeliveryOptions) {
   }
 
   async function flush(customerId: Types.ObjectId): Promise<void> {
-    await withLock(redis, `${prefix}:lock:to-customer:${String(customerId)}`, 120_000, async () => {
+    await withFlushLock(redis, `${prefix}:lock:to-customer:${String(customerId)}`, async () => {
       const customer = await Customer.findById(customerId).lean<Customer>();
       if (!customer) return;
       if (customer.mergedInto) {
