@@ -31,9 +31,9 @@
  *
  * Usage: npm run chaos [-- --messages 2000 --seconds 60 --customers 300 --kill-every 5 --fail-rate 0.1
  *   --lost-rate 0.2 --replies 500 --drain 1200 --down 3 --restart redis,db --sigterm --sigterm-every 8 --sigterm-min-age 10 --api-processes 2
- *   --worker-processes 2 --shutdown-timeout 25000 --redis single|cluster]
+ *   --worker-processes 2 --shutdown-timeout 25000 --redis single|cluster --log-level warn]
  * `--kill-every 0` turns the worker SIGKILLs off, `--restart none` the Redis and database restarts,
- * `--fail-rate 0` the injected failures. Without --api-processes the API runs in this process, except
+ * `--fail-rate 0` the injected failures. `--log-level` sets the processes' LOG_LEVEL (default error). Without --api-processes the API runs in this process, except
  * with --sigterm or --redis cluster (then 2 api processes). --redis cluster defaults to 3 workers.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -65,6 +65,7 @@ import {
 } from './lib/world';
 import { killBusiestMaster, privateCluster, restartKilled, type Failover, type PrivateCluster } from './lib/cluster';
 import { createReplyDriver } from './lib/replies';
+import { deadLetters, explainLostReplies } from './lib/diagnostics';
 
 const args = parseArgs({
   messages: '2000',
@@ -285,7 +286,11 @@ async function main(): Promise<number> {
     slackUrl: slackProxy.url.endsWith('/') ? slackProxy.url : `${slackProxy.url}/`,
     twilioUrl: twilioProxy.url,
     graphUrl: graphProxy.url,
-    extra: args['shutdown-timeout'] ? { SHUTDOWN_TIMEOUT_MS: args['shutdown-timeout'] } : {},
+    extra: {
+      ...(args['shutdown-timeout'] ? { SHUTDOWN_TIMEOUT_MS: args['shutdown-timeout'] } : {}),
+      // The processes' logs go to this run's output; `warn` shows dead letters and given-up notes.
+      ...(args['log-level'] ? { LOG_LEVEL: args['log-level'] } : {}),
+    },
   });
   const config = loadConfig({ ...process.env, ...env });
   const shutdownTimeoutMs = config.shutdownTimeoutMs;
@@ -570,6 +575,11 @@ async function main(): Promise<number> {
       return { ...summary(ms), all: ms };
     };
     const forcedStops = graceful.filter((g) => g.forced || g.code !== 0);
+    // Read before the private servers go: what was given up, and the records of a lost reply.
+    const dead = await deadLetters(redisUrl, env.QUEUE_PREFIX!).catch((err: unknown) => ({ unreadable: String(err) }));
+    const lostRecords = await explainLostReplies(env.MONGODB_URI!, emu, INBOX, replyFigures.silentlyLostDetail).catch(
+      (err: unknown) => [{ unreadable: String(err) }],
+    );
 
     const figures = {
       messages: MESSAGES,
@@ -616,6 +626,9 @@ async function main(): Promise<number> {
       duplicateCards,
       agentReplies: replyFigures,
       silentlyLostReplies: replyFigures.silentlyLost,
+      ...(lostRecords.length ? { silentlyLostRecords: lostRecords } : {}),
+      /** Jobs BullMQ gave up on, per queue (failed sets), with their reasons. */
+      deadLetters: dead,
       outOfOrder,
       acknowledgements: [...recipients.values()].reduce((a, b) => a + b, 0),
       customersWithAck: recipients.size,

@@ -25,6 +25,8 @@ interface SentReply {
   ts: string;
   threadTs: string;
   accepted: boolean;
+  /** Deliveries of its event until an api answered 200 (0: none did). */
+  eventAttempts: number;
 }
 
 export interface ReplyFigures {
@@ -34,11 +36,15 @@ export interface ReplyFigures {
   toldUncertainOrFailed: number;
   duplicates: number;
   silentlyLost: number;
+  /** Deliveries of events that needed more than one (an api restarting or answering 503). */
+  eventRetries: number;
   /** Each silently lost reply: its marker, Slack ts and thread, and whether an api accepted its event. */
-  silentlyLostDetail: { marker: string; ts: string; threadTs: string; accepted: boolean }[];
+  silentlyLostDetail: SentReply[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long Slack keeps retrying an event its app did not acknowledge (3 retries over ~5 minutes). */
+const EVENT_RETRY_SPAN_MS = 5 * 60_000;
 
 /** Texts of every message the providers accepted (Twilio bodies, Cloud text bodies, Messenger texts). */
 export function providerTexts(emu: Emulators): string[] {
@@ -53,8 +59,14 @@ export function createReplyDriver(o: ReplyDriverOptions) {
   const sent: SentReply[] = [];
   let n = 0;
 
-  async function postEvent(body: string): Promise<boolean> {
-    for (let attempt = 0; attempt < 30; attempt++) {
+  /**
+   * Delivers the event as Slack does: retried until an api answers 200, for as long as Slack keeps
+   * retrying (about 5 minutes), here sooner and more often (0.5 s, doubling to 10 s) so that a
+   * restarting api delays the reply little. Returns the number of attempts, or 0 if none succeeded.
+   */
+  async function postEvent(body: string): Promise<number> {
+    const giveUpAt = Date.now() + EVENT_RETRY_SPAN_MS;
+    for (let attempt = 0; ; attempt++) {
       const bases = o.bases();
       const base = bases[(attempt + n) % bases.length]!;
       try {
@@ -65,13 +77,13 @@ export function createReplyDriver(o: ReplyDriverOptions) {
           headers: signed.headers,
           signal: AbortSignal.timeout(10_000),
         });
-        if (res.status === 200) return true;
+        if (res.status === 200) return attempt + 1;
       } catch {
         // an api restarting: try another, as Slack retries
       }
-      await sleep(500);
+      if (Date.now() >= giveUpAt) return 0;
+      await sleep(Math.min(500 * 2 ** Math.floor(attempt / 4), 10_000));
     }
-    return false;
   }
 
   /** One reply in a random customer thread; false if no thread exists yet. */
@@ -90,9 +102,10 @@ export function createReplyDriver(o: ReplyDriverOptions) {
       },
       slackMessage({ channel: o.inbox, user: o.agentUserId, text, ts: stored.ts, threadTs: card.ts }),
     );
-    const reply: SentReply = { marker, ts: stored.ts, threadTs: card.ts, accepted: false };
+    const reply: SentReply = { marker, ts: stored.ts, threadTs: card.ts, accepted: false, eventAttempts: 0 };
     sent.push(reply);
-    reply.accepted = await postEvent(body);
+    reply.eventAttempts = await postEvent(body);
+    reply.accepted = reply.eventAttempts > 0;
     return true;
   }
 
@@ -129,6 +142,7 @@ export function createReplyDriver(o: ReplyDriverOptions) {
       toldUncertainOrFailed: 0,
       duplicates: 0,
       silentlyLost: 0,
+      eventRetries: sent.reduce((a, r) => a + Math.max(0, r.eventAttempts - 1), 0),
       silentlyLostDetail: [],
     };
     for (const r of sent) {
@@ -139,7 +153,7 @@ export function createReplyDriver(o: ReplyDriverOptions) {
       else if (told) out.toldUncertainOrFailed++;
       else {
         out.silentlyLost++;
-        out.silentlyLostDetail.push({ marker: r.marker, ts: r.ts, threadTs: r.threadTs, accepted: r.accepted });
+        out.silentlyLostDetail.push({ ...r });
       }
     }
     return out;
