@@ -253,18 +253,20 @@ export function createDelivery(o: DeliveryOptions) {
   }
 
   async function fail(send: CustomerSend, reason: string, text: string, code?: string): Promise<void> {
+    // An automatic reply that may not have gone out is the agent's to check too.
+    const tell =
+      send.origin === 'agent' ||
+      send.origin === 'template' ||
+      (reason === 'uncertain' && send.origin === 'auto');
+    // The note first (keyed, so a retry writes it once): a flush that fails after marking the send
+    // failed would find nothing left to do on its retry, and the agent would never be told.
+    if (tell) await tellAgent(send, text, reason);
     await CustomerSend.updateOne(
       { _id: send._id },
       { $set: { state: 'failed', failure: { reason, code, message: text } } },
     );
     o.onFailed?.(reason);
     log.info({ sendKey: send.key, reason, code }, 'send failed; agent told');
-    // An automatic reply that may not have gone out is the agent's to check too.
-    const tell =
-      send.origin === 'agent' ||
-      send.origin === 'template' ||
-      (reason === 'uncertain' && send.origin === 'auto');
-    if (tell) await tellAgent(send, text, reason);
   }
 
   /** Records an accepted part before the next one goes out. */
