@@ -108,12 +108,13 @@ it("a worker killed mid-send blocks the customer's next reply only for the short
   const texts = await eventually(
     async () => twilioTexts(),
     (t) => t.some((x) => x.includes('Second answer')),
-    40_000,
+    60_000,
   );
   const waitedMs = Date.now() - killedAt;
   expect(texts.filter((x) => x.includes('Second answer'))).toHaveLength(1);
-  // The lock's 15 s plus a retry's back-off, far below the 2 minutes a long unrenewed lock would take.
-  expect(waitedMs).toBeLessThan(30_000);
+  // The lock's 15 s plus retries and a loaded machine's slowness, far below the 2 minutes a long
+  // unrenewed lock would take.
+  expect(waitedMs).toBeLessThan(40_000);
   // The interrupted reply is not resent behind the agent's back: the agent is told it is uncertain.
   expect(twilioTexts().slice(sent).filter((x) => x.includes('First answer'))).toHaveLength(0);
   const note = await eventually(
