@@ -65,7 +65,7 @@ import {
 } from './lib/world';
 import { killBusiestMaster, privateCluster, restartKilled, type Failover, type PrivateCluster } from './lib/cluster';
 import { createReplyDriver } from './lib/replies';
-import { deadLetters, explainLostReplies } from './lib/diagnostics';
+import { deadLetters, explainLostReplies, stalledJobs } from './lib/diagnostics';
 
 const args = parseArgs({
   messages: '2000',
@@ -577,6 +577,7 @@ async function main(): Promise<number> {
     const forcedStops = graceful.filter((g) => g.forced || g.code !== 0);
     // Read before the private servers go: what was given up, and the records of a lost reply.
     const dead = await deadLetters(redisUrl, env.QUEUE_PREFIX!).catch((err: unknown) => ({ unreadable: String(err) }));
+    const stalled = await stalledJobs(redisUrl, env.QUEUE_PREFIX!).catch((err: unknown) => ({ unreadable: String(err) }));
     const lostRecords = await explainLostReplies(env.MONGODB_URI!, emu, INBOX, replyFigures.silentlyLostDetail).catch(
       (err: unknown) => [{ unreadable: String(err) }],
     );
@@ -629,6 +630,8 @@ async function main(): Promise<number> {
       ...(lostRecords.length ? { silentlyLostRecords: lostRecords } : {}),
       /** Jobs BullMQ gave up on, per queue (failed sets), with their reasons. */
       deadLetters: dead,
+      /** Jobs that stalled (worker killed mid-job) once, more often, and the most any one did. */
+      stalledJobs: stalled,
       outOfOrder,
       acknowledgements: [...recipients.values()].reduce((a, b) => a + b, 0),
       customersWithAck: recipients.size,

@@ -112,3 +112,42 @@ export async function explainLostReplies(
     await conn.close();
   }
 }
+
+/**
+ * Jobs that stalled (their worker was killed, or lost its lock, while they ran), per queue: how many
+ * stalled at least once and the most any one did. BullMQ gives a job up once it stalls more often
+ * than its worker's `maxStalledCount` allows, so this shows how close a run came to that.
+ */
+export async function stalledJobs(
+  redisUrl: string,
+  prefix: string,
+): Promise<Record<string, { once: number; twiceOrMore: number; max: number }>> {
+  const out: Record<string, { once: number; twiceOrMore: number; max: number }> = {};
+  const client = createRedisConnection(redisUrl, 'worker', { maxRetriesPerRequest: 3 });
+  try {
+    const nodes = client instanceof Cluster ? client.nodes('master') : [client];
+    const bare = prefix.replace(/[{}]/g, '');
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, batch] = await node.scan(cursor, 'MATCH', '*', 'COUNT', '1000', 'TYPE', 'hash');
+        cursor = next;
+        for (const key of batch) {
+          const plain = key.replace(/[{}]/g, '');
+          if (!plain.startsWith(`${bare}:`) && !plain.startsWith(`${bare}-`)) continue;
+          const stc = Number((await node.hget(key, 'stc')) ?? 0);
+          if (stc < 1) continue;
+          const parts = key.split(':');
+          const queue = parts[parts.length - 2] ?? '?';
+          const entry = (out[queue] ??= { once: 0, twiceOrMore: 0, max: 0 });
+          if (stc === 1) entry.once++;
+          else entry.twiceOrMore++;
+          entry.max = Math.max(entry.max, stc);
+        }
+      } while (cursor !== '0');
+    }
+  } finally {
+    client.disconnect();
+  }
+  return out;
+}
