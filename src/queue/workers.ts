@@ -4,7 +4,8 @@
  *   UnrecoverableError: the job fails once and stays in the failed set as a dead letter;
  * - anything else retries with the queue's bounded backoff;
  * - `DeferError` postpones the job without spending an attempt (a Slack channel that asked us to
- *   wait, a per-customer lock held by another worker).
+ *   wait, a per-customer lock held by another worker);
+ * - a job whose worker died under it is run again, up to MAX_STALLED_RUNS times (not BullMQ's once).
  *
  * `createOrderedWorkers` consumes a partitioned queue (partitions.ts) strictly in order: one job per
  * partition at a time across all processes, and a retryable failure keeps the job at the head of its
@@ -21,6 +22,32 @@ import type { PartitionedQueue } from './partitions';
 // Handlers and tests throw it from here; it lives with the other error types.
 export { DeferError } from '../errors';
 
+/**
+ * How often a job may stall — its worker killed (or cut off from Redis past its lock) while it ran —
+ * before BullMQ gives it up as a dead letter. BullMQ's default, 1, is meant for a job that crashes its
+ * worker; here a second kill or restart that happens to catch the same job would drop it silently:
+ * an agent's reply never sent and nobody told, a customer's message never posted. Every handler is
+ * idempotent (keyed upserts, `sending` → uncertain), so running a stalled job again is safe; a job
+ * that really kills its worker still ends in the dead letters, after this many restarts.
+ */
+export const MAX_STALLED_RUNS = 10;
+
+/** BullMQ's stall detection, for tests that kill a worker: defaults are BullMQ's (30 s each). */
+export interface StallOptions {
+  /** How long a job's lock lasts without its worker renewing it. */
+  lockDurationMs?: number;
+  /** How often a worker looks for stalled jobs. */
+  stalledIntervalMs?: number;
+}
+
+function stallSettings(o: StallOptions = {}) {
+  return {
+    maxStalledCount: MAX_STALLED_RUNS,
+    ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
+    ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
+  };
+}
+
 export interface QueueWorkerOptions<T> {
   /** BullMQ queue name (a partition's name for partitioned queues). */
   queueName: string;
@@ -32,6 +59,7 @@ export interface QueueWorkerOptions<T> {
   handler: (job: Job<T>) => Promise<unknown>;
   log: Logger;
   metrics: Metrics;
+  stall?: StallOptions;
 }
 
 function backoffMs(attempt: number): number {
@@ -78,6 +106,7 @@ export function createQueueWorker<T>(o: QueueWorkerOptions<T>): Worker<T> {
     connection,
     prefix: prefixFor(o.queueName, o.prefix, connection),
     concurrency: o.concurrency ?? 1,
+    ...stallSettings(o.stall),
   });
   worker.on('closed', () => connection.disconnect());
   return observe(worker, o.label, o.log, o.metrics);
@@ -169,6 +198,7 @@ export function createOrderedWorkers<T>(o: OrderedWorkersOptions<T>): Worker<T>[
       concurrency: 1,
       // The manual rate limit above needs a limiter to be configured; this one never binds.
       limiter: { max: 1_000_000, duration: 1_000 },
+      ...stallSettings(o.stall),
     });
     worker.on('closed', () => connection.disconnect());
     return observe(worker, o.label, o.log, o.metrics);

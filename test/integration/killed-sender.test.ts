@@ -88,14 +88,21 @@ it("a worker killed mid-send blocks the customer's next reply only for the short
   );
   if (!card) throw new Error('no card');
   // Let the acknowledgement go out first, then leave this customer's sends to the doomed worker alone.
-  await eventually(async () => w.twilio.messages().length, (n) => n > 0);
+  await eventually(
+    async () => w.twilio.messages().length,
+    (n) => n > 0,
+  );
   const sent = w.twilio.messages().length;
   const toCustomer = w.t.app.workers.find((wk) => wk.name === 'to-customer')!;
   await toCustomer.pause();
   await startDoomedWorker();
 
   await w.agentReply(ALEX.inboxChannelId, card.ts, ALEX.slackUserId, 'First answer');
-  await eventually(async () => hangingCalls, (n) => n > 0, 30_000);
+  await eventually(
+    async () => hangingCalls,
+    (n) => n > 0,
+    30_000,
+  );
   expect(hangingCalls).toBeGreaterThan(0);
   // Killed inside the provider call: the lock stays, nobody renews or releases it.
   const exited = once(child!, 'exit');
@@ -116,9 +123,14 @@ it("a worker killed mid-send blocks the customer's next reply only for the short
   // unrenewed lock would take.
   expect(waitedMs).toBeLessThan(40_000);
   // The interrupted reply is not resent behind the agent's back: the agent is told it is uncertain.
-  expect(twilioTexts().slice(sent).filter((x) => x.includes('First answer'))).toHaveLength(0);
+  expect(
+    twilioTexts()
+      .slice(sent)
+      .filter((x) => x.includes('First answer')),
+  ).toHaveLength(0);
   const note = await eventually(
-    async () => w.slack.thread(ALEX.inboxChannelId, card.ts).find((m) => m.text.includes('Delivery uncertain')),
+    async () =>
+      w.slack.thread(ALEX.inboxChannelId, card.ts).find((m) => m.text.includes('Delivery uncertain')),
     Boolean,
   );
   expect(note).toBeDefined();

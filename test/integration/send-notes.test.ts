@@ -38,14 +38,16 @@ it('a failed send whose note could not be written at first still gets its note o
   const seq = await w.t.app.redis.get(seqKey);
   await w.t.app.redis.set(seqKey, 'broken');
   const attempted = await eventually(
-    async () => w.t.logs.filter((l) => l.includes('"queue":"to-customer"') && l.includes('will retry')).length,
+    async () =>
+      w.t.logs.filter((l) => l.includes('"queue":"to-customer"') && l.includes('will retry')).length,
     (n) => n > 0,
   );
   expect(attempted).toBeGreaterThan(0);
   await w.t.app.redis.set(seqKey, seq ?? '100');
 
   const note = await eventually(
-    async () => w.slack.thread(ALEX.inboxChannelId, card.ts).find((m) => m.text.includes('no Messenger address')),
+    async () =>
+      w.slack.thread(ALEX.inboxChannelId, card.ts).find((m) => m.text.includes('no Messenger address')),
     Boolean,
     30_000,
   );
