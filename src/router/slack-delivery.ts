@@ -8,8 +8,10 @@
  *   attempt is recorded in Redis before the call, and a retry looks the key up in the channel
  *   (`conversations.history`) before posting again; a card found there gets its thread record.
  * - Never two posts for one item: each post carries its outbox key as Slack message metadata, the
- *   attempt is recorded before the call, and a retry after an unrecorded attempt looks the key up in
- *   the thread (`conversations.replies`) before posting again.
+ *   attempt is recorded in Redis before the call, and a post an earlier try may have made (its
+ *   attempt recorded, a retry, a Redis that may have lost the record: post-attempts.ts) is looked up
+ *   in the thread (`conversations.replies`) before posting again. A post is marked once, after it is
+ *   out: its ts and `posted` together, the marks of one flush in one command.
  * - Slack's rate limit is per channel: a 429 records "wait until" for that channel in Redis (shared
  *   by every worker process) and defers only the customers whose thread is in that channel.
  */
@@ -29,6 +31,7 @@ import type { Ownership } from './ownership';
 import { createCardPoster } from './card-post';
 import { channelLabel } from './texts';
 import { createHotThreads, threadChanged } from './hot-state';
+import { createPostAttempts } from './post-attempts';
 
 export const POST_EVENT_TYPE = 'rapport_post';
 
@@ -125,6 +128,7 @@ export async function retryTransient<T>(step: (attempt: number) => Promise<T>): 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
   const { AgentPost, CurrentThread, SlackThread } = models;
+  const attempts = createPostAttempts(redis, prefix);
   // The current thread from Redis when its copy is current (hot-state.ts): no read per flush.
   const hotThreads = createHotThreads(
     redis,
@@ -185,20 +189,23 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
   }
 
-  /** The post's text, exactly once (its key in the message metadata; looked up after a crash). */
-  async function postText(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string): Promise<void> {
-    if (post.attemptedAt) {
-      const ts = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
-      if (ts) {
-        await AgentPost.updateOne({ _id: post._id }, { $set: { slack: { channel: thread.channel, ts } } });
-        return;
-      }
+  /**
+   * The post's text, exactly once: its key rides as the message metadata, and a post an earlier try
+   * may have made (post-attempts.ts) is looked up in the thread first. Returns its ts.
+   */
+  async function postText(
+    post: AgentPost,
+    thread: ThreadRef,
+    lastPostedChannel: string | undefined,
+    triedBefore: boolean,
+  ): Promise<string> {
+    if (await attempts.begin(post, triedBefore || post.attemptedAt !== undefined)) {
+      const found = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
+      if (found) return found;
     }
-    await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
-    let ts: string;
     try {
       const text = render(post, lastPostedChannel);
-      ({ ts } = await slack.postMessage({
+      const { ts } = await slack.postMessage({
         channel: thread.channel,
         threadTs: thread.ts,
         text,
@@ -206,12 +213,12 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         username: post.username === undefined ? undefined : escapeSlackText(post.username),
         iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
         metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
-      }));
+      });
+      return ts;
     } catch (err) {
       await noteRateLimit(redis, prefix, thread.channel, err);
       throw err;
     }
-    await AgentPost.updateOne({ _id: post._id }, { $set: { slack: { channel: thread.channel, ts } } });
   }
 
   /**
@@ -254,37 +261,69 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
   }
 
-  /** One pending post into the thread: its text, then its files; then it is marked posted. */
-  async function deliverPost(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string): Promise<void> {
-    if (!post.slack) await postText(post, thread, lastPostedChannel);
+  /** One pending post into the thread: its text, then its files. Returns where its text is. */
+  async function deliverPost(
+    post: AgentPost,
+    thread: ThreadRef,
+    lastPostedChannel: string | undefined,
+    triedBefore: boolean,
+  ): Promise<ThreadRef> {
+    const ref = post.slack ?? {
+      channel: thread.channel,
+      ts: await postText(post, thread, lastPostedChannel, triedBefore),
+    };
     if (post.files?.length) await uploadFiles(post, thread);
-    await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted' } });
+    return ref;
   }
 
   /**
-   * A post tried again in place after a transient failure (5xx, timeout, lost answer), re-read so the
-   * retry sees the attempt it recorded and looks the post up before posting again.
+   * A post tried again in place after a transient failure (5xx, timeout, lost answer): the retry
+   * looks the post up before posting again. A post with files is re-read for its files' marks.
    */
-  async function deliverWithRetries(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string) {
-    await retryTransient(async (attempt) => {
-      const current = attempt === 1 ? post : await AgentPost.findById(post._id).lean<AgentPost>();
-      if (!current || current.state === 'posted') return;
+  async function deliverWithRetries(
+    post: AgentPost,
+    thread: ThreadRef,
+    lastPostedChannel: string | undefined,
+    triedBefore: boolean,
+  ): Promise<ThreadRef | undefined> {
+    return retryTransient(async (attempt) => {
+      const current =
+        attempt > 1 && post.files?.length ? await AgentPost.findById(post._id).lean<AgentPost>() : post;
+      if (!current || current.state === 'posted') return undefined;
       await respectChannelLimit(redis, prefix, thread.channel);
-      await deliverPost(current, thread, lastPostedChannel);
+      return deliverPost(current, thread, lastPostedChannel, triedBefore || attempt > 1);
     });
+  }
+
+  /**
+   * The posted marks of a flush, in one command: a post's Slack ts and `posted` together. A crash
+   * before they are written leaves the posts pending with their attempts recorded: the next flush
+   * finds them in the thread instead of posting them again.
+   */
+  async function markPosted(marks: { id: Types.ObjectId; slack: ThreadRef }[]): Promise<void> {
+    if (marks.length === 0) return;
+    await AgentPost.bulkWrite(
+      marks.map((m) => ({
+        updateOne: { filter: { _id: m.id }, update: { $set: { slack: m.slack, state: 'posted' as const } } },
+      })),
+      { ordered: false },
+    );
   }
 
   /**
    * Posts the customer's pending items in order. A transient Slack failure is tried again in place a
    * few times; a flush that still fails after posting something hands the rest to a fresh job (its
    * attempts and backoff start over) instead of backing off as if nothing had moved.
+   * `triedBefore`: the job failed or stalled before, so its posts may have been made.
    */
-  async function flush(customerId: Types.ObjectId): Promise<void> {
+  async function flush(customerId: Types.ObjectId, triedBefore = false): Promise<void> {
     const lockKey = `${prefix}:lock:to-agent:${String(customerId)}`;
-    await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId), { renew: true });
+    await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId, triedBefore), {
+      renew: true,
+    });
   }
 
-  async function flushLocked(customerId: Types.ObjectId): Promise<void> {
+  async function flushLocked(customerId: Types.ObjectId, triedBefore: boolean): Promise<void> {
     const pending = await AgentPost.find({ customerId, state: 'pending' })
       .sort({ seq: 1, _id: 1 })
       .limit(50)
@@ -294,11 +333,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     // The channel of the last message posted in this thread ("now writing on WhatsApp" on a switch),
     // read once per flush and kept here; written only when it changes.
     let lastPostedChannel = thread.lastPostedChannel;
-    let posted = 0;
+    const marks: { id: Types.ObjectId; slack: ThreadRef }[] = [];
     try {
       for (const post of pending) {
-        await deliverWithRetries(post, thread, lastPostedChannel);
-        posted++;
+        const ref = await deliverWithRetries(post, thread, lastPostedChannel, triedBefore);
+        if (ref) marks.push({ id: post._id, slack: ref });
         if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
           await threadChanged(redis, prefix, customerId);
@@ -306,14 +345,20 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         }
       }
     } catch (err) {
-      if (posted === 0 || err instanceof DeferError) throw err;
+      await markPosted(marks);
+      if (marks.length === 0 || err instanceof DeferError) throw err;
       log.warn(
-        { customerId: String(customerId), posted, code: err instanceof SlackApiError ? err.code : undefined },
+        {
+          customerId: String(customerId),
+          posted: marks.length,
+          code: err instanceof SlackApiError ? err.code : undefined,
+        },
         'slack flush stopped after progress; the rest continues in a new job',
       );
       await o.outbox.flushAgent(customerId, FOLLOW_UP_DELAY_MS);
       return;
     }
+    await markPosted(marks);
     if (pending.length === 50) await o.outbox.flushAgent(customerId);
   }
 
@@ -338,7 +383,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     ensureThread,
     async handle(job: Job<ToAgentJob>): Promise<void> {
       if ('react' in job.data) return react(job.data.react);
-      await flush(toObjectId(job.data.customerId));
+      await flush(toObjectId(job.data.customerId), job.attemptsMade > 0 || job.stalledCounter > 0);
     },
   };
 }
