@@ -125,6 +125,24 @@ export async function retryTransient<T>(step: (attempt: number) => Promise<T>): 
   }
 }
 
+/**
+ * The posted marks of a flush, in one command: a post's Slack ts and `posted` together. A crash
+ * before they are written leaves the posts pending with their attempts recorded: the next flush
+ * finds them in the thread instead of posting them again.
+ */
+async function markPosted(
+  AgentPost: RouterModels['AgentPost'],
+  marks: { id: Types.ObjectId; slack: ThreadRef }[],
+): Promise<void> {
+  if (marks.length === 0) return;
+  await AgentPost.bulkWrite(
+    marks.map((m) => ({
+      updateOne: { filter: { _id: m.id }, update: { $set: { slack: m.slack, state: 'posted' as const } } },
+    })),
+    { ordered: false },
+  );
+}
+
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
   const { AgentPost, CurrentThread, SlackThread } = models;
@@ -296,21 +314,6 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   }
 
   /**
-   * The posted marks of a flush, in one command: a post's Slack ts and `posted` together. A crash
-   * before they are written leaves the posts pending with their attempts recorded: the next flush
-   * finds them in the thread instead of posting them again.
-   */
-  async function markPosted(marks: { id: Types.ObjectId; slack: ThreadRef }[]): Promise<void> {
-    if (marks.length === 0) return;
-    await AgentPost.bulkWrite(
-      marks.map((m) => ({
-        updateOne: { filter: { _id: m.id }, update: { $set: { slack: m.slack, state: 'posted' as const } } },
-      })),
-      { ordered: false },
-    );
-  }
-
-  /**
    * Posts the customer's pending items in order. A transient Slack failure is tried again in place a
    * few times; a flush that still fails after posting something hands the rest to a fresh job (its
    * attempts and backoff start over) instead of backing off as if nothing had moved.
@@ -345,7 +348,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         }
       }
     } catch (err) {
-      await markPosted(marks);
+      await markPosted(AgentPost, marks);
       if (marks.length === 0 || err instanceof DeferError) throw err;
       log.warn(
         {
@@ -358,7 +361,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       await o.outbox.flushAgent(customerId, FOLLOW_UP_DELAY_MS);
       return;
     }
-    await markPosted(marks);
+    await markPosted(AgentPost, marks);
     if (pending.length === 50) await o.outbox.flushAgent(customerId);
   }
 
