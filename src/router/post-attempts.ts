@@ -14,6 +14,7 @@
  * Not "older than a few seconds": under a backlog most posts are, and each would cost a
  * `conversations.replies` call (Slack allows about 50 a minute per workspace).
  */
+import { createHash } from 'node:crypto';
 import type { RedisClient } from '../queue/connection';
 
 /** How long a post's attempt is remembered (a post pending longer is looked up anyway). */
@@ -56,8 +57,12 @@ export function createPostAttempts(redis: RedisClient, prefix: string) {
     watches.set(redis, unsettled);
   }
   const isUnsettled = unsettled;
-  const attemptKey = (postKey: string) => `${prefix}:post-attempt:${postKey}`;
+  // Hashed: some post keys name the customer, and an erasure does not look for these.
+  const attemptKey = (postKey: string) =>
+    `${prefix}:post-attempt:${createHash('sha256').update(postKey).digest('base64url').slice(0, 22)}`;
   return {
+    /** Redis may have lost recent writes (see above): what it lists is not to be trusted now. */
+    unsettled: isUnsettled,
     /**
      * Records an attempt at the post about to be made; true when an earlier try may have posted it
      * (`triedBefore`: the caller knows of one).

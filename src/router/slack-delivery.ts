@@ -17,7 +17,7 @@
  */
 import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
-import type { Types } from 'mongoose';
+import { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import { escapeSlackText } from '../channels/slack/escape';
 import type { IdentityModels } from '../identity/models';
@@ -26,7 +26,7 @@ import { withLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
-import { toObjectId, type Outbox } from './outbox';
+import { pendingPostsKey, toObjectId, type CarriedPost, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { createCardPoster } from './card-post';
 import { channelLabel } from './texts';
@@ -36,7 +36,8 @@ import { createPostAttempts } from './post-attempts';
 export const POST_EVENT_TYPE = 'rapport_post';
 
 export type ToAgentJob =
-  { customerId: string } | { react: { channel: string; ts: string; name: string; remove?: string[] } };
+  | { customerId: string; post?: CarriedPost }
+  | { react: { channel: string; ts: string; name: string; remove?: string[] } };
 
 export interface SlackDeliveryOptions {
   models: RouterModels & IdentityModels;
@@ -143,10 +144,81 @@ async function markPosted(
   );
 }
 
+/** A listed key younger than this may belong to an append still storing its row: kept. */
+const LISTING_GRACE_MS = 60_000;
+/** Drops listed keys whose listing time is still the one read (a re-listed key stays). */
+const DROP_UNCHANGED = `for i = 1, #ARGV, 2 do if redis.call('zscore', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('zrem', KEYS[1], ARGV[i]) end end return 0`;
+
+/** The carried post as the outbox row it was stored as. */
+function fromCarried(customerId: Types.ObjectId, c: CarriedPost): AgentPost {
+  const { id, createdAt, ...post } = c;
+  return {
+    ...post,
+    _id: new Types.ObjectId(id),
+    customerId,
+    state: 'pending',
+    createdAt: new Date(createdAt),
+  };
+}
+
+/** The flush's side of the outbox's Redis listing (outbox.ts): what to post, and posted. */
+function createPendingPosts(
+  AgentPost: RouterModels['AgentPost'],
+  redis: RedisClient,
+  prefix: string,
+  attempts: ReturnType<typeof createPostAttempts>,
+) {
+  /**
+   * The posts to flush. A carried post alone when it is the only key listed: nothing older waits
+   * (an append lists its key before storing its row, and Redis keeps a prefix of one key's writes, so
+   * a listing that still has this key has every earlier one). Otherwise the outbox read, which also
+   * drops listed keys it shows are done (posted, or never stored).
+   */
+  async function pendingPosts(
+    customerId: Types.ObjectId,
+    triedBefore: boolean,
+    carried: CarriedPost | undefined,
+  ): Promise<AgentPost[]> {
+    const listed = pendingPostsKey(prefix, customerId);
+    if (carried && !triedBefore && !attempts.unsettled()) {
+      const first = await redis.zrange(listed, '0', '1');
+      if (first.length === 1 && first[0] === carried.key) return [fromCarried(customerId, carried)];
+    }
+    const old = await redis.zrangebyscore(
+      listed,
+      '-inf',
+      String(Date.now() - LISTING_GRACE_MS),
+      'WITHSCORES',
+    );
+    const pending = await AgentPost.find({ customerId, state: 'pending' })
+      .sort({ seq: 1, _id: 1 })
+      .limit(50)
+      .lean<AgentPost[]>();
+    if (pending.length < 50 && old.length > 0) {
+      const waiting = new Set(pending.map((p) => p.key));
+      const done = old.flatMap((key, i) => (i % 2 === 0 && !waiting.has(key) ? [key, old[i + 1]!] : []));
+      if (done.length > 0) await redis.eval(DROP_UNCHANGED, 1, listed, ...done);
+    }
+    return pending;
+  }
+
+  /** Posted: marked in the outbox (one command), then unlisted. */
+  async function posted(
+    customerId: Types.ObjectId,
+    marks: { id: Types.ObjectId; slack: ThreadRef; key: string }[],
+  ) {
+    if (marks.length === 0) return;
+    await markPosted(AgentPost, marks);
+    await redis.zrem(pendingPostsKey(prefix, customerId), ...marks.map((m) => m.key));
+  }
+  return { pendingPosts, posted };
+}
+
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
   const { AgentPost, CurrentThread, SlackThread } = models;
   const attempts = createPostAttempts(redis, prefix);
+  const { pendingPosts, posted } = createPendingPosts(AgentPost, redis, prefix, attempts);
   // The current thread from Redis when its copy is current (hot-state.ts): no read per flush.
   const hotThreads = createHotThreads(
     redis,
@@ -317,30 +389,32 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
    * Posts the customer's pending items in order. A transient Slack failure is tried again in place a
    * few times; a flush that still fails after posting something hands the rest to a fresh job (its
    * attempts and backoff start over) instead of backing off as if nothing had moved.
-   * `triedBefore`: the job failed or stalled before, so its posts may have been made.
+   * `triedBefore`: the job failed or stalled before, so its posts may have been made. `carried`: the
+   * post whose append queued this flush (outbox.ts).
    */
-  async function flush(customerId: Types.ObjectId, triedBefore = false): Promise<void> {
+  async function flush(
+    customerId: Types.ObjectId,
+    triedBefore = false,
+    carried?: CarriedPost,
+  ): Promise<void> {
     const lockKey = `${prefix}:lock:to-agent:${String(customerId)}`;
-    await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId, triedBefore), {
+    await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId, triedBefore, carried), {
       renew: true,
     });
   }
 
-  async function flushLocked(customerId: Types.ObjectId, triedBefore: boolean): Promise<void> {
-    const pending = await AgentPost.find({ customerId, state: 'pending' })
-      .sort({ seq: 1, _id: 1 })
-      .limit(50)
-      .lean<AgentPost[]>();
+  async function flushLocked(customerId: Types.ObjectId, triedBefore: boolean, carried?: CarriedPost) {
+    const pending = await pendingPosts(customerId, triedBefore, carried);
     if (pending.length === 0) return;
     const thread = await retryTransient(() => ensureThread(customerId));
     // The channel of the last message posted in this thread ("now writing on WhatsApp" on a switch),
     // read once per flush and kept here; written only when it changes.
     let lastPostedChannel = thread.lastPostedChannel;
-    const marks: { id: Types.ObjectId; slack: ThreadRef }[] = [];
+    const marks: { id: Types.ObjectId; slack: ThreadRef; key: string }[] = [];
     try {
       for (const post of pending) {
         const ref = await deliverWithRetries(post, thread, lastPostedChannel, triedBefore);
-        if (ref) marks.push({ id: post._id, slack: ref });
+        if (ref) marks.push({ id: post._id, slack: ref, key: post.key });
         if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
           await threadChanged(redis, prefix, customerId);
@@ -348,7 +422,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         }
       }
     } catch (err) {
-      await markPosted(AgentPost, marks);
+      await posted(customerId, marks);
       if (marks.length === 0 || err instanceof DeferError) throw err;
       log.warn(
         {
@@ -361,7 +435,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       await o.outbox.flushAgent(customerId, FOLLOW_UP_DELAY_MS);
       return;
     }
-    await markPosted(AgentPost, marks);
+    await posted(customerId, marks);
     if (pending.length === 50) await o.outbox.flushAgent(customerId);
   }
 
@@ -386,7 +460,8 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     ensureThread,
     async handle(job: Job<ToAgentJob>): Promise<void> {
       if ('react' in job.data) return react(job.data.react);
-      await flush(toObjectId(job.data.customerId), job.attemptsMade > 0 || job.stalledCounter > 0);
+      const triedBefore = job.attemptsMade > 0 || job.stalledCounter > 0;
+      await flush(toObjectId(job.data.customerId), triedBefore, job.data.post);
     },
   };
 }

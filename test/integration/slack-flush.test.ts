@@ -14,6 +14,7 @@ import { startWorld, type World } from '../helpers/world';
 import { createPostAttempts, UNSETTLED_MS } from '../../src/router/post-attempts';
 import { POST_EVENT_TYPE } from '../../src/router/slack-delivery';
 import { DeferError } from '../../src/errors';
+import { pendingPostsKey } from '../../src/router/outbox';
 
 const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const FLO = { slackUserId: 'U0FLUSHFLO', name: 'Flo', inboxChannelId: 'C0FLUSHFLO' };
@@ -99,7 +100,7 @@ async function madeButNotMarked(customerId: Types.ObjectId, thread: { channel: s
 }
 
 describe('the Slack flush', () => {
-  it("a returning customer's message: the outbox's append, pending read and one mark, and no look-up", async () => {
+  it("a returning customer's message: the outbox's append and one mark, and no look-up", async () => {
     const phone = '+14155550901';
     await posted(phone, 'flush first 901');
     // Let the first contact's other work (acknowledgement, card refresh) settle.
@@ -112,9 +113,9 @@ describe('the Slack flush', () => {
       .filter((c) => c.includes(' agent_posts ') && !c.includes('"text":"flush again 901","state"'))
       .map((c) => c.split(' ').slice(0, 2).join(' '));
     // (The test's own polls for the posted row are left out.)
+    // No pending read: the post rode in its flush job and was the only one listed.
     expect(outbox).toEqual([
       'update agent_posts', // the append (upsert)
-      'find agent_posts', // the flush's pending read
       'update agent_posts', // posted: its ts and state together
     ]);
     expect(post.slack?.ts).toBeTruthy();
@@ -126,7 +127,8 @@ describe('the Slack flush', () => {
     const first = await posted('+14155550902', 'flush died 902');
     const thread = await threadOf(first.customerId);
     const { key, ts } = await madeButNotMarked(first.customerId, thread);
-    await w.t.app.redis.set(`${prefix()}:post-attempt:${key}`, '1', 'EX', 600);
+    // As the try that died recorded it.
+    await createPostAttempts(w.t.app.redis, prefix()).begin({ key }, false);
     await flushNow(first.customerId);
     expect(postsWithKey(thread, key)).toHaveLength(1);
     expect(await models().AgentPost.findOne({ key }).lean()).toMatchObject({
@@ -148,7 +150,48 @@ describe('the Slack flush', () => {
     );
     await flushNow(first.customerId);
     expect(postsWithKey(thread, old.key)).toHaveLength(1);
-    expect(await models().AgentPost.countDocuments({ key: { $in: [retried.key, old.key] }, state: 'posted' })).toBe(2);
+    expect(
+      await models().AgentPost.countDocuments({ key: { $in: [retried.key, old.key] }, state: 'posted' }),
+    ).toBe(2);
+  });
+});
+
+describe('the pending listing (a post riding in its flush job)', () => {
+  it('a carried post waits for an older pending one: both posted, in order', async () => {
+    const first = await posted('+14155550904', 'flush order 904');
+    const customerId = first.customerId;
+    const thread = await threadOf(customerId);
+    // An older post stored and listed whose own flush has not run yet (say, in backoff).
+    const older = `test:older:${randomBytes(4).toString('hex')}`;
+    await w.t.app.redis.zadd(pendingPostsKey(prefix(), customerId), Date.now(), older);
+    await models().AgentPost.create({
+      key: older,
+      customerId,
+      seq: 1,
+      kind: 'note',
+      text: 'older 904',
+      state: 'pending',
+    });
+    await w.t.app.router.outbox.postToAgent(customerId, {
+      key: `test:newer:${randomBytes(4).toString('hex')}`,
+      kind: 'note',
+      text: 'newer 904',
+    });
+    const texts = async () => w.slack.thread(thread.channel, thread.ts).map((m) => m.text);
+    await eventually(texts, (t) => t.includes('newer 904'));
+    const shown = await texts();
+    expect(shown.indexOf('older 904')).toBeGreaterThan(-1);
+    expect(shown.indexOf('older 904')).toBeLessThan(shown.indexOf('newer 904'));
+  });
+
+  it('the outbox read drops listed keys that are done and older than a minute, and keeps young ones', async () => {
+    const first = await posted('+14155550905', 'flush listing 905');
+    const listed = pendingPostsKey(prefix(), first.customerId);
+    await w.t.app.redis.zadd(listed, Date.now() - 120_000, 'test:gone', Date.now(), 'test:storing');
+    await flushNow(first.customerId);
+    expect(await w.t.app.redis.zscore(listed, 'test:gone')).toBeNull();
+    expect(await w.t.app.redis.zscore(listed, 'test:storing')).not.toBeNull();
+    expect(await w.t.app.redis.zscore(listed, first.key)).toBeNull();
   });
 });
 
@@ -168,7 +211,10 @@ describe('post attempts (post-attempts.ts)', () => {
       const closed = new Promise((r) => redis.once('close', r));
       redis.disconnect(true);
       await closed;
-      await eventually(async () => redis.status, (s) => s === 'ready');
+      await eventually(
+        async () => redis.status,
+        (s) => s === 'ready',
+      );
       expect(await attempts.begin(fresh(), false)).toBe(true);
     } finally {
       redis.disconnect();
