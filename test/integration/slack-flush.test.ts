@@ -195,6 +195,29 @@ describe('the pending listing (a post riding in its flush job)', () => {
   });
 });
 
+describe('after a dropped Redis connection', () => {
+  it('posts are looked up and the outbox is read, whatever the listing and attempts say', async () => {
+    const phone = '+14155550906';
+    await posted(phone, 'flush redis 906');
+    const closed = new Promise((r) => w.t.app.redis.once('close', r));
+    w.t.app.redis.disconnect(true);
+    await closed;
+    await eventually(
+      async () => w.t.app.redis.status,
+      (s) => s === 'ready',
+    );
+    seen.length = 0;
+    const lookups = w.slack.callsTo('conversations.replies').length;
+    const post = await posted(phone, 'flush redis again 906');
+    expect(seen.some((c) => c.startsWith('find agent_posts {"customerId"'))).toBe(true);
+    const keys = w.slack
+      .callsTo('conversations.replies')
+      .slice(lookups)
+      .map((c) => c.args.ts);
+    expect(keys).toContain((await threadOf(post.customerId)).ts);
+  });
+});
+
 describe('post attempts (post-attempts.ts)', () => {
   it('an attempt is remembered; after a dropped Redis connection every post counts as maybe made', async () => {
     const redis = new Redis(w.t.app.config.redisUrl);
