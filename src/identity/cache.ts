@@ -25,8 +25,8 @@
  * Keys (QUEUE_PREFIX first): `hot:epoch`; `hot:id:<sha256 of the identity key>` (no phone number in
  * a key name; the value holds ids and dates, the customer's name and owner); `hot:{c:<id>}:gen` and
  * `hot:{c:<id>}:ids` (the identity entries filled for that customer, so an erasure deletes them);
- * `hot:{c:<id>}:doc`, `:thread` and `:tgen` are the router's copies of the customer and its current
- * Slack thread (src/router/hot-state.ts).
+ * `hot:{c:<id>}:doc`, `:thread` and `:tgen`, `:conv` and `:cgen` are the router's copies of the
+ * customer, its current Slack thread and its conversation (src/router/hot-state.ts).
  * Multi-key commands only ever touch one `{c:<id>}` slot: safe on Redis Cluster.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -89,6 +89,9 @@ export async function forgetHotCustomer(redis: RedisClient, prefix: string, id: 
   // The router's copy of the current thread (src/router/hot-state.ts `threadKeys`).
   await redis.del(`${prefix}:hot:{c:${id}}:tgen`);
   await redis.del(`${prefix}:hot:{c:${id}}:thread`);
+  // And of the conversation (`conversationKeys`).
+  await redis.del(`${prefix}:hot:{c:${id}}:cgen`);
+  await redis.del(`${prefix}:hot:{c:${id}}:conv`);
 }
 
 interface Entry {

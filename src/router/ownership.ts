@@ -16,7 +16,7 @@ import type { RedisClient } from '../queue/connection';
 import { withConversationLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../storage/duplicate-key';
 import { customerChanged } from '../identity/cache';
-import { createHotAgents, createHotCustomers } from './hot-state';
+import { conversationChanged, createHotAgents, createHotCustomers } from './hot-state';
 
 export interface Ownership {
   /**
@@ -134,13 +134,14 @@ export function createOwnership(
   async function syncConversation(customerId: Types.ObjectId, ownerAgentId: string) {
     const current = await Conversation.findById(customerId, { ownerAgentId: 1 }).lean<Conversation>();
     if (current?.ownerAgentId === ownerAgentId) return;
-    await withConversationLock(redis, prefix, customerId, () =>
-      Conversation.updateOne(
+    await withConversationLock(redis, prefix, customerId, async () => {
+      await Conversation.updateOne(
         { _id: customerId },
         { $set: { ownerAgentId }, $setOnInsert: { open: true } },
         { upsert: true },
-      ),
-    ).catch((err: unknown) => {
+      );
+      await conversationChanged(redis, prefix, customerId);
+    }).catch((err: unknown) => {
       if (!isDuplicateKeyError(err)) throw err; // a concurrent upsert created it; the next call syncs
     });
   }
