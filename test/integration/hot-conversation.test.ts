@@ -6,11 +6,9 @@
  * clock starts again, the conversation reopens, the new owner is recorded); the quiet-period
  * acknowledgement is measured from the last message, not from the lagging stored one.
  */
-import { mongo } from 'mongoose';
 import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/env';
 import { startWorld, type World } from '../helpers/world';
-import { conversationKeys } from '../../src/router/hot-state';
 
 const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const ANA = { slackUserId: 'U0CONANA', name: 'Ana', inboxChannelId: 'C0CONANA' };
@@ -40,23 +38,15 @@ afterAll(() => w.stop());
 const models = () => w.t.app.models;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Sends an SMS and waits until the router has filed its result (this message's time in the copy). */
+/** Sends an SMS and waits until it is routed (stored, and no inbound job left). */
 async function sms(from: string, text: string): Promise<string> {
   expect((await w.sms(from, text)).status).toBe(200);
   const m = await eventually(() => models().Message.findOne({ text }).lean(), Boolean);
-  const id = String(m!.customerId);
   await eventually(
-    async () => {
-      const raw = await w.t.app.redis.get(conversationKeys(w.t.app.config.queuePrefix, id).doc);
-      if (!raw) return 0;
-      const entry = mongo.BSON.EJSON.parse(raw, { relaxed: false }) as {
-        value: { conversation: { lastCustomerMessageAt?: Date } };
-      };
-      return entry.value.conversation.lastCustomerMessageAt?.getTime() ?? 0;
-    },
-    (t) => t >= m!.sentAt.getTime(),
+    async () => Object.values(await w.t.app.queues.inbound.getJobCounts('active', 'waiting', 'delayed', 'prioritized')),
+    (n) => n.every((c) => c === 0),
   );
-  return id;
+  return String(m!.customerId);
 }
 
 /** The inbox channel and thread the post showing `text` went to, once posted. */
