@@ -121,8 +121,8 @@ export const conversationKeys = (prefix: string, id: string) => ({
 
 /**
  * A customer's Conversation document changed (agent reply, close, owner sync, ...): call after the
- * write. Every writer except the inbound router, which holds the conversation lock and files its own
- * result (`HotConversations.file`).
+ * write. Every writer except the inbound router, which holds the conversation lock, replaces the
+ * token before its own write and files its result under the new one (`writing`, `file`).
  */
 export async function conversationChanged(redis: RedisClient, prefix: string, customerId: string | { toString(): string }) {
   await replaceToken(redis, conversationKeys(prefix, String(customerId)).gen);
@@ -148,7 +148,12 @@ export interface HotConversations {
    * before the database was. Call under the conversation lock.
    */
   read(id: string): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
-  /** Files the router's result under the tokens read before: after its own write, under the lock. */
+  /**
+   * Before the router's own write (under the lock): the copy stops counting at once, so a crash
+   * between the write and `file` leaves no copy older than the database. The tokens to file under.
+   */
+  writing(id: string, tokens: ConversationTokens): Promise<ConversationTokens>;
+  /** Files the router's result under `tokens` (from `read`, or `writing` if it wrote): last, under the lock. */
   file(id: string, value: HotConversation, tokens: ConversationTokens): Promise<void>;
 }
 
@@ -177,6 +182,11 @@ export function createHotConversations(
         hot: conversation && { conversation, stored: conversation.lastCustomerMessageAt },
         tokens,
       };
+    },
+    async writing(id, tokens) {
+      const { gen } = conversationKeys(prefix, id);
+      await replaceToken(redis, gen);
+      return { ...tokens, gen: await currentToken(redis, gen) };
     },
     async file(id, value, tokens) {
       const entry = mongo.BSON.EJSON.stringify({ ...tokens, value }, { relaxed: false });

@@ -30,7 +30,7 @@ import { describeParts, referencedIds, type TargetLookup } from './inbound-text'
 import { channelLabel, fill } from './texts';
 import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-plan';
 import type { TimerJob } from './sla';
-import { createHotConversations, type HotConversation } from './hot-state';
+import { createHotConversations, type ConversationTokens, type HotConversation } from './hot-state';
 import { TOUCH_INTERVAL_MS } from '../identity/cache';
 
 /** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
@@ -156,11 +156,12 @@ export function createInboundRouter(o: InboundRouterOptions) {
    */
   async function recordCustomerMessage(
     customerId: Types.ObjectId,
-    hot: HotConversation | undefined,
+    read: { hot?: HotConversation; tokens: ConversationTokens },
     agent: Agent | undefined,
     sentAt: Date,
     quiet: boolean,
-  ): Promise<HotConversation> {
+  ): Promise<{ hot: HotConversation; tokens: ConversationTokens }> {
+    const { hot, tokens } = read;
     const before = hot?.conversation;
     const last = before?.lastCustomerMessageAt?.getTime();
     const now = new Date();
@@ -180,14 +181,15 @@ export function createInboundRouter(o: InboundRouterOptions) {
       !quiet &&
       !touchDue;
     const conversation = { ...(before ?? { _id: customerId, createdAt: now }), ...changes, updatedAt: now } as Conversation;
-    if (unchanged) return { conversation, stored: hot?.stored };
+    if (unchanged) return { hot: { conversation, stored: hot?.stored }, tokens };
+    const writing = await hotConversations.writing(String(customerId), tokens);
     const { ownerAgentId, ...set } = changes;
     await Conversation.updateOne(
       { _id: customerId },
       { $set: { ...set, ...(agent ? { ownerAgentId } : {}) } },
       { upsert: true },
     );
-    return { conversation, stored: changes.lastCustomerMessageAt };
+    return { hot: { conversation, stored: changes.lastCustomerMessageAt }, tokens: writing };
   }
 
   return {
@@ -266,10 +268,11 @@ export function createInboundRouter(o: InboundRouterOptions) {
           });
           if (signal) return;
 
-          const after = await recordCustomerMessage(customerId, read.hot, agent, sentAt, quiet);
+          const after = await recordCustomerMessage(customerId, read, agent, sentAt, quiet);
           if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
-          // Last: a job retried after a crash before this point finds the copy it found before.
-          await hotConversations.file(String(customerId), after, read.tokens);
+          // Last: a job retried after a crash before this point finds what it found before (the
+          // copy, or, once it wrote, the database).
+          await hotConversations.file(String(customerId), after.hot, after.tokens);
         },
         { ttlMs: 30_000, waitMs: 10_000 },
       );
