@@ -17,7 +17,7 @@ import type { RedisClient } from '../queue/connection';
 import { withConversationLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../storage/duplicate-key';
 import { currentToken, customerChanged, customerDocKey, customerGenKey, epochKey } from '../identity/cache';
-import { createHotAgents, createHotCustomers } from './hot-state';
+import { createHotAgents, createHotCustomers, createHotRecords } from './hot-state';
 
 export interface Ownership {
   /**
@@ -116,6 +116,19 @@ export function createOwnership(
   // From the hot state in Redis when current (src/router/hot-state.ts): no database read per message.
   const hotAgents = createHotAgents(redis, prefix, async (id) => (await Agent.findById(id).lean<Agent>()) ?? undefined);
   const hotCustomers = createHotCustomers(redis, prefix, async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined);
+  // The merged-away customers that still name an owner, valid while the identity epoch is: only a
+  // merge, an undo, a link or an erasure (each replaces the epoch after its writes) makes or unmakes
+  // a tombstone, and a tombstone's owner is not changed otherwise (handoffs and deactivation move
+  // live customers only). The pick reads them from Redis instead of the database.
+  const hotTombstones = createHotRecords<Pick<Customer, '_id' | 'ownerAgentId'>[]>(
+    redis,
+    () => ({ gen: `${prefix}:hot:{tombstones}:gen`, doc: `${prefix}:hot:{tombstones}:doc` }),
+    () =>
+      Customer.find({ mergedInto: { $ne: null }, ownerAgentId: { $ne: null } }, { _id: 1, ownerAgentId: 1 }).lean<
+        Pick<Customer, '_id' | 'ownerAgentId'>[]
+      >(),
+    epochKey(prefix),
+  );
   const agentById = async (id: string | undefined) => {
     if (!id || !/^[0-9a-f]{24}$/i.test(id)) return undefined;
     return hotAgents.get(id);
@@ -142,11 +155,9 @@ export function createOwnership(
       { $group: { _id: '$ownerAgentId', open: { $sum: 1 } } },
     ]);
     const counts = new Map(rows.map((r) => [String(r._id), r.open]));
-    // Live counts: a merged-away customer's conversation no longer counts (one more command).
-    const merged = await Customer.find(
-      { mergedInto: { $ne: null }, ownerAgentId: { $in: agentIds } },
-      { _id: 1 },
-    ).lean();
+    // Live counts: a merged-away customer's conversation no longer counts (one more command when
+    // one of these agents has such a customer).
+    const merged = ((await hotTombstones.get('all')) ?? []).filter((c) => agentIds.includes(String(c.ownerAgentId)));
     if (merged.length === 0) return counts;
     const stale = await Conversation.find(
       { _id: { $in: merged.map((c) => c._id) }, open: true, ownerAgentId: { $in: agentIds } },
