@@ -144,6 +144,8 @@ async function markPosted(
   );
 }
 
+/** Listings are trusted this long after they started (see listingTrusted). */
+export const LISTING_TRUST_MS = 10 * 60_000;
 /** A listed key younger than this may belong to an append still storing its row: kept. */
 const LISTING_GRACE_MS = 60_000;
 /** Drops listed keys whose listing time is still the one read (a re-listed key stays). */
@@ -169,6 +171,16 @@ function createPendingPosts(
   attempts: ReturnType<typeof createPostAttempts>,
 ) {
   /**
+   * Whether the listings may be trusted: they started over (a first deploy with them, a wiped
+   * Redis) more than LISTING_TRUST_MS ago, long enough for the sweep (every minute, posts pending
+   * over 5 minutes) to have read, and so listed, every customer's older pending posts.
+   */
+  async function listingTrusted(): Promise<boolean> {
+    const since = await redis.set(`${prefix}:to-agent:listing-since`, String(Date.now()), 'NX', 'GET');
+    return since !== null && Date.now() - Number(since) > LISTING_TRUST_MS;
+  }
+
+  /**
    * The posts to flush. A carried post alone when it is the only key listed: nothing older waits
    * (an append lists its key before storing its row, and Redis keeps a prefix of one key's writes, so
    * a listing that still has this key has every earlier one). Otherwise the outbox read, which also
@@ -180,7 +192,7 @@ function createPendingPosts(
     carried: CarriedPost | undefined,
   ): Promise<AgentPost[]> {
     const listed = pendingPostsKey(prefix, customerId);
-    if (carried && !triedBefore && !attempts.unsettled()) {
+    if (carried && !triedBefore && !attempts.unsettled() && (await listingTrusted())) {
       const first = await redis.zrange(listed, '0', '1');
       if (first.length === 1 && first[0] === carried.key) return [fromCarried(customerId, carried)];
     }
@@ -194,6 +206,9 @@ function createPendingPosts(
       .sort({ seq: 1, _id: 1 })
       .limit(50)
       .lean<AgentPost[]>();
+    // Listed as read: a post stored while nothing listed it (a rolling deploy, a wiped Redis) is
+    // listed by its customer's next outbox read.
+    if (pending.length > 0) await redis.zadd(listed, 'NX', ...pending.flatMap((p) => [Date.now(), p.key]));
     if (pending.length < 50 && old.length > 0) {
       const waiting = new Set(pending.map((p) => p.key));
       const done = old.flatMap((key, i) => (i % 2 === 0 && !waiting.has(key) ? [key, old[i + 1]!] : []));
@@ -249,7 +264,10 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
     await respectChannelLimit(redis, prefix, channel);
     // The customer the owner check used (its hot copy, current under its tokens) is the card's too.
-    const ts = await postCard(customerId, channel, agent ?? undefined, { customer, hadThread: current !== undefined });
+    const ts = await postCard(customerId, channel, agent ?? undefined, {
+      customer,
+      hadThread: current !== undefined,
+    });
     const recorded = await SlackThread.findOneAndUpdate(
       { channel, ts },
       { $setOnInsert: { channel, ts, customerId, agentId } },

@@ -12,7 +12,7 @@ import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/env';
 import { startWorld, type World } from '../helpers/world';
 import { createPostAttempts, UNSETTLED_MS } from '../../src/router/post-attempts';
-import { POST_EVENT_TYPE } from '../../src/router/slack-delivery';
+import { channelWaitKey, LISTING_TRUST_MS, POST_EVENT_TYPE } from '../../src/router/slack-delivery';
 import { DeferError } from '../../src/errors';
 import { pendingPostsKey } from '../../src/router/outbox';
 
@@ -26,6 +26,7 @@ beforeAll(async () => {
   w = await startWorld({ MONGODB_URI: `${MONGO}/rapport_${uniqueName('flush')}?monitorCommands=true` });
   await w.t.app.mongo.ready;
   await w.addAgent(FLO);
+  await trustListings(true);
   w.t.app.mongo.connection
     .getClient()
     .on('commandStarted', (e: { commandName: string; command: Record<string, unknown> }) =>
@@ -38,6 +39,12 @@ afterAll(() => w.stop());
 
 const models = () => w.t.app.models;
 const prefix = () => w.t.app.config.queuePrefix;
+
+/** As on a Rapport whose listings started long ago (true), or just now (a wiped Redis: false). */
+async function trustListings(trusted: boolean): Promise<void> {
+  const since = trusted ? Date.now() - LISTING_TRUST_MS - 60_000 : Date.now();
+  await w.t.app.redis.set(`${w.t.app.config.queuePrefix}:to-agent:listing-since`, String(since));
+}
 
 /** Flushes the customer's Slack outbox now, waiting for a flush job that holds the lock. */
 async function flushNow(customerId: Types.ObjectId, triedBefore = false): Promise<void> {
@@ -182,6 +189,53 @@ describe('the pending listing (a post riding in its flush job)', () => {
     const shown = await texts();
     expect(shown.indexOf('older 904')).toBeGreaterThan(-1);
     expect(shown.indexOf('older 904')).toBeLessThan(shown.indexOf('newer 904'));
+  });
+
+  it('listings that just started (a wiped Redis, a first deploy) are not trusted; the read lists what it finds', async () => {
+    const first = await posted('+14155550907', 'flush wiped 907');
+    const customerId = first.customerId;
+    const thread = await threadOf(customerId);
+    await trustListings(false);
+    try {
+      // Stored while nothing listed it, its flush job lost with the wiped Redis.
+      const older = `test:unlisted:${randomBytes(4).toString('hex')}`;
+      await models().AgentPost.create({
+        key: older,
+        customerId,
+        seq: 1,
+        kind: 'note',
+        text: 'unlisted 907',
+        state: 'pending',
+      });
+      await w.t.app.router.outbox.postToAgent(customerId, {
+        key: `test:after:${randomBytes(4).toString('hex')}`,
+        kind: 'note',
+        text: 'after wipe 907',
+      });
+      const texts = async () => w.slack.thread(thread.channel, thread.ts).map((m) => m.text);
+      await eventually(texts, (t) => t.includes('after wipe 907'));
+      const shown = await texts();
+      expect(shown.indexOf('unlisted 907')).toBeGreaterThan(-1);
+      expect(shown.indexOf('unlisted 907')).toBeLessThan(shown.indexOf('after wipe 907'));
+    } finally {
+      await trustListings(true);
+    }
+    // A read lists the pending posts it finds (here held back by the channel's 429 wait).
+    const waiting = `test:waiting:${randomBytes(4).toString('hex')}`;
+    await models().AgentPost.create({
+      key: waiting,
+      customerId,
+      seq: 2,
+      kind: 'note',
+      text: 'waiting 907',
+      state: 'pending',
+    });
+    await w.t.app.redis.set(channelWaitKey(prefix(), thread.channel), '1', 'PX', 5_000);
+    await expect(w.t.app.router.slackDelivery!.flush(customerId)).rejects.toThrow(DeferError);
+    expect(await w.t.app.redis.zscore(pendingPostsKey(prefix(), customerId), waiting)).not.toBeNull();
+    await w.t.app.redis.del(channelWaitKey(prefix(), thread.channel));
+    await flushNow(customerId);
+    expect(await w.t.app.redis.zscore(pendingPostsKey(prefix(), customerId), waiting)).toBeNull();
   });
 
   it('the outbox read drops listed keys that are done and older than a minute, and keeps young ones', async () => {
