@@ -171,13 +171,22 @@ function createPendingPosts(
   attempts: ReturnType<typeof createPostAttempts>,
 ) {
   /**
-   * Whether the listings may be trusted: they started over (a first deploy with them, a wiped
-   * Redis) more than LISTING_TRUST_MS ago, long enough for the sweep (every minute, posts pending
-   * over 5 minutes) to have read, and so listed, every customer's older pending posts.
+   * Whether the listings may be trusted. They started over (a first deploy with them, a wiped Redis)
+   * at `listing-since`; posts stored before then may be pending unlisted. Trusted once no pending
+   * post is older than that (one read per process and start), or LISTING_TRUST_MS after it: by
+   * then the sweep (every minute, posts pending over 5 minutes) has read, and so listed, every such
+   * customer's outbox.
    */
+  let trustedSince: string | undefined;
   async function listingTrusted(): Promise<boolean> {
-    const since = await redis.set(`${prefix}:to-agent:listing-since`, String(Date.now()), 'NX', 'GET');
-    return since !== null && Date.now() - Number(since) > LISTING_TRUST_MS;
+    const now = String(Date.now());
+    const since = (await redis.set(`${prefix}:to-agent:listing-since`, now, 'NX', 'GET')) ?? now;
+    if (since === trustedSince) return true;
+    const old = Date.now() - Number(since) > LISTING_TRUST_MS;
+    if (!old && (await AgentPost.exists({ state: 'pending', createdAt: { $lt: new Date(Number(since)) } })))
+      return false;
+    trustedSince = since;
+    return true;
   }
 
   /**

@@ -195,18 +195,18 @@ describe('the pending listing (a post riding in its flush job)', () => {
     const first = await posted('+14155550907', 'flush wiped 907');
     const customerId = first.customerId;
     const thread = await threadOf(customerId);
+    // Stored while nothing listed it; then Redis was wiped (its flush job lost with it).
+    await models().AgentPost.create({
+      key: `test:unlisted:${randomBytes(4).toString('hex')}`,
+      customerId,
+      seq: 1,
+      kind: 'note',
+      text: 'unlisted 907',
+      state: 'pending',
+    });
+    await new Promise((r) => setTimeout(r, 5));
     await trustListings(false);
     try {
-      // Stored while nothing listed it, its flush job lost with the wiped Redis.
-      const older = `test:unlisted:${randomBytes(4).toString('hex')}`;
-      await models().AgentPost.create({
-        key: older,
-        customerId,
-        seq: 1,
-        kind: 'note',
-        text: 'unlisted 907',
-        state: 'pending',
-      });
       await w.t.app.router.outbox.postToAgent(customerId, {
         key: `test:after:${randomBytes(4).toString('hex')}`,
         kind: 'note',
