@@ -55,7 +55,11 @@ export interface ThreadNotice {
   user?: string;
 }
 
-export type CardJob = { card: { customerId: string } } | { notice: ThreadNotice };
+/**
+ * `askName`: the Messenger identity (key `psid:<page>:<psid>`) of a customer who wrote nameless: its
+ * name is asked for before the cards are read, so they are read and edited once.
+ */
+export type CardJob = { card: { customerId: string; askName?: string } } | { notice: ThreadNotice };
 
 export interface CardUpdatesOptions {
   models: RouterModels & IdentityModels;
@@ -115,13 +119,17 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   const seenKey = (id: string) => cardKeysOf(prefix, id)[2]!;
   const profileAskedKey = (identityKey: string) => `${prefix}:profile-asked:${identityKey}`;
 
-  async function requestRefresh(customerId: Types.ObjectId | string, delayMs = coalesceMs): Promise<void> {
+  async function requestRefresh(
+    customerId: Types.ObjectId | string,
+    delayMs = coalesceMs,
+    askName?: string,
+  ): Promise<void> {
     if (!o.slack) return;
     const id = String(customerId);
     if ((await redis.set(pendingKey(id), '1', 'PX', 60_000, 'NX')) !== 'OK') return;
     await queue.add(
       'card',
-      { card: { customerId: id } },
+      { card: { customerId: id, ...(askName ? { askName } : {}) } },
       { jobId: `card~${id}~${Date.now().toString(36)}`, delay: delayMs },
     );
   }
@@ -159,17 +167,20 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   /**
    * Edits the cards of the customer's threads whose facts changed since their last edit: the
    * current thread's card in full; a card left behind by a handoff says where the customer went.
-   * A nameless Messenger customer's name is asked for first (outside the lock), then the cards edited once.
+   * A nameless Messenger customer's name is asked for first (outside the lock), then the cards edited
+   * once: named in the job by the message that found them nameless, else found by the reads (then
+   * read twice, once per customer).
    */
-  async function refresh(slack: SlackClient, id: string): Promise<void> {
+  async function refresh(slack: SlackClient, id: string, askName?: string): Promise<void> {
     await redis.del(pendingKey(id));
-    const locked = (askName: boolean) =>
-      withLock(redis, `${prefix}:lock:to-agent:${id}`, 60_000, () => updateCards(slack, id, askName), {
+    const locked = (ask: boolean) =>
+      withLock(redis, `${prefix}:lock:to-agent:${id}`, 60_000, () => updateCards(slack, id, ask), {
         waitMs: 2_000,
       });
+    if (askName?.startsWith('psid:')) await fillMessengerName(id, askName);
     const nameless = await locked(Boolean(o.messengerProfiles));
     if (nameless) {
-      await fillMessengerName(id, nameless);
+      await fillMessengerName(id, nameless.key);
       await locked(false);
     }
   }
@@ -243,7 +254,8 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     const same =
       seen !== undefined && [epoch, gen, threadGen, agentGen].every((t, i) => t === seen.tokens[i]);
     if (same && !inboundChangesCard(seen, message)) return;
-    await requestRefresh(customerId);
+    const nameless = message.customer.displayName == null && message.identityKey.startsWith('psid:');
+    await requestRefresh(customerId, coalesceMs, nameless ? message.identityKey : undefined);
   }
 
   /** The cards of a customer merged into another say where their conversation continues. */
@@ -263,10 +275,10 @@ export function createCardUpdates(o: CardUpdatesOptions) {
    * A nameless customer's name from Messenger's User Profile API (webhooks carry no name), asked once
    * per identity (a Redis marker), outside the to-agent lock, and set only if nobody named them meanwhile.
    */
-  async function fillMessengerName(id: string, identity: Identity): Promise<void> {
-    const psid = identity.value.split(':')[1];
+  async function fillMessengerName(id: string, identityKey: string): Promise<void> {
+    const psid = identityKey.split(':')[2];
     if (!o.messengerProfiles || !psid) return;
-    if ((await redis.set(profileAskedKey(identity.key), '1', 'EX', 7 * 24 * 3600, 'NX')) !== 'OK') return;
+    if ((await redis.set(profileAskedKey(identityKey), '1', 'EX', 7 * 24 * 3600, 'NX')) !== 'OK') return;
     let name: string | undefined;
     try {
       name = (await o.messengerProfiles.name(psid))?.slice(0, 80);
@@ -276,10 +288,10 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     }
     if (!name) return;
     await Customer.updateOne(
-      { _id: identity.customerId, displayName: null },
+      { _id: id, displayName: null, mergedInto: null },
       { $set: { displayName: name, 'profile.name': { value: name, source: 'messenger', at: new Date() } } },
     );
-    await customerChanged(redis, prefix, identity.customerId);
+    await customerChanged(redis, prefix, id);
   }
 
   async function editCard(
@@ -331,7 +343,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     },
     async handle(job: Job<CardJob>): Promise<void> {
       if (!o.slack) return;
-      if ('card' in job.data) return refresh(o.slack, job.data.card.customerId);
+      if ('card' in job.data) return refresh(o.slack, job.data.card.customerId, job.data.card.askName);
       return postNotice(o.slack, job.data.notice, job.attemptsMade > 0);
     },
   };
