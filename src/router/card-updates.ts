@@ -106,6 +106,16 @@ export function cardKeysOf(prefix: string, customerId: string): string[] {
   ];
 }
 
+/** What a refresh recorded; anything unreadable counts as nothing recorded (a refresh then runs). */
+function parseSeen(text: string | null | undefined): CardSeen | undefined {
+  try {
+    const seen = text ? (JSON.parse(text) as CardSeen) : undefined;
+    return Array.isArray(seen?.tokens) && seen.ids && seen.closes ? seen : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function isCardJob(data: unknown): data is CardJob {
   return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
 }
@@ -249,7 +259,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       redis.get(epochKey(prefix)),
       owner ? redis.get(agentGenKey(prefix, owner)) : Promise.resolve(null),
     ]);
-    const seen = text ? (JSON.parse(text) as CardSeen) : undefined;
+    const seen = parseSeen(text);
     // The refresh's tokens are never null but the agent's of an ownerless customer.
     const same =
       seen !== undefined && [epoch, gen, threadGen, agentGen].every((t, i) => t === seen.tokens[i]);
