@@ -159,14 +159,27 @@ export function inboundChangesCard(
   return windowed && !((seen.closes[channel] ?? 0) - WINDOW_CLOSING_MS > now);
 }
 
-/** The card's text and the digest of its facts, for a new card (slack-delivery.ts). */
+/**
+ * Whether the card would show no history worth a read: the customer's first thread, and one message
+ * seen (first seen = last seen) — that message follows the card in the thread it opens. Not for a
+ * customer with more behind them (a merge survivor takes the merged one's first and last seen).
+ */
+export function brandNew(customer: Pick<Customer, 'firstSeenAt' | 'lastSeenAt'>, hadThread: boolean): boolean {
+  return !hadThread && customer.firstSeenAt.getTime() === customer.lastSeenAt.getTime();
+}
+
+/**
+ * The card's text and the digest of its facts, for a new card (slack-delivery.ts). `history: false`
+ * leaves out the recent messages without reading them (a brand-new customer's, see `brandNew`).
+ */
 export async function renderCard(
   models: IdentityModels,
   customer: Customer,
   ownerName: string | undefined,
+  opts: { history?: boolean } = {},
 ): Promise<{ text: string; facts: string }> {
   const identities = await models.Identity.find({ customerId: customer._id }).lean<Identity[]>();
-  const text = await cardText(models, customer, ownerName, identities);
+  const text = await cardText(models, customer, ownerName, identities, opts);
   return { text, facts: cardFacts('live', customer, ownerName, identities) };
 }
 
@@ -176,12 +189,13 @@ export async function cardText(
   customer: Customer,
   ownerName: string | undefined,
   identities?: Identity[],
+  opts: { history?: boolean } = {},
 ): Promise<string> {
   const ids = identities ?? (await models.Identity.find({ customerId: customer._id }).lean<Identity[]>());
-  const recent = await models.Message.find({ customerId: customer._id })
-    .sort({ sentAt: -1 })
-    .limit(5)
-    .lean<Message[]>();
+  const recent =
+    opts.history === false
+      ? []
+      : await models.Message.find({ customerId: customer._id }).sort({ sentAt: -1 }).limit(5).lean<Message[]>();
   const history = recent
     .reverse()
     .map(
