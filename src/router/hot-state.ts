@@ -21,6 +21,8 @@ import type { Agent, Conversation, CurrentThread } from './models';
 
 const TTL_S = 6 * 3600;
 const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
+/** An agent's gen token (what the card refresh records, src/router/card-updates.ts). */
+export const agentGenKey = genKey;
 
 /** An agent's record changed (status, away, backup, name, active): call after the database write. */
 export async function agentChanged(redis: RedisClient, prefix: string, id: string | { toString(): string }) {
