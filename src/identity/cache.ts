@@ -59,13 +59,15 @@ export async function currentToken(redis: RedisClient, key: string): Promise<str
 }
 
 /** Replaces the token of `key`: everything filled under the old one stops counting. */
-export async function replaceToken(redis: RedisClient, key: string): Promise<void> {
-  await redis.set(key, token(), 'EX', TTL_S * 2);
+export async function replaceToken(redis: RedisClient, key: string): Promise<string> {
+  const fresh = token();
+  await redis.set(key, fresh, 'EX', TTL_S * 2);
+  return fresh;
 }
 
 /** A change of which customer an identity belongs to (merge, undo, link, erase) starts or ended. */
-export function identityChanging(redis: RedisClient, prefix: string): Promise<void> {
-  return replaceToken(redis, epochKey(prefix));
+export async function identityChanging(redis: RedisClient, prefix: string): Promise<void> {
+  await replaceToken(redis, epochKey(prefix));
 }
 
 /** A customer's routing facts (owner, name, profile) changed in the database: call after the write. */

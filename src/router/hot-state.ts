@@ -66,24 +66,40 @@ export function createHotRecords<T>(
   };
 }
 
-/** A customer's current Slack thread changed (re-created, or its last posted channel): after the write. */
-export async function threadChanged(redis: RedisClient, prefix: string, customerId: string | { toString(): string }) {
-  await replaceToken(redis, threadKeys(prefix, String(customerId)).gen);
-}
-
 /** The keys of a customer's current-thread copy: in the customer's `{c:<id>}` slot. */
 export const threadKeys = (prefix: string, id: string) => ({
   gen: `${prefix}:hot:{c:${id}}:tgen`,
   doc: `${prefix}:hot:{c:${id}}:thread`,
 });
 
-/** Current threads by customer id (the Slack flush reads it per flush); `threadChanged` invalidates. */
+export interface HotThreads extends HotRecords<CurrentThread> {
+  /**
+   * The thread as its writer just wrote it to the database, so the next flush reads no thread.
+   * `recreated` (a new thread: its card, a new owner): a new token first, so copies filled before
+   * stop counting, and the card refresh sees a new thread (card-updates.ts). Otherwise (only the last
+   * posted channel moved) the token stays: the card does not show it, and the copy is replaced
+   * in place. Only for writers holding the customer's `to-agent` lock, which every reader and writer
+   * of current threads holds (slack-delivery.ts; erasure deletes the keys), so no reader can be
+   * filing an older read meanwhile.
+   */
+  put(doc: CurrentThread, opts: { recreated: boolean }): Promise<void>;
+}
+
+/** Current threads by customer id (the Slack flush reads it per flush, under the customer's lock). */
 export function createHotThreads(
   redis: RedisClient,
   prefix: string,
   load: (id: string) => Promise<CurrentThread | undefined>,
-): HotRecords<CurrentThread> {
-  return createHotRecords(redis, (id) => threadKeys(prefix, id), load);
+): HotThreads {
+  return {
+    ...createHotRecords(redis, (id) => threadKeys(prefix, id), load),
+    async put(doc, { recreated }) {
+      const k = threadKeys(prefix, String(doc._id));
+      const gen = recreated ? await replaceToken(redis, k.gen) : await currentToken(redis, k.gen);
+      const entry = mongo.BSON.EJSON.stringify({ gen, also: null, doc }, { relaxed: false });
+      await redis.set(k.doc, entry, 'EX', TTL_S);
+    },
+  };
 }
 
 /** Agents by id; `agentChanged` invalidates one. */

@@ -30,7 +30,7 @@ import { pendingPostsKey, toObjectId, type CarriedPost, type Outbox } from './ou
 import type { Ownership } from './ownership';
 import { createCardPoster } from './card-post';
 import { channelLabel } from './texts';
-import { createHotThreads, threadChanged } from './hot-state';
+import { createHotThreads } from './hot-state';
 import { createPostAttempts } from './post-attempts';
 
 export const POST_EVENT_TYPE = 'rapport_post';
@@ -261,9 +261,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { postCard } = cards;
 
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
-  async function ensureThread(
-    customerId: Types.ObjectId,
-  ): Promise<{ channel: string; ts: string; lastPostedChannel?: string }> {
+  async function ensureThread(customerId: Types.ObjectId): Promise<CurrentThread> {
     // The inbound router keeps the conversation's owner in step; here only the thread matters.
     const { agent, customer } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
     const current = await hotThreads.get(String(customerId));
@@ -291,10 +289,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
       { upsert: true },
     );
-    await threadChanged(redis, prefix, customerId);
+    const opened: CurrentThread = { _id: customerId, channel, ts, agentId };
+    await hotThreads.put(opened, { recreated: true });
     await cards.attemptDone(customerId);
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
-    return { channel, ts };
+    return opened;
   }
 
   /** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
@@ -445,7 +444,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         if (ref) marks.push({ id: post._id, slack: ref, key: post.key });
         if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
-          await threadChanged(redis, prefix, customerId);
+          await hotThreads.put({ ...thread, lastPostedChannel: post.channel }, { recreated: false });
           lastPostedChannel = post.channel;
         }
       }

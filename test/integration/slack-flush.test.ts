@@ -130,6 +130,17 @@ describe('the Slack flush', () => {
     expect(w.slack.callsTo('conversations.replies').length).toBe(lookups);
   });
 
+  it("a returning customer's first return reads no current thread: the flush that opened it left its copy", async () => {
+    const phone = '+14155550911';
+    // The first contact opens the thread and records the channel it was written on.
+    await posted(phone, 'thread first 911');
+    await new Promise((r) => setTimeout(r, 1_500));
+    seen.length = 0;
+    await posted(phone, 'thread again 911');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(seen.filter((c) => c.startsWith('find current_threads'))).toEqual([]);
+  });
+
   it('a post made by a try that died before its mark (attempt in Redis) is found, not posted again', async () => {
     const first = await posted('+14155550902', 'flush died 902');
     const thread = await threadOf(first.customerId);
