@@ -249,9 +249,13 @@ export function createCardUpdates(o: CardUpdatesOptions) {
    */
   async function afterInbound(
     customerId: string,
-    message: { customer: Customer; identityKey: string; channel: string },
+    message: { customer: Customer; identityKey: string; channel: string; created?: boolean },
   ): Promise<void> {
     if (!o.slack) return;
+    // A first contact has no thread yet: its card is posted with what it knows now, and the thread's
+    // opening asks for the refresh that records it and schedules its window's close
+    // (slack-delivery.ts `onThreadOpened`). A refresh now would find no thread and record nothing.
+    if (message.created) return;
     const owner = message.customer.ownerAgentId;
     // One slot ({c:<id>}) for the MGET; the epoch and the agent's gen live elsewhere.
     const [[text, gen, threadGen], epoch, agentGen] = await Promise.all([

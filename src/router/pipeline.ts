@@ -34,6 +34,7 @@ export function createInboundPipeline(
         customer,
         identityKey: ref.key,
         channel: event.message.channel,
+        created: result.created === true,
       });
       await result.refill?.();
       return result;

@@ -50,6 +50,11 @@ export interface SlackDeliveryOptions {
   log: Logger;
   /** Where inbound files wait to be uploaded (src/media). */
   media?: MediaStore;
+  /**
+   * A thread was opened (its card posted): the card refresh records what the card shows and
+   * schedules its window's close (card-updates.ts `requestRefresh`).
+   */
+  onThreadOpened?: (customerId: Types.ObjectId) => Promise<void>;
   /** Called when a channel is rate limited (metrics). */
   onRateLimited?: (channel: string) => void;
 }
@@ -292,6 +297,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     const opened: CurrentThread = { _id: customerId, channel, ts, agentId };
     await hotThreads.put(opened, { recreated: true });
     await cards.attemptDone(customerId);
+    await o.onThreadOpened?.(customerId);
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
     return opened;
   }

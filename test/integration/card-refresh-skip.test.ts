@@ -11,6 +11,7 @@ import { customerGenKey, epochKey } from '../../src/identity/cache';
 import { cardKeysOf } from '../../src/router/card-updates';
 import { agentGenKey, threadKeys } from '../../src/router/hot-state';
 import type { CardSeen } from '../../src/router/card';
+import { channelWaitKey } from '../../src/router/slack-delivery';
 
 const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const ALEX = { slackUserId: 'U0SKIPALEX', name: 'Alex', inboxChannelId: 'C0SKIPALEX' };
@@ -115,6 +116,23 @@ describe('card refreshes after a customer message', () => {
     expect(refreshReads()).toEqual([]);
     expect(await redis().exists(cardKeysOf(prefix(), id)[0]!)).toBe(0);
     expect(updatesOf(card.ts)).toBe(before);
+  });
+
+  it("a first contact's card is recorded when its thread opens: the window's close is scheduled, and the first return queues no refresh", async () => {
+    // The channel is rate limited for 3 s, so the card is posted well after the message was routed
+    // (a refresh queued by the message itself would have run first and found no thread).
+    await redis().set(channelWaitKey(prefix(), CHANNEL), '1', 'PX', 3_000);
+    await w.cloudWhatsApp('14155550405', 'hello 405', { name: 'Noor' });
+    const id = await delivered('hello 405');
+    await cardOf(id);
+    await settled(id);
+    expect(Number(await redis().get(cardKeysOf(prefix(), id)[1]!))).toBeGreaterThan(Date.now());
+    commands.length = 0;
+
+    await w.cloudWhatsApp('14155550405', 'again 405', { name: 'Noor' });
+    expect(await delivered('again 405')).toBe(id);
+    await afterCoalescing();
+    expect(refreshReads()).toEqual([]);
   });
 
   it('a message that reopens a closed WhatsApp window updates the card', async () => {
