@@ -148,6 +148,23 @@ async function collectCounts(p: Procs): Promise<{ role: 'api' | 'worker'; counts
   ];
 }
 
+/**
+ * The counts once the work a batch set off after its posts (card refreshes after a thread opens,
+ * acknowledgements) is done: unchanged for 2 s (at most 20 s), so it is not counted in the next batch.
+ */
+async function settledCounts(p: Procs): Promise<{ role: 'api' | 'worker'; counts: DbCounts }[]> {
+  const total = (parts: { counts: DbCounts }[]) =>
+    parts.reduce((n, { counts }) => n + Object.values(counts.byCommand).reduce((a, b) => a + b, 0), 0);
+  let last = await collectCounts(p);
+  for (let quiet = 0, waited = 0; quiet < 2 && waited < 20_000; waited += 1_000) {
+    await new Promise((r) => setTimeout(r, 1_000));
+    const now = await collectCounts(p);
+    quiet = total(now) === total(last) ? quiet + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 /** Peak RSS per process, sampled every second (VmHWM is the kernel's own peak), and a 5 s curve. */
 function sampleRss(p: Procs) {
   const curve: { t: number; apiMb: number; workersMb: number[] }[] = [];
@@ -181,7 +198,7 @@ async function probeNewVsReturning(emu: Emulators, base: string, procs: Procs, r
     const sent = await runSender(base, batch, 10);
     const keys = sent.results.filter((r) => r.status >= 200 && r.status < 300).map((r) => r.key);
     const posts = await drain(emu, keys, DRAIN_MS);
-    out[label] = perMessage(await collectCounts(procs), keys.filter((k) => posts.has(k)).length);
+    out[label] = perMessage(await settledCounts(procs), keys.filter((k) => posts.has(k)).length);
     if (out[label].messages < batch.length) process.stdout.write(`probe (${label}): only ${out[label].messages}/${batch.length} delivered in the drain time\n`);
   }
   return out;
