@@ -4,6 +4,7 @@
  * bounded by SHUTDOWN_TIMEOUT_MS), as src/main.ts does; the chaos run also SIGKILLs it. It tells the
  * benchmark over IPC (`{ ready: true }`) once SIGTERM is handled, and never outlives the benchmark.
  */
+import { writeHeapSnapshot } from 'node:v8';
 import { buildApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { monitorConnection, type DbMonitor } from './db-monitor';
@@ -22,10 +23,24 @@ function answerDbRequests(app: ReturnType<typeof buildApp>): void {
   });
 }
 
+/**
+ * `{ mem: id }` is answered with `{ mem: process.memoryUsage(), id }`: the benchmark's RSS curve
+ * shows how much of a process's RSS is V8 heap, external memory and array buffers. With
+ * `{ heapSnapshot: path }` the process writes a V8 heap snapshot there (diagnosis only: it pauses
+ * the process and needs about as much memory again).
+ */
+function answerMemoryRequests(): void {
+  process.on('message', (m: { mem?: number; heapSnapshot?: string }) => {
+    if (typeof m?.mem === 'number') process.send?.({ mem: process.memoryUsage(), id: m.mem });
+    if (typeof m?.heapSnapshot === 'string') writeHeapSnapshot(m.heapSnapshot);
+  });
+}
+
 export function runRole(role: Extract<Role, 'api' | 'worker'>): void {
   const config = loadConfig(process.env);
   const app = buildApp(config, { role });
   if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests(app);
+  answerMemoryRequests();
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
