@@ -147,14 +147,15 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     customerId: Types.ObjectId,
   ): Promise<{ channel: string; ts: string; lastPostedChannel?: string }> {
     // The inbound router keeps the conversation's owner in step; here only the thread matters.
-    const { agent } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
+    const { agent, customer } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
     const current = await hotThreads.get(String(customerId));
     const agentId = agent ? String(agent._id) : 'unassigned';
     if (current && current.agentId === agentId) return current;
     const channel = agent?.inboxChannelId ?? o.escalationChannel;
     if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
     await respectChannelLimit(redis, prefix, channel);
-    const ts = await postCard(customerId, channel, agent ?? undefined);
+    // The customer the owner check used (its hot copy, current under its tokens) is the card's too.
+    const ts = await postCard(customerId, channel, agent ?? undefined, { customer, hadThread: current !== undefined });
     const recorded = await SlackThread.findOneAndUpdate(
       { channel, ts },
       { $setOnInsert: { channel, ts, customerId, agentId } },
