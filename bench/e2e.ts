@@ -11,7 +11,7 @@
  *
  * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60
  *        --agents 50 --slack-limits
- *        --media 0.2 --media-bytes 100000]
+ *        --media 0.2 --media-bytes 100000 --ts-runtime]
  * (`--workers` is the old name of `--processes`.) `--agents N` (default 50) creates N agents, each with
  * their own inbox channel, so customers spread over N channels as on a real team. `--slack-limits`
  * makes the Slack emulator enforce Slack's per-channel chat.postMessage rate (1 a second, bursts of
@@ -46,12 +46,15 @@ import { buildApp } from '../src/app';
 import { loadConfig } from '../src/config';
 import { createRedisConnection, deletePrefixedKeys } from '../src/queue/connection';
 import { prefixFor } from '../src/queue/options';
+import { compileForBench } from './lib/compiled';
 import { STAGES, perMessage, withMonitoring, type DbCounts } from './lib/db-monitor';
 import {
   admin,
   parseArgs,
   rapportEnv,
   rssOf,
+  memoryOf,
+  type MemoryMb,
   signedMessages,
   dbCountsOf,
   freeLoopbackPort,
@@ -86,6 +89,8 @@ const MONGO = process.env.MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const MEDIA = Number(args.media ?? '0');
 const MEDIA_BYTES = Number(args['media-bytes'] ?? '100000');
 const RUN = `e2e${Date.now().toString(36)}`;
+/** `--ts-runtime`: run the api and workers through @swc-node/register as before (~75 MB more RSS each; see lib/compiled.ts). */
+const COMPILED = args['ts-runtime'] === 'true' ? undefined : compileForBench(RUN);
 
 interface SendResult {
   key: string;
@@ -148,19 +153,46 @@ async function collectCounts(p: Procs): Promise<{ role: 'api' | 'worker'; counts
   ];
 }
 
-/** Peak RSS per process, sampled every second (VmHWM is the kernel's own peak), and a 5 s curve. */
+/**
+ * The counts once the work a batch set off after its posts (card refreshes after a thread opens,
+ * acknowledgements) is done: unchanged for 2 s (at most 20 s), so it is not counted in the next batch.
+ */
+async function settledCounts(p: Procs): Promise<{ role: 'api' | 'worker'; counts: DbCounts }[]> {
+  const total = (parts: { counts: DbCounts }[]) =>
+    parts.reduce((n, { counts }) => n + Object.values(counts.byCommand).reduce((a, b) => a + b, 0), 0);
+  let last = await collectCounts(p);
+  for (let quiet = 0, waited = 0; quiet < 2 && waited < 20_000; waited += 1_000) {
+    await new Promise((r) => setTimeout(r, 1_000));
+    const now = await collectCounts(p);
+    quiet = total(now) === total(last) ? quiet + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+/**
+ * Peak RSS per process (VmHWM, the kernel's own peak) and a curve every 5 s: RSS, and what of it is
+ * V8 heap, external memory and array buffers (`process.memoryUsage()` of each child, over IPC).
+ */
 function sampleRss(p: Procs) {
-  const curve: { t: number; apiMb: number; workersMb: number[] }[] = [];
+  type Point = { t: number; apiMb: number; workersMb: number[]; apiMem?: MemoryMb; workersMem: (MemoryMb | undefined)[] };
+  const curve: Point[] = [];
   const t0 = Date.now();
-  let n = 0;
-  const timer = setInterval(() => {
-    if (n++ % 5 !== 0) return;
-    curve.push({
+  const sample = () => {
+    const point: Point = {
       t: Math.round((Date.now() - t0) / 1000),
       apiMb: rssOf(p.api.pid!)?.rssMb ?? 0,
       workersMb: p.workers.map((w) => rssOf(w.pid!)?.rssMb ?? 0),
+      workersMem: [],
+    };
+    curve.push(point);
+    void Promise.all([memoryOf(p.api), ...p.workers.map((w) => memoryOf(w))]).then(([api, ...workers]) => {
+      point.apiMem = api;
+      point.workersMem = workers;
     });
-  }, 1000);
+  };
+  sample();
+  const timer = setInterval(sample, 5_000);
   return {
     stop: () => {
       clearInterval(timer);
@@ -181,7 +213,7 @@ async function probeNewVsReturning(emu: Emulators, base: string, procs: Procs, r
     const sent = await runSender(base, batch, 10);
     const keys = sent.results.filter((r) => r.status >= 200 && r.status < 300).map((r) => r.key);
     const posts = await drain(emu, keys, DRAIN_MS);
-    out[label] = perMessage(await collectCounts(procs), keys.filter((k) => posts.has(k)).length);
+    out[label] = perMessage(await settledCounts(procs), keys.filter((k) => posts.has(k)).length);
     if (out[label].messages < batch.length) process.stdout.write(`probe (${label}): only ${out[label].messages}/${batch.length} delivered in the drain time\n`);
   }
   return out;
@@ -211,7 +243,7 @@ async function phase(emu: Emulators, workers: number) {
   // The api in its own process (its RSS is its own); this process keeps a non-listening client of
   // the same queues and database to read the jobs and outbox rows afterwards.
   const port = await freeLoopbackPort();
-  const procs: Procs = { api: spawnApi(env, port), workers: Array.from({ length: workers }, () => spawnWorker(env)) };
+  const procs: Procs = { api: spawnApi(env, port, COMPILED), workers: Array.from({ length: workers }, () => spawnWorker(env, COMPILED)) };
   const app = buildApp(loadConfig({ ...process.env, ...env }), { role: 'api' });
   await Promise.all([whenReady(procs.api), ...procs.workers.map((w) => whenReady(w)), app.mongo.ready]);
   const base = `http://127.0.0.1:${port}`;
@@ -444,6 +476,18 @@ interface Report {
   runs: Run[];
 }
 
+/** Start, min, max and end of each process's RSS curve (and its V8 heap in use when RSS was highest). */
+function rssCurves(r: Run) {
+  const procs = [
+    { name: 'api', mb: r.rss.curve.map((c) => c.apiMb), mem: r.rss.curve.map((c) => c.apiMem), peak: r.rss.api?.peakMb },
+    ...r.rss.workers.map((w, i) => ({ name: `worker ${i + 1}`, mb: r.rss.curve.map((c) => c.workersMb[i] ?? 0), mem: r.rss.curve.map((c) => c.workersMem[i]), peak: w?.peakMb })),
+  ];
+  return procs.map(({ name, mb, mem, peak }) => {
+    const max = Math.max(...mb);
+    return { name, start: mb[0] ?? 0, min: Math.min(...mb), max, end: mb[mb.length - 1] ?? 0, peak: peak ?? '?', heapAtMax: mem[mb.indexOf(max)]?.heapUsed ?? '?' };
+  });
+}
+
 function markdown(report: Report): string {
   const line = (c: (string | number)[]) => `| ${c.join(' | ')} |`;
   const out: string[] = [
@@ -470,6 +514,8 @@ function markdown(report: Report): string {
   const f = (s: Stage) => `${s.p50} / ${s.p95} / ${s.p99}`;
   for (const r of report.runs)
     out.push(line([r.workers, f(r.stages.intake), f(r.stages.inboundQueueWait), f(r.stages.identityAndRouting), f(r.stages.webhookToOutbox), f(r.stages.outboxToSlack)]));
+  out.push('', `## RSS (MB, every 5 s; ${COMPILED ? 'compiled JavaScript, as in production' : 'TypeScript via @swc-node/register (--ts-runtime)'})`, '', line(['workers', 'process', 'start', 'min', 'max', 'end', 'peak (VmHWM)', 'heap used at max RSS']), line(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:']));
+  for (const r of report.runs) for (const c of rssCurves(r)) out.push(line([r.workers, c.name, c.start, c.min, c.max, c.end, c.peak, c.heapAtMax]));
   const mediaRuns = report.runs.filter((r) => r.media);
   if (mediaRuns.length > 0) {
     out.push('', `## Media mix (a fraction of messages carry a file; webhook → message line in Slack, ms p50 / p95 / p99)`, '', line(['workers', 'fraction', 'file bytes', 'with a file', 'text only', 'files uploaded / expected', 'stored in GridFS']), line(['---:', '---:', '---:', '---', '---', '---:', '---:']));
@@ -502,7 +548,7 @@ async function main(): Promise<void> {
     const runs = [];
     for (const w of WORKERS) runs.push(await phase(emu, w));
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-    const report = { date: new Date().toISOString(), stamp, node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster (3 masters + 3 replicas, loopback)' : 'single', seconds: SECONDS, rate: RATE, customers: CUSTOMERS, agents: AGENTS, slackLimits: SLACK_LIMITS, baselines: base, runs };
+    const report = { date: new Date().toISOString(), stamp, node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster (3 masters + 3 replicas, loopback)' : 'single', seconds: SECONDS, rate: RATE, customers: CUSTOMERS, agents: AGENTS, slackLimits: SLACK_LIMITS, runtime: COMPILED ? 'compiled' : 'ts-runtime', baselines: base, runs };
     const dir = path.join(__dirname, 'results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, `e2e-${stamp}.json`), JSON.stringify(report, null, 2));

@@ -35,23 +35,32 @@ export function mapStrings<T>(value: T, fix: (s: string) => string, maxDepth = I
 }
 
 /**
+ * Whether `test` holds for a string in `value`, object keys included, through arrays and plain
+ * objects up to `maxDepth` levels below `value` (as mapStrings walks it), allocating nothing.
+ */
+function someString(value: unknown, test: (s: string) => boolean, maxDepth: number, depth = 0): boolean {
+  if (typeof value === 'string') return test(value);
+  if (depth > maxDepth) return false;
+  if (Array.isArray(value)) return value.some((v) => someString(v, test, maxDepth, depth + 1));
+  if (!isPlainObject(value)) return false;
+  for (const key of Object.keys(value))
+    if (test(key) || someString(value[key], test, maxDepth, depth + 1)) return true;
+  return false;
+}
+
+const holdsNul = (s: string) => s.includes(NUL);
+
+/**
  * The value with NUL characters removed from every string. Providers can deliver one inside a
- * message body (`%00` in a form); nothing a person wrote is lost by dropping it.
+ * message body (`%00` in a form); nothing a person wrote is lost by dropping it. A value without
+ * one is returned as it is: every inbound event passes here, and copying it was garbage per request.
  */
 export function withoutNul<T>(value: T): T {
+  if (!someString(value, holdsNul, Infinity)) return value;
   return mapStrings(value, (s) => (s.includes(NUL) ? s.replaceAll(NUL, '') : s));
 }
 
 /** True if any string in `value` (keys included, 32 levels deep at most) holds a NUL character. */
 export function hasNul(value: unknown): boolean {
-  let found = false;
-  mapStrings(
-    value,
-    (s) => {
-      if (s.includes(NUL)) found = true;
-      return s;
-    },
-    32,
-  );
-  return found;
+  return someString(value, holdsNul, 32);
 }

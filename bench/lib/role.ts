@@ -4,6 +4,9 @@
  * bounded by SHUTDOWN_TIMEOUT_MS), as src/main.ts does; the chaos run also SIGKILLs it. It tells the
  * benchmark over IPC (`{ ready: true }`) once SIGTERM is handled, and never outlives the benchmark.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { writeHeapSnapshot } from 'node:v8';
 import { buildApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { monitorConnection, type DbMonitor } from './db-monitor';
@@ -22,15 +25,52 @@ function answerDbRequests(app: ReturnType<typeof buildApp>): void {
   });
 }
 
+/**
+ * `{ mem: id }` is answered with `{ mem: process.memoryUsage(), id }`: the benchmark's RSS curve
+ * shows how much of a process's RSS is V8 heap, external memory and array buffers. With
+ * `{ heapSnapshot: path }` the process writes a V8 heap snapshot there (diagnosis only: it pauses
+ * the process and needs about as much memory again).
+ */
+function answerMemoryRequests(): void {
+  process.on('message', (m: { mem?: number; heapSnapshot?: string }) => {
+    if (typeof m?.mem === 'number') process.send?.({ mem: process.memoryUsage(), id: m.mem });
+    if (typeof m?.heapSnapshot === 'string') writeHeapSnapshot(m.heapSnapshot);
+  });
+}
+
+/**
+ * With BENCH_ALLOC_PROFILE=<path>, the process samples where it allocates (V8's sampling heap
+ * profiler, garbage included) from start to SIGTERM and writes `<path>-<role>-<pid>.heapprofile`
+ * (open it in Chrome DevTools, Memory tab): where the heap's growth between collections comes from.
+ */
+function profileAllocations(role: string): (() => void) | undefined {
+  const target = process.env.BENCH_ALLOC_PROFILE;
+  if (!target) return undefined;
+  const session = new Session();
+  session.connect();
+  session.post('HeapProfiler.startSampling', {
+    samplingInterval: 32_768,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  } as object);
+  return () =>
+    session.post('HeapProfiler.stopSampling', (err, res) => {
+      if (!err) writeFileSync(`${target}-${role}-${process.pid}.heapprofile`, JSON.stringify(res.profile));
+    });
+}
+
 export function runRole(role: Extract<Role, 'api' | 'worker'>): void {
   const config = loadConfig(process.env);
   const app = buildApp(config, { role });
   if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests(app);
+  answerMemoryRequests();
+  const stopProfile = profileAllocations(role);
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       if (closing) return;
       closing = true;
+      stopProfile?.();
       app.close().then(
         () => process.exit(0),
         () => process.exit(1),

@@ -184,8 +184,15 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-function spawnScript(script: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', path.join(__dirname, script)], {
+/**
+ * `compiled`: the directory compileForBench (compiled.ts) wrote, to run the script as compiled
+ * JavaScript like production; without it the TypeScript is compiled at load time (@swc-node/register).
+ */
+function spawnScript(script: string, env: Record<string, string>, compiled?: string): ChildProcess {
+  const argv = compiled
+    ? [path.join(compiled, 'bench/lib', script.replace(/\.ts$/, '.js'))]
+    : ['-r', '@swc-node/register', path.join(__dirname, script)];
+  const child = spawn(process.execPath, argv, {
     env: { ...process.env, ...env },
     // The IPC channel carries `{ ready: true }` once the process handles SIGTERM (see `whenReady`), and
     // with BENCH_DB_MONITOR=1 the database command counts (see `dbCountsOf`).
@@ -196,13 +203,13 @@ function spawnScript(script: string, env: Record<string, string>): ChildProcess 
   return child;
 }
 
-export function spawnWorker(env: Record<string, string>): ChildProcess {
-  return spawnScript('worker.ts', env);
+export function spawnWorker(env: Record<string, string>, compiled?: string): ChildProcess {
+  return spawnScript('worker.ts', env, compiled);
 }
 
 /** An api process (bench/lib/api.ts) listening on 127.0.0.1:`port`; SIGTERM closes it gracefully. */
-export function spawnApi(env: Record<string, string>, port: number): ChildProcess {
-  return spawnScript('api.ts', { ...env, PORT: String(port) });
+export function spawnApi(env: Record<string, string>, port: number, compiled?: string): ChildProcess {
+  return spawnScript('api.ts', { ...env, PORT: String(port) }, compiled);
 }
 
 /** Resolves once `child` reported `{ ready: true }` (built, handling SIGTERM; an api: listening). */
@@ -297,6 +304,41 @@ export async function stopChild(
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
   await exited;
   clearTimeout(timer);
+}
+
+export interface MemoryMb {
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+let memRequest = 0;
+
+/**
+ * A child's `process.memoryUsage()` in MB (bench/lib/role.ts answers over IPC): what of its RSS is
+ * V8 heap (used / reserved), external memory and array buffers. Undefined if it does not answer.
+ */
+export function memoryOf(child: ChildProcess, timeoutMs = 2_000): Promise<MemoryMb | undefined> {
+  const id = ++memRequest;
+  const mb = (n: number) => Math.round(n / 1048576);
+  return new Promise((resolve) => {
+    const onMessage = (m: unknown) => {
+      const r = m as { mem?: NodeJS.MemoryUsage; id?: number } | null;
+      if (r?.id !== id || !r.mem) return;
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      const { heapUsed, heapTotal, external, arrayBuffers } = r.mem;
+      resolve({ heapUsed: mb(heapUsed), heapTotal: mb(heapTotal), external: mb(external), arrayBuffers: mb(arrayBuffers) });
+    };
+    const timer = setTimeout(() => {
+      child.off('message', onMessage);
+      resolve(undefined);
+    }, timeoutMs);
+    child.on('message', onMessage);
+    if (!child.connected) return resolve(undefined);
+    child.send({ mem: id });
+  });
 }
 
 /** Peak and current RSS of a process, in MB, from /proc (Linux). */

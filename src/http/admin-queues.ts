@@ -10,9 +10,6 @@
  * auth sends the token with every request. The dashboard shows job data, which is customer data.
  */
 import { Router, type RequestHandler } from 'express';
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { ExpressAdapter } from '@bull-board/express';
 import type { Queues } from '../queue/queues';
 import { concreteQueues } from './admin-dlq';
 
@@ -32,6 +29,13 @@ export function queueDashboard({
   basePath = '/admin/queues',
   readOnly = false,
 }: QueueDashboardOptions): Router {
+  // bull-board (and the ~190 modules under it) is loaded here, not at import: only api and all
+  // processes mount the dashboard, and a worker should not carry it (bench/e2e measures each RSS).
+  /* eslint-disable @typescript-eslint/no-require-imports -- deliberate lazy load (see above) */
+  const { createBullBoard } = require('@bull-board/api') as typeof import('@bull-board/api');
+  const { BullMQAdapter } = require('@bull-board/api/bullMQAdapter') as typeof import('@bull-board/api/bullMQAdapter');
+  const { ExpressAdapter } = require('@bull-board/express') as typeof import('@bull-board/express');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(basePath);
   createBullBoard({

@@ -95,16 +95,18 @@ export function webhookRoute({ path, adapter, intake, metrics, log, maxBytes }: 
         metrics.inboundEvents.inc({ channel: adapter.name, kind: 'ignored', outcome: 'ignored' });
         log.info({ adapter: adapter.name, reason: ignored.reason }, 'webhook event ignored');
       }
-      log.debug(
-        {
-          adapter: adapter.name,
-          queued: queued.length,
-          duplicates: duplicates.length,
-          ignored: batch.ignored.length,
-          ms: Number(process.hrtime.bigint() - started) / 1e6,
-        },
-        'webhook accepted',
-      );
+      // Built only when it is written: this runs for every webhook, and debug is off in production.
+      if (log.isLevelEnabled('debug'))
+        log.debug(
+          {
+            adapter: adapter.name,
+            queued: queued.length,
+            duplicates: duplicates.length,
+            ignored: batch.ignored.length,
+            ms: Number(process.hrtime.bigint() - started) / 1e6,
+          },
+          'webhook accepted',
+        );
       const success = adapter.successResponse();
       res.status(200).type(success.contentType).send(success.body);
     } catch (err) {

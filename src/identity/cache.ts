@@ -25,8 +25,8 @@
  * Keys (QUEUE_PREFIX first): `hot:epoch`; `hot:id:<sha256 of the identity key>` (no phone number in
  * a key name; the value holds ids and dates, the customer's name and owner); `hot:{c:<id>}:gen` and
  * `hot:{c:<id>}:ids` (the identity entries filled for that customer, so an erasure deletes them);
- * `hot:{c:<id>}:doc`, `:thread` and `:tgen` are the router's copies of the customer and its current
- * Slack thread (src/router/hot-state.ts).
+ * `hot:{c:<id>}:doc`, `:thread` and `:tgen`, `:conv` and `:cgen` are the router's copies of the
+ * customer, its current Slack thread and its conversation (src/router/hot-state.ts).
  * Multi-key commands only ever touch one `{c:<id>}` slot: safe on Redis Cluster.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -59,13 +59,15 @@ export async function currentToken(redis: RedisClient, key: string): Promise<str
 }
 
 /** Replaces the token of `key`: everything filled under the old one stops counting. */
-export async function replaceToken(redis: RedisClient, key: string): Promise<void> {
-  await redis.set(key, token(), 'EX', TTL_S * 2);
+export async function replaceToken(redis: RedisClient, key: string): Promise<string> {
+  const fresh = token();
+  await redis.set(key, fresh, 'EX', TTL_S * 2);
+  return fresh;
 }
 
 /** A change of which customer an identity belongs to (merge, undo, link, erase) starts or ended. */
-export function identityChanging(redis: RedisClient, prefix: string): Promise<void> {
-  return replaceToken(redis, epochKey(prefix));
+export async function identityChanging(redis: RedisClient, prefix: string): Promise<void> {
+  await replaceToken(redis, epochKey(prefix));
 }
 
 /** A customer's routing facts (owner, name, profile) changed in the database: call after the write. */
@@ -89,6 +91,9 @@ export async function forgetHotCustomer(redis: RedisClient, prefix: string, id: 
   // The router's copy of the current thread (src/router/hot-state.ts `threadKeys`).
   await redis.del(`${prefix}:hot:{c:${id}}:tgen`);
   await redis.del(`${prefix}:hot:{c:${id}}:thread`);
+  // And of the conversation (`conversationKeys`).
+  await redis.del(`${prefix}:hot:{c:${id}}:cgen`);
+  await redis.del(`${prefix}:hot:{c:${id}}:conv`);
 }
 
 interface Entry {
@@ -179,6 +184,17 @@ export function withHotIdentity(
     await redis.expire(customerIdsKey(prefix, customerId), TTL_S * 2);
   }
 
+  /**
+   * The router's copy of the customer (src/router/hot-state.ts, `{ gen, also, doc }` under the gen
+   * and the epoch), if it was filled under `gen` and the epoch is still the one it names.
+   */
+  async function routerCopy(customerId: string, gen: string): Promise<Customer | undefined> {
+    const [text, epoch] = await Promise.all([redis.get(customerDocKey(prefix, customerId)), redis.get(epochKey(prefix))]);
+    if (!text) return undefined;
+    const copy = mongo.BSON.EJSON.parse(text, { relaxed: false }) as { gen: string; also: string | null; doc: Customer | null };
+    return copy.gen === gen && copy.also === epoch && copy.doc ? copy.doc : undefined;
+  }
+
   return {
     ...store,
     async resolveCustomer(message) {
@@ -198,19 +214,26 @@ export function withHotIdentity(
       const genNow = entry ? (gen ?? (await currentToken(redis, customerGenKey(prefix, entry.customerId)))) : null;
       const resolved = await store.resolveCustomer(message);
       const customerId = String(resolved.customer._id);
+      // The epoch was read before resolution's first command, so it proves for a miss what it proves
+      // for a hit: while it is unchanged, no merge, undo or erasure can have moved the identity since
+      // (a first contact's message is then stored without the database re-check).
+      const unmoved = async () => (await redis.get(epochKey(prefix))) === epochNow;
       // The gen counts only if it was read for this very customer before the database was.
       if (entry?.customerId === customerId) {
         await fill(ref.key, resolved, epochNow, genNow);
-        return resolved;
+        return { ...resolved, unmoved };
       }
-      // A first contact (or a moved identity): filled once routing has assigned the owner, from a
+      // A first contact (or a moved identity): filled once routing has assigned the owner, from the
+      // router's copy the assignment left when it is current under the gen and epoch, else from a
       // read made after the gen (one command; the next messages then need none).
       const refill = async () => {
         const genAfter = await currentToken(redis, customerGenKey(prefix, customerId));
-        const customer = await store.models.Customer.findById(customerId).lean<Customer>();
+        const customer =
+          (await routerCopy(customerId, genAfter)) ??
+          (await store.models.Customer.findById(customerId).lean<Customer>());
         if (customer && !customer.mergedInto) await fill(ref.key, { ...resolved, customer }, epochNow, genAfter);
       };
-      return { ...resolved, refill };
+      return { ...resolved, unmoved, refill };
     },
   };
 }

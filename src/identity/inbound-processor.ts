@@ -18,6 +18,8 @@ export interface InboundResult {
   stored: boolean;
   /** Fills the hot cache (first contact): called once routing is done. */
   refill?: () => Promise<void>;
+  /** This message created `customer` (a first contact: it has no Slack thread yet). */
+  created?: boolean;
 }
 
 export interface InboundProcessor {
@@ -58,7 +60,7 @@ export function createInboundProcessor({
         stored ? 'inbound message stored' : 'inbound message already stored',
       );
       const same = customerId === String(customer._id);
-      return { customerId, stored, ...(same ? { customer, ...(refill ? { refill } : {}) } : {}) };
+      return { customerId, stored, ...(same ? { customer, created, ...(refill ? { refill } : {}) } : {}) };
     },
   };
 }

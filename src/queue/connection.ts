@@ -49,9 +49,14 @@ export function createRedisConnection(
     retryStrategy: (times) => Math.min(100 * times, 2_000),
     lazyConnect: false,
   };
+  // No auto-pipelining: the producer connection also carries the queues, so BullMQ has defined its
+  // ~50 Lua scripts on it, and every auto-pipeline batch (one per tick with a command) built an ioredis
+  // Pipeline copying each script's two methods onto itself. Measured with BENCH_ALLOC_PROFILE in
+  // bench/e2e: 30 % of everything the api allocated, and the garbage that grew its heap between
+  // collections. ioredis still writes commands without waiting for earlier replies.
   const byRole: RedisOptions =
     role === 'producer'
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true }
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1 }
       : { maxRetriesPerRequest: null, enableReadyCheck: true };
   let redis: RedisClient;
   if (isClusterUrl(url)) {

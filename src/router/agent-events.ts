@@ -25,6 +25,7 @@ import { isDuplicateKeyError } from '../storage/duplicate-key';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { withConversationLock } from '../queue/lock';
+import { conversationChanged } from './hot-state';
 import { DeferError } from '../errors';
 import { SlackApiError } from '../channels/slack/client';
 import type { Authorizer } from './authorize';
@@ -278,12 +279,13 @@ export function createAgentEvents(o: AgentEventsOptions) {
       agentSlackUserId: event.user,
       sendAfter: new Date(Date.now() + o.replyUndoMs),
     });
-    await withConversationLock(redis, prefix, customerId, () =>
-      Conversation.updateOne(
+    await withConversationLock(redis, prefix, customerId, async () => {
+      await Conversation.updateOne(
         { _id: customerId },
         { $set: { lastAgentReplyAt: new Date() }, $unset: { awaitingSince: 1 } },
-      ),
-    );
+      );
+      await conversationChanged(redis, prefix, customerId);
+    });
     if (o.replyUndoMs > 0) await o.react(ref, 'hourglass_flowing_sand');
     log.info({ customerId: String(customerId), via: reply.via }, 'agent reply scheduled');
   }

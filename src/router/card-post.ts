@@ -10,7 +10,7 @@ import type { SlackClient } from '../channels/slack/client';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
-import { CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
+import { brandNew, CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
 import type { RouterModels } from './models';
 
 export const CARD_EVENT_TYPE = 'rapport_card';
@@ -110,11 +110,16 @@ export function createCardPoster(o: CardPosterOptions) {
     );
   }
 
-  /** Posts the card (or finds the one an earlier attempt posted); returns its ts. */
+  /**
+   * Posts the card (or finds the one an earlier attempt posted); returns its ts. `known.customer`:
+   * the customer as the caller just read it (not read again); `known.hadThread`: the customer had
+   * a thread before this one (a brand-new customer's card is posted without a history read).
+   */
   async function postCard(
     customerId: Types.ObjectId,
     channel: string,
     agent: { _id: unknown; name?: string } | undefined,
+    known: { customer?: Customer; hadThread?: boolean } = {},
   ): Promise<string> {
     const agentId = agent ? String(agent._id) : 'unassigned';
     const { attempt, found } = await cardAttempt(customerId, channel, agentId);
@@ -125,9 +130,10 @@ export function createCardPoster(o: CardPosterOptions) {
       );
       return found;
     }
-    const customer = await Customer.findById(customerId).lean<Customer>();
+    const customer = known.customer ?? (await Customer.findById(customerId).lean<Customer>());
     if (!customer) throw new Error(`customer ${String(customerId)} not found`);
-    const { text, facts } = await renderCard(models, customer, agent?.name);
+    const history = !brandNew(customer, known.hadThread ?? true);
+    const { text, facts } = await renderCard(models, customer, agent?.name, { history });
     let ts: string;
     try {
       ({ ts } = await slack.postMessage({

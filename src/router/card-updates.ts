@@ -30,13 +30,17 @@ import {
   cardFacts,
   cardFactsKey,
   cardName,
+  cardSeen,
   cardText,
+  inboundChangesCard,
   nextWindowClose,
+  type CardSeen,
 } from './card';
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
-import { customerChanged } from '../identity/cache';
+import { currentToken, customerChanged, customerGenKey, epochKey } from '../identity/cache';
+import { agentGenKey, threadKeys } from './hot-state';
 
 export const NOTICE_EVENT_TYPE = 'rapport_notice';
 
@@ -51,7 +55,11 @@ export interface ThreadNotice {
   user?: string;
 }
 
-export type CardJob = { card: { customerId: string } } | { notice: ThreadNotice };
+/**
+ * `askName`: the Messenger identity (key `psid:<page>:<psid>`) of a customer who wrote nameless: its
+ * name is asked for before the cards are read, so they are read and edited once.
+ */
+export type CardJob = { card: { customerId: string; askName?: string } } | { notice: ThreadNotice };
 
 export interface CardUpdatesOptions {
   models: RouterModels & IdentityModels;
@@ -85,9 +93,27 @@ function movedCard(text: string, owner: Agent | undefined) {
   return { text: shown, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: shown } }] };
 }
 
+/** How long what a refresh saw is kept (its tokens expire sooner: then the next message refreshes). */
+const CARD_SEEN_TTL_S = 2 * 24 * 3600;
+
 /** The Redis keys card refreshes keep per customer (erasure removes them). */
 export function cardKeysOf(prefix: string, customerId: string): string[] {
-  return [`${prefix}:card-pending:${customerId}`, `${prefix}:card-window:${customerId}`];
+  return [
+    `${prefix}:card-pending:${customerId}`,
+    `${prefix}:card-window:${customerId}`,
+    // In the customer's `{c:<id>}` slot: read in one MGET with the customer's tokens.
+    `${prefix}:card-seen:{c:${customerId}}`,
+  ];
+}
+
+/** What a refresh recorded; anything unreadable counts as nothing recorded (a refresh then runs). */
+function parseSeen(text: string | null | undefined): CardSeen | undefined {
+  try {
+    const seen = text ? (JSON.parse(text) as CardSeen) : undefined;
+    return Array.isArray(seen?.tokens) && seen.ids && seen.closes ? seen : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function isCardJob(data: unknown): data is CardJob {
@@ -100,14 +126,20 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   const coalesceMs = o.coalesceMs ?? 1_000;
   const pendingKey = (id: string) => cardKeysOf(prefix, id)[0]!;
   const factsKey = (t: { channel: string; ts: string }) => cardFactsKey(prefix, t);
+  const seenKey = (id: string) => cardKeysOf(prefix, id)[2]!;
+  const profileAskedKey = (identityKey: string) => `${prefix}:profile-asked:${identityKey}`;
 
-  async function requestRefresh(customerId: Types.ObjectId | string, delayMs = coalesceMs): Promise<void> {
+  async function requestRefresh(
+    customerId: Types.ObjectId | string,
+    delayMs = coalesceMs,
+    askName?: string,
+  ): Promise<void> {
     if (!o.slack) return;
     const id = String(customerId);
     if ((await redis.set(pendingKey(id), '1', 'PX', 60_000, 'NX')) !== 'OK') return;
     await queue.add(
       'card',
-      { card: { customerId: id } },
+      { card: { customerId: id, ...(askName ? { askName } : {}) } },
       { jobId: `card~${id}~${Date.now().toString(36)}`, delay: delayMs },
     );
   }
@@ -131,44 +163,113 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   }
 
   /**
+   * The change tokens a card's facts depend on besides the documents a refresh reads: read (created
+   * when missing) before those reads, so a change made meanwhile leaves a different token behind.
+   */
+  function tokensNow(id: string): Promise<string[]> {
+    return Promise.all([
+      currentToken(redis, epochKey(prefix)),
+      currentToken(redis, customerGenKey(prefix, id)),
+      currentToken(redis, threadKeys(prefix, id).gen),
+    ]);
+  }
+
+  /**
    * Edits the cards of the customer's threads whose facts changed since their last edit: the
    * current thread's card in full; a card left behind by a handoff says where the customer went.
+   * A nameless Messenger customer's name is asked for first (outside the lock), then the cards edited
+   * once: named in the job by the message that found them nameless, else found by the reads (then
+   * read twice, once per customer).
    */
-  async function refresh(slack: SlackClient, id: string): Promise<void> {
+  async function refresh(slack: SlackClient, id: string, askName?: string): Promise<void> {
     await redis.del(pendingKey(id));
-    await fillMessengerName(id);
-    await withLock(
-      redis,
-      `${prefix}:lock:to-agent:${id}`,
-      60_000,
-      async () => {
-        const [current, customer] = await Promise.all([
-          CurrentThread.findById(id).lean<CurrentThread>(),
-          Customer.findById(id).lean<Customer>(),
-        ]);
-        if (customer?.mergedInto) return markMergedAway(slack, customer);
-        // No thread yet: its card will be posted fresh.
-        if (!current || !customer) return;
-        const owner = await o.ownership.agentById(customer.ownerAgentId);
-        const ownerId = owner ? String(owner._id) : 'unassigned';
-        const [identities, threads] = await Promise.all([
-          Identity.find({ customerId: customer._id }).lean<Identity[]>(),
-          SlackThread.find({ customerId: customer._id }).lean<SlackThread[]>(),
-        ]);
-        let text: string | undefined;
-        for (const thread of threads) {
-          const live = thread.ts === current.ts && current.agentId === ownerId;
-          const facts = cardFacts(live ? 'live' : 'moved', customer, owner?.name, identities);
-          if ((await redis.get(factsKey(thread))) === facts) continue;
-          text ??= await cardText(models, customer, owner?.name, identities);
-          await editCard(slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
-          await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
-          log.info({ customerId: id, live }, 'customer card updated');
-        }
-        await scheduleWindowClose(id, identities);
-      },
-      { waitMs: 2_000 },
+    const locked = (ask: boolean) =>
+      withLock(redis, `${prefix}:lock:to-agent:${id}`, 60_000, () => updateCards(slack, id, ask), {
+        waitMs: 2_000,
+      });
+    if (askName?.startsWith('psid:')) await fillMessengerName(id, askName);
+    const nameless = await locked(Boolean(o.messengerProfiles));
+    if (nameless) {
+      await fillMessengerName(id, nameless.key);
+      await locked(false);
+    }
+  }
+
+  /**
+   * The locked part of a refresh. Returns (without editing) the Messenger identity of a nameless
+   * customer whose name was never asked for, when `askName`.
+   */
+  async function updateCards(
+    slack: SlackClient,
+    id: string,
+    askName: boolean,
+  ): Promise<Identity | undefined> {
+    const tokens: (string | null)[] = await tokensNow(id);
+    const [current, customer] = await Promise.all([
+      CurrentThread.findById(id).lean<CurrentThread>(),
+      Customer.findById(id).lean<Customer>(),
+    ]);
+    if (customer?.mergedInto) return void (await markMergedAway(slack, customer));
+    // No thread yet: its card will be posted fresh.
+    if (!current || !customer) return undefined;
+    tokens.push(
+      customer.ownerAgentId ? await currentToken(redis, agentGenKey(prefix, customer.ownerAgentId)) : null,
     );
+    const owner = await o.ownership.agentById(customer.ownerAgentId);
+    const ownerId = owner ? String(owner._id) : 'unassigned';
+    const [identities, threads] = await Promise.all([
+      Identity.find({ customerId: customer._id }).lean<Identity[]>(),
+      SlackThread.find({ customerId: customer._id }).lean<SlackThread[]>(),
+    ]);
+    const psid = identities.find((i) => i.kind === 'psid');
+    if (askName && customer.displayName == null && psid && !(await redis.exists(profileAskedKey(psid.key))))
+      return psid;
+    let text: string | undefined;
+    for (const thread of threads) {
+      const live = thread.ts === current.ts && current.agentId === ownerId;
+      const facts = cardFacts(live ? 'live' : 'moved', customer, owner?.name, identities);
+      if ((await redis.get(factsKey(thread))) === facts) continue;
+      text ??= await cardText(models, customer, owner?.name, identities);
+      await editCard(slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
+      await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
+      log.info({ customerId: id, live }, 'customer card updated');
+    }
+    await scheduleWindowClose(id, identities);
+    // Last: what the cards now show, and a scheduled refresh for the next window close.
+    const seen = cardSeen(customer, identities, tokens);
+    await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
+    return undefined;
+  }
+
+  /**
+   * After a customer's message: a refresh only when the message may have changed what the card
+   * shows (see card.ts `inboundChangesCard`), judged from Redis alone — an ordinary message of a
+   * returning customer costs the card no database command. A window the message extends needs no
+   * refresh now: the one scheduled for its old close finds it open and schedules the next.
+   */
+  async function afterInbound(
+    customerId: string,
+    message: { customer: Customer; identityKey: string; channel: string; created?: boolean },
+  ): Promise<void> {
+    if (!o.slack) return;
+    // A first contact has no thread yet: its card is posted with what it knows now, and the thread's
+    // opening asks for the refresh that records it and schedules its window's close
+    // (slack-delivery.ts `onThreadOpened`). A refresh now would find no thread and record nothing.
+    if (message.created) return;
+    const owner = message.customer.ownerAgentId;
+    // One slot ({c:<id>}) for the MGET; the epoch and the agent's gen live elsewhere.
+    const [[text, gen, threadGen], epoch, agentGen] = await Promise.all([
+      redis.mget(seenKey(customerId), customerGenKey(prefix, customerId), threadKeys(prefix, customerId).gen),
+      redis.get(epochKey(prefix)),
+      owner ? redis.get(agentGenKey(prefix, owner)) : Promise.resolve(null),
+    ]);
+    const seen = parseSeen(text);
+    // The refresh's tokens are never null but the agent's of an ownerless customer.
+    const same =
+      seen !== undefined && [epoch, gen, threadGen, agentGen].every((t, i) => t === seen.tokens[i]);
+    if (same && !inboundChangesCard(seen, message)) return;
+    const nameless = message.customer.displayName == null && message.identityKey.startsWith('psid:');
+    await requestRefresh(customerId, coalesceMs, nameless ? message.identityKey : undefined);
   }
 
   /** The cards of a customer merged into another say where their conversation continues. */
@@ -185,18 +286,13 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   }
 
   /**
-   * A nameless customer with a Messenger identity: their name from the User Profile API, asked once
+   * A nameless customer's name from Messenger's User Profile API (webhooks carry no name), asked once
    * per identity (a Redis marker), outside the to-agent lock, and set only if nobody named them meanwhile.
    */
-  async function fillMessengerName(id: string): Promise<void> {
-    if (!o.messengerProfiles) return;
-    const customer = await Customer.findById(id, { displayName: 1, mergedInto: 1 }).lean<Customer>();
-    if (!customer || customer.displayName != null || customer.mergedInto) return;
-    const identity = await Identity.findOne({ customerId: customer._id, kind: 'psid' }).lean<Identity>();
-    const psid = identity?.value.split(':')[1];
-    if (!identity || !psid) return;
-    const asked = await redis.set(`${prefix}:profile-asked:${identity.key}`, '1', 'EX', 7 * 24 * 3600, 'NX');
-    if (asked !== 'OK') return;
+  async function fillMessengerName(id: string, identityKey: string): Promise<void> {
+    const psid = identityKey.split(':')[2];
+    if (!o.messengerProfiles || !psid) return;
+    if ((await redis.set(profileAskedKey(identityKey), '1', 'EX', 7 * 24 * 3600, 'NX')) !== 'OK') return;
     let name: string | undefined;
     try {
       name = (await o.messengerProfiles.name(psid))?.slice(0, 80);
@@ -206,10 +302,10 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     }
     if (!name) return;
     await Customer.updateOne(
-      { _id: customer._id, displayName: null },
+      { _id: id, displayName: null, mergedInto: null },
       { $set: { displayName: name, 'profile.name': { value: name, source: 'messenger', at: new Date() } } },
     );
-    await customerChanged(redis, prefix, customer._id);
+    await customerChanged(redis, prefix, id);
   }
 
   async function editCard(
@@ -253,6 +349,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
 
   return {
     requestRefresh,
+    afterInbound,
     /** Queues a notice for one thread (see ThreadNotice). */
     async notify(notice: ThreadNotice): Promise<void> {
       if (!o.slack) return;
@@ -260,7 +357,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     },
     async handle(job: Job<CardJob>): Promise<void> {
       if (!o.slack) return;
-      if ('card' in job.data) return refresh(o.slack, job.data.card.customerId);
+      if ('card' in job.data) return refresh(o.slack, job.data.card.customerId, job.data.card.askName);
       return postNotice(o.slack, job.data.notice, job.attemptsMade > 0);
     },
   };

@@ -7,6 +7,8 @@
  * job; keeping it true afterwards (chat.update when what it shows changes) is card-updates.ts's.
  * `cardFacts` is what a refresh compares: the parts of the card that change with events (name,
  * owner, identities, open/closed windows), not the ones that change with the clock or every message.
+ * `cardSeen` is the part of those facts a customer's message can change, as the last refresh saw
+ * them, so that a message that changes none of them costs no refresh at all (`inboundChangesCard`).
  */
 import { createHash } from 'node:crypto';
 import type { Customer, Identity, IdentityModels, Message } from '../identity/models';
@@ -95,14 +97,89 @@ export function cardFacts(
   return createHash('sha256').update(JSON.stringify(facts)).digest('base64url');
 }
 
-/** The card's text and the digest of its facts, for a new card (slack-delivery.ts). */
+/**
+ * What the last refresh saw of the facts a customer's own message can change (card-updates.ts keeps
+ * it in Redis per customer). Everything else on the card changes only through a write that replaces
+ * one of `tokens` or requests a refresh itself (naming, handoff, merge, link).
+ */
+export interface CardSeen {
+  /**
+   * The change tokens read before the refresh read the database (src/identity/cache.ts scheme):
+   * identity epoch (merge, undo, link, erase), customer gen (owner, name), current-thread gen, owner
+   * agent gen (their name). A token that differs now means the card may be out of date.
+   */
+  tokens: (string | null)[];
+  owner: string | null;
+  /** Digest of the name and last channel shown. */
+  who: string;
+  /** Per identity (a digest of its key: no phone number in Redis values): the channels it wrote on. */
+  ids: Record<string, string[]>;
+  /** Per windowed channel: when its window closes (ms since epoch), open or not. */
+  closes: Record<string, number>;
+}
+
+/**
+ * How close to its end a window counts as closing: the refresh scheduled for the close (card-updates.ts
+ * `scheduleWindowClose`) may be about to read, or clocks of two processes may differ.
+ */
+export const WINDOW_CLOSING_MS = 60_000;
+
+const digestOf = (value: unknown) =>
+  createHash('sha256').update(JSON.stringify(value)).digest('base64url').slice(0, 16);
+const whoOf = (customer: Pick<Customer, 'displayName' | 'lastChannel'>) =>
+  digestOf([customer.displayName ?? null, customer.lastChannel ?? null]);
+
+export function cardSeen(customer: Customer, identities: Identity[], tokens: (string | null)[]): CardSeen {
+  const ids: CardSeen['ids'] = {};
+  for (const i of identities) ids[digestOf(i.key)] = Object.keys(i.lastInboundAt ?? {}).sort();
+  const closes: CardSeen['closes'] = {};
+  for (const { channel, last } of lastInboundByChannel(identities)) closes[channel] = last + WINDOW_MS;
+  return { tokens, owner: customer.ownerAgentId ?? null, who: whoOf(customer), ids, closes };
+}
+
+/**
+ * Whether a message from `identityKey` on `channel`, after resolution left `customer` as it is,
+ * may change what the card shows compared with `seen`: a name, a last channel, an owner, an
+ * identity or a channel not seen before, or a window that was closed (or about to close) reopening.
+ * The caller compares the tokens.
+ */
+export function inboundChangesCard(
+  seen: CardSeen,
+  message: {
+    customer: Pick<Customer, 'displayName' | 'lastChannel' | 'ownerAgentId'>;
+    identityKey: string;
+    channel: string;
+  },
+  now = Date.now(),
+): boolean {
+  const { customer, identityKey, channel } = message;
+  if (seen.who !== whoOf(customer) || seen.owner !== (customer.ownerAgentId ?? null)) return true;
+  if (!seen.ids[digestOf(identityKey)]?.includes(channel)) return true;
+  const windowed = (WINDOW_CHANNELS as readonly string[]).includes(channel);
+  return windowed && !((seen.closes[channel] ?? 0) - WINDOW_CLOSING_MS > now);
+}
+
+/**
+ * Whether the card would show no history worth a read: the customer's first thread, and one message
+ * seen (first seen = last seen) — that message follows the card in the thread it opens. Not for a
+ * customer with more behind them (a merge survivor takes the merged one's first and last seen).
+ */
+export function brandNew(customer: Pick<Customer, 'firstSeenAt' | 'lastSeenAt'>, hadThread: boolean): boolean {
+  return !hadThread && customer.firstSeenAt.getTime() === customer.lastSeenAt.getTime();
+}
+
+/**
+ * The card's text and the digest of its facts, for a new card (slack-delivery.ts). `history: false`
+ * leaves out the recent messages without reading them (a brand-new customer's, see `brandNew`).
+ */
 export async function renderCard(
   models: IdentityModels,
   customer: Customer,
   ownerName: string | undefined,
+  opts: { history?: boolean } = {},
 ): Promise<{ text: string; facts: string }> {
   const identities = await models.Identity.find({ customerId: customer._id }).lean<Identity[]>();
-  const text = await cardText(models, customer, ownerName, identities);
+  const text = await cardText(models, customer, ownerName, identities, opts);
   return { text, facts: cardFacts('live', customer, ownerName, identities) };
 }
 
@@ -112,12 +189,13 @@ export async function cardText(
   customer: Customer,
   ownerName: string | undefined,
   identities?: Identity[],
+  opts: { history?: boolean } = {},
 ): Promise<string> {
   const ids = identities ?? (await models.Identity.find({ customerId: customer._id }).lean<Identity[]>());
-  const recent = await models.Message.find({ customerId: customer._id })
-    .sort({ sentAt: -1 })
-    .limit(5)
-    .lean<Message[]>();
+  const recent =
+    opts.history === false
+      ? []
+      : await models.Message.find({ customerId: customer._id }).sort({ sentAt: -1 }).limit(5).lean<Message[]>();
   const history = recent
     .reverse()
     .map(

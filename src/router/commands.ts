@@ -28,7 +28,7 @@ import type { CardUpdates } from './card-updates';
 import { nameFromSlack, type Naming } from './naming';
 import { applyClaimEffects, CLAIM_OFFER_ACTION, type ClaimOffers } from './claim-plan';
 import { escapeSlackText } from '../channels/slack/escape';
-import { agentChanged } from './hot-state';
+import { agentChanged, conversationChanged } from './hot-state';
 
 export interface LinkPort {
   /** Trusted link (an agent vouches): merges at once or attaches the identity. */
@@ -246,11 +246,13 @@ export function createCommands(o: CommandsOptions) {
       redis,
       prefix,
       customer._id,
-      () =>
-        Conversation.updateOne(
+      async () => {
+        await Conversation.updateOne(
           { _id: customer._id },
           { $set: { open: false }, $unset: { awaitingSince: 1 } },
-        ),
+        );
+        await conversationChanged(redis, prefix, customer._id);
+      },
       { waitMs: 2_000 },
     );
     return `Closed. It reopens when ${nameOf(customer, 'the customer')} writes again.`;

@@ -165,6 +165,8 @@ export function createDelivery(o: DeliveryOptions) {
    */
   async function providerFor(channel: Channel, identity: Identity): Promise<Provider | undefined> {
     const usable = CANDIDATES[channel].filter((p) => senders[p]?.channels.includes(channel));
+    // One provider carries the channel (SMS: Twilio; Messenger): nothing to choose, nothing to read.
+    if (usable.length <= 1) return usable[0];
     const latest = await Message.findOne(
       {
         customerId: identity.customerId,

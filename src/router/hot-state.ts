@@ -1,8 +1,11 @@
 /**
  * The router's hot state in Redis: agents by id (name, status, away, backup, active), read on every
  * message to know the owner and their cover; customers by id (the Slack flush's owner check); and
- * each customer's current Slack thread (invalidated when it is re-created or its channel note moves).
- * Shared by every process; MongoDB stays the record.
+ * each customer's current Slack thread (invalidated when it is re-created or its channel note moves);
+ * and each customer's conversation as the inbound router decides with it (open, owner, awaitingSince,
+ * last message, last ack), so a returning customer's message reads and writes no conversation
+ * command unless something it decides with changes (src/router/inbound.ts). Shared by every
+ * process; MongoDB stays the record.
  *
  * Same scheme as src/identity/cache.ts: an entry counts only while the agent's gen token is the one
  * it was filled under; the reader reads the token before the database, and every agent write
@@ -14,10 +17,12 @@ import { mongo } from 'mongoose';
 import type { RedisClient } from '../queue/connection';
 import { currentToken, customerDocKey, customerGenKey, epochKey, replaceToken } from '../identity/cache';
 import type { Customer } from '../identity/models';
-import type { Agent, CurrentThread } from './models';
+import type { Agent, Conversation, CurrentThread } from './models';
 
 const TTL_S = 6 * 3600;
 const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
+/** An agent's gen token (what the card refresh records, src/router/card-updates.ts). */
+export const agentGenKey = genKey;
 
 /** An agent's record changed (status, away, backup, name, active): call after the database write. */
 export async function agentChanged(redis: RedisClient, prefix: string, id: string | { toString(): string }) {
@@ -61,24 +66,40 @@ export function createHotRecords<T>(
   };
 }
 
-/** A customer's current Slack thread changed (re-created, or its last posted channel): after the write. */
-export async function threadChanged(redis: RedisClient, prefix: string, customerId: string | { toString(): string }) {
-  await replaceToken(redis, threadKeys(prefix, String(customerId)).gen);
-}
-
 /** The keys of a customer's current-thread copy: in the customer's `{c:<id>}` slot. */
 export const threadKeys = (prefix: string, id: string) => ({
   gen: `${prefix}:hot:{c:${id}}:tgen`,
   doc: `${prefix}:hot:{c:${id}}:thread`,
 });
 
-/** Current threads by customer id (the Slack flush reads it per flush); `threadChanged` invalidates. */
+export interface HotThreads extends HotRecords<CurrentThread> {
+  /**
+   * The thread as its writer just wrote it to the database, so the next flush reads no thread.
+   * `recreated` (a new thread: its card, a new owner): a new token first, so copies filled before
+   * stop counting, and the card refresh sees a new thread (card-updates.ts). Otherwise (only the last
+   * posted channel moved) the token stays: the card does not show it, and the copy is replaced
+   * in place. Only for writers holding the customer's `to-agent` lock, which every reader and writer
+   * of current threads holds (slack-delivery.ts; erasure deletes the keys), so no reader can be
+   * filing an older read meanwhile.
+   */
+  put(doc: CurrentThread, opts: { recreated: boolean }): Promise<void>;
+}
+
+/** Current threads by customer id (the Slack flush reads it per flush, under the customer's lock). */
 export function createHotThreads(
   redis: RedisClient,
   prefix: string,
   load: (id: string) => Promise<CurrentThread | undefined>,
-): HotRecords<CurrentThread> {
-  return createHotRecords(redis, (id) => threadKeys(prefix, id), load);
+): HotThreads {
+  return {
+    ...createHotRecords(redis, (id) => threadKeys(prefix, id), load),
+    async put(doc, { recreated }) {
+      const k = threadKeys(prefix, String(doc._id));
+      const gen = recreated ? await replaceToken(redis, k.gen) : await currentToken(redis, k.gen);
+      const entry = mongo.BSON.EJSON.stringify({ gen, also: null, doc }, { relaxed: false });
+      await redis.set(k.doc, entry, 'EX', TTL_S);
+    },
+  };
 }
 
 /** Agents by id; `agentChanged` invalidates one. */
@@ -105,4 +126,89 @@ export function createHotCustomers(
     load,
     epochKey(prefix),
   );
+}
+
+/**
+ * The keys of a customer's conversation copy (what the inbound router decides with: open, owner,
+ * awaitingSince, last customer message, last ack), in the customer's `{c:<id>}` slot.
+ */
+export const conversationKeys = (prefix: string, id: string) => ({
+  gen: `${prefix}:hot:{c:${id}}:cgen`,
+  doc: `${prefix}:hot:{c:${id}}:conv`,
+});
+
+/**
+ * A customer's Conversation document changed (agent reply, close, owner sync, ...): call after the
+ * write. Every writer except the inbound router, which holds the conversation lock, replaces the
+ * token before its own write and files its result under the new one (`writing`, `file`).
+ */
+export async function conversationChanged(redis: RedisClient, prefix: string, customerId: string | { toString(): string }) {
+  await replaceToken(redis, conversationKeys(prefix, String(customerId)).gen);
+}
+
+/** The conversation as the router last decided with it, and what of it the database holds. */
+export interface HotConversation {
+  /** As the router's last message left it (lastCustomerMessageAt exact, not lagging). */
+  conversation: Conversation;
+  /** lastCustomerMessageAt as stored in MongoDB (written at most once a `TOUCH_INTERVAL_MS`). */
+  stored?: Date;
+}
+
+/** The tokens a conversation was read under: its copy counts only while both are unchanged. */
+export interface ConversationTokens {
+  gen: string;
+  also: string;
+}
+
+export interface HotConversations {
+  /**
+   * The conversation (from Redis when its copy is current, else from `load`) and the tokens read
+   * before the database was. Call under the conversation lock.
+   */
+  read(id: string): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
+  /**
+   * Before the router's own write (under the lock): the copy stops counting at once, so a crash
+   * between the write and `file` leaves no copy older than the database. The tokens to file under.
+   */
+  writing(id: string, tokens: ConversationTokens): Promise<ConversationTokens>;
+  /** Files the router's result under `tokens` (from `read`, or `writing` if it wrote): last, under the lock. */
+  file(id: string, value: HotConversation, tokens: ConversationTokens): Promise<void>;
+}
+
+/**
+ * Conversations by customer id, for the inbound router only: valid while the conversation's gen
+ * (`conversationChanged`) and the identity epoch (merge, undo, link, erase) are unchanged.
+ */
+export function createHotConversations(
+  redis: RedisClient,
+  prefix: string,
+  load: (id: string) => Promise<Conversation | undefined>,
+): HotConversations {
+  const also = epochKey(prefix);
+  return {
+    async read(id) {
+      const k = conversationKeys(prefix, id);
+      const [[gen, text], epoch] = await Promise.all([redis.mget(k.gen, k.doc), redis.get(also)]);
+      if (gen && epoch && text) {
+        const entry = mongo.BSON.EJSON.parse(text, { relaxed: false }) as ConversationTokens & { value: HotConversation };
+        if (entry.gen === gen && entry.also === epoch) return { hot: entry.value, tokens: { gen, also: epoch } };
+      }
+      // Tokens first, then the database (see src/identity/cache.ts).
+      const tokens = { gen: gen ?? (await currentToken(redis, k.gen)), also: epoch ?? (await currentToken(redis, also)) };
+      const conversation = await load(id);
+      return {
+        hot: conversation && { conversation, stored: conversation.lastCustomerMessageAt },
+        tokens,
+      };
+    },
+    async writing(id, tokens) {
+      const { gen } = conversationKeys(prefix, id);
+      await replaceToken(redis, gen);
+      return { ...tokens, gen: await currentToken(redis, gen) };
+    },
+    async file(id, value, tokens) {
+      const entry = mongo.BSON.EJSON.stringify({ ...tokens, value }, { relaxed: false });
+      await redis.set(conversationKeys(prefix, id).doc, entry, 'EX', TTL_S);
+    },
+  };
 }

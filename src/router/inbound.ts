@@ -30,6 +30,8 @@ import { describeParts, referencedIds, type TargetLookup } from './inbound-text'
 import { channelLabel, fill } from './texts';
 import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-plan';
 import type { TimerJob } from './sla';
+import { createHotConversations, type ConversationTokens, type HotConversation } from './hot-state';
+import { TOUCH_INTERVAL_MS } from '../identity/cache';
 
 /** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
 export const STOP_WORDS = ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT'];
@@ -66,6 +68,12 @@ function keyword(text: string | undefined): string | undefined {
 export function createInboundRouter(o: InboundRouterOptions) {
   const { models, outbox, ownership, config, log } = o;
   const { Conversation, OptOut } = models;
+  // Under the conversation lock only: this router is the one writer that files its own result.
+  const hotConversations = createHotConversations(
+    o.redis,
+    o.prefix,
+    async (id) => (await Conversation.findById(id).lean<Conversation>()) ?? undefined,
+  );
 
   async function recordOptOut(identityKey: string, message: InboundMessage): Promise<string | undefined> {
     const word = keyword(message.text);
@@ -135,6 +143,55 @@ export function createInboundRouter(o: InboundRouterOptions) {
     );
   }
 
+  /**
+   * What a customer message changes of the conversation, written to MongoDB only when it changes
+   * something Rapport decides with: open, owner, awaitingSince, the ack (lastAckAt), or a
+   * lastCustomerMessageAt more than TOUCH_INTERVAL_MS newer than the stored one. So the stored
+   * lastCustomerMessageAt may lag the last message by up to a minute; the hot copy holds it exactly.
+   * Only a read from the database (the copy stopped counting: another writer, a merge, Redis lost)
+   * sees the lag, and the quiet period is then measured from an earlier time: the acknowledgement
+   * can come at most a minute early (a message 11h59m after the last one, with the 12h default),
+   * never late or missed — the safe direction for a customer coming back after a silence. Retries
+   * stay once-only either way: the ack is sent under the message's own key.
+   */
+  async function recordCustomerMessage(
+    customerId: Types.ObjectId,
+    read: { hot?: HotConversation; tokens: ConversationTokens },
+    agent: Agent | undefined,
+    sentAt: Date,
+    quiet: boolean,
+  ): Promise<{ hot: HotConversation; tokens: ConversationTokens }> {
+    const { hot, tokens } = read;
+    const before = hot?.conversation;
+    const last = before?.lastCustomerMessageAt?.getTime();
+    const now = new Date();
+    const changes = {
+      open: true,
+      ownerAgentId: agent ? String(agent._id) : before?.ownerAgentId,
+      awaitingSince: before?.awaitingSince ?? sentAt,
+      lastCustomerMessageAt: last !== undefined && last > sentAt.getTime() ? new Date(last) : sentAt,
+      ...(quiet ? { lastAckAt: now } : {}),
+    };
+    const stored = hot?.stored?.getTime();
+    const touchDue = stored === undefined || changes.lastCustomerMessageAt.getTime() - stored > TOUCH_INTERVAL_MS;
+    const unchanged =
+      before?.open === true &&
+      before.ownerAgentId === changes.ownerAgentId &&
+      before.awaitingSince !== undefined &&
+      !quiet &&
+      !touchDue;
+    const conversation = { ...(before ?? { _id: customerId, createdAt: now }), ...changes, updatedAt: now } as Conversation;
+    if (unchanged) return { hot: { conversation, stored: hot?.stored }, tokens };
+    const writing = await hotConversations.writing(String(customerId), tokens);
+    const { ownerAgentId, ...set } = changes;
+    await Conversation.updateOne(
+      { _id: customerId },
+      { $set: { ...set, ...(agent ? { ownerAgentId } : {}) } },
+      { upsert: true },
+    );
+    return { hot: { conversation, stored: changes.lastCustomerMessageAt }, tokens: writing };
+  }
+
   return {
     /** Routes one stored inbound message of `customer` (the live one) from `identityKey`. */
     async route(message: InboundMessage, routed: Customer, identityKey: string): Promise<void> {
@@ -171,7 +228,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
         o.prefix,
         customerId,
         async () => {
-          const before = await Conversation.findById(customerId).lean<Conversation>();
+          const read = await hotConversations.read(String(customerId));
+          const before = read.hot?.conversation;
           // Acknowledge the first message of a conversation (and the first after a quiet period). A
           // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
           // appended by the first run under its own key.
@@ -210,22 +268,11 @@ export function createInboundRouter(o: InboundRouterOptions) {
           });
           if (signal) return;
 
-          const awaitingSince = before?.awaitingSince ?? sentAt;
-          await Conversation.updateOne(
-            { _id: customerId },
-            {
-              $set: {
-                open: true,
-                ...(agent ? { ownerAgentId: String(agent._id) } : {}),
-                awaitingSince,
-                lastCustomerMessageAt:
-                  last !== undefined && last > sentAt.getTime() ? new Date(last) : sentAt,
-                ...(quiet ? { lastAckAt: new Date() } : {}),
-              },
-            },
-            { upsert: true },
-          );
+          const after = await recordCustomerMessage(customerId, read, agent, sentAt, quiet);
           if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
+          // Last: a job retried after a crash before this point finds what it found before (the
+          // copy, or, once it wrote, the database).
+          await hotConversations.file(String(customerId), after.hot, after.tokens);
         },
         { ttlMs: 30_000, waitMs: 10_000 },
       );

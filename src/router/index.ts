@@ -224,6 +224,7 @@ function slackDeliveryFor(o: RouterOptions, { outbox, ownership, cards }: Shared
     media: o.media?.store,
     log: o.log.child({ component: 'to-agent' }),
     onRateLimited: () => o.metrics.slackRateLimited.inc(),
+    onThreadOpened: (customerId) => cards.requestRefresh(customerId),
   });
   return {
     ...postDelivery,

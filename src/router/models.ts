@@ -107,7 +107,10 @@ export interface AgentPost {
   username?: string;
   button?: AgentPostButton;
   state: 'pending' | 'posted';
-  /** Set before the Slack call: a retry first looks for the post in the thread (crash after posting). */
+  /**
+   * Set before the Slack call by earlier versions (a post so marked is looked up before posting);
+   * attempts are now recorded in Redis (post-attempts.ts).
+   */
   attemptedAt?: Date;
   slack?: ThreadRef;
   /** Files (in GridFS, src/media) uploaded into the thread right after the text, in order. */

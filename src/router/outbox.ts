@@ -9,6 +9,10 @@
  * - exactly once: a retried append finds its item (unique key); a retried flush skips done items;
  * - isolation: a flush that must wait (a Slack channel's 429, a provider's backoff) delays that
  *   customer only.
+ *
+ * The Slack outbox also lists each customer's pending keys in Redis (`pendingPostsKey`), entered
+ * before the row is stored, and a freshly stored post without files rides in its flush job: when it
+ * is the only key listed, the flush posts it without reading the outbox (slack-delivery.ts).
  */
 import { Types } from 'mongoose';
 import type { Queue } from 'bullmq';
@@ -54,13 +58,28 @@ export interface NewCustomerSend {
   resendOf?: string;
 }
 
+/** A freshly stored post as its flush job carries it (JSON: ids and dates as strings). */
+export interface CarriedPost extends NewAgentPost {
+  id: string;
+  seq: number;
+  createdAt: string;
+}
+
+/** The customer's listed pending Slack posts: key → when listed (ms). */
+export function pendingPostsKey(prefix: string, customerId: Types.ObjectId | string): string {
+  return `${prefix}:to-agent:pending:${String(customerId)}`;
+}
+
+/** A listing nobody flushed for this long is dropped (an erased customer's, say). */
+const PENDING_LIST_TTL_S = 7 * 24 * 3600;
+
 export interface Outbox {
   /** Next sequence number of a customer's outboxes. */
   nextSeq(customerId: Types.ObjectId): Promise<number>;
   postToAgent(customerId: Types.ObjectId, post: NewAgentPost): Promise<void>;
   sendToCustomer(customerId: Types.ObjectId, send: NewCustomerSend): Promise<void>;
   /** Queues a flush of the customer's Slack outbox (e.g. after an owner change). */
-  flushAgent(customerId: Types.ObjectId, delayMs?: number): Promise<void>;
+  flushAgent(customerId: Types.ObjectId, delayMs?: number, post?: CarriedPost): Promise<void>;
   flushCustomer(customerId: Types.ObjectId, delayMs?: number): Promise<void>;
 }
 
@@ -87,14 +106,25 @@ export function createOutbox(
       // No existence check first: a retried append's upsert matches the stored item and changes
       // nothing (its sequence number is simply unused; gaps do not matter, only order does).
       const seq = await outbox.nextSeq(customerId);
-      await retryOnDuplicate(() =>
+      // Listed before it is stored, so a stored pending post is always listed (a listed key whose
+      // row is not stored, or already posted, only sends a flush to the outbox read).
+      const listed = pendingPostsKey(prefix, customerId);
+      await redis.multi().zadd(listed, Date.now(), post.key).expire(listed, PENDING_LIST_TTL_S).exec();
+      const createdAt = new Date();
+      const res = await retryOnDuplicate(() =>
         AgentPost.updateOne(
           { key: post.key },
-          { $setOnInsert: { ...post, customerId, seq, state: 'pending' } },
-          { upsert: true },
+          { $setOnInsert: { ...post, customerId, seq, state: 'pending', createdAt } },
+          { upsert: true, timestamps: false },
         ),
       );
-      await outbox.flushAgent(customerId);
+      // Only a post this call stored rides along (a retried append's may be posted already); files
+      // keep per-file marks that only the stored row has.
+      const carried =
+        res.upsertedCount === 1 && res.upsertedId && !post.files?.length
+          ? { ...post, id: String(res.upsertedId), seq, createdAt: createdAt.toISOString() }
+          : undefined;
+      await outbox.flushAgent(customerId, 0, carried);
     },
     async sendToCustomer(customerId, send) {
       const sendAfter = send.sendAfter ?? new Date();
@@ -120,10 +150,10 @@ export function createOutbox(
       );
       await outbox.flushCustomer(customerId, Math.max(0, sendAfter.getTime() - Date.now()));
     },
-    async flushAgent(customerId, delayMs = 0) {
+    async flushAgent(customerId, delayMs = 0, post) {
       await queues.toAgent.add(
         'flush',
-        { customerId: String(customerId) },
+        { customerId: String(customerId), ...(post ? { post } : {}) },
         { jobId: flushJobId('a', customerId), delay: delayMs },
       );
     },

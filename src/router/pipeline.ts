@@ -28,8 +28,14 @@ export function createInboundPipeline(
       if (!customer) throw new Error(`customer ${result.customerId} vanished after storing a message`);
       await router.inbound.route(event.message, customer, ref.key);
       // A name that arrived with this message, a window that opened, a new identity: the card follows
-      // (coalesced; Slack is called only when what the card shows changed).
-      await router.cards.requestRefresh(result.customerId);
+      // (coalesced; Slack is called only when what the card shows changed). An ordinary message of a
+      // returning customer changes none of these: no refresh (judged in Redis, no database read).
+      await router.cards.afterInbound(result.customerId, {
+        customer,
+        identityKey: ref.key,
+        channel: event.message.channel,
+        created: result.created === true,
+      });
       await result.refill?.();
       return result;
     },

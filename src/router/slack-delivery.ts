@@ -8,14 +8,16 @@
  *   attempt is recorded in Redis before the call, and a retry looks the key up in the channel
  *   (`conversations.history`) before posting again; a card found there gets its thread record.
  * - Never two posts for one item: each post carries its outbox key as Slack message metadata, the
- *   attempt is recorded before the call, and a retry after an unrecorded attempt looks the key up in
- *   the thread (`conversations.replies`) before posting again.
+ *   attempt is recorded in Redis before the call, and a post an earlier try may have made (its
+ *   attempt recorded, a retry, a Redis that may have lost the record: post-attempts.ts) is looked up
+ *   in the thread (`conversations.replies`) before posting again. A post is marked once, after it is
+ *   out: its ts and `posted` together, the marks of one flush in one command.
  * - Slack's rate limit is per channel: a 429 records "wait until" for that channel in Redis (shared
  *   by every worker process) and defers only the customers whose thread is in that channel.
  */
 import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
-import type { Types } from 'mongoose';
+import { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import { escapeSlackText } from '../channels/slack/escape';
 import type { IdentityModels } from '../identity/models';
@@ -24,16 +26,18 @@ import { withLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
-import { toObjectId, type Outbox } from './outbox';
+import { pendingPostsKey, toObjectId, type CarriedPost, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { createCardPoster } from './card-post';
 import { channelLabel } from './texts';
-import { createHotThreads, threadChanged } from './hot-state';
+import { createHotThreads } from './hot-state';
+import { createPostAttempts } from './post-attempts';
 
 export const POST_EVENT_TYPE = 'rapport_post';
 
 export type ToAgentJob =
-  { customerId: string } | { react: { channel: string; ts: string; name: string; remove?: string[] } };
+  | { customerId: string; post?: CarriedPost }
+  | { react: { channel: string; ts: string; name: string; remove?: string[] } };
 
 export interface SlackDeliveryOptions {
   models: RouterModels & IdentityModels;
@@ -46,6 +50,11 @@ export interface SlackDeliveryOptions {
   log: Logger;
   /** Where inbound files wait to be uploaded (src/media). */
   media?: MediaStore;
+  /**
+   * A thread was opened (its card posted): the card refresh records what the card shows and
+   * schedules its window's close (card-updates.ts `requestRefresh`).
+   */
+  onThreadOpened?: (customerId: Types.ObjectId) => Promise<void>;
   /** Called when a channel is rate limited (metrics). */
   onRateLimited?: (channel: string) => void;
 }
@@ -122,9 +131,123 @@ export async function retryTransient<T>(step: (attempt: number) => Promise<T>): 
   }
 }
 
+/**
+ * The posted marks of a flush, in one command: a post's Slack ts and `posted` together. A crash
+ * before they are written leaves the posts pending with their attempts recorded: the next flush
+ * finds them in the thread instead of posting them again.
+ */
+async function markPosted(
+  AgentPost: RouterModels['AgentPost'],
+  marks: { id: Types.ObjectId; slack: ThreadRef }[],
+): Promise<void> {
+  if (marks.length === 0) return;
+  await AgentPost.bulkWrite(
+    marks.map((m) => ({
+      updateOne: { filter: { _id: m.id }, update: { $set: { slack: m.slack, state: 'posted' as const } } },
+    })),
+    { ordered: false },
+  );
+}
+
+/** Listings are trusted this long after they started (see listingTrusted). */
+export const LISTING_TRUST_MS = 10 * 60_000;
+/** A listed key younger than this may belong to an append still storing its row: kept. */
+const LISTING_GRACE_MS = 60_000;
+/** Drops listed keys whose listing time is still the one read (a re-listed key stays). */
+const DROP_UNCHANGED = `for i = 1, #ARGV, 2 do if redis.call('zscore', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('zrem', KEYS[1], ARGV[i]) end end return 0`;
+
+/** The carried post as the outbox row it was stored as. */
+function fromCarried(customerId: Types.ObjectId, c: CarriedPost): AgentPost {
+  const { id, createdAt, ...post } = c;
+  return {
+    ...post,
+    _id: new Types.ObjectId(id),
+    customerId,
+    state: 'pending',
+    createdAt: new Date(createdAt),
+  };
+}
+
+/** The flush's side of the outbox's Redis listing (outbox.ts): what to post, and posted. */
+function createPendingPosts(
+  AgentPost: RouterModels['AgentPost'],
+  redis: RedisClient,
+  prefix: string,
+  attempts: ReturnType<typeof createPostAttempts>,
+) {
+  /**
+   * Whether the listings may be trusted. They started over (a first deploy with them, a wiped Redis)
+   * at `listing-since`; posts stored before then may be pending unlisted. Trusted once no pending
+   * post is older than that (one read per process and start), or LISTING_TRUST_MS after it: by
+   * then the sweep (every minute, posts pending over 5 minutes) has read, and so listed, every such
+   * customer's outbox.
+   */
+  let trustedSince: string | undefined;
+  async function listingTrusted(): Promise<boolean> {
+    const now = String(Date.now());
+    const since = (await redis.set(`${prefix}:to-agent:listing-since`, now, 'NX', 'GET')) ?? now;
+    if (since === trustedSince) return true;
+    const old = Date.now() - Number(since) > LISTING_TRUST_MS;
+    if (!old && (await AgentPost.exists({ state: 'pending', createdAt: { $lt: new Date(Number(since)) } })))
+      return false;
+    trustedSince = since;
+    return true;
+  }
+
+  /**
+   * The posts to flush. A carried post alone when it is the only key listed: nothing older waits
+   * (an append lists its key before storing its row, and Redis keeps a prefix of one key's writes, so
+   * a listing that still has this key has every earlier one). Otherwise the outbox read, which also
+   * drops listed keys it shows are done (posted, or never stored).
+   */
+  async function pendingPosts(
+    customerId: Types.ObjectId,
+    triedBefore: boolean,
+    carried: CarriedPost | undefined,
+  ): Promise<AgentPost[]> {
+    const listed = pendingPostsKey(prefix, customerId);
+    if (carried && !triedBefore && !attempts.unsettled() && (await listingTrusted())) {
+      const first = await redis.zrange(listed, '0', '1');
+      if (first.length === 1 && first[0] === carried.key) return [fromCarried(customerId, carried)];
+    }
+    const old = await redis.zrangebyscore(
+      listed,
+      '-inf',
+      String(Date.now() - LISTING_GRACE_MS),
+      'WITHSCORES',
+    );
+    const pending = await AgentPost.find({ customerId, state: 'pending' })
+      .sort({ seq: 1, _id: 1 })
+      .limit(50)
+      .lean<AgentPost[]>();
+    // Listed as read: a post stored while nothing listed it (a rolling deploy, a wiped Redis) is
+    // listed by its customer's next outbox read.
+    if (pending.length > 0) await redis.zadd(listed, 'NX', ...pending.flatMap((p) => [Date.now(), p.key]));
+    if (pending.length < 50 && old.length > 0) {
+      const waiting = new Set(pending.map((p) => p.key));
+      const done = old.flatMap((key, i) => (i % 2 === 0 && !waiting.has(key) ? [key, old[i + 1]!] : []));
+      if (done.length > 0) await redis.eval(DROP_UNCHANGED, 1, listed, ...done);
+    }
+    return pending;
+  }
+
+  /** Posted: marked in the outbox (one command), then unlisted. */
+  async function posted(
+    customerId: Types.ObjectId,
+    marks: { id: Types.ObjectId; slack: ThreadRef; key: string }[],
+  ) {
+    if (marks.length === 0) return;
+    await markPosted(AgentPost, marks);
+    await redis.zrem(pendingPostsKey(prefix, customerId), ...marks.map((m) => m.key));
+  }
+  return { pendingPosts, posted };
+}
+
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
   const { AgentPost, CurrentThread, SlackThread } = models;
+  const attempts = createPostAttempts(redis, prefix);
+  const { pendingPosts, posted } = createPendingPosts(AgentPost, redis, prefix, attempts);
   // The current thread from Redis when its copy is current (hot-state.ts): no read per flush.
   const hotThreads = createHotThreads(
     redis,
@@ -143,18 +266,20 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { postCard } = cards;
 
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
-  async function ensureThread(
-    customerId: Types.ObjectId,
-  ): Promise<{ channel: string; ts: string; lastPostedChannel?: string }> {
+  async function ensureThread(customerId: Types.ObjectId): Promise<CurrentThread> {
     // The inbound router keeps the conversation's owner in step; here only the thread matters.
-    const { agent } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
+    const { agent, customer } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
     const current = await hotThreads.get(String(customerId));
     const agentId = agent ? String(agent._id) : 'unassigned';
     if (current && current.agentId === agentId) return current;
     const channel = agent?.inboxChannelId ?? o.escalationChannel;
     if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
     await respectChannelLimit(redis, prefix, channel);
-    const ts = await postCard(customerId, channel, agent ?? undefined);
+    // The customer the owner check used (its hot copy, current under its tokens) is the card's too.
+    const ts = await postCard(customerId, channel, agent ?? undefined, {
+      customer,
+      hadThread: current !== undefined,
+    });
     const recorded = await SlackThread.findOneAndUpdate(
       { channel, ts },
       { $setOnInsert: { channel, ts, customerId, agentId } },
@@ -169,10 +294,12 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
       { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
       { upsert: true },
     );
-    await threadChanged(redis, prefix, customerId);
+    const opened: CurrentThread = { _id: customerId, channel, ts, agentId };
+    await hotThreads.put(opened, { recreated: true });
     await cards.attemptDone(customerId);
+    await o.onThreadOpened?.(customerId);
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
-    return { channel, ts };
+    return opened;
   }
 
   /** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
@@ -185,20 +312,23 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
   }
 
-  /** The post's text, exactly once (its key in the message metadata; looked up after a crash). */
-  async function postText(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string): Promise<void> {
-    if (post.attemptedAt) {
-      const ts = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
-      if (ts) {
-        await AgentPost.updateOne({ _id: post._id }, { $set: { slack: { channel: thread.channel, ts } } });
-        return;
-      }
+  /**
+   * The post's text, exactly once: its key rides as the message metadata, and a post an earlier try
+   * may have made (post-attempts.ts) is looked up in the thread first. Returns its ts.
+   */
+  async function postText(
+    post: AgentPost,
+    thread: ThreadRef,
+    lastPostedChannel: string | undefined,
+    triedBefore: boolean,
+  ): Promise<string> {
+    if (await attempts.begin(post, triedBefore || post.attemptedAt !== undefined)) {
+      const found = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
+      if (found) return found;
     }
-    await AgentPost.updateOne({ _id: post._id }, { $set: { attemptedAt: new Date() } });
-    let ts: string;
     try {
       const text = render(post, lastPostedChannel);
-      ({ ts } = await slack.postMessage({
+      const { ts } = await slack.postMessage({
         channel: thread.channel,
         threadTs: thread.ts,
         text,
@@ -206,12 +336,12 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         username: post.username === undefined ? undefined : escapeSlackText(post.username),
         iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
         metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
-      }));
+      });
+      return ts;
     } catch (err) {
       await noteRateLimit(redis, prefix, thread.channel, err);
       throw err;
     }
-    await AgentPost.updateOne({ _id: post._id }, { $set: { slack: { channel: thread.channel, ts } } });
   }
 
   /**
@@ -254,23 +384,37 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
   }
 
-  /** One pending post into the thread: its text, then its files; then it is marked posted. */
-  async function deliverPost(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string): Promise<void> {
-    if (!post.slack) await postText(post, thread, lastPostedChannel);
+  /** One pending post into the thread: its text, then its files. Returns where its text is. */
+  async function deliverPost(
+    post: AgentPost,
+    thread: ThreadRef,
+    lastPostedChannel: string | undefined,
+    triedBefore: boolean,
+  ): Promise<ThreadRef> {
+    const ref = post.slack ?? {
+      channel: thread.channel,
+      ts: await postText(post, thread, lastPostedChannel, triedBefore),
+    };
     if (post.files?.length) await uploadFiles(post, thread);
-    await AgentPost.updateOne({ _id: post._id }, { $set: { state: 'posted' } });
+    return ref;
   }
 
   /**
-   * A post tried again in place after a transient failure (5xx, timeout, lost answer), re-read so the
-   * retry sees the attempt it recorded and looks the post up before posting again.
+   * A post tried again in place after a transient failure (5xx, timeout, lost answer): the retry
+   * looks the post up before posting again. A post with files is re-read for its files' marks.
    */
-  async function deliverWithRetries(post: AgentPost, thread: ThreadRef, lastPostedChannel?: string) {
-    await retryTransient(async (attempt) => {
-      const current = attempt === 1 ? post : await AgentPost.findById(post._id).lean<AgentPost>();
-      if (!current || current.state === 'posted') return;
+  async function deliverWithRetries(
+    post: AgentPost,
+    thread: ThreadRef,
+    lastPostedChannel: string | undefined,
+    triedBefore: boolean,
+  ): Promise<ThreadRef | undefined> {
+    return retryTransient(async (attempt) => {
+      const current =
+        attempt > 1 && post.files?.length ? await AgentPost.findById(post._id).lean<AgentPost>() : post;
+      if (!current || current.state === 'posted') return undefined;
       await respectChannelLimit(redis, prefix, thread.channel);
-      await deliverPost(current, thread, lastPostedChannel);
+      return deliverPost(current, thread, lastPostedChannel, triedBefore || attempt > 1);
     });
   }
 
@@ -278,42 +422,53 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
    * Posts the customer's pending items in order. A transient Slack failure is tried again in place a
    * few times; a flush that still fails after posting something hands the rest to a fresh job (its
    * attempts and backoff start over) instead of backing off as if nothing had moved.
+   * `triedBefore`: the job failed or stalled before, so its posts may have been made. `carried`: the
+   * post whose append queued this flush (outbox.ts).
    */
-  async function flush(customerId: Types.ObjectId): Promise<void> {
+  async function flush(
+    customerId: Types.ObjectId,
+    triedBefore = false,
+    carried?: CarriedPost,
+  ): Promise<void> {
     const lockKey = `${prefix}:lock:to-agent:${String(customerId)}`;
-    await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId), { renew: true });
+    await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId, triedBefore, carried), {
+      renew: true,
+    });
   }
 
-  async function flushLocked(customerId: Types.ObjectId): Promise<void> {
-    const pending = await AgentPost.find({ customerId, state: 'pending' })
-      .sort({ seq: 1, _id: 1 })
-      .limit(50)
-      .lean<AgentPost[]>();
+  async function flushLocked(customerId: Types.ObjectId, triedBefore: boolean, carried?: CarriedPost) {
+    const pending = await pendingPosts(customerId, triedBefore, carried);
     if (pending.length === 0) return;
     const thread = await retryTransient(() => ensureThread(customerId));
     // The channel of the last message posted in this thread ("now writing on WhatsApp" on a switch),
     // read once per flush and kept here; written only when it changes.
     let lastPostedChannel = thread.lastPostedChannel;
-    let posted = 0;
+    const marks: { id: Types.ObjectId; slack: ThreadRef; key: string }[] = [];
     try {
       for (const post of pending) {
-        await deliverWithRetries(post, thread, lastPostedChannel);
-        posted++;
+        const ref = await deliverWithRetries(post, thread, lastPostedChannel, triedBefore);
+        if (ref) marks.push({ id: post._id, slack: ref, key: post.key });
         if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
-          await threadChanged(redis, prefix, customerId);
+          await hotThreads.put({ ...thread, lastPostedChannel: post.channel }, { recreated: false });
           lastPostedChannel = post.channel;
         }
       }
     } catch (err) {
-      if (posted === 0 || err instanceof DeferError) throw err;
+      await posted(customerId, marks);
+      if (marks.length === 0 || err instanceof DeferError) throw err;
       log.warn(
-        { customerId: String(customerId), posted, code: err instanceof SlackApiError ? err.code : undefined },
+        {
+          customerId: String(customerId),
+          posted: marks.length,
+          code: err instanceof SlackApiError ? err.code : undefined,
+        },
         'slack flush stopped after progress; the rest continues in a new job',
       );
       await o.outbox.flushAgent(customerId, FOLLOW_UP_DELAY_MS);
       return;
     }
+    await posted(customerId, marks);
     if (pending.length === 50) await o.outbox.flushAgent(customerId);
   }
 
@@ -338,7 +493,8 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     ensureThread,
     async handle(job: Job<ToAgentJob>): Promise<void> {
       if ('react' in job.data) return react(job.data.react);
-      await flush(toObjectId(job.data.customerId));
+      const triedBefore = job.attemptsMade > 0 || job.stalledCounter > 0;
+      await flush(toObjectId(job.data.customerId), triedBefore, job.data.post);
     },
   };
 }

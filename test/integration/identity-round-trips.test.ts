@@ -8,7 +8,9 @@
  * returned, a missing display name is still filled in.
  */
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import type { Connection } from 'mongoose';
+import { identityChanging, withHotIdentity } from '../../src/identity/cache';
 import type { InboundMessage } from '../../src/canonical';
 import type { IdentityModels } from '../../src/identity/models';
 import type { IdentityStore } from '../../src/identity/resolve';
@@ -30,8 +32,11 @@ beforeAll(async () => {
   });
 });
 
+const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+
 afterAll(async () => {
   await db.drop();
+  redis.disconnect();
 });
 
 let seq = 0;
@@ -126,5 +131,31 @@ describe('identity resolution round trips', () => {
     const { result } = await resolveCounted(inbound(from, new Date(t0.getTime() + 1_000), 'Cy'));
     expect(result.customer.displayName).toBe('Cy');
     expect((await models.Customer.findById(first.customer._id).lean())?.displayName).toBe('Cy');
+  });
+});
+
+describe('storing a first contact behind the hot cache', () => {
+  const prefix = `idrt${randomBytes(4).toString('hex')}`;
+
+  /** Resolves (a miss: a first contact) and stores; the commands of the store step. */
+  async function firstContactStored(between?: () => Promise<void>) {
+    const hot = withHotIdentity(store, redis, prefix, 'US');
+    const message = inbound(number(), new Date(), 'Di');
+    const resolved = await hot.resolveCustomer(message);
+    await between?.();
+    commands = [];
+    const { customerId } = await hot.storeInbound(message, resolved.customer._id, resolved.identity.key, resolved.unmoved);
+    return { commands: [...commands], customerId, resolved };
+  }
+
+  it('costs only the insert: the epoch read before resolution proves nothing moved the identity', async () => {
+    const { commands: sent, customerId, resolved } = await firstContactStored();
+    expect(sent).toEqual(['insert messages']);
+    expect(customerId).toBe(String(resolved.customer._id));
+  });
+
+  it('checks the database when a merge, undo, link or erasure started meanwhile (the epoch changed)', async () => {
+    const { commands: sent } = await firstContactStored(() => identityChanging(redis, prefix));
+    expect(sent).toEqual(['insert messages', 'find identities', 'find customers']);
   });
 });

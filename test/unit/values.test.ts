@@ -11,6 +11,14 @@ describe('values', () => {
     expect(hasNul(withoutNul(event))).toBe(false);
   });
 
+  it('withoutNul returns a value without NUL as it is (no copy per inbound event)', () => {
+    const event = { text: 'hi', parts: [{ k: 'a' }], n: 3, at: new Date(0) };
+    expect(withoutNul(event)).toBe(event);
+    const nested = { a: [{ b: 'x\u0000' }] };
+    expect(withoutNul(nested)).not.toBe(nested);
+    expect(withoutNul(nested)).toEqual({ a: [{ b: 'x' }] });
+  });
+
   it('hasNul finds a NUL in a value or a key, and stops 32 levels down', () => {
     expect(hasNul({ a: ['x', 'y\u0000'] })).toBe(true);
     expect(hasNul({ 'a\u0000': 1 })).toBe(true);

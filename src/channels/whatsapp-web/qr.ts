@@ -3,8 +3,14 @@
  * channel at most once per interval) and alerts. A notice that cannot be posted is logged, never
  * thrown: it must not break the session. The QR string is a login secret and is never logged.
  */
-import QRCode from 'qrcode';
+import type QRCodeModule from 'qrcode';
 import type { Logger } from '../../logger';
+
+/** qrcode (with pngjs) is loaded when a QR is drawn: only a process holding a session ever needs it. */
+function qrcode(): typeof QRCodeModule {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- deliberate lazy load (see above)
+  return require('qrcode') as typeof QRCodeModule;
+}
 
 export type NotifyImage = { filename: string; data: Buffer };
 export type NotifyFn = (text: string, image?: NotifyImage) => Promise<void>;
@@ -53,7 +59,7 @@ export class QrPresenter {
     this.lastNotifiedAt = now;
     const { clientId } = this.o;
     try {
-      const png = await QRCode.toBuffer(qr, { type: 'png', margin: 2, width: 320 });
+      const png = await qrcode().toBuffer(qr, { type: 'png', margin: 2, width: 320 });
       await this.o.notifier.send(
         `:iphone: WhatsApp Web (${clientId}) needs a login. Scan this QR code in WhatsApp → Settings → ` +
           'Linked devices. It changes every ~20 s: if it has expired, use the admin page for the current one.',
@@ -67,7 +73,7 @@ export class QrPresenter {
   private async draw(qr: string): Promise<void> {
     if (!this.o.terminal) return;
     try {
-      const art = await QRCode.toString(qr, { type: 'terminal', small: true });
+      const art = await qrcode().toString(qr, { type: 'terminal', small: true });
       this.o.terminal.write(
         `\nWhatsApp Web (${this.o.clientId}): scan this QR code in WhatsApp → Settings → Linked devices\n${art}\n`,
       );
@@ -79,5 +85,5 @@ export class QrPresenter {
 
 /** The QR as a PNG data URL, for the admin page. */
 export function qrPngDataUrl(qr: string): Promise<string> {
-  return QRCode.toDataURL(qr, { margin: 2, width: 320 });
+  return qrcode().toDataURL(qr, { margin: 2, width: 320 });
 }

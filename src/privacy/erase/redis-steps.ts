@@ -8,6 +8,7 @@ import type { RedisClient } from '../../queue/connection';
 import { forgetHotCustomer } from '../../identity/cache';
 import { cardKeysOf } from '../../router/card-updates';
 import { cardCheckKey } from '../../router/card-post';
+import { pendingPostsKey } from '../../router/outbox';
 import type { Erasure } from '../models';
 import { purgeQueues } from './queue-purge';
 import type { SaveErasure } from './audit';
@@ -22,11 +23,15 @@ export interface RedisStepDeps {
   activeJobWaitMs?: number;
 }
 
-/** The family's outbox sequence, card-refresh and card-check keys. */
+/** The family's outbox sequence and Slack listing, card-refresh and card-check keys. */
 export async function eraseCustomerKeys(d: RedisStepDeps, e: Erasure): Promise<void> {
   // One key a call: on a Redis Cluster the keys may sit in different slots.
   const keys = [
-    ...e.customerIds.flatMap((id) => [`${d.prefix}:seq:${String(id)}`, ...cardKeysOf(d.prefix, String(id))]),
+    ...e.customerIds.flatMap((id) => [
+      `${d.prefix}:seq:${String(id)}`,
+      pendingPostsKey(d.prefix, String(id)),
+      ...cardKeysOf(d.prefix, String(id)),
+    ]),
     ...e.slack.threads.map((t) => cardCheckKey(d.prefix, t)),
   ];
   for (const key of keys) await d.redis.del(key).catch(() => undefined);

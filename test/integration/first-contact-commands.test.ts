@@ -1,0 +1,74 @@
+/**
+ * What a new customer's first message costs in database commands, the whole way (issue 22): identity
+ * resolution, storing it, the owner pick, the acknowledgement sent to the customer, the card and the
+ * thread records, the message's Slack post and the card refresh that follows. Counted with the
+ * MongoDB driver's command monitoring (as bench/lib/db-monitor.ts does) on the real MongoDB-protocol
+ * server, between the webhook and the moment nothing more is sent. A count, not a timing: it only
+ * moves when the code paths do. Bench figure before the first-contact work: 45.75 per new customer.
+ */
+import { uniqueName } from '../helpers/env';
+import { eventually } from '../helpers/eventually';
+import { startWorld, type World } from '../helpers/world';
+
+const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
+const AGENT = { slackUserId: 'U0FIRSTC', name: 'Fay', inboxChannelId: 'C0FIRSTC' };
+/** The first contact's commands after this work (45 before it, in this very test). */
+const FIRST_CONTACT_MAX = 36;
+
+let w: World;
+const seen: string[] = [];
+let lastAt = 0;
+
+beforeAll(async () => {
+  w = await startWorld({ MONGODB_URI: `${MONGO}/rapport_${uniqueName('first')}?monitorCommands=true` });
+  await w.t.app.mongo.ready;
+  await w.addAgent(AGENT);
+  w.t.app.mongo.connection
+    .getClient()
+    .on('commandStarted', (e: { commandName: string; command: Record<string, unknown> }) => {
+      if (['hello', 'ismaster', 'isMaster', 'ping', 'endSessions', 'killCursors'].includes(e.commandName))
+        return;
+      seen.push(`${e.commandName} ${String(e.command[e.commandName])}`);
+      lastAt = Date.now();
+    });
+});
+afterAll(() => w.stop());
+
+/**
+ * A first contact by SMS, until its card and post are in Slack, the acknowledgement reached the
+ * customer, and no command has been sent for 3 s (the card refresh included). Waits on the emulators
+ * only, so the test's own waiting sends no database command.
+ */
+async function firstContact(from: string): Promise<string[]> {
+  const text = `first ${uniqueName('')}`;
+  seen.length = 0;
+  expect((await w.sms(from, text)).status).toBe(200);
+  const posted = await eventually(
+    async () => w.slack.messages(AGENT.inboxChannelId).some((m) => m.text.includes(text)),
+    Boolean,
+  );
+  const acknowledged = await eventually(async () => w.twilio.messages().some((m) => m.to === from), Boolean);
+  const quiet = await eventually(async () => Date.now() - lastAt > 3_000, Boolean, 30_000);
+  expect({ posted, acknowledged, quiet }).toEqual({ posted: true, acknowledged: true, quiet: true });
+  return [...seen];
+}
+
+describe('a first contact', () => {
+  it(`costs at most ${FIRST_CONTACT_MAX} database commands, acknowledgement and card included`, async () => {
+    // A warm-up customer first: the agent's hot copy is in Redis, as it is for all but the first
+    // customer of a running system.
+    await firstContact('+14155550801');
+    const commands = await firstContact('+14155550802');
+    expect(commands.length).toBeLessThanOrEqual(FIRST_CONTACT_MAX);
+    // Exactly once is still paid for: the send is marked before and after the provider call, the card
+    // and thread are recorded once.
+    const count = (c: string) => commands.filter((x) => x === c).length;
+    expect(count('update customer_sends')).toBeGreaterThanOrEqual(3);
+    expect(count('findAndModify slack_threads')).toBe(1);
+    // And the redundant reads are gone: no store re-check of a just-created identity (by key), no
+    // customer read after the assignment left its copy, none for the pick's merged-away customers
+    // (left: the delivery's and the card refresh's). Before: 5 and 8.
+    expect(count('find identities')).toBeLessThanOrEqual(4);
+    expect(count('find customers')).toBeLessThanOrEqual(3);
+  });
+});
