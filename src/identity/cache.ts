@@ -41,8 +41,26 @@ import type { CountryCode } from 'libphonenumber-js';
 export const TOUCH_INTERVAL_MS = 60_000;
 /** How long an entry or token lives without use. */
 const TTL_S = 6 * 3600;
+/** How long a copy lives without use; a token lives twice as long, so it outlives what it guards. */
+export const HOT_COPY_TTL_S = TTL_S;
+export const HOT_TOKEN_TTL_S = TTL_S * 2;
 
-const token = () => randomBytes(9).toString('base64url');
+/** A fresh change token. */
+export const newToken = () => randomBytes(9).toString('base64url');
+const token = newToken;
+
+/**
+ * A router copy as stored (src/router/hot-state.ts, and the owner assignment in ownership.ts): the
+ * record, the gen it was filed under, and the second token it also depends on (the epoch), if any.
+ */
+export interface HotCopy<T> {
+  gen: string;
+  also: string | null;
+  doc: T | null;
+}
+export const encodeHotCopy = <T>(copy: HotCopy<T>): string => mongo.BSON.EJSON.stringify(copy, { relaxed: false });
+export const decodeHotCopy = <T>(text: string): HotCopy<T> =>
+  mongo.BSON.EJSON.parse(text, { relaxed: false }) as HotCopy<T>;
 export const epochKey = (prefix: string) => `${prefix}:hot:epoch`;
 export const customerGenKey = (prefix: string, id: string) => `${prefix}:hot:{c:${id}}:gen`;
 export const customerDocKey = (prefix: string, id: string) => `${prefix}:hot:{c:${id}}:doc`;
@@ -54,14 +72,14 @@ const identityEntryKey = (prefix: string, identityKey: string) =>
 export async function currentToken(redis: RedisClient, key: string): Promise<string> {
   const existing = await redis.get(key);
   if (existing) return existing;
-  await redis.set(key, token(), 'EX', TTL_S * 2, 'NX');
+  await redis.set(key, token(), 'EX', HOT_TOKEN_TTL_S, 'NX');
   return (await redis.get(key)) ?? '';
 }
 
 /** Replaces the token of `key`: everything filled under the old one stops counting. */
 export async function replaceToken(redis: RedisClient, key: string): Promise<string> {
   const fresh = token();
-  await redis.set(key, fresh, 'EX', TTL_S * 2);
+  await redis.set(key, fresh, 'EX', HOT_TOKEN_TTL_S);
   return fresh;
 }
 
@@ -191,7 +209,7 @@ export function withHotIdentity(
   async function routerCopy(customerId: string, gen: string): Promise<Customer | undefined> {
     const [text, epoch] = await Promise.all([redis.get(customerDocKey(prefix, customerId)), redis.get(epochKey(prefix))]);
     if (!text) return undefined;
-    const copy = mongo.BSON.EJSON.parse(text, { relaxed: false }) as { gen: string; also: string | null; doc: Customer | null };
+    const copy = decodeHotCopy<Customer>(text);
     return copy.gen === gen && copy.also === epoch && copy.doc ? copy.doc : undefined;
   }
 

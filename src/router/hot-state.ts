@@ -15,11 +15,19 @@
  */
 import { mongo } from 'mongoose';
 import type { RedisClient } from '../queue/connection';
-import { currentToken, customerDocKey, customerGenKey, epochKey, replaceToken } from '../identity/cache';
+import {
+  currentToken,
+  customerDocKey,
+  customerGenKey,
+  decodeHotCopy,
+  encodeHotCopy,
+  epochKey,
+  HOT_COPY_TTL_S,
+  replaceToken,
+} from '../identity/cache';
 import type { Customer } from '../identity/models';
 import type { Agent, Conversation, CurrentThread } from './models';
 
-const TTL_S = 6 * 3600;
 const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
 /** An agent's gen token (what the card refresh records, src/router/card-updates.ts). */
 export const agentGenKey = genKey;
@@ -52,15 +60,14 @@ export function createHotRecords<T>(
         alsoKey ? redis.get(alsoKey) : Promise.resolve(null),
       ]);
       if (gen && text) {
-        const entry = mongo.BSON.EJSON.parse(text, { relaxed: false }) as { gen: string; also: string | null; doc: T | null };
+        const entry = decodeHotCopy<T>(text);
         if (entry.gen === gen && entry.also === also) return entry.doc ?? undefined;
       }
       // Tokens first, then the database (see src/identity/cache.ts).
       const genBefore = gen ?? (await currentToken(redis, k.gen));
       const alsoBefore = alsoKey ? (also ?? (await currentToken(redis, alsoKey))) : null;
       const doc = await load(id);
-      const entry = mongo.BSON.EJSON.stringify({ gen: genBefore, also: alsoBefore, doc: doc ?? null }, { relaxed: false });
-      await redis.set(k.doc, entry, 'EX', TTL_S);
+      await redis.set(k.doc, encodeHotCopy({ gen: genBefore, also: alsoBefore, doc: doc ?? null }), 'EX', HOT_COPY_TTL_S);
       return doc;
     },
   };
@@ -96,8 +103,7 @@ export function createHotThreads(
     async put(doc, { recreated }) {
       const k = threadKeys(prefix, String(doc._id));
       const gen = recreated ? await replaceToken(redis, k.gen) : await currentToken(redis, k.gen);
-      const entry = mongo.BSON.EJSON.stringify({ gen, also: null, doc }, { relaxed: false });
-      await redis.set(k.doc, entry, 'EX', TTL_S);
+      await redis.set(k.doc, encodeHotCopy({ gen, also: null, doc }), 'EX', HOT_COPY_TTL_S);
     },
   };
 }
@@ -203,12 +209,11 @@ export function createHotConversations(
     },
     async writing(id, tokens) {
       const { gen } = conversationKeys(prefix, id);
-      await replaceToken(redis, gen);
-      return { ...tokens, gen: await currentToken(redis, gen) };
+      return { ...tokens, gen: await replaceToken(redis, gen) };
     },
     async file(id, value, tokens) {
       const entry = mongo.BSON.EJSON.stringify({ ...tokens, value }, { relaxed: false });
-      await redis.set(conversationKeys(prefix, id).doc, entry, 'EX', TTL_S);
+      await redis.set(conversationKeys(prefix, id).doc, entry, 'EX', HOT_COPY_TTL_S);
     },
   };
 }

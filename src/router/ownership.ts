@@ -8,15 +8,24 @@
  * least-loaded active agent — the customer is told when they will be answered. The write is a
  * conditional update (`ownerAgentId: null`), so two concurrent first messages agree on one owner.
  */
-import { randomBytes } from 'node:crypto';
-import { mongo, type Types } from 'mongoose';
+import type { Types } from 'mongoose';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { RedisClient } from '../queue/connection';
 import { withConversationLock } from '../queue/lock';
 import { isDuplicateKeyError } from '../storage/duplicate-key';
-import { currentToken, customerChanged, customerDocKey, customerGenKey, epochKey } from '../identity/cache';
+import {
+  currentToken,
+  customerChanged,
+  customerDocKey,
+  customerGenKey,
+  encodeHotCopy,
+  epochKey,
+  HOT_COPY_TTL_S,
+  HOT_TOKEN_TTL_S,
+  newToken,
+} from '../identity/cache';
 import { conversationChanged, createHotAgents, createHotCustomers, createHotRecords } from './hot-state';
 
 export interface Ownership {
@@ -60,9 +69,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 redis.call('set', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[4]))
 return filled`;
-/** The lifetimes of src/identity/cache.ts's tokens and src/router/hot-state.ts's copies. */
-const TOKEN_TTL_S = 12 * 3600;
-const COPY_TTL_S = 6 * 3600;
 
 /**
  * The owner assignment (conditional on the owner read), returning the assigned customer and leaving
@@ -89,8 +95,8 @@ async function assignAndCache(
     { returnDocument: 'after' },
   ).lean<Customer>();
   if (!assigned) return undefined;
-  const gen = randomBytes(9).toString('base64url');
-  const entry = mongo.BSON.EJSON.stringify({ gen, also: epoch, doc: assigned }, { relaxed: false });
+  const gen = newToken();
+  const entry = encodeHotCopy({ gen, also: epoch, doc: assigned });
   await redis.eval(
     REPLACE_AND_FILL,
     2,
@@ -99,8 +105,8 @@ async function assignAndCache(
     genBefore,
     gen,
     entry,
-    String(TOKEN_TTL_S),
-    String(COPY_TTL_S),
+    String(HOT_TOKEN_TTL_S),
+    String(HOT_COPY_TTL_S),
   );
   return assigned;
 }
