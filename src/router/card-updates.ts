@@ -93,6 +93,17 @@ function movedCard(text: string, owner: Agent | undefined) {
   return { text: shown, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: shown } }] };
 }
 
+/**
+ * What a customer's first card shows, as its poster read it (slack-delivery.ts `ensureThread`), and
+ * the change tokens read before that: epoch, customer gen, and the new thread's gen.
+ */
+export interface FirstCard {
+  customer: Customer;
+  identities: Identity[];
+  ownerName?: string;
+  tokens: string[];
+}
+
 /** How long what a refresh saw is kept (its tokens expire sooner: then the next message refreshes). */
 const CARD_SEEN_TTL_S = 2 * 24 * 3600;
 
@@ -103,6 +114,8 @@ export function cardKeysOf(prefix: string, customerId: string): string[] {
     `${prefix}:card-window:${customerId}`,
     // In the customer's `{c:<id>}` slot: read in one MGET with the customer's tokens.
     `${prefix}:card-seen:{c:${customerId}}`,
+    // A refresh ran before the first thread opened (it found none): that card is refreshed.
+    `${prefix}:card-early:${customerId}`,
   ];
 }
 
@@ -127,6 +140,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   const pendingKey = (id: string) => cardKeysOf(prefix, id)[0]!;
   const factsKey = (t: { channel: string; ts: string }) => cardFactsKey(prefix, t);
   const seenKey = (id: string) => cardKeysOf(prefix, id)[2]!;
+  const earlyKey = (id: string) => cardKeysOf(prefix, id)[3]!;
   const profileAskedKey = (identityKey: string) => `${prefix}:profile-asked:${identityKey}`;
 
   async function requestRefresh(
@@ -210,8 +224,12 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       Customer.findById(id).lean<Customer>(),
     ]);
     if (customer?.mergedInto) return void (await markMergedAway(slack, customer));
-    // No thread yet: its card will be posted fresh.
-    if (!current || !customer) return undefined;
+    // No thread yet: its card will be posted fresh, and refreshed once its thread opens (this refresh
+    // was asked for a change that card may have missed: it may read a copy that is behind).
+    if (!current || !customer) {
+      if (customer) await redis.set(earlyKey(id), '1', 'EX', CARD_SEEN_TTL_S);
+      return undefined;
+    }
     tokens.push(
       customer.ownerAgentId ? await currentToken(redis, agentGenKey(prefix, customer.ownerAgentId)) : null,
     );
@@ -239,6 +257,25 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     const seen = cardSeen(customer, identities, tokens);
     await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
     return undefined;
+  }
+
+  /**
+   * A customer's first card was just posted from what `first` says, read after `first.tokens`:
+   * recorded as a refresh would record it (what it shows, its window's close), without reading it
+   * all again. Refreshed instead when a refresh ran before the thread opened (card-early), or when
+   * the owner's name is not the one shown.
+   */
+  async function recordFirstCard(customerId: Types.ObjectId | string, first: FirstCard): Promise<void> {
+    const id = String(customerId);
+    const owner = first.customer.ownerAgentId;
+    // The owner's gen before the owner is read again (the card's copy of them was read before it).
+    const agentGen = owner ? await currentToken(redis, agentGenKey(prefix, owner)) : null;
+    const agent = await o.ownership.agentById(owner);
+    const early = await redis.getdel(earlyKey(id));
+    if (early !== null || agent?.name !== first.ownerName) return requestRefresh(id);
+    await scheduleWindowClose(id, first.identities);
+    const seen = cardSeen(first.customer, first.identities, [...first.tokens, agentGen]);
+    await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
   }
 
   /**
@@ -349,6 +386,10 @@ export function createCardUpdates(o: CardUpdatesOptions) {
 
   return {
     requestRefresh,
+    recordFirstCard,
+    /** The tokens a first card depends on besides its thread's (see `FirstCard`), read before it. */
+    cardTokens: (id: string): Promise<string[]> =>
+      Promise.all([currentToken(redis, epochKey(prefix)), currentToken(redis, customerGenKey(prefix, id))]),
     afterInbound,
     /** Queues a notice for one thread (see ThreadNotice). */
     async notify(notice: ThreadNotice): Promise<void> {

@@ -177,10 +177,10 @@ export async function renderCard(
   customer: Customer,
   ownerName: string | undefined,
   opts: { history?: boolean } = {},
-): Promise<{ text: string; facts: string }> {
+): Promise<{ text: string; facts: string; identities: Identity[] }> {
   const identities = await models.Identity.find({ customerId: customer._id }).lean<Identity[]>();
   const text = await cardText(models, customer, ownerName, identities, opts);
-  return { text, facts: cardFacts('live', customer, ownerName, identities) };
+  return { text, facts: cardFacts('live', customer, ownerName, identities), identities };
 }
 
 /** The card's text (also Slack's notification fallback). */

@@ -87,9 +87,9 @@ export interface HotThreads extends HotRecords<CurrentThread> {
    * posted channel moved) the token stays: the card does not show it, and the copy is replaced
    * in place. Only for writers holding the customer's `to-agent` lock, which every reader and writer
    * of current threads holds (slack-delivery.ts; erasure deletes the keys), so no reader can be
-   * filing an older read meanwhile.
+   * filing an older read meanwhile. Returns the token it is filed under.
    */
-  put(doc: CurrentThread, opts: { recreated: boolean }): Promise<void>;
+  put(doc: CurrentThread, opts: { recreated: boolean }): Promise<string>;
 }
 
 /** Current threads by customer id (the Slack flush reads it per flush, under the customer's lock). */
@@ -104,8 +104,21 @@ export function createHotThreads(
       const k = threadKeys(prefix, String(doc._id));
       const gen = recreated ? await replaceToken(redis, k.gen) : await currentToken(redis, k.gen);
       await redis.set(k.doc, encodeHotCopy({ gen, also: null, doc }), 'EX', HOT_COPY_TTL_S);
+      return gen;
     },
   };
+}
+
+/**
+ * A customer created a moment ago has no Slack thread: their copy says so, so the first flush reads
+ * no thread. Only before anything of theirs is appended (src/router/inbound.ts, first contact): no
+ * flush, and so no reader or writer of their current thread, can exist yet. Filed under the thread
+ * gen like any copy; the thread's opening replaces the gen (`put`).
+ */
+export async function fileNoThread(redis: RedisClient, prefix: string, customerId: string): Promise<void> {
+  const k = threadKeys(prefix, customerId);
+  const gen = await currentToken(redis, k.gen);
+  await redis.set(k.doc, encodeHotCopy({ gen, also: null, doc: null }), 'EX', HOT_COPY_TTL_S);
 }
 
 /** Agents by id; `agentChanged` invalidates one. */
@@ -169,9 +182,10 @@ export interface ConversationTokens {
 export interface HotConversations {
   /**
    * The conversation (from Redis when its copy is current, else from `load`) and the tokens read
-   * before the database was. Call under the conversation lock.
+   * before the database was. Call under the conversation lock. `none`: the caller knows the router
+   * never wrote one (a customer created by the message being routed): nothing is read.
    */
-  read(id: string): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
+  read(id: string, opts?: { none?: boolean }): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
   /**
    * Before the router's own write (under the lock): the copy stops counting at once, so a crash
    * between the write and `file` leaves no copy older than the database. The tokens to file under.
@@ -192,7 +206,7 @@ export function createHotConversations(
 ): HotConversations {
   const also = epochKey(prefix);
   return {
-    async read(id) {
+    async read(id, opts = {}) {
       const k = conversationKeys(prefix, id);
       const [[gen, text], epoch] = await Promise.all([redis.mget(k.gen, k.doc), redis.get(also)]);
       if (gen && epoch && text) {
@@ -201,7 +215,9 @@ export function createHotConversations(
       }
       // Tokens first, then the database (see src/identity/cache.ts).
       const tokens = { gen: gen ?? (await currentToken(redis, k.gen)), also: epoch ?? (await currentToken(redis, also)) };
-      const conversation = await load(id);
+      // A new customer's conversation holds at most the owner the assignment just wrote (ownership.ts),
+      // which the router's own write sets again.
+      const conversation = opts.none ? undefined : await load(id);
       return {
         hot: conversation && { conversation, stored: conversation.lastCustomerMessageAt },
         tokens,

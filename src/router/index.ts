@@ -224,7 +224,9 @@ function slackDeliveryFor(o: RouterOptions, { outbox, ownership, cards }: Shared
     media: o.media?.store,
     log: o.log.child({ component: 'to-agent' }),
     onRateLimited: () => o.metrics.slackRateLimited.inc(),
-    onThreadOpened: (customerId) => cards.requestRefresh(customerId),
+    onThreadOpened: (customerId, first) =>
+      first ? cards.recordFirstCard(customerId, first) : cards.requestRefresh(customerId),
+    cardTokens: (id) => cards.cardTokens(id),
   });
   return {
     ...postDelivery,
