@@ -12,6 +12,7 @@ import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { brandNew, CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
 import type { RouterModels } from './models';
+import { firstIdentities } from './hot-state';
 
 export const CARD_EVENT_TYPE = 'rapport_card';
 
@@ -137,7 +138,12 @@ export function createCardPoster(o: CardPosterOptions) {
     const customer = known.customer ?? (await Customer.findById(customerId).lean<Customer>());
     if (!customer) throw new Error(`customer ${String(customerId)} not found`);
     const history = !brandNew(customer, known.hadThread ?? true);
-    const { text, facts, identities } = await renderCard(models, customer, agent?.name, { history });
+    // A first contact's one identity, as the router left it (hot-state.ts `fileFirstContact`).
+    const first = history ? undefined : await firstIdentities(redis, prefix, String(customerId));
+    const { text, facts, identities } = await renderCard(models, customer, agent?.name, {
+      history,
+      ...(first ? { identities: first } : {}),
+    });
     let ts: string;
     try {
       ({ ts } = await slack.postMessage({

@@ -35,12 +35,13 @@ import {
   inboundChangesCard,
   nextWindowClose,
   type CardSeen,
+  type FirstCard,
 } from './card';
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
 import { currentToken, customerChanged, customerGenKey, epochKey } from '../identity/cache';
-import { agentGenKey, threadKeys } from './hot-state';
+import { agentGenKey, firstIdentitiesKey, threadKeys } from './hot-state';
 
 export const NOTICE_EVENT_TYPE = 'rapport_notice';
 
@@ -93,17 +94,6 @@ function movedCard(text: string, owner: Agent | undefined) {
   return { text: shown, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: shown } }] };
 }
 
-/**
- * What a customer's first card shows, as its poster read it (slack-delivery.ts `ensureThread`), and
- * the change tokens read before that: epoch, customer gen, and the new thread's gen.
- */
-export interface FirstCard {
-  customer: Customer;
-  identities: Identity[];
-  ownerName?: string;
-  tokens: string[];
-}
-
 /** How long what a refresh saw is kept (its tokens expire sooner: then the next message refreshes). */
 const CARD_SEEN_TTL_S = 2 * 24 * 3600;
 
@@ -116,6 +106,8 @@ export function cardKeysOf(prefix: string, customerId: string): string[] {
     `${prefix}:card-seen:{c:${customerId}}`,
     // A refresh ran before the first thread opened (it found none): that card is refreshed.
     `${prefix}:card-early:${customerId}`,
+    // A first contact's identity for their card (hot-state.ts `fileFirstContact`).
+    firstIdentitiesKey(prefix, customerId),
   ];
 }
 

@@ -25,7 +25,7 @@ import {
   HOT_COPY_TTL_S,
   replaceToken,
 } from '../identity/cache';
-import type { Customer } from '../identity/models';
+import type { Customer, Identity } from '../identity/models';
 import type { Agent, Conversation, CurrentThread } from './models';
 
 const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
@@ -109,16 +109,44 @@ export function createHotThreads(
   };
 }
 
+/** A first contact's identity as their first card shows it (filed under the identity epoch). */
+export const firstIdentitiesKey = (prefix: string, id: string) => `${prefix}:hot:{c:${id}}:first-ids`;
+/** How long a first contact's identity waits for their card (a card posted later reads them). */
+const FIRST_IDENTITIES_TTL_S = 3600;
+
 /**
  * A customer created a moment ago has no Slack thread: their copy says so, so the first flush reads
- * no thread. Only before anything of theirs is appended (src/router/inbound.ts, first contact): no
- * flush, and so no reader or writer of their current thread, can exist yet. Filed under the thread
- * gen like any copy; the thread's opening replaces the gen (`put`).
+ * no thread; and their one identity, as resolution just left it, is what their card shows, so the
+ * card reads none (card-post.ts; valid while the identity epoch is: a merge, link, undo or erasure
+ * replaces it). Only before anything of theirs is appended (src/router/inbound.ts, first contact):
+ * no flush, and so no reader or writer of their current thread, can exist yet. Filed under the
+ * thread gen like any copy; the thread's opening replaces the gen (`put`).
  */
-export async function fileNoThread(redis: RedisClient, prefix: string, customerId: string): Promise<void> {
+export async function fileFirstContact(
+  redis: RedisClient,
+  prefix: string,
+  customerId: string,
+  identity?: Identity,
+): Promise<void> {
   const k = threadKeys(prefix, customerId);
-  const gen = await currentToken(redis, k.gen);
+  const [gen, epoch] = await Promise.all([currentToken(redis, k.gen), currentToken(redis, epochKey(prefix))]);
   await redis.set(k.doc, encodeHotCopy({ gen, also: null, doc: null }), 'EX', HOT_COPY_TTL_S);
+  if (!identity || String(identity.customerId) !== customerId) return;
+  const { _id, key, kind, value, verified, lastInboundAt } = identity;
+  const doc = [{ _id, key, kind, value, customerId: identity.customerId, verified, lastInboundAt }];
+  await redis.set(firstIdentitiesKey(prefix, customerId), encodeHotCopy({ gen: '', also: epoch, doc }), 'EX', FIRST_IDENTITIES_TTL_S);
+}
+
+/** The first contact's identities `fileFirstContact` left, while the identity epoch is unchanged. */
+export async function firstIdentities(
+  redis: RedisClient,
+  prefix: string,
+  customerId: string,
+): Promise<Identity[] | undefined> {
+  const [text, epoch] = await Promise.all([redis.get(firstIdentitiesKey(prefix, customerId)), redis.get(epochKey(prefix))]);
+  if (!text || !epoch) return undefined;
+  const copy = decodeHotCopy<Identity[]>(text);
+  return copy.also === epoch && copy.doc ? copy.doc : undefined;
 }
 
 /** Agents by id; `agentChanged` invalidates one. */

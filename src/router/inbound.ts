@@ -18,7 +18,7 @@ import type { Types } from 'mongoose';
 import type { InboundMessage } from '../canonical';
 import type { InboundFile, InboundMedia } from '../media/inbound';
 import type { RouterConfig } from '../config';
-import type { Customer, IdentityModels } from '../identity/models';
+import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { withConversationLock } from '../queue/lock';
@@ -32,7 +32,7 @@ import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-pla
 import type { TimerJob } from './sla';
 import {
   createHotConversations,
-  fileNoThread,
+  fileFirstContact,
   type ConversationTokens,
   type HotConversation,
 } from './hot-state';
@@ -232,14 +232,14 @@ export function createInboundRouter(o: InboundRouterOptions) {
       message: InboundMessage,
       routed: Customer,
       identityKey: string,
-      opts: { created?: boolean } = {},
+      opts: { created?: boolean; identity?: Identity } = {},
     ): Promise<void> {
       let customer = routed;
       const at = new Date(message.sentAt);
       const sentAt = Number.isNaN(at.getTime()) ? new Date() : at;
       // Before anything is appended (so before any flush of this customer can run): their Slack flush
-      // then knows from Redis that there is no thread yet, instead of reading it.
-      if (opts.created) await fileNoThread(o.redis, o.prefix, String(customer._id));
+      // then knows from Redis that there is no thread yet, and what their first card shows.
+      if (opts.created) await fileFirstContact(o.redis, o.prefix, String(customer._id), opts.identity);
 
       const optNote = await recordOptOut(identityKey, message);
       if (optNote)

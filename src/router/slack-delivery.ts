@@ -27,7 +27,7 @@ import { withLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
-import type { FirstCard } from './card-updates';
+import type { FirstCard } from './card';
 import { pendingPostsKey, toObjectId, type CarriedPost, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { createCardPoster } from './card-post';
