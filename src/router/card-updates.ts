@@ -254,8 +254,8 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   /**
    * A customer's first card was just posted from what `first` says, read after `first.tokens`:
    * recorded as a refresh would record it (what it shows, its window's close), without reading it
-   * all again. Refreshed instead when a refresh ran before the thread opened (card-early), or when
-   * the owner's name is not the one shown.
+   * all again. Refreshed instead when a refresh ran before the thread opened (card-early), when the
+   * owner's name is not the one shown, or when a nameless Messenger customer's name is to be asked.
    */
   async function recordFirstCard(customerId: Types.ObjectId | string, first: FirstCard): Promise<void> {
     const id = String(customerId);
@@ -264,7 +264,12 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     const agentGen = owner ? await currentToken(redis, agentGenKey(prefix, owner)) : null;
     const agent = await o.ownership.agentById(owner);
     const early = await redis.getdel(earlyKey(id));
-    if (early !== null || agent?.name !== first.ownerName) return requestRefresh(id);
+    // A nameless Messenger customer's name is asked for by the refresh (Messenger webhooks carry none).
+    const askName =
+      o.messengerProfiles !== undefined &&
+      first.customer.displayName == null &&
+      first.identities.some((i) => i.kind === 'psid');
+    if (early !== null || askName || agent?.name !== first.ownerName) return requestRefresh(id);
     await scheduleWindowClose(id, first.identities);
     const seen = cardSeen(first.customer, first.identities, [...first.tokens, agentGen]);
     await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
