@@ -13,7 +13,6 @@
  * The stage map is by collection, not by call site: a `find` on `customers` counts as identity even
  * when the router made it. The per-command table (`byCommand`) says exactly what was paid.
  */
-import { createRequire } from 'node:module';
 
 export const STAGES = ['intake', 'identity', 'store', 'routing', 'slackFlush', 'other'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -66,10 +65,14 @@ function collectionOf(commandName: string, command: Record<string, unknown>): st
 
 type CommandFn = (this: unknown, ns: unknown, command: Record<string, unknown>, ...rest: unknown[]) => Promise<unknown>;
 
-/** The driver's Connection class, of the mongodb package mongoose itself loads. */
+/**
+ * The driver's Connection class (the one mongodb package of this tree; mongoose has no copy of its
+ * own). An internal module, so no types and no ES import: `require` also loads it through whatever
+ * module registry loaded mongoose (Jest's in the test).
+ */
 function driverConnection(): { prototype: { command: CommandFn } } {
-  const fromMongoose = createRequire(require.resolve('mongoose'));
-  return (fromMongoose('mongodb/lib/cmap/connection') as { Connection: { prototype: { command: CommandFn } } }).Connection;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- an internal module without types (see above)
+  return (require('mongodb/lib/cmap/connection') as { Connection: { prototype: { command: CommandFn } } }).Connection;
 }
 
 /** Starts counting the commands this process's MongoDB driver sends (once per process). */
