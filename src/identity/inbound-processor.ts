@@ -65,7 +65,9 @@ export function createInboundProcessor({
       return {
         customerId,
         stored,
-        ...(same ? { customer, created, ...(created ? { identity } : {}), ...(refill ? { refill } : {}) } : {}),
+        ...(same
+          ? { customer, created, ...(created ? { identity } : {}), ...(refill ? { refill } : {}) }
+          : {}),
       };
     },
   };

@@ -121,6 +121,14 @@ function parseSeen(text: string | null | undefined): CardSeen | undefined {
   }
 }
 
+/** The tokens a first card depends on besides its thread's (card.ts `FirstCard`), read before it. */
+export function firstCardTokens(redis: RedisClient, prefix: string, id: string): Promise<string[]> {
+  return Promise.all([
+    currentToken(redis, epochKey(prefix)),
+    currentToken(redis, customerGenKey(prefix, id)),
+  ]);
+}
+
 export function isCardJob(data: unknown): data is CardJob {
   return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
 }
@@ -384,9 +392,6 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   return {
     requestRefresh,
     recordFirstCard,
-    /** The tokens a first card depends on besides its thread's (see `FirstCard`), read before it. */
-    cardTokens: (id: string): Promise<string[]> =>
-      Promise.all([currentToken(redis, epochKey(prefix)), currentToken(redis, customerGenKey(prefix, id))]),
     afterInbound,
     /** Queues a notice for one thread (see ThreadNotice). */
     async notify(notice: ThreadNotice): Promise<void> {

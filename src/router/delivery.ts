@@ -153,17 +153,9 @@ function sentMessage(send: CustomerSend, customer: Customer, route: Route, resul
   };
 }
 
-export function createDelivery(o: DeliveryOptions) {
-  const { models, senders, redis, prefix, outbox, log } = o;
-  const { CustomerSend, Customer, Identity, Message, OptOut } = models;
-  const maxAttempts = o.maxAttempts ?? 5;
-  // The carried send's check that its customer is live, from Redis (hot-state.ts).
-  const hotCustomers = createHotCustomers(
-    redis,
-    prefix,
-    async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined,
-  );
-
+/** How a send's route is read back: the customer's identities, and which provider carries the channel. */
+function createRouteFinder(models: RouterModels & IdentityModels, senders: Senders) {
+  const { Identity, Message } = models;
   /**
    * Which provider carries `channel` for this identity: the one that brought the customer's latest
    * message on that channel (a number can write by SMS and WhatsApp through Twilio and by WhatsApp
@@ -241,25 +233,44 @@ export function createDelivery(o: DeliveryOptions) {
     return { route: { channel, provider, sender, identity } };
   }
 
-  /**
-   * A first contact's acknowledgement: the identity, channel and provider the customer just wrote
-   * from, as `findRoute` would read them back (their only identity; the provider of their only
-   * message, when it can send on that channel). Undefined when it cannot (then the route is read).
-   */
-  function carriedRoute(carried: CarriedRoute): Omit<Route, 'to'> | undefined {
-    const { channel, provider, identityKey } = carried;
-    const sender = senders[provider];
-    if (!sender?.channels.includes(channel) || !CANDIDATES[channel].includes(provider)) return undefined;
-    const kind = identityKey.startsWith('psid:') ? 'psid' : identityKey.startsWith('phone:') ? 'phone' : undefined;
-    if (!kind || (channel === 'messenger') !== (kind === 'psid')) return undefined;
-    const identity = {
-      key: identityKey,
-      kind,
-      value: identityKey.slice(kind.length + 1),
-      lastInboundAt: { [channel]: new Date(carried.lastInboundAt) },
-    } as unknown as Identity;
-    return { channel, provider, sender, identity };
-  }
+  return findRoute;
+}
+
+/**
+ * A first contact's acknowledgement: the identity, channel and provider the customer just wrote
+ * from, as `findRoute` would read them back (their only identity; the provider of their only
+ * message, when it can send on that channel). Undefined when it cannot (then the route is read).
+ */
+function carriedRoute(senders: Senders, carried: CarriedRoute): Omit<Route, 'to'> | undefined {
+  const { channel, provider, identityKey } = carried;
+  const sender = senders[provider];
+  if (!sender?.channels.includes(channel) || !CANDIDATES[channel].includes(provider)) return undefined;
+  const kind = identityKey.startsWith('psid:')
+    ? 'psid'
+    : identityKey.startsWith('phone:')
+      ? 'phone'
+      : undefined;
+  if (!kind || (channel === 'messenger') !== (kind === 'psid')) return undefined;
+  const identity = {
+    key: identityKey,
+    kind,
+    value: identityKey.slice(kind.length + 1),
+    lastInboundAt: { [channel]: new Date(carried.lastInboundAt) },
+  } as unknown as Identity;
+  return { channel, provider, sender, identity };
+}
+
+export function createDelivery(o: DeliveryOptions) {
+  const { models, senders, redis, prefix, outbox, log } = o;
+  const { CustomerSend, Customer, Message, OptOut } = models;
+  const maxAttempts = o.maxAttempts ?? 5;
+  const findRoute = createRouteFinder(models, senders);
+  // The carried send's check that its customer is live, from Redis (hot-state.ts).
+  const hotCustomers = createHotCustomers(
+    redis,
+    prefix,
+    async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined,
+  );
 
   /** Where the send goes, unless the identity opted out there. `carried`: a route known without a read. */
   async function chooseRoute(
@@ -465,7 +476,7 @@ export function createDelivery(o: DeliveryOptions) {
    * is filed under) and the route needs no choice. False: read and sent the usual way.
    */
   async function sendCarried(customerId: Types.ObjectId, carried: CarriedSend): Promise<boolean> {
-    const route = carriedRoute(carried.route);
+    const route = carriedRoute(senders, carried.route);
     if (!route) return false;
     const customer = await hotCustomers.get(String(customerId));
     if (!customer || customer.mergedInto) return false;

@@ -30,7 +30,13 @@ import { createReceipts } from './receipts';
 import { createSla } from './sla';
 import { CARD_EVENT_TYPE, createCardCheck } from './card-post';
 import { createSlackDelivery, type ToAgentJob } from './slack-delivery';
-import { createCardUpdates, isCardJob, type CardJob, type CardUpdates } from './card-updates';
+import {
+  createCardUpdates,
+  firstCardTokens,
+  isCardJob,
+  type CardJob,
+  type CardUpdates,
+} from './card-updates';
 import { createNaming, type Naming } from './naming';
 import { customerChanged } from '../identity/cache';
 
@@ -226,7 +232,7 @@ function slackDeliveryFor(o: RouterOptions, { outbox, ownership, cards }: Shared
     onRateLimited: () => o.metrics.slackRateLimited.inc(),
     onThreadOpened: (customerId, first) =>
       first ? cards.recordFirstCard(customerId, first) : cards.requestRefresh(customerId),
-    cardTokens: (id) => cards.cardTokens(id),
+    cardTokens: (id) => firstCardTokens(o.redis, o.prefix, id),
   });
   return {
     ...postDelivery,

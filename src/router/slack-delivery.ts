@@ -272,9 +272,8 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { postCard } = cards;
 
   /**
-   * The customer's current thread, opening one (with a card) in the owner's inbox if needed.
-   * `firstChannel`: the channel of the first customer message the flush posts, recorded with a new
-   * thread as its last posted channel (no second write for it).
+   * The customer's current thread, opening one (with a card) in the owner's inbox if needed; a new
+   * one records `firstChannel` (the flush's first message's) as its last posted channel at once.
    */
   async function ensureThread(customerId: Types.ObjectId, firstChannel?: Channel): Promise<CurrentThread> {
     const current = await hotThreads.get(String(customerId));
@@ -308,10 +307,17 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         : { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
       { upsert: true },
     );
-    const opened: CurrentThread = { _id: customerId, channel, ts, agentId, ...(firstChannel ? { lastPostedChannel: firstChannel } : {}) };
+    const opened: CurrentThread = {
+      _id: customerId,
+      channel,
+      ts,
+      agentId,
+      ...(firstChannel ? { lastPostedChannel: firstChannel } : {}),
+    };
     const threadGen = await hotThreads.put(opened, { recreated: true });
     await cards.attemptDone(customerId);
-    const first = tokens && shown ? { ...shown, tokens: [...tokens, threadGen], ownerName: agent?.name } : undefined;
+    const first =
+      tokens && shown ? { ...shown, tokens: [...tokens, threadGen], ownerName: agent?.name } : undefined;
     await o.onThreadOpened?.(customerId, first);
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
     return opened;

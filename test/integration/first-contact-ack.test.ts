@@ -49,7 +49,10 @@ async function threadWith(text: string): Promise<{ channel: string; ts: string }
 /** The acknowledgement send of the message with provider key `key`, once it has settled. */
 const ackSend = (key: string) =>
   eventually(
-    () => models().CustomerSend.findOne({ key: `ack:${key}` }).lean(),
+    () =>
+      models()
+        .CustomerSend.findOne({ key: `ack:${key}` })
+        .lean(),
     (s) => !!s && ['sent', 'failed'].includes(s.state),
   );
 
@@ -94,7 +97,8 @@ describe("a first contact's acknowledgement", () => {
       failure: { reason: 'uncertain' },
     });
     const note = await eventually(
-      async () => w.slack.thread(thread.channel, thread.ts).find((m) => m.text.includes('Delivery uncertain')),
+      async () =>
+        w.slack.thread(thread.channel, thread.ts).find((m) => m.text.includes('Delivery uncertain')),
       Boolean,
     );
     expect(note).toBeDefined();
@@ -114,7 +118,13 @@ describe("a first contact's card, recorded as posted instead of refreshed", () =
     await redis().set(wait, '1', 'PX', 3_000);
     expect((await w.cloudWhatsApp(waId, 'hello 904')).status).toBe(200);
     const customerId = String(
-      (await eventually(() => models().Identity.findOne({ key: `phone:+${waId}` }).lean(), Boolean))!.customerId,
+      (await eventually(
+        () =>
+          models()
+            .Identity.findOne({ key: `phone:+${waId}` })
+            .lean(),
+        Boolean,
+      ))!.customerId,
     );
     await eventually(() => models().AgentPost.exists({ customerId, text: /hello 904/ }), Boolean);
     expect((await w.sms(`+${waId}`, 'by sms 904')).status).toBe(200);

@@ -161,7 +161,9 @@ it("a worker killed while sending a first contact's acknowledgement: it is not s
       w.slack
         .messages(ALEX.inboxChannelId)
         .filter((m) => m.metadata?.event_type === 'rapport_card')
-        .find((c) => w.slack.thread(ALEX.inboxChannelId, c.ts).some((r) => r.text.includes('First words 0102'))),
+        .find((c) =>
+          w.slack.thread(ALEX.inboxChannelId, c.ts).some((r) => r.text.includes('First words 0102')),
+        ),
     Boolean,
     60_000,
   );
@@ -174,7 +176,10 @@ it("a worker killed while sending a first contact's acknowledgement: it is not s
   );
   expect(note).toBeDefined();
   const identity = await w.t.app.models.Identity.findOne({ key: `phone:${phone}` }).lean();
-  const ack = await w.t.app.models.CustomerSend.findOne({ customerId: identity!.customerId, origin: 'auto' }).lean();
+  const ack = await w.t.app.models.CustomerSend.findOne({
+    customerId: identity!.customerId,
+    origin: 'auto',
+  }).lean();
   expect(ack).toMatchObject({ state: 'failed', failure: { reason: 'uncertain' } });
   expect(hangingCalls - callsBefore).toBe(1);
   expect(w.twilio.messages().filter((m) => m.to === phone)).toEqual([]);
