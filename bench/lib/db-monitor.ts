@@ -9,6 +9,7 @@
  * when the router made it. The per-command table (`byCommand`) says exactly what was paid.
  */
 import type { Connection } from 'mongoose';
+import type { RedisCounts } from './redis-monitor';
 
 export const STAGES = ['intake', 'identity', 'store', 'routing', 'slackFlush', 'other'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -51,6 +52,10 @@ export function withMonitoring(uri: string): string {
 export interface DbCounts {
   total: number;
   byCommand: Record<string, number>;
+  /** The process's Redis commands over the same window (bench/lib/redis-monitor.ts). */
+  redis?: RedisCounts;
+  /** The process's CPU time (user + system) over the same window. */
+  cpuMs?: number;
 }
 
 export interface DbMonitor {
