@@ -167,18 +167,24 @@ export interface ConversationTokens {
 }
 
 export interface HotConversations {
+  /** The keys `read` reads (the customer's `{c:<id>}` slot): to read them with the lock (lock.ts `withLockReading`). */
+  keys(id: string): string[];
   /**
-   * The conversation (from Redis when its copy is current, else from `load`) and the tokens read
-   * before the database was. Call under the conversation lock.
+   * The conversation (from its copy when current, else from `load`) and the tokens read before the
+   * database was. Call under the conversation lock; `values` are `keys(id)` and `epoch` the identity
+   * epoch as read together (both read under the lock, the epoch after the copy).
    */
-  read(id: string): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
+  read(id: string, values: (string | null)[], epoch: string | null): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
   /**
    * Before the router's own write (under the lock): the copy stops counting at once, so a crash
    * between the write and `file` leaves no copy older than the database. The tokens to file under.
    */
   writing(id: string, tokens: ConversationTokens): Promise<ConversationTokens>;
-  /** Files the router's result under `tokens` (from `read`, or `writing` if it wrote): last, under the lock. */
-  file(id: string, value: HotConversation, tokens: ConversationTokens): Promise<void>;
+  /**
+   * The router's result filed under `tokens` (from `read`, or `writing` if it wrote): the key and
+   * value the lock's release writes, last, under the lock.
+   */
+  filed(id: string, value: HotConversation, tokens: ConversationTokens): { key: string; value: string; ttlS: number };
 }
 
 /**
@@ -192,15 +198,20 @@ export function createHotConversations(
 ): HotConversations {
   const also = epochKey(prefix);
   return {
-    async read(id) {
+    keys(id) {
       const k = conversationKeys(prefix, id);
-      const [[gen, text], epoch] = await Promise.all([redis.mget(k.gen, k.doc), redis.get(also)]);
+      return [k.gen, k.doc];
+    },
+    async read(id, [gen, text], epoch) {
       if (gen && epoch && text) {
         const entry = mongo.BSON.EJSON.parse(text, { relaxed: false }) as ConversationTokens & { value: HotConversation };
         if (entry.gen === gen && entry.also === epoch) return { hot: entry.value, tokens: { gen, also: epoch } };
       }
       // Tokens first, then the database (see src/identity/cache.ts).
-      const tokens = { gen: gen ?? (await currentToken(redis, k.gen)), also: epoch ?? (await currentToken(redis, also)) };
+      const tokens = {
+        gen: gen ?? (await currentToken(redis, conversationKeys(prefix, id).gen)),
+        also: epoch ?? (await currentToken(redis, also)),
+      };
       const conversation = await load(id);
       return {
         hot: conversation && { conversation, stored: conversation.lastCustomerMessageAt },
@@ -211,9 +222,9 @@ export function createHotConversations(
       const { gen } = conversationKeys(prefix, id);
       return { ...tokens, gen: await replaceToken(redis, gen) };
     },
-    async file(id, value, tokens) {
+    filed(id, value, tokens) {
       const entry = mongo.BSON.EJSON.stringify({ ...tokens, value }, { relaxed: false });
-      await redis.set(conversationKeys(prefix, id).doc, entry, 'EX', HOT_COPY_TTL_S);
+      return { key: conversationKeys(prefix, id).doc, value: entry, ttlS: HOT_COPY_TTL_S };
     },
   };
 }
