@@ -11,7 +11,8 @@
  *
  * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60
  *        --agents 50 --slack-limits
- *        --media 0.2 --media-bytes 100000 --ts-runtime]
+ *        --media 0.2 --media-bytes 100000 --ts-runtime --partitions 8
+ *        --returning-only --rates 60,120,240,480 --cpu-prof]
  * (`--workers` is the old name of `--processes`.) `--agents N` (default 50) creates N agents, each with
  * their own inbox channel, so customers spread over N channels as on a real team. `--slack-limits`
  * makes the Slack emulator enforce Slack's per-channel chat.postMessage rate (1 a second, bursts of
@@ -249,7 +250,8 @@ async function setUp(emu: Emulators, workers: number) {
     slackUrl: emu.slack.url,
     twilioUrl: emu.twilio.url,
     graphUrl: emu.graph.url,
-    extra: { BENCH_DB_MONITOR: '1' },
+    // `--partitions N`: INBOUND_PARTITIONS for the run (default: Rapport's, 8).
+    extra: { BENCH_DB_MONITOR: '1', ...(args.partitions ? { INBOUND_PARTITIONS: args.partitions } : {}) },
   });
   emu.slack.reset();
   emu.slack.limitPosting(SLACK_LIMITS ? POSTING_LIMIT : undefined);
@@ -669,7 +671,7 @@ function markdownReturning(report: { date: string; baselines: Awaited<ReturnType
   const out: string[] = [
     `# bench/e2e --returning-only — ${report.date}`,
     '',
-    `Node ${process.version}, ${os.cpus().length} CPUs, Redis ${CLUSTER ? 'Cluster' : 'single server'}, ${CUSTOMERS} customers warmed first (first contacts, not measured), then ${SECONDS} s of returning-only messages per step over ${AGENTS} agents; ${COMPILED ? 'compiled JavaScript' : '--ts-runtime'}.`,
+    `Node ${process.version}, ${os.cpus().length} CPUs, Redis ${CLUSTER ? 'Cluster' : 'single server'}, ${CUSTOMERS} customers warmed first (first contacts, not measured), then ${SECONDS} s of returning-only messages per step over ${AGENTS} agents, INBOUND_PARTITIONS ${args.partitions ?? 8}; ${COMPILED ? 'compiled JavaScript' : '--ts-runtime'}.`,
     `Same-run baselines: bare mongoose insert ${b.mongoInsert.insertsPerSec}/s, bare BullMQ ${b.bullmq.jobsPerSec} jobs/s, bare express ${Math.round(b.express.rps)} req/s.`,
     '',
     line(['workers', 'offered/s', 'delivered/s', '÷ bare insert', 'kept up', 'p50 / p95 / p99 ms webhook → Slack', 'job p50 / p95 ms', 'queue wait p50 / p95 ms', 'DB cmds/msg', 'Redis cmds / round trips per msg (worker)', '(api)', 'CPU ms/msg worker / api', 'load avg']),
@@ -707,7 +709,7 @@ async function mainReturning(emu: Emulators, base: Awaited<ReturnType<typeof bas
   const runs: ReturningRun[] = [];
   for (const w of WORKERS) runs.push(await returningPhase(emu, w));
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const report = { date: new Date().toISOString(), stamp, mode: 'returning-only', node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster' : 'single', secondsPerStep: SECONDS, rates: RATES, customers: CUSTOMERS, agents: AGENTS, runtime: COMPILED ? 'compiled' : 'ts-runtime', baselines: base, runs };
+  const report = { date: new Date().toISOString(), stamp, mode: 'returning-only', inboundPartitions: Number(args.partitions ?? 8), node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster' : 'single', secondsPerStep: SECONDS, rates: RATES, customers: CUSTOMERS, agents: AGENTS, runtime: COMPILED ? 'compiled' : 'ts-runtime', baselines: base, runs };
   const dir = path.join(__dirname, 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, `e2e-returning-${stamp}.json`), JSON.stringify(report, null, 2));
