@@ -31,7 +31,8 @@ type WithScripts = { scriptsSet?: Record<string, { sha: string }> };
 const scriptNames = new Map<string, string>();
 
 function nameOf(client: WithScripts, command: Sendable): string {
-  if (command.name !== 'evalsha' && command.name !== 'eval') return command.name;
+  if (command.name === 'eval') return `eval ${String(command.args[0]).replace(/\s+/g, ' ').trim().slice(0, 40)}`;
+  if (command.name !== 'evalsha') return command.name;
   const sha = String(command.args[0]);
   if (!scriptNames.has(sha)) {
     for (const [name, script] of Object.entries(client.scriptsSet ?? {})) scriptNames.set(script.sha, name);
