@@ -3,6 +3,9 @@ import { Redis } from 'ioredis';
 import { conversationLockKey, withLock, withLockReading } from '../../src/queue/lock';
 import { DeferError } from '../../src/queue/workers';
 import { uniqueName } from '../helpers/env';
+import { startPrivateCluster } from '../helpers/redis-cluster';
+import { createRedisConnection } from '../../src/queue/connection';
+import { conversationKeys } from '../../src/router/hot-state';
 
 const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -117,5 +120,35 @@ describe('withLockReading (the inbound router: lock and copy in two exchanges)',
     });
     expect(await redis.get(key)).toBe('taken-over');
     expect(await redis.get(`${key}:a`)).toBe('v');
+  });
+});
+
+describe('withLockReading on a Redis Cluster', () => {
+  jest.setTimeout(120_000);
+
+  it("the conversation lock and its copy's keys go in one MULTI and one script (one hash slot)", async () => {
+    const cluster = await startPrivateCluster();
+    const client = createRedisConnection(cluster.url, 'worker');
+    try {
+      await cluster.waitOk();
+      const prefix = uniqueName('p');
+      const id = 'c0ffee';
+      const keys = conversationKeys(prefix, id);
+      await client.set(keys.gen, 'G');
+      const seen = await withLockReading(
+        client,
+        conversationLockKey(prefix, id),
+        5_000,
+        [keys.gen, keys.doc],
+        () => client.get(`${prefix}:hot:epoch`),
+        async (values) => ({ result: values, file: { key: keys.doc, value: 'copy', ttlS: 60 } }),
+      );
+      expect(seen).toEqual(['G', null]);
+      expect(await client.get(keys.doc)).toBe('copy');
+      expect(await client.exists(conversationLockKey(prefix, id))).toBe(0);
+    } finally {
+      client.disconnect();
+      await cluster.stop();
+    }
   });
 });
