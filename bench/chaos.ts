@@ -625,6 +625,11 @@ async function main(): Promise<number> {
         ),
       ),
       slackPosts: order.length,
+      /** Slack post calls that carried several messages (a busy channel's waiting messages coalesced), and those messages. */
+      coalesced: (() => {
+        const multi = emu.slack.callsTo('chat.postMessage').map((c) => postKeys((c.args.metadata as { event_payload?: unknown } | undefined)?.event_payload).length).filter((n) => n > 1);
+        return { calls: multi.length, messages: multi.reduce((a, n) => a + n, 0) };
+      })(),
       cards: cardsPerCustomer.size,
       lost: lost.length,
       duplicatePosts,
