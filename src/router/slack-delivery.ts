@@ -113,6 +113,16 @@ function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
   ];
 }
 
+/** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
+function render(post: AgentPost, previousChannel: string | undefined): string {
+  if (post.kind === 'note') return post.text;
+  const switched =
+    previousChannel && post.channel && previousChannel !== post.channel
+      ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
+      : '';
+  return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
+}
+
 /** Tries of one Slack step in place before the flush job fails (and backs off). */
 const INLINE_TRIES = 3;
 /** Short lock, renewed while the flush works: a killed worker blocks its customer for 15 s at most. */
@@ -260,14 +270,8 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     async (id) => (await CurrentThread.findById(id).lean<CurrentThread>()) ?? undefined,
   );
 
-  const cards = createCardPoster({
-    models,
-    slack,
-    redis,
-    prefix,
-    log,
-    noteRateLimit: (channel, err) => noteRateLimit(redis, prefix, channel, err),
-  });
+  const limited = (channel: string, err: unknown) => noteRateLimit(redis, prefix, channel, err);
+  const cards = createCardPoster({ models, slack, redis, prefix, log, noteRateLimit: limited });
   const { postCard } = cards;
 
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
@@ -305,16 +309,6 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     await o.onThreadOpened?.(customerId);
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
     return opened;
-  }
-
-  /** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
-  function render(post: AgentPost, previousChannel: string | undefined): string {
-    if (post.kind === 'note') return post.text;
-    const switched =
-      previousChannel && post.channel && previousChannel !== post.channel
-        ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
-        : '';
-    return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
   }
 
   /**
