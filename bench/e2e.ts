@@ -48,7 +48,7 @@ import { postKeys } from '../src/router/coalesce';
 import { createRedisConnection, deletePrefixedKeys } from '../src/queue/connection';
 import { prefixFor } from '../src/queue/options';
 import { compileForBench } from './lib/compiled';
-import { STAGES, perMessage, withMonitoring, type DbCounts } from './lib/db-monitor';
+import { STAGES, perMessage, type DbCounts } from './lib/db-monitor';
 import {
   admin,
   parseArgs,
@@ -233,7 +233,7 @@ async function phase(emu: Emulators, workers: number) {
   const env = rapportEnv({
     prefix,
     redisUrl: REDIS_URL,
-    mongoUri: withMonitoring(`${MONGO}/rapport_${RUN}_w${workers}`),
+    mongoUri: `${MONGO}/rapport_${RUN}_w${workers}`,
     slackUrl: emu.slack.url,
     twilioUrl: emu.twilio.url,
     graphUrl: emu.graph.url,
