@@ -9,31 +9,30 @@ import { Session } from 'node:inspector';
 import { writeHeapSnapshot } from 'node:v8';
 import { buildApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
-import { monitorConnection, type DbMonitor } from './db-monitor';
+import { monitorCommands, type DbMonitor } from './db-monitor';
 import { monitorRedis } from './redis-monitor';
 
 /**
- * With BENCH_DB_MONITOR=1 (and `monitorCommands=true` in MONGODB_URI), the process counts its
- * database commands and answers the benchmark over IPC: `{ db: 'reset' }` clears the counts,
- * `{ db: 'snapshot', id }` is answered with `{ dbCounts, id }`.
+ * With BENCH_DB_MONITOR=1 the process counts its database commands (db-monitor.ts) and answers the
+ * benchmark over IPC: `{ db: 'reset' }` clears the counts, `{ db: 'snapshot', id }` is answered with
+ * `{ dbCounts, id }`.
  */
-function answerDbRequests(app: ReturnType<typeof buildApp>): void {
-  let monitor: DbMonitor | undefined;
+function answerDbRequests(): void {
+  const monitor: DbMonitor = monitorCommands();
   // Redis commands (client side, bench/lib/redis-monitor.ts) and the process's CPU time are counted
   // over the same window as the database commands.
   const redis = monitorRedis();
   let cpuFrom = process.cpuUsage();
-  void app.mongo.ready.then(() => (monitor = monitorConnection(app.mongo.connection)));
   process.on('message', (m: { db?: 'reset' | 'snapshot'; id?: number }) => {
     if (m?.db === 'reset') {
-      monitor?.reset();
+      monitor.reset();
       redis.reset();
       cpuFrom = process.cpuUsage();
     }
     if (m?.db === 'snapshot') {
       const cpu = process.cpuUsage(cpuFrom);
       process.send?.({
-        dbCounts: { ...(monitor?.snapshot() ?? { total: 0, byCommand: {} }), redis: redis.snapshot(), cpuMs: Math.round((cpu.user + cpu.system) / 1000) },
+        dbCounts: { ...monitor.snapshot(), redis: redis.snapshot(), cpuMs: Math.round((cpu.user + cpu.system) / 1000) },
         id: m.id,
       });
     }
@@ -103,7 +102,7 @@ function profileAllocations(role: string): (() => void) | undefined {
 export function runRole(role: Extract<Role, 'api' | 'worker'>): void {
   const config = loadConfig(process.env);
   const app = buildApp(config, { role });
-  if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests(app);
+  if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests();
   answerMemoryRequests();
   answerCpuProfileRequests();
   const stopProfile = profileAllocations(role);
