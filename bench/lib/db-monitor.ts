@@ -47,10 +47,12 @@ export function withMonitoring(uri: string): string {
   return `${uri}${uri.includes('?') ? '&' : '?'}monitorCommands=true`;
 }
 
-/** Counts of commands by "command collection" since the last reset. */
+/** Counts of commands by "command collection" since the last reset, and their summed time (ms). */
 export interface DbCounts {
   total: number;
   byCommand: Record<string, number>;
+  /** Summed driver-measured duration (`commandSucceeded`/`commandFailed`) per "command collection". */
+  msByCommand?: Record<string, number>;
 }
 
 export interface DbMonitor {
@@ -69,16 +71,28 @@ function collectionOf(commandName: string, command: Record<string, unknown>): st
  * called (mongoose creates it there); call this after `app.mongo.ready`.
  */
 export function monitorConnection(connection: Connection): DbMonitor {
-  let counts: DbCounts = { total: 0, byCommand: {} };
-  connection.getClient().on('commandStarted', (e: { commandName: string; command: Record<string, unknown> }) => {
+  let counts = { total: 0, byCommand: {} as Record<string, number>, msByCommand: {} as Record<string, number> };
+  // The started event names the collection; the finished one carries the duration.
+  const started = new Map<number, string>();
+  const client = connection.getClient();
+  client.on('commandStarted', (e: { commandName: string; command: Record<string, unknown>; requestId: number }) => {
     if (HOUSEKEEPING.has(e.commandName)) return;
     const k = `${e.commandName} ${collectionOf(e.commandName, e.command)}`;
+    started.set(e.requestId, k);
     counts.total++;
     counts.byCommand[k] = (counts.byCommand[k] ?? 0) + 1;
   });
+  const finished = (e: { requestId: number; duration: number }) => {
+    const k = started.get(e.requestId);
+    if (k === undefined) return;
+    started.delete(e.requestId);
+    counts.msByCommand[k] = (counts.msByCommand[k] ?? 0) + e.duration;
+  };
+  client.on('commandSucceeded', finished);
+  client.on('commandFailed', finished);
   return {
-    snapshot: () => ({ total: counts.total, byCommand: { ...counts.byCommand } }),
-    reset: () => void (counts = { total: 0, byCommand: {} }),
+    snapshot: () => ({ total: counts.total, byCommand: { ...counts.byCommand }, msByCommand: { ...counts.msByCommand } }),
+    reset: () => void (counts = { total: 0, byCommand: {}, msByCommand: {} }),
   };
 }
 
@@ -86,9 +100,17 @@ export function monitorConnection(connection: Connection): DbMonitor {
 export function perMessage(
   parts: { role: 'api' | 'worker'; counts: DbCounts }[],
   messages: number,
-): { total: number; stages: Record<Stage, number>; byCommand: Record<string, number>; messages: number } {
+): {
+  total: number;
+  stages: Record<Stage, number>;
+  byCommand: Record<string, number>;
+  /** Mean ms per call of each "command collection", slowest total first (where the database time goes). */
+  msPerCall: Record<string, { calls: number; meanMs: number; totalMs: number }>;
+  messages: number;
+} {
   const stages = Object.fromEntries(STAGES.map((s) => [s, 0])) as Record<Stage, number>;
   const byCommand: Record<string, number> = {};
+  const ms: Record<string, number> = {};
   let total = 0;
   for (const { role, counts } of parts) {
     for (const [k, n] of Object.entries(counts.byCommand)) {
@@ -96,9 +118,15 @@ export function perMessage(
       stages[stageOf(role, command, collection)] += n;
       const label = role === 'api' ? `api: ${k}` : k;
       byCommand[label] = (byCommand[label] ?? 0) + n;
+      ms[label] = (ms[label] ?? 0) + (counts.msByCommand?.[k] ?? 0);
       total += n;
     }
   }
+  const msPerCall = Object.fromEntries(
+    Object.entries(ms)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, t]) => [k, { calls: byCommand[k] ?? 0, meanMs: Math.round((t / (byCommand[k] || 1)) * 10) / 10, totalMs: Math.round(t) }]),
+  );
   const per = (n: number) => (messages > 0 ? Math.round((n / messages) * 100) / 100 : NaN);
   return {
     messages,
@@ -109,5 +137,6 @@ export function perMessage(
         .sort((a, b) => b[1] - a[1])
         .map(([k, n]) => [k, per(n)]),
     ),
+    msPerCall,
   };
 }
