@@ -17,10 +17,11 @@
  *   `RECENT_MS`.
  * - A conversation reopening counts for its owner the same way (the inbound router).
  *
- * What the counts miss until the next snapshot (at most `maxAgeMs`): closes, merges, erasures and a
- * handoff's previous owner still count (too high: an agent may get a new customer up to `maxAgeMs`
- * later than possible, never too many); an undone merge does not count yet (too low by that
- * customer, for at most `maxAgeMs`). Which agents may be picked is never from here: the
+ * A merge, an undo, a link or an erasure replaces the identity epoch (src/identity/cache.ts): the next
+ * pick sees the snapshot's epoch is not the current one and rebuilds before it picks, so those are
+ * counted right at once. What the counts miss until the next snapshot (at most `maxAgeMs`): closes
+ * and a handoff's previous owner still count (too high: an agent may get a new customer up to
+ * `maxAgeMs` later than possible, never too many). Which agents may be picked is never from here: the
  * candidates (active, available, capacity) come from the agents' records.
  *
  * All keys share the `{owner-load}` hash slot (one script, safe on Redis Cluster).
@@ -34,6 +35,7 @@ const REBUILD_LOCK_MS = 30_000;
 /** The counts key outlives idle periods without staying forever once a prefix is abandoned. */
 const COUNTS_TTL_MS = 24 * 3600_000;
 const BUILT = '@built';
+const EPOCH = '@epoch';
 
 export interface LoadCandidate {
   id: string;
@@ -48,7 +50,11 @@ export interface OwnerLoad {
    * capacity, else the least-loaded. With `customerId`, reserves a place for that customer with the
    * chosen agent in the same atomic step. Undefined when the snapshot is missing (build it first).
    */
-  pick(candidates: LoadCandidate[], customerId?: string): Promise<{ id?: string; rebuild: boolean } | undefined>;
+  pick(
+    candidates: LoadCandidate[],
+    epoch: string,
+    customerId?: string,
+  ): Promise<{ id?: string; rebuild: boolean; first?: boolean } | undefined>;
   /** Undoes a reservation whose assignment lost to another one. */
   release(customerId: string, agentId: string): Promise<void>;
   /** The customer now belongs to `agentId` (a handoff): counted for them at once. */
@@ -57,8 +63,11 @@ export interface OwnerLoad {
   recent(): Promise<Map<string, string>>;
   /** These customers' conversations show their owner in the database now: count them from there. */
   settle(settled: Map<string, string>): Promise<void>;
-  /** Stores `counts` (the database's, recent customers left out) plus the recent customers. */
-  store(counts: Map<string, number>): Promise<void>;
+  /**
+   * Stores `counts` (the database's, recent customers left out) plus the recent customers, as of
+   * `epoch` (the identity epoch read before the database).
+   */
+  store(counts: Map<string, number>, epoch: string): Promise<void>;
   /** Whether this process may rebuild now (one at a time); `store` releases it. */
   claimRebuild(): Promise<boolean>;
   /** The current counts (tests and the admin view), undefined when there is no snapshot. */
@@ -67,11 +76,16 @@ export interface OwnerLoad {
 
 /**
  * KEYS: counts, recent (zset customer → ms), recent owners (hash customer → agent), rebuild lock.
- * ARGV: customer ('' = no reservation), max age ms, lock ms, then id, available (1/0), capacity per
- * candidate in tie order. Returns {chosen id or '', rebuild 1/0}, or {'!missing'}.
+ * ARGV: customer ('' = no reservation), max age ms, lock ms, identity epoch ('*': not checked), then id, available
+ * (1/0), capacity per candidate in tie order. Returns {chosen id or '', rebuild 1/0}, {'!missing'},
+ * or {'!epoch'} when a merge, undo, link or erasure happened since the snapshot and this caller
+ * holds the rebuild lock: rebuild first, then pick.
  */
 const PICK = `
 if redis.call('exists', KEYS[1]) == 0 then return {'!missing', 0} end
+if ARGV[4] ~= '*' and redis.call('hget', KEYS[1], '${EPOCH}') ~= ARGV[4] and redis.call('set', KEYS[4], '1', 'NX', 'PX', tonumber(ARGV[3])) then
+  return {'!epoch', 1}
+end
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[1] ~= '' then
@@ -80,7 +94,7 @@ if ARGV[1] ~= '' then
   if prev then redis.call('hincrby', KEYS[1], prev, -1) end
 end
 local best, bestN, any, anyN
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local id = ARGV[i]
   local n = tonumber(redis.call('hget', KEYS[1], id) or '0')
   if ARGV[i + 1] == '1' and n < tonumber(ARGV[i + 2]) and (best == nil or n < bestN) then best, bestN = id, n end
@@ -149,7 +163,8 @@ end
 return 1`;
 
 /**
- * KEYS: counts, recent, recent owners, lock. ARGV: counts ttl ms, then agent, count pairs. The
+ * KEYS: counts, recent, recent owners, lock. ARGV: counts ttl ms, the identity epoch read before
+ * the database, then agent, count pairs. The
  * database's counts plus every customer reserved now (those reserved since the recent list was read
  * may be in both: counted twice until the next snapshot, the safe side).
  */
@@ -157,8 +172,8 @@ const STORE = `
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('del', KEYS[1])
-redis.call('hset', KEYS[1], '${BUILT}', now)
-for i = 2, #ARGV, 2 do redis.call('hincrby', KEYS[1], ARGV[i], tonumber(ARGV[i + 1])) end
+redis.call('hset', KEYS[1], '${BUILT}', now, '${EPOCH}', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('hincrby', KEYS[1], ARGV[i], tonumber(ARGV[i + 1])) end
 for _, c in ipairs(redis.call('zrange', KEYS[2], 0, -1)) do
   local a = redis.call('hget', KEYS[3], c)
   if a then redis.call('hincrby', KEYS[1], a, 1) end
@@ -175,7 +190,7 @@ export function createOwnerLoad(redis: RedisClient, prefix: string, maxAgeMs: nu
     lock: `${prefix}:{owner-load}:rebuild`,
   };
   return {
-    async pick(candidates, customerId) {
+    async pick(candidates, epoch, customerId) {
       const args = candidates.flatMap((c) => [c.id, c.available ? '1' : '0', String(c.capacity)]);
       const [chosen, rebuild] = (await redis.eval(
         PICK,
@@ -187,9 +202,11 @@ export function createOwnerLoad(redis: RedisClient, prefix: string, maxAgeMs: nu
         customerId ?? '',
         String(maxAgeMs),
         String(REBUILD_LOCK_MS),
+        epoch,
         ...args,
       )) as [string, number];
       if (chosen === '!missing') return undefined;
+      if (chosen === '!epoch') return { rebuild: true, first: true };
       return { ...(chosen ? { id: chosen } : {}), rebuild: rebuild === 1 };
     },
     async release(customerId, agentId) {
@@ -207,9 +224,9 @@ export function createOwnerLoad(redis: RedisClient, prefix: string, maxAgeMs: nu
     async settle(settled) {
       if (settled.size > 0) await redis.eval(SETTLE, 2, k.recent, k.owners, ...[...settled].flat());
     },
-    async store(counts) {
+    async store(counts, epoch) {
       const pairs = [...counts].flatMap(([id, n]) => [id, String(n)]);
-      await redis.eval(STORE, 4, k.counts, k.recent, k.owners, k.lock, String(COUNTS_TTL_MS), ...pairs);
+      await redis.eval(STORE, 4, k.counts, k.recent, k.owners, k.lock, String(COUNTS_TTL_MS), epoch, ...pairs);
     },
     async claimRebuild() {
       return (await redis.set(k.lock, '1', 'PX', REBUILD_LOCK_MS, 'NX')) === 'OK';

@@ -211,6 +211,8 @@ export function createOwnership(
    * the database's count).
    */
   async function rebuildLoad(): Promise<void> {
+    // The epoch before the database (as every hot copy): a merge after this read replaces it again.
+    const epoch = await currentToken(redis, epochKey(prefix));
     const recent = await load.recent();
     const written =
       recent.size === 0
@@ -223,7 +225,7 @@ export function createOwnership(
       written.filter((c) => recent.get(String(c._id)) === c.ownerAgentId).map((c) => [String(c._id), c.ownerAgentId!]),
     );
     await load.settle(settled);
-    await load.store(await databaseCounts([...recent.keys()].filter((id) => !settled.has(id))));
+    await load.store(await databaseCounts([...recent.keys()].filter((id) => !settled.has(id))), epoch);
   }
 
   /**
@@ -242,11 +244,15 @@ export function createOwnership(
       available: a.status === 'available',
       capacity: a.capacity ?? 0,
     }));
-    let picked = await load.pick(candidates, customerId);
-    if (!picked) {
-      // No counts yet (a fresh Redis): every process needing them builds them; each result is valid.
+    const epoch = (await redis.get(epochKey(prefix))) ?? '';
+    let picked = await load.pick(candidates, epoch, customerId);
+    if (!picked || picked.first) {
+      // No counts yet (a fresh Redis: every process needing them builds them; each result is
+      // valid), or a merge, undo, link or erasure since the snapshot (this process holds the lock).
       await rebuildLoad();
-      picked = await load.pick(candidates, customerId);
+      picked = await load.pick(candidates, (await redis.get(epochKey(prefix))) ?? '', customerId);
+      // Another identity change meanwhile: pick from these counts; the next pick rebuilds.
+      if (picked?.first) picked = await load.pick(candidates, '*', customerId);
       if (!picked) throw new Error('owner load counts missing right after they were stored');
     }
     // The pick stands on the counts it read; a failed rebuild leaves them (and the lock) to expire.
