@@ -32,9 +32,15 @@ const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
 /** An agent's gen token (what the card refresh records, src/router/card-updates.ts). */
 export const agentGenKey = genKey;
 
-/** An agent's record changed (status, away, backup, name, active): call after the database write. */
+/** The team's token: the active agents' list (the owner pick's candidates) is filed under it. */
+const teamGenKey = (prefix: string) => `${prefix}:hot:{agents}:gen`;
+
+/**
+ * An agent's record changed (status, away, backup, name, active) or an agent was created: call
+ * after the database write. Replaces the agent's token and the team's (two slots, two commands).
+ */
 export async function agentChanged(redis: RedisClient, prefix: string, id: string | { toString(): string }) {
-  await replaceToken(redis, genKey(prefix, String(id)));
+  await Promise.all([replaceToken(redis, genKey(prefix, String(id))), replaceToken(redis, teamGenKey(prefix))]);
 }
 
 export interface HotRecords<T> {
@@ -115,6 +121,14 @@ export function createHotAgents(
   load: (id: string) => Promise<Agent | undefined>,
 ): HotRecords<Agent> {
   return createHotRecords(redis, (id) => ({ gen: genKey(prefix, id), doc: `${prefix}:hot:{a:${id}}:doc` }), load);
+}
+
+/**
+ * The active agents (the owner pick's candidates, with status and capacity), one entry for the team:
+ * `agentChanged` invalidates it, so a deactivated or away agent is out of it once their write is.
+ */
+export function createHotTeam(redis: RedisClient, prefix: string, load: () => Promise<Agent[]>): HotRecords<Agent[]> {
+  return createHotRecords(redis, () => ({ gen: teamGenKey(prefix), doc: `${prefix}:hot:{agents}:doc` }), load);
 }
 
 /**

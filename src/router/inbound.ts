@@ -189,6 +189,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
       { $set: { ...set, ...(agent ? { ownerAgentId } : {}) } },
       { upsert: true },
     );
+    // A conversation (re)opening counts for its owner in the pick's shared counts at once.
+    if (before?.open !== true && ownerAgentId) await ownership.reopened(customerId, ownerAgentId);
     return { hot: { conversation, stored: changes.lastCustomerMessageAt }, tokens: writing };
   }
 
@@ -221,6 +223,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
       const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
         customer,
         syncUnchanged: false,
+        syncChanged: false,
       });
       // One writer at a time on the conversation document (see src/queue/lock.ts). The lock is taken
       // with a read of the conversation's copy, and released with the copy filed: two exchanges.
