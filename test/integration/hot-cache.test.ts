@@ -9,7 +9,7 @@ import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/env';
 import { startWorld, type World } from '../helpers/world';
 import { hotCustomerOf } from '../../src/identity/cache';
-import { scanKeys } from '../../src/queue/connection';
+import { createRedisConnection, scanKeys } from '../../src/queue/connection';
 import { epochKey } from '../../src/identity/cache';
 import { prefixFor } from '../../src/queue/options';
 import { ERASURE_RESUME_SCHEDULER, MAINTENANCE_QUEUE } from '../../src/privacy/retention';
@@ -191,7 +191,7 @@ describe('the hot-state cache', () => {
 describe('the minutely erasure resume', () => {
   it('keeps the identity epoch (and so every hot copy) when no erasure is unfinished', async () => {
     const redis = w.t.app.redis;
-    const connection = redis.duplicate();
+    const connection = createRedisConnection(w.t.app.config.redisUrl, 'worker');
     const queue = new Queue(MAINTENANCE_QUEUE, {
       connection,
       prefix: prefixFor(MAINTENANCE_QUEUE, prefix(), connection),
