@@ -45,6 +45,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildApp, type RapportApp } from '../src/app';
 import { loadConfig } from '../src/config';
+import { postKeys } from '../src/router/coalesce';
 import { createRedisConnection } from '../src/queue/connection';
 import { ferretdbBinary, freePort, waitForPort } from '../test/helpers/services';
 import {
@@ -374,11 +375,14 @@ async function main(): Promise<number> {
     });
     const replying = replies.run(REPLIES, SECONDS, () => sending);
 
-    /** Slack posts of customer messages (metadata `rapport_post`, payload key = the webhook's key), in arrival order. */
+    /**
+     * Slack posts of customer messages (metadata `rapport_post`, payload key = the webhook's key), in arrival order:
+     * a post that coalesced several messages counts once for each key it carries (`parts`), in its order.
+     */
     const postCalls = () =>
       emu.slack.callsTo('chat.postMessage').flatMap((c) => {
-        const meta = c.args.metadata as { event_type?: string; event_payload?: { key?: string } } | undefined;
-        return meta?.event_type === 'rapport_post' && meta.event_payload?.key ? [{ key: meta.event_payload.key, at: c.at }] : [];
+        const meta = c.args.metadata as { event_type?: string; event_payload?: unknown } | undefined;
+        return meta?.event_type === 'rapport_post' ? postKeys(meta.event_payload).map((key) => ({ key, at: c.at })) : [];
       });
 
     // Chaos while sending.
@@ -621,6 +625,11 @@ async function main(): Promise<number> {
         ),
       ),
       slackPosts: order.length,
+      /** Slack post calls that carried several messages (a busy channel's waiting messages coalesced), and those messages. */
+      coalesced: (() => {
+        const multi = emu.slack.callsTo('chat.postMessage').map((c) => postKeys((c.args.metadata as { event_payload?: unknown } | undefined)?.event_payload).length).filter((n) => n > 1);
+        return { calls: multi.length, messages: multi.reduce((a, n) => a + n, 0) };
+      })(),
       cards: cardsPerCustomer.size,
       lost: lost.length,
       duplicatePosts,

@@ -44,10 +44,11 @@ import express from 'express';
 import mongoose, { Schema } from 'mongoose';
 import { buildApp } from '../src/app';
 import { loadConfig } from '../src/config';
+import { postKeys } from '../src/router/coalesce';
 import { createRedisConnection, deletePrefixedKeys } from '../src/queue/connection';
 import { prefixFor } from '../src/queue/options';
 import { compileForBench } from './lib/compiled';
-import { STAGES, perMessage, withMonitoring, type DbCounts } from './lib/db-monitor';
+import { STAGES, perMessage, type DbCounts } from './lib/db-monitor';
 import {
   admin,
   parseArgs,
@@ -115,14 +116,14 @@ async function runSender(base: string, requests: SignedRequest[], rate: number) 
   }
 }
 
-/** Slack post receive time per message key, from the emulator's call log. */
+/** Slack post receive time per message key, from the emulator's call log (every key of a coalesced post). */
 function postTimes(emu: Emulators): Map<string, number> {
   const out = new Map<string, number>();
   for (const call of emu.slack.callsTo('chat.postMessage')) {
     if (call.rateLimited) continue;
-    const meta = call.args.metadata as { event_type?: string; event_payload?: { key?: string } } | undefined;
-    const key = meta?.event_type === 'rapport_post' ? meta.event_payload?.key : undefined;
-    if (key && !out.has(key)) out.set(key, call.at);
+    const meta = call.args.metadata as { event_type?: string; event_payload?: unknown } | undefined;
+    const keys = meta?.event_type === 'rapport_post' ? postKeys(meta.event_payload) : [];
+    for (const key of keys) if (!out.has(key)) out.set(key, call.at);
   }
   return out;
 }
@@ -232,7 +233,7 @@ async function phase(emu: Emulators, workers: number) {
   const env = rapportEnv({
     prefix,
     redisUrl: REDIS_URL,
-    mongoUri: withMonitoring(`${MONGO}/rapport_${RUN}_w${workers}`),
+    mongoUri: `${MONGO}/rapport_${RUN}_w${workers}`,
     slackUrl: emu.slack.url,
     twilioUrl: emu.twilio.url,
     graphUrl: emu.graph.url,

@@ -1,14 +1,18 @@
 /**
- * Database command counting for the benchmarks: the MongoDB driver's command monitoring
- * (`monitorCommands=true` in the connection string, `commandStarted` events on the client), counted
- * by command name and collection, and attributed to a pipeline stage by the collection (and, for the
- * Slack outbox, the command) it touches. Used in every process that runs Rapport during bench/e2e:
- * the api (in the benchmark's own process) and the worker children (bench/lib/role.ts, over IPC).
+ * Database command counting for the benchmarks: every command the process's MongoDB driver sends,
+ * counted by command name and collection, and attributed to a pipeline stage by the collection (and,
+ * for the Slack outbox, the command) it touches. Used in the api and worker processes of bench/e2e
+ * (bench/lib/role.ts, answering over IPC).
+ *
+ * The count wraps the driver's `Connection.prototype.command` (what its `commandStarted` event
+ * reports) instead of turning command monitoring on (`monitorCommands=true`): monitoring also builds
+ * a CommandSucceededEvent per reply with the reply decoded in full — for a cursor a second decode of
+ * its whole batch, ~9 % of the worker's allocations in the 2026-12-07 profile — which Rapport does not
+ * pay in production and which inflated the worker's RSS the benchmark reports.
  *
  * The stage map is by collection, not by call site: a `find` on `customers` counts as identity even
  * when the router made it. The per-command table (`byCommand`) says exactly what was paid.
  */
-import type { Connection } from 'mongoose';
 
 export const STAGES = ['intake', 'identity', 'store', 'routing', 'slackFlush', 'other'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -42,11 +46,6 @@ export function stageOf(processRole: 'api' | 'worker', command: string, collecti
   return COLLECTION_STAGE[collection] ?? 'other';
 }
 
-/** `uri` with `monitorCommands=true` added (the driver accepts it as a connection-string option). */
-export function withMonitoring(uri: string): string {
-  return `${uri}${uri.includes('?') ? '&' : '?'}monitorCommands=true`;
-}
-
 /** Counts of commands by "command collection" since the last reset. */
 export interface DbCounts {
   total: number;
@@ -64,18 +63,33 @@ function collectionOf(commandName: string, command: Record<string, unknown>): st
   return typeof target === 'string' ? target : '-';
 }
 
+type CommandFn = (this: unknown, ns: unknown, command: Record<string, unknown>, ...rest: unknown[]) => Promise<unknown>;
+
 /**
- * Starts counting the commands `connection`'s client sends. The client exists once `openUri` was
- * called (mongoose creates it there); call this after `app.mongo.ready`.
+ * The driver's Connection class (the one mongodb package of this tree; mongoose has no copy of its
+ * own). An internal module, so no types and no ES import: `require` also loads it through whatever
+ * module registry loaded mongoose (Jest's in the test).
  */
-export function monitorConnection(connection: Connection): DbMonitor {
+function driverConnection(): { prototype: { command: CommandFn } } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- an internal module without types (see above)
+  return (require('mongodb/lib/cmap/connection') as { Connection: { prototype: { command: CommandFn } } }).Connection;
+}
+
+/** Starts counting the commands this process's MongoDB driver sends (once per process). */
+export function monitorCommands(): DbMonitor {
   let counts: DbCounts = { total: 0, byCommand: {} };
-  connection.getClient().on('commandStarted', (e: { commandName: string; command: Record<string, unknown> }) => {
-    if (HOUSEKEEPING.has(e.commandName)) return;
-    const k = `${e.commandName} ${collectionOf(e.commandName, e.command)}`;
-    counts.total++;
-    counts.byCommand[k] = (counts.byCommand[k] ?? 0) + 1;
-  });
+  const proto = driverConnection().prototype;
+  const command = proto.command;
+  proto.command = function countedCommand(ns, cmd, ...rest) {
+    // The command's name is its first key (as the driver's own CommandStartedEvent takes it).
+    const name = Object.keys(cmd)[0] ?? '-';
+    if (!HOUSEKEEPING.has(name)) {
+      const k = `${name} ${collectionOf(name, cmd)}`;
+      counts.total++;
+      counts.byCommand[k] = (counts.byCommand[k] ?? 0) + 1;
+    }
+    return command.call(this, ns, cmd, ...rest);
+  };
   return {
     snapshot: () => ({ total: counts.total, byCommand: { ...counts.byCommand } }),
     reset: () => void (counts = { total: 0, byCommand: {} }),

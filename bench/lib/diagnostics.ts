@@ -9,6 +9,7 @@
 import { Cluster } from 'ioredis';
 import mongoose from 'mongoose';
 import { createRedisConnection } from '../../src/queue/connection';
+import { postKeys } from '../../src/router/coalesce';
 import type { Emulators } from './world';
 
 export interface DeadLetters {
@@ -102,7 +103,7 @@ export async function explainLostReplies(
           at: new Date(c.at).toISOString().slice(11, 23),
           name: c.args.name,
           thread_ts: c.args.thread_ts,
-          key: (c.args.metadata as { event_payload?: { key?: string } } | undefined)?.event_payload?.key,
+          keys: postKeys((c.args.metadata as { event_payload?: unknown } | undefined)?.event_payload),
           rateLimited: c.rateLimited,
         }));
       out.push({ ts: r.ts, threadTs: r.threadTs, send, notes, thread, slack });

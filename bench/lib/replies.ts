@@ -8,6 +8,7 @@
  * - duplicate: delivered more than once; silently lost: neither delivered nor told.
  */
 import { randomBytes } from 'node:crypto';
+import { postKeys } from '../../src/router/coalesce';
 import { signedSlack, slackEventCallback, slackMessage } from '../../src/sandbox/wire-builders';
 import type { Emulators } from './world';
 
@@ -113,10 +114,11 @@ export function createReplyDriver(o: ReplyDriverOptions) {
   function notedSendKeys(): Set<string> {
     const keys = new Set<string>();
     for (const c of o.emu.slack.callsTo('chat.postMessage')) {
-      const meta = c.args.metadata as { event_payload?: { key?: string } } | undefined;
-      const key = meta?.event_payload?.key;
-      const match = key ? /^send-note:(slack:[^:]+:[^:]+):/.exec(key) : null;
-      if (match?.[1]) keys.add(match[1]);
+      const meta = c.args.metadata as { event_payload?: unknown } | undefined;
+      for (const key of postKeys(meta?.event_payload)) {
+        const match = /^send-note:(slack:[^:]+:[^:]+):/.exec(key);
+        if (match?.[1]) keys.add(match[1]);
+      }
     }
     return keys;
   }

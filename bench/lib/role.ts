@@ -9,19 +9,18 @@ import { Session } from 'node:inspector';
 import { writeHeapSnapshot } from 'node:v8';
 import { buildApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
-import { monitorConnection, type DbMonitor } from './db-monitor';
+import { monitorCommands, type DbMonitor } from './db-monitor';
 
 /**
- * With BENCH_DB_MONITOR=1 (and `monitorCommands=true` in MONGODB_URI), the process counts its
- * database commands and answers the benchmark over IPC: `{ db: 'reset' }` clears the counts,
- * `{ db: 'snapshot', id }` is answered with `{ dbCounts, id }`.
+ * With BENCH_DB_MONITOR=1 the process counts its database commands (db-monitor.ts) and answers the
+ * benchmark over IPC: `{ db: 'reset' }` clears the counts, `{ db: 'snapshot', id }` is answered with
+ * `{ dbCounts, id }`.
  */
-function answerDbRequests(app: ReturnType<typeof buildApp>): void {
-  let monitor: DbMonitor | undefined;
-  void app.mongo.ready.then(() => (monitor = monitorConnection(app.mongo.connection)));
+function answerDbRequests(): void {
+  const monitor: DbMonitor = monitorCommands();
   process.on('message', (m: { db?: 'reset' | 'snapshot'; id?: number }) => {
-    if (m?.db === 'reset') monitor?.reset();
-    if (m?.db === 'snapshot') process.send?.({ dbCounts: monitor?.snapshot() ?? { total: 0, byCommand: {} }, id: m.id });
+    if (m?.db === 'reset') monitor.reset();
+    if (m?.db === 'snapshot') process.send?.({ dbCounts: monitor.snapshot(), id: m.id });
   });
 }
 
@@ -62,7 +61,7 @@ function profileAllocations(role: string): (() => void) | undefined {
 export function runRole(role: Extract<Role, 'api' | 'worker'>): void {
   const config = loadConfig(process.env);
   const app = buildApp(config, { role });
-  if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests(app);
+  if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests();
   answerMemoryRequests();
   const stopProfile = profileAllocations(role);
   let closing = false;

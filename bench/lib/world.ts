@@ -189,9 +189,12 @@ process.on('exit', () => {
  * JavaScript like production; without it the TypeScript is compiled at load time (@swc-node/register).
  */
 function spawnScript(script: string, env: Record<string, string>, compiled?: string): ChildProcess {
+  // BENCH_NODE_FLAGS (diagnosis): node flags for the api and worker processes only, e.g. `--trace-gc`
+  // (which NODE_OPTIONS refuses) without tracing the benchmark and the load generator too.
+  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f.length > 0);
   const argv = compiled
-    ? [path.join(compiled, 'bench/lib', script.replace(/\.ts$/, '.js'))]
-    : ['-r', '@swc-node/register', path.join(__dirname, script)];
+    ? [...flags, path.join(compiled, 'bench/lib', script.replace(/\.ts$/, '.js'))]
+    : [...flags, '-r', '@swc-node/register', path.join(__dirname, script)];
   const child = spawn(process.execPath, argv, {
     env: { ...process.env, ...env },
     // The IPC channel carries `{ ready: true }` once the process handles SIGTERM (see `whenReady`), and

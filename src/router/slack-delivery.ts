@@ -13,7 +13,9 @@
  *   in the thread (`conversations.replies`) before posting again. A post is marked once, after it is
  *   out: its ts and `posted` together, the marks of one flush in one command.
  * - Slack's rate limit is per channel: a 429 records "wait until" for that channel in Redis (shared
- *   by every worker process) and defers only the customers whose thread is in that channel.
+ *   by every worker process) and defers only the customers whose thread is in that channel. While a
+ *   channel is busy (refused within the last minute), a customer's waiting messages go out together,
+ *   one post carrying every message's key (coalesce.ts); each is marked with that post's ts.
  */
 import type { Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
@@ -32,6 +34,7 @@ import { createCardPoster } from './card-post';
 import { channelLabel } from './texts';
 import { createHotThreads } from './hot-state';
 import { createPostAttempts } from './post-attempts';
+import { channelBusy, groupPosts, markChannelBusy, postPayload, renderGroup } from './coalesce';
 
 export const POST_EVENT_TYPE = 'rapport_post';
 
@@ -82,7 +85,9 @@ export async function noteRateLimit(
 ): Promise<void> {
   if (err instanceof SlackApiError && err.slackError === 'ratelimited') {
     const wait = err.retryAfterMs ?? 1_000;
+    // Two keys, two commands (a MULTI of both would cross Redis Cluster slots).
     await redis.set(channelWaitKey(prefix, channel), '1', 'PX', wait);
+    await markChannelBusy(redis, prefix, channel);
     throw new DeferError(wait, `slack channel ${channel} rate limited for ${wait} ms`);
   }
 }
@@ -106,6 +111,16 @@ function buttonBlocks(text: string, button: AgentPostButton): unknown[] {
       ],
     },
   ];
+}
+
+/** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
+function render(post: AgentPost, previousChannel: string | undefined): string {
+  if (post.kind === 'note') return post.text;
+  const switched =
+    previousChannel && post.channel && previousChannel !== post.channel
+      ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
+      : '';
+  return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
 }
 
 /** Tries of one Slack step in place before the flush job fails (and backs off). */
@@ -255,14 +270,8 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     async (id) => (await CurrentThread.findById(id).lean<CurrentThread>()) ?? undefined,
   );
 
-  const cards = createCardPoster({
-    models,
-    slack,
-    redis,
-    prefix,
-    log,
-    noteRateLimit: (channel, err) => noteRateLimit(redis, prefix, channel, err),
-  });
+  const limited = (channel: string, err: unknown) => noteRateLimit(redis, prefix, channel, err);
+  const cards = createCardPoster({ models, slack, redis, prefix, log, noteRateLimit: limited });
   const { postCard } = cards;
 
   /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
@@ -302,42 +311,44 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     return opened;
   }
 
-  /** A note is Rapport's own mrkdwn (its writer escaped what it quotes); a message is the customer's. */
-  function render(post: AgentPost, previousChannel: string | undefined): string {
-    if (post.kind === 'note') return post.text;
-    const switched =
-      previousChannel && post.channel && previousChannel !== post.channel
-        ? `:twisted_rightwards_arrows: _now writing on ${channelLabel(post.channel)}_\n`
-        : '';
-    return `${switched}*[${channelLabel(post.channel)}]* ${escapeSlackText(post.text)}`;
-  }
-
   /**
-   * The post's text, exactly once: its key rides as the message metadata, and a post an earlier try
-   * may have made (post-attempts.ts) is looked up in the thread first. Returns its ts.
+   * The text of `posts` (one group of groupPosts, or the part of it still to post), exactly once, as
+   * one Slack post: every post's key rides in the message metadata, and when an earlier try may have
+   * made any of them (post-attempts.ts) the thread is read first (one read for all) and what it
+   * carries is not posted again. Returns key → ts of each post.
    */
-  async function postText(
-    post: AgentPost,
+  async function postTexts(
+    group: AgentPost[],
     thread: ThreadRef,
     lastPostedChannel: string | undefined,
     triedBefore: boolean,
-  ): Promise<string> {
-    if (await attempts.begin(post, triedBefore || post.attemptedAt !== undefined)) {
-      const found = await slack.findInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', post.key);
-      if (found) return found;
+  ): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    let rest = group;
+    const earlier = await Promise.all(
+      group.map((p) => attempts.begin(p, triedBefore || p.attemptedAt !== undefined)),
+    );
+    if (earlier.some(Boolean)) {
+      const keys = group.map((p) => p.key);
+      const found = await slack.findAllInThread(thread.channel, thread.ts, POST_EVENT_TYPE, 'key', keys);
+      for (const [key, ts] of found) out.set(key, ts);
+      rest = group.filter((p) => !found.has(p.key));
     }
+    if (rest.length === 0) return out;
+    const first = rest[0]!;
     try {
-      const text = render(post, lastPostedChannel);
+      const text = renderGroup(group, rest, render, lastPostedChannel);
       const { ts } = await slack.postMessage({
         channel: thread.channel,
         threadTs: thread.ts,
         text,
-        ...(post.button ? { blocks: buttonBlocks(text, post.button) } : {}),
-        username: post.username === undefined ? undefined : escapeSlackText(post.username),
-        iconEmoji: post.kind === 'note' ? ':memo:' : undefined,
-        metadata: { eventType: POST_EVENT_TYPE, payload: { key: post.key } },
+        ...(first.button && rest.length === 1 ? { blocks: buttonBlocks(text, first.button) } : {}),
+        username: first.username === undefined ? undefined : escapeSlackText(first.username),
+        iconEmoji: first.kind === 'note' ? ':memo:' : undefined,
+        metadata: { eventType: POST_EVENT_TYPE, payload: postPayload(rest) },
       });
-      return ts;
+      for (const p of rest) out.set(p.key, ts);
+      return out;
     } catch (err) {
       await noteRateLimit(redis, prefix, thread.channel, err);
       throw err;
@@ -384,37 +395,48 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
   }
 
-  /** One pending post into the thread: its text, then its files. Returns where its text is. */
-  async function deliverPost(
-    post: AgentPost,
+  /**
+   * One group of pending posts into the thread (several messages share a post only while the
+   * channel is busy; files and buttons are always alone): the text, then the files. Returns where
+   * each post's text is.
+   */
+  async function deliverGroup(
+    group: AgentPost[],
     thread: ThreadRef,
     lastPostedChannel: string | undefined,
     triedBefore: boolean,
-  ): Promise<ThreadRef> {
-    const ref = post.slack ?? {
-      channel: thread.channel,
-      ts: await postText(post, thread, lastPostedChannel, triedBefore),
-    };
-    if (post.files?.length) await uploadFiles(post, thread);
-    return ref;
+  ): Promise<Map<string, ThreadRef>> {
+    const refs = new Map<string, ThreadRef>();
+    for (const p of group) if (p.slack) refs.set(p.key, p.slack);
+    const unposted = group.filter((p) => !p.slack);
+    if (unposted.length > 0) {
+      const ts = await postTexts(unposted, thread, lastPostedChannel, triedBefore);
+      for (const [key, at] of ts) refs.set(key, { channel: thread.channel, ts: at });
+    }
+    for (const p of group) if (p.files?.length) await uploadFiles(p, thread);
+    return refs;
   }
 
   /**
-   * A post tried again in place after a transient failure (5xx, timeout, lost answer): the retry
-   * looks the post up before posting again. A post with files is re-read for its files' marks.
+   * A group tried again in place after a transient failure (5xx, timeout, lost answer): the retry
+   * looks its posts up before posting again. A post with files (always alone) is re-read for its
+   * files' marks.
    */
   async function deliverWithRetries(
-    post: AgentPost,
+    group: AgentPost[],
     thread: ThreadRef,
     lastPostedChannel: string | undefined,
     triedBefore: boolean,
-  ): Promise<ThreadRef | undefined> {
+  ): Promise<Map<string, ThreadRef>> {
     return retryTransient(async (attempt) => {
-      const current =
-        attempt > 1 && post.files?.length ? await AgentPost.findById(post._id).lean<AgentPost>() : post;
-      if (!current || current.state === 'posted') return undefined;
+      let current = group;
+      if (attempt > 1 && group.length === 1 && group[0]!.files?.length) {
+        const reread = await AgentPost.findById(group[0]!._id).lean<AgentPost>();
+        current = reread && reread.state !== 'posted' ? [reread] : [];
+      }
+      if (current.length === 0) return new Map<string, ThreadRef>();
       await respectChannelLimit(redis, prefix, thread.channel);
-      return deliverPost(current, thread, lastPostedChannel, triedBefore || attempt > 1);
+      return deliverGroup(current, thread, lastPostedChannel, triedBefore || attempt > 1);
     });
   }
 
@@ -444,14 +466,20 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     // read once per flush and kept here; written only when it changes.
     let lastPostedChannel = thread.lastPostedChannel;
     const marks: { id: Types.ObjectId; slack: ThreadRef; key: string }[] = [];
+    // Several waiting messages share a post only while the channel is busy (coalesce.ts).
+    const coalesce = pending.length > 1 && (await channelBusy(redis, prefix, thread.channel));
     try {
-      for (const post of pending) {
-        const ref = await deliverWithRetries(post, thread, lastPostedChannel, triedBefore);
-        if (ref) marks.push({ id: post._id, slack: ref, key: post.key });
-        if (post.kind === 'message' && post.channel && post.channel !== lastPostedChannel) {
-          await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: post.channel } });
-          await hotThreads.put({ ...thread, lastPostedChannel: post.channel }, { recreated: false });
-          lastPostedChannel = post.channel;
+      for (const group of groupPosts(pending, render, lastPostedChannel, coalesce)) {
+        const refs = await deliverWithRetries(group, thread, lastPostedChannel, triedBefore);
+        for (const post of group) {
+          const ref = refs.get(post.key);
+          if (ref) marks.push({ id: post._id, slack: ref, key: post.key });
+        }
+        const channel = [...group].reverse().find((p) => p.kind === 'message' && p.channel)?.channel;
+        if (channel && channel !== lastPostedChannel) {
+          await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: channel } });
+          await hotThreads.put({ ...thread, lastPostedChannel: channel }, { recreated: false });
+          lastPostedChannel = channel;
         }
       }
     } catch (err) {

@@ -125,6 +125,40 @@ describe('SlackClient against the Slack emulator', () => {
     expect(pages[1]?.args.cursor).toEqual(expect.any(String));
   });
 
+  it('finds a post that carries several keys (metadata parts) by each of them, in one read', async () => {
+    const threadTs = await startThread();
+    const single = await client.postMessage({
+      channel: CHANNEL,
+      threadTs,
+      text: 'one',
+      metadata: { eventType: 'rapport_post', payload: { key: 'k1' } },
+    });
+    const joined = await client.postMessage({
+      channel: CHANNEL,
+      threadTs,
+      text: 'two\nthree',
+      metadata: { eventType: 'rapport_post', payload: { key: 'k2', parts: [{ key: 'k2' }, { key: 'k3' }] } },
+    });
+    // The parts reach Slack as a list of objects.
+    expect(slack.thread(CHANNEL, threadTs).at(-1)?.metadata?.event_payload).toEqual({
+      key: 'k2',
+      parts: [{ key: 'k2' }, { key: 'k3' }],
+    });
+    const reads = slack.callsTo('conversations.replies').length;
+    await expect(
+      client.findAllInThread(CHANNEL, threadTs, 'rapport_post', 'key', ['k1', 'k3', 'k4']),
+    ).resolves.toEqual(
+      new Map([
+        ['k1', single.ts],
+        ['k3', joined.ts],
+      ]),
+    );
+    expect(slack.callsTo('conversations.replies').length - reads).toBe(1);
+    await expect(client.findInThread(CHANNEL, threadTs, 'rapport_post', 'key', 'k3')).resolves.toBe(
+      joined.ts,
+    );
+  });
+
   it('findInThread of a thread that does not exist finds nothing', async () => {
     await expect(
       client.findInThread(CHANNEL, '1600000000.000100', 'rapport_inbound', 'key', 'x'),

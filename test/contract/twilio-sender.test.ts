@@ -2,9 +2,11 @@
  * The Twilio sender, through the real `twilio` SDK, against the local Twilio emulator: the exact
  * Messages API request each kind of reply becomes, and how Twilio's failures reach the agent.
  */
+import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { inspect } from 'node:util';
+import path from 'node:path';
+import { inspect, promisify } from 'node:util';
 import { createTwilioSender, type TwilioSenderOptions } from '../../src/channels/twilio/send';
 import { OutboundError, type OutboundMessage } from '../../src/channels/sender';
 import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
@@ -321,4 +323,31 @@ describe('Twilio sender: lost answers are looked up, not resent', () => {
     await new Promise<void>((resolve) => slow.close(() => resolve()));
     expect(err).toMatchObject({ reason: 'uncertain', retryable: false, providerCode: 'timeout' });
   });
+});
+
+describe('Twilio sender: the process around it', () => {
+  // AsyncLocalStorage (how the sender once carried a 429's headers) switches promise hooks on for
+  // the whole process, for good: every promise of the worker then carries an async id, its trigger
+  // and the store — the worker's RSS was mostly such short-lived garbage. A fresh process shows it.
+  it('a send that meets a 429 still reads its Retry-After, and leaves no async context on the process\'s promises', async () => {
+    emulator.failNext({ status: 429, code: 20429, message: 'Too Many Requests', retryAfterSec: 3 });
+    const root = path.join(__dirname, '../..');
+    const script = `
+      const { createTwilioSender } = require(${JSON.stringify(path.join(root, 'src/channels/twilio/send.ts'))});
+      const sender = createTwilioSender(JSON.parse(process.env.SENDER));
+      const message = { channel: 'sms', provider: 'twilio', to: '${CUSTOMER}', text: 'Hello' };
+      sender.send(message).catch((err) => err.retryAfterMs).then(async (retryAfterMs) => {
+        await sender.send(message);
+        const symbols = Object.getOwnPropertySymbols(Promise.resolve()).map(String);
+        process.stdout.write(JSON.stringify({ retryAfterMs, symbols }));
+      });`;
+    const options = { accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN, smsFrom: '+15550001111', apiBaseUrl: emulator.url };
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['-r', require.resolve('@swc-node/register'), '-e', script],
+      { env: { ...process.env, SENDER: JSON.stringify(options) }, cwd: root, timeout: 60_000 },
+    );
+    expect(JSON.parse(stdout)).toEqual({ retryAfterMs: 3_000, symbols: [] });
+    expect(emulator.messages()).toHaveLength(1);
+  }, 90_000);
 });

@@ -13,6 +13,7 @@ import { startTwilioEmulator, type TwilioEmulator } from '../emulators/twilio';
 import { TEST_ADMIN_TOKEN, TEST_TWILIO, testEnv, uniqueName } from '../helpers/env';
 import { startPrivateCluster, type PrivateCluster } from '../helpers/redis-cluster';
 import { rapportProcess } from '../helpers/process';
+import { postKeys } from '../../src/router/coalesce';
 import { listenablePort } from '../helpers/services';
 import { formBody, twilioHeaders } from '../helpers/signing';
 
@@ -158,14 +159,22 @@ async function converse(
   return sent;
 }
 
-/** What Slack holds (calls that failed, e.g. with a 429, posted nothing), each inbox in post order. */
+/**
+ * What Slack holds (calls that failed, e.g. with a 429, posted nothing), each inbox in post order:
+ * one entry per outbox key (a post that coalesced several messages carries each one's key).
+ */
 function slackPosts() {
   return INBOXES.flatMap((channel) =>
-    slack.messages(channel).map((m) => ({
-      type: m.metadata?.event_type,
-      payload: (m.metadata?.event_payload ?? {}) as Record<string, string>,
-      channel,
-    })),
+    slack.messages(channel).flatMap((m) => {
+      const keys = postKeys(m.metadata?.event_payload);
+      const payload = (m.metadata?.event_payload ?? {}) as Record<string, string>;
+      return (keys.length > 0 ? keys : [undefined]).map((key) => ({
+        type: m.metadata?.event_type,
+        key,
+        payload,
+        channel,
+      }));
+    }),
   );
 }
 
@@ -174,7 +183,7 @@ async function expectDeliveredOnceInOrder(sent: Sent[]): Promise<void> {
   const keys = new Set(sent.map((s) => `twilio:${s.sid}`));
   await until(
     () => {
-      const have = new Set(slackPosts().map((p) => p.payload.key));
+      const have = new Set(slackPosts().map((p) => p.key));
       const missing = [...keys].filter((k) => !have.has(k));
       if (missing.length) throw new Error(`${missing.length} of ${keys.size} messages not posted yet`);
     },
@@ -182,16 +191,16 @@ async function expectDeliveredOnceInOrder(sent: Sent[]): Promise<void> {
     500,
   );
   await new Promise((r) => setTimeout(r, 1_000)); // late duplicates would show up now
-  const posts = slackPosts().filter((p) => p.type === 'rapport_post' && keys.has(p.payload.key!));
+  const posts = slackPosts().filter((p) => p.type === 'rapport_post' && keys.has(p.key!));
   const count = new Map<string, number>();
-  for (const p of posts) count.set(p.payload.key!, (count.get(p.payload.key!) ?? 0) + 1);
+  for (const p of posts) count.set(p.key!, (count.get(p.key!) ?? 0) + 1);
   expect([...count.values()].filter((n) => n > 1)).toEqual([]);
   expect(count.size).toBe(keys.size);
 
   const bySid = new Map(sent.map((s) => [`twilio:${s.sid}`, s]));
   const seen = new Map<number, { indexes: number[]; channels: Set<string> }>();
   for (const p of posts) {
-    const s = bySid.get(p.payload.key!)!;
+    const s = bySid.get(p.key!)!;
     const entry = seen.get(s.customer) ?? { indexes: [], channels: new Set<string>() };
     entry.indexes.push(s.index);
     entry.channels.add(p.channel);

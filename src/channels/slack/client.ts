@@ -73,11 +73,13 @@ export interface SlackClient {
     username?: string;
     iconEmoji?: string;
     replyBroadcast?: boolean;
-    metadata?: { eventType: string; payload: Record<string, string> };
+    /** `payload.parts`: the items a post carries when it carries several (see findInThread). */
+    metadata?: { eventType: string; payload: MetadataPayload };
   }): Promise<{ ts: string; channel: string }>;
   /**
    * The ts of the first message in the thread (parent included) whose `metadata.event_type` is
-   * `eventType` and `metadata.event_payload[field]` is `value`; undefined if none (or no such thread).
+   * `eventType` and `metadata.event_payload[field]` is `value`, or one of whose `event_payload.parts`
+   * has it (a post that carries several items); undefined if none (or no such thread).
    * Pages through `conversations.replies` with `include_all_metadata=true`.
    */
   findInThread(
@@ -87,6 +89,17 @@ export interface SlackClient {
     field: string,
     value: string,
   ): Promise<string | undefined>;
+  /**
+   * As findInThread for several values in one read of the thread: value → ts of the first message
+   * that carries it (values no message carries are absent).
+   */
+  findAllInThread(
+    channel: string,
+    threadTs: string,
+    eventType: string,
+    field: string,
+    values: string[],
+  ): Promise<Map<string, string>>;
   /**
    * As findInThread, for a top-level message of `channel` posted at or after `oldest` (a Slack ts):
    * pages through `conversations.history` with `include_all_metadata=true`.
@@ -241,25 +254,57 @@ function required(method: string, value: unknown, key: string): string {
   return field;
 }
 
-/** The ts of the first paged message whose metadata is `eventType` with `payload[field] === value`. */
-async function firstWithMetadata(
+/**
+ * Slack message metadata's payload as Rapport writes it: strings, and `parts`, a list of objects for
+ * a post that carries several items (Slack takes arrays of objects in `event_payload`).
+ */
+export type MetadataPayload = Record<string, string | Record<string, string>[]>;
+
+/** The values of `field` a metadata payload carries: its own, then those of its `parts`, in order. */
+export function payloadValues(payload: unknown, field: string): string[] {
+  if (!isRecord(payload)) return [];
+  const own = stringField(payload, field);
+  const parts: unknown = payload.parts;
+  const more = Array.isArray(parts) ? parts.map((p) => stringField(p, field)) : [];
+  return [...new Set([own, ...more].filter((v): v is string => v !== undefined))];
+}
+
+/**
+ * value → ts of the first paged message whose metadata is `eventType` and carries `value` in `field`
+ * (payloadValues), for each of `values`; stops paging once every value is found.
+ */
+async function allWithMetadata(
   pages: AsyncIterable<unknown>,
   eventType: string,
   field: string,
-  value: string,
-): Promise<string | undefined> {
+  values: string[],
+): Promise<Map<string, string>> {
+  const wanted = new Set(values);
+  const found = new Map<string, string>();
   for await (const page of pages) {
     const messages: unknown = isRecord(page) ? page.messages : undefined;
     const list: unknown[] = Array.isArray(messages) ? messages : [];
     for (const message of list) {
       if (!isRecord(message)) continue;
       const metadata = message.metadata;
-      if (!isRecord(metadata) || metadata.event_type !== eventType) continue;
-      const payload = metadata.event_payload;
-      if (isRecord(payload) && payload[field] === value) return stringField(message, 'ts');
+      const ts = stringField(message, 'ts');
+      if (!ts || !isRecord(metadata) || metadata.event_type !== eventType) continue;
+      for (const v of payloadValues(metadata.event_payload, field))
+        if (wanted.has(v) && !found.has(v)) found.set(v, ts);
     }
+    if (found.size === wanted.size) break;
   }
-  return undefined;
+  return found;
+}
+
+/** The ts of the first paged message whose metadata is `eventType` and carries `value` in `field`. */
+async function firstWithMetadata(
+  pages: AsyncIterable<unknown>,
+  eventType: string,
+  field: string,
+  value: string,
+): Promise<string | undefined> {
+  return (await allWithMetadata(pages, eventType, field, [value])).get(value);
 }
 
 export function createSlackClient(options: SlackClientOptions): SlackClient {
@@ -275,6 +320,24 @@ export function createSlackClient(options: SlackClientOptions): SlackClient {
     // (e.g. "http request failed") would only duplicate them.
     logLevel: LogLevel.ERROR,
   });
+
+  const findAllInThread: SlackClient['findAllInThread'] = async (
+    channel,
+    threadTs,
+    eventType,
+    field,
+    values,
+  ) => {
+    const method = 'conversations.replies';
+    try {
+      const pages = web.paginate(method, { channel, ts: threadTs, include_all_metadata: true, limit: 200 });
+      return await allWithMetadata(pages, eventType, field, values);
+    } catch (err) {
+      const mapped = toSlackApiError(method, err);
+      if (mapped instanceof SlackApiError && mapped.slackError === 'thread_not_found') return new Map();
+      throw mapped;
+    }
+  };
 
   return {
     async authTest() {
@@ -315,16 +378,10 @@ export function createSlackClient(options: SlackClientOptions): SlackClient {
     },
 
     async findInThread(channel, threadTs, eventType, field, value) {
-      const method = 'conversations.replies';
-      try {
-        const pages = web.paginate(method, { channel, ts: threadTs, include_all_metadata: true, limit: 200 });
-        return await firstWithMetadata(pages, eventType, field, value);
-      } catch (err) {
-        const mapped = toSlackApiError(method, err);
-        if (mapped instanceof SlackApiError && mapped.slackError === 'thread_not_found') return undefined;
-        throw mapped;
-      }
+      return (await findAllInThread(channel, threadTs, eventType, field, [value])).get(value);
     },
+
+    findAllInThread,
 
     async findInChannel(channel, oldest, eventType, field, value) {
       const method = 'conversations.history';

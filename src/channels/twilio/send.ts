@@ -2,9 +2,11 @@
  * Sends agent replies to customers over Twilio (SMS and WhatsApp) with the real `twilio` SDK.
  *
  * The SDK has no base-URL option, so a `RequestClient` subclass rewrites every request's origin to
- * `apiBaseUrl` (a local emulator in tests, a proxy in odd deployments). The same subclass notes the
- * answer's headers per send (through AsyncLocalStorage, because one client serves concurrent sends)
- * so a 429's `Retry-After` survives — twilio's RestException drops headers.
+ * `apiBaseUrl` (a local emulator in tests, a proxy in odd deployments). The same subclass throws the
+ * SDK's own exception for a non-2xx answer itself, with the answer's headers on it, so a 429's
+ * `Retry-After` survives — twilio's RestException drops headers. (It was an AsyncLocalStorage probe
+ * per send: that switched on promise hooks for every promise of the process, for good — three
+ * extra properties and a hook call on each — to carry one header of a rare answer.)
  *
  * A lost answer (timeout, reset, an unknown 5xx) is not resent blindly: the sender lists the
  * account's latest messages to that number and from our number, and a message created since the
@@ -15,9 +17,10 @@
  * agent is told).
  * `DateSent` is not used as the filter: it has day granularity and a queued message has none yet.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient';
+import RestException from 'twilio/lib/base/RestException';
+import TwilioServiceException from 'twilio/lib/base/TwilioServiceException';
 import type { Channel } from '../../canonical';
 import { isRecord } from '../../values';
 import type { ChannelSender, OutboundMessage, SendProgress, SendResult } from '../sender';
@@ -51,10 +54,6 @@ export interface TwilioSenderOptions {
 
 type CreateParams = Parameters<ReturnType<typeof twilio>['messages']['create']>[0];
 
-interface ResponseProbe {
-  headers?: unknown;
-}
-
 /** Rewrites `https://api.twilio.com/2010-04-01/…` to `<apiBaseUrl>/2010-04-01/…`. */
 export function rebaseUri(uri: string, apiBaseUrl: string): string {
   const original = new URL(uri);
@@ -62,10 +61,28 @@ export function rebaseUri(uri: string, apiBaseUrl: string): string {
   return `${base}${original.pathname}${original.search}`;
 }
 
+/**
+ * The exception the SDK throws for a non-2xx answer (as its `Version.throwException` picks it: RFC 9457
+ * body or legacy), with the answer's headers added.
+ */
+function answerException(response: { statusCode: number; body: unknown; headers: unknown }): Error {
+  let body: unknown = response.body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      body = null;
+    }
+  }
+  const error = TwilioServiceException.isRFC9457Response(body)
+    ? new TwilioServiceException(response)
+    : new RestException(response);
+  return Object.assign(error, { headers: response.headers });
+}
+
 class RebasingRequestClient extends twilio.RequestClient {
   constructor(
     private readonly apiBaseUrl: string | undefined,
-    private readonly probes: AsyncLocalStorage<ResponseProbe>,
     timeoutMs: number,
   ) {
     super({ timeout: timeoutMs, autoRetry: false });
@@ -74,8 +91,9 @@ class RebasingRequestClient extends twilio.RequestClient {
   override async request<TData>(opts: RequestClient.RequestOptions<TData>) {
     const uri = this.apiBaseUrl ? rebaseUri(opts.uri, this.apiBaseUrl) : opts.uri;
     const response = await super.request<TData>({ ...opts, uri });
-    const probe = this.probes.getStore();
-    if (probe) probe.headers = response.headers;
+    // Creating and listing messages (all this sender does) take 2xx only; the SDK would throw the
+    // same exception a step later, without the headers.
+    if (response.statusCode < 200 || response.statusCode >= 300) throw answerException(response);
     return response;
   }
 }
@@ -144,8 +162,8 @@ export function twilioMessageParams(message: OutboundMessage, o: TwilioSenderOpt
 }
 
 /** Narrows whatever the SDK threw into plain data; nothing of the request (auth header) is kept. */
-function twilioFailureOf(err: unknown, headers: unknown): ProviderFailure {
-  const retryAfter = headerValue(headers, 'retry-after');
+function twilioFailureOf(err: unknown): ProviderFailure {
+  const retryAfter = isRecord(err) ? headerValue(err.headers, 'retry-after') : undefined;
   const extra = retryAfter !== undefined ? { retryAfter } : {};
   if (isRecord(err) && err.isAxiosError === true) return { transport: transportKind(err) };
   // RestException (legacy `{code, message, more_info, status}`) or TwilioServiceException (RFC 9457).
@@ -184,8 +202,7 @@ export function matchesSent(m: ListedMessage, params: CreateParams, since: numbe
 
 /** A `ChannelSender` for SMS and WhatsApp through Twilio's Messages API. */
 export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
-  const probes = new AsyncLocalStorage<ResponseProbe>();
-  const httpClient = new RebasingRequestClient(o.apiBaseUrl, probes, o.timeoutMs ?? 10_000);
+  const httpClient = new RebasingRequestClient(o.apiBaseUrl, o.timeoutMs ?? 10_000);
   const client = twilio(o.accountSid, o.authToken, { httpClient, autoRetry: false });
   const secrets = [o.authToken, Buffer.from(`${o.accountSid}:${o.authToken}`).toString('base64')];
   const channels: readonly Channel[] = ['sms', 'whatsapp'];
@@ -218,17 +235,16 @@ export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
   }
 
   async function createOne(params: CreateParams): Promise<string> {
-    const probe: ResponseProbe = {};
     const since = Date.now();
     try {
-      const created = await probes.run(probe, () => client.messages.create(params));
+      const created = await client.messages.create(params);
       if (typeof created.sid !== 'string' || created.sid.length === 0) {
         throw contentError('twilio', 'rejected', 'Twilio answered without a message sid');
       }
       return created.sid;
     } catch (err) {
       if (err instanceof OutboundError) throw err;
-      const failure = twilioFailureOf(err, probe.headers);
+      const failure = twilioFailureOf(err);
       const error = outboundErrorFrom('twilio', failure, classifyTwilioFailure(failure), secrets);
       if (error.reason === 'uncertain') return resolveLost(params, since, error);
       throw error;
