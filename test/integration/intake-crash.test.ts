@@ -12,9 +12,10 @@ import { Worker } from 'bullmq';
 import type { InboundEvent } from '../../src/canonical';
 import { normalizeTwilioMessage } from '../../src/channels/twilio/normalize';
 import { UnavailableError } from '../../src/errors';
-import { createRedisConnection, type RedisClient } from '../../src/queue/connection';
+import { createRedisConnection, deleteKeys, type RedisClient } from '../../src/queue/connection';
 import { createIntake, orderKeyOf, type Intake } from '../../src/queue/intake';
 import { jobIdFor, QueueName } from '../../src/queue/names';
+import { prefixFor } from '../../src/queue/options';
 import { createPartitionedQueue } from '../../src/queue/partitions';
 import { closeQueues, createQueues, type Queues } from '../../src/queue/queues';
 import { uniqueName } from '../helpers/env';
@@ -76,11 +77,12 @@ describe('intake across crashes and concurrent deliveries', () => {
   async function completeAndRemove(e: InboundEvent): Promise<void> {
     const connection = await connect({ maxRetriesPerRequest: null });
     const done: string[] = [];
-    const worker = new Worker(
-      queues.inbound.queueFor(orderKeyOf(e)).name,
-      async (job) => void done.push(job.id!),
-      { connection, prefix },
-    );
+    const name = queues.inbound.queueFor(orderKeyOf(e)).name;
+    const worker = new Worker(name, async (job) => void done.push(job.id!), {
+      connection,
+      // On a Redis Cluster each queue's keys carry their own hash tag (options.ts).
+      prefix: prefixFor(name, prefix, connection),
+    });
     try {
       await eventually(async () => done, (d) => d.includes(jobIdFor(keyOf(e))));
       expect(done).toContain(jobIdFor(keyOf(e)));
@@ -97,8 +99,7 @@ describe('intake across crashes and concurrent deliveries', () => {
   });
   afterAll(async () => {
     await queues.inbound.obliterate({ force: true });
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length) await redis.del(...keys);
+    await deleteKeys(redis, `${prefix}:*`);
     await closeQueues(queues);
     await Promise.all(ownQueues.map((q) => closeQueues(q)));
     // Waits for the sockets to close, so the test file ends with nothing open.
