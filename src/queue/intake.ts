@@ -3,12 +3,12 @@
  *
  * Two layers of dedupe, because providers redeliver for a long time (Meta: up to 7 days):
  * 1. A "seen" marker per event key in Redis, kept for `dedupeTtlSeconds` (default 8 days) from the
- *    first delivery, which outlives the job (jobs are trimmed after completion).
+ *    add, which outlives the job (jobs are trimmed after completion).
  * 2. The BullMQ job id derived from the key, which makes a second add of a job that still exists a
  *    no-op (a redelivery racing the first one, or one that follows an interrupted first).
  *
  * The marker has two states, and a delivery walks them in this order:
- *   `SET seen pending NX EX ttl` (the claim) → `queue.add` → `SET seen done KEEPTTL XX` (the mark).
+ *   `SET seen pending NX EX ttl` (the claim) → `queue.add` → `SET seen done EX ttl` (the mark).
  * - The claim succeeds (no marker): the event is new; add it.
  * - The marker is `pending`: an earlier delivery claimed the key and may have died before or after
  *   its add, or is adding right now. Add again: if its job exists the add is a no-op, if it was
@@ -22,7 +22,8 @@
  * guard against nothing more. One connection keeps a process's mark ahead of its next claim.
  *
  * Single-key commands only (no MULTI/MGET across keys), so this also works on Redis Cluster; the
- * claim is `SET NX` and not `SET NX GET` (Redis 7.0+), which keeps Redis 5.0 enough: the marker's
+ * claim is `SET NX` and not `SET NX GET` (Redis 7.0+), and the mark sets the TTL again rather than
+ * keep it (`KEEPTTL`, Redis 6.0+), so Redis 5.0 is still enough (src/doctor/redis.ts): the marker's
  * value is read only when the claim fails, i.e. for redeliveries.
  */
 import type { PartitionedQueue } from './partitions';
@@ -132,7 +133,7 @@ export function createIntake({
         if (queued.length > 0) {
           await add(queued);
           for (const event of queued)
-            markers.set(seenKey(eventKey(event)), DONE, 'KEEPTTL', 'XX').catch(() => undefined);
+            markers.set(seenKey(eventKey(event)), DONE, 'EX', dedupeTtlSeconds).catch(() => undefined);
           const now = Date.now();
           for (const event of queued) {
             if (event.type === 'message')

@@ -157,7 +157,7 @@ describe('intake across crashes and concurrent deliveries', () => {
     const event = smsEvent();
     expect(await api.accept([event])).toEqual({ queued: [event], duplicates: [] });
     expect(await eventually(() => redis.get(seenKey(event)), (v) => v === 'done')).toBe('done');
-    // The marker lives from the first delivery, for 8 days.
+    // The marker lives for 8 days from the add.
     expect(await redis.ttl(seenKey(event))).toBeGreaterThan(8 * 24 * 3600 - 60);
     await completeAndRemove(event);
     expect(await api.accept([event])).toEqual({ queued: [], duplicates: [event] });
