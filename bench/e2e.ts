@@ -11,7 +11,8 @@
  *
  * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60
  *        --agents 50 --slack-limits
- *        --media 0.2 --media-bytes 100000 --ts-runtime]
+ *        --media 0.2 --media-bytes 100000 --ts-runtime --partitions 8
+ *        --returning-only --rates 60,120,240,480 --cpu-prof]
  * (`--workers` is the old name of `--processes`.) `--agents N` (default 50) creates N agents, each with
  * their own inbox channel, so customers spread over N channels as on a real team. `--slack-limits`
  * makes the Slack emulator enforce Slack's per-channel chat.postMessage rate (1 a second, bursts of
@@ -48,6 +49,8 @@ import { postKeys } from '../src/router/coalesce';
 import { createRedisConnection, deletePrefixedKeys } from '../src/queue/connection';
 import { prefixFor } from '../src/queue/options';
 import { compileForBench } from './lib/compiled';
+import { summariseProfileFile } from './lib/cpu-profile';
+import { redisPerMessage } from './lib/redis-monitor';
 import { STAGES, perMessage, type DbCounts } from './lib/db-monitor';
 import {
   admin,
@@ -62,7 +65,9 @@ import {
   resetDbCounts,
   spawnApi,
   spawnWorker,
+  startCpuProfile,
   startEmulators,
+  stopCpuProfile,
   whenReady,
   stopChild,
   summary,
@@ -75,7 +80,15 @@ const args = parseArgs({ seconds: '20', rate: '300', drain: '60', redis: 'single
 const SECONDS = Number(args.seconds);
 const RATE = Number(args.rate);
 const WORKERS = (args.processes ?? args.workers ?? '1,2,3').split(',').map(Number);
-const CUSTOMERS = Number(args.customers ?? Math.max(50, Math.round((SECONDS * RATE) / 3)));
+/**
+ * `--returning-only`: every customer first writes once (first contacts, drained, not measured), then
+ * returning-only load is offered at each of `--rates` (default 60,120,240,480 msg/s, `--seconds` each)
+ * until a step does not keep up. `--cpu-prof` writes a CPU profile of each process per step.
+ */
+const RETURNING_ONLY = args['returning-only'] === 'true';
+const RATES = (args.rates ?? '60,120,240,480').split(',').map(Number);
+const CPU_PROFILE = args['cpu-prof'] === 'true';
+const CUSTOMERS = Number(args.customers ?? (RETURNING_ONLY ? 400 : Math.max(50, Math.round((SECONDS * RATE) / 3))));
 const DRAIN_MS = Number(args.drain) * 1000;
 const CLUSTER = args.redis === 'cluster';
 const AGENTS = Number(args.agents ?? 50);
@@ -228,7 +241,8 @@ async function createAgents(base: string): Promise<void> {
   }
 }
 
-async function phase(emu: Emulators, workers: number) {
+/** The processes of one phase, started, with agents created, warmed up and probed (new vs returning). */
+async function setUp(emu: Emulators, workers: number) {
   const prefix = `rapport-${RUN}-w${workers}`;
   const env = rapportEnv({
     prefix,
@@ -237,7 +251,8 @@ async function phase(emu: Emulators, workers: number) {
     slackUrl: emu.slack.url,
     twilioUrl: emu.twilio.url,
     graphUrl: emu.graph.url,
-    extra: { BENCH_DB_MONITOR: '1' },
+    // `--partitions N`: INBOUND_PARTITIONS for the run (default: Rapport's, 8).
+    extra: { BENCH_DB_MONITOR: '1', ...(args.partitions ? { INBOUND_PARTITIONS: args.partitions } : {}) },
   });
   emu.slack.reset();
   emu.slack.limitPosting(SLACK_LIMITS ? POSTING_LIMIT : undefined);
@@ -257,6 +272,19 @@ async function phase(emu: Emulators, workers: number) {
   await drain(emu, warm.map((w) => w.key), 30_000);
   const probe = await probeNewVsReturning(emu, base, procs, `${RUN}w${workers}p`);
   await resetCounts(procs);
+  return { prefix, procs, app, base, rssSampler, probe };
+}
+
+async function tearDown({ prefix, procs, app }: { prefix: string; procs: Procs; app: ReturnType<typeof buildApp> }) {
+  await Promise.all([procs.api, ...procs.workers].map((c) => stopChild(c)));
+  await app.mongo.connection.dropDatabase().catch(() => undefined);
+  await deletePrefixedKeys(app.redis, prefix);
+  await app.close();
+}
+
+async function phase(emu: Emulators, workers: number) {
+  const world = await setUp(emu, workers);
+  const { procs, app, base, rssSampler, probe } = world;
   const limitedBefore = emu.slack.callsTo('chat.postMessage').filter((c) => c.rateLimited).length;
 
   const mix = MEDIA > 0 ? { fraction: MEDIA, bytes: MEDIA_BYTES, emulators: emu } : undefined;
@@ -326,11 +354,117 @@ async function phase(emu: Emulators, workers: number) {
     ...(mediaCost ? { media: mediaCost } : {}),
   };
 
-  await Promise.all([procs.api, ...procs.workers].map((c) => stopChild(c)));
-  await app.mongo.connection.dropDatabase().catch(() => undefined);
-  await deletePrefixedKeys(app.redis, prefix);
-  await app.close();
+  await tearDown(world);
   return result;
+}
+
+const okKeys = (sent: { results: SendResult[] }) =>
+  sent.results.filter((r) => r.status >= 200 && r.status < 300).map((r) => r.key);
+
+/** Queue wait and job time (ms) of the completed inbound jobs of `keys`. */
+async function jobTimes(app: ReturnType<typeof buildApp>, keys: Set<string>) {
+  const jobs = (await app.queues.inbound.getJobs(['completed'])).filter(
+    (j) => keys.has((j.data as { message?: { key?: string } }).message?.key ?? '') || keys.has(j.id ?? ''),
+  );
+  return {
+    queueWait: summary(jobs.filter((j) => j.processedOn).map((j) => j.processedOn! - j.timestamp)),
+    job: summary(jobs.filter((j) => j.processedOn && j.finishedOn).map((j) => j.finishedOn! - j.processedOn!)),
+  };
+}
+
+/** Per-message figures of one returning-only step, from every process's counts over the step. */
+function stepCosts(counts: { role: 'api' | 'worker'; counts: DbCounts }[], delivered: number) {
+  const per = (n: number) => Math.round((n / Math.max(1, delivered)) * 100) / 100;
+  const cpu = (role: 'api' | 'worker') => counts.filter((c) => c.role === role).reduce((a, c) => a + (c.counts.cpuMs ?? 0), 0);
+  return {
+    db: perMessage(counts, delivered),
+    redis: {
+      api: redisPerMessage(counts.filter((c) => c.role === 'api').flatMap((c) => (c.counts.redis ? [c.counts.redis] : [])), delivered),
+      worker: redisPerMessage(counts.filter((c) => c.role === 'worker').flatMap((c) => (c.counts.redis ? [c.counts.redis] : [])), delivered),
+    },
+    cpuMsPerMessage: { api: per(cpu('api')), worker: per(cpu('worker')) },
+  };
+}
+
+/** One step: `SECONDS` of returning-only load at `rate`, drained; its figures (and CPU profiles). */
+async function returningStep(emu: Emulators, world: Awaited<ReturnType<typeof setUp>>, workers: number, rate: number) {
+  const { procs, app, base } = world;
+  await resetCounts(procs);
+  const children = [{ name: 'api', c: procs.api }, ...procs.workers.map((c, i) => ({ name: `worker${i + 1}`, c }))];
+  if (CPU_PROFILE) for (const { c } of children) startCpuProfile(c);
+  const requests = signedMessages(`${RUN}w${workers}r${rate}`, Math.round(SECONDS * rate), CUSTOMERS, 0);
+  process.stdout.write(`[${workers} worker(s)] returning-only: ${requests.length} webhooks at ${rate}/s from ${CUSTOMERS} warm customers…\n`);
+  const sent = await runSender(base, requests, rate);
+  const accepted = sent.results.filter((r) => r.status >= 200 && r.status < 300);
+  const posts = await drain(emu, accepted.map((r) => r.key), DRAIN_MS);
+  const drainSeconds = Math.round((Date.now() - sent.end) / 100) / 10;
+  const counts = await collectCounts(procs);
+  const profiles: Record<string, ReturnType<typeof summariseProfileFile>> = {};
+  if (CPU_PROFILE) {
+    const dir = path.join(__dirname, 'results');
+    mkdirSync(dir, { recursive: true });
+    for (const { name, c } of children) {
+      const file = path.join(dir, `cpu-${RUN}-w${workers}-r${rate}-${name}.cpuprofile`);
+      await stopCpuProfile(c, file);
+      profiles[name] = summariseProfileFile(file);
+    }
+  }
+  const delivered = accepted.filter((r) => posts.has(r.key));
+  const latencies = delivered.map((r) => posts.get(r.key)! - r.sentAt);
+  const firstSend = Math.min(...accepted.map((r) => r.sentAt));
+  const lastPost = Math.max(...delivered.map((r) => posts.get(r.key)!));
+  const deliveredRate = Math.round((delivered.length / (lastPost - firstSend)) * 1000);
+  return {
+    offeredRate: rate,
+    sent: requests.length,
+    accepted: accepted.length,
+    delivered: delivered.length,
+    acceptedRate: Math.round((accepted.length / (Math.max(...accepted.map((r) => r.doneAt)) - firstSend)) * 1000),
+    deliveredRate,
+    drainSeconds,
+    // Kept up: everything delivered, and at (nearly) the rate offered.
+    keptUp: delivered.length === requests.length && deliveredRate >= 0.9 * rate,
+    latency: summary(latencies),
+    ...(await jobTimes(app, new Set(accepted.map((r) => r.key)))),
+    perMessage: stepCosts(counts, delivered.length),
+    ...(CPU_PROFILE ? { cpuProfiles: profiles } : {}),
+    loadAverage: os.loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+/** `--returning-only`: warm every customer (not measured), then returning-only steps at RATES. */
+async function returningPhase(emu: Emulators, workers: number) {
+  emu.slack.reset();
+  const world = await setUp(emu, workers);
+  const warm = signedMessages(`${RUN}w${workers}f`, CUSTOMERS, CUSTOMERS, 0);
+  process.stdout.write(`[${workers} worker(s)] warming ${CUSTOMERS} customers (first contacts, not measured)…\n`);
+  const t0 = Date.now();
+  const warmSent = await runSender(world.base, warm, 30);
+  // Every first contact must be through before a step starts (on a loaded machine this takes minutes):
+  // a step measured behind the warm-up's backlog would measure first contacts again.
+  const warmPosts = await drain(emu, okKeys(warmSent), Math.max(DRAIN_MS, 600_000));
+  // Their acknowledgements and card refreshes finish before the first step.
+  await settledCounts(world.procs);
+  // Then one returning message each (not measured either): identity touches (last seen, address,
+  // window) are written at most once a minute, so a warm-up that took minutes would make every
+  // customer's first step message a touch. Steps start within that minute; a step longer than a
+  // minute pays the touches at their real rate.
+  const again = signedMessages(`${RUN}w${workers}g`, CUSTOMERS, CUSTOMERS, 0);
+  const againSent = await runSender(world.base, again, 30);
+  await drain(emu, okKeys(againSent), Math.max(DRAIN_MS, 600_000));
+  await settledCounts(world.procs);
+  const warmed = { customers: CUSTOMERS, delivered: okKeys(warmSent).filter((k) => warmPosts.has(k)).length, seconds: Math.round((Date.now() - t0) / 1000) };
+  const steps = [];
+  if (warmed.delivered < CUSTOMERS) process.stdout.write(`  only ${warmed.delivered}/${CUSTOMERS} customers warmed: no step measured\n`);
+  for (const rate of warmed.delivered < CUSTOMERS ? [] : RATES) {
+    const step = await returningStep(emu, world, workers, rate);
+    steps.push(step);
+    process.stdout.write(`  ${rate}/s offered: ${step.deliveredRate}/s delivered, p50 ${step.latency.p50} ms, p95 ${step.latency.p95} ms${step.keptUp ? '' : ' (did not keep up)'}\n`);
+    if (!step.keptUp) break;
+  }
+  const rss = world.rssSampler.stop();
+  await tearDown(world);
+  return { workers, mode: 'returning-only' as const, warmed, probe: world.probe, steps, rss: { api: rss.api, workers: rss.workers } };
 }
 
 /** The media mix's cost: latency of messages with a file vs without, files uploaded, bytes stored. */
@@ -541,11 +675,68 @@ function markdown(report: Report): string {
   return out.join('\n') + '\n';
 }
 
+type ReturningRun = Awaited<ReturnType<typeof returningPhase>>;
+
+function markdownReturning(report: { date: string; baselines: Awaited<ReturnType<typeof baselines>>; runs: ReturningRun[] }): string {
+  const line = (c: (string | number)[]) => `| ${c.join(' | ')} |`;
+  const b = report.baselines;
+  const out: string[] = [
+    `# bench/e2e --returning-only — ${report.date}`,
+    '',
+    `Node ${process.version}, ${os.cpus().length} CPUs, Redis ${CLUSTER ? 'Cluster' : 'single server'}, ${CUSTOMERS} customers warmed first (first contacts, not measured), then ${SECONDS} s of returning-only messages per step over ${AGENTS} agents, INBOUND_PARTITIONS ${args.partitions ?? 8}; ${COMPILED ? 'compiled JavaScript' : '--ts-runtime'}.`,
+    `Same-run baselines: bare mongoose insert ${b.mongoInsert.insertsPerSec}/s, bare BullMQ ${b.bullmq.jobsPerSec} jobs/s, bare express ${Math.round(b.express.rps)} req/s.`,
+    '',
+    line(['workers', 'offered/s', 'delivered/s', '÷ bare insert', 'kept up', 'p50 / p95 / p99 ms webhook → Slack', 'job p50 / p95 ms', 'queue wait p50 / p95 ms', 'DB cmds/msg', 'Redis cmds / round trips per msg (worker)', '(api)', 'CPU ms/msg worker / api', 'load avg']),
+    line(['---:', '---:', '---:', '---:', '---', '---', '---', '---', '---:', '---', '---', '---', '---']),
+  ];
+  for (const r of report.runs)
+    for (const st of r.steps) {
+      const c = st.perMessage;
+      out.push(line([r.workers, st.offeredRate, st.deliveredRate, (st.deliveredRate / b.mongoInsert.insertsPerSec).toFixed(3), st.keptUp ? 'yes' : 'no', `${st.latency.p50} / ${st.latency.p95} / ${st.latency.p99}`, `${st.job.p50} / ${st.job.p95}`, `${st.queueWait.p50} / ${st.queueWait.p95}`, c.db.total, `${c.redis.worker.commands} / ${c.redis.worker.roundTrips}`, `${c.redis.api.commands} / ${c.redis.api.roundTrips}`, `${c.cpuMsPerMessage.worker} / ${c.cpuMsPerMessage.api}`, st.loadAverage.join(' ')]));
+    }
+  const last = report.runs[report.runs.length - 1];
+  const step = last?.steps[0];
+  if (step) {
+    out.push('', `Per message at ${step.offeredRate}/s (${last.workers} worker process(es)): database commands, Redis commands by name (scripts as \`script:<name>\`)`, '');
+    out.push(line(['command', 'per message']), line(['---', '---:']));
+    for (const [k, n] of Object.entries(step.perMessage.db.byCommand)) out.push(line([`db \`${k}\``, n]));
+    for (const [k, n] of Object.entries(step.perMessage.redis.worker.byCommand)) out.push(line([`worker redis \`${k}\``, n]));
+    for (const [k, n] of Object.entries(step.perMessage.redis.api.byCommand)) out.push(line([`api redis \`${k}\``, n]));
+  }
+  for (const r of report.runs)
+    for (const st of r.steps)
+      for (const [name, prof] of Object.entries(st.cpuProfiles ?? {})) {
+        out.push('', `CPU profile, ${name} at ${st.offeredRate}/s: busy ${prof.busyMs} ms (${((prof.busyMs / Math.max(1, st.delivered)) * 1000).toFixed(0)} µs/msg), idle ${prof.idleMs} ms`, '');
+        out.push(line(['inclusive by area', 'ms', '%', 'self by area', 'ms', '%']), line(['---', '---:', '---:', '---', '---:', '---:']));
+        for (let i = 0; i < 15; i++) {
+          const a = prof.inclusiveByArea[i];
+          const x = prof.selfByArea[i];
+          out.push(line([a?.area ?? '', a?.ms ?? '', a?.share ?? '', x?.area ?? '', x?.ms ?? '', x?.share ?? '']));
+        }
+      }
+  return out.join('\n') + '\n';
+}
+
+async function mainReturning(emu: Emulators, base: Awaited<ReturnType<typeof baselines>>): Promise<void> {
+  const runs: ReturningRun[] = [];
+  for (const w of WORKERS) runs.push(await returningPhase(emu, w));
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  const report = { date: new Date().toISOString(), stamp, mode: 'returning-only', inboundPartitions: Number(args.partitions ?? 8), node: process.version, cpus: os.cpus().length, redis: CLUSTER ? 'cluster' : 'single', secondsPerStep: SECONDS, rates: RATES, customers: CUSTOMERS, agents: AGENTS, runtime: COMPILED ? 'compiled' : 'ts-runtime', baselines: base, runs };
+  const dir = path.join(__dirname, 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, `e2e-returning-${stamp}.json`), JSON.stringify(report, null, 2));
+  const md = markdownReturning(report);
+  writeFileSync(path.join(dir, `e2e-returning-${stamp}.md`), md);
+  console.log('\n' + md);
+  console.log(`wrote bench/results/e2e-returning-${stamp}.{json,md}`);
+}
+
 async function main(): Promise<void> {
   const emu = await startEmulators();
   try {
     process.stdout.write('baselines…\n');
     const base = await baselines();
+    if (RETURNING_ONLY) return await mainReturning(emu, base);
     const runs = [];
     for (const w of WORKERS) runs.push(await phase(emu, w));
     const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);

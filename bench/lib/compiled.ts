@@ -12,7 +12,7 @@ import { transformFileSync } from '@swc/core';
 
 const ROOT = path.join(__dirname, '../..');
 /** What the process scripts (role.ts and the two below it) load besides src/. */
-const SCRIPTS = ['bench/lib/role.ts', 'bench/lib/api.ts', 'bench/lib/worker.ts', 'bench/lib/db-monitor.ts'];
+const SCRIPTS = ['bench/lib/role.ts', 'bench/lib/api.ts', 'bench/lib/worker.ts', 'bench/lib/db-monitor.ts', 'bench/lib/redis-monitor.ts'];
 
 function tsFiles(dir: string): string[] {
   return readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((e) => {

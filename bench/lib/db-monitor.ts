@@ -13,6 +13,7 @@
  * The stage map is by collection, not by call site: a `find` on `customers` counts as identity even
  * when the router made it. The per-command table (`byCommand`) says exactly what was paid.
  */
+import type { RedisCounts } from './redis-monitor';
 
 export const STAGES = ['intake', 'identity', 'store', 'routing', 'slackFlush', 'other'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -46,10 +47,16 @@ export function stageOf(processRole: 'api' | 'worker', command: string, collecti
   return COLLECTION_STAGE[collection] ?? 'other';
 }
 
-/** Counts of commands by "command collection" since the last reset. */
+/** Counts of commands by "command collection" since the last reset, and their summed time (ms). */
 export interface DbCounts {
   total: number;
   byCommand: Record<string, number>;
+  /** The process's Redis commands over the same window (bench/lib/redis-monitor.ts). */
+  redis?: RedisCounts;
+  /** The process's CPU time (user + system) over the same window. */
+  cpuMs?: number;
+  /** Summed time from sending each command to its answer, per "command collection" (where the database time goes). */
+  msByCommand?: Record<string, number>;
 }
 
 export interface DbMonitor {
@@ -77,22 +84,26 @@ function driverConnection(): { prototype: { command: CommandFn } } {
 
 /** Starts counting the commands this process's MongoDB driver sends (once per process). */
 export function monitorCommands(): DbMonitor {
-  let counts: DbCounts = { total: 0, byCommand: {} };
+  let counts = { total: 0, byCommand: {} as Record<string, number>, msByCommand: {} as Record<string, number> };
   const proto = driverConnection().prototype;
   const command = proto.command;
   proto.command = function countedCommand(ns, cmd, ...rest) {
     // The command's name is its first key (as the driver's own CommandStartedEvent takes it).
     const name = Object.keys(cmd)[0] ?? '-';
-    if (!HOUSEKEEPING.has(name)) {
-      const k = `${name} ${collectionOf(name, cmd)}`;
-      counts.total++;
-      counts.byCommand[k] = (counts.byCommand[k] ?? 0) + 1;
-    }
-    return command.call(this, ns, cmd, ...rest);
+    if (HOUSEKEEPING.has(name)) return command.call(this, ns, cmd, ...rest);
+    const k = `${name} ${collectionOf(name, cmd)}`;
+    counts.total++;
+    counts.byCommand[k] = (counts.byCommand[k] ?? 0) + 1;
+    const started = performance.now();
+    const into = counts; // a reset meanwhile starts a new count; this command's time goes to the old one
+    const done = () => void (into.msByCommand[k] = (into.msByCommand[k] ?? 0) + performance.now() - started);
+    const answer = command.call(this, ns, cmd, ...rest);
+    answer.then(done, done);
+    return answer;
   };
   return {
-    snapshot: () => ({ total: counts.total, byCommand: { ...counts.byCommand } }),
-    reset: () => void (counts = { total: 0, byCommand: {} }),
+    snapshot: () => ({ total: counts.total, byCommand: { ...counts.byCommand }, msByCommand: { ...counts.msByCommand } }),
+    reset: () => void (counts = { total: 0, byCommand: {}, msByCommand: {} }),
   };
 }
 
@@ -100,9 +111,17 @@ export function monitorCommands(): DbMonitor {
 export function perMessage(
   parts: { role: 'api' | 'worker'; counts: DbCounts }[],
   messages: number,
-): { total: number; stages: Record<Stage, number>; byCommand: Record<string, number>; messages: number } {
+): {
+  total: number;
+  stages: Record<Stage, number>;
+  byCommand: Record<string, number>;
+  /** Calls, mean and total ms of each "command collection", largest total first. */
+  msPerCall: Record<string, { calls: number; meanMs: number; totalMs: number }>;
+  messages: number;
+} {
   const stages = Object.fromEntries(STAGES.map((s) => [s, 0])) as Record<Stage, number>;
   const byCommand: Record<string, number> = {};
+  const ms: Record<string, number> = {};
   let total = 0;
   for (const { role, counts } of parts) {
     for (const [k, n] of Object.entries(counts.byCommand)) {
@@ -110,9 +129,15 @@ export function perMessage(
       stages[stageOf(role, command, collection)] += n;
       const label = role === 'api' ? `api: ${k}` : k;
       byCommand[label] = (byCommand[label] ?? 0) + n;
+      ms[label] = (ms[label] ?? 0) + (counts.msByCommand?.[k] ?? 0);
       total += n;
     }
   }
+  const msPerCall = Object.fromEntries(
+    Object.entries(ms)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, t]) => [k, { calls: byCommand[k] ?? 0, meanMs: Math.round((t / (byCommand[k] || 1)) * 10) / 10, totalMs: Math.round(t) }]),
+  );
   const per = (n: number) => (messages > 0 ? Math.round((n / messages) * 100) / 100 : NaN);
   return {
     messages,
@@ -123,5 +148,6 @@ export function perMessage(
         .sort((a, b) => b[1] - a[1])
         .map(([k, n]) => [k, per(n)]),
     ),
+    msPerCall,
   };
 }

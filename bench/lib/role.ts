@@ -10,6 +10,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import { buildApp, type Role } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { monitorCommands, type DbMonitor } from './db-monitor';
+import { monitorRedis } from './redis-monitor';
 
 /**
  * With BENCH_DB_MONITOR=1 the process counts its database commands (db-monitor.ts) and answers the
@@ -18,9 +19,49 @@ import { monitorCommands, type DbMonitor } from './db-monitor';
  */
 function answerDbRequests(): void {
   const monitor: DbMonitor = monitorCommands();
+  // Redis commands (client side, bench/lib/redis-monitor.ts) and the process's CPU time are counted
+  // over the same window as the database commands.
+  const redis = monitorRedis();
+  let cpuFrom = process.cpuUsage();
   process.on('message', (m: { db?: 'reset' | 'snapshot'; id?: number }) => {
-    if (m?.db === 'reset') monitor.reset();
-    if (m?.db === 'snapshot') process.send?.({ dbCounts: monitor.snapshot(), id: m.id });
+    if (m?.db === 'reset') {
+      monitor.reset();
+      redis.reset();
+      cpuFrom = process.cpuUsage();
+    }
+    if (m?.db === 'snapshot') {
+      const cpu = process.cpuUsage(cpuFrom);
+      process.send?.({
+        dbCounts: { ...monitor.snapshot(), redis: redis.snapshot(), cpuMs: Math.round((cpu.user + cpu.system) / 1000) },
+        id: m.id,
+      });
+    }
+  });
+}
+
+/**
+ * `{ cpuProfile: 'start' }` starts V8's CPU profiler (1 ms sampling); `{ cpuProfile: <path>, id }`
+ * stops it, writes the profile there (open it in Chrome DevTools, or bench/lib/cpu-profile.ts sums it)
+ * and answers `{ cpuProfileWritten: id }`. Only the measured window is profiled, not start-up or warm-up.
+ */
+function answerCpuProfileRequests(): void {
+  let session: Session | undefined;
+  process.on('message', (m: { cpuProfile?: string; id?: number }) => {
+    if (m?.cpuProfile === 'start') {
+      session = new Session();
+      session.connect();
+      session.post('Profiler.enable');
+      session.post('Profiler.setSamplingInterval', { interval: 1000 });
+      session.post('Profiler.start');
+    } else if (typeof m?.cpuProfile === 'string' && session) {
+      const s = session;
+      session = undefined;
+      s.post('Profiler.stop', (err, res) => {
+        if (!err) writeFileSync(m.cpuProfile!, JSON.stringify(res.profile));
+        s.disconnect();
+        process.send?.({ cpuProfileWritten: m.id });
+      });
+    }
   });
 }
 
@@ -63,6 +104,7 @@ export function runRole(role: Extract<Role, 'api' | 'worker'>): void {
   const app = buildApp(config, { role });
   if (process.env.BENCH_DB_MONITOR === '1') answerDbRequests();
   answerMemoryRequests();
+  answerCpuProfileRequests();
   const stopProfile = profileAllocations(role);
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

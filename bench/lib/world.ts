@@ -261,6 +261,32 @@ export function dbCountsOf(child: ChildProcess, timeoutMs = 10_000): Promise<DbC
   });
 }
 
+let cpuRequest = 0;
+
+/** Starts a child's CPU profiler (bench/lib/role.ts; 1 ms sampling). */
+export function startCpuProfile(child: ChildProcess): void {
+  child.send({ cpuProfile: 'start' });
+}
+
+/** Stops a child's CPU profiler and waits until it wrote the profile to `file`. */
+export function stopCpuProfile(child: ChildProcess, file: string, timeoutMs = 30_000): Promise<void> {
+  const id = ++cpuRequest;
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown) => {
+      if ((m as { cpuProfileWritten?: number } | null)?.cpuProfileWritten !== id) return;
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      child.off('message', onMessage);
+      reject(new Error(`no CPU profile from pid ${child.pid} after ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('message', onMessage);
+    child.send({ cpuProfile: file, id });
+  });
+}
+
 /** A port nothing listens on right now on 127.0.0.1 (the OS picks it). */
 export async function freeLoopbackPort(): Promise<number> {
   const server = createServer();

@@ -118,6 +118,7 @@ export function agentAdminRoutes(o: {
     if (await Agent.exists({ slackUserId: body.slackUserId }))
       throw new ConflictError('an agent with this slackUserId exists');
     const agent = await Agent.create({ ...body, status: 'available', active: true });
+    await o.agentChanged?.(String(agent._id)); // the owner pick's list of active agents
     o.log.info({ agentId: String(agent._id), actor: adminActor(res) }, 'agent created');
     res.status(201).json(agentJson(agent.toObject()));
   });

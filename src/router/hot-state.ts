@@ -32,9 +32,15 @@ const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
 /** An agent's gen token (what the card refresh records, src/router/card-updates.ts). */
 export const agentGenKey = genKey;
 
-/** An agent's record changed (status, away, backup, name, active): call after the database write. */
+/** The team's token: the active agents' list (the owner pick's candidates) is filed under it. */
+const teamGenKey = (prefix: string) => `${prefix}:hot:{agents}:gen`;
+
+/**
+ * An agent's record changed (status, away, backup, name, active) or an agent was created: call
+ * after the database write. Replaces the agent's token and the team's (two slots, two commands).
+ */
 export async function agentChanged(redis: RedisClient, prefix: string, id: string | { toString(): string }) {
-  await replaceToken(redis, genKey(prefix, String(id)));
+  await Promise.all([replaceToken(redis, genKey(prefix, String(id))), replaceToken(redis, teamGenKey(prefix))]);
 }
 
 export interface HotRecords<T> {
@@ -118,6 +124,14 @@ export function createHotAgents(
 }
 
 /**
+ * The active agents (the owner pick's candidates, with status and capacity), one entry for the team:
+ * `agentChanged` invalidates it, so a deactivated or away agent is out of it once their write is.
+ */
+export function createHotTeam(redis: RedisClient, prefix: string, load: () => Promise<Agent[]>): HotRecords<Agent[]> {
+  return createHotRecords(redis, () => ({ gen: teamGenKey(prefix), doc: `${prefix}:hot:{agents}:doc` }), load);
+}
+
+/**
  * Customers by id (the Slack flush's owner check): valid while the customer's gen
  * (`customerChanged`) and the identity epoch (merge, undo, link, erase) are unchanged.
  */
@@ -167,18 +181,24 @@ export interface ConversationTokens {
 }
 
 export interface HotConversations {
+  /** The keys `read` reads (the customer's `{c:<id>}` slot): to read them with the lock (lock.ts `withLockReading`). */
+  keys(id: string): string[];
   /**
-   * The conversation (from Redis when its copy is current, else from `load`) and the tokens read
-   * before the database was. Call under the conversation lock.
+   * The conversation (from its copy when current, else from `load`) and the tokens read before the
+   * database was. Call under the conversation lock; `values` are `keys(id)` and `epoch` the identity
+   * epoch as read together (both read under the lock, the epoch after the copy).
    */
-  read(id: string): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
+  read(id: string, values: (string | null)[], epoch: string | null): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
   /**
    * Before the router's own write (under the lock): the copy stops counting at once, so a crash
    * between the write and `file` leaves no copy older than the database. The tokens to file under.
    */
   writing(id: string, tokens: ConversationTokens): Promise<ConversationTokens>;
-  /** Files the router's result under `tokens` (from `read`, or `writing` if it wrote): last, under the lock. */
-  file(id: string, value: HotConversation, tokens: ConversationTokens): Promise<void>;
+  /**
+   * The router's result filed under `tokens` (from `read`, or `writing` if it wrote): the key and
+   * value the lock's release writes, last, under the lock.
+   */
+  filed(id: string, value: HotConversation, tokens: ConversationTokens): { key: string; value: string; ttlS: number };
 }
 
 /**
@@ -192,15 +212,20 @@ export function createHotConversations(
 ): HotConversations {
   const also = epochKey(prefix);
   return {
-    async read(id) {
+    keys(id) {
       const k = conversationKeys(prefix, id);
-      const [[gen, text], epoch] = await Promise.all([redis.mget(k.gen, k.doc), redis.get(also)]);
+      return [k.gen, k.doc];
+    },
+    async read(id, [gen, text], epoch) {
       if (gen && epoch && text) {
         const entry = mongo.BSON.EJSON.parse(text, { relaxed: false }) as ConversationTokens & { value: HotConversation };
         if (entry.gen === gen && entry.also === epoch) return { hot: entry.value, tokens: { gen, also: epoch } };
       }
       // Tokens first, then the database (see src/identity/cache.ts).
-      const tokens = { gen: gen ?? (await currentToken(redis, k.gen)), also: epoch ?? (await currentToken(redis, also)) };
+      const tokens = {
+        gen: gen ?? (await currentToken(redis, conversationKeys(prefix, id).gen)),
+        also: epoch ?? (await currentToken(redis, also)),
+      };
       const conversation = await load(id);
       return {
         hot: conversation && { conversation, stored: conversation.lastCustomerMessageAt },
@@ -211,9 +236,9 @@ export function createHotConversations(
       const { gen } = conversationKeys(prefix, id);
       return { ...tokens, gen: await replaceToken(redis, gen) };
     },
-    async file(id, value, tokens) {
+    filed(id, value, tokens) {
       const entry = mongo.BSON.EJSON.stringify({ ...tokens, value }, { relaxed: false });
-      await redis.set(conversationKeys(prefix, id).doc, entry, 'EX', HOT_COPY_TTL_S);
+      return { key: conversationKeys(prefix, id).doc, value: entry, ttlS: HOT_COPY_TTL_S };
     },
   };
 }

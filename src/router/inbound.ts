@@ -21,7 +21,7 @@ import type { RouterConfig } from '../config';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
-import { withConversationLock } from '../queue/lock';
+import { conversationLockKey, withLockReading, type LockedRead } from '../queue/lock';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { Outbox } from './outbox';
@@ -31,7 +31,7 @@ import { channelLabel, fill } from './texts';
 import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-plan';
 import type { TimerJob } from './sla';
 import { createHotConversations, type ConversationTokens, type HotConversation } from './hot-state';
-import { TOUCH_INTERVAL_MS } from '../identity/cache';
+import { epochKey, TOUCH_INTERVAL_MS } from '../identity/cache';
 
 /** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
 export const STOP_WORDS = ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT'];
@@ -189,6 +189,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
       { $set: { ...set, ...(agent ? { ownerAgentId } : {}) } },
       { upsert: true },
     );
+    // A conversation (re)opening counts for its owner in the pick's shared counts at once.
+    if (before?.open !== true && ownerAgentId) await ownership.reopened(customerId, ownerAgentId);
     return { hot: { conversation, stored: changes.lastCustomerMessageAt }, tokens: writing };
   }
 
@@ -221,14 +223,19 @@ export function createInboundRouter(o: InboundRouterOptions) {
       const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
         customer,
         syncUnchanged: false,
+        syncChanged: false,
       });
-      // One writer at a time on the conversation document (see src/queue/lock.ts).
-      await withConversationLock(
+      // One writer at a time on the conversation document (see src/queue/lock.ts). The lock is taken
+      // with a read of the conversation's copy, and released with the copy filed: two exchanges.
+      const id = String(customerId);
+      await withLockReading(
         o.redis,
-        o.prefix,
-        customerId,
-        async () => {
-          const read = await hotConversations.read(String(customerId));
+        conversationLockKey(o.prefix, id),
+        30_000,
+        hotConversations.keys(id),
+        () => o.redis.get(epochKey(o.prefix)),
+        async (values, epoch): Promise<LockedRead<void>> => {
+          const read = await hotConversations.read(id, values, epoch);
           const before = read.hot?.conversation;
           // Acknowledge the first message of a conversation (and the first after a quiet period). A
           // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
@@ -266,15 +273,15 @@ export function createInboundRouter(o: InboundRouterOptions) {
             username: `${name} (${channelLabel(message.channel)})`,
             ...(files?.some((f) => f.kind === 'stored') ? { files: postFiles(files) } : {}),
           });
-          if (signal) return;
+          if (signal) return { result: undefined };
 
           const after = await recordCustomerMessage(customerId, read, agent, sentAt, quiet);
           if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
-          // Last: a job retried after a crash before this point finds what it found before (the
-          // copy, or, once it wrote, the database).
-          await hotConversations.file(String(customerId), after.hot, after.tokens);
+          // Last (written as the lock is released): a job retried after a crash before this point
+          // finds what it found before (the copy, or, once it wrote, the database).
+          return { result: undefined, file: hotConversations.filed(id, after.hot, after.tokens) };
         },
-        { ttlMs: 30_000, waitMs: 10_000 },
+        { waitMs: 10_000 },
       );
       if (plan) {
         await applyClaimEffects(outbox, plan.effects);

@@ -8,7 +8,7 @@
  * least-loaded active agent — the customer is told when they will be answered. The write is a
  * conditional update (`ownerAgentId: null`), so two concurrent first messages agree on one owner.
  */
-import type { Types } from 'mongoose';
+import mongoose, { type Types } from 'mongoose';
 import type { Customer, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { Agent, Conversation, RouterModels } from './models';
@@ -26,21 +26,32 @@ import {
   HOT_TOKEN_TTL_S,
   newToken,
 } from '../identity/cache';
-import { conversationChanged, createHotAgents, createHotCustomers, createHotRecords } from './hot-state';
+import { conversationChanged, createHotAgents, createHotCustomers, createHotRecords, createHotTeam } from './hot-state';
+import { createOwnerLoad } from './owner-load';
+
+/**
+ * How old the shared open counts may get before one process takes them from the database again
+ * (the aggregate over all open conversations: ~0.3 s at 400, ~4 s at 6,000 on a loaded 2-core
+ * machine). Until then closes, erasures and merges still count (too high: an assignment can come
+ * up to this much later than possible), and an undone merge does not count yet.
+ */
+const LOAD_MAX_AGE_MS = 15_000;
 
 export interface Ownership {
   /**
    * The customer's owner, assigning one if they have none (or theirs was deactivated). The
    * conversation's copy of the owner is written when the owner changes; with `syncUnchanged: false`
    * an unchanged owner is not re-checked there (the caller writes the conversation itself, or does
-   * not need it) — one database read less per message. `customer`: the customer document if the
+   * not need it) — one database read less per message; with `syncChanged: false` a new owner is not
+   * written there either (the caller writes the conversation with it right after, as the inbound
+   * router does) — one write less per first contact. `customer`: the customer document if the
    * caller has just read it. Returns the customer document it decided on as well (after the
    * assignment when it assigned), so the caller need not read it again.
    */
   ensureOwner(
     customerId: Types.ObjectId,
     actor: string,
-    opts?: { customer?: Customer; syncUnchanged?: boolean },
+    opts?: { customer?: Customer; syncUnchanged?: boolean; syncChanged?: boolean },
   ): Promise<{ agent?: Agent; changed: boolean; customer?: Customer }>;
   /** Moves the customer to `toAgent`; returns the previous owner. */
   transfer(
@@ -50,6 +61,16 @@ export interface Ownership {
     actor: string,
   ): Promise<{ from?: Agent }>;
   pickAgent(exclude?: string[]): Promise<Agent | undefined>;
+  /**
+   * A closed conversation of the customer reopened for `agentId` (the inbound router): counted for
+   * them at once, not only at the next rebuild of the shared counts.
+   */
+  reopened(customerId: Types.ObjectId, agentId: string): Promise<void>;
+  /** The shared open counts as the pick sees them now (undefined before the first pick). */
+  loadCounts(): Promise<Map<string, number> | undefined>;
+  /** Rebuilds the shared open counts from the database now; returns them. */
+  refreshLoad(): Promise<Map<string, number>>;
+  /** The agent's live open customers, from the database (the admin view). */
   openCount(agentId: string): Promise<number>;
   agentById(id: string | undefined): Promise<Agent | undefined>;
 }
@@ -116,6 +137,7 @@ export function createOwnership(
   redis: RedisClient,
   prefix: string,
   log: Logger,
+  opts: { loadMaxAgeMs?: number } = {},
 ): Ownership {
   const { Agent, Conversation, Customer, OwnershipChange } = models;
 
@@ -135,6 +157,8 @@ export function createOwnership(
       >(),
     epochKey(prefix),
   );
+  const hotTeam = createHotTeam(redis, prefix, () => Agent.find({ active: true }).lean<Agent[]>());
+  const load = createOwnerLoad(redis, prefix, opts.loadMaxAgeMs ?? LOAD_MAX_AGE_MS);
   const agentById = async (id: string | undefined) => {
     if (!id || !/^[0-9a-f]{24}$/i.test(id)) return undefined;
     return hotAgents.get(id);
@@ -154,19 +178,24 @@ export function createOwnership(
     return open.length - merged;
   };
 
-  /** Open customers per agent, for all of `agentIds` in one aggregate (not one count per agent). */
-  async function openCounts(agentIds: string[]): Promise<Map<string, number>> {
+  /**
+   * Open customers per agent in the database, leaving out `skip` (the customers the load counts from
+   * Redis): one aggregate over the open conversations, run at most every `loadMaxAgeMs` by one
+   * process (src/router/owner-load.ts), not per first contact.
+   */
+  async function databaseCounts(skip: string[]): Promise<Map<string, number>> {
+    const nin = skip.length > 0 ? { _id: { $nin: skip.map((id) => new mongoose.Types.ObjectId(id)) } } : {};
     const rows = await Conversation.aggregate<{ _id: string; open: number }>([
-      { $match: { open: true, ownerAgentId: { $in: agentIds } } },
+      { $match: { open: true, ownerAgentId: { $ne: null }, ...nin } },
       { $group: { _id: '$ownerAgentId', open: { $sum: 1 } } },
     ]);
     const counts = new Map(rows.map((r) => [String(r._id), r.open]));
     // Live counts: a merged-away customer's conversation no longer counts (one more command when
-    // one of these agents has such a customer).
-    const merged = ((await hotTombstones.get('all')) ?? []).filter((c) => agentIds.includes(String(c.ownerAgentId)));
+    // there is such a customer).
+    const merged = ((await hotTombstones.get('all')) ?? []).filter((c) => !skip.includes(String(c._id)));
     if (merged.length === 0) return counts;
     const stale = await Conversation.find(
-      { _id: { $in: merged.map((c) => c._id) }, open: true, ownerAgentId: { $in: agentIds } },
+      { _id: { $in: merged.map((c) => c._id) }, open: true, ownerAgentId: { $ne: null } },
       { ownerAgentId: 1 },
     ).lean();
     for (const c of stale) {
@@ -176,22 +205,63 @@ export function createOwnership(
     return counts;
   }
 
-  async function pickAgent(exclude: string[] = []): Promise<Agent | undefined> {
-    const agents = (await Agent.find({ active: true }).lean<Agent[]>()).filter(
-      (a) => !exclude.includes(String(a._id)),
+  /**
+   * A new snapshot of the counts: recent customers whose conversation shows their owner now are
+   * counted from the database from here on; the others stay counted from Redis (and are left out of
+   * the database's count).
+   */
+  async function rebuildLoad(): Promise<void> {
+    // The epoch before the database (as every hot copy): a merge after this read replaces it again.
+    const epoch = await currentToken(redis, epochKey(prefix));
+    const recent = await load.recent();
+    const written =
+      recent.size === 0
+        ? []
+        : await Conversation.find(
+            { _id: { $in: [...recent.keys()].map((id) => new mongoose.Types.ObjectId(id)) } },
+            { ownerAgentId: 1 },
+          ).lean();
+    const settled = new Map(
+      written.filter((c) => recent.get(String(c._id)) === c.ownerAgentId).map((c) => [String(c._id), c.ownerAgentId!]),
     );
-    if (agents.length === 0) return undefined;
-    const open = await openCounts(agents.map((a) => String(a._id)));
-    const loads = agents.map((a) => ({ agent: a, open: open.get(String(a._id)) ?? 0 }));
-    const byLoad = (x: { agent: Agent; open: number }, y: { agent: Agent; open: number }) =>
-      x.open - y.open ||
-      x.agent.createdAt.getTime() - y.agent.createdAt.getTime() ||
-      String(x.agent._id).localeCompare(String(y.agent._id));
-    const available = loads
-      .filter((l) => l.agent.status === 'available' && l.open < l.agent.capacity)
-      .sort(byLoad);
-    return (available[0] ?? loads.sort(byLoad)[0])?.agent;
+    await load.settle(settled);
+    await load.store(await databaseCounts([...recent.keys()].filter((id) => !settled.has(id))), epoch);
   }
+
+  /**
+   * The pick, from the shared counts: with `customerId`, that customer's place is reserved with the
+   * chosen agent in the same atomic step (see owner-load.ts). The candidates are the active agents'
+   * current records (the team's hot copy), never the counts: a count cannot bring back an agent.
+   */
+  async function choose(exclude: string[], customerId?: string): Promise<Agent | undefined> {
+    const agents = ((await hotTeam.get('all')) ?? []).filter((a) => a.active && !exclude.includes(String(a._id)));
+    if (agents.length === 0) return undefined;
+    agents.sort(
+      (x, y) => x.createdAt.getTime() - y.createdAt.getTime() || String(x._id).localeCompare(String(y._id)),
+    );
+    const candidates = agents.map((a) => ({
+      id: String(a._id),
+      available: a.status === 'available',
+      capacity: a.capacity ?? 0,
+    }));
+    const epoch = (await redis.get(epochKey(prefix))) ?? '';
+    let picked = await load.pick(candidates, epoch, customerId);
+    if (!picked || picked.first) {
+      // No counts yet (a fresh Redis: every process needing them builds them; each result is
+      // valid), or a merge, undo, link or erasure since the snapshot (this process holds the lock).
+      await rebuildLoad();
+      picked = await load.pick(candidates, (await redis.get(epochKey(prefix))) ?? '', customerId);
+      // Another identity change meanwhile: pick from these counts; the next pick rebuilds.
+      if (picked?.first) picked = await load.pick(candidates, '*', customerId);
+      if (!picked) throw new Error('owner load counts missing right after they were stored');
+    }
+    // The pick stands on the counts it read; a failed rebuild leaves them (and the lock) to expire.
+    if (picked.rebuild)
+      await rebuildLoad().catch((err: unknown) => log.warn({ err: String(err) }, 'owner load rebuild failed'));
+    return agents.find((a) => String(a._id) === picked.id);
+  }
+
+  const pickAgent = (exclude: string[] = []) => choose(exclude);
 
   async function record(
     customerId: Types.ObjectId,
@@ -230,6 +300,12 @@ export function createOwnership(
 
   return {
     pickAgent,
+    reopened: (customerId, agentId) => load.moved(String(customerId), agentId),
+    loadCounts: () => load.snapshot(),
+    async refreshLoad() {
+      await rebuildLoad();
+      return (await load.snapshot()) ?? new Map();
+    },
     openCount,
     agentById,
     async ensureOwner(customerId, actor, opts = {}) {
@@ -241,9 +317,10 @@ export function createOwnership(
         if (opts.syncUnchanged !== false) await syncConversation(customerId, String(current._id));
         return { agent: current, changed: false, customer };
       }
-      const agent = await pickAgent();
+      const agent = await choose([], String(customerId));
       if (!agent) return { agent: undefined, changed: false, customer };
       const assigned = await assignAndCache(Customer, redis, prefix, customer, String(agent._id));
+      if (!assigned) await load.release(String(customerId), String(agent._id));
       if (assigned) {
         await record(
           customerId,
@@ -253,7 +330,7 @@ export function createOwnership(
           actor,
         );
         log.info({ customerId: String(customerId), agentId: String(agent._id) }, 'owner assigned');
-        await syncConversation(customerId, String(agent._id), true);
+        if (opts.syncChanged !== false) await syncConversation(customerId, String(agent._id), true);
         return { agent, changed: true, customer: assigned };
       }
       // Someone else assigned concurrently: theirs stands.
@@ -268,6 +345,7 @@ export function createOwnership(
       const from = await agentById(customer.ownerAgentId);
       await Customer.updateOne({ _id: customerId }, { $set: { ownerAgentId: String(toAgent._id) } });
       await customerChanged(redis, prefix, customerId);
+      await load.moved(String(customerId), String(toAgent._id));
       await syncConversation(customerId, String(toAgent._id));
       await record(customerId, customer.ownerAgentId, String(toAgent._id), reason, actor);
       log.info(

@@ -73,6 +73,32 @@ describe("the router's hot conversation", () => {
     expect(await conversation(c)).toMatchObject({ open: true, awaitingSince: expect.any(Date) });
   });
 
+  it("a returning customer's message takes the conversation lock with its copy, and files the copy as it releases: two Redis exchanges", async () => {
+    const c = await sms('+14155550521', `first ${uniqueName('')}`);
+    // Every exchange of the process's Redis client (a MULTI…EXEC is one) and the keys it names.
+    const sent: string[][] = [];
+    const client = w.t.app.redis as unknown as { sendCommand: (cmd: { name: string; args: unknown[] }, s?: unknown) => unknown };
+    const send = client.sendCommand;
+    let batch: string[] | undefined;
+    client.sendCommand = function (this: unknown, cmd: { name: string; args: unknown[] }, s?: unknown) {
+      const words = [cmd.name, ...cmd.args.map(String)];
+      if (cmd.name === 'multi') sent.push((batch = words));
+      else if (batch) batch.push(...words);
+      else sent.push(words);
+      if (cmd.name === 'exec') batch = undefined;
+      return send.call(this, cmd, s);
+    };
+    try {
+      await sms('+14155550521', `again ${uniqueName('')}`);
+    } finally {
+      client.sendCommand = send;
+    }
+    const conversationKey = (k: string) => k.includes(c) && /conversation|:conv$|:cgen$/.test(k);
+    const exchanges = sent.filter((e) => e.some(conversationKey));
+    // Lock + copy read (one MULTI), then the copy filed by the script that releases the lock.
+    expect(exchanges.map((e) => e[0])).toEqual(['multi', expect.stringMatching(/^eval/)]);
+  });
+
   it("an agent's reply, then a new customer message: the customer is waiting again and the SLA clock restarts", async () => {
     const first = `reply first ${uniqueName('')}`;
     const c = await sms('+14155550511', first);
