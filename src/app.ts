@@ -127,14 +127,13 @@ export function buildApp(config: Readonly<Config>, options: AppOptions = {}): Ra
 
   const http = buildHttp(parts);
   const background = startBackground(parts);
-  const { queues, mongo, redis, markers } = base;
+  const { queues, mongo, redis } = base;
   const lifecycle = serverLifecycle(http, config, async () => {
     await background.stop();
     await whatsappWeb?.stop();
     await closeQueues(queues);
     await mongo.close();
     redis.disconnect();
-    markers.disconnect();
   });
 
   return {
@@ -189,17 +188,13 @@ function connectStores(config: Readonly<Config>, log: Logger, metrics: Metrics) 
     { prefix: config.queuePrefix, inboundPartitions: config.inboundPartitions },
     log.child({ component: 'queue' }),
   );
-  // The seen markers get their own connection, auto-pipelined: every webhook's claim is then one
-  // write per event-loop turn instead of one syscall per request (see intake.ts). The producer
-  // connection cannot be auto-pipelined (BullMQ's scripts on it, see connection.ts).
-  const markers = createRedisConnection(config.redisUrl, 'producer', { enableAutoPipelining: true });
-  const intake = createIntake({ queue: queues[QueueName.inbound], redis, markers, prefix: config.queuePrefix });
+  const intake = createIntake({ queue: queues[QueueName.inbound], redis, prefix: config.queuePrefix });
   registerQueueMetrics(metrics.registry, queues);
   registerChannelMetrics(metrics.registry, { channels: channelStates(config), intake });
   const mongo = connectMongo(config.mongodbUri, log.child({ component: 'mongo' }));
   // Registered before the connection opens, so their (correctness-carrying) unique indexes are built.
   const models = { ...registerIdentityModels(mongo.connection), ...registerRouterModels(mongo.connection) };
-  return { redis, markers, queues, intake, mongo, models };
+  return { redis, queues, intake, mongo, models };
 }
 
 /** Identity, Slack, media, merges, erasure and claims: the services the router and admin API share. */

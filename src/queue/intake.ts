@@ -42,11 +42,6 @@ export interface IntakeOptions {
   /** The partitioned `inbound` queue; each sender's events go to one partition, in order. */
   queue: PartitionedQueue;
   redis: RedisClient;
-  /**
-   * The connection for the seen markers' claims and marks; one with auto-pipelining batches the
-   * claims of every webhook read in one event-loop turn into one write. @defaultValue `redis`
-   */
-  markers?: RedisClient;
   /** Key prefix for the seen markers. */
   prefix: string;
   /** How long a key is remembered after first acceptance. @defaultValue 8 days */
@@ -77,7 +72,6 @@ const DONE = 'done';
 export function createIntake({
   queue,
   redis,
-  markers = redis,
   prefix,
   dedupeTtlSeconds = 8 * 24 * 3600,
 }: IntakeOptions): Intake {
@@ -94,9 +88,9 @@ export function createIntake({
 
   /** True if the event must be added: its key is new, or an earlier delivery may not have queued it. */
   const claim = async (key: string): Promise<boolean> => {
-    if ((await markers.set(seenKey(key), PENDING, 'EX', dedupeTtlSeconds, 'NX')) === 'OK') return true;
+    if ((await redis.set(seenKey(key), PENDING, 'EX', dedupeTtlSeconds, 'NX')) === 'OK') return true;
     // A marker gone between the two commands (expired, evicted) is treated as a pending one.
-    const marker = await markers.get(seenKey(key));
+    const marker = await redis.get(seenKey(key));
     return marker === null || marker === PENDING;
   };
 
@@ -133,7 +127,7 @@ export function createIntake({
         if (queued.length > 0) {
           await add(queued);
           for (const event of queued)
-            markers.set(seenKey(eventKey(event)), DONE, 'EX', dedupeTtlSeconds).catch(() => undefined);
+            redis.set(seenKey(eventKey(event)), DONE, 'EX', dedupeTtlSeconds).catch(() => undefined);
           const now = Date.now();
           for (const event of queued) {
             if (event.type === 'message')

@@ -49,7 +49,7 @@ describe('intake across crashes and concurrent deliveries', () => {
     return c;
   }
 
-  /** One api process's intake: its own connections, markers auto-pipelined as in app.ts. */
+  /** One api process's intake, on its own connection as in app.ts. */
   async function replica(): Promise<Intake> {
     const producer = await connect();
     const own = createQueues(producer, { prefix, inboundPartitions: 2 });
@@ -57,7 +57,6 @@ describe('intake across crashes and concurrent deliveries', () => {
     return createIntake({
       queue: own.inbound,
       redis: producer,
-      markers: await connect({ enableAutoPipelining: true }),
       prefix,
     });
   }
