@@ -64,8 +64,11 @@ export interface SendResult {
 export interface SendProgress {
   /** Provider ids of the parts an earlier attempt got accepted, in order; those are skipped. */
   done: readonly string[];
-  /** Called after part `index` was accepted; awaited before the next part is sent. */
-  onPart(index: number, providerMessageId: string): Promise<void>;
+  /**
+   * Called after part `index` was accepted; awaited before the next part is sent. `last`: no part
+   * follows it in this call (the caller may record it with the outcome instead).
+   */
+  onPart(index: number, providerMessageId: string, last?: boolean): Promise<void>;
 }
 
 export interface ChannelSender {
@@ -89,7 +92,7 @@ export async function sendInParts<P>(
   for (let i = ids.length; i < parts.length; i++) {
     const id = await sendPart(parts[i] as P, i);
     ids.push(id);
-    await progress?.onPart(i, id);
+    await progress?.onPart(i, id, i === parts.length - 1);
   }
   return { provider, providerMessageId: ids[0] as string };
 }

@@ -6,7 +6,7 @@
  */
 import type { InboundEvent } from '../canonical';
 import type { Logger } from '../logger';
-import type { Customer } from './models';
+import type { Customer, Identity } from './models';
 import type { IdentityStore } from './resolve';
 
 export interface InboundResult {
@@ -20,6 +20,8 @@ export interface InboundResult {
   refill?: () => Promise<void>;
   /** This message created `customer` (a first contact: it has no Slack thread yet). */
   created?: boolean;
+  /** The sender's identity after this message (with `created`: the new customer's only one). */
+  identity?: Identity;
 }
 
 export interface InboundProcessor {
@@ -60,7 +62,13 @@ export function createInboundProcessor({
         stored ? 'inbound message stored' : 'inbound message already stored',
       );
       const same = customerId === String(customer._id);
-      return { customerId, stored, ...(same ? { customer, created, ...(refill ? { refill } : {}) } : {}) };
+      return {
+        customerId,
+        stored,
+        ...(same
+          ? { customer, created, ...(created ? { identity } : {}), ...(refill ? { refill } : {}) }
+          : {}),
+      };
     },
   };
 }

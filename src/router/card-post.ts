@@ -7,11 +7,12 @@
  */
 import type { Types } from 'mongoose';
 import type { SlackClient } from '../channels/slack/client';
-import type { Customer, IdentityModels } from '../identity/models';
+import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { brandNew, CARD_FACTS_TTL_S, cardBlocks, cardFactsKey, renderCard } from './card';
 import type { RouterModels } from './models';
+import { firstIdentities } from './hot-state';
 
 export const CARD_EVENT_TYPE = 'rapport_card';
 
@@ -61,13 +62,14 @@ export function createCardPoster(o: CardPosterOptions) {
 
   /**
    * The card this opening already posted (a lost answer to an earlier attempt), or the attempt to
-   * make now, recorded before the call. Returns the found ts, if any, with the attempt.
+   * make now, recorded before the call. Returns the found ts, if any, with the attempt; `orphan`:
+   * an earlier attempt for another owner or channel was looked up (its card may now have a thread).
    */
   async function cardAttempt(
     customerId: Types.ObjectId,
     channel: string,
     agentId: string,
-  ): Promise<{ attempt: CardAttempt; found?: string }> {
+  ): Promise<{ attempt: CardAttempt; found?: string; orphan?: boolean }> {
     const stored = await redis.get(cardAttemptKey(customerId));
     const earlier = stored ? (JSON.parse(stored) as CardAttempt) : undefined;
     if (earlier && earlier.channel === channel && earlier.agentId === agentId) {
@@ -83,7 +85,7 @@ export function createCardPoster(o: CardPosterOptions) {
       oldest: String(Math.floor(Date.now() / 1000) - 60),
     };
     await redis.set(cardAttemptKey(customerId), JSON.stringify(attempt), 'EX', 7 * 24 * 3600);
-    return { attempt };
+    return { attempt, ...(earlier ? { orphan: true } : {}) };
   }
 
   /**
@@ -114,26 +116,34 @@ export function createCardPoster(o: CardPosterOptions) {
    * Posts the card (or finds the one an earlier attempt posted); returns its ts. `known.customer`:
    * the customer as the caller just read it (not read again); `known.hadThread`: the customer had
    * a thread before this one (a brand-new customer's card is posted without a history read).
+   * `shown`: what the card shows, when it is the customer's only card and this call posted it (no
+   * earlier card to mark as moved, nothing unknown on it): the card refresh can record that instead
+   * of reading it all again (card-updates.ts `recordFirstCard`).
    */
   async function postCard(
     customerId: Types.ObjectId,
     channel: string,
     agent: { _id: unknown; name?: string } | undefined,
     known: { customer?: Customer; hadThread?: boolean } = {},
-  ): Promise<string> {
+  ): Promise<{ ts: string; shown?: { customer: Customer; identities: Identity[] } }> {
     const agentId = agent ? String(agent._id) : 'unassigned';
-    const { attempt, found } = await cardAttempt(customerId, channel, agentId);
+    const { attempt, found, orphan } = await cardAttempt(customerId, channel, agentId);
     if (found) {
       log.info(
         { customerId: String(customerId), agentId },
         'card of an earlier attempt found; not posted again',
       );
-      return found;
+      return { ts: found };
     }
     const customer = known.customer ?? (await Customer.findById(customerId).lean<Customer>());
     if (!customer) throw new Error(`customer ${String(customerId)} not found`);
     const history = !brandNew(customer, known.hadThread ?? true);
-    const { text, facts } = await renderCard(models, customer, agent?.name, { history });
+    // A first contact's one identity, as the router left it (hot-state.ts `fileFirstContact`).
+    const first = history ? undefined : await firstIdentities(redis, prefix, String(customerId));
+    const { text, facts, identities } = await renderCard(models, customer, agent?.name, {
+      history,
+      ...(first ? { identities: first } : {}),
+    });
     let ts: string;
     try {
       ({ ts } = await slack.postMessage({
@@ -151,7 +161,8 @@ export function createCardPoster(o: CardPosterOptions) {
     }
     // What the card shows, so a refresh edits it only when that changes (card-updates.ts).
     await redis.set(cardFactsKey(prefix, { channel, ts }), facts, 'EX', CARD_FACTS_TTL_S);
-    return ts;
+    const only = known.hadThread === false && !orphan;
+    return { ts, ...(only ? { shown: { customer, identities } } : {}) };
   }
 
   return {

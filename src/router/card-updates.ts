@@ -35,12 +35,13 @@ import {
   inboundChangesCard,
   nextWindowClose,
   type CardSeen,
+  type FirstCard,
 } from './card';
 import type { Agent, CurrentThread, RouterModels, SlackThread } from './models';
 import type { Ownership } from './ownership';
 import { noteRateLimit, respectChannelLimit } from './slack-delivery';
 import { currentToken, customerChanged, customerGenKey, epochKey } from '../identity/cache';
-import { agentGenKey, threadKeys } from './hot-state';
+import { agentGenKey, firstIdentitiesKey, threadKeys } from './hot-state';
 
 export const NOTICE_EVENT_TYPE = 'rapport_notice';
 
@@ -103,6 +104,10 @@ export function cardKeysOf(prefix: string, customerId: string): string[] {
     `${prefix}:card-window:${customerId}`,
     // In the customer's `{c:<id>}` slot: read in one MGET with the customer's tokens.
     `${prefix}:card-seen:{c:${customerId}}`,
+    // A refresh ran before the first thread opened (it found none): that card is refreshed.
+    `${prefix}:card-early:${customerId}`,
+    // A first contact's identity for their card (hot-state.ts `fileFirstContact`).
+    firstIdentitiesKey(prefix, customerId),
   ];
 }
 
@@ -116,6 +121,14 @@ function parseSeen(text: string | null | undefined): CardSeen | undefined {
   }
 }
 
+/** The tokens a first card depends on besides its thread's (card.ts `FirstCard`), read before it. */
+export function firstCardTokens(redis: RedisClient, prefix: string, id: string): Promise<string[]> {
+  return Promise.all([
+    currentToken(redis, epochKey(prefix)),
+    currentToken(redis, customerGenKey(prefix, id)),
+  ]);
+}
+
 export function isCardJob(data: unknown): data is CardJob {
   return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
 }
@@ -127,6 +140,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   const pendingKey = (id: string) => cardKeysOf(prefix, id)[0]!;
   const factsKey = (t: { channel: string; ts: string }) => cardFactsKey(prefix, t);
   const seenKey = (id: string) => cardKeysOf(prefix, id)[2]!;
+  const earlyKey = (id: string) => cardKeysOf(prefix, id)[3]!;
   const profileAskedKey = (identityKey: string) => `${prefix}:profile-asked:${identityKey}`;
 
   async function requestRefresh(
@@ -210,8 +224,12 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       Customer.findById(id).lean<Customer>(),
     ]);
     if (customer?.mergedInto) return void (await markMergedAway(slack, customer));
-    // No thread yet: its card will be posted fresh.
-    if (!current || !customer) return undefined;
+    // No thread yet: its card will be posted fresh, and refreshed once its thread opens (this refresh
+    // was asked for a change that card may have missed: it may read a copy that is behind).
+    if (!current || !customer) {
+      if (customer) await redis.set(earlyKey(id), '1', 'EX', CARD_SEEN_TTL_S);
+      return undefined;
+    }
     tokens.push(
       customer.ownerAgentId ? await currentToken(redis, agentGenKey(prefix, customer.ownerAgentId)) : null,
     );
@@ -239,6 +257,30 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     const seen = cardSeen(customer, identities, tokens);
     await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
     return undefined;
+  }
+
+  /**
+   * A customer's first card was just posted from what `first` says, read after `first.tokens`:
+   * recorded as a refresh would record it (what it shows, its window's close), without reading it
+   * all again. Refreshed instead when a refresh ran before the thread opened (card-early), when the
+   * owner's name is not the one shown, or when a nameless Messenger customer's name is to be asked.
+   */
+  async function recordFirstCard(customerId: Types.ObjectId | string, first: FirstCard): Promise<void> {
+    const id = String(customerId);
+    const owner = first.customer.ownerAgentId;
+    // The owner's gen before the owner is read again (the card's copy of them was read before it).
+    const agentGen = owner ? await currentToken(redis, agentGenKey(prefix, owner)) : null;
+    const agent = await o.ownership.agentById(owner);
+    const early = await redis.getdel(earlyKey(id));
+    // A nameless Messenger customer's name is asked for by the refresh (Messenger webhooks carry none).
+    const askName =
+      o.messengerProfiles !== undefined &&
+      first.customer.displayName == null &&
+      first.identities.some((i) => i.kind === 'psid');
+    if (early !== null || askName || agent?.name !== first.ownerName) return requestRefresh(id);
+    await scheduleWindowClose(id, first.identities);
+    const seen = cardSeen(first.customer, first.identities, [...first.tokens, agentGen]);
+    await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
   }
 
   /**
@@ -349,6 +391,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
 
   return {
     requestRefresh,
+    recordFirstCard,
     afterInbound,
     /** Queues a notice for one thread (see ThreadNotice). */
     async notify(notice: ThreadNotice): Promise<void> {

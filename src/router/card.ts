@@ -119,6 +119,17 @@ export interface CardSeen {
 }
 
 /**
+ * What a customer's first card shows, as its poster read it (slack-delivery.ts `ensureThread`), and
+ * the change tokens read before that: epoch, customer gen, and the new thread's gen.
+ */
+export interface FirstCard {
+  customer: Customer;
+  identities: Identity[];
+  ownerName?: string;
+  tokens: string[];
+}
+
+/**
  * How close to its end a window counts as closing: the refresh scheduled for the close (card-updates.ts
  * `scheduleWindowClose`) may be about to read, or clocks of two processes may differ.
  */
@@ -170,17 +181,19 @@ export function brandNew(customer: Pick<Customer, 'firstSeenAt' | 'lastSeenAt'>,
 
 /**
  * The card's text and the digest of its facts, for a new card (slack-delivery.ts). `history: false`
- * leaves out the recent messages without reading them (a brand-new customer's, see `brandNew`).
+ * leaves out the recent messages without reading them (a brand-new customer's, see `brandNew`);
+ * `identities`: the customer's, when the caller knows them (a first contact's, hot-state.ts).
  */
 export async function renderCard(
   models: IdentityModels,
   customer: Customer,
   ownerName: string | undefined,
-  opts: { history?: boolean } = {},
-): Promise<{ text: string; facts: string }> {
-  const identities = await models.Identity.find({ customerId: customer._id }).lean<Identity[]>();
+  opts: { history?: boolean; identities?: Identity[] } = {},
+): Promise<{ text: string; facts: string; identities: Identity[] }> {
+  const identities =
+    opts.identities ?? (await models.Identity.find({ customerId: customer._id }).lean<Identity[]>());
   const text = await cardText(models, customer, ownerName, identities, opts);
-  return { text, facts: cardFacts('live', customer, ownerName, identities) };
+  return { text, facts: cardFacts('live', customer, ownerName, identities), identities };
 }
 
 /** The card's text (also Slack's notification fallback). */

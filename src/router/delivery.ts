@@ -26,7 +26,8 @@ import type { OutboundMediaPreparer } from '../media/outbound';
 import { withLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import type { AgentPostButton, CustomerSend, RouterModels } from './models';
-import { toObjectId, type Outbox } from './outbox';
+import { toObjectId, type CarriedRoute, type CarriedSend, type Outbox } from './outbox';
+import { createHotCustomers } from './hot-state';
 import { ago, channelLabel, explainFailure } from './texts';
 
 export type Senders = Partial<Record<Provider, ChannelSender>>;
@@ -152,11 +153,9 @@ function sentMessage(send: CustomerSend, customer: Customer, route: Route, resul
   };
 }
 
-export function createDelivery(o: DeliveryOptions) {
-  const { models, senders, redis, prefix, outbox, log } = o;
-  const { CustomerSend, Customer, Identity, Message, OptOut } = models;
-  const maxAttempts = o.maxAttempts ?? 5;
-
+/** How a send's route is read back: the customer's identities, and which provider carries the channel. */
+function createRouteFinder(models: RouterModels & IdentityModels, senders: Senders) {
+  const { Identity, Message } = models;
   /**
    * Which provider carries `channel` for this identity: the one that brought the customer's latest
    * message on that channel (a number can write by SMS and WhatsApp through Twilio and by WhatsApp
@@ -189,7 +188,11 @@ export function createDelivery(o: DeliveryOptions) {
     return used[0]?.p ?? usable[0];
   }
 
-  async function chooseRoute(send: CustomerSend, customer: Customer): Promise<RouteResult> {
+  /** The identity and provider to send on, read from the customer's identities and messages. */
+  async function findRoute(
+    send: CustomerSend,
+    customer: Customer,
+  ): Promise<{ route: Omit<Route, 'to'> } | Extract<RouteResult, { failure: unknown }>> {
     let identities = send.toIdentityKey
       ? await Identity.find({ key: send.toIdentityKey }).lean<Identity[]>()
       : await Identity.find({ customerId: customer._id }).lean<Identity[]>();
@@ -227,6 +230,57 @@ export function createDelivery(o: DeliveryOptions) {
     const provider = await providerFor(channel, identity);
     const sender = provider ? senders[provider] : undefined;
     if (!provider || !sender) return { failure: { reason: 'no_route', message: explainFailure('no_route') } };
+    return { route: { channel, provider, sender, identity } };
+  }
+
+  return findRoute;
+}
+
+/**
+ * A first contact's acknowledgement: the identity, channel and provider the customer just wrote
+ * from, as `findRoute` would read them back (their only identity; the provider of their only
+ * message, when it can send on that channel). Undefined when it cannot (then the route is read).
+ */
+function carriedRoute(senders: Senders, carried: CarriedRoute): Omit<Route, 'to'> | undefined {
+  const { channel, provider, identityKey } = carried;
+  const sender = senders[provider];
+  if (!sender?.channels.includes(channel) || !CANDIDATES[channel].includes(provider)) return undefined;
+  const kind = identityKey.startsWith('psid:')
+    ? 'psid'
+    : identityKey.startsWith('phone:')
+      ? 'phone'
+      : undefined;
+  if (!kind || (channel === 'messenger') !== (kind === 'psid')) return undefined;
+  const identity = {
+    key: identityKey,
+    kind,
+    value: identityKey.slice(kind.length + 1),
+    lastInboundAt: { [channel]: new Date(carried.lastInboundAt) },
+  } as unknown as Identity;
+  return { channel, provider, sender, identity };
+}
+
+export function createDelivery(o: DeliveryOptions) {
+  const { models, senders, redis, prefix, outbox, log } = o;
+  const { CustomerSend, Customer, Message, OptOut } = models;
+  const maxAttempts = o.maxAttempts ?? 5;
+  const findRoute = createRouteFinder(models, senders);
+  // The carried send's check that its customer is live, from Redis (hot-state.ts).
+  const hotCustomers = createHotCustomers(
+    redis,
+    prefix,
+    async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined,
+  );
+
+  /** Where the send goes, unless the identity opted out there. `carried`: a route known without a read. */
+  async function chooseRoute(
+    send: CustomerSend,
+    customer: Customer,
+    carried?: Omit<Route, 'to'>,
+  ): Promise<RouteResult> {
+    const found = carried ? { route: carried } : await findRoute(send, customer);
+    if ('failure' in found) return found;
+    const { identity, channel } = found.route;
     const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
     // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase/keys.ts).
     const erasedOptOut = !optOut && (await o.isErasedOptOut?.(identity.key, channel));
@@ -235,7 +289,7 @@ export function createDelivery(o: DeliveryOptions) {
       return { failure: { reason: 'opted_out', message: explainFailure('opted_out') } };
     }
     const to = identity.kind === 'psid' ? (identity.value.split(':')[1] ?? '') : identity.value;
-    return { route: { channel, provider, sender, identity, to } };
+    return { route: { ...found.route, to } };
   }
 
   async function tellAgent(send: CustomerSend, text: string, reason: string): Promise<void> {
@@ -271,13 +325,20 @@ export function createDelivery(o: DeliveryOptions) {
     log.info({ sendKey: send.key, reason, code }, 'send failed; agent told');
   }
 
-  /** Records an accepted part before the next one goes out. */
-  function progressOf(send: CustomerSend): SendProgress {
+  /**
+   * Records an accepted part before the next one goes out. The last part has no next: it is recorded
+   * with `sent` (recordSent), one command less per send; a crash between its acceptance and that
+   * mark leaves the send `sending`, which is uncertain like a crash during the call.
+   */
+  function progressOf(send: CustomerSend): SendProgress & { accepted: string[] } {
+    const accepted = [...(send.parts ?? [])];
     return {
+      accepted,
       done: send.parts ?? [],
-      onPart: async (index, id) => {
+      onPart: async (index, id, last) => {
         if (index < (send.parts?.length ?? 0)) return;
-        await CustomerSend.updateOne({ _id: send._id }, { $push: { parts: id } });
+        accepted.push(id);
+        if (!last) await CustomerSend.updateOne({ _id: send._id }, { $push: { parts: id } });
       },
     };
   }
@@ -310,13 +371,13 @@ export function createDelivery(o: DeliveryOptions) {
     return { message };
   }
 
-  async function sendOne(send: CustomerSend, customer: Customer): Promise<void> {
+  async function sendOne(send: CustomerSend, customer: Customer, carried?: Omit<Route, 'to'>): Promise<void> {
     if (send.state === 'sending') {
       const fresh = await CustomerSend.findById(send._id).lean<CustomerSend>();
       await fail(fresh ?? send, 'uncertain', uncertainText(fresh ?? send, send.channel));
       return;
     }
-    const routed = await chooseRoute(send, customer);
+    const routed = await chooseRoute(send, customer, carried);
     if ('failure' in routed) return fail(send, routed.failure.reason, routed.failure.message);
     const { route } = routed;
     const prepared = await prepare(send, route);
@@ -327,24 +388,40 @@ export function createDelivery(o: DeliveryOptions) {
     );
     if (marked.modifiedCount !== 1) return; // cancelled or handled meanwhile
     const attempts = send.attempts + 1;
+    const progress = progressOf(send);
     let result: SendResult;
     try {
-      result = await route.sender.send(prepared.message, progressOf(send));
+      result = await route.sender.send(prepared.message, progress);
     } catch (err) {
       // Not a provider answer (our bug, the database): leave it `sending` → uncertain on the next run.
       if (!(err instanceof OutboundError)) throw err;
       return refused(send, route, attempts, err);
     }
-    await recordSent(send, customer, route, result);
+    await recordSent(send, customer, route, { ...result, parts: progress.accepted });
   }
 
-  /** The provider took the send: the stored message first, then `sent`, so a status report finds both. */
-  async function recordSent(send: CustomerSend, customer: Customer, route: Route, result: SendResult) {
+  /**
+   * The provider took the send: the stored message first, then `sent` with every accepted part, so
+   * a status report finds both.
+   */
+  async function recordSent(
+    send: CustomerSend,
+    customer: Customer,
+    route: Route,
+    result: SendResult & { parts: string[] },
+  ) {
     const message = sentMessage(send, customer, route, result);
     await Message.updateOne({ key: message.key }, { $setOnInsert: message }, { upsert: true });
     await CustomerSend.updateOne(
       { _id: send._id },
-      { $set: { state: 'sent', providerMessageId: result.providerMessageId, provider: result.provider } },
+      {
+        $set: {
+          state: 'sent',
+          providerMessageId: result.providerMessageId,
+          provider: result.provider,
+          parts: result.parts,
+        },
+      },
     );
     o.onSent?.(route.channel, route.provider);
     if (send.slack) await o.react(send.slack, 'outbox_tray', ['hourglass_flowing_sand']);
@@ -393,8 +470,42 @@ export function createDelivery(o: DeliveryOptions) {
     );
   }
 
-  async function flush(customerId: Types.ObjectId): Promise<void> {
+  /**
+   * A carried first send (outbox.ts): sent without reading the outbox, the customer or the route,
+   * when the customer is still live (their copy in Redis: merges and erasures replace the epoch it
+   * is filed under) and the route needs no choice. False: read and sent the usual way.
+   */
+  async function sendCarried(customerId: Types.ObjectId, carried: CarriedSend): Promise<boolean> {
+    const route = carriedRoute(senders, carried.route);
+    if (!route) return false;
+    const customer = await hotCustomers.get(String(customerId));
+    if (!customer || customer.mergedInto) return false;
+    const sendAfter = new Date(carried.sendAfter);
+    if (sendAfter.getTime() > Date.now()) return false;
+    const now = new Date();
+    const send: CustomerSend = {
+      _id: toObjectId(carried.id),
+      key: carried.key,
+      customerId,
+      seq: carried.seq,
+      origin: carried.origin,
+      ...(carried.text === undefined ? {} : { text: carried.text }),
+      media: [],
+      parts: [],
+      state: 'scheduled',
+      sendAfter,
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    // Its `sending` mark is conditional on `scheduled`: a flush that read and sent it first wins.
+    await sendOne(send, customer, route);
+    return true;
+  }
+
+  async function flush(customerId: Types.ObjectId, carried?: CarriedSend): Promise<void> {
     await withFlushLock(redis, `${prefix}:lock:to-customer:${String(customerId)}`, async () => {
+      if (carried && (await sendCarried(customerId, carried))) return;
       const customer = await Customer.findById(customerId).lean<Customer>();
       if (!customer) return;
       if (customer.mergedInto) {
@@ -421,9 +532,12 @@ export function createDelivery(o: DeliveryOptions) {
   }
 
   return {
-    flush,
-    async handle(job: Job<{ customerId: string }>): Promise<void> {
-      await flush(toObjectId(job.data.customerId));
+    flush: (customerId: Types.ObjectId) => flush(customerId),
+    async handle(job: Job<{ customerId: string; send?: CarriedSend }>): Promise<void> {
+      // Only on the job's first run: a run after a deferral, a failure or a stall reads the send's
+      // state (it may be `sending`, or scheduled again after a retryable refusal).
+      const firstRun = job.attemptsStarted <= 1 && job.attemptsMade === 0 && job.stalledCounter === 0;
+      await flush(toObjectId(job.data.customerId), firstRun ? job.data.send : undefined);
     },
   };
 }

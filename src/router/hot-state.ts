@@ -25,7 +25,7 @@ import {
   HOT_COPY_TTL_S,
   replaceToken,
 } from '../identity/cache';
-import type { Customer } from '../identity/models';
+import type { Customer, Identity } from '../identity/models';
 import type { Agent, Conversation, CurrentThread } from './models';
 
 const genKey = (prefix: string, id: string) => `${prefix}:hot:{a:${id}}:gen`;
@@ -93,9 +93,9 @@ export interface HotThreads extends HotRecords<CurrentThread> {
    * posted channel moved) the token stays: the card does not show it, and the copy is replaced
    * in place. Only for writers holding the customer's `to-agent` lock, which every reader and writer
    * of current threads holds (slack-delivery.ts; erasure deletes the keys), so no reader can be
-   * filing an older read meanwhile.
+   * filing an older read meanwhile. Returns the token it is filed under.
    */
-  put(doc: CurrentThread, opts: { recreated: boolean }): Promise<void>;
+  put(doc: CurrentThread, opts: { recreated: boolean }): Promise<string>;
 }
 
 /** Current threads by customer id (the Slack flush reads it per flush, under the customer's lock). */
@@ -110,8 +110,49 @@ export function createHotThreads(
       const k = threadKeys(prefix, String(doc._id));
       const gen = recreated ? await replaceToken(redis, k.gen) : await currentToken(redis, k.gen);
       await redis.set(k.doc, encodeHotCopy({ gen, also: null, doc }), 'EX', HOT_COPY_TTL_S);
+      return gen;
     },
   };
+}
+
+/** A first contact's identity as their first card shows it (filed under the identity epoch). */
+export const firstIdentitiesKey = (prefix: string, id: string) => `${prefix}:hot:{c:${id}}:first-ids`;
+/** How long a first contact's identity waits for their card (a card posted later reads them). */
+const FIRST_IDENTITIES_TTL_S = 3600;
+
+/**
+ * A customer created a moment ago has no Slack thread: their copy says so, so the first flush reads
+ * no thread; and their one identity, as resolution just left it, is what their card shows, so the
+ * card reads none (card-post.ts; valid while the identity epoch is: a merge, link, undo or erasure
+ * replaces it). Only before anything of theirs is appended (src/router/inbound.ts, first contact):
+ * no flush, and so no reader or writer of their current thread, can exist yet. Filed under the
+ * thread gen like any copy; the thread's opening replaces the gen (`put`).
+ */
+export async function fileFirstContact(
+  redis: RedisClient,
+  prefix: string,
+  customerId: string,
+  identity?: Identity,
+): Promise<void> {
+  const k = threadKeys(prefix, customerId);
+  const [gen, epoch] = await Promise.all([currentToken(redis, k.gen), currentToken(redis, epochKey(prefix))]);
+  await redis.set(k.doc, encodeHotCopy({ gen, also: null, doc: null }), 'EX', HOT_COPY_TTL_S);
+  if (!identity || String(identity.customerId) !== customerId) return;
+  const { _id, key, kind, value, verified, lastInboundAt } = identity;
+  const doc = [{ _id, key, kind, value, customerId: identity.customerId, verified, lastInboundAt }];
+  await redis.set(firstIdentitiesKey(prefix, customerId), encodeHotCopy({ gen: '', also: epoch, doc }), 'EX', FIRST_IDENTITIES_TTL_S);
+}
+
+/** The first contact's identities `fileFirstContact` left, while the identity epoch is unchanged. */
+export async function firstIdentities(
+  redis: RedisClient,
+  prefix: string,
+  customerId: string,
+): Promise<Identity[] | undefined> {
+  const [text, epoch] = await Promise.all([redis.get(firstIdentitiesKey(prefix, customerId)), redis.get(epochKey(prefix))]);
+  if (!text || !epoch) return undefined;
+  const copy = decodeHotCopy<Identity[]>(text);
+  return copy.also === epoch && copy.doc ? copy.doc : undefined;
 }
 
 /** Agents by id; `agentChanged` invalidates one. */
@@ -186,9 +227,15 @@ export interface HotConversations {
   /**
    * The conversation (from its copy when current, else from `load`) and the tokens read before the
    * database was. Call under the conversation lock; `values` are `keys(id)` and `epoch` the identity
-   * epoch as read together (both read under the lock, the epoch after the copy).
+   * epoch as read together (both read under the lock, the epoch after the copy). `none`: the caller
+   * knows the router never wrote one (a customer created by the message being routed): nothing is read.
    */
-  read(id: string, values: (string | null)[], epoch: string | null): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
+  read(
+    id: string,
+    values: (string | null)[],
+    epoch: string | null,
+    opts?: { none?: boolean },
+  ): Promise<{ hot?: HotConversation; tokens: ConversationTokens }>;
   /**
    * Before the router's own write (under the lock): the copy stops counting at once, so a crash
    * between the write and `file` leaves no copy older than the database. The tokens to file under.
@@ -216,7 +263,7 @@ export function createHotConversations(
       const k = conversationKeys(prefix, id);
       return [k.gen, k.doc];
     },
-    async read(id, [gen, text], epoch) {
+    async read(id, [gen, text], epoch, opts = {}) {
       if (gen && epoch && text) {
         const entry = mongo.BSON.EJSON.parse(text, { relaxed: false }) as ConversationTokens & { value: HotConversation };
         if (entry.gen === gen && entry.also === epoch) return { hot: entry.value, tokens: { gen, also: epoch } };
@@ -226,7 +273,9 @@ export function createHotConversations(
         gen: gen ?? (await currentToken(redis, conversationKeys(prefix, id).gen)),
         also: epoch ?? (await currentToken(redis, also)),
       };
-      const conversation = await load(id);
+      // A new customer's conversation holds at most the owner the assignment just wrote (ownership.ts),
+      // which the router's own write sets again.
+      const conversation = opts.none ? undefined : await load(id);
       return {
         hot: conversation && { conversation, stored: conversation.lastCustomerMessageAt },
         tokens,

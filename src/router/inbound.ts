@@ -18,19 +18,24 @@ import type { Types } from 'mongoose';
 import type { InboundMessage } from '../canonical';
 import type { InboundFile, InboundMedia } from '../media/inbound';
 import type { RouterConfig } from '../config';
-import type { Customer, IdentityModels } from '../identity/models';
+import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLockReading, type LockedRead } from '../queue/lock';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
-import type { Outbox } from './outbox';
+import type { CarriedRoute, Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { describeParts, referencedIds, type TargetLookup } from './inbound-text';
 import { channelLabel, fill } from './texts';
 import { applyClaimEffects, type ClaimMerge, type ClaimsPort } from './claim-plan';
 import type { TimerJob } from './sla';
-import { createHotConversations, type ConversationTokens, type HotConversation } from './hot-state';
+import {
+  createHotConversations,
+  fileFirstContact,
+  type ConversationTokens,
+  type HotConversation,
+} from './hot-state';
 import { epochKey, TOUCH_INTERVAL_MS } from '../identity/cache';
 
 /** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
@@ -194,12 +199,49 @@ export function createInboundRouter(o: InboundRouterOptions) {
     return { hot: { conversation, stored: changes.lastCustomerMessageAt }, tokens: writing };
   }
 
+  /**
+   * The acknowledgement. A first contact's carries its route (the identity, channel and provider the
+   * customer just wrote from: what the send worker would read back), so its send reads no customer,
+   * outbox or identity (delivery.ts).
+   */
+  async function acknowledge(
+    customerId: Types.ObjectId,
+    message: InboundMessage,
+    ack: { identityKey: string; first: boolean; sentAt: Date; agent?: Agent },
+  ): Promise<void> {
+    const { agent } = ack;
+    const backup = agent?.backupAgentId ? await ownership.agentById(agent.backupAgentId) : undefined;
+    const route: CarriedRoute = {
+      identityKey: ack.identityKey,
+      channel: message.channel,
+      provider: message.provider,
+      lastInboundAt: ack.sentAt.getTime(),
+    };
+    await outbox.sendToCustomer(
+      customerId,
+      { key: `ack:${message.key}`, origin: 'auto', text: ackText(agent, backup, new Date()) },
+      ack.first ? { route } : undefined,
+    );
+  }
+
   return {
-    /** Routes one stored inbound message of `customer` (the live one) from `identityKey`. */
-    async route(message: InboundMessage, routed: Customer, identityKey: string): Promise<void> {
+    /**
+     * Routes one stored inbound message of `customer` (the live one) from `identityKey`. `created`:
+     * this message created the customer (a first contact), so no conversation, thread or send of
+     * theirs can exist yet and none is read.
+     */
+    async route(
+      message: InboundMessage,
+      routed: Customer,
+      identityKey: string,
+      opts: { created?: boolean; identity?: Identity } = {},
+    ): Promise<void> {
       let customer = routed;
       const at = new Date(message.sentAt);
       const sentAt = Number.isNaN(at.getTime()) ? new Date() : at;
+      // Before anything is appended (so before any flush of this customer can run): their Slack flush
+      // then knows from Redis that there is no thread yet, and what their first card shows.
+      if (opts.created) await fileFirstContact(o.redis, o.prefix, String(customer._id), opts.identity);
 
       const optNote = await recordOptOut(identityKey, message);
       if (optNote)
@@ -215,6 +257,8 @@ export function createInboundRouter(o: InboundRouterOptions) {
       const plan = o.claims ? await o.claims.handle({ customer, identityKey, message }) : undefined;
       if (plan?.customer) customer = plan.customer;
       const customerId = customer._id;
+      // Created by this very message and not merged into another by a claim: nothing of theirs to read.
+      const first = opts.created === true && !plan?.customer;
       const name = customer.displayName ?? 'Customer';
 
       // Files first, outside the lock: a slow download holds up this customer only.
@@ -235,7 +279,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
         hotConversations.keys(id),
         () => o.redis.get(epochKey(o.prefix)),
         async (values, epoch): Promise<LockedRead<void>> => {
-          const read = await hotConversations.read(id, values, epoch);
+          const read = await hotConversations.read(id, values, epoch, { none: first });
           const before = read.hot?.conversation;
           // Acknowledge the first message of a conversation (and the first after a quiet period). A
           // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
@@ -244,14 +288,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
           // A reaction or a deletion is shown, but asks nothing: no acknowledgement, no SLA clock.
           const signal = isSignalOnly(message);
           const quiet = !signal && (last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs);
-          if (quiet) {
-            const backup = agent?.backupAgentId ? await ownership.agentById(agent.backupAgentId) : undefined;
-            await outbox.sendToCustomer(customerId, {
-              key: `ack:${message.key}`,
-              origin: 'auto',
-              text: ackText(agent, backup, new Date()),
-            });
-          }
+          if (quiet) await acknowledge(customerId, message, { identityKey, first, sentAt, agent });
 
           if (agent && agent.status !== 'available' && agent.backupAgentId) {
             const backup = await ownership.agentById(agent.backupAgentId);

@@ -30,7 +30,13 @@ import { createReceipts } from './receipts';
 import { createSla } from './sla';
 import { CARD_EVENT_TYPE, createCardCheck } from './card-post';
 import { createSlackDelivery, type ToAgentJob } from './slack-delivery';
-import { createCardUpdates, isCardJob, type CardJob, type CardUpdates } from './card-updates';
+import {
+  createCardUpdates,
+  firstCardTokens,
+  isCardJob,
+  type CardJob,
+  type CardUpdates,
+} from './card-updates';
 import { createNaming, type Naming } from './naming';
 import { customerChanged } from '../identity/cache';
 
@@ -224,7 +230,9 @@ function slackDeliveryFor(o: RouterOptions, { outbox, ownership, cards }: Shared
     media: o.media?.store,
     log: o.log.child({ component: 'to-agent' }),
     onRateLimited: () => o.metrics.slackRateLimited.inc(),
-    onThreadOpened: (customerId) => cards.requestRefresh(customerId),
+    onThreadOpened: (customerId, first) =>
+      first ? cards.recordFirstCard(customerId, first) : cards.requestRefresh(customerId),
+    cardTokens: (id) => firstCardTokens(o.redis, o.prefix, id),
   });
   return {
     ...postDelivery,

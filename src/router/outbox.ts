@@ -17,7 +17,7 @@
 import { Types } from 'mongoose';
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../queue/connection';
-import type { Channel } from '../canonical';
+import type { Channel, Provider } from '../canonical';
 import { retryOnDuplicate } from '../storage/duplicate-key';
 import type {
   AgentPostFile,
@@ -65,6 +65,29 @@ export interface CarriedPost extends NewAgentPost {
   createdAt: string;
 }
 
+/**
+ * Where a first contact's acknowledgement goes: the identity, channel and provider the customer just
+ * wrote from (what the send worker would otherwise read back: delivery.ts `chooseRoute`).
+ */
+export interface CarriedRoute {
+  identityKey: string;
+  channel: Channel;
+  provider: Provider;
+  /** When the customer wrote (ms): the messaging window's start. */
+  lastInboundAt: number;
+}
+
+/** A freshly stored send as its flush job carries it (a first contact's acknowledgement). */
+export interface CarriedSend {
+  id: string;
+  seq: number;
+  key: string;
+  origin: SendOrigin;
+  text?: string;
+  sendAfter: string;
+  route: CarriedRoute;
+}
+
 /** The customer's listed pending Slack posts: key → when listed (ms). */
 export function pendingPostsKey(prefix: string, customerId: Types.ObjectId | string): string {
   return `${prefix}:to-agent:pending:${String(customerId)}`;
@@ -77,10 +100,18 @@ export interface Outbox {
   /** Next sequence number of a customer's outboxes. */
   nextSeq(customerId: Types.ObjectId): Promise<number>;
   postToAgent(customerId: Types.ObjectId, post: NewAgentPost): Promise<void>;
-  sendToCustomer(customerId: Types.ObjectId, send: NewCustomerSend): Promise<void>;
+  /**
+   * `carry.route`: the customer's first send (nothing of theirs can be waiting before it), which its
+   * flush job carries with its route, so the send worker reads no outbox, customer or identity.
+   */
+  sendToCustomer(
+    customerId: Types.ObjectId,
+    send: NewCustomerSend,
+    carry?: { route: CarriedRoute },
+  ): Promise<void>;
   /** Queues a flush of the customer's Slack outbox (e.g. after an owner change). */
   flushAgent(customerId: Types.ObjectId, delayMs?: number, post?: CarriedPost): Promise<void>;
-  flushCustomer(customerId: Types.ObjectId, delayMs?: number): Promise<void>;
+  flushCustomer(customerId: Types.ObjectId, delayMs?: number, send?: CarriedSend): Promise<void>;
 }
 
 export function createOutbox(
@@ -126,11 +157,11 @@ export function createOutbox(
           : undefined;
       await outbox.flushAgent(customerId, 0, carried);
     },
-    async sendToCustomer(customerId, send) {
+    async sendToCustomer(customerId, send, carry) {
       const sendAfter = send.sendAfter ?? new Date();
       // As postToAgent: a retried append matches the stored send and changes nothing.
       const seq = await outbox.nextSeq(customerId);
-      await retryOnDuplicate(() =>
+      const res = await retryOnDuplicate(() =>
         CustomerSend.updateOne(
           { key: send.key },
           {
@@ -148,7 +179,20 @@ export function createOutbox(
           { upsert: true },
         ),
       );
-      await outbox.flushCustomer(customerId, Math.max(0, sendAfter.getTime() - Date.now()));
+      // Only a send this call stored rides along (a retried append's may be sent already).
+      const carried: CarriedSend | undefined =
+        carry && res.upsertedCount === 1 && res.upsertedId && !send.media?.length && !send.template
+          ? {
+              id: String(res.upsertedId),
+              seq,
+              key: send.key,
+              origin: send.origin,
+              ...(send.text === undefined ? {} : { text: send.text }),
+              sendAfter: sendAfter.toISOString(),
+              route: carry.route,
+            }
+          : undefined;
+      await outbox.flushCustomer(customerId, Math.max(0, sendAfter.getTime() - Date.now()), carried);
     },
     async flushAgent(customerId, delayMs = 0, post) {
       await queues.toAgent.add(
@@ -157,10 +201,10 @@ export function createOutbox(
         { jobId: flushJobId('a', customerId), delay: delayMs },
       );
     },
-    async flushCustomer(customerId, delayMs = 0) {
+    async flushCustomer(customerId, delayMs = 0, send) {
       await queues.toCustomer.add(
         'flush',
-        { customerId: String(customerId) },
+        { customerId: String(customerId), ...(send ? { send } : {}) },
         { jobId: flushJobId('c', customerId), delay: delayMs },
       );
     },

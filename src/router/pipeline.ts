@@ -26,7 +26,10 @@ export function createInboundPipeline(
       const customer =
         result.customer ?? (await models.Customer.findById(result.customerId).lean<Customer>());
       if (!customer) throw new Error(`customer ${result.customerId} vanished after storing a message`);
-      await router.inbound.route(event.message, customer, ref.key);
+      await router.inbound.route(event.message, customer, ref.key, {
+        created: result.created === true,
+        identity: result.identity,
+      });
       // A name that arrived with this message, a window that opened, a new identity: the card follows
       // (coalesced; Slack is called only when what the card shows changed). An ordinary message of a
       // returning customer changes none of these: no refresh (judged in Redis, no database read).

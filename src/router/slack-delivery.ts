@@ -18,6 +18,7 @@
  *   one post carrying every message's key (coalesce.ts); each is marked with that post's ts.
  */
 import type { Job } from 'bullmq';
+import type { Channel } from '../canonical';
 import type { RedisClient } from '../queue/connection';
 import { Types } from 'mongoose';
 import { SlackApiError, type SlackClient } from '../channels/slack/client';
@@ -28,6 +29,7 @@ import { withLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
+import type { FirstCard } from './card';
 import { pendingPostsKey, toObjectId, type CarriedPost, type Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { createCardPoster } from './card-post';
@@ -55,9 +57,13 @@ export interface SlackDeliveryOptions {
   media?: MediaStore;
   /**
    * A thread was opened (its card posted): the card refresh records what the card shows and
-   * schedules its window's close (card-updates.ts `requestRefresh`).
+   * schedules its window's close (card-updates.ts). `shown`: what a customer's first card shows and
+   * the change tokens read before it was read, to record as is (`recordFirstCard`); otherwise the
+   * refresh reads it (`requestRefresh`).
    */
-  onThreadOpened?: (customerId: Types.ObjectId) => Promise<void>;
+  onThreadOpened?: (customerId: Types.ObjectId, shown?: FirstCard) => Promise<void>;
+  /** The change tokens a first card depends on, read before its customer is (card-updates.ts `cardTokens`). */
+  cardTokens?: (customerId: string) => Promise<string[]>;
   /** Called when a channel is rate limited (metrics). */
   onRateLimited?: (channel: string) => void;
 }
@@ -274,18 +280,23 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   const cards = createCardPoster({ models, slack, redis, prefix, log, noteRateLimit: limited });
   const { postCard } = cards;
 
-  /** The customer's current thread, opening one (with a card) in the owner's inbox if needed. */
-  async function ensureThread(customerId: Types.ObjectId): Promise<CurrentThread> {
+  /**
+   * The customer's current thread, opening one (with a card) in the owner's inbox if needed; a new
+   * one records `firstChannel` (the flush's first message's) as its last posted channel at once.
+   */
+  async function ensureThread(customerId: Types.ObjectId, firstChannel?: Channel): Promise<CurrentThread> {
+    const current = await hotThreads.get(String(customerId));
+    // A first thread's card is recorded as posted: the tokens it depends on, before its customer is read.
+    const tokens = current ? undefined : await o.cardTokens?.(String(customerId));
     // The inbound router keeps the conversation's owner in step; here only the thread matters.
     const { agent, customer } = await ownership.ensureOwner(customerId, 'rapport', { syncUnchanged: false });
-    const current = await hotThreads.get(String(customerId));
     const agentId = agent ? String(agent._id) : 'unassigned';
     if (current && current.agentId === agentId) return current;
     const channel = agent?.inboxChannelId ?? o.escalationChannel;
     if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
     await respectChannelLimit(redis, prefix, channel);
     // The customer the owner check used (its hot copy, current under its tokens) is the card's too.
-    const ts = await postCard(customerId, channel, agent ?? undefined, {
+    const { ts, shown } = await postCard(customerId, channel, agent ?? undefined, {
       customer,
       hadThread: current !== undefined,
     });
@@ -300,13 +311,23 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
     await CurrentThread.updateOne(
       { _id: customerId },
-      { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
+      firstChannel
+        ? { $set: { channel, ts, agentId, lastPostedChannel: firstChannel } }
+        : { $set: { channel, ts, agentId }, $unset: { lastPostedChannel: 1 } },
       { upsert: true },
     );
-    const opened: CurrentThread = { _id: customerId, channel, ts, agentId };
-    await hotThreads.put(opened, { recreated: true });
+    const opened: CurrentThread = {
+      _id: customerId,
+      channel,
+      ts,
+      agentId,
+      ...(firstChannel ? { lastPostedChannel: firstChannel } : {}),
+    };
+    const threadGen = await hotThreads.put(opened, { recreated: true });
     await cards.attemptDone(customerId);
-    await o.onThreadOpened?.(customerId);
+    const first =
+      tokens && shown ? { ...shown, tokens: [...tokens, threadGen], ownerName: agent?.name } : undefined;
+    await o.onThreadOpened?.(customerId, first);
     log.info({ customerId: String(customerId), agentId }, 'customer thread opened');
     return opened;
   }
@@ -461,7 +482,9 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   async function flushLocked(customerId: Types.ObjectId, triedBefore: boolean, carried?: CarriedPost) {
     const pending = await pendingPosts(customerId, triedBefore, carried);
     if (pending.length === 0) return;
-    const thread = await retryTransient(() => ensureThread(customerId));
+    // A new thread's first message shows no channel switch either way: its channel is recorded with it.
+    const firstChannel = pending.find((p) => p.kind === 'message')?.channel;
+    const thread = await retryTransient(() => ensureThread(customerId, firstChannel));
     // The channel of the last message posted in this thread ("now writing on WhatsApp" on a switch),
     // read once per flush and kept here; written only when it changes.
     let lastPostedChannel = thread.lastPostedChannel;

@@ -10,6 +10,11 @@ import { uniqueName } from '../helpers/env';
 import { startWorld, type World } from '../helpers/world';
 import { hotCustomerOf } from '../../src/identity/cache';
 import { scanKeys } from '../../src/queue/connection';
+import { epochKey } from '../../src/identity/cache';
+import { prefixFor } from '../../src/queue/options';
+import { ERASURE_RESUME_SCHEDULER, MAINTENANCE_QUEUE } from '../../src/privacy/retention';
+import { Queue } from 'bullmq';
+import { registerPrivacyModels } from '../../src/privacy/models';
 
 const MONGO = process.env.TEST_MONGODB_URL ?? 'mongodb://127.0.0.1:27017';
 const ANA = { slackUserId: 'U0HOTANA', name: 'Ana', inboxChannelId: 'C0HOTANA' };
@@ -180,5 +185,29 @@ describe('the hot-state cache', () => {
       expect(String(await w.t.app.redis.get(key).catch(() => ''))).not.toContain(c);
     }
     expect(await sms('+14155550341', `new life ${uniqueName('')}`)).not.toBe(c);
+  });
+});
+
+describe('the minutely erasure resume', () => {
+  it('keeps the identity epoch (and so every hot copy) when no erasure is unfinished', async () => {
+    const redis = w.t.app.redis;
+    const connection = redis.duplicate();
+    const queue = new Queue(MAINTENANCE_QUEUE, {
+      connection,
+      prefix: prefixFor(MAINTENANCE_QUEUE, prefix(), connection),
+    });
+    try {
+      const { Erasure } = registerPrivacyModels(w.t.app.mongo.connection);
+      expect(await Erasure.exists({ status: 'in_progress' })).toBeNull();
+      const before = await redis.get(epochKey(prefix()));
+      // The job the scheduler adds every minute, run now by the app's own maintenance worker.
+      const job = await queue.add(ERASURE_RESUME_SCHEDULER, {});
+      await eventually(() => job.getState(), (state) => state === 'completed' || state === 'failed', 30_000);
+      expect(await job.getState()).toBe('completed');
+      expect(await redis.get(epochKey(prefix()))).toBe(before);
+    } finally {
+      await queue.close();
+      connection.disconnect();
+    }
   });
 });

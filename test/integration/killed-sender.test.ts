@@ -135,3 +135,54 @@ it("a worker killed mid-send blocks the customer's next reply only for the short
   );
   expect(note).toBeDefined();
 });
+
+it("a worker killed while sending a first contact's acknowledgement: it is not sent again, the agent is told", async () => {
+  // The acknowledgement's job carries its send (delivery.ts `sendCarried`): run again after its worker
+  // died, it must read the send's state (`sending`), not go by what it carries.
+  const phone = '+15557770102';
+  const toCustomer = w.t.app.workers.find((wk) => wk.name === 'to-customer')!;
+  await toCustomer.pause();
+  const callsBefore = hangingCalls;
+  await startDoomedWorker();
+
+  expect((await w.sms(phone, 'First words 0102')).status).toBe(200);
+  await eventually(
+    async () => hangingCalls,
+    (n) => n > callsBefore,
+    30_000,
+  );
+  const exited = once(child!, 'exit');
+  child!.kill('SIGKILL');
+  await exited;
+  toCustomer.resume();
+
+  const card = await eventually(
+    async () =>
+      w.slack
+        .messages(ALEX.inboxChannelId)
+        .filter((m) => m.metadata?.event_type === 'rapport_card')
+        .find((c) =>
+          w.slack.thread(ALEX.inboxChannelId, c.ts).some((r) => r.text.includes('First words 0102')),
+        ),
+    Boolean,
+    60_000,
+  );
+  if (!card) throw new Error('no card');
+  const note = await eventually(
+    async () =>
+      w.slack.thread(ALEX.inboxChannelId, card.ts).find((m) => m.text.includes('Delivery uncertain')),
+    Boolean,
+    // Nothing else flushes this customer: the job runs again once BullMQ finds it stalled (its lock
+    // expired, then the next stall check).
+    150_000,
+  );
+  expect(note).toBeDefined();
+  const identity = await w.t.app.models.Identity.findOne({ key: `phone:${phone}` }).lean();
+  const ack = await w.t.app.models.CustomerSend.findOne({
+    customerId: identity!.customerId,
+    origin: 'auto',
+  }).lean();
+  expect(ack).toMatchObject({ state: 'failed', failure: { reason: 'uncertain' } });
+  expect(hangingCalls - callsBefore).toBe(1);
+  expect(w.twilio.messages().filter((m) => m.to === phone)).toEqual([]);
+}, 300_000);
