@@ -8,7 +8,9 @@
  *              dedupe marker, queue add), with unique, validly signed messages.
  * Each is driven at full speed (autocannon, 50 connections) in `--rounds` rounds (default 3), the two
  * back to back in each round and in alternating order, then Rapport again at half its maximum rate to
- * read its latency when not saturated. Prints req/s, p50/p99, each round's ratio and their median.
+ * read its latency when not saturated. Prints req/s, p50/p99, each round's ratio and their median,
+ * and the CPU time the server process spent per request served (both servers run in this process,
+ * one window at a time; the load generator is a separate process).
  *
  * Why rounds: on a shared machine the load of the moment (other processes on the two cores, the
  * shared Redis) moves every figure; one baseline window followed by one Rapport window measured that
@@ -50,6 +52,8 @@ const execFileAsync = promisify(execFile);
 interface Result {
   label: string;
   rps: number;
+  /** CPU time of this process (where both servers run) per request served in the window, µs. */
+  cpuUs: number;
   p50: number;
   p99: number;
   non2xx: number;
@@ -93,6 +97,7 @@ async function load(label: string, url: string, rate?: number, count = PER_WINDO
     JSON.stringify({ url, connections: CONNECTIONS, duration: SECONDS, rate, requests }),
   );
   try {
+    const cpu = process.cpuUsage();
     const { stdout } = await execFileAsync(
       process.execPath,
       [path.join(__dirname, 'lib/load-generator.js'), jobFile],
@@ -100,7 +105,9 @@ async function load(label: string, url: string, rate?: number, count = PER_WINDO
         maxBuffer: 1 << 20,
       },
     );
-    return { label, ...(JSON.parse(stdout) as Omit<Result, 'label'>) };
+    const used = process.cpuUsage(cpu);
+    const r = JSON.parse(stdout) as Omit<Result, 'label' | 'cpuUs'> & { total: number };
+    return { label, ...r, cpuUs: (used.user + used.system) / Math.max(1, r.total) };
   } finally {
     rmSync(jobFile, { force: true });
   }
@@ -187,13 +194,20 @@ async function main(): Promise<void> {
   const rows = [...measured.flatMap((m) => [m.baseline, m.rapport]), half, baselineHalf];
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   console.log(`\nbench/intake — ${ROUNDS} round(s) of ${SECONDS}s per run, ${CONNECTIONS} connections, Node ${process.version}\n`);
-  console.log(line(['run', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors']));
-  console.log(line(['---', '---:', '---:', '---:', '---:', '---:']));
+  console.log(line(['run', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'non-2xx', 'errors']));
+  console.log(line(['---', '---:', '---:', '---:', '---:', '---:', '---:']));
   for (const r of rows)
-    console.log(line([r.label, r.rps.toFixed(0), String(r.p50), String(r.p99), String(r.non2xx), String(r.errors)]));
+    console.log(
+      line([r.label, r.rps.toFixed(0), String(r.p50), String(r.p99), r.cpuUs.toFixed(0), String(r.non2xx), String(r.errors)]),
+    );
   const ratios = measured.map((m) => m.ratio);
+  // The server's CPU per request is steadier than req/s on a shared machine: a window that other
+  // processes slowed serves fewer requests, but each costs about the same CPU.
+  const cpuRatios = measured.map((m) => m.rapport.cpuUs / m.baseline.cpuUs);
+  console.log(`CPU per request rapport/baseline per round: ${cpuRatios.map((r) => r.toFixed(2)).join(', ')}`);
   console.log(`\nratio rapport/baseline per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}`);
   console.log(`ratio rapport/baseline (median of ${ROUNDS}): ${median(ratios).toFixed(2)} (target ≥ 0.8)`);
+  console.log(`CPU per request rapport/baseline (median of ${ROUNDS}): ${median(cpuRatios).toFixed(2)}`);
   console.log(`p99 at half of Rapport's max: ${half.p99} ms (target ≤ 25 ms)`);
   await s.close();
 }

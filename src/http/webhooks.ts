@@ -7,7 +7,7 @@
  */
 import express, { Router, type Request } from 'express';
 import type { WebhookAdapter, WebhookRequest } from '../channels/adapter';
-import { sourceOf, type MessagePart } from '../canonical';
+import { sourceOf, type InboundEvent, type MessagePart } from '../canonical';
 import { AppError, UnsupportedMediaTypeError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -35,6 +35,11 @@ export function toWebhookRequest(req: Request): WebhookRequest {
 /** The provider's type as a metric label: bounded, so a sender cannot mint label values. */
 function typeLabel(providerType: string): string {
   return /^[a-z][a-z0-9_.]{0,39}$/i.test(providerType) ? providerType.toLowerCase() : 'other';
+}
+
+function sourceOfEvent(event: InboundEvent): string {
+  const { channel, provider } = event.type === 'message' ? event.message : event.status;
+  return sourceOf(channel, provider);
 }
 
 function countUnsupported(metrics: Metrics, channel: string, parts: MessagePart[]): void {
@@ -78,19 +83,16 @@ export function webhookRoute({ path, adapter, intake, metrics, log, maxBytes }: 
       const batch = adapter.normalize(payload, new Date());
       const { queued, duplicates } = await intake.accept(batch.events);
 
-      for (const [events, outcome] of [
-        [queued, 'queued'],
-        [duplicates, 'duplicate'],
-      ] as const) {
-        for (const event of events) {
-          const { channel, provider } = event.type === 'message' ? event.message : event.status;
-          metrics.inboundEvents.inc({ channel: sourceOf(channel, provider), kind: event.type, outcome });
-          if (outcome === 'queued' && event.type === 'message') {
-            metrics.lastInbound.set({ channel: sourceOf(channel, provider) }, Date.now() / 1000);
-            countUnsupported(metrics, sourceOf(channel, provider), event.message.parts);
-          }
+      for (const event of queued) {
+        const source = sourceOfEvent(event);
+        metrics.inboundEvents.inc({ channel: source, kind: event.type, outcome: 'queued' });
+        if (event.type === 'message') {
+          metrics.lastInbound.set({ channel: source }, Date.now() / 1000);
+          countUnsupported(metrics, source, event.message.parts);
         }
       }
+      for (const event of duplicates)
+        metrics.inboundEvents.inc({ channel: sourceOfEvent(event), kind: event.type, outcome: 'duplicate' });
       for (const ignored of batch.ignored) {
         metrics.inboundEvents.inc({ channel: adapter.name, kind: 'ignored', outcome: 'ignored' });
         log.info({ adapter: adapter.name, reason: ignored.reason }, 'webhook event ignored');
@@ -107,8 +109,12 @@ export function webhookRoute({ path, adapter, intake, metrics, log, maxBytes }: 
           },
           'webhook accepted',
         );
+      // Written directly: express's send() would hash the body for an ETag and re-parse the content
+      // type on every webhook, for a constant answer no provider caches.
       const success = adapter.successResponse();
-      res.status(200).type(success.contentType).send(success.body);
+      res.statusCode = 200;
+      res.setHeader('content-type', `${success.contentType}; charset=utf-8`);
+      res.end(success.body);
     } catch (err) {
       if (err instanceof AppError) {
         metrics.webhookRejections.inc({ route: path, reason: rejectionReason[err.status] ?? err.code });
