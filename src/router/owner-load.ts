@@ -182,13 +182,25 @@ redis.call('pexpire', KEYS[1], tonumber(ARGV[1]))
 redis.call('del', KEYS[4])
 return 1`;
 
+const loadKeys = (prefix: string) => ({
+  counts: `${prefix}:{owner-load}:counts`,
+  recent: `${prefix}:{owner-load}:recent`,
+  owners: `${prefix}:{owner-load}:recent-owners`,
+  lock: `${prefix}:{owner-load}:rebuild`,
+});
+
+/**
+ * Erasure: the customer's id leaves the recent reservations. Its count needs no undo here: an
+ * erasure replaces the identity epoch, so the next pick rebuilds the counts from the database.
+ */
+export async function forgetLoadCustomer(redis: RedisClient, prefix: string, customerId: string): Promise<void> {
+  const k = loadKeys(prefix);
+  await redis.zrem(k.recent, customerId);
+  await redis.hdel(k.owners, customerId);
+}
+
 export function createOwnerLoad(redis: RedisClient, prefix: string, maxAgeMs: number): OwnerLoad {
-  const k = {
-    counts: `${prefix}:{owner-load}:counts`,
-    recent: `${prefix}:{owner-load}:recent`,
-    owners: `${prefix}:{owner-load}:recent-owners`,
-    lock: `${prefix}:{owner-load}:rebuild`,
-  };
+  const k = loadKeys(prefix);
   return {
     async pick(candidates, epoch, customerId) {
       const args = candidates.flatMap((c) => [c.id, c.available ? '1' : '0', String(c.capacity)]);

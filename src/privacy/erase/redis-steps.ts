@@ -1,6 +1,6 @@
 /**
  * The erasure's Redis steps: the customer's own keys (outbox sequence, card refresh, card checks,
- * the hot state's copies)
+ * the hot state's copies, the owner pick's recent reservation)
  * and every BullMQ job that names the customer (queue-purge.ts). Idempotent, like the others.
  */
 import type { Logger } from '../../logger';
@@ -9,6 +9,7 @@ import { forgetHotCustomer } from '../../identity/cache';
 import { cardKeysOf } from '../../router/card-updates';
 import { cardCheckKey } from '../../router/card-post';
 import { pendingPostsKey } from '../../router/outbox';
+import { forgetLoadCustomer } from '../../router/owner-load';
 import type { Erasure } from '../models';
 import { purgeQueues } from './queue-purge';
 import type { SaveErasure } from './audit';
@@ -35,7 +36,10 @@ export async function eraseCustomerKeys(d: RedisStepDeps, e: Erasure): Promise<v
     ...e.slack.threads.map((t) => cardCheckKey(d.prefix, t)),
   ];
   for (const key of keys) await d.redis.del(key).catch(() => undefined);
-  for (const id of e.customerIds) await forgetHotCustomer(d.redis, d.prefix, String(id));
+  for (const id of e.customerIds) {
+    await forgetHotCustomer(d.redis, d.prefix, String(id));
+    await forgetLoadCustomer(d.redis, d.prefix, String(id));
+  }
 }
 
 /** Job payloads in Redis; false while a matching job is still active (a re-run retries). */
