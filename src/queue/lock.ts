@@ -20,6 +20,24 @@ import { DeferError } from '../errors';
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
+/**
+ * Tries `take` until it returns a value (the lock is ours), waiting up to `waitMs` with a short
+ * random pause between tries; then a DeferError (the job is retried later).
+ */
+async function acquire<R>(
+  key: string,
+  options: { waitMs?: number; retryInMs?: number },
+  take: () => Promise<R | undefined>,
+): Promise<R> {
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  for (;;) {
+    const taken = await take();
+    if (taken !== undefined) return taken;
+    if (Date.now() >= deadline) throw new DeferError(options.retryInMs ?? 250, `lock ${key} is held`);
+    await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
+  }
+}
+
 export async function withLock<T>(
   redis: RedisClient,
   key: string,
@@ -28,16 +46,16 @@ export async function withLock<T>(
   options: { waitMs?: number; retryInMs?: number; renew?: boolean } = {},
 ): Promise<T> {
   const token = randomBytes(12).toString('hex');
-  const deadline = Date.now() + (options.waitMs ?? 0);
-  for (;;) {
-    if ((await redis.set(key, token, 'PX', ttlMs, 'NX')) === 'OK') break;
-    if (Date.now() >= deadline) throw new DeferError(options.retryInMs ?? 250, `lock ${key} is held`);
-    await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
-  }
+  await acquire(key, options, async () =>
+    (await redis.set(key, token, 'PX', ttlMs, 'NX')) === 'OK' ? true : undefined,
+  );
   const renewal = options.renew
-    ? setInterval(() => {
-        redis.eval(RENEW, 1, key, token, String(ttlMs)).catch(() => undefined);
-      }, Math.max(100, Math.floor(ttlMs / 3)))
+    ? setInterval(
+        () => {
+          redis.eval(RENEW, 1, key, token, String(ttlMs)).catch(() => undefined);
+        },
+        Math.max(100, Math.floor(ttlMs / 3)),
+      )
     : undefined;
   try {
     return await fn();
@@ -85,22 +103,19 @@ export async function withLockReading<A, T>(
   options: { waitMs?: number; retryInMs?: number } = {},
 ): Promise<T> {
   const token = randomBytes(12).toString('hex');
-  const deadline = Date.now() + (options.waitMs ?? 0);
-  let read: { values: (string | null)[]; also: A };
-  for (;;) {
+  const read = await acquire(key, options, async () => {
     const [answers, also] = await Promise.all([
-      redis.multi().set(key, token, 'PX', ttlMs, 'NX').mget(...readKeys).exec(),
+      redis
+        .multi()
+        .set(key, token, 'PX', ttlMs, 'NX')
+        .mget(...readKeys)
+        .exec(),
       alongside(),
     ]);
     const [[setErr, ok] = [], [getErr, values] = []] = answers ?? [];
     if (setErr || getErr) throw setErr ?? getErr;
-    if (ok === 'OK') {
-      read = { values: values as (string | null)[], also };
-      break;
-    }
-    if (Date.now() >= deadline) throw new DeferError(options.retryInMs ?? 250, `lock ${key} is held`);
-    await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
-  }
+    return ok === 'OK' ? { values: values as (string | null)[], also } : undefined;
+  });
   let done: LockedRead<T> | undefined;
   try {
     done = await fn(read.values, read.also);
