@@ -180,12 +180,12 @@ export function createCardUpdates(o: CardUpdatesOptions) {
    * The change tokens a card's facts depend on besides the documents a refresh reads: read (created
    * when missing) before those reads, so a change made meanwhile leaves a different token behind.
    */
-  function tokensNow(id: string): Promise<string[]> {
-    return Promise.all([
-      currentToken(redis, epochKey(prefix)),
-      currentToken(redis, customerGenKey(prefix, id)),
+  async function tokensNow(id: string): Promise<string[]> {
+    const [card, thread] = await Promise.all([
+      firstCardTokens(redis, prefix, id),
       currentToken(redis, threadKeys(prefix, id).gen),
     ]);
+    return [...card, thread];
   }
 
   /**
