@@ -13,6 +13,7 @@
  * with a button or files, or one whose text is already out (its files pending) goes alone, and a
  * change of the name a post shows starts a new post. Order is kept: only neighbours join.
  */
+import type { Channel } from '../canonical';
 import type { RedisClient } from '../queue/connection';
 import { payloadValues, type MetadataPayload } from '../channels/slack/client';
 import type { AgentPost } from './models';
@@ -46,7 +47,7 @@ function joinable(p: AgentPost): boolean {
 export type Render = (post: AgentPost, previousChannel: string | undefined) => string;
 
 /** The channel shown after `post` ("now writing on …" marks a change). */
-function channelAfter(post: AgentPost, previous: string | undefined): string | undefined {
+export function channelAfter(post: AgentPost, previous: Channel | undefined): Channel | undefined {
   return post.kind === 'message' && post.channel ? post.channel : previous;
 }
 
@@ -58,7 +59,7 @@ function channelAfter(post: AgentPost, previous: string | undefined): string | u
 export function groupPosts(
   pending: AgentPost[],
   render: Render,
-  lastPostedChannel: string | undefined,
+  lastPostedChannel: Channel | undefined,
   coalesce: boolean,
 ): AgentPost[][] {
   if (!coalesce) return pending.map((p) => [p]);
@@ -97,7 +98,7 @@ export function renderGroup(
   group: AgentPost[],
   posts: AgentPost[],
   render: Render,
-  lastPostedChannel: string | undefined,
+  lastPostedChannel: Channel | undefined,
 ): string {
   const keep = new Set(posts.map((p) => p.key));
   const lines: string[] = [];

@@ -36,7 +36,7 @@ import { createCardPoster } from './card-post';
 import { channelLabel } from './texts';
 import { createHotThreads } from './hot-state';
 import { createPostAttempts } from './post-attempts';
-import { channelBusy, groupPosts, markChannelBusy, postPayload, renderGroup } from './coalesce';
+import { channelAfter, channelBusy, groupPosts, markChannelBusy, postPayload, renderGroup } from './coalesce';
 
 export const POST_EVENT_TYPE = 'rapport_post';
 
@@ -341,7 +341,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   async function postTexts(
     group: AgentPost[],
     thread: ThreadRef,
-    lastPostedChannel: string | undefined,
+    lastPostedChannel: Channel | undefined,
     triedBefore: boolean,
   ): Promise<Map<string, string>> {
     const out = new Map<string, string>();
@@ -424,7 +424,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   async function deliverGroup(
     group: AgentPost[],
     thread: ThreadRef,
-    lastPostedChannel: string | undefined,
+    lastPostedChannel: Channel | undefined,
     triedBefore: boolean,
   ): Promise<Map<string, ThreadRef>> {
     const refs = new Map<string, ThreadRef>();
@@ -446,7 +446,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
   async function deliverWithRetries(
     group: AgentPost[],
     thread: ThreadRef,
-    lastPostedChannel: string | undefined,
+    lastPostedChannel: Channel | undefined,
     triedBefore: boolean,
   ): Promise<Map<string, ThreadRef>> {
     return retryTransient(async (attempt) => {
@@ -498,7 +498,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
           const ref = refs.get(post.key);
           if (ref) marks.push({ id: post._id, slack: ref, key: post.key });
         }
-        const channel = [...group].reverse().find((p) => p.kind === 'message' && p.channel)?.channel;
+        const channel = group.reduce((shown, p) => channelAfter(p, shown), lastPostedChannel);
         if (channel && channel !== lastPostedChannel) {
           await CurrentThread.updateOne({ _id: customerId }, { $set: { lastPostedChannel: channel } });
           await hotThreads.put({ ...thread, lastPostedChannel: channel }, { recreated: false });
