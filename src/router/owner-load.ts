@@ -35,6 +35,10 @@ const REBUILD_LOCK_MS = 30_000;
 /** The counts key outlives idle periods without staying forever once a prefix is abandoned. */
 const COUNTS_TTL_MS = 24 * 3600_000;
 const BUILT = '@built';
+/** Lua: `now`, the Redis server's clock in ms (one clock for every process's reservations). */
+const NOW = `local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
 const EPOCH = '@epoch';
 
 export interface LoadCandidate {
@@ -86,9 +90,7 @@ if redis.call('exists', KEYS[1]) == 0 then return {'!missing', 0} end
 if ARGV[4] ~= '*' and redis.call('hget', KEYS[1], '${EPOCH}') ~= ARGV[4] and redis.call('set', KEYS[4], '1', 'NX', 'PX', tonumber(ARGV[3])) then
   return {'!epoch', 1}
 end
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[1] ~= '' then
+${NOW}if ARGV[1] ~= '' then
   -- A repeated pick for the same customer (a retried job) replaces its earlier reservation.
   local prev = redis.call('hget', KEYS[3], ARGV[1])
   if prev then redis.call('hincrby', KEYS[1], prev, -1) end
@@ -124,9 +126,7 @@ return 1`;
  * already is (a repeated handoff step). The previous owner keeps their count until the next snapshot.
  */
 const MOVED = `
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local before = redis.call('hget', KEYS[3], ARGV[1])
+${NOW}local before = redis.call('hget', KEYS[3], ARGV[1])
 redis.call('zadd', KEYS[2], now, ARGV[1])
 redis.call('hset', KEYS[3], ARGV[1], ARGV[2])
 if before ~= ARGV[2] and redis.call('exists', KEYS[1]) == 1 then redis.call('hincrby', KEYS[1], ARGV[2], 1) end
@@ -137,9 +137,7 @@ return 1`;
  * customer, agent pairs (flat).
  */
 const RECENT = `
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local old = redis.call('zrangebyscore', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])))
+${NOW}local old = redis.call('zrangebyscore', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])))
 for _, c in ipairs(old) do redis.call('hdel', KEYS[2], c) end
 redis.call('zremrangebyscore', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])))
 local out = {}
@@ -169,9 +167,7 @@ return 1`;
  * may be in both: counted twice until the next snapshot, the safe side).
  */
 const STORE = `
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('del', KEYS[1])
+${NOW}redis.call('del', KEYS[1])
 redis.call('hset', KEYS[1], '${BUILT}', now, '${EPOCH}', ARGV[2])
 for i = 3, #ARGV, 2 do redis.call('hincrby', KEYS[1], ARGV[i], tonumber(ARGV[i + 1])) end
 for _, c in ipairs(redis.call('zrange', KEYS[2], 0, -1)) do
