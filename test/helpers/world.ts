@@ -23,6 +23,8 @@ import type { GraphEmulator } from '../emulators/graph';
 import type { SlackEmulator } from '../emulators/slack';
 import type { TwilioEmulator } from '../emulators/twilio';
 import { startEmulators } from './emulators';
+import type { Types } from 'mongoose';
+import { DeferError } from '../../src/errors';
 import type { AppOptions } from '../../src/app';
 import { startTestApp, type TestApp } from './app';
 import { TEST_ADMIN_TOKEN, TEST_META, TEST_TWILIO } from './env';
@@ -241,4 +243,23 @@ export async function startWorld(
     },
   };
   return world;
+}
+
+/**
+ * Runs the customer's Slack outbox flush in this process now, waiting (and trying again) while it is
+ * deferred — a channel's 429, or the lock held by a flush job.
+ */
+export async function flushSlackNow(
+  w: World,
+  customerId: Types.ObjectId,
+  triedBefore = false,
+): Promise<void> {
+  for (;;) {
+    try {
+      return await w.t.app.router.slackDelivery!.flush(customerId, triedBefore);
+    } catch (err) {
+      if (!(err instanceof DeferError)) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

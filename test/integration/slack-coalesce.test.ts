@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Types } from 'mongoose';
 import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/env';
-import { startWorld, type World } from '../helpers/world';
+import { flushSlackNow, startWorld, type World } from '../helpers/world';
 import { createPostAttempts } from '../../src/router/post-attempts';
 import { LISTING_TRUST_MS, POST_EVENT_TYPE } from '../../src/router/slack-delivery';
 import {
@@ -19,7 +19,6 @@ import {
   markChannelBusy,
   postKeys,
 } from '../../src/router/coalesce';
-import { DeferError } from '../../src/errors';
 import { pendingPostsKey } from '../../src/router/outbox';
 import type { AgentPost, AgentPostFile } from '../../src/router/models';
 
@@ -53,16 +52,8 @@ const prefix = () => w.t.app.config.queuePrefix;
 const busy = () => markChannelBusy(w.t.app.redis, prefix(), CORA.inboxChannelId);
 
 /** Flushes the customer's Slack outbox now, waiting out a channel's 429 or a held lock. */
-async function flushNow(customerId: Types.ObjectId, triedBefore = false): Promise<void> {
-  for (;;) {
-    try {
-      return await w.t.app.router.slackDelivery!.flush(customerId, triedBefore);
-    } catch (err) {
-      if (!(err instanceof DeferError)) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
+const flushNow = (customerId: Types.ObjectId, triedBefore = false) =>
+  flushSlackNow(w, customerId, triedBefore);
 
 /** A customer with an open thread (a first SMS, posted): their id and thread. */
 async function customerWithThread(phone: string) {

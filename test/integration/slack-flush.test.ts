@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { Types } from 'mongoose';
 import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/env';
-import { startWorld, type World } from '../helpers/world';
+import { flushSlackNow, startWorld, type World } from '../helpers/world';
 import { createPostAttempts, UNSETTLED_MS } from '../../src/router/post-attempts';
 import { channelWaitKey, LISTING_TRUST_MS, POST_EVENT_TYPE } from '../../src/router/slack-delivery';
 import { DeferError } from '../../src/errors';
@@ -47,16 +47,8 @@ async function trustListings(trusted: boolean): Promise<void> {
 }
 
 /** Flushes the customer's Slack outbox now, waiting for a flush job that holds the lock. */
-async function flushNow(customerId: Types.ObjectId, triedBefore = false): Promise<void> {
-  for (;;) {
-    try {
-      return await w.t.app.router.slackDelivery!.flush(customerId, triedBefore);
-    } catch (err) {
-      if (!(err instanceof DeferError)) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
+const flushNow = (customerId: Types.ObjectId, triedBefore = false) =>
+  flushSlackNow(w, customerId, triedBefore);
 
 /** The customer's current thread (a post's own ref is its reply, not the thread). */
 async function threadOf(customerId: Types.ObjectId): Promise<{ channel: string; ts: string }> {
