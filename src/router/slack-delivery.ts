@@ -41,7 +41,7 @@ import { channelAfter, channelBusy, groupPosts, markChannelBusy, postPayload, re
 export const POST_EVENT_TYPE = 'rapport_post';
 
 export type ToAgentJob =
-  | { customerId: string; post?: CarriedPost }
+  | { customerId: string; post?: CarriedPost; tried?: boolean }
   | { react: { channel: string; ts: string; name: string; remove?: string[] } };
 
 export interface SlackDeliveryOptions {
@@ -262,6 +262,46 @@ function createPendingPosts(
     await redis.zrem(pendingPostsKey(prefix, customerId), ...marks.map((m) => m.key));
   }
   return { pendingPosts, posted };
+}
+
+/**
+ * The inbound job's own flush (one job per message instead of two): when the customer's flush lock
+ * is free at once, their outbox is flushed here and now. A flush job is queued instead when the lock
+ * is held (its holder may have read the outbox before this append), when Slack asks to wait (a 429,
+ * no agent yet: the deferral's delay), or when the flush failed (`tried`: its posts are looked up
+ * before posting again). So every appended post is posted by someone: an inbound job killed before
+ * this point is run again (stalled), and its re-run flushes. Resolves to whether it flushed here.
+ */
+function inlineFlush(
+  o: SlackDeliveryOptions,
+  flushLocked: (customerId: Types.ObjectId, triedBefore: boolean, carried?: CarriedPost) => Promise<void>,
+) {
+  return async function flushNow(
+    customerId: Types.ObjectId,
+    carried: CarriedPost | undefined,
+    triedBefore: boolean,
+  ): Promise<boolean> {
+    const lockKey = `${o.prefix}:lock:to-agent:${String(customerId)}`;
+    let ran = false;
+    const locked = () => {
+      ran = true;
+      return flushLocked(customerId, triedBefore, carried);
+    };
+    try {
+      await withLock(o.redis, lockKey, FLUSH_LOCK_TTL_MS, locked, { renew: true });
+      return true;
+    } catch (err) {
+      const deferred = err instanceof DeferError;
+      if (!deferred)
+        o.log.warn(
+          { customerId: String(customerId), err: { message: (err as Error).message } },
+          'inline slack flush failed; a flush job takes over',
+        );
+      const delay = deferred ? err.delayMs : FOLLOW_UP_DELAY_MS;
+      await o.outbox.flushAgent(customerId, delay, ran ? undefined : carried, ran && !deferred);
+      return false;
+    }
+  };
 }
 
 export function createSlackDelivery(o: SlackDeliveryOptions) {
@@ -541,10 +581,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
 
   return {
     flush,
+    flushNow: inlineFlush(o, flushLocked),
     ensureThread,
     async handle(job: Job<ToAgentJob>): Promise<void> {
       if ('react' in job.data) return react(job.data.react);
-      const triedBefore = job.attemptsMade > 0 || job.stalledCounter > 0;
+      const triedBefore = job.attemptsMade > 0 || job.stalledCounter > 0 || job.data.tried === true;
       await flush(toObjectId(job.data.customerId), triedBefore, job.data.post);
     },
   };
