@@ -74,11 +74,15 @@ export interface InboundRouterOptions {
     customerId: Types.ObjectId,
     carried: CarriedPost | undefined,
     triedBefore: boolean,
+    opts: { files?: boolean },
   ) => Promise<unknown>;
 }
 
-/** What one route appended to Slack outboxes: customer id → the customer, and what each append carried. */
-type Appended = Map<string, { customerId: Types.ObjectId; carried: (CarriedPost | undefined)[] }>;
+/** What one route appended to Slack outboxes: customer id → the customer, what each append carried, any files. */
+type Appended = Map<
+  string,
+  { customerId: Types.ObjectId; carried: (CarriedPost | undefined)[]; files: boolean }
+>;
 
 function keyword(text: string | undefined): string | undefined {
   return text
@@ -363,9 +367,10 @@ export function createInboundRouter(o: InboundRouterOptions) {
 /** Appends `post` without queueing its flush, and notes it for flushAppended. */
 async function appendFor(outbox: Outbox, appended: Appended, customerId: Types.ObjectId, post: NewAgentPost) {
   const id = String(customerId);
-  const entry = appended.get(id) ?? { customerId, carried: [] };
+  const entry = appended.get(id) ?? { customerId, carried: [], files: false };
   appended.set(id, entry);
   entry.carried.push(await outbox.appendForAgent(customerId, post));
+  entry.files ||= (post.files?.length ?? 0) > 0;
 }
 
 /**
@@ -389,7 +394,7 @@ async function flushAppended<T>(
     throw err;
   }
   for (const e of appended.values()) {
-    if (o.flushNow) await o.flushNow(e.customerId, carriedOf(e), retried);
+    if (o.flushNow) await o.flushNow(e.customerId, carriedOf(e), retried, { files: e.files });
     else await o.outbox.flushAgent(e.customerId, 0, carriedOf(e));
   }
   return done;

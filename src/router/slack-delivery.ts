@@ -265,22 +265,50 @@ function createPendingPosts(
 }
 
 /**
+ * A Slack post that took longer than this (a slow Slack, a loaded machine) would have held an
+ * inbound partition as long in an inline flush, and every customer behind it there with it: for
+ * INLINE_PAUSE_MS after one, in any flush of this process, inbound jobs queue flush jobs instead.
+ */
+export const INLINE_SLOW_MS = 100;
+export const INLINE_PAUSE_MS = 5_000;
+
+/** When this process's Slack posts were last slow (see INLINE_SLOW_MS). */
+function slowPostClock() {
+  let slowAt = 0;
+  return {
+    /** A post that started at `startedAt` is out now. */
+    took(startedAt: number): void {
+      if (Date.now() - startedAt > INLINE_SLOW_MS) slowAt = Date.now();
+    },
+    slow: (): boolean => Date.now() - slowAt < INLINE_PAUSE_MS,
+  };
+}
+
+/**
  * The inbound job's own flush (one job per message instead of two): when the customer's flush lock
  * is free at once, their outbox is flushed here and now. A flush job is queued instead when the lock
  * is held (its holder may have read the outbox before this append), when Slack asks to wait (a 429,
  * no agent yet: the deferral's delay), or when the flush failed (`tried`: its posts are looked up
- * before posting again). So every appended post is posted by someone: an inbound job killed before
- * this point is run again (stalled), and its re-run flushes. Resolves to whether it flushed here.
+ * before posting again); and without trying when a post has files (uploads take long) or inline
+ * posts were slow just now (INLINE_SLOW_MS). So every appended post is posted by someone: an
+ * inbound job killed before this point is run again (stalled), and its re-run flushes. Resolves to
+ * whether it flushed here.
  */
 function inlineFlush(
   o: SlackDeliveryOptions,
   flushLocked: (customerId: Types.ObjectId, triedBefore: boolean, carried?: CarriedPost) => Promise<void>,
+  slackSlow: () => boolean,
 ) {
   return async function flushNow(
     customerId: Types.ObjectId,
     carried: CarriedPost | undefined,
     triedBefore: boolean,
+    opts: { files?: boolean } = {},
   ): Promise<boolean> {
+    if (opts.files || slackSlow()) {
+      await o.outbox.flushAgent(customerId, 0, carried, triedBefore);
+      return false;
+    }
     const lockKey = `${o.prefix}:lock:to-agent:${String(customerId)}`;
     let ran = false;
     const locked = () => {
@@ -298,7 +326,12 @@ function inlineFlush(
           'inline slack flush failed; a flush job takes over',
         );
       const delay = deferred ? err.delayMs : FOLLOW_UP_DELAY_MS;
-      await o.outbox.flushAgent(customerId, delay, ran ? undefined : carried, ran && !deferred);
+      await o.outbox.flushAgent(
+        customerId,
+        delay,
+        ran ? undefined : carried,
+        triedBefore || (ran && !deferred),
+      );
       return false;
     }
   };
@@ -316,9 +349,9 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     async (id) => (await CurrentThread.findById(id).lean<CurrentThread>()) ?? undefined,
   );
 
+  const slowPosts = slowPostClock();
   const limited = (channel: string, err: unknown) => noteRateLimit(redis, prefix, channel, err);
   const cards = createCardPoster({ models, slack, redis, prefix, log, noteRateLimit: limited });
-  const { postCard } = cards;
 
   /**
    * The customer's current thread, opening one (with a card) in the owner's inbox if needed; a new
@@ -336,7 +369,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
     await respectChannelLimit(redis, prefix, channel);
     // The customer the owner check used (its hot copy, current under its tokens) is the card's too.
-    const { ts, shown } = await postCard(customerId, channel, agent ?? undefined, {
+    const { ts, shown } = await cards.postCard(customerId, channel, agent ?? undefined, {
       customer,
       hadThread: current !== undefined,
     });
@@ -397,6 +430,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
     if (rest.length === 0) return out;
     const first = rest[0]!;
+    const startedAt = Date.now();
     try {
       const text = renderGroup(group, rest, render, lastPostedChannel);
       const { ts } = await slack.postMessage({
@@ -408,6 +442,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         iconEmoji: first.kind === 'note' ? ':memo:' : undefined,
         metadata: { eventType: POST_EVENT_TYPE, payload: postPayload(rest) },
       });
+      slowPosts.took(startedAt);
       for (const p of rest) out.set(p.key, ts);
       return out;
     } catch (err) {
@@ -581,7 +616,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
 
   return {
     flush,
-    flushNow: inlineFlush(o, flushLocked),
+    flushNow: inlineFlush(o, flushLocked, slowPosts.slow),
     ensureThread,
     async handle(job: Job<ToAgentJob>): Promise<void> {
       if ('react' in job.data) return react(job.data.react);
