@@ -42,6 +42,7 @@ import {
   type HotConversation,
 } from './hot-state';
 import { epochKey, TOUCH_INTERVAL_MS } from '../identity/cache';
+import type { OptOuts } from './opt-outs';
 
 /** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
 export const STOP_WORDS = ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT'];
@@ -76,6 +77,8 @@ export interface InboundRouterOptions {
     triedBefore: boolean,
     opts: { files?: boolean },
   ) => Promise<unknown>;
+  /** Where STOP and START are recorded (the database, then Redis: opt-outs.ts). */
+  optOuts: Pick<OptOuts, 'record'>;
 }
 
 /** What one route appended to Slack outboxes: customer id → the customer, what each append carried, any files. */
@@ -93,7 +96,7 @@ function keyword(text: string | undefined): string | undefined {
 
 export function createInboundRouter(o: InboundRouterOptions) {
   const { models, outbox, ownership, config, log } = o;
-  const { Conversation, OptOut } = models;
+  const { Conversation } = models;
   // Under the conversation lock only: this router is the one writer that files its own result.
   const hotConversations = createHotConversations(
     o.redis,
@@ -109,11 +112,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
     const start = sms ? START_WORDS : CHAT_START_WORDS;
     const optedOut = stop.includes(word) ? true : start.includes(word) ? false : undefined;
     if (optedOut === undefined) return undefined;
-    await OptOut.updateOne(
-      { key: `${identityKey}|${message.channel}` },
-      { $set: { identityKey, channel: message.channel, optedOut, at: new Date() } },
-      { upsert: true },
-    );
+    await o.optOuts.record(identityKey, message.channel, optedOut);
     return optedOut
       ? `:no_bell: The customer opted out of ${channelLabel(message.channel)} (${word}). Nothing will be sent there until they write START.`
       : `:bell: The customer opted back in on ${channelLabel(message.channel)} (${word}).`;
