@@ -75,7 +75,7 @@ export interface InboundRouterOptions {
     customerId: Types.ObjectId,
     carried: CarriedPost | undefined,
     triedBefore: boolean,
-    opts: { files?: boolean },
+    opts: { files?: boolean; stepsMs?: number },
   ) => Promise<unknown>;
   /** Where STOP and START are recorded (the database, then Redis: opt-outs.ts). */
   optOuts: Pick<OptOuts, 'record'>;
@@ -374,7 +374,7 @@ async function appendFor(outbox: Outbox, appended: Appended, customerId: Types.O
 
 /**
  * Runs `steps` (which append to `appended`), then flushes each outbox appended to in this job
- * (`flushNow`), or queues its flush. Steps that fail after appending still queue the flush of what
+ * (`flushNow`, told how long the steps took), or queues its flush. Steps that fail after appending still queue the flush of what
  * they appended, before the job is retried. A post rides in the flush when it is the only one.
  */
 async function flushAppended<T>(
@@ -386,6 +386,7 @@ async function flushAppended<T>(
   const carriedOf = (e: { carried: (CarriedPost | undefined)[] }) =>
     e.carried.length === 1 ? e.carried[0] : undefined;
   let done: T;
+  const began = Date.now();
   try {
     done = await steps();
   } catch (err) {
@@ -393,7 +394,8 @@ async function flushAppended<T>(
     throw err;
   }
   for (const e of appended.values()) {
-    if (o.flushNow) await o.flushNow(e.customerId, carriedOf(e), retried, { files: e.files });
+    const stepsMs = Date.now() - began;
+    if (o.flushNow) await o.flushNow(e.customerId, carriedOf(e), retried, { files: e.files, stepsMs });
     else await o.outbox.flushAgent(e.customerId, 0, carriedOf(e));
   }
   return done;

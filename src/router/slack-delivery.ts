@@ -265,22 +265,32 @@ function createPendingPosts(
 }
 
 /**
- * A Slack post that took longer than this (a slow Slack, a loaded machine) would have held an
- * inbound partition as long in an inline flush, and every customer behind it there with it: for
- * INLINE_PAUSE_MS after one, in any flush of this process, inbound jobs queue flush jobs instead.
+ * An inline flush holds the inbound job, so its whole partition (one job at a time) and every
+ * customer behind it there, for as long as Slack takes. Worth it while a Slack post takes less
+ * than the rest of an inbound job (the partition's time per message at most doubles), or under
+ * INLINE_POST_FLOOR_MS; not when Slack is slow for the network's sake (a real Slack far away). Both
+ * are averaged (this process's posts, flush jobs' too, and its inbound jobs' steps): on a loaded
+ * machine both slow down together, and the comparison holds. Otherwise inbound jobs queue flush jobs.
  */
-export const INLINE_SLOW_MS = 100;
-export const INLINE_PAUSE_MS = 5_000;
+export const INLINE_POST_FLOOR_MS = 50;
+/** Weight of the newest sample in the averages. */
+const INLINE_EWMA_WEIGHT = 0.3;
 
-/** When this process's Slack posts were last slow (see INLINE_SLOW_MS). */
-function slowPostClock() {
-  let slowAt = 0;
+/** This process's average Slack post and inbound steps durations, and whether to flush inline. */
+function inlineGauge() {
+  let postMs = 0;
+  let stepsMs = 0;
+  const average = (avg: number, sample: number) => avg + INLINE_EWMA_WEIGHT * (sample - avg);
   return {
     /** A post that started at `startedAt` is out now. */
     took(startedAt: number): void {
-      if (Date.now() - startedAt > INLINE_SLOW_MS) slowAt = Date.now();
+      postMs = average(postMs, Date.now() - startedAt);
     },
-    slow: (): boolean => Date.now() - slowAt < INLINE_PAUSE_MS,
+    /** An inbound job's steps before its flush took `ms`; whether to flush inline. */
+    inline(ms: number): boolean {
+      stepsMs = average(stepsMs, ms);
+      return postMs <= Math.max(INLINE_POST_FLOOR_MS, stepsMs);
+    },
   };
 }
 
@@ -289,23 +299,23 @@ function slowPostClock() {
  * is free at once, their outbox is flushed here and now. A flush job is queued instead when the lock
  * is held (its holder may have read the outbox before this append), when Slack asks to wait (a 429,
  * no agent yet: the deferral's delay), or when the flush failed (`tried`: its posts are looked up
- * before posting again); and without trying when a post has files (uploads take long) or inline
- * posts were slow just now (INLINE_SLOW_MS). So every appended post is posted by someone: an
+ * before posting again); and without trying when a post has files (uploads take long) or Slack
+ * posts take longer than the rest of an inbound job (inlineGauge). So every appended post is posted by someone: an
  * inbound job killed before this point is run again (stalled), and its re-run flushes. Resolves to
  * whether it flushed here.
  */
 function inlineFlush(
   o: SlackDeliveryOptions,
   flushLocked: (customerId: Types.ObjectId, triedBefore: boolean, carried?: CarriedPost) => Promise<void>,
-  slackSlow: () => boolean,
+  gauge: ReturnType<typeof inlineGauge>,
 ) {
   return async function flushNow(
     customerId: Types.ObjectId,
     carried: CarriedPost | undefined,
     triedBefore: boolean,
-    opts: { files?: boolean } = {},
+    opts: { files?: boolean; stepsMs?: number } = {},
   ): Promise<boolean> {
-    if (opts.files || slackSlow()) {
+    if (!gauge.inline(opts.stepsMs ?? 0) || opts.files) {
       await o.outbox.flushAgent(customerId, 0, carried, triedBefore);
       return false;
     }
@@ -349,7 +359,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     async (id) => (await CurrentThread.findById(id).lean<CurrentThread>()) ?? undefined,
   );
 
-  const slowPosts = slowPostClock();
+  const gauge = inlineGauge();
   const limited = (channel: string, err: unknown) => noteRateLimit(redis, prefix, channel, err);
   const cards = createCardPoster({ models, slack, redis, prefix, log, noteRateLimit: limited });
 
@@ -442,7 +452,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         iconEmoji: first.kind === 'note' ? ':memo:' : undefined,
         metadata: { eventType: POST_EVENT_TYPE, payload: postPayload(rest) },
       });
-      slowPosts.took(startedAt);
+      gauge.took(startedAt);
       for (const p of rest) out.set(p.key, ts);
       return out;
     } catch (err) {
@@ -616,7 +626,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
 
   return {
     flush,
-    flushNow: inlineFlush(o, flushLocked, slowPosts.slow),
+    flushNow: inlineFlush(o, flushLocked, gauge),
     ensureThread,
     async handle(job: Job<ToAgentJob>): Promise<void> {
       if ('react' in job.data) return react(job.data.react);
