@@ -8,8 +8,9 @@
  * This test (SMS): 45 before that work, 32 after its first round, 20 after the second (the
  * acknowledgement carried with its route, no conversation, thread or card-refresh reads for a customer
  * the message created, the card's identity from Redis), 17 with the owner-load work beside it (16, and
- * the Slack flush's one read per process start that lets it trust its listings).
- * One test per channel since (each pinned below).
+ * the Slack flush's one read per process start that lets it trust its listings: the warm-up's flush
+ * failed that check on its own post, so it fell on the measured customer; now it stays in the
+ * warm-up). One test per channel since (each pinned below; Messenger was 24, and 26 with a name).
  */
 import { uniqueName } from '../helpers/env';
 import { eventually } from '../helpers/eventually';
@@ -129,8 +130,7 @@ const sum = (t: Record<string, number>) => Object.values(t).reduce((a, b) => a +
 
 describe('a first contact', () => {
   it(`by SMS costs ${sum(COMMON)} database commands, acknowledgement and card included`, async () => {
-    // And the Slack flush's one read per process start that lets it trust its listings.
-    expect(tally(await firstContact('sms', 802))).toEqual({ ...COMMON, 'find agent_posts': 1 });
+    expect(tally(await firstContact('sms', 802))).toEqual(COMMON);
   });
 
   it(`by WhatsApp through Twilio costs the same ${sum(COMMON)}`, async () => {
@@ -166,12 +166,6 @@ describe('a first contact', () => {
   it('leaves what the next message needs: the first return costs 3 commands, no card refresh', async () => {
     await firstContact('sms', 807);
     const commands = await firstContact('sms', 807, true);
-    // (Less the Slack flush's one read per process start that lets it trust its listings, if it
-    // falls here: slack-delivery.ts `listingTrusted`.)
-    expect(commands.filter((c) => c !== 'find agent_posts')).toEqual([
-      'insert messages',
-      'update agent_posts',
-      'update agent_posts',
-    ]);
+    expect(commands).toEqual(['insert messages', 'update agent_posts', 'update agent_posts']);
   });
 });
