@@ -34,6 +34,7 @@ import { createInboundWorkers } from './queue/inbound-worker';
 import { createQueueWorker } from './queue/workers';
 import { registerRouterModels, type RouterModels } from './router/models';
 import { createRouter, type Router as RapportRouter } from './router';
+import { createOwnership } from './router/ownership';
 import type { Senders } from './router/delivery';
 import { createInboundPipeline } from './router/pipeline';
 import { createSlackClient, type SlackClient } from './channels/slack/client';
@@ -229,9 +230,12 @@ function withHotErasure(erasures: ErasureService, identityChanged: () => Promise
 }
 
 function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) {
+  // The owner pick and assignments; shared with the router. A new customer is created with their
+  // owner in the creating write (ownership.ts `createOwned`).
+  const ownership = createOwnership(models, redis, config.queuePrefix, log.child({ component: 'ownership' }));
   // Returning customers are resolved from the hot cache in Redis (src/identity/cache.ts).
   const identityStore = withHotIdentity(
-    createIdentityStore(models, { defaultRegion: config.defaultRegion }),
+    createIdentityStore(models, { defaultRegion: config.defaultRegion, createOwned: ownership.createOwned }),
     redis,
     config.queuePrefix,
     config.defaultRegion,
@@ -266,7 +270,12 @@ function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) 
     identityChanged,
   );
   const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
-  const claims = createClaimService({ models, merges, limits: claimLimits, identityChanging: identityChanged });
+  const claims = createClaimService({
+    models,
+    merges,
+    limits: claimLimits,
+    identityChanging: identityChanged,
+  });
   const claimsBridge = createClaimsBridge({
     claims,
     models,
@@ -276,7 +285,7 @@ function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) 
     isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
     onCode: (outcome) => metrics.claimCodes.inc({ outcome }),
   });
-  return { identity, slack, mediaStore, merges, erasures, claims, claimsBridge };
+  return { identity, ownership, slack, mediaStore, merges, erasures, claims, claimsBridge };
 }
 
 /** The WhatsApp Web session channel, when WHATSAPP_WEB_ENABLED (not started here). */
@@ -293,7 +302,7 @@ function buildWhatsAppWeb(
 
 function buildRouter(base: AppBase, services: AppServices, senders: Senders): RapportRouter {
   const { config, log, metrics, redis, queues, mongo, models } = base;
-  const { slack, mediaStore, claimsBridge, erasures } = services;
+  const { slack, mediaStore, claimsBridge, erasures, ownership } = services;
   const inboundMedia = createInboundMedia({
     store: mediaStore,
     fetch: mediaFetchOptions(config, mongo),
@@ -303,6 +312,7 @@ function buildRouter(base: AppBase, services: AppServices, senders: Senders): Ra
   return createRouter({
     config: config.router,
     models,
+    ownership,
     queues,
     redis,
     prefix: config.queuePrefix,

@@ -43,6 +43,8 @@ import { customerChanged } from '../identity/cache';
 export interface RouterOptions {
   config: RouterConfig;
   models: RouterModels & IdentityModels;
+  /** The owner pick and assignments, when the caller shares them (app.ts: with identity resolution). */
+  ownership?: Ownership;
   queues: Queues;
   redis: RedisClient;
   prefix: string;
@@ -83,7 +85,8 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
   );
-  const ownership = createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
+  const ownership =
+    o.ownership ?? createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
   const cards = createCardUpdates({
     models,
     slack: o.slack,
