@@ -25,6 +25,7 @@ import type { RedisClient } from '../queue/connection';
 import { withLock } from '../queue/lock';
 import { followToLive } from '../identity/tombstones';
 import {
+  brandNew,
   CARD_FACTS_TTL_S,
   cardBlocks,
   cardFacts,
@@ -273,7 +274,9 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       const live = thread.ts === current.ts && current.agentId === ownerId;
       const facts = cardFacts(live ? 'live' : 'moved', customer, owner?.name, identities);
       if ((await redis.get(factsKey(thread))) === facts) continue;
-      text ??= await cardText(models, customer, owner?.name, identities);
+      // A brand-new customer's card shows no history (their one message follows it), as when posted.
+      const history = !brandNew(customer, threads.length > 1);
+      text ??= await cardText(models, customer, owner?.name, identities, { history });
       await editCard(o, slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
       await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
       log.info({ customerId: id, live }, 'customer card updated');
