@@ -7,7 +7,9 @@ import { startPrivateCluster } from '../helpers/redis-cluster';
 import { createRedisConnection } from '../../src/queue/connection';
 import { conversationKeys } from '../../src/router/hot-state';
 
-const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', {
+  maxRetriesPerRequest: null,
+});
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 afterAll(async () => {
@@ -85,10 +87,17 @@ describe('withLockReading (the inbound router: lock and copy in two exchanges)',
     await redis.set(a, 'A');
     await redis.set(epoch, 'E');
     const { result, sent } = await exchanges(() =>
-      withLockReading(redis, key, 5_000, [a, b], () => redis.get(epoch), async (values, also) => {
-        expect(await redis.exists(key)).toBe(1);
-        return { result: [...values, also], file: { key: b, value: 'B', ttlS: 60 } };
-      }),
+      withLockReading(
+        redis,
+        key,
+        5_000,
+        [a, b],
+        () => redis.get(epoch),
+        async (values, also) => {
+          expect(await redis.exists(key)).toBe(1);
+          return { result: [...values, also], file: { key: b, value: 'B', ttlS: 60 } };
+        },
+      ),
     );
     expect(result).toEqual(['A', null, 'E']);
     expect(await redis.get(b)).toBe('B');
@@ -106,18 +115,32 @@ describe('withLockReading (the inbound router: lock and copy in two exchanges)',
     await redis.set(key, 'someone-else', 'PX', 5_000);
     let ran = false;
     await expect(
-      withLockReading(redis, key, 5_000, [`${key}:a`], async () => null, async () => {
-        ran = true;
-        return { result: 1 };
-      }),
+      withLockReading(
+        redis,
+        key,
+        5_000,
+        [`${key}:a`],
+        async () => null,
+        async () => {
+          ran = true;
+          return { result: 1 };
+        },
+      ),
     ).rejects.toBeInstanceOf(DeferError);
     expect(ran).toBe(false);
     // A holder whose lock expired and was taken over: it files, but leaves the new holder's lock.
     await redis.del(key);
-    await withLockReading(redis, key, 5_000, [`${key}:a`], async () => null, async () => {
-      await redis.set(key, 'taken-over', 'PX', 5_000);
-      return { result: 1, file: { key: `${key}:a`, value: 'v', ttlS: 60 } };
-    });
+    await withLockReading(
+      redis,
+      key,
+      5_000,
+      [`${key}:a`],
+      async () => null,
+      async () => {
+        await redis.set(key, 'taken-over', 'PX', 5_000);
+        return { result: 1, file: { key: `${key}:a`, value: 'v', ttlS: 60 } };
+      },
+    );
     expect(await redis.get(key)).toBe('taken-over');
     expect(await redis.get(`${key}:a`)).toBe('v');
   });
