@@ -77,7 +77,7 @@ describe('withLockReading (the inbound router: lock and copy in two exchanges)',
     }
   }
 
-  it('the conversation lock shares the customer slot with its copy (one MULTI on Redis Cluster)', () => {
+  it('the conversation lock shares the customer slot with its copy (one script on Redis Cluster)', () => {
     expect(conversationLockKey('p', 'c1')).toMatch(/\{c:c1\}/);
   });
 
@@ -102,9 +102,11 @@ describe('withLockReading (the inbound router: lock and copy in two exchanges)',
     expect(result).toEqual(['A', null, 'E']);
     expect(await redis.get(b)).toBe('B');
     expect(await redis.exists(key)).toBe(0);
-    // Lock + read (MULTI), the epoch beside it, the file-and-release script; the exists above.
+    // Lock + read (one script), the epoch beside it, the file-and-release script; the exists above.
+    // No MULTI: ioredis builds one as a Pipeline copying every Lua script's methods defined on the
+    // connection (BullMQ's ~50 on the queues' connection), garbage on every message (lock.ts).
     expect(sent.filter((c) => c[0] !== 'exists')).toEqual([
-      ['multi', 'set', 'mget', 'exec'],
+      [expect.stringMatching(/^eval/)],
       ['get'],
       [expect.stringMatching(/^eval/)],
     ]);
@@ -149,7 +151,7 @@ describe('withLockReading (the inbound router: lock and copy in two exchanges)',
 describe('withLockReading on a Redis Cluster', () => {
   jest.setTimeout(120_000);
 
-  it("the conversation lock and its copy's keys go in one MULTI and one script (one hash slot)", async () => {
+  it("the conversation lock and its copy's keys go in the taking script and the releasing one (one hash slot)", async () => {
     const cluster = await startPrivateCluster();
     const client = createRedisConnection(cluster.url, 'worker');
     try {
