@@ -1,7 +1,9 @@
 /**
  * A process loads only the packages its role uses: bull-board (the dashboard) only where it is
- * mounted (api, all), qrcode and whatsapp-web.js only where a WhatsApp Web session runs. Each is
- * resident memory in every process that loads it (bench/e2e measures the RSS per process).
+ * mounted (api, all), qrcode and whatsapp-web.js only where a WhatsApp Web session runs, and no
+ * process twilio's TwiML builder (xmlbuilder; the sender and the signature check import twilio's
+ * REST client and webhook functions, not its index). Each is resident memory in every process that
+ * loads it (bench/e2e measures the RSS per process).
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -42,4 +44,9 @@ describe('modules loaded per role', () => {
   it('an api loads the dashboard it mounts, and no session package', async () => {
     expect(await loadedBy('api', heavy)).toEqual(['@bull-board/api', '@bull-board/express']);
   }, 90_000);
+
+  it("neither a worker nor an api loads twilio's TwiML builder (only its REST client and signature check)", async () => {
+    expect(await loadedBy('worker', ['twilio', 'xmlbuilder'])).toEqual(['twilio']);
+    expect(await loadedBy('api', ['twilio', 'xmlbuilder'])).toEqual(['twilio']);
+  }, 180_000);
 });
