@@ -17,8 +17,8 @@
  * agent is told).
  * `DateSent` is not used as the filter: it has day granularity and a queued message has none yet.
  */
-// The REST client and its request client, not the package's index: that also loads the JWT and
-// TwiML builders (jsonwebtoken, semver, xmlbuilder, ~65 modules, ~0.8 MB of heap) into every
+// The REST client and its request client, not the package's index: that also loads the TwiML
+// builder (xmlbuilder) and the access-token classes (~63 modules, ~0.8 MB of heap) into every
 // process that can send, and Rapport uses neither.
 import Twilio from 'twilio/lib/rest/Twilio';
 import RequestClient from 'twilio/lib/base/RequestClient';
