@@ -12,7 +12,10 @@ import { testEnv } from '../helpers/env';
 
 const ROOT = path.join(__dirname, '../..');
 
-/** The packages of `packages` a fresh process has loaded once buildApp(config, { role }) is built and ready. */
+/**
+ * The packages of `packages` (or, as `src/…` paths without extension, Rapport's own modules) a fresh
+ * process has loaded once buildApp(config, { role }) is built and ready.
+ */
 async function loadedBy(role: 'api' | 'worker', packages: string[]): Promise<string[]> {
   const script = `
     const { buildApp } = require(${JSON.stringify(path.join(ROOT, 'src/app.ts'))});
@@ -20,7 +23,10 @@ async function loadedBy(role: 'api' | 'worker', packages: string[]): Promise<str
     const app = buildApp(loadConfig(process.env), { role: ${JSON.stringify(role)} });
     app.mongo.ready.then(async () => {
       const loaded = Object.keys(require.cache);
-      const found = ${JSON.stringify(packages)}.filter((p) => loaded.some((f) => f.includes('/node_modules/' + p + '/')));
+      const root = ${JSON.stringify(ROOT + '/')};
+      const found = ${JSON.stringify(packages)}.filter((p) =>
+        loaded.some((f) => (p.startsWith('src/') ? f.startsWith(root + p + '.') : f.includes('/node_modules/' + p + '/'))),
+      );
       await app.mongo.connection.dropDatabase().catch(() => undefined);
       await app.close();
       process.stdout.write(JSON.stringify(found));
@@ -44,6 +50,19 @@ describe('modules loaded per role', () => {
   it('an api loads the dashboard it mounts, and no session package', async () => {
     expect(await loadedBy('api', heavy)).toEqual(['@bull-board/api', '@bull-board/express']);
   }, 90_000);
+
+  it("a worker loads none of the traffic routes: webhooks' adapters, Slack's routes, the admin API", async () => {
+    const traffic = [
+      'src/http/api-surface',
+      'src/http/webhooks',
+      'src/channels/meta/adapter',
+      'src/http/slack',
+      'src/http/admin-agents',
+      'src/http/openapi',
+    ];
+    expect(await loadedBy('worker', traffic)).toEqual([]);
+    expect(await loadedBy('api', traffic)).toEqual(traffic);
+  }, 180_000);
 
   it("neither a worker nor an api loads twilio's TwiML builder (only its REST client and signature check)", async () => {
     expect(await loadedBy('worker', ['twilio', 'xmlbuilder'])).toEqual(['twilio']);
