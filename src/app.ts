@@ -57,6 +57,7 @@ import { createBlobStore } from './channels/whatsapp-web/store';
 import type { WhatsAppWebClientFactoryOptions } from './channels/whatsapp-web/client';
 import type { WhatsAppWebClientLike } from './channels/whatsapp-web/wire';
 import type pino from 'pino';
+import { createOptOuts } from './router/opt-outs';
 
 export type Role = 'api' | 'worker' | 'whatsapp-web' | 'all';
 
@@ -251,6 +252,18 @@ function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) 
     }),
     identityChanged,
   );
+  // Every send's opt-out check answers from Redis while its copy is complete (src/router/opt-outs.ts).
+  const optOuts = createOptOuts({
+    models,
+    redis,
+    prefix: config.queuePrefix,
+    log: log.child({ component: 'opt-outs' }),
+    erased: {
+      isErased: (key, channel) => erasures.isOptOutErased(key, channel),
+      markerIds: (key, channel) => erasures.optOutMarkerIds(key, channel),
+      allMarkerIds: () => erasures.erasedOptOutIds(),
+    },
+  });
   const claimLimits = createClaimLimits({ redis, prefix: config.queuePrefix, limits: config.claims.limits });
   const claims = createClaimService({
     models,
@@ -264,10 +277,10 @@ function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) 
     defaultRegion: config.defaultRegion,
     config: config.claims,
     limits: claimLimits,
-    isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
+    optOuts,
     onCode: (outcome) => metrics.claimCodes.inc({ outcome }),
   });
-  return { identity, slack, mediaStore, merges, erasures, claims, claimsBridge };
+  return { identity, slack, mediaStore, merges, erasures, claims, claimsBridge, optOuts };
 }
 
 /** The WhatsApp Web session channel, when WHATSAPP_WEB_ENABLED (not started here). */
@@ -284,7 +297,7 @@ function buildWhatsAppWeb(
 
 function buildRouter(base: AppBase, services: AppServices, senders: Senders): RapportRouter {
   const { config, log, metrics, redis, queues, mongo, models } = base;
-  const { slack, mediaStore, claimsBridge, erasures } = services;
+  const { slack, mediaStore, claimsBridge, optOuts } = services;
   const inboundMedia = createInboundMedia({
     store: mediaStore,
     fetch: mediaFetchOptions(config, mongo),
@@ -303,7 +316,7 @@ function buildRouter(base: AppBase, services: AppServices, senders: Senders): Ra
     claims: claimsBridge,
     link: claimsBridge,
     claimOffers: claimsBridge,
-    isErasedOptOut: (key, channel) => erasures.isOptOutErased(key, channel),
+    optOuts,
     media: {
       store: mediaStore,
       inbound: inboundMedia,

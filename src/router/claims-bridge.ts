@@ -41,7 +41,8 @@ import {
   type ClaimPlan,
   type ClaimsPort,
 } from './claim-plan';
-import type { OptOut, RouterModels } from './models';
+import type { RouterModels } from './models';
+import type { OptOuts } from './opt-outs';
 
 export function mergeOutcome(result: MergeResult | undefined): ClaimMerge {
   return {
@@ -59,8 +60,8 @@ export interface ClaimsBridgeOptions {
   defaultRegion: CountryCode;
   config: ClaimsConfig;
   limits: ClaimLimits;
-  /** An erased customer's kept STOP (privacy/erase/tombstones.ts). @defaultValue none */
-  isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
+  /** STOPs, kept or from an erased customer (opt-outs.ts). */
+  optOuts: Pick<OptOuts, 'anyOptedOut'>;
   /** Counts each code decision: sent, offered, opted_out, limited_<limit> (metrics). */
   onCode?: (outcome: string) => void;
 }
@@ -89,20 +90,12 @@ const answer = (o: Origin, key: string, text: string): ClaimEffect => ({
 export function createClaimsBridge(o: ClaimsBridgeOptions): ClaimsPort & LinkPort & ClaimOffers {
   const { claims, models, defaultRegion } = o;
 
-  /** A STOP on any channel of the target, kept or from an erased customer. */
-  async function optedOut(targetKey: string): Promise<boolean> {
-    const stops = await models.OptOut.find({ identityKey: targetKey, optedOut: true }).lean<OptOut[]>();
-    if (stops.length > 0) return true;
-    for (const channel of ['sms', 'whatsapp'] as const)
-      if (await o.isErasedOptOut?.(targetKey, channel)) return true;
-    return false;
-  }
-
   async function admit(
     origin: Origin,
     targetKey: string,
   ): Promise<Admission | { ok: false; limit: 'opted_out' }> {
-    if (await optedOut(targetKey)) return { ok: false, limit: 'opted_out' };
+    // A STOP on any channel of the target, kept or from an erased customer.
+    if (await o.optOuts.anyOptedOut(targetKey)) return { ok: false, limit: 'opted_out' };
     return o.limits.admitCode({ sender: origin.identityKey, target: targetKey, id: origin.messageKey });
   }
 

@@ -28,6 +28,7 @@ import { DeferError } from '../errors';
 import type { AgentPostButton, CustomerSend, RouterModels } from './models';
 import { toObjectId, type CarriedRoute, type CarriedSend, type Outbox } from './outbox';
 import { createHotCustomers } from './hot-state';
+import type { OptOuts } from './opt-outs';
 import { ago, channelLabel, explainFailure } from './texts';
 
 export type Senders = Partial<Record<Provider, ChannelSender>>;
@@ -45,8 +46,8 @@ export interface DeliveryOptions {
   messengerHumanAgent: boolean;
   /** Attempts on retryable provider errors before the agent is told it failed. @defaultValue 5 */
   maxAttempts?: number;
-  /** True when an erased customer had opted out of this identity and channel. */
-  isErasedOptOut?: (identityKey: string, channel: Channel) => Promise<boolean>;
+  /** The opt-out check before every send, and the record of a provider's "opted out" (opt-outs.ts). */
+  optOuts: Pick<OptOuts, 'isOptedOut' | 'record'>;
   /** Approved templates for closed WhatsApp windows. */
   templates?: { twilioContentSid?: string; cloudName?: string };
   /** Reactions on the agent's Slack message. */
@@ -262,7 +263,7 @@ function carriedRoute(senders: Senders, carried: CarriedRoute): Omit<Route, 'to'
 
 export function createDelivery(o: DeliveryOptions) {
   const { models, senders, redis, prefix, outbox, log } = o;
-  const { CustomerSend, Customer, Message, OptOut } = models;
+  const { CustomerSend, Customer, Message } = models;
   const maxAttempts = o.maxAttempts ?? 5;
   const findRoute = createRouteFinder(models, senders);
   // The carried send's check that its customer is live, from Redis (hot-state.ts).
@@ -281,11 +282,9 @@ export function createDelivery(o: DeliveryOptions) {
     const found = carried ? { route: carried } : await findRoute(send, customer);
     if ('failure' in found) return found;
     const { identity, channel } = found.route;
-    const optOut = await OptOut.findOne({ key: `${identity.key}|${channel}` }).lean();
-    // An erased customer's STOP outlives the erasure as a keyed hash (src/privacy/erase/keys.ts).
-    const erasedOptOut = !optOut && (await o.isErasedOptOut?.(identity.key, channel));
-    // Claim codes too: a number that said STOP never gets one (claims-bridge.ts checks first).
-    if (optOut?.optedOut || erasedOptOut) {
+    // Kept or erased STOPs, from the Redis copy when it proves there is none (opt-outs.ts). Claim
+    // codes too: a number that said STOP never gets one (claims-bridge.ts checks first).
+    if (await o.optOuts.isOptedOut(identity.key, channel)) {
       return { failure: { reason: 'opted_out', message: explainFailure('opted_out') } };
     }
     const to = identity.kind === 'psid' ? (identity.value.split(':')[1] ?? '') : identity.value;
@@ -455,13 +454,7 @@ export function createDelivery(o: DeliveryOptions) {
       const delay = err.retryAfterMs ?? Math.min(1_000 * 2 ** (attempts - 1), 30_000);
       throw new DeferError(delay, `provider ${route.provider}: ${err.reason}; retry in ${delay} ms`);
     }
-    if (err.reason === 'opted_out') {
-      await OptOut.updateOne(
-        { key: `${route.identity.key}|${route.channel}` },
-        { $set: { identityKey: route.identity.key, channel: route.channel, optedOut: true, at: new Date() } },
-        { upsert: true },
-      );
-    }
+    if (err.reason === 'opted_out') await o.optOuts.record(route.identity.key, route.channel, true);
     await fail(
       { ...send, attempts },
       err.reason,

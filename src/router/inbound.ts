@@ -37,6 +37,7 @@ import {
   type HotConversation,
 } from './hot-state';
 import { epochKey, TOUCH_INTERVAL_MS } from '../identity/cache';
+import type { OptOuts } from './opt-outs';
 
 /** SMS: the carriers' (and Twilio's) opt-out and opt-in keywords. */
 export const STOP_WORDS = ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT'];
@@ -61,6 +62,8 @@ export interface InboundRouterOptions {
   media?: Pick<InboundMedia, 'keep'>;
   /** Tell both threads of a merge (router/index.ts); `survivorNote` replaces the generic one. */
   onMerged?: (outcome: ClaimMerge, survivorNote?: string) => Promise<void>;
+  /** Where STOP and START are recorded (the database, then Redis: opt-outs.ts). */
+  optOuts: Pick<OptOuts, 'record'>;
 }
 
 function keyword(text: string | undefined): string | undefined {
@@ -72,7 +75,7 @@ function keyword(text: string | undefined): string | undefined {
 
 export function createInboundRouter(o: InboundRouterOptions) {
   const { models, outbox, ownership, config, log } = o;
-  const { Conversation, OptOut } = models;
+  const { Conversation } = models;
   // Under the conversation lock only: this router is the one writer that files its own result.
   const hotConversations = createHotConversations(
     o.redis,
@@ -88,11 +91,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
     const start = sms ? START_WORDS : CHAT_START_WORDS;
     const optedOut = stop.includes(word) ? true : start.includes(word) ? false : undefined;
     if (optedOut === undefined) return undefined;
-    await OptOut.updateOne(
-      { key: `${identityKey}|${message.channel}` },
-      { $set: { identityKey, channel: message.channel, optedOut, at: new Date() } },
-      { upsert: true },
-    );
+    await o.optOuts.record(identityKey, message.channel, optedOut);
     return optedOut
       ? `:no_bell: The customer opted out of ${channelLabel(message.channel)} (${word}). Nothing will be sent there until they write START.`
       : `:bell: The customer opted back in on ${channelLabel(message.channel)} (${word}).`;
@@ -178,14 +177,19 @@ export function createInboundRouter(o: InboundRouterOptions) {
       ...(quiet ? { lastAckAt: now } : {}),
     };
     const stored = hot?.stored?.getTime();
-    const touchDue = stored === undefined || changes.lastCustomerMessageAt.getTime() - stored > TOUCH_INTERVAL_MS;
+    const touchDue =
+      stored === undefined || changes.lastCustomerMessageAt.getTime() - stored > TOUCH_INTERVAL_MS;
     const unchanged =
       before?.open === true &&
       before.ownerAgentId === changes.ownerAgentId &&
       before.awaitingSince !== undefined &&
       !quiet &&
       !touchDue;
-    const conversation = { ...(before ?? { _id: customerId, createdAt: now }), ...changes, updatedAt: now } as Conversation;
+    const conversation = {
+      ...(before ?? { _id: customerId, createdAt: now }),
+      ...changes,
+      updatedAt: now,
+    } as Conversation;
     if (unchanged) return { hot: { conversation, stored: hot?.stored }, tokens };
     const writing = await hotConversations.writing(String(customerId), tokens);
     const { ownerAgentId, ...set } = changes;

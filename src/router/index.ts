@@ -39,6 +39,7 @@ import {
 } from './card-updates';
 import { createNaming, type Naming } from './naming';
 import { customerChanged } from '../identity/cache';
+import type { OptOuts } from './opt-outs';
 
 export interface RouterOptions {
   config: RouterConfig;
@@ -53,7 +54,8 @@ export interface RouterOptions {
   link?: LinkPort;
   /** The "Send a code to …" button (claims-bridge.ts). */
   claimOffers?: ClaimOffers;
-  isErasedOptOut?: (identityKey: string, channel: string) => Promise<boolean>;
+  /** STOP and START, and the check before every send (opt-outs.ts; built with the erasure's markers). */
+  optOuts: OptOuts;
   /** Customers' files (src/media): stored on the way in, uploaded into threads. */
   media?: { store: MediaStore; inbound: InboundMedia; outbound?: OutboundMediaPreparer };
   /** Messenger's User Profile API, for the card's name (Messenger webhooks carry none). */
@@ -252,7 +254,7 @@ function deliveryFor(o: RouterOptions, { outbox, react }: Shared) {
     log: o.log.child({ component: 'to-customer' }),
     messengerHumanAgent: o.config.messengerHumanAgent,
     templates: o.config.whatsappTemplate,
-    isErasedOptOut: o.isErasedOptOut,
+    optOuts: o.optOuts,
     media: o.media?.outbound,
     react,
     onSent: (channel, provider) => metrics.sends.inc({ channel, provider, outcome: 'sent' }),
@@ -268,6 +270,7 @@ function inboundFor(o: RouterOptions, { outbox, ownership, onMerged }: Shared) {
     models: o.models,
     outbox,
     ownership,
+    optOuts: o.optOuts,
     timers: o.queues.timers,
     config: o.config,
     claims: o.claims,

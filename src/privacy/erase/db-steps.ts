@@ -6,6 +6,8 @@ import type { Types } from 'mongoose';
 import type { Message, StatusEntry } from '../../identity/models';
 import type { MediaStore } from '../../media/store';
 import type { OptOut } from '../../router/models';
+import { optOutMarkersWritten, optOutsErased } from '../../router/opt-outs';
+import type { RedisClient } from '../../queue/connection';
 import type { AppModels } from '../export';
 import type { Erasure, PrivacyModels } from '../models';
 import type { SaveErasure } from './audit';
@@ -21,6 +23,8 @@ export interface DbStepDeps {
   /** Customers' files (GridFS): deleted with the outboxes. */
   media?: Pick<MediaStore, 'deleteForCustomer'>;
   sleep: (ms: number) => Promise<void>;
+  /** The opt-outs' copy in Redis (src/router/opt-outs.ts), kept in step with the deleted opt-outs. */
+  hot?: { redis: RedisClient; prefix: string };
 }
 
 export const ERASED_IDENTITY_KEY = 'erased';
@@ -36,20 +40,29 @@ export async function eraseOptOuts(d: DbStepDeps, e: Erasure): Promise<void> {
   const markerKey = d.markerKey;
   if (!markerKey) throw new DataKeyMissingError();
   const optOuts = await d.models.OptOut.find({ identityKey: { $in: keys } }).lean<OptOut[]>();
-  let markers = 0;
+  const markers: string[] = [];
   for (const opt of optOuts) {
     if (!opt.optedOut) continue;
+    const id = optOutMarker(markerKey, opt.identityKey, opt.channel);
     await d.privacy.ErasedOptOut.updateOne(
-      { _id: optOutMarker(markerKey, opt.identityKey, opt.channel) },
+      { _id: id },
       { $setOnInsert: { channel: opt.channel, erasureId: e._id, at: opt.at, kid: markerKeyId(markerKey) } },
       { upsert: true },
     );
-    markers++;
+    markers.push(id);
+  }
+  // The markers are in the Redis copy before the opt-outs leave the database; their fields leave
+  // the copy before (a re-run after a crash then finds the opt-outs again) and after (a rebuild
+  // that read them meanwhile does not complete).
+  if (d.hot) {
+    await optOutMarkersWritten(d.hot.redis, d.hot.prefix, markers);
+    await optOutsErased(d.hot.redis, d.hot.prefix, optOuts);
   }
   await d.models.OptOut.deleteMany({ identityKey: { $in: keys } });
-  if (markers > 0) {
-    e.counts.optOutMarkers = markers;
-    await d.save(e, { 'counts.optOutMarkers': markers });
+  if (d.hot) await optOutsErased(d.hot.redis, d.hot.prefix, optOuts);
+  if (markers.length > 0) {
+    e.counts.optOutMarkers = markers.length;
+    await d.save(e, { 'counts.optOutMarkers': markers.length });
   }
 }
 

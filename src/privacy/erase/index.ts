@@ -28,7 +28,7 @@ import {
 } from '../models';
 import { completeErasure, erasureSaver, latestErasure, view, type ErasureView } from './audit';
 import * as db from './db-steps';
-import { DataKeyMissingError } from './keys';
+import { DataKeyMissingError, optOutMarker } from './keys';
 import { planErasure } from './plan';
 import { eraseCustomerKeys, eraseJobs } from './redis-steps';
 import { eraseSlack } from './slack-steps';
@@ -89,6 +89,10 @@ export interface ErasureService {
   resume(options?: { olderThanMs?: number }): Promise<{ resumed: number; failed: number }>;
   /** Whether an erased customer had opted out of `channel` on `identityKey` (keep honouring it). */
   isOptOutErased(identityKey: string, channel: string): Promise<boolean>;
+  /** The marker ids `isOptOutErased` looks for, one per marker key read (src/router/opt-outs.ts). */
+  optOutMarkerIds(identityKey: string, channel: string): string[];
+  /** Every opt-out marker id in the database (the Redis copy's rebuild, src/router/opt-outs.ts). */
+  erasedOptOutIds(): Promise<string[]>;
   /** Whether a queued job (its data, queued at `queuedAt` ms) belongs to a customer erased since. */
   isErasedJob(data: unknown, queuedAt: number): Promise<boolean>;
 }
@@ -109,7 +113,15 @@ function erasureSteps(
   sleep: (ms: number) => Promise<void>,
 ): Record<ErasureStep, Step> {
   const save = erasureSaver(privacy.Erasure);
-  const d: db.DbStepDeps = { models: o.models, privacy, save, markerKey: o.markerKey, media: o.media, sleep };
+  const d: db.DbStepDeps = {
+    models: o.models,
+    privacy,
+    save,
+    markerKey: o.markerKey,
+    media: o.media,
+    sleep,
+    hot: { redis: o.redis, prefix: o.prefix },
+  };
   const r = { redis: o.redis, prefix: o.prefix, save, log: o.log, activeJobWaitMs: o.activeJobWaitMs };
   const s = {
     slack: o.slack,
@@ -239,6 +251,9 @@ export function createErasureService(o: ErasureServiceOptions): ErasureService {
     },
 
     isOptOutErased: (identityKey, channel) => isOptOutErased(tombstones, identityKey, channel),
+    optOutMarkerIds: (identityKey, channel) => allKeys.map((k) => optOutMarker(k, identityKey, channel)),
+    erasedOptOutIds: async () =>
+      (await privacy.ErasedOptOut.find({}, { _id: 1 }).lean<{ _id: string }[]>()).map((m) => m._id),
     isErasedJob: (data, queuedAt) => isErasedJob(tombstones, data, queuedAt),
   };
 }
