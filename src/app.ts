@@ -31,6 +31,7 @@ import { createInboundWorkers } from './queue/inbound-worker';
 import { createQueueWorker } from './queue/workers';
 import { registerRouterModels, type RouterModels } from './router/models';
 import { createRouter, type Router as RapportRouter } from './router';
+import { createOwnership } from './router/ownership';
 import type { Senders } from './router/delivery';
 import { createInboundPipeline } from './router/pipeline';
 import { createSlackClient, type SlackClient } from './channels/slack/client';
@@ -216,9 +217,12 @@ function withHotErasure(erasures: ErasureService, identityChanged: () => Promise
 }
 
 function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) {
+  // The owner pick and assignments; shared with the router. A new customer is created with their
+  // owner in the creating write (ownership.ts `createOwned`).
+  const ownership = createOwnership(models, redis, config.queuePrefix, log.child({ component: 'ownership' }));
   // Returning customers are resolved from the hot cache in Redis (src/identity/cache.ts).
   const identityStore = withHotIdentity(
-    createIdentityStore(models, { defaultRegion: config.defaultRegion }),
+    createIdentityStore(models, { defaultRegion: config.defaultRegion, createOwned: ownership.createOwned }),
     redis,
     config.queuePrefix,
     config.defaultRegion,
@@ -280,7 +284,7 @@ function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) 
     optOuts,
     onCode: (outcome) => metrics.claimCodes.inc({ outcome }),
   });
-  return { identity, slack, mediaStore, merges, erasures, claims, claimsBridge, optOuts };
+  return { identity, ownership, slack, mediaStore, merges, erasures, claims, claimsBridge, optOuts };
 }
 
 /** The WhatsApp Web session channel, when WHATSAPP_WEB_ENABLED (not started here). */
@@ -297,7 +301,7 @@ function buildWhatsAppWeb(
 
 function buildRouter(base: AppBase, services: AppServices, senders: Senders): RapportRouter {
   const { config, log, metrics, redis, queues, mongo, models } = base;
-  const { slack, mediaStore, claimsBridge, optOuts } = services;
+  const { slack, mediaStore, claimsBridge, optOuts, ownership } = services;
   const inboundMedia = createInboundMedia({
     store: mediaStore,
     fetch: mediaFetchOptions(config, mongo),
@@ -307,6 +311,7 @@ function buildRouter(base: AppBase, services: AppServices, senders: Senders): Ra
   return createRouter({
     config: config.router,
     models,
+    ownership,
     queues,
     redis,
     prefix: config.queuePrefix,
