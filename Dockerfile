@@ -16,5 +16,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 USER node
 EXPOSE 3000
-ENTRYPOINT ["node", "dist/main.js"]
+# A young generation of 2 × 8 MB instead of node's 2 × 16 MB: 13–18 MB less RSS per process for
+# ~3 % more worker CPU in young collections (bench/README.md, "Where the RSS goes").
+ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/main.js"]
 CMD ["all"]

@@ -56,4 +56,5 @@ case "${SANDBOX:-}" in
     ) &
     ;;
 esac
-exec node dist/main.js "${@:-all}"
+# The young generation as the image runs it (Dockerfile): 2 × 8 MB semi-spaces.
+exec node --max-semi-space-size=8 dist/main.js "${@:-all}"

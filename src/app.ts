@@ -8,7 +8,7 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express, { type Express, type RequestHandler, type Router as ExpressRouter } from 'express';
+import express, { type Express } from 'express';
 import type { Job, Worker } from 'bullmq';
 import type { RedisClient } from './queue/connection';
 import { channelStates, type Config } from './config';
@@ -22,47 +22,34 @@ import { connectMongo, type MongoHandle } from './storage/mongo';
 import { healthRoutes } from './http/health';
 import { errorHandler, notFound } from './http/errors';
 import { requestMetrics } from './http/metrics-middleware';
-import { webhookRoute } from './http/webhooks';
-import { buildWebhookAdapters } from './channels';
 import { registerIdentityModels, type IdentityModels } from './identity/models';
 import { createIdentityStore } from './identity/resolve';
 import { identityChanging, withHotIdentity } from './identity/cache';
-import { agentChanged } from './router/hot-state';
 import type { MergeStep } from './identity/merge';
 import { createInboundProcessor, type InboundProcessor } from './identity/inbound-processor';
 import { createInboundWorkers } from './queue/inbound-worker';
 import { createQueueWorker } from './queue/workers';
 import { registerRouterModels, type RouterModels } from './router/models';
 import { createRouter, type Router as RapportRouter } from './router';
+import { createOwnership } from './router/ownership';
 import type { Senders } from './router/delivery';
 import { createInboundPipeline } from './router/pipeline';
 import { createSlackClient, type SlackClient } from './channels/slack/client';
 import { createTwilioSender } from './channels/twilio/send';
 import { createWhatsAppCloudSender } from './channels/whatsapp-cloud/send';
 import { createMessengerProfiles, createMessengerSender } from './channels/messenger/send';
-import { slackRoutes } from './http/slack';
-import { adminAuth } from './http/admin-auth';
-import { agentAdminRoutes } from './http/admin-agents';
-import { dlqRoutes } from './http/admin-dlq';
-import { openApiRoute } from './http/openapi';
-import { queueDashboard } from './http/admin-queues';
 import { observeJobDurations, registerChannelMetrics, registerQueueMetrics } from './queue/queue-metrics';
 import { createErasureService, markerKeysOf, type ErasureService } from './privacy/erase';
 import { startRetention, type Retention } from './privacy/retention';
-import { privacyRoutes } from './http/admin-privacy';
-import { adminRateLimit } from './http/admin-rate-limit';
-import { adminAudit } from './http/admin-audit';
-import { customerAdminRoutes } from './http/admin-customers';
 import { createMergeService } from './identity/merge';
 import { createClaimService } from './identity/claims';
 import { createClaimLimits } from './identity/claim-limits';
-import { createClaimsBridge, mergeOutcome } from './router/claims-bridge';
+import { createClaimsBridge } from './router/claims-bridge';
 import { createWhatsAppWebChannel, type WhatsAppWebChannel } from './channels/whatsapp-web/session';
 import { createMediaStore, type MediaStore } from './media/store';
 import { createInboundMedia } from './media/inbound';
 import type { MediaFetchOptions } from './media/fetch';
 import { createOutboundMedia } from './media/outbound';
-import { mediaRoutes } from './http/media';
 import {
   DEFAULT_MAX_MEDIA_BYTES,
   createMediaStore as createWhatsAppWebMediaStore,
@@ -230,9 +217,12 @@ function withHotErasure(erasures: ErasureService, identityChanged: () => Promise
 }
 
 function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) {
+  // The owner pick and assignments; shared with the router. A new customer is created with their
+  // owner in the creating write (ownership.ts `createOwned`).
+  const ownership = createOwnership(models, redis, config.queuePrefix, log.child({ component: 'ownership' }));
   // Returning customers are resolved from the hot cache in Redis (src/identity/cache.ts).
   const identityStore = withHotIdentity(
-    createIdentityStore(models, { defaultRegion: config.defaultRegion }),
+    createIdentityStore(models, { defaultRegion: config.defaultRegion, createOwned: ownership.createOwned }),
     redis,
     config.queuePrefix,
     config.defaultRegion,
@@ -294,7 +284,7 @@ function buildServices({ config, log, metrics, redis, mongo, models }: AppBase) 
     optOuts,
     onCode: (outcome) => metrics.claimCodes.inc({ outcome }),
   });
-  return { identity, slack, mediaStore, merges, erasures, claims, claimsBridge, optOuts };
+  return { identity, ownership, slack, mediaStore, merges, erasures, claims, claimsBridge, optOuts };
 }
 
 /** The WhatsApp Web session channel, when WHATSAPP_WEB_ENABLED (not started here). */
@@ -311,7 +301,7 @@ function buildWhatsAppWeb(
 
 function buildRouter(base: AppBase, services: AppServices, senders: Senders): RapportRouter {
   const { config, log, metrics, redis, queues, mongo, models } = base;
-  const { slack, mediaStore, claimsBridge, optOuts } = services;
+  const { slack, mediaStore, claimsBridge, optOuts, ownership } = services;
   const inboundMedia = createInboundMedia({
     store: mediaStore,
     fetch: mediaFetchOptions(config, mongo),
@@ -321,6 +311,7 @@ function buildRouter(base: AppBase, services: AppServices, senders: Senders): Ra
   return createRouter({
     config: config.router,
     models,
+    ownership,
     queues,
     redis,
     prefix: config.queuePrefix,
@@ -358,7 +349,7 @@ function buildRouter(base: AppBase, services: AppServices, senders: Senders): Ra
 
 /** The express app: health and metrics everywhere; webhooks, media and the admin API in api/all. */
 function buildHttp(parts: AppParts): Express {
-  const { config, role, log, metrics, queues, intake, mediaStore } = parts;
+  const { config, role, log, metrics, queues, intake } = parts;
   const http = express();
   http.disable('x-powered-by');
   // Only TRUST_PROXY decides whose X-Forwarded-For is believed (req.ip keys the admin limits);
@@ -376,17 +367,11 @@ function buildHttp(parts: AppParts): Express {
   );
   // Worker and whatsapp-web processes serve only health and metrics; api and all serve traffic.
   if (role === 'api' || role === 'all') {
-    mountWebhooks(http, parts);
-    const guard = adminGuard(parts);
-    http.use(queueDashboard({ queues, guard: guard(true), basePath: '/admin/queues' }));
-    http.use(
-      mediaRoutes({
-        store: mediaStore,
-        urlSecret: config.media.urlSecret,
-        log: log.child({ component: 'webhooks' }),
-      }),
-    );
-    http.use('/api', adminApi(parts, guard));
+    // Loaded here, not at import: a worker or whatsapp-web process serves health and metrics only,
+    // and should not carry the webhook adapters, the admin API and their schemas (src/http/api-surface.ts).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- deliberate lazy load (see above)
+    const { mountApiSurface } = require('./http/api-surface') as typeof import('./http/api-surface');
+    mountApiSurface(http, parts);
   }
   http.use(notFound());
   http.use(errorHandler(log.child({ component: 'http' })));
@@ -411,86 +396,6 @@ function healthDependencies({ redis, mongo, whatsappWeb, runsSession }: AppParts
         ]
       : []),
   ];
-}
-
-/** One webhook route per enabled channel adapter, and the Slack events/interactivity/commands routes. */
-function mountWebhooks(
-  http: Express,
-  { config, log, metrics, redis, queues, intake, router }: AppParts,
-): void {
-  const webhookLog = log.child({ component: 'webhooks' });
-  for (const { path, adapter } of buildWebhookAdapters(config)) {
-    http.use(
-      webhookRoute({ path, adapter, intake, metrics, log: webhookLog, maxBytes: config.webhookMaxBytes }),
-    );
-  }
-  if (config.slack) {
-    http.use(
-      slackRoutes({
-        signingSecret: config.slack.signingSecret,
-        agentEvents: queues[QueueName.agentEvents],
-        redis,
-        prefix: config.queuePrefix,
-        commands: router.commands,
-        log: log.child({ component: 'slack' }),
-        metrics,
-        maxBytes: config.webhookMaxBytes,
-      }),
-    );
-  }
-}
-
-type AdminGuard = (basic: boolean) => RequestHandler[];
-
-/**
- * One guard for the whole admin surface: the generous per-peer limit, then the token check (with its
- * tight limit on failures); the dashboard also takes Basic auth for browsers.
- */
-function adminGuard({ config, log, redis }: AppParts): AdminGuard {
-  const adminLog = log.child({ component: 'admin' });
-  return (basic) => [
-    adminRateLimit({ redis, prefix: config.queuePrefix, perMinute: 600, log: adminLog }),
-    adminAudit({ log: adminLog }),
-    adminAuth({ tokens: config.adminTokens, redis, prefix: config.queuePrefix, log: adminLog, basic }),
-  ];
-}
-
-/** The admin API mounted at /api. */
-function adminApi(parts: AppParts, guard: AdminGuard): ExpressRouter {
-  const { config, log, queues, models, router, erasures, mediaStore, merges, claims, redis } = parts;
-  const api = express.Router();
-  // Every admin call is audited (ids only), under the name of the token that made it.
-  api.use(...guard(false));
-  api.use(express.json({ limit: '1mb' }));
-  api.use(openApiRoute());
-  api.use(
-    agentAdminRoutes({
-      models,
-      router,
-      log: log.child({ component: 'admin' }),
-      agentChanged: (id) => agentChanged(redis, config.queuePrefix, id),
-    }),
-  );
-  api.use(dlqRoutes({ queues, isErased: (job) => erasures.isErasedJob(job.data, job.timestamp) }));
-  // Export and erase come before the customers routes (DELETE /customers/:id, GET …/export).
-  api.use(privacyRoutes({ models, erasures, media: mediaStore, log: log.child({ component: 'admin' }) }));
-  api.use(
-    customerAdminRoutes({
-      models,
-      merges,
-      claims,
-      defaultRegion: config.defaultRegion,
-      onMerged: (result) => router.onMerged(mergeOutcome(result)),
-      onUnmerged: (result) =>
-        router.onUnmerged({
-          survivorId: String(result.event.survivorId),
-          restoredId: String(result.event.mergedId),
-          mergeId: String(result.event._id),
-        }),
-      rename: (id, name) => router.naming.rename(id, name, 'admin', 'admin'),
-    }),
-  );
-  return api;
 }
 
 /**

@@ -32,7 +32,11 @@ function answerDbRequests(): void {
     if (m?.db === 'snapshot') {
       const cpu = process.cpuUsage(cpuFrom);
       process.send?.({
-        dbCounts: { ...monitor.snapshot(), redis: redis.snapshot(), cpuMs: Math.round((cpu.user + cpu.system) / 1000) },
+        dbCounts: {
+          ...monitor.snapshot(),
+          redis: redis.snapshot(),
+          cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+        },
         id: m.id,
       });
     }
@@ -82,6 +86,9 @@ function answerMemoryRequests(): void {
  * With BENCH_ALLOC_PROFILE=<path>, the process samples where it allocates (V8's sampling heap
  * profiler, garbage included) from start to SIGTERM and writes `<path>-<role>-<pid>.heapprofile`
  * (open it in Chrome DevTools, Memory tab): where the heap's growth between collections comes from.
+ * With BENCH_ALLOC_PROFILE_OLD=1 as well, samples of objects a young-generation collection freed
+ * are left out: what remains is what reached the old generation (promoted, or allocated there),
+ * the garbage that grows the heap until a full collection.
  */
 function profileAllocations(role: string): (() => void) | undefined {
   const target = process.env.BENCH_ALLOC_PROFILE;
@@ -91,7 +98,7 @@ function profileAllocations(role: string): (() => void) | undefined {
   session.post('HeapProfiler.startSampling', {
     samplingInterval: 32_768,
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_PROFILE_OLD !== '1',
   } as object);
   return () =>
     session.post('HeapProfiler.stopSampling', (err, res) => {

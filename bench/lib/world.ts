@@ -191,7 +191,9 @@ process.on('exit', () => {
 function spawnScript(script: string, env: Record<string, string>, compiled?: string): ChildProcess {
   // BENCH_NODE_FLAGS (diagnosis): node flags for the api and worker processes only, e.g. `--trace-gc`
   // (which NODE_OPTIONS refuses) without tracing the benchmark and the load generator too.
-  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f.length > 0);
+  // `--max-semi-space-size=8` as the image and scripts/start.sh run Rapport (Dockerfile); BENCH_NODE_FLAGS
+  // come after it, so `--max-semi-space-size=16` measures node's default.
+  const flags = ['--max-semi-space-size=8', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f.length > 0)];
   const argv = compiled
     ? [...flags, path.join(compiled, 'bench/lib', script.replace(/\.ts$/, '.js'))]
     : [...flags, '-r', '@swc-node/register', path.join(__dirname, script)];

@@ -15,7 +15,8 @@
  *    (`$setOnInsert`), and only when it is missing. A crash between 1 and 2 leaves an identity whose
  *    customer does not exist yet; the next message (or the retried job) creates it, with that very
  *    id. No customer is ever created before its identity, so no orphan or second customer can
- *    appear.
+ *    appear. With `createOwned` (the router's owner pick) the upsert sets the owner on insert too:
+ *    the customer document is born with its owner, and no assignment write follows.
  * 3. `mergedInto` tombstones are followed (bounded) to the live customer.
  * 4. Customer touches (last seen, display name) are conditional or monotonic (`lastSeenAt < at`,
  *    `displayName == null`) so repeats and out-of-order deliveries never move anything backwards.
@@ -134,9 +135,19 @@ export interface IdentityStore {
   applyStatus(status: DeliveryStatus): Promise<{ updated: boolean }>;
 }
 
+/**
+ * Creates a new customer with its owner already in it (src/router/ownership.ts `createOwned`): picks
+ * the owner, calls `create` with it (the customer's upsert sets it on insert only), and settles the
+ * pick by what was stored — kept when this call created the customer with it, released otherwise.
+ */
+export type OwnedCreation = (
+  customerId: Types.ObjectId,
+  create: (ownerAgentId: string | undefined) => Promise<{ customer: Customer; created: boolean }>,
+) => Promise<{ customer: Customer; created: boolean }>;
+
 export function createIdentityStore(
   models: IdentityModels,
-  options: { defaultRegion: CountryCode },
+  options: { defaultRegion: CountryCode; createOwned?: OwnedCreation },
 ): IdentityStore {
   const { Customer, Identity, Message } = models;
 
@@ -190,12 +201,28 @@ export function createIdentityStore(
     // An identity this call inserted has a fresh customer id: no read, straight to the upsert.
     const existing = opts.knownMissing ? null : await Customer.findById(customerId).lean<Customer>();
     if (existing) return { customer: existing, created: false };
+    const create = (ownerAgentId: string | undefined) =>
+      upsertCustomer(customerId, message, at, ownerAgentId);
+    return options.createOwned ? options.createOwned(customerId, create) : create(undefined);
+  }
+
+  /**
+   * The customer's creation: an upsert that sets everything on insert only, so of concurrent ones
+   * exactly one inserts (with its owner, if it picked one) and the others get that customer back.
+   */
+  async function upsertCustomer(
+    customerId: Types.ObjectId,
+    message: InboundMessage,
+    at: Date,
+    ownerAgentId: string | undefined,
+  ): Promise<{ customer: Customer; created: boolean }> {
     const profileName = message.profileName?.trim();
     const result = await retryOnDuplicate(() =>
       Customer.findOneAndUpdate(
         { _id: customerId },
         {
           $setOnInsert: {
+            ...(ownerAgentId ? { ownerAgentId } : {}),
             ...(profileName
               ? {
                   displayName: profileName,

@@ -25,6 +25,7 @@ import type { RedisClient } from '../queue/connection';
 import { withLock } from '../queue/lock';
 import { followToLive } from '../identity/tombstones';
 import {
+  brandNew,
   CARD_FACTS_TTL_S,
   cardBlocks,
   cardFacts,
@@ -58,9 +59,13 @@ export interface ThreadNotice {
 
 /**
  * `askName`: the Messenger identity (key `psid:<page>:<psid>`) of a customer who wrote nameless: its
- * name is asked for before the cards are read, so they are read and edited once.
+ * name is asked for before the cards are read, so they are read and edited once. `first`: the first
+ * card of that customer as posted (what it shows and its tokens, `recordFirstCard`), recorded as is
+ * when no name came and nothing it depends on changed since; otherwise the cards are read.
  */
-export type CardJob = { card: { customerId: string; askName?: string } } | { notice: ThreadNotice };
+export type CardJob =
+  | { card: { customerId: string; askName?: string; first?: { seen: CardSeen; closeAt?: number } } }
+  | { notice: ThreadNotice };
 
 export interface CardUpdatesOptions {
   models: RouterModels & IdentityModels;
@@ -133,6 +138,58 @@ export function isCardJob(data: unknown): data is CardJob {
   return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
 }
 
+/**
+ * One pending refresh per customer at the next window close: a later message moves the close, and
+ * the earlier refresh, finding the window still open, schedules the next one then.
+ */
+async function scheduleWindowClose(
+  o: Pick<CardUpdatesOptions, 'redis' | 'prefix' | 'queue'>,
+  id: string,
+  closeAt: number | undefined,
+): Promise<void> {
+  const { redis, prefix, queue } = o;
+  if (closeAt === undefined) return;
+  const key = cardKeysOf(prefix, id)[1]!;
+  const scheduled = Number(await redis.get(key));
+  if (scheduled > Date.now() && scheduled <= closeAt) return;
+  await redis.set(key, String(closeAt), 'PX', closeAt - Date.now() + 60_000);
+  await queue.add(
+    'card',
+    { card: { customerId: id } },
+    { jobId: `cardw~${id}~${closeAt}`, delay: Math.max(0, closeAt - Date.now()) + 1_000 },
+  );
+}
+
+/**
+ * The change tokens a card's facts depend on besides the documents a refresh reads: read (created
+ * when missing) before those reads, so a change made meanwhile leaves a different token behind.
+ */
+async function tokensNow(redis: RedisClient, prefix: string, id: string): Promise<string[]> {
+  const [card, thread] = await Promise.all([
+    firstCardTokens(redis, prefix, id),
+    currentToken(redis, threadKeys(prefix, id).gen),
+  ]);
+  return [...card, thread];
+}
+
+/** Edits a card in place, within the channel's rate limit; a card gone from Slack is left. */
+async function editCard(
+  o: Pick<CardUpdatesOptions, 'redis' | 'prefix' | 'log'>,
+  slack: SlackClient,
+  thread: { channel: string; ts: string },
+  card: { text: string; blocks: unknown[] },
+): Promise<void> {
+  const { redis, prefix, log } = o;
+  await respectChannelLimit(redis, prefix, thread.channel);
+  try {
+    await slack.updateMessage(thread.channel, thread.ts, card);
+  } catch (err) {
+    await noteRateLimit(redis, prefix, thread.channel, err);
+    if (!(err instanceof SlackApiError && err.slackError === 'message_not_found')) throw err;
+    log.warn({ channel: thread.channel }, 'customer card is gone from Slack; not updated');
+  }
+}
+
 export function createCardUpdates(o: CardUpdatesOptions) {
   const { models, redis, prefix, queue, log } = o;
   const { CurrentThread, Customer, Identity, SlackThread } = models;
@@ -156,36 +213,6 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       { card: { customerId: id, ...(askName ? { askName } : {}) } },
       { jobId: `card~${id}~${Date.now().toString(36)}`, delay: delayMs },
     );
-  }
-
-  /**
-   * One pending refresh per customer at the next window close: a later message moves the close, and
-   * the earlier refresh, finding the window still open, schedules the next one then.
-   */
-  async function scheduleWindowClose(id: string, identities: Identity[]): Promise<void> {
-    const closeAt = nextWindowClose(identities);
-    if (closeAt === undefined) return;
-    const key = cardKeysOf(prefix, id)[1]!;
-    const scheduled = Number(await redis.get(key));
-    if (scheduled > Date.now() && scheduled <= closeAt) return;
-    await redis.set(key, String(closeAt), 'PX', closeAt - Date.now() + 60_000);
-    await queue.add(
-      'card',
-      { card: { customerId: id } },
-      { jobId: `cardw~${id}~${closeAt}`, delay: Math.max(0, closeAt - Date.now()) + 1_000 },
-    );
-  }
-
-  /**
-   * The change tokens a card's facts depend on besides the documents a refresh reads: read (created
-   * when missing) before those reads, so a change made meanwhile leaves a different token behind.
-   */
-  async function tokensNow(id: string): Promise<string[]> {
-    const [card, thread] = await Promise.all([
-      firstCardTokens(redis, prefix, id),
-      currentToken(redis, threadKeys(prefix, id).gen),
-    ]);
-    return [...card, thread];
   }
 
   /**
@@ -218,7 +245,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     id: string,
     askName: boolean,
   ): Promise<Identity | undefined> {
-    const tokens: (string | null)[] = await tokensNow(id);
+    const tokens: (string | null)[] = await tokensNow(redis, prefix, id);
     const [current, customer] = await Promise.all([
       CurrentThread.findById(id).lean<CurrentThread>(),
       Customer.findById(id).lean<Customer>(),
@@ -247,12 +274,14 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       const live = thread.ts === current.ts && current.agentId === ownerId;
       const facts = cardFacts(live ? 'live' : 'moved', customer, owner?.name, identities);
       if ((await redis.get(factsKey(thread))) === facts) continue;
-      text ??= await cardText(models, customer, owner?.name, identities);
-      await editCard(slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
+      // A brand-new customer's card shows no history (their one message follows it), as when posted.
+      const history = !brandNew(customer, threads.length > 1);
+      text ??= await cardText(models, customer, owner?.name, identities, { history });
+      await editCard(o, slack, thread, live ? liveCard(text, id, owner) : movedCard(text, owner));
       await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
       log.info({ customerId: id, live }, 'customer card updated');
     }
-    await scheduleWindowClose(id, identities);
+    await scheduleWindowClose(o, id, nextWindowClose(identities));
     // Last: what the cards now show, and a scheduled refresh for the next window close.
     const seen = cardSeen(customer, identities, tokens);
     await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
@@ -262,8 +291,9 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   /**
    * A customer's first card was just posted from what `first` says, read after `first.tokens`:
    * recorded as a refresh would record it (what it shows, its window's close), without reading it
-   * all again. Refreshed instead when a refresh ran before the thread opened (card-early), when the
-   * owner's name is not the one shown, or when a nameless Messenger customer's name is to be asked.
+   * all again. Refreshed instead when a refresh ran before the thread opened (card-early) or when the
+   * owner's name is not the one shown. A nameless Messenger customer's name is asked for first, in a
+   * job (outside this lock: it calls Messenger), which records the card as posted when no name came.
    */
   async function recordFirstCard(customerId: Types.ObjectId | string, first: FirstCard): Promise<void> {
     const id = String(customerId);
@@ -272,15 +302,55 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     const agentGen = owner ? await currentToken(redis, agentGenKey(prefix, owner)) : null;
     const agent = await o.ownership.agentById(owner);
     const early = await redis.getdel(earlyKey(id));
-    // A nameless Messenger customer's name is asked for by the refresh (Messenger webhooks carry none).
+    // Messenger webhooks carry no name: it is asked for from Messenger's User Profile API.
     const askName =
-      o.messengerProfiles !== undefined &&
-      first.customer.displayName == null &&
-      first.identities.some((i) => i.kind === 'psid');
-    if (early !== null || askName || agent?.name !== first.ownerName) return requestRefresh(id);
-    await scheduleWindowClose(id, first.identities);
+      o.messengerProfiles !== undefined && first.customer.displayName == null
+        ? first.identities.find((i) => i.kind === 'psid')?.key
+        : undefined;
+    if (early !== null || agent?.name !== first.ownerName) return requestRefresh(id, coalesceMs, askName);
     const seen = cardSeen(first.customer, first.identities, [...first.tokens, agentGen]);
+    const closeAt = nextWindowClose(first.identities);
+    if (askName) {
+      if (!o.slack) return;
+      // Its own job, not a coalesced refresh: a refresh asked for meanwhile still runs on its own.
+      await queue.add(
+        'card',
+        { card: { customerId: id, askName, first: { seen, closeAt } } },
+        { jobId: `card~${id}~first` },
+      );
+      return;
+    }
+    await recordSeen(id, seen, closeAt);
+  }
+
+  /** What a card shows (`seen`) as the last refresh's record, and a refresh at its window's close. */
+  async function recordSeen(id: string, seen: CardSeen, closeAt: number | undefined): Promise<void> {
+    await scheduleWindowClose(o, id, closeAt);
     await redis.set(seenKey(id), JSON.stringify(seen), 'EX', CARD_SEEN_TTL_S);
+  }
+
+  /**
+   * A nameless Messenger customer's first card: their name asked for, then the card recorded as
+   * posted if every token it was built under is still current — no name was written (that replaces
+   * the customer's gen), and nothing else it shows changed (a retried job included); else refreshed.
+   */
+  async function firstCardNamed(
+    slack: SlackClient,
+    id: string,
+    askName: string,
+    first: { seen: CardSeen; closeAt?: number },
+  ): Promise<void> {
+    await fillMessengerName(id, askName);
+    const owner = first.seen.owner;
+    const now = await Promise.all([
+      redis.get(epochKey(prefix)),
+      redis.get(customerGenKey(prefix, id)),
+      redis.get(threadKeys(prefix, id).gen),
+      owner ? redis.get(agentGenKey(prefix, owner)) : Promise.resolve(null),
+    ]);
+    if (first.seen.tokens.length === now.length && now.every((t, i) => t === first.seen.tokens[i]))
+      return recordSeen(id, first.seen, first.closeAt);
+    return refresh(slack, id);
   }
 
   /**
@@ -322,7 +392,10 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     const text = `:twisted_rightwards_arrows: *Merged into ${cardName(survivor)}* (id \`${String(survivor._id)}\`)${owner ? `, owned by ${owner.name} (<#${owner.inboxChannelId}>)` : ''}. Their identities and history are there now; replies typed in this thread still reach them.`;
     for (const thread of await SlackThread.find({ customerId: customer._id }).lean<SlackThread[]>()) {
       if ((await redis.get(factsKey(thread))) === facts) continue;
-      await editCard(slack, thread, { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] });
+      await editCard(o, slack, thread, {
+        text,
+        blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }],
+      });
       await redis.set(factsKey(thread), facts, 'EX', CARD_FACTS_TTL_S);
     }
   }
@@ -348,21 +421,6 @@ export function createCardUpdates(o: CardUpdatesOptions) {
       { $set: { displayName: name, 'profile.name': { value: name, source: 'messenger', at: new Date() } } },
     );
     await customerChanged(redis, prefix, id);
-  }
-
-  async function editCard(
-    slack: SlackClient,
-    thread: { channel: string; ts: string },
-    card: { text: string; blocks: unknown[] },
-  ): Promise<void> {
-    await respectChannelLimit(redis, prefix, thread.channel);
-    try {
-      await slack.updateMessage(thread.channel, thread.ts, card);
-    } catch (err) {
-      await noteRateLimit(redis, prefix, thread.channel, err);
-      if (!(err instanceof SlackApiError && err.slackError === 'message_not_found')) throw err;
-      log.warn({ channel: thread.channel }, 'customer card is gone from Slack; not updated');
-    }
   }
 
   /** Posts (or shows one user) a notice in a given thread, once per key. */
@@ -400,7 +458,11 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     },
     async handle(job: Job<CardJob>): Promise<void> {
       if (!o.slack) return;
-      if ('card' in job.data) return refresh(o.slack, job.data.card.customerId, job.data.card.askName);
+      if ('card' in job.data) {
+        const { customerId, askName, first } = job.data.card;
+        if (first && askName) return firstCardNamed(o.slack, customerId, askName, first);
+        return refresh(o.slack, customerId, askName);
+      }
       return postNotice(o.slack, job.data.notice, job.attemptsMade > 0);
     },
   };

@@ -44,6 +44,8 @@ import type { OptOuts } from './opt-outs';
 export interface RouterOptions {
   config: RouterConfig;
   models: RouterModels & IdentityModels;
+  /** The owner pick and assignments, when the caller shares them (app.ts: with identity resolution). */
+  ownership?: Ownership;
   queues: Queues;
   redis: RedisClient;
   prefix: string;
@@ -85,7 +87,8 @@ export function createRouter(o: RouterOptions) {
     redis,
     prefix,
   );
-  const ownership = createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
+  const ownership =
+    o.ownership ?? createOwnership(models, redis, prefix, log.child({ component: 'ownership' }));
   const cards = createCardUpdates({
     models,
     slack: o.slack,

@@ -98,6 +98,14 @@ export function pendingPostsKey(prefix: string, customerId: Types.ObjectId | str
 /** A listing nobody flushed for this long is dropped (an erased customer's, say). */
 const PENDING_LIST_TTL_S = 7 * 24 * 3600;
 
+/**
+ * Lists member ARGV[2] at score ARGV[1] in KEYS[1] and (re)sets its TTL to ARGV[3], atomically. A
+ * script rather than MULTI…EXEC, which ioredis builds as a Pipeline copying a method pair for each of
+ * the ~50 BullMQ scripts on this connection (see src/queue/lock.ts `TAKE_AND_READ`).
+ */
+const LIST_PENDING = `redis.call('zadd', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('expire', KEYS[1], ARGV[3])`;
+
 export interface Outbox {
   /** Next sequence number of a customer's outboxes. */
   nextSeq(customerId: Types.ObjectId): Promise<number>;
@@ -161,7 +169,7 @@ export function createOutbox(
       // Listed before it is stored, so a stored pending post is always listed (a listed key whose
       // row is not stored, or already posted, only sends a flush to the outbox read).
       const listed = pendingPostsKey(prefix, customerId);
-      await redis.multi().zadd(listed, Date.now(), post.key).expire(listed, PENDING_LIST_TTL_S).exec();
+      await redis.eval(LIST_PENDING, 1, listed, Date.now(), post.key, PENDING_LIST_TTL_S);
       const createdAt = new Date();
       const res = await retryOnDuplicate(() =>
         AgentPost.updateOne(

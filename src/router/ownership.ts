@@ -5,11 +5,15 @@
  *
  * Assignment policy: among active agents that are available and below capacity, the one with the
  * fewest open customers (ties: the longest-standing agent, then id). If nobody is available, the
- * least-loaded active agent — the customer is told when they will be answered. The write is a
- * conditional update (`ownerAgentId: null`), so two concurrent first messages agree on one owner.
+ * least-loaded active agent — the customer is told when they will be answered. A new customer is
+ * created with their owner (`createOwned`: the owner is set on insert, so of concurrent first
+ * messages the one that creates the customer sets it and the others find it); a customer without
+ * one (nobody was active then, or theirs was deactivated) gets one by a conditional update
+ * (`ownerAgentId` as read), so two concurrent messages agree on one owner either way.
  */
 import mongoose, { type Types } from 'mongoose';
 import type { Customer, IdentityModels } from '../identity/models';
+import type { OwnedCreation } from '../identity/resolve';
 import type { Logger } from '../logger';
 import type { Agent, Conversation, RouterModels } from './models';
 import type { RedisClient } from '../queue/connection';
@@ -26,7 +30,13 @@ import {
   HOT_TOKEN_TTL_S,
   newToken,
 } from '../identity/cache';
-import { conversationChanged, createHotAgents, createHotCustomers, createHotRecords, createHotTeam } from './hot-state';
+import {
+  conversationChanged,
+  createHotAgents,
+  createHotCustomers,
+  createHotRecords,
+  createHotTeam,
+} from './hot-state';
 import { createOwnerLoad } from './owner-load';
 
 /**
@@ -53,6 +63,14 @@ export interface Ownership {
     actor: string,
     opts?: { customer?: Customer; syncUnchanged?: boolean; syncChanged?: boolean },
   ): Promise<{ agent?: Agent; changed: boolean; customer?: Customer }>;
+  /**
+   * A new customer created with their owner in the creating write (identity/resolve.ts
+   * `OwnedCreation`), so no assignment write follows: the pick (reserved as for `ensureOwner`), the
+   * tokens, `create` with the pick, then — if this call created the customer with it — the
+   * assignment's record and the router's hot copy of the customer. Of concurrent creations one
+   * inserts; the others find its owner stored and settle the shared counts to it.
+   */
+  createOwned: OwnedCreation;
   /** Moves the customer to `toAgent`; returns the previous owner. */
   transfer(
     customerId: Types.ObjectId,
@@ -132,6 +150,25 @@ async function assignAndCache(
   return assigned;
 }
 
+/**
+ * The merged-away customers that still name an owner, valid while the identity epoch is: only a
+ * merge, an undo, a link or an erasure (each replaces the epoch after its writes) makes or unmakes a
+ * tombstone, and a tombstone's owner is not changed otherwise (handoffs and deactivation move live
+ * customers only). The pick reads them from Redis instead of the database.
+ */
+function createHotTombstones(Customer: IdentityModels['Customer'], redis: RedisClient, prefix: string) {
+  return createHotRecords<Pick<Customer, '_id' | 'ownerAgentId'>[]>(
+    redis,
+    () => ({ gen: `${prefix}:hot:{tombstones}:gen`, doc: `${prefix}:hot:{tombstones}:doc` }),
+    () =>
+      Customer.find(
+        { mergedInto: { $ne: null }, ownerAgentId: { $ne: null } },
+        { _id: 1, ownerAgentId: 1 },
+      ).lean<Pick<Customer, '_id' | 'ownerAgentId'>[]>(),
+    epochKey(prefix),
+  );
+}
+
 export function createOwnership(
   models: RouterModels & IdentityModels,
   redis: RedisClient,
@@ -142,21 +179,17 @@ export function createOwnership(
   const { Agent, Conversation, Customer, OwnershipChange } = models;
 
   // From the hot state in Redis when current (src/router/hot-state.ts): no database read per message.
-  const hotAgents = createHotAgents(redis, prefix, async (id) => (await Agent.findById(id).lean<Agent>()) ?? undefined);
-  const hotCustomers = createHotCustomers(redis, prefix, async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined);
-  // The merged-away customers that still name an owner, valid while the identity epoch is: only a
-  // merge, an undo, a link or an erasure (each replaces the epoch after its writes) makes or unmakes
-  // a tombstone, and a tombstone's owner is not changed otherwise (handoffs and deactivation move
-  // live customers only). The pick reads them from Redis instead of the database.
-  const hotTombstones = createHotRecords<Pick<Customer, '_id' | 'ownerAgentId'>[]>(
+  const hotAgents = createHotAgents(
     redis,
-    () => ({ gen: `${prefix}:hot:{tombstones}:gen`, doc: `${prefix}:hot:{tombstones}:doc` }),
-    () =>
-      Customer.find({ mergedInto: { $ne: null }, ownerAgentId: { $ne: null } }, { _id: 1, ownerAgentId: 1 }).lean<
-        Pick<Customer, '_id' | 'ownerAgentId'>[]
-      >(),
-    epochKey(prefix),
+    prefix,
+    async (id) => (await Agent.findById(id).lean<Agent>()) ?? undefined,
   );
+  const hotCustomers = createHotCustomers(
+    redis,
+    prefix,
+    async (id) => (await Customer.findById(id).lean<Customer>()) ?? undefined,
+  );
+  const hotTombstones = createHotTombstones(Customer, redis, prefix);
   const hotTeam = createHotTeam(redis, prefix, () => Agent.find({ active: true }).lean<Agent[]>());
   const load = createOwnerLoad(redis, prefix, opts.loadMaxAgeMs ?? LOAD_MAX_AGE_MS);
   const agentById = async (id: string | undefined) => {
@@ -222,7 +255,9 @@ export function createOwnership(
             { ownerAgentId: 1 },
           ).lean();
     const settled = new Map(
-      written.filter((c) => recent.get(String(c._id)) === c.ownerAgentId).map((c) => [String(c._id), c.ownerAgentId!]),
+      written
+        .filter((c) => recent.get(String(c._id)) === c.ownerAgentId)
+        .map((c) => [String(c._id), c.ownerAgentId!]),
     );
     await load.settle(settled);
     await load.store(await databaseCounts([...recent.keys()].filter((id) => !settled.has(id))), epoch);
@@ -234,7 +269,9 @@ export function createOwnership(
    * current records (the team's hot copy), never the counts: a count cannot bring back an agent.
    */
   async function choose(exclude: string[], customerId?: string): Promise<Agent | undefined> {
-    const agents = ((await hotTeam.get('all')) ?? []).filter((a) => a.active && !exclude.includes(String(a._id)));
+    const agents = ((await hotTeam.get('all')) ?? []).filter(
+      (a) => a.active && !exclude.includes(String(a._id)),
+    );
     if (agents.length === 0) return undefined;
     agents.sort(
       (x, y) => x.createdAt.getTime() - y.createdAt.getTime() || String(x._id).localeCompare(String(y._id)),
@@ -257,7 +294,9 @@ export function createOwnership(
     }
     // The pick stands on the counts it read; a failed rebuild leaves them (and the lock) to expire.
     if (picked.rebuild)
-      await rebuildLoad().catch((err: unknown) => log.warn({ err: String(err) }, 'owner load rebuild failed'));
+      await rebuildLoad().catch((err: unknown) =>
+        log.warn({ err: String(err) }, 'owner load rebuild failed'),
+      );
     return agents.find((a) => String(a._id) === picked.id);
   }
 
@@ -338,6 +377,34 @@ export function createOwnership(
       const owner = await agentById(again?.ownerAgentId);
       if (owner) await syncConversation(customerId, String(owner._id));
       return { agent: owner, changed: false, ...(again ? { customer: again } : {}) };
+    },
+    async createOwned(customerId, create) {
+      const id = String(customerId);
+      const agent = await choose([], id);
+      if (!agent) return create(undefined);
+      const agentId = String(agent._id);
+      // Tokens first, then the database (the hot-state reader's order): the copy filed below counts
+      // only while no write to the customer (owner, name) and no merge, undo, link or erasure came since.
+      const [gen, epoch] = await Promise.all([
+        currentToken(redis, customerGenKey(prefix, id)),
+        currentToken(redis, epochKey(prefix)),
+      ]);
+      const made = await create(agentId);
+      const owner = made.customer.ownerAgentId;
+      if (owner !== agentId) {
+        // Another creation won with its own pick, which this one's replaced in the shared counts
+        // (one reservation per customer): this one is undone, and the customer counted for its owner.
+        await load.release(id, agentId);
+        if (owner) await load.moved(id, owner);
+        return made;
+      }
+      // Another creation won with the same pick: its record stands, and so does the reservation.
+      if (!made.created) return made;
+      const entry = encodeHotCopy({ gen, also: epoch, doc: made.customer });
+      await redis.set(customerDocKey(prefix, id), entry, 'EX', HOT_COPY_TTL_S);
+      await record(customerId, undefined, agentId, 'assigned', 'rapport');
+      log.info({ customerId: id, agentId }, 'owner assigned');
+      return made;
     },
     async transfer(customerId, toAgent, reason, actor) {
       const customer = await Customer.findById(customerId).lean<Customer>();

@@ -201,15 +201,18 @@ function createPendingPosts(
    * at `listing-since`; posts stored before then may be pending unlisted. Trusted once no pending
    * post is older than that (one read per process and start), or LISTING_TRUST_MS after it: by
    * then the sweep (every minute, posts pending over 5 minutes) has read, and so listed, every such
-   * customer's outbox.
+   * customer's outbox. The carried post does not count: it was listed before it was stored (by a
+   * process that lists, since it carries it), though the first flush after the start, which sets
+   * `listing-since`, finds it older than that.
    */
   let trustedSince: string | undefined;
-  async function listingTrusted(): Promise<boolean> {
+  async function listingTrusted(carried: CarriedPost): Promise<boolean> {
     const now = String(Date.now());
     const since = (await redis.set(`${prefix}:to-agent:listing-since`, now, 'NX', 'GET')) ?? now;
     if (since === trustedSince) return true;
     const old = Date.now() - Number(since) > LISTING_TRUST_MS;
-    if (!old && (await AgentPost.exists({ state: 'pending', createdAt: { $lt: new Date(Number(since)) } })))
+    const before = { state: 'pending' as const, createdAt: { $lt: new Date(Number(since)) } };
+    if (!old && (await AgentPost.exists({ ...before, _id: { $ne: new Types.ObjectId(carried.id) } })))
       return false;
     trustedSince = since;
     return true;
@@ -227,7 +230,7 @@ function createPendingPosts(
     carried: CarriedPost | undefined,
   ): Promise<AgentPost[]> {
     const listed = pendingPostsKey(prefix, customerId);
-    if (carried && !triedBefore && !attempts.unsettled() && (await listingTrusted())) {
+    if (carried && !triedBefore && !attempts.unsettled() && (await listingTrusted(carried))) {
       const first = await redis.zrange(listed, '0', '1');
       if (first.length === 1 && first[0] === carried.key) return [fromCarried(customerId, carried)];
     }

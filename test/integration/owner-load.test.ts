@@ -12,11 +12,13 @@
  */
 import { once } from 'node:events';
 import type { Types } from 'mongoose';
+import { createIdentityStore } from '../../src/identity/resolve';
 import { createLogger } from '../../src/logger';
 import { createRedisConnection, type RedisClient } from '../../src/queue/connection';
 import { conversationChanged } from '../../src/router/hot-state';
 import { createOwnership, type Ownership } from '../../src/router/ownership';
 import { uniqueName } from '../helpers/env';
+import { inboundMessage } from '../helpers/identity-db';
 import { eventually } from '../helpers/eventually';
 import { startWorld, type World } from '../helpers/world';
 
@@ -128,7 +130,9 @@ describe('the owner pick with shared open counts', () => {
     const check = async (step: string, { below = false } = {}) => {
       const now = await truth(p, agents);
       const held = countsOf((await p.loadCounts()) ?? new Map(), agents);
-      if (!below) for (const a of agents) expect({ step, a, held: held[a]! >= now[a]! }).toEqual({ step, a, held: true });
+      if (!below)
+        for (const a of agents)
+          expect({ step, a, held: held[a]! >= now[a]! }).toEqual({ step, a, held: true });
       expect({ step, counts: countsOf(await p.refreshLoad(), agents) }).toEqual({ step, counts: now });
     };
     await check('open');
@@ -169,5 +173,86 @@ describe('the owner pick with shared open counts', () => {
     expect(off.status).toBe(200);
     await check('deactivation');
     expect((await truth(p, agents))[agents[0]!]).toBe(0);
+  });
+});
+
+describe('a new customer created with their owner (ownership.ts `createOwned`)', () => {
+  /**
+   * Two "processes" resolve a first message from one new number at once, each with its own identity
+   * store and ownership: the first holds its creation until the second has picked too (`between`
+   * runs in between), then creates first; the second then finds the first's customer.
+   */
+  async function createdAtOnce(between: () => Promise<void> = async () => undefined) {
+    const ps = [await processOwnership(), await processOwnership()];
+    const picks: (string | undefined)[] = [];
+    const gates = [0, 1].map(() => {
+      let open!: () => void;
+      return { wait: new Promise<void>((r) => (open = r)), open: () => open() };
+    });
+    const stores = ps.map((p, i) =>
+      createIdentityStore(w.t.app.models, {
+        defaultRegion: 'US',
+        createOwned: (id, create) =>
+          p.createOwned(id, async (owner) => {
+            picks[i] = owner;
+            await gates[i]!.wait;
+            return create(owner);
+          }),
+      }),
+    );
+    const from = { kind: 'phone' as const, e164: `+1415555${String(700 + ++n).padStart(4, '0')}` };
+    const first = stores[0]!.resolveCustomer(inboundMessage(from));
+    await eventually(async () => picks[0], Boolean);
+    await between();
+    const second = stores[1]!.resolveCustomer(inboundMessage(from));
+    await eventually(async () => picks[1], Boolean);
+    gates[0]!.open();
+    const a = await first;
+    gates[1]!.open();
+    const b = await second;
+    const customerId = a.customer._id;
+    const records = await w.t.app.models.OwnershipChange.find({ customerId }).lean();
+    return { a, b, picks, owner: await ownerOf(customerId), records, p: ps[0]! };
+  }
+
+  it('two creations of one customer at once: one customer, its owner stored once, recorded once, counted once', async () => {
+    const ada = await agent('Ada', 10);
+    const bo = await agent('Bo', 10);
+    const { a, b, picks, owner, records, p } = await createdAtOnce();
+    expect(String(b.customer._id)).toBe(String(a.customer._id));
+    expect([a.created, b.created]).toEqual([true, false]);
+    expect(picks).toEqual([ada, ada]);
+    expect(owner).toBe(ada);
+    expect(records.map((r) => [r.reason, r.toAgentId])).toEqual([['assigned', ada]]);
+    // The second pick replaced the first's reservation with its own, for the same agent: it stands.
+    expect(countsOf((await p.loadCounts()) ?? new Map(), [ada, bo])).toEqual({ [ada]: 1, [bo]: 0 });
+  });
+
+  it('when the two picked different agents, the stored owner stands and is the one counted', async () => {
+    const ada = await agent('Ada', 10);
+    const bo = await agent('Bo', 10);
+    // Ada goes away between the two picks: the second picks Bo.
+    const { a, b, picks, owner, records, p } = await createdAtOnce(async () => {
+      expect((await w.admin('PATCH', `/agents/${ada}`, { status: 'away' })).status).toBe(200);
+    });
+    expect(String(b.customer._id)).toBe(String(a.customer._id));
+    expect(picks).toEqual([ada, bo]);
+    expect(owner).toBe(ada);
+    expect(b.customer.ownerAgentId).toBe(ada);
+    expect(records.map((r) => [r.reason, r.toAgentId])).toEqual([['assigned', ada]]);
+    expect(countsOf((await p.loadCounts()) ?? new Map(), [ada, bo])).toEqual({ [ada]: 1, [bo]: 0 });
+  });
+
+  it('a first contact by SMS is created with its owner, recorded once, and routed to them', async () => {
+    const ada = await agent('Ada', 10);
+    expect((await w.sms('+14155550741', 'hello there')).status).toBe(200);
+    const conversation = await eventually(
+      async () => w.t.app.models.Conversation.findOne({ ownerAgentId: ada }).lean(),
+      Boolean,
+    );
+    const customerId = conversation!._id;
+    expect(await ownerOf(customerId)).toBe(ada);
+    const records = await w.t.app.models.OwnershipChange.find({ customerId }).lean();
+    expect(records.map((r) => [r.reason, r.toAgentId, r.actor])).toEqual([['assigned', ada, 'rapport']]);
   });
 });

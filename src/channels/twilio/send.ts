@@ -17,8 +17,11 @@
  * agent is told).
  * `DateSent` is not used as the filter: it has day granularity and a queued message has none yet.
  */
-import twilio from 'twilio';
-import type RequestClient from 'twilio/lib/base/RequestClient';
+// The REST client and its request client, not the package's index: that also loads the TwiML
+// builder (xmlbuilder) and the access-token classes (~63 modules, ~0.8 MB of heap) into every
+// process that can send, and Rapport uses neither.
+import Twilio from 'twilio/lib/rest/Twilio';
+import RequestClient from 'twilio/lib/base/RequestClient';
 import RestException from 'twilio/lib/base/RestException';
 import TwilioServiceException from 'twilio/lib/base/TwilioServiceException';
 import type { Channel } from '../../canonical';
@@ -52,7 +55,7 @@ export interface TwilioSenderOptions {
   lookupDelayMs?: number;
 }
 
-type CreateParams = Parameters<ReturnType<typeof twilio>['messages']['create']>[0];
+type CreateParams = Parameters<Twilio['messages']['create']>[0];
 
 /** Rewrites `https://api.twilio.com/2010-04-01/…` to `<apiBaseUrl>/2010-04-01/…`. */
 export function rebaseUri(uri: string, apiBaseUrl: string): string {
@@ -80,7 +83,7 @@ function answerException(response: { statusCode: number; body: unknown; headers:
   return Object.assign(error, { headers: response.headers });
 }
 
-class RebasingRequestClient extends twilio.RequestClient {
+class RebasingRequestClient extends RequestClient {
   constructor(
     private readonly apiBaseUrl: string | undefined,
     timeoutMs: number,
@@ -203,7 +206,7 @@ export function matchesSent(m: ListedMessage, params: CreateParams, since: numbe
 /** A `ChannelSender` for SMS and WhatsApp through Twilio's Messages API. */
 export function createTwilioSender(o: TwilioSenderOptions): ChannelSender {
   const httpClient = new RebasingRequestClient(o.apiBaseUrl, o.timeoutMs ?? 10_000);
-  const client = twilio(o.accountSid, o.authToken, { httpClient, autoRetry: false });
+  const client = new Twilio(o.accountSid, o.authToken, { httpClient, autoRetry: false });
   const secrets = [o.authToken, Buffer.from(`${o.accountSid}:${o.authToken}`).toString('base64')];
   const channels: readonly Channel[] = ['sms', 'whatsapp'];
 

@@ -4,7 +4,8 @@
  * Twilio is inconsistent about). The URL is `PUBLIC_URL` + the path as received, so it works behind
  * TLS-terminating proxies where Express sees `http`.
  */
-import twilio from 'twilio';
+// The signature functions alone, not the package's index (which loads the REST client, JWT and TwiML).
+import { getExpectedTwilioSignature, validateRequest } from 'twilio/lib/webhooks/webhooks';
 import { SignatureError } from '../../errors';
 import type { TwilioForm } from './wire';
 
@@ -17,12 +18,12 @@ export function verifyTwilioSignature(
   if (typeof signature !== 'string' || signature.length === 0) {
     throw new SignatureError('missing X-Twilio-Signature header', 401);
   }
-  if (!twilio.validateRequest(authToken, signature, url, params)) {
+  if (!validateRequest(authToken, signature, url, params)) {
     throw new SignatureError('X-Twilio-Signature does not match', 403);
   }
 }
 
 /** Computes the signature Twilio would send (used by tests, the sandbox and load generators). */
 export function signTwilioRequest(authToken: string, url: string, params: TwilioForm): string {
-  return twilio.getExpectedTwilioSignature(authToken, url, params);
+  return getExpectedTwilioSignature(authToken, url, params);
 }
