@@ -10,7 +10,7 @@
  * 3-master Redis Cluster (scripts/redis-cluster.sh, started if needed) instead of REDIS_URL.
  *
  * Usage: npm run bench:e2e [-- --seconds 20 --rate 300 --processes 1,2,3 --redis single|cluster --customers N --drain 60
- *        --agents 50 --slack-limits
+ *        --agents 50 --slack-limits --slack-latency 0
  *        --media 0.2 --media-bytes 100000 --ts-runtime --partitions 8
  *        --returning-only --rates 60,120,240,480 --cpu-prof]
  * (`--workers` is the old name of `--processes`.) `--agents N` (default 50) creates N agents, each with
@@ -93,6 +93,8 @@ const DRAIN_MS = Number(args.drain) * 1000;
 const CLUSTER = args.redis === 'cluster';
 const AGENTS = Number(args.agents ?? 50);
 const SLACK_LIMITS = args['slack-limits'] === 'true';
+/** `--slack-latency MS`: every Slack Web API call answered MS later (a slow Slack); default 0. */
+const SLACK_LATENCY_MS = Number(args['slack-latency'] ?? '0');
 /** Slack: "1 message per second per channel, short bursts allowed"; the burst size is ours. */
 const POSTING_LIMIT = { perSecond: 1, burst: 3 };
 const PROBE_CUSTOMERS = 20;
@@ -256,6 +258,7 @@ async function setUp(emu: Emulators, workers: number) {
   });
   emu.slack.reset();
   emu.slack.limitPosting(SLACK_LIMITS ? POSTING_LIMIT : undefined);
+  emu.slack.delayAnswers(SLACK_LATENCY_MS);
   // The api in its own process (its RSS is its own); this process keeps a non-listening client of
   // the same queues and database to read the jobs and outbox rows afterwards.
   const port = await freeLoopbackPort();

@@ -24,8 +24,13 @@ export interface InboundResult {
   identity?: Identity;
 }
 
+/** About the job's run: `retried`, an earlier run of it failed, stalled or was deferred. */
+export interface InboundRun {
+  retried?: boolean;
+}
+
 export interface InboundProcessor {
-  process(event: InboundEvent): Promise<InboundResult>;
+  process(event: InboundEvent, run?: InboundRun): Promise<InboundResult>;
 }
 
 export function createInboundProcessor({

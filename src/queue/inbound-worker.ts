@@ -57,7 +57,8 @@ export function createInboundWorkers({
         await job.updateData({ type: 'erased' } as unknown as InboundEvent);
         return { dropped: 'erased' };
       }
-      return processor.process(job.data);
+      // Any earlier run (failed, stalled, deferred) may have posted to Slack: its flush looks first.
+      return processor.process(job.data, { retried: job.attemptsStarted > 1 || job.stalledCounter > 0 });
     },
   });
 }

@@ -11,7 +11,12 @@
  *    gets an automatic reply naming the owner (away owner: when they are back and who covers;
  *    outside business hours: when we open);
  * 5. the message is appended to the customer's Slack outbox (posted in order by slack-delivery.ts);
- * 6. the SLA clock starts if the customer was not already waiting.
+ * 6. the SLA clock starts if the customer was not already waiting;
+ * 7. the customer's Slack outbox is flushed by this job when its lock is free (`flushNow`), and a
+ *    flush job is queued only when it is not, Slack asks to wait or the flush failed: one job per
+ *    message, not two. What the job appended is always flushed by someone: a job killed before step
+ *    7 is run again (BullMQ's stalled jobs; each step is idempotent), a step that fails queues the
+ *    flush of what was appended before the job retries.
  */
 import type { Queue } from 'bullmq';
 import type { Types } from 'mongoose';
@@ -24,7 +29,7 @@ import type { RedisClient } from '../queue/connection';
 import { conversationLockKey, withLockReading, type LockedRead } from '../queue/lock';
 import { addBusinessTime, describeOpening, isOpen } from './business-hours';
 import type { Agent, Conversation, RouterModels } from './models';
-import type { CarriedRoute, Outbox } from './outbox';
+import type { CarriedPost, CarriedRoute, NewAgentPost, Outbox } from './outbox';
 import type { Ownership } from './ownership';
 import { describeParts, referencedIds, type TargetLookup } from './inbound-text';
 import { channelLabel, fill } from './texts';
@@ -62,9 +67,25 @@ export interface InboundRouterOptions {
   media?: Pick<InboundMedia, 'keep'>;
   /** Tell both threads of a merge (router/index.ts); `survivorNote` replaces the generic one. */
   onMerged?: (outcome: ClaimMerge, survivorNote?: string) => Promise<void>;
+  /**
+   * Flushes the customer's Slack outbox in this job, or queues its flush (slack-delivery.ts
+   * `flushNow`). Absent (no Slack): the flush is queued, as for every other append.
+   */
+  flushNow?: (
+    customerId: Types.ObjectId,
+    carried: CarriedPost | undefined,
+    triedBefore: boolean,
+    opts: { files?: boolean; stepsMs?: number },
+  ) => Promise<unknown>;
   /** Where STOP and START are recorded (the database, then Redis: opt-outs.ts). */
   optOuts: Pick<OptOuts, 'record'>;
 }
+
+/** What one route appended to Slack outboxes: customer id → the customer, what each append carried, any files. */
+type Appended = Map<
+  string,
+  { customerId: Types.ObjectId; carried: (CarriedPost | undefined)[]; files: boolean }
+>;
 
 function keyword(text: string | undefined): string | undefined {
   return text
@@ -238,7 +259,7 @@ export function createInboundRouter(o: InboundRouterOptions) {
       message: InboundMessage,
       routed: Customer,
       identityKey: string,
-      opts: { created?: boolean; identity?: Identity } = {},
+      opts: { created?: boolean; identity?: Identity; retried?: boolean } = {},
     ): Promise<void> {
       let customer = routed;
       const at = new Date(message.sentAt);
@@ -247,83 +268,92 @@ export function createInboundRouter(o: InboundRouterOptions) {
       // then knows from Redis that there is no thread yet, and what their first card shows.
       if (opts.created) await fileFirstContact(o.redis, o.prefix, String(customer._id), opts.identity);
 
-      const optNote = await recordOptOut(identityKey, message);
-      if (optNote)
-        await outbox.postToAgent(customer._id, {
-          key: `optout:${message.key}`,
-          kind: 'note',
-          text: optNote,
-          username: 'Rapport',
-        });
-
-      // Claims first (a code may merge this customer into another); what they append follows the
-      // message itself, which is always posted (a six-digit message may be an order number).
-      const plan = o.claims ? await o.claims.handle({ customer, identityKey, message }) : undefined;
-      if (plan?.customer) customer = plan.customer;
-      const customerId = customer._id;
-      // Created by this very message and not merged into another by a claim: nothing of theirs to read.
-      const first = opts.created === true && !plan?.customer;
-      const name = customer.displayName ?? 'Customer';
-
-      // Files first, outside the lock: a slow download holds up this customer only.
-      const files = o.media ? await o.media.keep(message, customerId) : undefined;
-      // The conversation's owner is written below, under the conversation lock.
-      const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
-        customer,
-        syncUnchanged: false,
-        syncChanged: false,
-      });
-      // One writer at a time on the conversation document (see src/queue/lock.ts). The lock is taken
-      // with a read of the conversation's copy, and released with the copy filed: two exchanges.
-      const id = String(customerId);
-      await withLockReading(
-        o.redis,
-        conversationLockKey(o.prefix, id),
-        30_000,
-        hotConversations.keys(id),
-        () => o.redis.get(epochKey(o.prefix)),
-        async (values, epoch): Promise<LockedRead<void>> => {
-          const read = await hotConversations.read(id, values, epoch, { none: first });
-          const before = read.hot?.conversation;
-          // Acknowledge the first message of a conversation (and the first after a quiet period). A
-          // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
-          // appended by the first run under its own key.
-          const last = before?.lastCustomerMessageAt?.getTime();
-          // A reaction or a deletion is shown, but asks nothing: no acknowledgement, no SLA clock.
-          const signal = isSignalOnly(message);
-          const quiet = !signal && (last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs);
-          if (quiet) await acknowledge(customerId, message, { identityKey, first, sentAt, agent });
-
-          if (agent && agent.status !== 'available' && agent.backupAgentId) {
-            const backup = await ownership.agentById(agent.backupAgentId);
-            if (backup) {
-              await outbox.postToAgent(customerId, {
-                key: `cover:${String(customerId)}:${agent.awaySince?.getTime() ?? 0}`,
-                kind: 'note',
-                username: 'Rapport',
-                text: `<@${backup.slackUserId}> ${agent.name} is away${agent.awayUntil ? ` until ${agent.awayUntil.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}; you're covering. Replies here are sent and attributed to you; ${agent.name} stays the owner.`,
-              });
-            }
-          }
-
-          await outbox.postToAgent(customerId, {
-            key: message.key,
-            kind: 'message',
-            channel: message.channel,
-            text: describeParts(message, await earlierTexts(message), files),
-            username: `${name} (${channelLabel(message.channel)})`,
-            ...(files?.some((f) => f.kind === 'stored') ? { files: postFiles(files) } : {}),
+      // What this job appends to Slack outboxes is flushed at its end (flushAppended), not by a job each.
+      const appended: Appended = new Map();
+      const append = (customerId: Types.ObjectId, post: NewAgentPost) =>
+        appendFor(outbox, appended, customerId, post);
+      const steps = async () => {
+        const optNote = await recordOptOut(identityKey, message);
+        if (optNote)
+          await append(customer._id, {
+            key: `optout:${message.key}`,
+            kind: 'note',
+            text: optNote,
+            username: 'Rapport',
           });
-          if (signal) return { result: undefined };
 
-          const after = await recordCustomerMessage(customerId, read, agent, sentAt, quiet);
-          if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
-          // Last (written as the lock is released): a job retried after a crash before this point
-          // finds what it found before (the copy, or, once it wrote, the database).
-          return { result: undefined, file: hotConversations.filed(id, after.hot, after.tokens) };
-        },
-        { waitMs: 10_000 },
-      );
+        // Claims first (a code may merge this customer into another); what they append follows the
+        // message itself, which is always posted (a six-digit message may be an order number).
+        const plan = o.claims ? await o.claims.handle({ customer, identityKey, message }) : undefined;
+        if (plan?.customer) customer = plan.customer;
+        const customerId = customer._id;
+        // Created by this very message and not merged into another by a claim: nothing of theirs to read.
+        const first = opts.created === true && !plan?.customer;
+        const name = customer.displayName ?? 'Customer';
+
+        // Files first, outside the lock: a slow download holds up this customer only.
+        const files = o.media ? await o.media.keep(message, customerId) : undefined;
+        // The conversation's owner is written below, under the conversation lock.
+        const { agent } = await ownership.ensureOwner(customerId, 'rapport', {
+          customer,
+          syncUnchanged: false,
+          syncChanged: false,
+        });
+        // One writer at a time on the conversation document (see src/queue/lock.ts). The lock is taken
+        // with a read of the conversation's copy, and released with the copy filed: two exchanges.
+        const id = String(customerId);
+        await withLockReading(
+          o.redis,
+          conversationLockKey(o.prefix, id),
+          30_000,
+          hotConversations.keys(id),
+          () => o.redis.get(epochKey(o.prefix)),
+          async (values, epoch): Promise<LockedRead<void>> => {
+            const read = await hotConversations.read(id, values, epoch, { none: first });
+            const before = read.hot?.conversation;
+            // Acknowledge the first message of a conversation (and the first after a quiet period). A
+            // retried job finds lastCustomerMessageAt already at this message (not quiet), and the ack
+            // appended by the first run under its own key.
+            const last = before?.lastCustomerMessageAt?.getTime();
+            // A reaction or a deletion is shown, but asks nothing: no acknowledgement, no SLA clock.
+            const signal = isSignalOnly(message);
+            const quiet =
+              !signal && (last === undefined || sentAt.getTime() - last > config.ackQuietPeriodMs);
+            if (quiet) await acknowledge(customerId, message, { identityKey, first, sentAt, agent });
+
+            if (agent && agent.status !== 'available' && agent.backupAgentId) {
+              const backup = await ownership.agentById(agent.backupAgentId);
+              if (backup) {
+                await append(customerId, {
+                  key: `cover:${String(customerId)}:${agent.awaySince?.getTime() ?? 0}`,
+                  kind: 'note',
+                  username: 'Rapport',
+                  text: `<@${backup.slackUserId}> ${agent.name} is away${agent.awayUntil ? ` until ${agent.awayUntil.toISOString().slice(0, 16).replace('T', ' ')} UTC` : ''}; you're covering. Replies here are sent and attributed to you; ${agent.name} stays the owner.`,
+                });
+              }
+            }
+
+            await append(customerId, {
+              key: message.key,
+              kind: 'message',
+              channel: message.channel,
+              text: describeParts(message, await earlierTexts(message), files),
+              username: `${name} (${channelLabel(message.channel)})`,
+              ...(files?.some((f) => f.kind === 'stored') ? { files: postFiles(files) } : {}),
+            });
+            if (signal) return { result: undefined };
+
+            const after = await recordCustomerMessage(customerId, read, agent, sentAt, quiet);
+            if (!before?.awaitingSince) await scheduleSla(customerId, sentAt);
+            // Last (written as the lock is released): a job retried after a crash before this point
+            // finds what it found before (the copy, or, once it wrote, the database).
+            return { result: undefined, file: hotConversations.filed(id, after.hot, after.tokens) };
+          },
+          { waitMs: 10_000 },
+        );
+        return { plan, customerId };
+      };
+      const { plan, customerId } = await flushAppended(o, appended, opts.retried === true, steps);
       if (plan) {
         await applyClaimEffects(outbox, plan.effects);
         if (plan.merged) await o.onMerged?.(plan.merged.outcome, plan.merged.survivorNote);
@@ -331,6 +361,44 @@ export function createInboundRouter(o: InboundRouterOptions) {
       log.debug({ key: message.key, customerId: String(customerId) }, 'message routed');
     },
   };
+}
+
+/** Appends `post` without queueing its flush, and notes it for flushAppended. */
+async function appendFor(outbox: Outbox, appended: Appended, customerId: Types.ObjectId, post: NewAgentPost) {
+  const id = String(customerId);
+  const entry = appended.get(id) ?? { customerId, carried: [], files: false };
+  appended.set(id, entry);
+  entry.carried.push(await outbox.appendForAgent(customerId, post));
+  entry.files ||= (post.files?.length ?? 0) > 0;
+}
+
+/**
+ * Runs `steps` (which append to `appended`), then flushes each outbox appended to in this job
+ * (`flushNow`, told how long the steps took), or queues its flush. Steps that fail after appending still queue the flush of what
+ * they appended, before the job is retried. A post rides in the flush when it is the only one.
+ */
+async function flushAppended<T>(
+  o: Pick<InboundRouterOptions, 'outbox' | 'flushNow'>,
+  appended: Appended,
+  retried: boolean,
+  steps: () => Promise<T>,
+): Promise<T> {
+  const carriedOf = (e: { carried: (CarriedPost | undefined)[] }) =>
+    e.carried.length === 1 ? e.carried[0] : undefined;
+  let done: T;
+  const began = Date.now();
+  try {
+    done = await steps();
+  } catch (err) {
+    for (const e of appended.values()) await o.outbox.flushAgent(e.customerId, 0, carriedOf(e), retried);
+    throw err;
+  }
+  for (const e of appended.values()) {
+    const stepsMs = Date.now() - began;
+    if (o.flushNow) await o.flushNow(e.customerId, carriedOf(e), retried, { files: e.files, stepsMs });
+    else await o.outbox.flushAgent(e.customerId, 0, carriedOf(e));
+  }
+  return done;
 }
 
 /** The stored files, as the Slack outbox uploads them. */

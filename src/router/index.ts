@@ -20,7 +20,7 @@ import { createCommands, type LinkPort } from './commands';
 import { createDelivery, type Senders } from './delivery';
 import { createSendAgain } from './send-again';
 import { SlackApiError } from '../channels/slack/client';
-import { createInboundRouter } from './inbound';
+import { createInboundRouter, type InboundRouterOptions } from './inbound';
 import type { ClaimMerge, ClaimOffers, ClaimsPort } from './claim-plan';
 import { createMergeNotices, type MergeNotices } from './merge-notices';
 import type { RouterModels } from './models';
@@ -114,14 +114,15 @@ export function createRouter(o: RouterOptions) {
   });
   const shared: Shared = { outbox, ownership, cards, naming, react, authorizer, onMerged };
   const { onStatus } = createReceipts({ models, outbox, react });
+  const slackDelivery = slackDeliveryFor(o, shared);
 
   return {
     outbox,
     ownership,
     /** The Slack permission check (authorize.ts), for every command and interaction. */
     authorizer,
-    inbound: inboundFor(o, shared),
-    slackDelivery: slackDeliveryFor(o, shared),
+    inbound: inboundFor(o, shared, slackDelivery?.flushNow),
+    slackDelivery,
     delivery: deliveryFor(o, shared),
     agentEvents: agentEventsFor(o, shared),
     commands: commandsFor(o, shared),
@@ -268,7 +269,12 @@ function deliveryFor(o: RouterOptions, { outbox, react }: Shared) {
   });
 }
 
-function inboundFor(o: RouterOptions, { outbox, ownership, onMerged }: Shared) {
+/** `flushNow`: the inbound job flushes the Slack outbox it appended to (slack-delivery.ts). */
+function inboundFor(
+  o: RouterOptions,
+  { outbox, ownership, onMerged }: Shared,
+  flushNow?: InboundRouterOptions['flushNow'],
+) {
   return createInboundRouter({
     models: o.models,
     outbox,
@@ -282,6 +288,7 @@ function inboundFor(o: RouterOptions, { outbox, ownership, onMerged }: Shared) {
     media: o.media?.inbound,
     log: o.log.child({ component: 'router' }),
     onMerged: (claim: ClaimMerge, survivorNote?: string) => onMerged(claim, survivorNote),
+    flushNow,
   });
 }
 

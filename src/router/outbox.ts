@@ -3,7 +3,9 @@
  *
  * Every item (a customer message or note to post in Slack; a reply or automatic message to send to
  * the customer) is stored under a unique key with a per-customer sequence number, then a "flush this
- * customer" job is queued. The flush job (slack-delivery.ts, delivery.ts) takes a per-customer lock
+ * customer" job is queued — except what the inbound job appends (`appendForAgent`): it flushes the
+ * Slack outbox itself when the flush lock is free and queues the job otherwise (inbound.ts,
+ * slack-delivery.ts `flushNow`). A flush (slack-delivery.ts, delivery.ts) takes a per-customer lock
  * and works through the pending items in sequence order. So:
  * - order: items go out in the order they were appended, with any number of workers;
  * - exactly once: a retried append finds its item (unique key); a retried flush skips done items;
@@ -109,6 +111,12 @@ export interface Outbox {
   nextSeq(customerId: Types.ObjectId): Promise<number>;
   postToAgent(customerId: Types.ObjectId, post: NewAgentPost): Promise<void>;
   /**
+   * Appends like postToAgent without queueing the flush: the caller flushes the customer's outbox
+   * itself, or queues the flush (the inbound job: slack-delivery.ts `flushNow`). Returns the post as
+   * a flush carries it when this call stored it (no files).
+   */
+  appendForAgent(customerId: Types.ObjectId, post: NewAgentPost): Promise<CarriedPost | undefined>;
+  /**
    * `carry.route`: the customer's first send (nothing of theirs can be waiting before it), which its
    * flush job carries with its route, so the send worker reads no outbox, customer or identity.
    */
@@ -117,8 +125,17 @@ export interface Outbox {
     send: NewCustomerSend,
     carry?: { route: CarriedRoute },
   ): Promise<void>;
-  /** Queues a flush of the customer's Slack outbox (e.g. after an owner change). */
-  flushAgent(customerId: Types.ObjectId, delayMs?: number, post?: CarriedPost): Promise<void>;
+  /**
+   * Queues a flush of the customer's Slack outbox (e.g. after an owner change). `tried`: a flush
+   * already tried these posts (an inbound job's inline flush that failed), so they are looked up
+   * in the thread before posting again, as a failed job's retry does.
+   */
+  flushAgent(
+    customerId: Types.ObjectId,
+    delayMs?: number,
+    post?: CarriedPost,
+    tried?: boolean,
+  ): Promise<void>;
   flushCustomer(customerId: Types.ObjectId, delayMs?: number, send?: CarriedSend): Promise<void>;
 }
 
@@ -142,6 +159,10 @@ export function createOutbox(
       return redis.incr(`${prefix}:seq:${String(customerId)}`);
     },
     async postToAgent(customerId, post) {
+      const carried = await outbox.appendForAgent(customerId, post);
+      await outbox.flushAgent(customerId, 0, carried);
+    },
+    async appendForAgent(customerId, post) {
       // No existence check first: a retried append's upsert matches the stored item and changes
       // nothing (its sequence number is simply unused; gaps do not matter, only order does).
       const seq = await outbox.nextSeq(customerId);
@@ -159,11 +180,9 @@ export function createOutbox(
       );
       // Only a post this call stored rides along (a retried append's may be posted already); files
       // keep per-file marks that only the stored row has.
-      const carried =
-        res.upsertedCount === 1 && res.upsertedId && !post.files?.length
-          ? { ...post, id: String(res.upsertedId), seq, createdAt: createdAt.toISOString() }
-          : undefined;
-      await outbox.flushAgent(customerId, 0, carried);
+      return res.upsertedCount === 1 && res.upsertedId && !post.files?.length
+        ? { ...post, id: String(res.upsertedId), seq, createdAt: createdAt.toISOString() }
+        : undefined;
     },
     async sendToCustomer(customerId, send, carry) {
       const sendAfter = send.sendAfter ?? new Date();
@@ -202,10 +221,10 @@ export function createOutbox(
           : undefined;
       await outbox.flushCustomer(customerId, Math.max(0, sendAfter.getTime() - Date.now()), carried);
     },
-    async flushAgent(customerId, delayMs = 0, post) {
+    async flushAgent(customerId, delayMs = 0, post, tried) {
       await queues.toAgent.add(
         'flush',
-        { customerId: String(customerId), ...(post ? { post } : {}) },
+        { customerId: String(customerId), ...(post ? { post } : {}), ...(tried ? { tried } : {}) },
         { jobId: flushJobId('a', customerId), delay: delayMs },
       );
     },

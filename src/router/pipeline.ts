@@ -15,7 +15,7 @@ export function createInboundPipeline(
   defaultRegion: CountryCode,
 ): InboundProcessor {
   return {
-    async process(event) {
+    async process(event, run) {
       const result = await identity.process(event);
       if (event.type === 'status') {
         await router.onStatus(event.status);
@@ -29,6 +29,8 @@ export function createInboundPipeline(
       await router.inbound.route(event.message, customer, ref.key, {
         created: result.created === true,
         identity: result.identity,
+        // Its Slack posts may have been tried (the job's inline flush): looked up before posting again.
+        retried: run?.retried === true,
       });
       // A name that arrived with this message, a window that opened, a new identity: the card follows
       // (coalesced; Slack is called only when what the card shows changed). An ordinary message of a

@@ -41,7 +41,7 @@ import { channelAfter, channelBusy, groupPosts, markChannelBusy, postPayload, re
 export const POST_EVENT_TYPE = 'rapport_post';
 
 export type ToAgentJob =
-  | { customerId: string; post?: CarriedPost }
+  | { customerId: string; post?: CarriedPost; tried?: boolean }
   | { react: { channel: string; ts: string; name: string; remove?: string[] } };
 
 export interface SlackDeliveryOptions {
@@ -267,6 +267,89 @@ function createPendingPosts(
   return { pendingPosts, posted };
 }
 
+/**
+ * An inline flush holds the inbound job, so its whole partition (one job at a time) and every
+ * customer behind it there, for as long as Slack takes. Worth it while a Slack post takes less
+ * than the rest of an inbound job (the partition's time per message at most doubles), or under
+ * INLINE_POST_FLOOR_MS; not when Slack is slow for the network's sake (a real Slack far away). Both
+ * are averaged (this process's posts, flush jobs' too, and its inbound jobs' steps): on a loaded
+ * machine both slow down together, and the comparison holds. Otherwise inbound jobs queue flush jobs.
+ */
+export const INLINE_POST_FLOOR_MS = 50;
+/** Weight of the newest sample in the averages. */
+const INLINE_EWMA_WEIGHT = 0.3;
+
+/** This process's average Slack post and inbound steps durations, and whether to flush inline. */
+function inlineGauge() {
+  let postMs = 0;
+  let stepsMs = 0;
+  const average = (avg: number, sample: number) => avg + INLINE_EWMA_WEIGHT * (sample - avg);
+  return {
+    /** A post that started at `startedAt` is out now. */
+    took(startedAt: number): void {
+      postMs = average(postMs, Date.now() - startedAt);
+    },
+    /** An inbound job's steps before its flush took `ms`; whether to flush inline. */
+    inline(ms: number): boolean {
+      stepsMs = average(stepsMs, ms);
+      return postMs <= Math.max(INLINE_POST_FLOOR_MS, stepsMs);
+    },
+  };
+}
+
+/**
+ * The inbound job's own flush (one job per message instead of two): when the customer's flush lock
+ * is free at once, their outbox is flushed here and now. A flush job is queued instead when the lock
+ * is held (its holder may have read the outbox before this append), when Slack asks to wait (a 429,
+ * no agent yet: the deferral's delay), or when the flush failed (`tried`: its posts are looked up
+ * before posting again); and without trying when a post has files (uploads take long) or Slack
+ * posts take longer than the rest of an inbound job (inlineGauge). So every appended post is posted by someone: an
+ * inbound job killed before this point is run again (stalled), and its re-run flushes. Resolves to
+ * whether it flushed here.
+ */
+function inlineFlush(
+  o: SlackDeliveryOptions,
+  flushLocked: (customerId: Types.ObjectId, triedBefore: boolean, carried?: CarriedPost) => Promise<void>,
+  gauge: ReturnType<typeof inlineGauge>,
+) {
+  return async function flushNow(
+    customerId: Types.ObjectId,
+    carried: CarriedPost | undefined,
+    triedBefore: boolean,
+    opts: { files?: boolean; stepsMs?: number } = {},
+  ): Promise<boolean> {
+    if (!gauge.inline(opts.stepsMs ?? 0) || opts.files) {
+      await o.outbox.flushAgent(customerId, 0, carried, triedBefore);
+      return false;
+    }
+    const lockKey = `${o.prefix}:lock:to-agent:${String(customerId)}`;
+    let ran = false;
+    const locked = () => {
+      ran = true;
+      return flushLocked(customerId, triedBefore, carried);
+    };
+    try {
+      await withLock(o.redis, lockKey, FLUSH_LOCK_TTL_MS, locked, { renew: true });
+      return true;
+    } catch (err) {
+      const deferred = err instanceof DeferError;
+      if (!deferred)
+        o.log.warn(
+          { customerId: String(customerId), err: { message: (err as Error).message } },
+          'inline slack flush failed; a flush job takes over',
+        );
+      const delay = deferred ? err.delayMs : FOLLOW_UP_DELAY_MS;
+      await o.outbox.flushAgent(
+        customerId,
+        delay,
+        ran ? undefined : carried,
+        triedBefore || (ran && !deferred),
+      );
+      return false;
+    }
+  };
+}
+
 export function createSlackDelivery(o: SlackDeliveryOptions) {
   const { models, slack, redis, prefix, ownership, log } = o;
   const { AgentPost, CurrentThread, SlackThread } = models;
@@ -279,9 +362,9 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     async (id) => (await CurrentThread.findById(id).lean<CurrentThread>()) ?? undefined,
   );
 
+  const gauge = inlineGauge();
   const limited = (channel: string, err: unknown) => noteRateLimit(redis, prefix, channel, err);
   const cards = createCardPoster({ models, slack, redis, prefix, log, noteRateLimit: limited });
-  const { postCard } = cards;
 
   /**
    * The customer's current thread, opening one (with a card) in the owner's inbox if needed; a new
@@ -299,7 +382,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     if (!channel) throw new DeferError(30_000, 'no agent and no escalation channel: waiting for an agent');
     await respectChannelLimit(redis, prefix, channel);
     // The customer the owner check used (its hot copy, current under its tokens) is the card's too.
-    const { ts, shown } = await postCard(customerId, channel, agent ?? undefined, {
+    const { ts, shown } = await cards.postCard(customerId, channel, agent ?? undefined, {
       customer,
       hadThread: current !== undefined,
     });
@@ -360,6 +443,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     }
     if (rest.length === 0) return out;
     const first = rest[0]!;
+    const startedAt = Date.now();
     try {
       const text = renderGroup(group, rest, render, lastPostedChannel);
       const { ts } = await slack.postMessage({
@@ -371,6 +455,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
         iconEmoji: first.kind === 'note' ? ':memo:' : undefined,
         metadata: { eventType: POST_EVENT_TYPE, payload: postPayload(rest) },
       });
+      gauge.took(startedAt);
       for (const p of rest) out.set(p.key, ts);
       return out;
     } catch (err) {
@@ -544,10 +629,11 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
 
   return {
     flush,
+    flushNow: inlineFlush(o, flushLocked, gauge),
     ensureThread,
     async handle(job: Job<ToAgentJob>): Promise<void> {
       if ('react' in job.data) return react(job.data.react);
-      const triedBefore = job.attemptsMade > 0 || job.stalledCounter > 0;
+      const triedBefore = job.attemptsMade > 0 || job.stalledCounter > 0 || job.data.tried === true;
       await flush(toObjectId(job.data.customerId), triedBefore, job.data.post);
     },
   };

@@ -79,6 +79,8 @@ export interface SlackEmulator {
   fileContent(fileId: string): Buffer | undefined;
   /** Enforce Slack's per-channel chat.postMessage rate (429 + Retry-After), or stop enforcing it. */
   limitPosting(limit: PostingLimit | undefined): void;
+  /** Every Web API call is answered `ms` later (a slow Slack, for benchmarks); 0: at once. */
+  delayAnswers(ms: number): void;
   /** Forgets calls, messages, files, users and pending failures; keeps token and ids. */
   reset(): void;
   /** Resolves once every message and user changed so far is in the journal (if there is one). */
@@ -146,6 +148,7 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
   const ws = new SlackWorkspace(opts.journal);
   const methods = slackMethods(ws);
   const calls: SlackCall[] = [];
+  let answerDelayMs = 0;
 
   /** GET url_private(_download): the bytes with the bot token, Slack's sign-in page without. */
   function handleFileDownload(req: IncomingMessage, res: ServerResponse, fileId: string): void {
@@ -210,6 +213,7 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     method: string,
   ): Promise<void> {
     const body = await readBody(req);
+    if (answerDelayMs > 0) await new Promise((r) => setTimeout(r, answerDelayMs));
     let args: Record<string, unknown>;
     try {
       args = parseJsonFields(argsOf(req, url, body));
@@ -317,6 +321,9 @@ export async function startSlackEmulator(opts: SlackEmulatorOptions = {}): Promi
     },
     fileContent: (fileId) => ws.files.get(fileId)?.data,
     limitPosting: (limit) => ws.limitPosting(limit),
+    delayAnswers(ms) {
+      answerDelayMs = ms;
+    },
     reset() {
       calls.length = 0;
       ws.reset();
