@@ -156,11 +156,17 @@ describe('a first contact', () => {
     expect(card).toBeDefined();
     // Edited as it was posted: no history for a brand-new customer (their message follows the card).
     expect(card?.text).not.toContain('*Recent:*');
-    expect(tally(commands)).toEqual({
+    // The identity cache's fill at the job's end (identity/cache.ts `refill`) reads the customer
+    // once more when the name was written before it (the card job runs beside the inbound job, which
+    // posts the card and the message itself first): that read files the named customer, so the next
+    // message hits the cache; when the fill comes first, the name's write makes the next message miss
+    // instead. Which comes first is a race; either way one read, now or then.
+    const { 'find customers': customerReads, ...rest } = tally(commands);
+    expect(customerReads === 1 || customerReads === 2).toBe(true);
+    expect(rest).toEqual({
       ...COMMON,
       'update customers': 1,
       'find current_threads': 1,
-      'find customers': 1,
       'find identities': 1,
       'find slack_threads': 1,
     });
