@@ -75,6 +75,18 @@ export function conversationLockKey(prefix: string, customerId: string): string 
   return `${prefix}:lock:{c:${customerId}}:conversation`;
 }
 
+/**
+ * The lock under which a customer's Slack outbox is posted and their cards are edited
+ * (src/router/slack-delivery.ts, card-updates.ts): one key for the flush job, the inbound job's
+ * inline flush and the card refresh.
+ */
+export function toAgentLockKey(prefix: string, customerId: string): string {
+  return `${prefix}:lock:to-agent:${customerId}`;
+}
+
+/** A flush lock's time to live, renewed by its holder: a killed worker blocks its customer ≤ 15 s. */
+export const FLUSH_LOCK_TTL_MS = 15_000;
+
 /** Files `value` at KEYS[2] (whoever holds the lock: as a plain SET after it would), then releases KEYS[1] if ARGV[1] holds it. */
 const FILE_AND_RELEASE = `redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3])
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;

@@ -22,7 +22,7 @@ import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../queue/connection';
-import { withLock } from '../queue/lock';
+import { toAgentLockKey, withLock } from '../queue/lock';
 import { followToLive } from '../identity/tombstones';
 import {
   brandNew,
@@ -225,7 +225,7 @@ export function createCardUpdates(o: CardUpdatesOptions) {
   async function refresh(slack: SlackClient, id: string, askName?: string): Promise<void> {
     await redis.del(pendingKey(id));
     const locked = (ask: boolean) =>
-      withLock(redis, `${prefix}:lock:to-agent:${id}`, 60_000, () => updateCards(slack, id, ask), {
+      withLock(redis, toAgentLockKey(prefix, id), 60_000, () => updateCards(slack, id, ask), {
         waitMs: 2_000,
       });
     if (askName?.startsWith('psid:')) await fillMessengerName(id, askName);

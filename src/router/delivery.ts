@@ -23,7 +23,7 @@ import {
 import type { Customer, Identity, IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
 import type { OutboundMediaPreparer } from '../media/outbound';
-import { withLock } from '../queue/lock';
+import { FLUSH_LOCK_TTL_MS, withLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import type { AgentPostButton, CustomerSend, RouterModels } from './models';
 import { toObjectId, type CarriedRoute, type CarriedSend, type Outbox } from './outbox';
@@ -59,8 +59,6 @@ export interface DeliveryOptions {
 }
 
 const DAY = 24 * 3600_000;
-/** Short lock, renewed while the flush works: a killed worker blocks its customer for 15 s at most. */
-const FLUSH_LOCK_TTL_MS = 15_000;
 
 function withFlushLock(redis: RedisClient, key: string, fn: () => Promise<void>): Promise<void> {
   return withLock(redis, key, FLUSH_LOCK_TTL_MS, fn, { renew: true });

@@ -25,7 +25,7 @@ import { SlackApiError, type SlackClient } from '../channels/slack/client';
 import { escapeSlackText } from '../channels/slack/escape';
 import type { IdentityModels } from '../identity/models';
 import type { Logger } from '../logger';
-import { withLock } from '../queue/lock';
+import { FLUSH_LOCK_TTL_MS, toAgentLockKey, withLock } from '../queue/lock';
 import { DeferError } from '../errors';
 import type { MediaStore } from '../media/store';
 import type { AgentPost, AgentPostButton, CurrentThread, RouterModels, ThreadRef } from './models';
@@ -131,8 +131,6 @@ function render(post: AgentPost, previousChannel: string | undefined): string {
 
 /** Tries of one Slack step in place before the flush job fails (and backs off). */
 const INLINE_TRIES = 3;
-/** Short lock, renewed while the flush works: a killed worker blocks its customer for 15 s at most. */
-const FLUSH_LOCK_TTL_MS = 15_000;
 const FOLLOW_UP_DELAY_MS = 500;
 
 /** Worth trying again at once: a 5xx, a timeout or a lost answer (a 429 waits per channel instead). */
@@ -322,7 +320,7 @@ function inlineFlush(
       await o.outbox.flushAgent(customerId, 0, carried, triedBefore);
       return false;
     }
-    const lockKey = `${o.prefix}:lock:to-agent:${String(customerId)}`;
+    const lockKey = toAgentLockKey(o.prefix, String(customerId));
     let ran = false;
     const locked = () => {
       ran = true;
@@ -561,7 +559,7 @@ export function createSlackDelivery(o: SlackDeliveryOptions) {
     triedBefore = false,
     carried?: CarriedPost,
   ): Promise<void> {
-    const lockKey = `${prefix}:lock:to-agent:${String(customerId)}`;
+    const lockKey = toAgentLockKey(prefix, String(customerId));
     await withLock(redis, lockKey, FLUSH_LOCK_TTL_MS, () => flushLocked(customerId, triedBefore, carried), {
       renew: true,
     });

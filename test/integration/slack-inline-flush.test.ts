@@ -19,6 +19,7 @@ import { listenablePort } from '../helpers/services';
 import { privateStores, testEnv, uniqueName } from '../helpers/env';
 import { PUBLIC_URL, SLACK_SECRET, startWorld, type World } from '../helpers/world';
 import { channelWaitKey, POST_EVENT_TYPE } from '../../src/router/slack-delivery';
+import { toAgentLockKey } from '../../src/queue/lock';
 
 jest.setTimeout(120_000);
 
@@ -103,7 +104,7 @@ describe('the inbound job posts its own message', () => {
     const { customerId, thread } = await returning('+14155550302');
     const before = (await flushJobs(customerId)).length;
     // Another flush of this customer is running (as far as the lock says) for 1.5 s.
-    await w.t.app.redis.set(`${prefix()}:lock:to-agent:${String(customerId)}`, 'elsewhere', 'PX', 1_500);
+    await w.t.app.redis.set(toAgentLockKey(prefix(), String(customerId)), 'elsewhere', 'PX', 1_500);
     const post = await posted('+14155550302', 'locked 302');
     expect((await flushJobs(customerId)).length).toBe(before + 1);
     expect(postsWithKey(thread, post.key)).toHaveLength(1);
