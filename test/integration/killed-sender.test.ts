@@ -4,12 +4,12 @@
  * by its holder, so the customer's next reply waits only until it expires (15 s), not minutes; the
  * interrupted send is reported as uncertain, never resent.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { eventually } from '../helpers/eventually';
-import { rapportProcess } from '../helpers/process';
+import { startRapportWorker } from '../helpers/process';
 import { listenablePort } from '../helpers/services';
 import { privateStores, testEnv, uniqueName } from '../helpers/env';
 import { PUBLIC_URL, SLACK_SECRET, startWorld, type World } from '../helpers/world';
@@ -24,7 +24,6 @@ let stores: NodeJS.ProcessEnv;
 let hanging: Server;
 let hangingCalls = 0;
 let child: ChildProcess | undefined;
-const childOutput: string[] = [];
 
 beforeAll(async () => {
   stores = privateStores(uniqueName('killed'));
@@ -45,7 +44,6 @@ afterAll(async () => {
 /** The real worker executable on the world's Redis and database, its Twilio calls hanging. */
 async function startDoomedWorker(): Promise<void> {
   const port = await listenablePort();
-  const r = rapportProcess(['worker']);
   const env = testEnv({
     ...stores,
     PORT: String(port),
@@ -58,24 +56,7 @@ async function startDoomedWorker(): Promise<void> {
     REPLY_UNDO_SECONDS: '0',
     INBOUND_PARTITIONS: '4',
   });
-  child = spawn(process.execPath, r.args, {
-    cwd: r.cwd,
-    env: { PATH: process.env.PATH, ...r.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const keep = (d: Buffer) => childOutput.push(d.toString()) > 100 && childOutput.shift();
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const ready = await eventually(
-    () =>
-      fetch(`http://127.0.0.1:${port}/readyz`).then(
-        (res) => res.status,
-        () => 0,
-      ),
-    (status) => status === 200,
-    60_000,
-  );
-  if (ready !== 200) throw new Error(`the worker never got ready:\n${childOutput.join('')}`);
+  child = await startRapportWorker(env, port);
 }
 
 const twilioTexts = () => w.twilio.messages().map((m) => m.body ?? '');

@@ -8,13 +8,13 @@
  * whole partition). Real Redis, the real
  * MongoDB-protocol server, the Slack emulator, the real `rapport worker` executable.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Types } from 'mongoose';
 import { eventually } from '../helpers/eventually';
-import { rapportProcess } from '../helpers/process';
+import { startRapportWorker } from '../helpers/process';
 import { listenablePort } from '../helpers/services';
 import { privateStores, testEnv, uniqueName } from '../helpers/env';
 import { PUBLIC_URL, SLACK_SECRET, startWorld, type World } from '../helpers/world';
@@ -28,7 +28,6 @@ const INA = { slackUserId: 'U0INLINE', name: 'Ina', inboxChannelId: 'C0INLINE' }
 let w: World;
 let stores: NodeJS.ProcessEnv;
 let child: ChildProcess | undefined;
-const childOutput: string[] = [];
 
 beforeAll(async () => {
   stores = privateStores(uniqueName('inline'));
@@ -198,7 +197,6 @@ async function hangingPosts(): Promise<{ server: Server; calls: () => number }> 
 
 async function startDoomedWorker(slackUrl: string): Promise<void> {
   const port = await listenablePort();
-  const r = rapportProcess(['worker']);
   const env = testEnv({
     ...stores,
     PORT: String(port),
@@ -210,24 +208,7 @@ async function startDoomedWorker(slackUrl: string): Promise<void> {
     META_GRAPH_BASE_URL: w.graph.url,
     INBOUND_PARTITIONS: '4',
   });
-  child = spawn(process.execPath, r.args, {
-    cwd: r.cwd,
-    env: { PATH: process.env.PATH, ...r.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const keep = (d: Buffer) => childOutput.push(d.toString()) > 100 && childOutput.shift();
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const ready = await eventually(
-    () =>
-      fetch(`http://127.0.0.1:${port}/readyz`).then(
-        (res) => res.status,
-        () => 0,
-      ),
-    (status) => status === 200,
-    60_000,
-  );
-  if (ready !== 200) throw new Error(`the worker never got ready:\n${childOutput.join('')}`);
+  child = await startRapportWorker(env, port);
 }
 
 it('a worker killed after the append, inside its inline flush: the stalled re-run posts the message once', async () => {
