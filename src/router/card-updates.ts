@@ -134,6 +134,32 @@ export function firstCardTokens(redis: RedisClient, prefix: string, id: string):
   ]);
 }
 
+/**
+ * The change tokens a card's `seen` was built under, as they are now (CardSeen order: epoch,
+ * customer gen, current-thread gen, the owner's agent gen), read without creating any; `also`:
+ * more keys of the customer's slot ({c:<id>}), read in the same MGET.
+ */
+async function cardTokensNow(
+  redis: RedisClient,
+  prefix: string,
+  id: string,
+  owner: string | null,
+  also: string[] = [],
+): Promise<{ now: (string | null)[]; also: (string | null)[] }> {
+  const [values, epoch, agentGen] = await Promise.all([
+    redis.mget(...also, customerGenKey(prefix, id), threadKeys(prefix, id).gen),
+    redis.get(epochKey(prefix)),
+    owner ? redis.get(agentGenKey(prefix, owner)) : Promise.resolve(null),
+  ]);
+  const [gen, threadGen] = values.slice(also.length);
+  return { now: [epoch, gen ?? null, threadGen ?? null, agentGen], also: values.slice(0, also.length) };
+}
+
+/** Whether every change token `seen` was built under is still the same (`now`, in CardSeen order). */
+function sameTokens(seen: CardSeen, now: (string | null)[]): boolean {
+  return seen.tokens.length === now.length && now.every((t, i) => t === seen.tokens[i]);
+}
+
 export function isCardJob(data: unknown): data is CardJob {
   return typeof data === 'object' && data !== null && ('card' in data || 'notice' in data);
 }
@@ -341,15 +367,8 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     first: { seen: CardSeen; closeAt?: number },
   ): Promise<void> {
     await fillMessengerName(id, askName);
-    const owner = first.seen.owner;
-    const now = await Promise.all([
-      redis.get(epochKey(prefix)),
-      redis.get(customerGenKey(prefix, id)),
-      redis.get(threadKeys(prefix, id).gen),
-      owner ? redis.get(agentGenKey(prefix, owner)) : Promise.resolve(null),
-    ]);
-    if (first.seen.tokens.length === now.length && now.every((t, i) => t === first.seen.tokens[i]))
-      return recordSeen(id, first.seen, first.closeAt);
+    const { now } = await cardTokensNow(redis, prefix, id, first.seen.owner);
+    if (sameTokens(first.seen, now)) return recordSeen(id, first.seen, first.closeAt);
     return refresh(slack, id);
   }
 
@@ -368,17 +387,11 @@ export function createCardUpdates(o: CardUpdatesOptions) {
     // opening asks for the refresh that records it and schedules its window's close
     // (slack-delivery.ts `onThreadOpened`). A refresh now would find no thread and record nothing.
     if (message.created) return;
-    const owner = message.customer.ownerAgentId;
-    // One slot ({c:<id>}) for the MGET; the epoch and the agent's gen live elsewhere.
-    const [[text, gen, threadGen], epoch, agentGen] = await Promise.all([
-      redis.mget(seenKey(customerId), customerGenKey(prefix, customerId), threadKeys(prefix, customerId).gen),
-      redis.get(epochKey(prefix)),
-      owner ? redis.get(agentGenKey(prefix, owner)) : Promise.resolve(null),
-    ]);
-    const seen = parseSeen(text);
+    const owner = message.customer.ownerAgentId ?? null;
+    const { now, also } = await cardTokensNow(redis, prefix, customerId, owner, [seenKey(customerId)]);
+    const seen = parseSeen(also[0]);
     // The refresh's tokens are never null but the agent's of an ownerless customer.
-    const same =
-      seen !== undefined && [epoch, gen, threadGen, agentGen].every((t, i) => t === seen.tokens[i]);
+    const same = seen !== undefined && sameTokens(seen, now);
     if (same && !inboundChangesCard(seen, message)) return;
     const nameless = message.customer.displayName == null && message.identityKey.startsWith('psid:');
     await requestRefresh(customerId, coalesceMs, nameless ? message.identityKey : undefined);
